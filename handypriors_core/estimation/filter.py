@@ -1,0 +1,280 @@
+"""EKF tracking of the object pose (paper Sec. III-E, Fig. 3, Table I), over :class:`.ekf.ErrorStateEKF`.
+
+State: ``object2camera`` on SE(3) with a 6x6 tangent covariance (``(rho [m], phi [rad])``, parent-frame
+rotation; see :mod:`.pose_state`).
+
+Motion model ``f`` (control ``u`` = the hand's joint angles and hand2camera): the quasistatic contact
+dynamics of Eq. 9. The hand contact candidates that touched the object at t-1 are followed to t; the rigid
+motion carrying them (weighted Kabsch) moves the object. Without enough contacts the pose is held
+(constant pose) and the larger "free" process noise applies. ``F`` comes from autodiff of ``f`` over the
+tangent.
+
+Observation models (``FilterSettings.observations``), Jacobians by autodiff (``torch.func``) or, for the
+rendered ones, by central differences of one batched render of the 12 perturbed poses:
+
+- ``fingertips``: fingertips that touched the object at t-1 stay on its surface: ``z = 0``,
+  ``h = sdf(tip centre) - tip radius`` (the hand-side observation O_hand of Table I).
+- ``centre``: the observed object mask's centroid [px] (and the mean masked depth [m] when depth exists)
+  against the same statistics of the rendered visible silhouette (O_object).
+- ``silhouette``: dense, every ROI pixel of the observed mask against the rendered visible silhouette,
+  folded into the 6x6 normal equations (information form).
+- ``depth``: dense, the signed distance of each associated depth point to the posed mesh (``z = 0``),
+  robustly weighted (Cauchy), in information form.
+
+Every update is gated (chi-square), and a rejected update leaves the state untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..geometry.transforms import invert_transform, transform_points
+from ..physics.quasistatic import contact_motion
+from ..physics.settings import QuasistaticSettings
+from .ekf import EKFSettings, ErrorStateEKF, StepResult, linearize
+from .modalities import OBJECT, TemporalContext, associate_depth_points, render_scene
+from .observation import Observation
+from .pose_state import PoseState, retract
+from .scene import HandObjectScene, PosedHand
+from .settings import DepthSettings, FilterSettings
+
+__all__ = ["ObjectPoseFilter", "FilterStep", "contact_context"]
+
+_F64 = torch.float64
+_PERTURB_T, _PERTURB_R = 1e-3, 1e-2  # central-difference steps [m], [rad]
+
+
+@dataclass
+class FilterStep:
+    """What one filter step did: motion-model use and each update's result."""
+
+    used_contacts: bool
+    updates: dict[str, StepResult]
+
+
+def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torch.Tensor, distance: float,
+                    previous_poses: list[torch.Tensor], joint_angles: torch.Tensor) -> TemporalContext:
+    """Contact bookkeeping after a frame: which hand candidates and fingertips touch the estimated object."""
+    pose = object2camera.to(scene.device, torch.float32)[None]
+    with torch.no_grad():
+        sd = scene.object_sdf.signed_distance(hand.contact_points, pose).distance  # (1, C)
+        weights = (sd < distance).float()
+        tips = scene.object_sdf.signed_distance(hand.fingertip_centres, pose).distance[0] - scene.fingertip_radius
+        contacts_obj = transform_points(invert_transform(pose), hand.contact_points)
+    return TemporalContext(previous_poses=[p.detach().clone() for p in previous_poses[-2:]],
+                           contact_weights=weights, contacts_object_prev=contacts_obj,
+                           previous_contact_points=hand.contact_points.detach().clone(),
+                           tips_in_contact=tips < distance, previous_joint_angles=joint_angles.detach().clone())
+
+
+def _perturbations(device) -> torch.Tensor:
+    """``(12, 6)`` +- steps along each tangent axis (central differences)."""
+    steps = torch.tensor([_PERTURB_T] * 3 + [_PERTURB_R] * 3, dtype=_F64, device=device)
+    eye = torch.diag(steps)
+    return torch.cat((eye, -eye), 0)
+
+
+class ObjectPoseFilter:
+    """EKF over the object pose with the quasistatic motion model and the selected observations."""
+
+    def __init__(self, scene: HandObjectScene, settings: FilterSettings, depth_settings: DepthSettings,
+                 quasistatic: QuasistaticSettings | None = None) -> None:
+        self.scene = scene
+        self.settings = settings
+        self.depth_settings = depth_settings
+        self.quasistatic = quasistatic if quasistatic is not None else QuasistaticSettings()
+        self.ekf: ErrorStateEKF | None = None
+
+    # ------------------------------------------------------------------------------------------ state
+    def initialize(self, object2camera: torch.Tensor, std_translation: float | None = None,
+                   std_rotation: float | None = None) -> None:
+        """Start from ``object2camera (4, 4)`` with the initial standard deviations of the settings."""
+        s = self.settings
+        st = s.initial_std_translation if std_translation is None else std_translation
+        sr = s.initial_std_rotation if std_rotation is None else std_rotation
+        P = torch.diag(torch.tensor([st * st] * 3 + [sr * sr] * 3, dtype=_F64))
+        state = PoseState.from_pose(object2camera.detach().to("cpu", _F64))
+        self.ekf = ErrorStateEKF(state, P, EKFSettings(jacobian_mode="forward"))
+
+    @property
+    def pose(self) -> torch.Tensor:
+        """``(4, 4)`` float64 current estimate."""
+        return self.ekf.pose
+
+    @property
+    def covariance(self) -> torch.Tensor:
+        """``(6, 6)`` float64 tangent covariance (ROS PoseWithCovariance order)."""
+        return self.ekf.pose_covariance
+
+    def set_pose(self, object2camera: torch.Tensor, covariance: torch.Tensor | None = None) -> None:
+        """Overwrite the estimate (e.g. after refinement), keeping or replacing the covariance."""
+        P = self.ekf.covariance if covariance is None else covariance.to(_F64)
+        self.ekf = ErrorStateEKF(PoseState.from_pose(object2camera.detach().to("cpu", _F64)), P, self.ekf.settings)
+
+    def inflate(self, factor: float) -> None:
+        """Multiply the covariance by ``factor`` (loss of track)."""
+        self.ekf.covariance = self.ekf.covariance * factor
+
+    # ---------------------------------------------------------------------------------------- predict
+    def predict(self, hand: PosedHand, ctx: TemporalContext) -> bool:
+        """Quasistatic prediction from the contacts of t-1; returns whether contacts drove it."""
+        s = self.settings
+        motion = torch.eye(4, dtype=_F64)
+        valid = False
+        if ctx.contact_weights is not None and ctx.previous_contact_points is not None:
+            m, ok = contact_motion(ctx.previous_contact_points.double().cpu(), hand.contact_points.double().cpu(),
+                                   ctx.contact_weights.double().cpu(), self.quasistatic)
+            valid = bool(ok[0])
+            if valid:
+                # contacts that do not move rigidly (fingers sliding over the surface) are no evidence of the
+                # object's motion: fall back to a constant pose with the free-motion noise
+                prev = ctx.previous_contact_points[0].double().cpu()
+                cur = hand.contact_points[0].double().cpu()
+                w = ctx.contact_weights[0].double().cpu()
+                moved = prev @ m[0, :3, :3].transpose(0, 1) + m[0, :3, 3]
+                rms = float(torch.sqrt((w * ((moved - cur) ** 2).sum(-1)).sum() / w.sum()))
+                valid = rms < s.rigid_contact_tolerance
+            if valid:
+                motion = m[0].detach()
+        std_t, std_r = (s.process_std_translation, s.process_std_rotation) if valid else \
+            (s.free_std_translation, s.free_std_rotation)
+        Q = torch.diag(torch.tensor([std_t ** 2] * 3 + [std_r ** 2] * 3, dtype=_F64))
+
+        def f(state: PoseState, u) -> PoseState:
+            return PoseState(motion.to(state.pose) @ state.pose, state.extra)
+
+        self.ekf.predict(f, None, Q)
+        return valid
+
+    # ----------------------------------------------------------------------------------------- update
+    def update(self, obs: Observation, ctx: TemporalContext) -> dict[str, StepResult]:
+        """Apply the configured observations in order; returns each one's :class:`StepResult`."""
+        results: dict[str, StepResult] = {}
+        gate = None if self.settings.gate_probability >= 1 else self.settings.gate_probability
+        for name in self.settings.observations:
+            if name == "fingertips":
+                res = self._update_fingertips(obs, ctx, gate)
+            elif name == "depth":
+                res = self._update_depth(obs, gate)
+            elif name == "silhouette":
+                res = self._update_silhouette(obs, gate)
+            elif name == "centre":
+                res = self._update_centre(obs, gate)
+            else:  # pragma: no cover - settings validate the names
+                continue
+            if res is not None:
+                results[name] = res
+        return results
+
+    def step(self, obs: Observation, ctx: TemporalContext) -> FilterStep:
+        """Predict with the hand motion, then update with the observations of ``obs``."""
+        used = self.predict(obs.hand, ctx)
+        return FilterStep(used, self.update(obs, ctx))
+
+    def _sdf_linearisation(self, points: torch.Tensor):
+        """Signed distance of camera-frame ``points (N, 3)`` at the current pose and its first-order model.
+
+        Returns ``d0 (N,)`` and ``fn(state) -> (N,)``: ``d0 + n_obj . (p_obj(state) - p_obj(x))``, exact to
+        first order (the SDF gradient is the outward normal), written in torch so ``torch.func`` differentiates
+        it over the tangent.
+        """
+        pose = self.ekf.pose
+        with torch.no_grad():
+            sd = self.scene.object_sdf.signed_distance(points[None].to(self.scene.device, torch.float32),
+                                                       pose[None].to(self.scene.device, torch.float32))
+        d0 = sd.distance[0].double().cpu()
+        n_cam = sd.normal[0].double().cpu()
+        R0, t0 = pose[:3, :3], pose[:3, 3]
+        p = points.double().cpu()
+        p_obj0 = (p - t0) @ R0
+        n_obj = n_cam @ R0
+
+        def fn(state: PoseState) -> torch.Tensor:
+            R, t = state.pose[:3, :3], state.pose[:3, 3]
+            p_obj = (p - t) @ R
+            return d0 + ((p_obj - p_obj0) * n_obj).sum(-1)
+
+        return d0, fn
+
+    def _update_fingertips(self, obs: Observation, ctx: TemporalContext, gate) -> StepResult | None:
+        if ctx.tips_in_contact is None or not bool(ctx.tips_in_contact.any()):
+            return None
+        tips = obs.hand.fingertip_centres[0][ctx.tips_in_contact.to(obs.hand.fingertip_centres.device)]
+        d0, fn = self._sdf_linearisation(tips)
+        radius = self.scene.fingertip_radius
+        # a finger that let go (its tip now far from the predicted surface) is no observation of the object
+        near = (d0 - radius).abs() < 2 * self.settings.contact_distance
+        if not bool(near.any()):
+            return None
+        tips = tips[near.to(tips.device)]
+        _, fn = self._sdf_linearisation(tips)
+        var = torch.full((tips.shape[0],), self.settings.fingertip_std ** 2, dtype=_F64)
+        return self.ekf.update(torch.zeros(tips.shape[0], dtype=_F64), lambda s: fn(s) - radius, var,
+                               gate_probability=gate)
+
+    def _update_depth(self, obs: Observation, gate) -> StepResult | None:
+        points = associate_depth_points(self.scene, obs, self.ekf.pose.float().to(self.scene.device),
+                                        self.depth_settings)
+        if points is None:
+            return None
+        _, fn = self._sdf_linearisation(points[0])
+        d, J = linearize(fn, self.ekf.state, "forward")
+        r = -d  # z = 0 (on the surface)
+        c = self.depth_settings.robust_scale
+        w = 1.0 / (1.0 + (r / c) ** 2)  # Cauchy IRLS weights
+        var = self.settings.depth_std ** 2
+        Lam = (J * w[:, None]).transpose(0, 1) @ J / var
+        eta = (J * w[:, None]).transpose(0, 1) @ r / var
+        return self.ekf.update_information(Lam, eta, gate_probability=gate)
+
+    def _rendered_statistics(self, obs: Observation, poses: torch.Tensor) -> torch.Tensor:
+        """Visible object silhouettes ``(B, S, S)`` of ``poses (B, 4, 4)`` (no gradient)."""
+        with torch.no_grad():
+            out = render_scene(self.scene, poses.to(self.scene.device, torch.float32), obs, sigma=1.0, gamma=1e-2,
+                               depth=False, colour=False)
+        return out.visible[:, OBJECT].double().cpu()
+
+    def _perturbed_renders(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
+        """Visible silhouette at the estimate ``(S, S)`` and its Jacobian ``(S*S, 6)`` (central differences)."""
+        state = self.ekf.state
+        deltas = _perturbations(state.pose.device)
+        poses = torch.stack([state.pose] + [retract(state, d).pose for d in deltas], 0)
+        sil = self._rendered_statistics(obs, poses)
+        base = sil[0]
+        plus, minus = sil[1:7], sil[7:]
+        steps = deltas[:6].diagonal()
+        J = ((plus - minus) / (2 * steps[:, None, None])).reshape(6, -1).transpose(0, 1)
+        return base, J
+
+    def _update_silhouette(self, obs: Observation, gate) -> StepResult | None:
+        if obs.mask is None:
+            return None
+        base, J = self._perturbed_renders(obs)
+        r = (obs.mask[0].double().cpu() - base).reshape(-1)
+        var = self.settings.silhouette_std ** 2
+        Lam = J.transpose(0, 1) @ J / var
+        eta = J.transpose(0, 1) @ r / var
+        return self.ekf.update_information(Lam, eta, gate_probability=gate)
+
+    def _update_centre(self, obs: Observation, gate) -> StepResult | None:
+        if obs.mask is None or float(obs.mask.sum()) < 4:
+            return None
+        base, J = self._perturbed_renders(obs)
+        S = obs.roi_camera.width
+        ys, xs = torch.meshgrid(torch.arange(S, dtype=_F64), torch.arange(S, dtype=_F64), indexing="ij")
+        coords = torch.stack((xs.reshape(-1), ys.reshape(-1)), -1)  # (S*S, 2)
+        m = obs.mask[0].double().cpu().reshape(-1)
+        b = base.reshape(-1)
+        if float(b.sum()) < 4:
+            return None
+        z = (m[:, None] * coords).sum(0) / m.sum()
+        h0 = (b[:, None] * coords).sum(0) / b.sum()
+        # d centroid / d silhouette, chained with the silhouette Jacobian
+        dh = (coords - h0) / b.sum()  # (S*S, 2)
+        H = dh.transpose(0, 1) @ J  # (2, 6)
+        px_scale = (obs.box[2] - obs.box[0]) / S  # ROI px -> image px
+        var = (self.settings.centre_std_px / px_scale) ** 2
+        return self.ekf.update(z, lambda s: h0, torch.full((2,), var, dtype=_F64), jacobian=H,
+                               gate_probability=gate)

@@ -1,0 +1,175 @@
+"""Modalities: each turns a frame's observation and an object pose into a loss term or residuals.
+
+The refiner sums weighted losses (paper Eq. 6 and L_physics); the filter uses residuals of the same terms
+(see :mod:`.filter`). Every function is batched over poses ``object2camera (B, 4, 4)`` so the filter can
+evaluate perturbed poses in one call.
+
+Rendering modalities take the :class:`~handypriors_core.render.renderer.RenderOutput` of the joined
+hand + object scene at ROI resolution (:func:`render_scene`), where the rendered hand occludes the object:
+
+- ``mask`` (Eq. 2): ``mean_px (S_vis - M_obj)^2`` between the object's *visible* soft silhouette and the
+  observed object mask.
+- ``img`` (Eq. 1): ``sum_px w |S_vis I_r - M_obj I_in|^2 / sum w`` with ``w`` the observed object mask: the
+  rendered object colour where the object is visible (hand pixels excluded by the occlusion) against the
+  input image cropped by the mask.
+- ``depth``: robust (Geman-McClure) disagreement between observed depth and the object surface, as two
+  parts: the rendered depth against the aligned depth image over the visible object (holes ignored), and
+  the signed distance of back-projected object depth points to the posed mesh (point-to-surface).
+
+Physics modalities (Sec. III-C) use the contact queries: ``penetration`` (Eq. 3, both directions),
+``sliding`` (object-frame contact points of t-1 and t), ``con`` (Eq. 4) and ``smo`` (Eq. 5) on object
+surface samples against the previous estimates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ..geometry.transforms import invert_transform, transform_points
+from ..priors.losses import consistency_loss, penetration_loss, sliding_loss, smoothness_loss
+from ..render.renderer import RenderOutput
+from .observation import Observation
+from .scene import OBJECT, HandObjectScene
+from .settings import DepthSettings
+
+__all__ = [
+    "TemporalContext",
+    "render_scene",
+    "geman_mcclure",
+    "associate_depth_points",
+    "mask_loss",
+    "image_loss",
+    "depth_loss",
+    "penetration_term",
+    "sliding_term",
+    "consistency_term",
+    "smoothness_term",
+]
+
+
+@dataclass
+class TemporalContext:
+    """What the temporal and contact terms know about earlier frames.
+
+    Attributes:
+        previous_poses: object2camera ``(4, 4)`` estimates of earlier frames, oldest first (at most 2 used).
+        contact_weights: ``(1, C)`` weights of the hand contact candidates that touched the object at t-1
+            (0 = no contact), or None.
+        contacts_object_prev: ``(1, C, 3)`` those candidates at t-1 in the object frame [m], or None.
+        previous_contact_points: ``(1, C, 3)`` the candidates at t-1 in the camera frame [m], or None.
+        tips_in_contact: ``(T,)`` bool, fingertips touching the object at t-1, or None.
+        previous_joint_angles: ``(J,)`` [rad] at t-1, or None.
+    """
+
+    previous_poses: list[torch.Tensor] = field(default_factory=list)
+    contact_weights: torch.Tensor | None = None
+    contacts_object_prev: torch.Tensor | None = None
+    previous_contact_points: torch.Tensor | None = None
+    tips_in_contact: torch.Tensor | None = None
+    previous_joint_angles: torch.Tensor | None = None
+
+
+def render_scene(scene: HandObjectScene, object2camera: torch.Tensor, obs: Observation, sigma: float,
+                 gamma: float, depth: bool, colour: bool) -> RenderOutput:
+    """Soft render of hand + object at ROI resolution for poses ``object2camera (B, 4, 4)``."""
+    verts, faces, inst = scene.scene_mesh(object2camera, obs.hand)
+    colors = None
+    if colour:
+        hand_col = torch.full((obs.hand.verts.shape[1], 3), 0.25, device=verts.device)
+        colors = torch.cat((hand_col, scene.object_vertex_colors), 0)[None]
+    return scene.renderer(verts, faces, obs.roi_camera, face_instance=inst, num_instances=2, depth=depth,
+                          vertex_colors=colors, sigma=sigma, gamma=gamma)
+
+
+def geman_mcclure(residual: torch.Tensor, scale: float) -> torch.Tensor:
+    """Robust penalty ``r^2 / (r^2 + c^2)`` in [0, 1) (bounded: outliers cost at most 1)."""
+    r2 = residual * residual
+    return r2 / (r2 + scale * scale)
+
+
+def associate_depth_points(scene: HandObjectScene, obs: Observation, object2camera: torch.Tensor,
+                           settings: DepthSettings) -> torch.Tensor | None:
+    """Depth points ``(1, N, 3)`` within ``association_distance`` of the surface at pose ``(4, 4)``, or None."""
+    if obs.depth_points is None:
+        return None
+    with torch.no_grad():
+        d = scene.object_sdf.signed_distance(obs.depth_points, object2camera[None].to(obs.depth_points.dtype))
+    keep = d.distance[0].abs() < settings.association_distance
+    if int(keep.sum()) < 10:
+        return None
+    return obs.depth_points[:, keep]
+
+
+def mask_loss(render: RenderOutput, obs: Observation) -> torch.Tensor:
+    """Eq. 2 over the ROI: ``(B,)`` mean squared difference of visible object silhouette and observed mask."""
+    if obs.mask is None:
+        return render.visible.new_zeros(render.visible.shape[0])
+    return ((render.visible[:, OBJECT] - obs.mask) ** 2).mean((-1, -2))
+
+
+def image_loss(render: RenderOutput, obs: Observation) -> torch.Tensor:
+    """Eq. 1 over the ROI: ``(B,)`` masked squared colour difference (intensities in [0, 1])."""
+    if render.rgb is None or obs.mask is None:
+        return render.visible.new_zeros(render.visible.shape[0])
+    vis = render.visible[:, OBJECT, ..., None]
+    diff = vis * render.rgb - obs.mask[..., None] * obs.rgb
+    w = obs.mask[..., None]
+    return ((w * diff * diff).sum((1, 2, 3)) / (3 * w.sum((1, 2, 3)).clamp_min(1.0)))
+
+
+def depth_loss(render: RenderOutput | None, obs: Observation, scene: HandObjectScene, object2camera: torch.Tensor,
+               points: torch.Tensor | None, settings: DepthSettings) -> torch.Tensor:
+    """Robust depth term ``(B,)``: rendered vs observed depth over the visible object, plus point-to-surface."""
+    B = object2camera.shape[0]
+    loss = object2camera.new_zeros(B)
+    if render is not None and render.depth is not None and obs.depth is not None:
+        w = render.visible[:, OBJECT].detach() * (obs.depth > 0)
+        r = torch.where(obs.depth > 0, render.depth - obs.depth, torch.zeros_like(render.depth))
+        loss = loss + (w * geman_mcclure(r, settings.robust_scale)).sum((-1, -2)) / w.sum((-1, -2)).clamp_min(1.0)
+    if points is not None:
+        d = scene.object_sdf.signed_distance(points.expand(B, -1, -1), object2camera).distance
+        loss = loss + geman_mcclure(d, settings.robust_scale).mean(-1)
+    return loss
+
+
+def penetration_term(scene: HandObjectScene, obs: Observation, object2camera: torch.Tensor,
+                     reverse_weight: float) -> torch.Tensor:
+    """Eq. 3 in both directions [m]: hand points inside the object and object samples inside the hand."""
+    B = object2camera.shape[0]
+    hand_points = torch.cat((obs.hand.surface_points, obs.hand.contact_points), 1).expand(B, -1, -1)
+    d_hand = scene.object_sdf.signed_distance(hand_points, object2camera).distance
+    d_obj = None
+    if reverse_weight > 0:
+        samples = scene.object_sample_points(object2camera)
+        d_obj = scene.hand_geometry.signed_distance(samples, obs.hand.verts.expand(B, -1, -1)).distance
+    return penetration_loss(d_hand, d_obj, reverse_weight=reverse_weight, reduction="mean")
+
+
+def sliding_term(obs: Observation, object2camera: torch.Tensor, ctx: TemporalContext) -> torch.Tensor:
+    """L_sliding [m]: contact candidates of t-1, seen in the object frame, must not move at t."""
+    if ctx.contact_weights is None or ctx.contacts_object_prev is None or not bool((ctx.contact_weights > 0).any()):
+        return object2camera.new_zeros(())
+    B = object2camera.shape[0]
+    cur = transform_points(invert_transform(object2camera), obs.hand.contact_points.expand(B, -1, -1))
+    return sliding_loss(ctx.contacts_object_prev.expand(B, -1, -1), cur, ctx.contact_weights.expand(B, -1))
+
+
+def consistency_term(scene: HandObjectScene, object2camera: torch.Tensor, ctx: TemporalContext) -> torch.Tensor:
+    """Eq. 4 for the object [m^2]: its surface samples at t against the estimate of t-1."""
+    if not ctx.previous_poses:
+        return object2camera.new_zeros(())
+    cur = scene.object_sample_points(object2camera)
+    prev = scene.object_sample_points(ctx.previous_poses[-1][None].to(object2camera)).expand_as(cur)
+    return consistency_loss(cur, prev, None, None)
+
+
+def smoothness_term(scene: HandObjectScene, object2camera: torch.Tensor, ctx: TemporalContext) -> torch.Tensor:
+    """Eq. 5 [m^2]: acceleration of the object's surface samples over t-2, t-1, t."""
+    if len(ctx.previous_poses) < 2:
+        return object2camera.new_zeros(())
+    cur = scene.object_sample_points(object2camera)
+    p1 = scene.object_sample_points(ctx.previous_poses[-1][None].to(object2camera)).expand_as(cur)
+    p2 = scene.object_sample_points(ctx.previous_poses[-2][None].to(object2camera)).expand_as(cur)
+    return smoothness_loss(cur, p1, p2)

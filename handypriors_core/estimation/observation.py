@@ -1,0 +1,164 @@
+"""One frame's observation, prepared once for every modality: region of interest, crops, depth points.
+
+``prepare_observation(frame, scene, object2camera_pred, settings)`` crops the image, mask and depth to a
+square region of interest around the predicted object (resampled to ``roi.size`` px, with a camera whose
+intrinsics match the crop), poses the known hand, and back-projects the depth pixels that are not hand.
+Modalities then compare renders at ROI resolution with these crops, so their cost does not depend on the
+camera resolution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..geometry.camera import PinholeCamera, crop_and_resize_image
+from ..geometry.transforms import transform_points
+from ..io.frame import Frame
+from .scene import HandObjectScene, PosedHand
+from .settings import DepthSettings, ROISettings
+
+__all__ = ["Observation", "prepare_observation", "roi_box"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A frame prepared for the modalities (device tensors).
+
+    Attributes:
+        frame: the source frame (CPU).
+        hand: the posed hand (camera frame).
+        box: ``(x0, y0, x1, y1)`` ROI in full-image pixels.
+        camera: full-image camera on the device; roi_camera: the ROI's camera (``roi.size`` square).
+        mask: ``(1, S, S)`` object mask in [0, 1] over the ROI, or None.
+        rgb: ``(1, S, S, 3)`` colour in [0, 1] over the ROI.
+        depth: ``(1, S, S)`` depth [m] over the ROI, 0 where invalid; None without depth.
+        depth_points: ``(1, N, 3)`` back-projected valid depth pixels of the ROI that are not hand [m, camera
+            frame], or None.
+        mask_full: ``(H, W)`` full-resolution object mask on the device, or None.
+    """
+
+    frame: Frame
+    hand: PosedHand
+    box: tuple[float, float, float, float]
+    camera: PinholeCamera
+    roi_camera: PinholeCamera
+    mask: torch.Tensor | None
+    rgb: torch.Tensor
+    depth: torch.Tensor | None
+    depth_points: torch.Tensor | None
+    mask_full: torch.Tensor | None
+
+
+def roi_box(scene: HandObjectScene, camera: PinholeCamera, object2camera: torch.Tensor,
+            settings: ROISettings) -> tuple[float, float, float, float]:
+    """Square crop box ``(x0, y0, x1, y1)`` [px] around the projected bounding box of the object.
+
+    The box is the projection of the object's 3D bounding box, grown by ``settings.margin`` on each side and
+    to at least ``settings.min_box`` px; it may extend past the image border (padding renders as empty).
+    """
+    corners = transform_points(object2camera[None].to(scene.dtype), scene.object_bounding_corners()[None])
+    uv = camera.project(corners)[0]
+    lo, hi = uv.min(0).values, uv.max(0).values
+    centre = 0.5 * (lo + hi)
+    half = 0.5 * float((hi - lo).max()) * (1 + 2 * settings.margin)
+    half = max(half, 0.5 * settings.min_box)
+    # keep the crop within a sane range of the image (an object far outside gives an edge crop)
+    cx = float(centre[0].clamp(-camera.width, 2 * camera.width))
+    cy = float(centre[1].clamp(-camera.height, 2 * camera.height))
+    half = min(half, 2.0 * max(camera.width, camera.height))
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+def _crop_depth(depth: torch.Tensor, box, size: int) -> torch.Tensor:
+    """Nearest-neighbour crop of ``depth (H, W)`` [m, NaN invalid] to ``(1, size, size)``, 0 where invalid."""
+    H, W = depth.shape
+    x0, y0, x1, y1 = box
+    s = (x1 - x0) / size
+    centres = torch.arange(size, device=depth.device, dtype=torch.float32) + 0.5
+    xs = (x0 + centres * s - 0.5).round().long()
+    ys = (y0 + centres * (y1 - y0) / size - 0.5).round().long()
+    inside_x = (xs >= 0) & (xs < W)
+    inside_y = (ys >= 0) & (ys < H)
+    crop = depth[ys.clamp(0, H - 1)][:, xs.clamp(0, W - 1)]
+    crop = torch.where(inside_y[:, None] & inside_x[None, :], crop, torch.full_like(crop, float("nan")))
+    return torch.nan_to_num(crop, nan=0.0)[None]
+
+
+def _depth_points(frame_depth: torch.Tensor, camera: PinholeCamera, box, max_points: int) -> torch.Tensor | None:
+    """Valid depth pixels inside ``box`` back-projected to ``(1, N, 3)`` [m], evenly subsampled to ``max_points``."""
+    H, W = frame_depth.shape
+    x0, y0, x1, y1 = (int(max(0, min(W, round(box[0])))), int(max(0, min(H, round(box[1])))),
+                      int(max(0, min(W, round(box[2])))), int(max(0, min(H, round(box[3])))))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    patch = frame_depth[y0:y1, x0:x1]
+    valid = torch.isfinite(patch) & (patch > 0)
+    count = int(valid.sum())
+    if count < 10:
+        return None
+    stride = max(1, int((count / max_points) ** 0.5))
+    sub = torch.zeros_like(valid)
+    sub[::stride, ::stride] = True
+    ys, xs = torch.nonzero(valid & sub, as_tuple=True)
+    if ys.numel() > max_points:
+        keep = torch.linspace(0, ys.numel() - 1, max_points, device=ys.device).round().long()
+        ys, xs = ys[keep], xs[keep]
+    pixels = torch.stack(((xs + x0).float(), (ys + y0).float()), -1)[None]
+    z = patch[ys, xs][None]
+    return camera.unproject(pixels, z)
+
+
+def prepare_observation(
+    frame: Frame,
+    scene: HandObjectScene,
+    object2camera_pred: torch.Tensor,
+    roi: ROISettings,
+    depth_settings: DepthSettings,
+    object_mask: torch.Tensor | None = None,
+    hand: PosedHand | None = None,
+) -> Observation:
+    """Crop ``frame`` around the predicted object pose ``object2camera_pred (4, 4)`` and pose the hand.
+
+    Args:
+        frame: the frame (CPU tensors).
+        scene: bodies, renderer and contact queries (its device is used).
+        object2camera_pred: predicted object pose (the crop is centred on it).
+        roi, depth_settings: region-of-interest and depth-association settings.
+        object_mask: ``(H, W)`` object mask in [0, 1] from a segmenter; defaults to ``frame.object_mask``.
+        hand: the hand already posed for this frame (posed here when None).
+    """
+    device = scene.device
+    camera = frame.camera.to(device, torch.float32)
+    pose = object2camera_pred.to(device, torch.float32)
+    box = roi_box(scene, camera, pose, roi)
+    size = roi.size
+    roi_camera = camera.crop_and_resize(box, size, size)
+    hand = hand if hand is not None else scene.pose_hand(frame.joint_angles, frame.hand2camera)
+    rgb = frame.rgb.to(device).permute(2, 0, 1)[None].float() / 255.0
+    rgb_roi = crop_and_resize_image(rgb, box, size, size)[0].permute(1, 2, 0)[None]
+    mask_src = object_mask if object_mask is not None else frame.object_mask
+    mask_full = mask_roi = None
+    if mask_src is not None:
+        mask_full = mask_src.to(device, torch.float32)
+        # area-style downsampling: blur before bilinear sampling when the crop shrinks a lot
+        shrink = (box[2] - box[0]) / size
+        m = mask_full[None, None]
+        if shrink > 1.5:
+            k = int(round(shrink)) | 1
+            m = F.avg_pool2d(m, k, stride=1, padding=k // 2, count_include_pad=False)
+        mask_roi = crop_and_resize_image(m, box, size, size)[0].clamp(0, 1)
+    depth_roi = points = None
+    if frame.depth is not None:
+        depth_full = frame.depth.to(device, torch.float32)
+        depth_roi = _crop_depth(depth_full, box, size)
+        points = _depth_points(depth_full, camera, box, depth_settings.max_points)
+        if points is not None:
+            # drop finger pixels: depth points on or inside the known hand surface
+            sd = scene.hand_geometry.signed_distance(points, hand.verts)
+            keep = sd.distance[0] > depth_settings.hand_clearance
+            points = points[:, keep] if int(keep.sum()) >= 10 else None
+    return Observation(frame=frame, hand=hand, box=box, camera=camera, roi_camera=roi_camera, mask=mask_roi,
+                       rgb=rgb_roi, depth=depth_roi, depth_points=points, mask_full=mask_full)

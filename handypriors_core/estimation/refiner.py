@@ -1,0 +1,210 @@
+"""Optimisation-based refinement (paper Sec. III-D): Adam over the object pose with all loss terms.
+
+The pose is parameterised minimally around its starting value with the filter's retraction
+(:func:`~.pose_state.retract`): ``R = exp([phi]x) R0``, ``t = t0 + rho`` with ``(rho [m], phi [rad])``.
+Optionally a small correction of hand2camera is optimised as well (calibration error), kept small by a
+quadratic prior.
+
+Per iteration: render hand + object at ROI resolution (the sharpness ``sigma`` follows a geometric
+coarse-to-fine schedule), evaluate the selected terms (:mod:`.modalities`), take an Adam step. A step whose
+loss or gradient is not finite is refused (the previous parameters are kept and the refinement stops), and
+the best pose seen is returned. The online refiner stops at its iteration count, its time budget or when
+the loss stops changing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from ..geometry.rotations import axis_angle_to_matrix
+from ..geometry.transforms import make_transform
+from ..priors.losses import LossWeights
+from .modalities import (
+    TemporalContext,
+    associate_depth_points,
+    consistency_term,
+    depth_loss,
+    image_loss,
+    mask_loss,
+    penetration_term,
+    render_scene,
+    sliding_term,
+    smoothness_term,
+)
+from .observation import Observation
+from .scene import HandObjectScene
+from .settings import DepthSettings, RefineSettings
+
+__all__ = ["RefineResult", "PoseRefiner", "apply_pose_delta"]
+
+
+def apply_pose_delta(pose: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``pose (B, 4, 4)`` moved by ``delta (B, 6) = (rho [m], phi [rad])``: ``R <- exp(phi) R``, ``t <- t + rho``."""
+    R = axis_angle_to_matrix(delta[:, 3:]) @ pose[:, :3, :3]
+    return make_transform(R, pose[:, :3, 3] + delta[:, :3])
+
+
+@dataclass
+class RefineResult:
+    """Outcome of a refinement.
+
+    Attributes:
+        object2camera: ``(4, 4)`` refined pose (detached, float32).
+        hand2camera_correction: ``(4, 4)`` correction applied to hand2camera (identity when not optimised).
+        loss: final total loss; initial_loss: loss at the start.
+        iterations: Adam steps taken; elapsed: wall time [s]; stopped: why it stopped.
+        terms: final value of each weighted term.
+    """
+
+    object2camera: torch.Tensor
+    hand2camera_correction: torch.Tensor
+    loss: float
+    initial_loss: float
+    iterations: int
+    elapsed: float
+    stopped: str
+    terms: dict[str, float] = field(default_factory=dict)
+
+
+class PoseRefiner:
+    """Adam refinement of the object pose over the weighted loss terms."""
+
+    def __init__(self, scene: HandObjectScene, settings: RefineSettings, weights: LossWeights,
+                 depth_settings: DepthSettings) -> None:
+        self.scene = scene
+        self.settings = settings
+        self.weights = weights
+        self.depth_settings = depth_settings
+
+    def active_terms(self) -> list[str]:
+        """Terms selected in the settings whose weight is positive."""
+        return [t for t in self.settings.terms if self.weights.weight(t) > 0]
+
+    def losses(self, object2camera: torch.Tensor, obs: Observation, ctx: TemporalContext, sigma: float,
+               depth_points: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Unweighted value of each active term for poses ``(B, 4, 4)``: ``{name: (B,) or ()}``."""
+        terms = self.active_terms()
+        need_render = any(t in terms for t in ("mask", "img")) or ("depth" in terms and obs.depth is not None)
+        render = None
+        if need_render:
+            render = render_scene(self.scene, object2camera, obs, sigma, self.settings.gamma,
+                                  depth="depth" in terms and obs.depth is not None, colour="img" in terms)
+        out: dict[str, torch.Tensor] = {}
+        for term in terms:
+            if term == "mask":
+                out[term] = mask_loss(render, obs)
+            elif term == "img":
+                out[term] = image_loss(render, obs)
+            elif term == "depth":
+                out[term] = depth_loss(render, obs, self.scene, object2camera, depth_points, self.depth_settings)
+            elif term == "penetration":
+                out[term] = penetration_term(self.scene, obs, object2camera, self.weights.penetration_reverse_weight)
+            elif term == "sliding":
+                out[term] = sliding_term(obs, object2camera, ctx)
+            elif term == "con":
+                out[term] = consistency_term(self.scene, object2camera, ctx)
+            elif term == "smo":
+                out[term] = smoothness_term(self.scene, object2camera, ctx)
+        return out
+
+    def total(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Weighted sum of the terms (batch mean)."""
+        total = None
+        for name, value in terms.items():
+            part = self.weights.weight(name) * value.mean()
+            total = part if total is None else total + part
+        return total if total is not None else torch.zeros((), device=self.scene.device)
+
+    def refine(self, object2camera: torch.Tensor, obs: Observation, ctx: TemporalContext,
+               iterations: int | None = None, time_budget: float | None = None) -> RefineResult:
+        """Refine ``object2camera (4, 4)`` on one observation (online, per frame)."""
+        s = self.settings
+        iterations = s.iterations if iterations is None else iterations
+        budget = s.time_budget if time_budget is None else time_budget
+        start = time.perf_counter()
+        device = self.scene.device
+        pose0 = object2camera.to(device, torch.float32)[None].detach()
+        delta = torch.zeros(1, 6, device=device, requires_grad=True)
+        params = [{"params": [delta], "lr": 1.0}]
+        hand_delta = None
+        if s.optimize_hand2camera:
+            hand_delta = torch.zeros(1, 6, device=device, requires_grad=True)
+            params.append({"params": [hand_delta], "lr": s.lr_hand2camera})
+        optimizer = torch.optim.Adam(params, lr=1.0)
+        # per-component step sizes: Adam's step is ~lr in each coordinate, so scale the parameters instead
+        scale = torch.tensor([s.lr_translation] * 3 + [s.lr_rotation] * 3, device=device)
+        points = associate_depth_points(self.scene, obs, pose0[0], self.depth_settings) \
+            if "depth" in self.active_terms() else None
+        base_hand = obs.hand
+        best = (math.inf, pose0[0].clone(), torch.eye(4, device=device), {})
+        initial = math.nan
+        previous = math.inf
+        flat = 0
+        stopped = "iterations"
+        it = 0
+        for it in range(iterations + 1):
+            frac = it / max(iterations, 1)
+            sigma = s.sigma_start * (s.sigma_end / s.sigma_start) ** frac
+            pose = apply_pose_delta(pose0, delta * scale)
+            obs_it = obs
+            correction = torch.eye(4, device=device)
+            if hand_delta is not None:
+                correction = apply_pose_delta(torch.eye(4, device=device)[None], hand_delta)[0]
+                obs_it = _with_corrected_hand(obs, base_hand, correction)
+            terms = self.losses(pose, obs_it, ctx, sigma, points)
+            loss = self.total(terms)
+            if hand_delta is not None:
+                loss = loss + s.hand2camera_prior * (hand_delta[:, :3] ** 2).sum() \
+                    + s.hand2camera_prior * 0.01 * (hand_delta[:, 3:] ** 2).sum()
+            value = float(loss.detach())
+            if it == 0:
+                initial = value
+            if not math.isfinite(value):
+                stopped = "non_finite_loss"
+                break
+            if value < best[0]:
+                best = (value, pose[0].detach().clone(), correction.detach().clone(),
+                        {k: float(self.weights.weight(k) * v.detach().mean()) for k, v in terms.items()})
+            if it == iterations:
+                break
+            if budget > 0 and time.perf_counter() - start > budget:
+                stopped = "time_budget"
+                break
+            rel = abs(previous - value) / max(abs(value), 1e-12)
+            flat = flat + 1 if rel < s.convergence_tolerance else 0
+            if flat >= 3:
+                stopped = "converged"
+                break
+            previous = value
+            optimizer.zero_grad(set_to_none=True)
+            if not loss.requires_grad:
+                stopped = "no_gradient"
+                break
+            loss.backward()
+            grads = [p.grad for p in (delta, hand_delta) if p is not None and p.grad is not None]
+            if any(not bool(torch.isfinite(g).all()) for g in grads):
+                stopped = "non_finite_gradient"
+                break
+            optimizer.step()
+        return RefineResult(object2camera=best[1], hand2camera_correction=best[2], loss=best[0],
+                            initial_loss=initial, iterations=it, elapsed=time.perf_counter() - start,
+                            stopped=stopped, terms=best[3])
+
+
+def _with_corrected_hand(obs: Observation, hand, correction: torch.Tensor) -> Observation:
+    """``obs`` with its posed hand moved by ``correction (4, 4)`` applied in the camera frame."""
+    from dataclasses import replace
+
+    from ..geometry.transforms import transform_points
+
+    T = correction[None]
+    moved = replace(hand, verts=transform_points(T, hand.verts),
+                    contact_points=transform_points(T, hand.contact_points),
+                    surface_points=transform_points(T, hand.surface_points),
+                    fingertip_centres=transform_points(T, hand.fingertip_centres),
+                    hand2camera=correction @ hand.hand2camera)
+    return replace(obs, hand=moved)

@@ -1,0 +1,142 @@
+"""The two bodies of a hand-object scene and what every modality needs of them.
+
+``HandObjectScene`` owns the hand model (URDF or MANO, same interface), the object model, the renderer and
+the contact queries, so a modality never builds any of them. The hand pose is known per frame (robot hand:
+joint states + hand2camera), so :meth:`HandObjectScene.pose_hand` evaluates it once per frame into a
+:class:`PosedHand`; the object pose is what the estimators vary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..geometry.transforms import transform_points
+from ..models.rigid_object import RigidObject
+from ..physics.hand_geometry import HandGeometry
+from ..physics.sdf import ObjectSDF
+from ..physics.settings import ContactSettings
+from ..render.renderer import Renderer
+from ..render.settings import RenderSettings
+
+__all__ = ["PosedHand", "HandObjectScene", "HAND", "OBJECT"]
+
+#: Instance ids in rendered silhouettes.
+HAND, OBJECT = 0, 1
+
+
+@dataclass(frozen=True)
+class PosedHand:
+    """The hand at one frame, in the camera frame (metres); tensors carry a batch dimension of 1.
+
+    Attributes:
+        verts: ``(1, Vh, 3)`` hand mesh vertices.
+        contact_points: ``(1, C, 3)`` candidate contact points (palm-side surfaces, fingertips).
+        surface_points: ``(1, P, 3)`` evenly spread surface points (penetration checks).
+        fingertip_centres: ``(1, T, 3)`` fingertip link origins.
+        joint_angles: ``(J,)`` [rad]; hand2camera: ``(4, 4)``.
+    """
+
+    verts: torch.Tensor
+    contact_points: torch.Tensor
+    surface_points: torch.Tensor
+    fingertip_centres: torch.Tensor
+    joint_angles: torch.Tensor
+    hand2camera: torch.Tensor
+
+
+class HandObjectScene:
+    """Hand model + object model + renderer + contact queries on one device.
+
+    Args:
+        hand: a hand model with ``mesh``, ``contact_candidates``, ``surface_points``, ``fingertips``
+            (:class:`~handypriors_core.models.URDFHand` or the MANO layer).
+        obj: the object model (metres, object frame).
+        device: torch device of all per-frame work.
+        render_settings, contact_settings: component settings (defaults if None).
+        fingertip_radius: radius [m] of the fingertip spheres around ``fingertip_centres`` (Allegro: 0.012).
+        object_samples: number of object surface samples used by the temporal terms and reverse penetration.
+    """
+
+    def __init__(
+        self,
+        hand,
+        obj: RigidObject,
+        device: str | torch.device = "cpu",
+        render_settings: RenderSettings | None = None,
+        contact_settings: ContactSettings | None = None,
+        fingertip_radius: float = 0.012,
+        object_samples: int = 256,
+    ) -> None:
+        self.device = torch.device(device)
+        self.dtype = torch.float32
+        self.hand = hand.to(self.device) if hasattr(hand, "to") else hand
+        self.object = obj.to(self.device, self.dtype)
+        self.renderer = Renderer(render_settings)
+        self.object_sdf = ObjectSDF(self.object.verts, self.object.faces, contact_settings)
+        self.hand_faces = self.hand.faces.to(self.device)
+        self.hand_geometry = HandGeometry(self.hand_faces, contact_settings)
+        self.fingertip_radius = float(fingertip_radius)
+        step = max(1, self.object.samples.shape[0] // object_samples)
+        self.object_samples = self.object.samples[::step][:object_samples].contiguous()  # (S, 3)
+        verts, faces = self.object.verts, self.object.faces
+        self._object_faces = faces
+        colors = self.object.vertex_colors
+        self.object_vertex_colors = colors if colors is not None else torch.full_like(verts, 0.6)
+        self.num_hand_verts = int(self.hand.template_verts.shape[0]) if hasattr(self.hand, "template_verts") else None
+
+    # ----------------------------------------------------------------------------------------- hand
+    def pose_hand(self, joint_angles: torch.Tensor, hand2camera: torch.Tensor) -> PosedHand:
+        """Evaluate the hand at ``joint_angles (J,)`` [rad] and ``hand2camera (4, 4)`` in the camera frame."""
+        q = joint_angles.to(self.device, self.dtype)[None]
+        T = hand2camera.to(self.device, self.dtype)[None]
+        verts, _, _ = self.hand.mesh(q)
+        return PosedHand(
+            verts=transform_points(T, verts),
+            contact_points=transform_points(T, self.hand.contact_candidates(q)),
+            surface_points=transform_points(T, self.hand.surface_points(q)),
+            fingertip_centres=transform_points(T, self.hand.fingertips(q)),
+            joint_angles=q[0],
+            hand2camera=T[0],
+        )
+
+    # --------------------------------------------------------------------------------------- object
+    @property
+    def object_faces(self) -> torch.Tensor:
+        """``(Fo, 3)`` long object triangles."""
+        return self._object_faces
+
+    def object_verts(self, object2camera: torch.Tensor) -> torch.Tensor:
+        """Object mesh vertices ``(B, Vo, 3)`` [m, camera frame] for poses ``object2camera (B, 4, 4)``."""
+        return transform_points(object2camera, self.object.verts.expand(object2camera.shape[0], -1, -1))
+
+    def object_sample_points(self, object2camera: torch.Tensor) -> torch.Tensor:
+        """Object surface samples ``(B, S, 3)`` [m, camera frame]."""
+        return transform_points(object2camera, self.object_samples.expand(object2camera.shape[0], -1, -1))
+
+    def scene_mesh(self, object2camera: torch.Tensor, hand: PosedHand) -> tuple[torch.Tensor, torch.Tensor,
+                                                                                 torch.Tensor]:
+        """Joined hand + object mesh for the renderer.
+
+        Returns ``verts (B, Vh + Vo, 3)`` [m, camera frame], ``faces (Fh + Fo, 3)`` and ``face_instance``
+        (:data:`HAND` = 0, :data:`OBJECT` = 1).
+        """
+        B = object2camera.shape[0]
+        obj = self.object_verts(object2camera)
+        verts = torch.cat((hand.verts.expand(B, -1, -1), obj), 1)
+        if not hasattr(self, "_joined") or self._joined[0].device != verts.device:
+            Vh = hand.verts.shape[1]
+            faces = torch.cat((self.hand_faces, self._object_faces + Vh), 0)
+            inst = torch.cat((torch.full((self.hand_faces.shape[0],), HAND, dtype=torch.long, device=verts.device),
+                              torch.full((self._object_faces.shape[0],), OBJECT, dtype=torch.long,
+                                         device=verts.device)))
+            self._joined = (faces, inst)
+        return verts, self._joined[0], self._joined[1]
+
+    def object_bounding_corners(self) -> torch.Tensor:
+        """``(8, 3)`` corners of the object's axis-aligned bounding box [m, object frame]."""
+        lo = self.object.verts.min(0).values
+        hi = self.object.verts.max(0).values
+        idx = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], device=lo.device)
+        return torch.where(idx.bool(), hi, lo)

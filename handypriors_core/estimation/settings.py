@@ -1,0 +1,250 @@
+"""Settings of the estimators (refiner, filter, tracker), one dataclass per component.
+
+They are built from the ``tracking`` section of ``config/allegro_tracking.yaml`` (the file the ROS node and the
+CLI both read) with :func:`load_tracking_settings`; every field has a documented default.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..config import find_config, load_yaml, settings_from_dict
+from ..errors import ConfigError
+from ..priors.losses import LossWeights
+
+__all__ = [
+    "ROISettings",
+    "DepthSettings",
+    "RefineSettings",
+    "FilterSettings",
+    "QualitySettings",
+    "TrackerSettings",
+    "load_tracking_settings",
+]
+
+#: Observation models of the filter (paper Table I plus depth): see :mod:`.filter`.
+FilterObservation = Literal["centre", "fingertips", "silhouette", "depth"]
+#: Loss terms of the refiner (paper Eq. 1-5 plus depth): see :mod:`.modalities`.
+RefineTerm = Literal["img", "mask", "depth", "sliding", "penetration", "con", "smo"]
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@dataclass
+class ROISettings:
+    """Region of interest around the predicted object, rendered at a fixed resolution.
+
+    Attributes:
+        size: edge [px] of the square crop the dense modalities work on (the image is resampled to it).
+        margin: fraction of the projected object's bounding-box size added on each side.
+        min_box: smallest crop edge in original image pixels.
+    """
+
+    size: int = 96
+    margin: float = 0.3
+    min_box: float = 32.0
+
+    def __post_init__(self) -> None:
+        _require(16 <= self.size <= 1024, f"roi.size must be in [16, 1024] px; got {self.size}")
+        _require(0 <= self.margin <= 3, f"roi.margin must be in [0, 3]; got {self.margin}")
+        _require(self.min_box >= 4, f"roi.min_box must be >= 4 px; got {self.min_box}")
+
+
+@dataclass
+class DepthSettings:
+    """Depth association: which observed depth pixels are treated as object surface.
+
+    Attributes:
+        max_points: most back-projected depth points used per frame (evenly subsampled).
+        association_distance: a depth point is associated with the object when it lies within this distance
+            [m] of the predicted object surface and outside the rendered hand.
+        robust_scale: scale ``c`` [m] of the Geman-McClure penalty ``r^2 / (r^2 + c^2)`` on depth residuals.
+        hand_clearance: depth points within this distance [m] of the hand surface are never associated with
+            the object (they are the fingers).
+    """
+
+    max_points: int = 800
+    association_distance: float = 0.015
+    robust_scale: float = 0.004
+    hand_clearance: float = 0.003
+
+    def __post_init__(self) -> None:
+        _require(self.max_points >= 10, f"depth.max_points must be >= 10; got {self.max_points}")
+        _require(self.association_distance > 0, "depth.association_distance must be > 0 m")
+        _require(self.robust_scale > 0, "depth.robust_scale must be > 0 m")
+        _require(self.hand_clearance >= 0, "depth.hand_clearance must be >= 0 m")
+
+
+@dataclass
+class RefineSettings:
+    """Adam refinement of the object pose (paper Sec. III-D).
+
+    Attributes:
+        terms: loss terms used (``img`` Eq. 1, ``mask`` Eq. 2, ``depth``, ``sliding``, ``penetration`` Eq. 3,
+            ``con`` Eq. 4, ``smo`` Eq. 5); their weights are in :class:`TrackerSettings.weights`.
+        iterations: Adam steps per frame (online) or per window pass (offline).
+        time_budget: wall-clock budget per frame [s] (online); 0 = no budget.
+        lr_translation: Adam step size of the translation [m].
+        lr_rotation: Adam step size of the rotation [rad].
+        sigma_start, sigma_end: silhouette sharpness [px^2 at ROI resolution], scheduled geometrically from
+            coarse to fine over the iterations.
+        gamma: depth/colour blend temperature of the soft renderer.
+        convergence_tolerance: stop when the relative loss change stays below this for 3 steps.
+        optimize_hand2camera: also optimise a small correction of hand2camera (calibration error).
+        lr_hand2camera: Adam step size of that correction (translation [m] and rotation [rad]).
+        hand2camera_prior: weight of ``|correction|^2`` keeping the calibration correction small [1/m^2].
+        window: frames optimised jointly by the offline refiner (temporal terms act both ways).
+    """
+
+    terms: list[RefineTerm] = field(default_factory=lambda: ["mask", "depth", "penetration", "sliding", "con", "smo"])
+    iterations: int = 30
+    time_budget: float = 0.2
+    lr_translation: float = 0.002
+    lr_rotation: float = 0.02
+    sigma_start: float = 4.0
+    sigma_end: float = 0.5
+    gamma: float = 1e-2
+    convergence_tolerance: float = 1e-4
+    optimize_hand2camera: bool = False
+    lr_hand2camera: float = 0.001
+    hand2camera_prior: float = 1e4
+    window: int = 8
+
+    def __post_init__(self) -> None:
+        known = set(RefineTerm.__args__)
+        _require(set(self.terms) <= known, f"refine.terms must be a subset of {sorted(known)}; got {self.terms}")
+        _require(self.iterations >= 0, f"refine.iterations must be >= 0; got {self.iterations}")
+        _require(self.time_budget >= 0, f"refine.time_budget must be >= 0 s; got {self.time_budget}")
+        for name in ("lr_translation", "lr_rotation", "sigma_start", "sigma_end", "gamma", "lr_hand2camera"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value > 0, f"refine.{name} must be > 0; got {value}")
+        _require(self.convergence_tolerance >= 0, "refine.convergence_tolerance must be >= 0")
+        _require(self.hand2camera_prior >= 0, "refine.hand2camera_prior must be >= 0")
+        _require(self.window >= 1, f"refine.window must be >= 1; got {self.window}")
+
+
+@dataclass
+class FilterSettings:
+    """Extended Kalman filter tracking (paper Sec. III-E, Table I).
+
+    Attributes:
+        observations: observation models used, in update order (see :mod:`.filter`).
+        initial_std_translation, initial_std_rotation: prior standard deviation of the first pose [m], [rad].
+        process_std_translation, process_std_rotation: per-frame process noise with hand contact [m], [rad].
+        free_std_translation, free_std_rotation: per-frame process noise without contact [m], [rad].
+        contact_distance: hand points closer than this to the estimated object surface [m] drive the
+            quasistatic motion model (looser than the physics contact threshold: the estimate is approximate).
+        rigid_contact_tolerance: RMS misfit [m] of the contact motion above which the contacts are taken to be
+            sliding rather than carrying the object (the motion model then falls back to a constant pose).
+        centre_std_px: standard deviation of the 2D visible-centroid observation [px, full image].
+        centre_std_depth: standard deviation of the mean visible depth observation [m].
+        fingertip_std: standard deviation of the fingertip-on-surface observation [m].
+        silhouette_std: per-pixel standard deviation of the dense silhouette observation (inflated to account
+            for correlated pixels).
+        depth_std: per-point standard deviation of the dense depth observation [m] (inflated likewise).
+        gate_probability: chi-square gate of every update (``1`` disables gating).
+    """
+
+    observations: list[FilterObservation] = field(default_factory=lambda: ["fingertips", "depth", "silhouette"])
+    initial_std_translation: float = 0.02
+    initial_std_rotation: float = 0.2
+    process_std_translation: float = 0.003
+    process_std_rotation: float = 0.03
+    free_std_translation: float = 0.01
+    free_std_rotation: float = 0.1
+    contact_distance: float = 0.006
+    rigid_contact_tolerance: float = 0.002
+    centre_std_px: float = 3.0
+    centre_std_depth: float = 0.01
+    fingertip_std: float = 0.004
+    silhouette_std: float = 1.5
+    depth_std: float = 0.02
+    gate_probability: float = 0.9999
+
+    def __post_init__(self) -> None:
+        known = set(FilterObservation.__args__)
+        _require(set(self.observations) <= known,
+                 f"filter.observations must be a subset of {sorted(known)}; got {self.observations}")
+        for name in ("initial_std_translation", "initial_std_rotation", "process_std_translation",
+                     "process_std_rotation", "free_std_translation", "free_std_rotation", "contact_distance",
+                     "rigid_contact_tolerance",
+                     "centre_std_px", "centre_std_depth", "fingertip_std", "silhouette_std", "depth_std"):
+            value = getattr(self, name)
+            _require(math.isfinite(value) and value > 0, f"filter.{name} must be > 0; got {value}")
+        _require(0 < self.gate_probability <= 1, "filter.gate_probability must be in (0, 1]")
+
+
+@dataclass
+class QualitySettings:
+    """Tracking-quality score and loss-of-track detection.
+
+    Attributes:
+        lost_threshold: a frame whose quality score (in [0, 1]) falls below this counts as bad.
+        lost_after: consecutive bad frames after which the state is flagged ``lost``.
+        recovered_after: consecutive good frames after which a lost track is ``tracking`` again.
+        covariance_inflation: factor on the covariance when the track is lost.
+    """
+
+    lost_threshold: float = 0.3
+    lost_after: int = 3
+    recovered_after: int = 2
+    covariance_inflation: float = 25.0
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.lost_threshold <= 1, "quality.lost_threshold must be in [0, 1]")
+        _require(self.lost_after >= 1 and self.recovered_after >= 1, "quality.lost_after/recovered_after >= 1")
+        _require(self.covariance_inflation >= 1, "quality.covariance_inflation must be >= 1")
+
+
+@dataclass
+class TrackerSettings:
+    """Everything the tracker needs (``tracking`` section of ``config/allegro_tracking.yaml``).
+
+    Attributes:
+        mode: ``"filter"`` (EKF only, fast), ``"refine"`` (EKF then a time-budgeted Adam refinement per frame).
+        device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        roi, depth, refine, filter, quality: component settings.
+        weights: loss weights lambda of the refiner (paper Eq. 6 and L_physics).
+    """
+
+    mode: Literal["filter", "refine"] = "refine"
+    device: str = "cpu"
+    roi: ROISettings = field(default_factory=ROISettings)
+    depth: DepthSettings = field(default_factory=DepthSettings)
+    refine: RefineSettings = field(default_factory=RefineSettings)
+    filter: FilterSettings = field(default_factory=FilterSettings)
+    quality: QualitySettings = field(default_factory=QualitySettings)
+    weights: LossWeights = field(default_factory=lambda: LossWeights(
+        lambda_img=0.0, lambda_mask=1.0, lambda_depth=1.0, lambda_sliding=20.0, lambda_penetration=200.0,
+        lambda_con=10.0, lambda_smo=100.0))
+
+    def __post_init__(self) -> None:
+        _require(self.mode in ("filter", "refine"), f"mode must be 'filter' or 'refine'; got {self.mode!r}")
+        _require(self.device == "cpu" or self.device.startswith("cuda"),
+                 f"device must be 'cpu', 'cuda' or 'cuda:N'; got {self.device!r}")
+
+
+def load_tracking_settings(path: str | os.PathLike | None = None, section: str = "tracking") -> TrackerSettings:
+    """Read :class:`TrackerSettings` from ``path`` (default: the shipped ``allegro_tracking.yaml``).
+
+    The file may be a ROS 2 parameter file (``<node or /**>: ros__parameters: tracking: ...``) or a plain YAML
+    file with a top-level ``tracking`` section.
+    """
+    path = path if path is not None else find_config("allegro_tracking.yaml")
+    data = load_yaml(path)
+    for value in data.values():
+        if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict):
+            data = value["ros__parameters"]
+            break
+    if section not in data:
+        raise ConfigError(f"{path}: no {section!r} section (has: {sorted(data)})")
+    try:
+        return settings_from_dict(TrackerSettings, data[section] or {})
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

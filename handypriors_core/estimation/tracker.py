@@ -1,0 +1,231 @@
+"""The object tracker: bodies + modalities + filter (+ refiner), one :class:`Estimate` per frame.
+
+One frame's way (paper Fig. 2-3)::
+
+    hand at t (joint angles, hand2camera)  ->  predict: quasistatic contact dynamics (Eq. 9)
+    crop around the prediction             ->  update: fingertips / centre / silhouette / depth (EKF)
+    mode "refine"                          ->  Adam over all loss terms, time-budgeted (Sec. III-D)
+    quality score                          ->  status tracking / lost; contacts for the next frame
+
+The tracker never reads ground truth. Masks come from the frame (an external segmenter) or from a mask source
+(``segment(frame, object2camera_pred, hand) -> (H, W)`` or None); without masks the silhouette terms are
+skipped and depth and physics carry the estimate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import torch
+
+from ..errors import InvalidValueError
+from ..geometry.transforms import invert_transform, transform_points
+from ..io.frame import Frame
+from ..models.rigid_object import RigidObject
+from ..physics.contact import contact_value
+from ..physics.settings import PhysicsSettings
+from ..render.settings import RenderSettings
+from .filter import ObjectPoseFilter, contact_context
+from .modalities import OBJECT, TemporalContext, render_scene
+from .observation import Observation, prepare_observation
+from .refiner import PoseRefiner, RefineResult
+from .scene import HandObjectScene, PosedHand
+from .settings import TrackerSettings
+
+__all__ = ["Estimate", "ObjectTracker", "MaskSource", "TrackStatus"]
+
+TrackStatus = Literal["initialising", "tracking", "lost"]
+
+
+class MaskSource(Protocol):
+    """Anything that segments the object: ``(frame, object2camera_pred (4, 4), hand) -> (H, W) in [0, 1]``."""
+
+    def __call__(self, frame: Frame, object2camera_pred: torch.Tensor, hand: PosedHand) -> torch.Tensor | None:
+        ...
+
+
+@dataclass
+class Estimate:
+    """The tracker's output for one frame (CPU tensors).
+
+    Attributes:
+        index, stamp: of the frame.
+        object2camera: ``(4, 4)`` float64 pose of the object in the camera optical frame [m].
+        covariance: ``(6, 6)`` float64, ROS PoseWithCovariance order (x, y, z, rot x, rot y, rot z) [m^2, rad^2].
+        quality: tracking-quality score in [0, 1] (silhouette IoU and depth agreement).
+        status: ``"initialising"``, ``"tracking"`` or ``"lost"``.
+        contact_points: ``(C, 3)`` hand points in contact [m, camera frame]; contact_values: ``(C,)`` in [0, 1]
+            (``min(1 / s_mm, 1)``); contact_normals: ``(C, 3)`` outward object normals at them.
+        timings: seconds spent per stage; refine: the refiner's result in ``"refine"`` mode.
+        updates: status of each filter update (``"accepted"``, ``"gated"``, ...).
+    """
+
+    index: int
+    stamp: float
+    object2camera: torch.Tensor
+    covariance: torch.Tensor
+    quality: float
+    status: TrackStatus
+    contact_points: torch.Tensor
+    contact_values: torch.Tensor
+    contact_normals: torch.Tensor
+    timings: dict[str, float] = field(default_factory=dict)
+    refine: RefineResult | None = None
+    updates: dict[str, str] = field(default_factory=dict)
+
+
+class ObjectTracker:
+    """Tracks one rigid object manipulated by a known hand.
+
+    Args:
+        hand: hand model (``URDFHand`` or MANO layer) whose joint order matches ``Frame.joint_angles``.
+        obj: the object model.
+        settings: tracker settings (``config/allegro_tracking.yaml``).
+        mask_source: optional segmenter; frames' own ``object_mask`` is used when it is None.
+        render_settings, physics_settings: component settings (defaults if None).
+    """
+
+    def __init__(self, hand, obj: RigidObject, settings: TrackerSettings | None = None,
+                 mask_source: MaskSource | None = None, render_settings: RenderSettings | None = None,
+                 physics_settings: PhysicsSettings | None = None) -> None:
+        self.settings = settings if settings is not None else TrackerSettings()
+        physics = physics_settings if physics_settings is not None else PhysicsSettings()
+        self.scene = HandObjectScene(hand, obj, self.settings.device, render_settings, physics.contact)
+        self.filter = ObjectPoseFilter(self.scene, self.settings.filter, self.settings.depth, physics.quasistatic)
+        self.refiner = PoseRefiner(self.scene, self.settings.refine, self.settings.weights, self.settings.depth)
+        self.mask_source = mask_source
+        self.reset()
+
+    # ---------------------------------------------------------------------------------------------- state
+    def reset(self, object2camera: torch.Tensor | None = None) -> None:
+        """Forget the track; start again from ``object2camera (4, 4)`` if given (else wait for one)."""
+        self.status: TrackStatus = "initialising"
+        self.context = TemporalContext()
+        self._poses: list[torch.Tensor] = []
+        self._bad = self._good = 0
+        self.initialized = False
+        if object2camera is not None:
+            self.initialize(object2camera)
+
+    def initialize(self, object2camera: torch.Tensor) -> None:
+        """Set the initial pose (from a parameter, a topic, a file or the global search)."""
+        pose = torch.as_tensor(object2camera, dtype=torch.float64)
+        if pose.shape != (4, 4) or not bool(torch.isfinite(pose).all()):
+            raise InvalidValueError(f"initial object2camera must be a finite (4, 4) matrix; got shape "
+                                    f"{tuple(pose.shape)}")
+        self.filter.initialize(pose)
+        self.context = TemporalContext()
+        self._poses = []
+        self.initialized = True
+        self.status = "initialising"
+
+    # ---------------------------------------------------------------------------------------------- track
+    def track(self, frame: Frame) -> Estimate:
+        """Estimate the object pose in ``frame``."""
+        if not self.initialized:
+            raise InvalidValueError("the tracker has no initial pose: call initialize(object2camera) first")
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+        hand = self.scene.pose_hand(frame.joint_angles, frame.hand2camera)
+        used_contacts = self.filter.predict(hand, self.context)
+        timings["predict"] = time.perf_counter() - t0
+        predicted = self.filter.pose.float()
+        mask = None
+        if self.mask_source is not None:
+            t = time.perf_counter()
+            mask = self.mask_source(frame, predicted, hand)
+            timings["segment"] = time.perf_counter() - t
+        t = time.perf_counter()
+        obs = prepare_observation(frame, self.scene, predicted, self.settings.roi, self.settings.depth,
+                                  object_mask=mask, hand=hand)
+        timings["prepare"] = time.perf_counter() - t
+        t = time.perf_counter()
+        updates = self.filter.update(obs, self.context)
+        timings["update"] = time.perf_counter() - t
+        refine = None
+        if self.settings.mode == "refine":
+            t = time.perf_counter()
+            refine = self.refiner.refine(self.filter.pose.float(), obs, self.context)
+            if refine.iterations > 0 and torch.isfinite(refine.object2camera).all():
+                self.filter.set_pose(refine.object2camera.double().cpu())
+            timings["refine"] = time.perf_counter() - t
+        pose = self.filter.pose.clone()
+        t = time.perf_counter()
+        quality = self.quality(obs, pose)
+        self._update_status(quality)
+        self._poses = (self._poses + [pose.float().to(self.scene.device)])[-2:]
+        self.context = contact_context(self.scene, hand, pose, self.settings.filter.contact_distance, self._poses,
+                                       frame.joint_angles)
+        points, values, normals = self._contacts(hand, pose)
+        timings["quality_contacts"] = time.perf_counter() - t
+        timings["total"] = time.perf_counter() - t0
+        if not used_contacts:
+            timings["no_contact_prediction"] = 1.0
+        return Estimate(index=frame.index, stamp=frame.stamp, object2camera=pose, covariance=self.filter.covariance
+                        .clone(), quality=quality, status=self.status, contact_points=points, contact_values=values,
+                        contact_normals=normals, timings=timings, refine=refine,
+                        updates={k: v.status for k, v in updates.items()})
+
+    # --------------------------------------------------------------------------------------------- helpers
+    def quality(self, obs: Observation, object2camera: torch.Tensor) -> float:
+        """Score in [0, 1]: mean of the silhouette IoU (with a mask) and the depth agreement (with depth).
+
+        Depth agreement = fraction of the visible rendered object pixels (with valid depth) whose observed
+        depth is within 1 cm of the rendered one. 1.0 when neither cue exists (nothing contradicts the pose).
+        """
+        with torch.no_grad():
+            out = render_scene(self.scene, object2camera[None].to(self.scene.device, torch.float32), obs, sigma=0.3,
+                               gamma=1e-3, depth=obs.depth is not None, colour=False)
+            vis = out.visible[0, OBJECT] > 0.5
+            scores = []
+            if obs.mask is not None:
+                m = obs.mask[0] > 0.5
+                union = int((vis | m).sum())
+                scores.append(float((vis & m).sum()) / union if union else 0.0)
+            if obs.depth is not None and out.depth is not None:
+                valid = vis & (obs.depth[0] > 0)
+                n = int(valid.sum())
+                if n >= 5:
+                    agree = ((out.depth[0] - obs.depth[0]).abs() < 0.01) & valid
+                    scores.append(float(agree.sum()) / n)
+                elif int(vis.sum()) >= 5:
+                    scores.append(0.0)
+            if not scores:
+                return 1.0 if int(vis.sum()) > 0 or obs.mask is None else 0.0
+        return float(sum(scores) / len(scores))
+
+    def _update_status(self, quality: float) -> None:
+        q = self.settings.quality
+        if quality < q.lost_threshold:
+            self._bad += 1
+            self._good = 0
+        else:
+            self._good += 1
+            self._bad = 0
+        if self.status != "lost" and self._bad >= q.lost_after:
+            self.status = "lost"
+            self.filter.inflate(q.covariance_inflation)
+        elif self.status == "lost" and self._good >= q.recovered_after:
+            self.status = "tracking"
+        elif self.status == "initialising" and self._good >= 1:
+            self.status = "tracking"
+
+    def _contacts(self, hand: PosedHand, object2camera: torch.Tensor):
+        """Hand contact candidates near the object, their contact values and the object normals there."""
+        with torch.no_grad():
+            sd = self.scene.object_sdf.signed_distance(hand.contact_points,
+                                                       object2camera[None].to(self.scene.device, torch.float32))
+            d = sd.distance[0]
+            near = d < self.settings.filter.contact_distance
+            return (hand.contact_points[0][near].cpu(), contact_value(d[near]).cpu(), sd.normal[0][near].cpu())
+
+    def object_points_camera(self, object2camera: torch.Tensor) -> torch.Tensor:
+        """The object's surface samples ``(S, 3)`` in the camera frame for a pose (for overlays)."""
+        return transform_points(object2camera[None].float().to(self.scene.device),
+                                self.scene.object_samples[None])[0].cpu()
+
+    def object_in_hand(self, object2camera: torch.Tensor, hand2camera: torch.Tensor) -> torch.Tensor:
+        """``object2hand (4, 4)`` for a pose and the hand pose."""
+        return invert_transform(hand2camera.double()) @ object2camera.double()

@@ -1,0 +1,358 @@
+"""The one module that runs warp kernels for torch: binning, rasterization and silhouette compositing.
+
+Torch tensors are wrapped as warp arrays without copies and kernels run on the tensors' device ("cpu" or
+"cuda:N", on torch's current stream). On CPU, where warp runs one thread per launch, per-pixel kernels are
+split into ``threads`` concurrent launches over disjoint pixel ranges (warp releases the GIL); each launch
+accumulates vertex gradients into its own buffer, summed afterwards.
+
+Gradients: :class:`RasterizeFunction` carries them from ``zbuf``, ``dist`` and ``bary`` to the screen
+positions ``(B, V, 2)`` [px] and inverse depths ``(B, V)`` [1/m] of the vertices (not through the choice of
+fragments, nor through the binning). :class:`SilhouetteFunction` carries them from the silhouettes to
+``dist``. Both backward passes are hand-written kernels (``warp_kernels.raster_backward``,
+``silhouette_backward``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import torch
+import warp as wp
+
+from . import warp_kernels as wk
+
+__all__ = ["Bins", "build_bins", "RasterizeFunction", "SilhouetteFunction", "resolve_threads"]
+
+_MIN_PIXELS_PER_LAUNCH = 2048
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_warm: set = set()
+
+
+def resolve_threads(threads: int) -> int:
+    """Concurrent CPU launches for a ``threads`` setting (0 = number of cores, at most 8)."""
+    return threads if threads > 0 else max(1, min(8, os.cpu_count() or 1))
+
+
+def _executor(n: int) -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < n:  # noqa: SLF001 - grow the pool when asked for more
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="hp-render")
+        return _pool
+
+
+def _device(t: torch.Tensor) -> str:
+    return "cpu" if t.device.type == "cpu" else f"cuda:{t.device.index if t.device.index is not None else 0}"
+
+
+def _wrap(t: torch.Tensor, dtype, shape=None) -> wp.array:
+    """Zero-copy warp view of a contiguous tensor (kept alive by the caller)."""
+    assert t.is_contiguous()
+    if shape is None:
+        shape = tuple(t.shape)
+    return wp.array(ptr=t.data_ptr(), dtype=dtype, shape=shape, device=_device(t), copy=False)
+
+
+def _launch(kernel, dim: int, inputs: list, device: str) -> None:
+    if dim <= 0:
+        return
+    if device == "cpu":
+        wp.launch(kernel, dim=dim, inputs=inputs, device=device)
+    else:
+        stream = wp.stream_from_torch(torch.cuda.current_stream(torch.device(device)))
+        wp.launch(kernel, dim=dim, inputs=inputs, device=device, stream=stream)
+
+
+def _launch_pixels(kernel, n_pixels: int, make_inputs, device: str, threads: int) -> int:
+    """Launch ``kernel`` over ``n_pixels`` in chunks; ``make_inputs(chunk, offset)`` builds each input list.
+
+    Returns the number of chunks used (chunk ``c`` covers ``[offset_c, offset_c + size_c)``).
+    """
+    n = 1
+    if device == "cpu" and threads > 1 and id(kernel) in _warm:
+        n = max(1, min(threads, n_pixels // _MIN_PIXELS_PER_LAUNCH))
+    if n == 1:
+        _launch(kernel, n_pixels, make_inputs(0, 0), device)
+        _warm.add(id(kernel))
+        return 1
+    size = math.ceil(n_pixels / n)
+    jobs = []
+    pool = _executor(n - 1)
+    for c in range(1, n):
+        off = c * size
+        dim = min(size, n_pixels - off)
+        jobs.append(pool.submit(_launch, kernel, dim, make_inputs(c, off), device))
+    _launch(kernel, min(size, n_pixels), make_inputs(0, 0), device)
+    for job in jobs:
+        job.result()
+    return n
+
+
+def planned_chunks(n_pixels: int, device: torch.device, threads: int) -> int:
+    """Upper bound of the chunks :func:`_launch_pixels` may use (for per-chunk gradient buffers)."""
+    if device.type != "cpu" or threads <= 1:
+        return 1
+    return max(1, min(threads, n_pixels // _MIN_PIXELS_PER_LAUNCH))
+
+
+# ----------------------------------------------------------------------------------------------- binning
+@dataclass
+class Bins:
+    """Per-face screen data and per-tile face lists (not differentiable).
+
+    ``tile_start (B * NT + 1,)`` int32 offsets into ``tile_faces (total,)`` int32; tile ``t`` of image ``b``
+    is ``b * NT + ty * tiles_x + tx``.
+    """
+
+    face_xy: torch.Tensor
+    face_w: torch.Tensor
+    face_edge: torch.Tensor
+    face_scale: torch.Tensor
+    face_bbox: torch.Tensor
+    tile_start: torch.Tensor
+    tile_faces: torch.Tensor
+    tile: int
+    tiles_x: int
+    n_tiles: int
+    margin: float
+
+
+def build_bins(
+    verts2d: torch.Tensor,
+    inv_depth: torch.Tensor,
+    vert_ok: torch.Tensor,
+    faces: torch.Tensor,
+    width: int,
+    height: int,
+    tile: int,
+    margin: float,
+) -> Bins:
+    """Bin faces into ``tile x tile`` px screen tiles by their bounding box grown by ``margin`` [px].
+
+    ``verts2d (B, V, 2)`` [px], ``inv_depth (B, V)`` [1/m], ``vert_ok (B, V)`` bool, ``faces (F, 3)`` int32.
+    Counting sort (count, exclusive scan, fill); lists are sized exactly, nothing is dropped.
+    """
+    B, V = vert_ok.shape
+    F = faces.shape[0]
+    dev = verts2d.device
+    dtype = verts2d.dtype
+    k = wk.common_kernels(dtype)
+    device = _device(verts2d)
+    tiles_x = (width + tile - 1) // tile
+    tiles_y = (height + tile - 1) // tile
+    n_tiles = tiles_x * tiles_y
+    xy = verts2d.detach().contiguous()
+    w = inv_depth.detach().contiguous()
+    ok = vert_ok.to(torch.int32).contiguous()
+    n = B * F
+    face_xy = torch.empty((n, 3, 2), dtype=dtype, device=dev)
+    face_w = torch.empty((n, 3), dtype=dtype, device=dev)
+    face_edge = torch.empty((n, 3, 3), dtype=dtype, device=dev)
+    face_scale = torch.empty((n, 3), dtype=dtype, device=dev)
+    face_bbox = torch.empty((n, 4), dtype=dtype, device=dev)
+    face_tiles = torch.empty((n, 4), dtype=torch.int32, device=dev)
+    tile_count = torch.zeros(B * n_tiles, dtype=torch.int32, device=dev)
+    w_face_tiles = _wrap(face_tiles, wp.vec4i, (n,))
+    _launch(
+        k.face_setup,
+        n,
+        [
+            _wrap(xy, k.vec2, (B * V,)),
+            _wrap(w, k.scalar, (B * V,)),
+            _wrap(ok, wp.int32, (B * V,)),
+            _wrap(faces, wp.vec3i, (F,)),
+            V,
+            F,
+            k.scalar(margin),
+            width,
+            height,
+            tile,
+            _wrap(face_xy, k.mat32, (n,)),
+            _wrap(face_w, k.vec3, (n,)),
+            _wrap(face_edge, k.mat33, (n,)),
+            _wrap(face_scale, k.vec3, (n,)),
+            _wrap(face_bbox, k.vec4, (n,)),
+            w_face_tiles,
+        ],
+        device,
+    )
+    _launch(k.bin_count, n, [w_face_tiles, F, tiles_x, n_tiles, _wrap(tile_count, wp.int32)], device)
+    tile_start = torch.zeros(B * n_tiles + 1, dtype=torch.int32, device=dev)
+    torch.cumsum(tile_count, 0, out=tile_start[1:])
+    total = int(tile_start[-1].item())
+    tile_faces = torch.empty(max(total, 1), dtype=torch.int32, device=dev)
+    if total > 0:
+        cursor = torch.zeros(B * n_tiles, dtype=torch.int32, device=dev)
+        _launch(
+            k.bin_fill,
+            n,
+            [w_face_tiles, _wrap(tile_start, wp.int32), F, tiles_x, n_tiles, _wrap(cursor, wp.int32),
+             _wrap(tile_faces, wp.int32)],
+            device,
+        )
+    return Bins(face_xy, face_w, face_edge, face_scale, face_bbox, tile_start, tile_faces, tile, tiles_x, n_tiles,
+                margin)
+
+
+# ------------------------------------------------------------------------------------------ rasterization
+class RasterizeFunction(torch.autograd.Function):
+    """Fragments ``(face, zbuf, dist, bary, count)`` of ``(B, H, W, K)`` from screen vertices and bins.
+
+    Inputs ``verts2d (B, V, 2)`` [px] and ``inv_depth (B, V)`` [1/m] carry gradients; ``faces (F, 3)`` int32
+    and ``bins`` (from :func:`build_bins` on the same vertices) do not.
+    """
+
+    @staticmethod
+    def forward(ctx, verts2d, inv_depth, faces, bins: Bins, width: int, height: int, K: int, threads: int):
+        B, V = inv_depth.shape
+        F = faces.shape[0]
+        dtype = verts2d.dtype
+        dev = verts2d.device
+        device = _device(verts2d)
+        P = B * height * width
+        rk = wk.raster_kernels(dtype, K)
+        k = wk.common_kernels(dtype)
+        face = torch.empty((P, K), dtype=torch.int32, device=dev)
+        zbuf = torch.empty((P, K), dtype=dtype, device=dev)
+        dist = torch.empty((P, K), dtype=dtype, device=dev)
+        bary = torch.empty((P, K, 3), dtype=dtype, device=dev)
+        count = torch.empty((P,), dtype=torch.int32, device=dev)
+        n = B * F
+        shared = [
+            _wrap(bins.face_xy, k.mat32, (n,)),
+            _wrap(bins.face_w, k.vec3, (n,)),
+            _wrap(bins.face_edge, k.mat33, (n,)),
+            _wrap(bins.face_scale, k.vec3, (n,)),
+            _wrap(bins.face_bbox, k.vec4, (n,)),
+            _wrap(bins.tile_start, wp.int32),
+            _wrap(bins.tile_faces, wp.int32),
+            F,
+            width,
+            height,
+            bins.tile,
+            bins.tiles_x,
+            bins.n_tiles,
+            k.scalar(bins.margin),
+        ]
+        outs = [
+            _wrap(face, wp.int32),
+            _wrap(zbuf, k.scalar),
+            _wrap(dist, k.scalar),
+            _wrap(bary, k.vec3, (P, K)),
+            _wrap(count, wp.int32),
+        ]
+        if n > 0:
+            _launch_pixels(rk.raster_forward, P, lambda c, off: shared + [off] + outs, device, threads)
+        else:
+            face.fill_(-1)
+            zbuf.zero_()
+            dist.zero_()
+            bary.zero_()
+            count.zero_()
+        ctx.mark_non_differentiable(face, count)
+        ctx.save_for_backward(verts2d, inv_depth, faces, face)
+        ctx.meta = (width, height, K, threads)
+        shape = (B, height, width, K)
+        return face.view(shape), zbuf.view(shape), dist.view(shape), bary.view(shape + (3,)), count.view(shape[:3])
+
+    @staticmethod
+    def backward(ctx, g_face, g_zbuf, g_dist, g_bary, g_count):
+        verts2d, inv_depth, faces, face = ctx.saved_tensors
+        width, height, K, threads = ctx.meta
+        B, V = inv_depth.shape
+        dtype = verts2d.dtype
+        dev = verts2d.device
+        device = _device(verts2d)
+        P = B * height * width
+        if faces.shape[0] == 0 or (g_zbuf is None and g_dist is None and g_bary is None):
+            return None, None, None, None, None, None, None, None
+        rk = wk.raster_kernels(dtype, K)
+        k = wk.common_kernels(dtype)
+
+        def grad_or_zeros(g, shape):
+            return torch.zeros(shape, dtype=dtype, device=dev) if g is None else g.reshape(shape).contiguous()
+
+        gz = grad_or_zeros(g_zbuf, (P, K))
+        gd = grad_or_zeros(g_dist, (P, K))
+        gb = grad_or_zeros(g_bary, (P, K, 3))
+        n_chunks = planned_chunks(P, dev, threads)
+        grad_xy = torch.zeros((n_chunks, B * V, 2), dtype=dtype, device=dev)
+        grad_w = torch.zeros((n_chunks, B * V), dtype=dtype, device=dev)
+        shared = [
+            _wrap(verts2d.detach().contiguous(), k.vec2, (B * V,)),
+            _wrap(inv_depth.detach().contiguous(), k.scalar, (B * V,)),
+            _wrap(faces, wp.vec3i, (faces.shape[0],)),
+            _wrap(face, wp.int32),
+            _wrap(gz, k.scalar),
+            _wrap(gd, k.scalar),
+            _wrap(gb, k.vec3, (P, K)),
+            V,
+            width,
+            height,
+        ]
+
+        def make_inputs(c, off):
+            return shared + [off, _wrap(grad_xy[c], k.vec2, (B * V,)), _wrap(grad_w[c], k.scalar, (B * V,))]
+
+        _launch_pixels(rk.raster_backward, P, make_inputs, device, threads)
+        return grad_xy.sum(0).view(B, V, 2), grad_w.sum(0).view(B, V), None, None, None, None, None, None
+
+
+# ------------------------------------------------------------------------------------------- silhouettes
+class SilhouetteFunction(torch.autograd.Function):
+    """Soft silhouettes from fragments: ``full (P, NI)``, ``visible (P, NI)``, ``union (P,)``.
+
+    ``frag_face (P, K)`` int32 (front to back), ``frag_dist (P, K)`` [px^2] (carries gradients),
+    ``face_instance (F,)`` int32 in ``[0, NI)``.
+    """
+
+    @staticmethod
+    def forward(ctx, frag_face, frag_dist, face_instance, n_inst: int, sigma: float, eps: float, threads: int):
+        P, K = frag_face.shape
+        dtype = frag_dist.dtype
+        dev = frag_dist.device
+        device = _device(frag_dist)
+        k = wk.common_kernels(dtype)
+        full = torch.empty((P, n_inst), dtype=dtype, device=dev)
+        visible = torch.empty((P, n_inst), dtype=dtype, device=dev)
+        union = torch.empty((P,), dtype=dtype, device=dev)
+        trans = torch.empty((P, K), dtype=dtype, device=dev)
+        frag_face = frag_face.contiguous()
+        dist = frag_dist.detach().contiguous()
+        shared = [_wrap(frag_face, wp.int32), _wrap(dist, k.scalar), _wrap(face_instance, wp.int32), n_inst,
+                  k.scalar(1.0 / sigma), k.scalar(eps)]
+        outs = [_wrap(full, k.scalar), _wrap(visible, k.scalar), _wrap(union, k.scalar), _wrap(trans, k.scalar)]
+        _launch_pixels(k.silhouette_forward, P, lambda c, off: shared + [off] + outs, device, threads)
+        ctx.save_for_backward(frag_face, dist, face_instance, full, trans)
+        ctx.meta = (sigma, eps, threads)
+        return full, visible, union
+
+    @staticmethod
+    def backward(ctx, g_full, g_visible, g_union):
+        frag_face, dist, face_instance, full, trans = ctx.saved_tensors
+        sigma, eps, threads = ctx.meta
+        P, K = frag_face.shape
+        n_inst = full.shape[1]
+        dtype = dist.dtype
+        dev = dist.device
+        device = _device(dist)
+        k = wk.common_kernels(dtype)
+
+        def grad_or_zeros(g, shape):
+            return torch.zeros(shape, dtype=dtype, device=dev) if g is None else g.contiguous()
+
+        gf = grad_or_zeros(g_full, (P, n_inst))
+        gv = grad_or_zeros(g_visible, (P, n_inst))
+        gu = grad_or_zeros(g_union, (P,))
+        grad_dist = torch.empty((P, K), dtype=dtype, device=dev)
+        shared = [_wrap(frag_face, wp.int32), _wrap(dist, k.scalar), _wrap(face_instance, wp.int32),
+                  _wrap(full, k.scalar), _wrap(trans, k.scalar), _wrap(gf, k.scalar), _wrap(gv, k.scalar),
+                  _wrap(gu, k.scalar), k.scalar(1.0 / sigma), k.scalar(eps)]
+        out = [_wrap(grad_dist, k.scalar)]
+        _launch_pixels(k.silhouette_backward, P, lambda c, off: shared + [off] + out, device, threads)
+        return None, grad_dist, None, None, None, None, None

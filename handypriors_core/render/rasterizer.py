@@ -1,0 +1,116 @@
+"""Rasterizers: camera-frame meshes -> per-pixel :class:`~.fragments.Fragments`.
+
+Projection is plain torch (differentiable in the vertices and the intrinsics); binning and the per-pixel
+work are warp kernels reached through :mod:`.bridge`. Work grows with pixels times the faces whose blur
+margin reaches each pixel's screen tile, not with pixels times all faces.
+
+Bad input, documented behaviour (no exception, no NaN gradient): faces with a vertex closer than
+``RasterSettings.near`` (or behind the camera), with a non-finite vertex, or projecting farther than
+:data:`MAX_SCREEN` px from the principal point are not drawn and get zero gradient; degenerate (zero-area)
+faces have no interior but still blur like their edges; an empty mesh renders background.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..checks import check_shape
+from ..errors import InvalidValueError, ShapeError
+from . import bridge
+from .fragments import Fragments
+from .settings import RasterSettings, blur_margin
+
+__all__ = ["MAX_SCREEN", "project_vertices", "SoftRasterizer", "HardRasterizer", "check_mesh"]
+
+#: Vertices projecting farther than this [px] from the image origin make their faces undrawn.
+MAX_SCREEN = 1e5
+
+
+def check_mesh(verts: torch.Tensor, faces: torch.Tensor) -> None:
+    """Shapes and index range of ``verts (B, V, 3)`` and ``faces (F, 3)`` (raises ShapeError)."""
+    check_shape(verts, (None, None, 3), "verts")
+    check_shape(faces, (None, 3), "faces")
+    if verts.dtype not in (torch.float32, torch.float64):
+        raise ShapeError(f"Expected verts to be float32 or float64; got {verts.dtype}")
+    if faces.dtype.is_floating_point or faces.dtype == torch.bool:
+        raise ShapeError(f"Expected faces to be an integer tensor; got {faces.dtype}")
+    if faces.numel() > 0:
+        lo, hi = int(faces.min()), int(faces.max())
+        if lo < 0 or hi >= verts.shape[1]:
+            raise ShapeError(f"faces index vertices in [{lo}, {hi}] but verts has {verts.shape[1]} vertices")
+
+
+def _intrinsics(camera, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+    """(focal (2,), centre (2,), width, height) of a PinholeCamera-like object on ``like``'s device/dtype."""
+    try:
+        fx, fy, cx, cy = camera.fx, camera.fy, camera.cx, camera.cy
+        width, height = int(camera.width), int(camera.height)
+    except AttributeError as exc:
+        raise InvalidValueError(f"camera must provide fx, fy, cx, cy, width, height; {exc}") from None
+    vals = [torch.as_tensor(v).to(device=like.device, dtype=like.dtype) for v in (fx, fy, cx, cy)]
+    return torch.stack(vals[:2]), torch.stack(vals[2:]), width, height
+
+
+def project_vertices(
+    verts: torch.Tensor, camera, near: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pinhole projection of camera-frame ``verts (B, V, 3)`` [m].
+
+    Returns ``xy (B, V, 2)`` [px], ``inv_depth (B, V)`` [1/m] and ``ok (B, V)`` bool (drawable: finite, depth
+    > ``near``, within :data:`MAX_SCREEN`). Undrawable vertices get placeholder values with zero gradient.
+    """
+    focal, centre, _, _ = _intrinsics(camera, verts)
+    ok = torch.isfinite(verts).all(-1) & (verts[..., 2] > near)
+    placeholder = torch.tensor([0.0, 0.0, 1.0], dtype=verts.dtype, device=verts.device)
+    safe = torch.where(ok[..., None], verts, placeholder)
+    inv_depth = 1.0 / safe[..., 2]
+    xy = safe[..., :2] * inv_depth[..., None] * focal + centre
+    ok = ok & (xy.detach().abs() < MAX_SCREEN).all(-1)
+    return xy, inv_depth, ok
+
+
+class SoftRasterizer:
+    """Soft rasterizer: the ``faces_per_pixel`` nearest faces within the blur margin of every pixel.
+
+    ``__call__(verts (B, V, 3) [m, camera frame], faces (F, 3) int, camera, sigma=None) -> Fragments``;
+    ``camera`` is a :class:`~handypriors_core.geometry.camera.PinholeCamera` (or anything with ``fx fy cx cy
+    width height``), possibly cropped with ``crop_and_resize``. ``sigma`` [px^2] overrides the setting for
+    this call (coarse-to-fine schedules). Lens distortion is ignored (ideal pinhole image).
+    """
+
+    def __init__(self, settings: RasterSettings | None = None):
+        self.settings = settings if settings is not None else RasterSettings()
+
+    def _margin(self, sigma: float) -> float:
+        return blur_margin(sigma, self.settings.blur_threshold)
+
+    def __call__(self, verts: torch.Tensor, faces: torch.Tensor, camera, sigma: float | None = None) -> Fragments:
+        sigma = float(self.settings.sigma if sigma is None else sigma)
+        if not sigma > 0:
+            raise InvalidValueError(f"sigma must be > 0; got {sigma}")
+        return self._rasterize(verts, faces, camera, sigma, self._margin(sigma), self.settings.faces_per_pixel)
+
+    def _rasterize(self, verts, faces, camera, sigma: float, margin: float, K: int) -> Fragments:
+        check_mesh(verts, faces)
+        s = self.settings
+        xy, inv_depth, ok = project_vertices(verts, camera, s.near)
+        _, _, width, height = _intrinsics(camera, verts)
+        faces32 = faces.to(device=verts.device, dtype=torch.int32).contiguous()
+        bins = bridge.build_bins(xy, inv_depth, ok, faces32, width, height, s.tile_size, margin)
+        threads = bridge.resolve_threads(s.cpu_threads)
+        face, zbuf, dist, bary, count = bridge.RasterizeFunction.apply(
+            xy.contiguous(), inv_depth.contiguous(), faces32, bins, width, height, K, threads
+        )
+        return Fragments(face, zbuf, dist, bary, count, sigma, s.blur_threshold)
+
+
+class HardRasterizer(SoftRasterizer):
+    """Z-buffer rasterizer: per pixel the nearest face containing the pixel centre (``K = 1``, no blur).
+
+    Same kernels with a zero blur margin: ``face (B, H, W, 1)`` (-1 = background), perspective-correct
+    ``bary``, ``zbuf`` [m] (0 = background), ``dist >= 0``. ``zbuf`` and ``bary`` stay differentiable in the
+    vertices (not in the face choice).
+    """
+
+    def __call__(self, verts: torch.Tensor, faces: torch.Tensor, camera, sigma: float | None = None) -> Fragments:
+        return self._rasterize(verts, faces, camera, self.settings.sigma, 0.0, 1)

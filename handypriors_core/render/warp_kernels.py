@@ -1,0 +1,644 @@
+"""warp-lang kernels of the soft rasterizer (CPU and CUDA), built per scalar type by factories.
+
+Only :mod:`.bridge` launches these. Nothing here is differentiated by warp's autodiff: every kernel is
+compiled with ``enable_backward=False`` and the two differentiable stages have hand-written backward kernels
+(``raster_backward``, ``silhouette_backward``), tested against finite differences and the dense reference.
+
+Geometry of one face at one pixel (shared by every kernel and by :mod:`.dense_reference`):
+
+* ``v0, v1, v2`` screen positions [px] (pixel ``(x, y)`` has its centre at ``(x, y)``), ``w_k = 1 / z_k``
+  inverse vertex depths [1/m].
+* Edge ``k`` is the one opposite vertex ``k`` (from ``v[k+1]`` to ``v[k+2]``); ``A_k = cross(v[k+2] - v[k+1],
+  p - v[k+1])``, ``area2 = A_0 + A_1 + A_2``; screen barycentrics ``l_k = A_k / area2``.
+* Inside (all ``l_k >= 0``, non-degenerate face): ``d`` = distance to the nearest edge line, ``dist = +d^2``,
+  barycentrics ``l``. Outside: ``d`` = distance to the closest point ``q`` of the triangle (on its nearest
+  edge, parameter ``t`` from ``v[k+1]``), ``dist = -d^2``, barycentrics of ``q`` (``1 - t``, ``t``, 0).
+* Depth ``z = 1 / sum(l_k w_k)`` [m] (perspective-correct), perspective barycentrics ``b_k = l_k w_k z``.
+
+Signed squared distance ``dist`` is in px^2, positive inside the triangle.
+"""
+
+
+from types import SimpleNamespace
+
+import torch
+import warp as wp
+
+wp.config.quiet = True
+
+#: Faces whose doubled screen area (or an edge length) is below this [px^2 / px] have no interior.
+DEGENERATE_EPS = 1e-12
+
+_CACHE: dict = {}
+
+
+def _wp_scalar(dtype: torch.dtype):
+    if dtype == torch.float32:
+        return wp.float32
+    if dtype == torch.float64:
+        return wp.float64
+    raise TypeError(f"render kernels support float32 and float64; got {dtype}")
+
+
+def common_kernels(dtype: torch.dtype) -> SimpleNamespace:
+    """Kernels that depend on the scalar type only: face setup, binning, silhouette shading."""
+    key = ("common", dtype)
+    if key not in _CACHE:
+        _CACHE[key] = _make_common(_wp_scalar(dtype))
+    return _CACHE[key]
+
+
+def raster_kernels(dtype: torch.dtype, faces_per_pixel: int) -> SimpleNamespace:
+    """Per-pixel rasterizer keeping ``faces_per_pixel`` fragments, and its backward kernel."""
+    key = ("raster", dtype, int(faces_per_pixel))
+    if key not in _CACHE:
+        _CACHE[key] = _make_raster(_wp_scalar(dtype), int(faces_per_pixel))
+    return _CACHE[key]
+
+
+def _make_geometry(scalar):
+    """warp functions for the screen-space geometry of one face (closure over the scalar type)."""
+    vec2 = wp.types.vector(2, scalar)
+    zero = scalar(0.0)
+    one = scalar(1.0)
+    tiny = scalar(DEGENERATE_EPS)
+
+    @wp.func
+    def cross2(a: vec2, b: vec2) -> scalar:
+        return a[0] * b[1] - a[1] * b[0]
+
+    @wp.func
+    def segment_t(p: vec2, a: vec2, c: vec2) -> scalar:
+        """Parameter in [0, 1] of the point of segment a->c closest to p."""
+        e = c - a
+        ee = wp.dot(e, e)
+        t = zero
+        if ee > tiny:
+            t = wp.clamp(wp.dot(p - a, e) / ee, zero, one)
+        return t
+
+    return SimpleNamespace(vec2=vec2, cross2=cross2, segment_t=segment_t)
+
+
+def _make_common(scalar):
+    vec2 = wp.types.vector(2, scalar)
+    vec3 = wp.types.vector(3, scalar)
+    vec4 = wp.types.vector(4, scalar)
+    mat33 = wp.types.matrix((3, 3), scalar)
+    mat32 = wp.types.matrix((3, 2), scalar)
+    geo = _make_geometry(scalar)
+    cross2 = geo.cross2
+    zero = scalar(0.0)
+    one = scalar(1.0)
+    tiny = scalar(DEGENERATE_EPS)
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def face_setup(
+        verts2d: wp.array(dtype=vec2),  # (B*V,) screen positions [px]
+        inv_depth: wp.array(dtype=scalar),  # (B*V,) 1/z [1/m]
+        vert_ok: wp.array(dtype=wp.int32),  # (B*V,) 1 = drawable vertex
+        faces: wp.array(dtype=wp.vec3i),  # (F,)
+        n_verts: int,
+        n_faces: int,
+        margin: scalar,  # blur margin [px]
+        width: int,
+        height: int,
+        tile: int,
+        # outputs
+        face_xy: wp.array(dtype=mat32),  # (B*F,) rows v0, v1, v2
+        face_w: wp.array(dtype=vec3),  # (B*F,) inverse depths
+        face_edge: wp.array(dtype=mat33),  # (B*F,) rows (nx, ny, c): signed edge distance, + inside
+        face_scale: wp.array(dtype=vec3),  # (B*F,) |edge_k| / |area2| (0 for degenerate faces)
+        face_bbox: wp.array(dtype=vec4),  # (B*F,) xmin, xmax, ymin, ymax incl. margin
+        face_tiles: wp.array(dtype=wp.vec4i),  # (B*F,) tx0, tx1, ty0, ty1 (empty when tx0 > tx1)
+    ):
+        bf = wp.tid()
+        b = bf / n_faces
+        f = bf - b * n_faces
+        ids = faces[f]
+        g0 = b * n_verts + ids[0]
+        g1 = b * n_verts + ids[1]
+        g2 = b * n_verts + ids[2]
+        face_tiles[bf] = wp.vec4i(0, -1, 0, -1)
+        face_bbox[bf] = vec4(one, zero, one, zero)
+        if vert_ok[g0] == 0 or vert_ok[g1] == 0 or vert_ok[g2] == 0:
+            return
+        v0 = verts2d[g0]
+        v1 = verts2d[g1]
+        v2 = verts2d[g2]
+        face_xy[bf] = mat32(v0[0], v0[1], v1[0], v1[1], v2[0], v2[1])
+        face_w[bf] = vec3(inv_depth[g0], inv_depth[g1], inv_depth[g2])
+        area2 = cross2(v1 - v0, v2 - v0)
+        e0 = v2 - v1
+        e1 = v0 - v2
+        e2 = v1 - v0
+        l0 = wp.length(e0)
+        l1 = wp.length(e1)
+        l2 = wp.length(e2)
+        if wp.abs(area2) > tiny and l0 > tiny and l1 > tiny and l2 > tiny:
+            sg = one
+            if area2 < zero:
+                sg = -one
+            # signed distance to edge k's line: sg * cross(e_k, p - a_k) / |e_k|, a_k = start of edge k
+            face_edge[bf] = mat33(
+                -sg * e0[1] / l0, sg * e0[0] / l0, sg * (e0[1] * v1[0] - e0[0] * v1[1]) / l0,
+                -sg * e1[1] / l1, sg * e1[0] / l1, sg * (e1[1] * v2[0] - e1[0] * v2[1]) / l1,
+                -sg * e2[1] / l2, sg * e2[0] / l2, sg * (e2[1] * v0[0] - e2[0] * v0[1]) / l2,
+            )
+            aa = wp.abs(area2)
+            face_scale[bf] = vec3(l0 / aa, l1 / aa, l2 / aa)
+        else:
+            # degenerate: never inside, never rejected by the edge test (outside branch decides)
+            face_edge[bf] = mat33(zero, zero, -tiny, zero, zero, -tiny, zero, zero, -tiny)
+            face_scale[bf] = vec3(zero, zero, zero)
+        xmin = wp.min(wp.min(v0[0], v1[0]), v2[0]) - margin
+        xmax = wp.max(wp.max(v0[0], v1[0]), v2[0]) + margin
+        ymin = wp.min(wp.min(v0[1], v1[1]), v2[1]) - margin
+        ymax = wp.max(wp.max(v0[1], v1[1]), v2[1]) + margin
+        face_bbox[bf] = vec4(xmin, xmax, ymin, ymax)
+        # pixel centres inside the box, clamped to the image (clamp before int conversion: no overflow)
+        fw = scalar(width)
+        fh = scalar(height)
+        x0 = int(wp.ceil(wp.clamp(xmin, -one, fw)))
+        x1 = int(wp.floor(wp.clamp(xmax, -one, fw)))
+        y0 = int(wp.ceil(wp.clamp(ymin, -one, fh)))
+        y1 = int(wp.floor(wp.clamp(ymax, -one, fh)))
+        x0 = wp.max(x0, 0)
+        y0 = wp.max(y0, 0)
+        x1 = wp.min(x1, width - 1)
+        y1 = wp.min(y1, height - 1)
+        if x0 <= x1 and y0 <= y1:
+            face_tiles[bf] = wp.vec4i(x0 / tile, x1 / tile, y0 / tile, y1 / tile)
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def bin_count(
+        face_tiles: wp.array(dtype=wp.vec4i),
+        n_faces: int,
+        tiles_x: int,
+        n_tiles: int,
+        # outputs
+        tile_count: wp.array(dtype=wp.int32),  # (B*NT,)
+    ):
+        bf = wp.tid()
+        b = bf / n_faces
+        r = face_tiles[bf]
+        for ty in range(r[2], r[3] + 1):
+            for tx in range(r[0], r[1] + 1):
+                wp.atomic_add(tile_count, b * n_tiles + ty * tiles_x + tx, 1)
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def bin_fill(
+        face_tiles: wp.array(dtype=wp.vec4i),
+        tile_start: wp.array(dtype=wp.int32),  # (B*NT + 1,) exclusive scan of the counts
+        n_faces: int,
+        tiles_x: int,
+        n_tiles: int,
+        # outputs
+        tile_cursor: wp.array(dtype=wp.int32),  # (B*NT,) zeroed
+        tile_faces: wp.array(dtype=wp.int32),  # (total,) face index within the mesh
+    ):
+        bf = wp.tid()
+        b = bf / n_faces
+        f = bf - b * n_faces
+        r = face_tiles[bf]
+        for ty in range(r[2], r[3] + 1):
+            for tx in range(r[0], r[1] + 1):
+                t = b * n_tiles + ty * tiles_x + tx
+                slot = wp.atomic_add(tile_cursor, t, 1)
+                tile_faces[tile_start[t] + slot] = f
+
+    @wp.func
+    def coverage(dist: scalar, inv_sigma: scalar, eps: scalar) -> scalar:
+        """Soft coverage max(0, (sigmoid(dist / sigma) - eps) / (1 - eps)); 0 beyond the blur margin."""
+        s = one / (one + wp.exp(-dist * inv_sigma))
+        return wp.max(zero, (s - eps) / (one - eps))
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def silhouette_forward(
+        frag_face: wp.array2d(dtype=wp.int32),  # (P, K) depth-sorted, -1 = empty (empties trail)
+        frag_dist: wp.array2d(dtype=scalar),  # (P, K) signed squared distance [px^2]
+        face_instance: wp.array(dtype=wp.int32),  # (F,)
+        n_inst: int,
+        inv_sigma: scalar,
+        eps: scalar,
+        offset: int,
+        # outputs
+        full: wp.array2d(dtype=scalar),  # (P, NI) 1 - prod(1 - D) over the instance's faces
+        visible: wp.array2d(dtype=scalar),  # (P, NI) sum D_j T_j over the instance's faces
+        union_out: wp.array(dtype=scalar),  # (P,)
+        trans: wp.array2d(dtype=scalar),  # (P, K) transmittance after slot j: prod_{i <= j} (1 - D_i)
+    ):
+        p = wp.tid() + offset
+        n_slots = frag_face.shape[1]
+        for k in range(n_inst):
+            full[p, k] = one
+            visible[p, k] = zero
+        t = one
+        for j in range(n_slots):
+            f = frag_face[p, j]
+            if f < 0:
+                trans[p, j] = t
+                continue
+            k = face_instance[f]
+            d = coverage(frag_dist[p, j], inv_sigma, eps)
+            visible[p, k] = visible[p, k] + d * t
+            full[p, k] = full[p, k] * (one - d)
+            t = t * (one - d)
+            trans[p, j] = t
+        for k in range(n_inst):
+            full[p, k] = one - full[p, k]
+        union_out[p] = one - t
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def silhouette_backward(
+        frag_face: wp.array2d(dtype=wp.int32),
+        frag_dist: wp.array2d(dtype=scalar),
+        face_instance: wp.array(dtype=wp.int32),
+        full: wp.array2d(dtype=scalar),
+        trans: wp.array2d(dtype=scalar),
+        grad_full: wp.array2d(dtype=scalar),  # (P, NI)
+        grad_visible: wp.array2d(dtype=scalar),  # (P, NI)
+        grad_union: wp.array(dtype=scalar),  # (P,)
+        inv_sigma: scalar,
+        eps: scalar,
+        offset: int,
+        # outputs
+        grad_dist: wp.array2d(dtype=scalar),  # (P, K)
+    ):
+        # With s = sigmoid(x), x = dist / sigma, D = (s - eps) / (1 - eps): dD/dx = s (1 - D), hence
+        #   d full_k / dx_m = s_m (1 - full_k)            (m in instance k)
+        #   d sum_k g_k visible_k / dx_m = s_m T_{m+1} (g_{k_m} - R_m),
+        #   R_m = sum_{j > m} g_{k_j} D_j prod_{m < i < j} (1 - D_i)   (back-to-front recursion).
+        p = wp.tid() + offset
+        n_slots = frag_face.shape[1]
+        gu = grad_union[p]
+        r = zero
+        for jj in range(n_slots):
+            j = n_slots - 1 - jj
+            f = frag_face[p, j]
+            if f < 0:
+                grad_dist[p, j] = zero
+                continue
+            k = face_instance[f]
+            x = frag_dist[p, j] * inv_sigma
+            s = one / (one + wp.exp(-x))
+            d = wp.max(zero, (s - eps) / (one - eps))
+            g = grad_visible[p, k] + gu
+            gx = zero
+            if d > zero:
+                gx = s * (trans[p, j] * (g - r) + grad_full[p, k] * (one - full[p, k]))
+            grad_dist[p, j] = gx * inv_sigma
+            r = g * d + (one - d) * r
+
+    return SimpleNamespace(
+        scalar=scalar,
+        vec2=vec2,
+        vec3=vec3,
+        vec4=vec4,
+        mat33=mat33,
+        mat32=mat32,
+        face_setup=face_setup,
+        bin_count=bin_count,
+        bin_fill=bin_fill,
+        silhouette_forward=silhouette_forward,
+        silhouette_backward=silhouette_backward,
+    )
+
+
+def _make_raster(scalar, K: int):
+    vec2 = wp.types.vector(2, scalar)
+    vec3 = wp.types.vector(3, scalar)
+    vec4 = wp.types.vector(4, scalar)
+    mat33 = wp.types.matrix((3, 3), scalar)
+    mat32 = wp.types.matrix((3, 2), scalar)
+    vecK = wp.types.vector(K, scalar)
+    veciK = wp.types.vector(K, wp.int32)
+    geo = _make_geometry(scalar)
+    cross2 = geo.cross2
+    segment_t = geo.segment_t
+    zero = scalar(0.0)
+    one = scalar(1.0)
+    two = scalar(2.0)
+    tiny = scalar(DEGENERATE_EPS)
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def raster_forward(
+        face_xy: wp.array(dtype=mat32),
+        face_w: wp.array(dtype=vec3),
+        face_edge: wp.array(dtype=mat33),
+        face_scale: wp.array(dtype=vec3),
+        face_bbox: wp.array(dtype=vec4),
+        tile_start: wp.array(dtype=wp.int32),
+        tile_faces: wp.array(dtype=wp.int32),
+        n_faces: int,
+        width: int,
+        height: int,
+        tile: int,
+        tiles_x: int,
+        n_tiles: int,
+        margin: scalar,  # blur margin [px]; 0 = hard rasterization (inside only)
+        offset: int,
+        # outputs
+        out_face: wp.array2d(dtype=wp.int32),  # (P, K) face index, -1 = empty
+        out_z: wp.array2d(dtype=scalar),  # (P, K) depth [m]
+        out_dist: wp.array2d(dtype=scalar),  # (P, K) signed squared distance [px^2]
+        out_bary: wp.array2d(dtype=vec3),  # (P, K) perspective-correct barycentrics
+        out_count: wp.array(dtype=wp.int32),  # (P,) faces within the margin (may exceed K)
+    ):
+        p = wp.tid() + offset
+        hw = width * height
+        b = p / hw
+        rem = p - b * hw
+        y = rem / width
+        x = rem - y * width
+        t = b * n_tiles + (y / tile) * tiles_x + x / tile
+        px = scalar(x)
+        py = scalar(y)
+        pp = vec2(px, py)
+        ph = vec3(px, py, one)
+        margin2 = margin * margin
+        zs = vecK()
+        ds = vecK()
+        as_ = vecK()
+        bs = vecK()
+        fs = veciK()
+        cnt = int(0)
+        total = int(0)
+        base = b * n_faces
+        for e in range(tile_start[t], tile_start[t + 1]):
+            f = tile_faces[e]
+            bf = base + f
+            bb = face_bbox[bf]
+            if px < bb[0] or px > bb[1] or py < bb[2] or py > bb[3]:
+                continue
+            ed = face_edge[bf] * ph
+            emin = wp.min(wp.min(ed[0], ed[1]), ed[2])
+            if emin < -margin:
+                continue
+            dist = zero
+            la = zero
+            lb = zero
+            lc = zero
+            if emin >= zero:
+                sc = face_scale[bf]
+                la = ed[0] * sc[0]
+                lb = ed[1] * sc[1]
+                lc = ed[2] * sc[2]
+                dist = emin * emin
+            else:
+                xy = face_xy[bf]
+                v0 = xy[0]
+                v1 = xy[1]
+                v2 = xy[2]
+                # closest point over the three edges (edge k from v[k+1] to v[k+2])
+                t0 = segment_t(pp, v1, v2)
+                q0 = v1 + t0 * (v2 - v1)
+                d0 = wp.dot(pp - q0, pp - q0)
+                t1 = segment_t(pp, v2, v0)
+                q1 = v2 + t1 * (v0 - v2)
+                d1 = wp.dot(pp - q1, pp - q1)
+                t2 = segment_t(pp, v0, v1)
+                q2 = v0 + t2 * (v1 - v0)
+                d2 = wp.dot(pp - q2, pp - q2)
+                dmin = d0
+                la = zero
+                lb = one - t0
+                lc = t0
+                if d1 < dmin:
+                    dmin = d1
+                    la = t1
+                    lb = zero
+                    lc = one - t1
+                if d2 < dmin:
+                    dmin = d2
+                    la = one - t2
+                    lb = t2
+                    lc = zero
+                if dmin >= margin2:
+                    continue
+                dist = -dmin
+            w = face_w[bf]
+            z = one / (la * w[0] + lb * w[1] + lc * w[2])
+            total += 1
+            pos = cnt
+            if cnt < K:
+                cnt += 1
+            else:
+                if z >= zs[K - 1]:
+                    continue
+                pos = K - 1
+            while pos > 0:
+                if zs[pos - 1] <= z:
+                    break
+                zs[pos] = zs[pos - 1]
+                ds[pos] = ds[pos - 1]
+                as_[pos] = as_[pos - 1]
+                bs[pos] = bs[pos - 1]
+                fs[pos] = fs[pos - 1]
+                pos -= 1
+            zs[pos] = z
+            ds[pos] = dist
+            as_[pos] = la
+            bs[pos] = lb
+            fs[pos] = f
+        for j in range(K):
+            if j < cnt:
+                f = fs[j]
+                w = face_w[base + f]
+                z = zs[j]
+                la = as_[j]
+                lb = bs[j]
+                lc = one - la - lb
+                out_face[p, j] = f
+                out_z[p, j] = z
+                out_dist[p, j] = ds[j]
+                out_bary[p, j] = vec3(la * w[0] * z, lb * w[1] * z, lc * w[2] * z)
+            else:
+                out_face[p, j] = -1
+                out_z[p, j] = zero
+                out_dist[p, j] = zero
+                out_bary[p, j] = vec3(zero, zero, zero)
+        out_count[p] = total
+
+    @wp.kernel(enable_backward=False, module="unique")
+    def raster_backward(
+        verts2d: wp.array(dtype=vec2),  # (B*V,)
+        inv_depth: wp.array(dtype=scalar),  # (B*V,)
+        faces: wp.array(dtype=wp.vec3i),  # (F,)
+        frag_face: wp.array2d(dtype=wp.int32),  # (P, K)
+        grad_z: wp.array2d(dtype=scalar),
+        grad_dist: wp.array2d(dtype=scalar),
+        grad_bary: wp.array2d(dtype=vec3),
+        n_verts: int,
+        width: int,
+        height: int,
+        offset: int,
+        # outputs (accumulated)
+        grad_xy: wp.array(dtype=vec2),  # (B*V,)
+        grad_w: wp.array(dtype=scalar),  # (B*V,)
+    ):
+        p = wp.tid() + offset
+        hw = width * height
+        b = p / hw
+        rem = p - b * hw
+        y = rem / width
+        x = rem - y * width
+        pp = vec2(scalar(x), scalar(y))
+        for j in range(K):
+            f = frag_face[p, j]
+            if f < 0:
+                break
+            gd = grad_dist[p, j]
+            gz = grad_z[p, j]
+            gb = grad_bary[p, j]
+            if gd == zero and gz == zero and gb[0] == zero and gb[1] == zero and gb[2] == zero:
+                continue
+            ids = faces[f]
+            i0 = b * n_verts + ids[0]
+            i1 = b * n_verts + ids[1]
+            i2 = b * n_verts + ids[2]
+            v0 = verts2d[i0]
+            v1 = verts2d[i1]
+            v2 = verts2d[i2]
+            w = vec3(inv_depth[i0], inv_depth[i1], inv_depth[i2])
+            # screen-space signed areas: A_k = cross(v[k+2] - v[k+1], p - v[k+1]) = cross(v[k+1]-p, v[k+2]-p)
+            r0 = v0 - pp
+            r1 = v1 - pp
+            r2 = v2 - pp
+            a0 = cross2(r1, r2)
+            a1 = cross2(r2, r0)
+            a2 = cross2(r0, r1)
+            area2 = a0 + a1 + a2
+            e0 = v2 - v1
+            e1 = v0 - v2
+            e2 = v1 - v0
+            n0 = wp.length(e0)
+            n1 = wp.length(e1)
+            n2 = wp.length(e2)
+            inside = False
+            if wp.abs(area2) > tiny and n0 > tiny and n1 > tiny and n2 > tiny:
+                if a0 * area2 >= zero and a1 * area2 >= zero and a2 * area2 >= zero:
+                    inside = True
+            g0 = vec2(zero, zero)
+            g1 = vec2(zero, zero)
+            g2 = vec2(zero, zero)
+            if inside:
+                l0 = a0 / area2
+                l1 = a1 / area2
+                l2 = a2 / area2
+            else:
+                t0 = segment_t(pp, v1, v2)
+                q0 = v1 + t0 * e0
+                d0 = wp.dot(pp - q0, pp - q0)
+                t1 = segment_t(pp, v2, v0)
+                q1 = v2 + t1 * e1
+                d1 = wp.dot(pp - q1, pp - q1)
+                t2 = segment_t(pp, v0, v1)
+                q2 = v0 + t2 * e2
+                d2 = wp.dot(pp - q2, pp - q2)
+                m = int(0)
+                l0 = zero
+                l1 = one - t0
+                l2 = t0
+                if d1 < d0:
+                    m = 1
+                    l0 = t1
+                    l1 = zero
+                    l2 = one - t1
+                if d2 < wp.min(d0, d1):
+                    m = 2
+                    l0 = one - t2
+                    l1 = t2
+                    l2 = zero
+            # depth and perspective barycentrics: iz = sum l_k w_k, z = 1/iz, b_k = l_k w_k z
+            iz = l0 * w[0] + l1 * w[1] + l2 * w[2]
+            z = one / iz
+            gz_eff = gz + gb[0] * l0 * w[0] + gb[1] * l1 * w[1] + gb[2] * l2 * w[2]
+            giz = -z * z * gz_eff
+            gl0 = gb[0] * w[0] * z + giz * w[0]
+            gl1 = gb[1] * w[1] * z + giz * w[1]
+            gl2 = gb[2] * w[2] * z + giz * w[2]
+            gw = vec3(gb[0] * l0 * z + giz * l0, gb[1] * l1 * z + giz * l1, gb[2] * l2 * z + giz * l2)
+            if inside:
+                # d l_k / d A_m = (delta_km - l_k) / area2
+                mean = gl0 * l0 + gl1 * l1 + gl2 * l2
+                ga0 = (gl0 - mean) / area2
+                ga1 = (gl1 - mean) / area2
+                ga2 = (gl2 - mean) / area2
+                # distance to the nearest edge line: e_k = |A_k| / |edge_k|, dist = e^2
+                sg = one
+                if area2 < zero:
+                    sg = -one
+                e_0 = sg * a0 / n0
+                e_1 = sg * a1 / n1
+                e_2 = sg * a2 / n2
+                ge = two * gd
+                if e_0 <= e_1 and e_0 <= e_2:
+                    ge = ge * e_0
+                    ga0 = ga0 + ge * sg / n0
+                    gl = -ge * e_0 / n0  # d/d|e0| ; |e0| = |v2 - v1|
+                    g2 = g2 + gl * e0 / n0
+                    g1 = g1 - gl * e0 / n0
+                elif e_1 <= e_2:
+                    ge = ge * e_1
+                    ga1 = ga1 + ge * sg / n1
+                    gl = -ge * e_1 / n1
+                    g0 = g0 + gl * e1 / n1
+                    g2 = g2 - gl * e1 / n1
+                else:
+                    ge = ge * e_2
+                    ga2 = ga2 + ge * sg / n2
+                    gl = -ge * e_2 / n2
+                    g1 = g1 + gl * e2 / n2
+                    g0 = g0 - gl * e2 / n2
+                # A_k = cross(r_{k+1}, r_{k+2}): dA/dr_{k+1} = (r_{k+2}.y, -r_{k+2}.x), dA/dr_{k+2} = (-r_{k+1}.y, r_{k+1}.x)
+                g1 = g1 + ga0 * vec2(r2[1], -r2[0])
+                g2 = g2 + ga0 * vec2(-r1[1], r1[0])
+                g2 = g2 + ga1 * vec2(r0[1], -r0[0])
+                g0 = g0 + ga1 * vec2(-r2[1], r2[0])
+                g0 = g0 + ga2 * vec2(r1[1], -r1[0])
+                g1 = g1 + ga2 * vec2(-r0[1], r0[0])
+            else:
+                # nearest edge m from va to vc, closest point q = va + t (vc - va), dist = -|p - q|^2
+                va = v1
+                vc = v2
+                tt = l2
+                gt = gl2 - gl1
+                if m == 1:
+                    va = v2
+                    vc = v0
+                    tt = l0
+                    gt = gl0 - gl2
+                elif m == 2:
+                    va = v0
+                    vc = v1
+                    tt = l1
+                    gt = gl1 - gl0
+                ev = vc - va
+                q = va + tt * ev
+                gq = -two * gd * (q - pp)
+                ga = (one - tt) * gq
+                gc = tt * gq
+                ee = wp.dot(ev, ev)
+                if ee > tiny and tt > zero and tt < one:
+                    rv = pp - va
+                    # t = (rv . ev) / ee: dt/dvc = (rv - 2 t ev) / ee, dt/dva = (-ev - rv + 2 t ev) / ee
+                    gc = gc + gt * (rv - two * tt * ev) / ee
+                    ga = ga + gt * (two * tt * ev - ev - rv) / ee
+                if m == 0:
+                    g1 = g1 + ga
+                    g2 = g2 + gc
+                elif m == 1:
+                    g2 = g2 + ga
+                    g0 = g0 + gc
+                else:
+                    g0 = g0 + ga
+                    g1 = g1 + gc
+            wp.atomic_add(grad_xy, i0, g0)
+            wp.atomic_add(grad_xy, i1, g1)
+            wp.atomic_add(grad_xy, i2, g2)
+            wp.atomic_add(grad_w, i0, gw[0])
+            wp.atomic_add(grad_w, i1, gw[1])
+            wp.atomic_add(grad_w, i2, gw[2])
+
+    return SimpleNamespace(raster_forward=raster_forward, raster_backward=raster_backward, K=K)

@@ -1,0 +1,7 @@
+"""ROS 2 layer of HandyPriors: thin rclpy nodes over :mod:`handypriors_core`.
+
+Importing this package does not import rclpy; each node module does. Console scripts (see setup.py):
+``allegro_tracker`` (:mod:`handypriors_ros.allegro_tracker`) and ``sequence_player``
+(:mod:`handypriors_ros.sequence_player`). :mod:`handypriors_ros.ros_environment` builds the
+localhost-only DDS environment used by tests, benchmarks and the demo.
+"""

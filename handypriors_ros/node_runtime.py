@@ -1,0 +1,107 @@
+"""Shared ``main()`` boilerplate of the package's nodes, and a parameter-declaration helper.
+
+``run_node(factory)`` initialises rclpy (which parses ``--ros-args`` from ``sys.argv`` and installs the
+SIGINT/SIGTERM handlers), builds the node, spins it and always shuts down. Exit codes:
+
+- 0: the node finished, or was stopped by Ctrl-C / SIGINT / SIGTERM (``KeyboardInterrupt`` and rclpy's
+  ``ExternalShutdownException``; also the ``RCLError`` that a shutdown race occasionally raises from the wait
+  set once the context is no longer valid);
+- 2: the node could not start because of bad parameters or inputs (a typed core error or an rclpy parameter
+  exception), or stopped on bad input (a typed core error escaping the spin), reported as one log line
+  without a traceback.
+
+Anything else propagates (a traceback and exit 1), as a bug should.
+
+    def main(args=None):
+        raise SystemExit(run_node(MyNode, args))
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import rclpy
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException
+
+from handypriors_core.errors import HandyPriorsError
+
+__all__ = ["EXIT_BAD_CONFIG", "EXIT_OK", "declare_parameter", "run_node"]
+
+EXIT_OK = 0
+EXIT_BAD_CONFIG = 2
+
+try:  # the exception type of a shutdown race inside the wait set (see module docstring)
+    from rclpy._rclpy_pybind11 import RCLError as _RCLError  # type: ignore
+except ImportError:  # pragma: no cover - other rclpy builds
+    _RCLError = RuntimeError
+
+
+def run_node(
+    node_factory: Callable[[], Any],
+    args: Sequence[str] | None = None,
+    spin: Callable[[Any], None] | None = None,
+    logger_name: str = "handypriors",
+) -> int:
+    """Init rclpy with ``args`` (``None`` = ``sys.argv``), build ``node_factory()``, spin, shut down.
+
+    ``spin(node)`` replaces ``rclpy.spin(node)`` for nodes that finish on their own (e.g. a player that
+    returns when its sequence ends). Returns the exit code (see the module docstring).
+    """
+    rclpy.init(args=args)
+    node = None
+    try:
+        try:
+            node = node_factory()
+        except (HandyPriorsError, ParameterException) as exc:
+            rclpy.logging.get_logger(logger_name).error(f"cannot start: {exc}")
+            return EXIT_BAD_CONFIG
+        try:
+            if spin is None:
+                rclpy.spin(node)
+            else:
+                spin(node)
+        except HandyPriorsError as exc:  # bad input met while running (e.g. an unreadable file)
+            rclpy.logging.get_logger(logger_name).error(f"stopped: {exc}")
+            return EXIT_BAD_CONFIG
+        return EXIT_OK
+    except (KeyboardInterrupt, ExternalShutdownException):
+        return EXIT_OK
+    except _RCLError:
+        if rclpy.ok():
+            raise
+        return EXIT_OK
+    finally:
+        if node is not None:
+            with contextlib.suppress(Exception):  # the context may already be gone after a signal
+                node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def declare_parameter(
+    node: Any,
+    name: str,
+    default: Any,
+    description: str,
+    *,
+    floating_range: tuple[float, float] | None = None,
+    integer_range: tuple[int, int] | None = None,
+    read_only: bool = False,
+) -> Any:
+    """Declare ``name`` with a typed ``default``, a description and an optional range; return its value.
+
+    The type comes from ``default`` (so ``-p rate:=1`` for a float parameter is rejected by rclpy with a
+    clear message); out-of-range values are rejected by rclpy at declaration and on later sets.
+    """
+    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    if floating_range is not None:
+        descriptor.floating_point_range = [
+            FloatingPointRange(from_value=float(floating_range[0]), to_value=float(floating_range[1]), step=0.0)
+        ]
+    if integer_range is not None:
+        descriptor.integer_range = [IntegerRange(from_value=int(integer_range[0]), to_value=int(integer_range[1]),
+                                                 step=1)]
+    return node.declare_parameter(name, default, descriptor).value
