@@ -107,6 +107,9 @@ def cmd_distro_constraints() -> int:
 
 
 def cmd_import_check(modules: list[str]) -> int:
+    # Import from the environment only: the script's own directory (sys.path[0]) must not shadow anything.
+    here = str(Path(__file__).resolve().parent)
+    sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path(here)]
     failed = []
     for module in modules:
         try:

@@ -4,7 +4,7 @@
 # Two modes, chosen by ROS_DISTRO:
 #   * ROS_DISTRO unset (no ROS 2 distro sourced): everything goes into $VENV - the pinned Python
 #     packages of requirements.txt, ROS 2 Jazzy from the PyPI wheels (scripts/requirements-ros-jazzy.txt)
-#     and tf2_msgs, which is not on PyPI and is generated here from scripts/tf2_msgs with rosidl + CMake.
+#     and tf2_msgs, which is not on PyPI and is generated here from scripts/ros_interfaces/tf2_msgs.
 #   * ROS_DISTRO set (e.g. after `source /opt/ros/jazzy/setup.bash`): $VENV is created with
 #     --system-site-packages on the distro's interpreter and uses the distro's rclpy and messages;
 #     pip adds only what the distro does not provide (torch, warp-lang, trimesh, urchin, rosbags, ...).
@@ -25,7 +25,7 @@ VPY="$VENV/bin/python"
 TOOL=("$ROOT/scripts/requirements_tool.py")
 CONSTRAINTS="$ROOT/constraints.txt"
 ROS_REQUIREMENTS="$ROOT/scripts/requirements-ros-jazzy.txt"
-TF2_SRC="$ROOT/scripts/tf2_msgs"
+TF2_SRC="$ROOT/scripts/ros_interfaces/tf2_msgs"
 CMAKE_FIX_SRC="$ROOT/scripts/cmake/ros_wheels_python_includes.cmake"
 CMAKE_FIX="$VENV/share/handypriors_ros_env/ros_wheels_python_includes.cmake"
 

@@ -123,7 +123,8 @@ class ObjectPoseFilter:
         s = self.settings
         motion = torch.eye(4, dtype=_F64)
         valid = False
-        if ctx.contact_weights is not None and ctx.previous_contact_points is not None:
+        if s.motion_model == "quasistatic" and ctx.contact_weights is not None \
+                and ctx.previous_contact_points is not None:
             m, ok = contact_motion(ctx.previous_contact_points.double().cpu(), hand.contact_points.double().cpu(),
                                    ctx.contact_weights.double().cpu(), self.quasistatic)
             valid = bool(ok[0])
@@ -256,7 +257,10 @@ class ObjectPoseFilter:
         var = self.settings.silhouette_std ** 2
         Lam = J.transpose(0, 1) @ J / var
         eta = J.transpose(0, 1) @ r / var
-        return self.ekf.update_information(Lam, eta, gate_probability=gate)
+        # the full innovation test: a mask that disagrees everywhere (wrong object, failed segmentation) is
+        # refused even where the disagreement would not move the pose
+        return self.ekf.update_information(Lam, eta, residual_sq=float((r * r).sum() / var),
+                                           num_observations=r.numel(), gate="full", gate_probability=gate)
 
     def _update_centre(self, obs: Observation, gate) -> StepResult | None:
         if obs.mask is None or float(obs.mask.sum()) < 4:

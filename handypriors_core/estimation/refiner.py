@@ -149,6 +149,10 @@ class PoseRefiner:
         for it in range(iterations + 1):
             frac = it / max(iterations, 1)
             sigma = s.sigma_start * (s.sigma_end / s.sigma_start) ** frac
+            decay = s.lr_final_fraction ** frac
+            optimizer.param_groups[0]["lr"] = decay
+            if hand_delta is not None:
+                optimizer.param_groups[1]["lr"] = s.lr_hand2camera * decay
             pose = apply_pose_delta(pose0, delta * scale)
             obs_it = obs
             correction = torch.eye(4, device=device)

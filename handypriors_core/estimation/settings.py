@@ -92,6 +92,8 @@ class RefineSettings:
         time_budget: wall-clock budget per frame [s] (online); 0 = no budget.
         lr_translation: Adam step size of the translation [m].
         lr_rotation: Adam step size of the rotation [rad].
+        lr_final_fraction: the step sizes decay geometrically to this fraction of their start over the
+            iterations (fine steps at the end).
         sigma_start, sigma_end: silhouette sharpness [px^2 at ROI resolution], scheduled geometrically from
             coarse to fine over the iterations.
         gamma: depth/colour blend temperature of the soft renderer.
@@ -107,6 +109,7 @@ class RefineSettings:
     time_budget: float = 0.2
     lr_translation: float = 0.002
     lr_rotation: float = 0.02
+    lr_final_fraction: float = 0.1
     sigma_start: float = 4.0
     sigma_end: float = 0.5
     gamma: float = 1e-2
@@ -124,6 +127,7 @@ class RefineSettings:
         for name in ("lr_translation", "lr_rotation", "sigma_start", "sigma_end", "gamma", "lr_hand2camera"):
             value = getattr(self, name)
             _require(math.isfinite(value) and value > 0, f"refine.{name} must be > 0; got {value}")
+        _require(0 < self.lr_final_fraction <= 1, "refine.lr_final_fraction must be in (0, 1]")
         _require(self.convergence_tolerance >= 0, "refine.convergence_tolerance must be >= 0")
         _require(self.hand2camera_prior >= 0, "refine.hand2camera_prior must be >= 0")
         _require(self.window >= 1, f"refine.window must be >= 1; got {self.window}")
@@ -135,6 +139,8 @@ class FilterSettings:
 
     Attributes:
         observations: observation models used, in update order (see :mod:`.filter`).
+        motion_model: ``"quasistatic"`` (Eq. 9: the hand's contacts carry the object) or ``"constant_pose"``
+            (no physics prior in the prediction; for ablations and free objects).
         initial_std_translation, initial_std_rotation: prior standard deviation of the first pose [m], [rad].
         process_std_translation, process_std_rotation: per-frame process noise with hand contact [m], [rad].
         free_std_translation, free_std_rotation: per-frame process noise without contact [m], [rad].
@@ -152,6 +158,7 @@ class FilterSettings:
     """
 
     observations: list[FilterObservation] = field(default_factory=lambda: ["fingertips", "depth", "silhouette"])
+    motion_model: Literal["quasistatic", "constant_pose"] = "quasistatic"
     initial_std_translation: float = 0.02
     initial_std_rotation: float = 0.2
     process_std_translation: float = 0.003
@@ -171,6 +178,8 @@ class FilterSettings:
         known = set(FilterObservation.__args__)
         _require(set(self.observations) <= known,
                  f"filter.observations must be a subset of {sorted(known)}; got {self.observations}")
+        _require(self.motion_model in ("quasistatic", "constant_pose"),
+                 f"filter.motion_model must be 'quasistatic' or 'constant_pose'; got {self.motion_model!r}")
         for name in ("initial_std_translation", "initial_std_rotation", "process_std_translation",
                      "process_std_rotation", "free_std_translation", "free_std_rotation", "contact_distance",
                      "rigid_contact_tolerance",

@@ -66,7 +66,8 @@ class ObjectSettings:
         kind: ``box`` (``extents``), ``cylinder`` (``radius``, ``height``, axis = object z) or ``mesh``
             (``mesh_path``; empty = the built-in bottle, a non-convex solid of revolution along object z).
         extents: box full side lengths [m] along object x, y, z.
-        radius, height: cylinder [m].
+        radius, height: cylinder and built-in bottle [m] (the default grasp fits objects up to 4 cm deep
+            between the knuckles and the thumb base).
         mesh_path: mesh file (anything trimesh reads); relative paths are relative to the working directory.
             Its own UVs + texture are kept; otherwise a procedural texture is baked.
         mesh_scale: factor applied to the mesh file's coordinates (0.001 for millimetres).
@@ -78,8 +79,8 @@ class ObjectSettings:
 
     kind: str = "box"
     extents: tuple[float, float, float] = (0.04, 0.06, 0.09)
-    radius: float = 0.03
-    height: float = 0.09
+    radius: float = 0.02
+    height: float = 0.1
     mesh_path: str = ""
     mesh_scale: float = 1.0
     max_edge: float = 0.01
@@ -124,7 +125,7 @@ class GraspSettings:
     """
 
     object_rpy: tuple[float, float, float] = (0.0, math.pi / 2, 0.0)
-    object_yz: tuple[float, float] = (0.012, -0.03)
+    object_yz: tuple[float, float] = (0.01, -0.0225)
     rest_overlap: float = 1.0e-4
     fingers: tuple[str, ...] = FINGERS
     open_pose: dict[str, list[float]] = dataclasses.field(default_factory=lambda: {

@@ -1,0 +1,205 @@
+"""Ablation of the estimators in the form of the paper's Table I, on generated and shared sequences.
+
+Rows (optimizer):  ``init`` (the initial pose held), ``+render`` (Adam over mask + depth terms, constant-pose
+prediction), ``+physics`` (all terms, quasistatic prediction).
+Rows (filter):     ``O_hand`` (fingertips), ``O_object`` (object centre), ``O_hand+object``, ``+depth``,
+``+depth+silhouette`` (the shipped default), each with the quasistatic motion model.
+Columns: 2D error (Chamfer of projected vertices, px), 3D error (ADD-S, cm), rotation error (deg),
+ADD-S AUC (10 cm), frames over 5 cm, runtime per frame (ms, median).
+
+Sequences: the shared development sequences (``$HANDYPRIORS_SHARED`` or ``../shared/data/dev``) when present,
+and the project's own generated sequence (``handypriors_core.synthetic``) when the generator is available.
+Initial pose: frame 0's ground truth perturbed by 2 cm and 10 degrees (fixed seed). Masks: the built-in
+colour model when ``handypriors_core.segmentation`` provides it, else the run is labelled ``oracle mask``.
+
+    .venv/bin/python bench/bench_tracking.py [--frames N] [--rows filter|optimizer|all] [--quick]
+
+Writes ``bench/results/tracking.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from handypriors_core.estimation.settings import TrackerSettings, load_tracking_settings  # noqa: E402
+from handypriors_core.estimation.tracker import ObjectTracker  # noqa: E402
+from handypriors_core.geometry.rotations import axis_angle_to_matrix  # noqa: E402
+from handypriors_core.io.dev_sequence import DevSequence, load_ground_truth, with_oracle_masks  # noqa: E402
+from handypriors_core.metrics.chamfer import object_chamfer_errors  # noqa: E402
+from handypriors_core.metrics.pose_errors import add_s, rotation_error, summarize_errors  # noqa: E402
+from handypriors_core.models import RigidObject, URDFHand, allegro_urdf  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "tracking.json"
+
+
+def perturbed(pose: torch.Tensor, seed: int = 0, translation: float = 0.02, angle_deg: float = 10.0) -> torch.Tensor:
+    """``pose (4, 4)`` moved by ``translation`` [m] and rotated by ``angle_deg`` about random directions."""
+    g = torch.Generator().manual_seed(seed)
+    dt = torch.randn(3, generator=g, dtype=torch.float64)
+    axis = torch.randn(3, generator=g, dtype=torch.float64)
+    out = pose.clone().double()
+    out[:3, :3] = axis_angle_to_matrix(axis / axis.norm() * math.radians(angle_deg)) @ out[:3, :3]
+    out[:3, 3] += dt / dt.norm() * translation
+    return out
+
+
+def rows(which: str) -> dict[str, dict]:
+    """Settings overrides of each ablation row."""
+    optimizer = {
+        "init": {"mode": "filter", "filter.observations": [], "filter.motion_model": "constant_pose"},
+        "+render": {"mode": "refine", "filter.observations": [], "filter.motion_model": "constant_pose",
+                    "refine.terms": ["mask", "depth"]},
+        "+physics": {"mode": "refine", "filter.observations": [], "filter.motion_model": "quasistatic",
+                     "refine.terms": ["mask", "depth", "penetration", "sliding", "con", "smo"]},
+    }
+    filt = {
+        "O_hand": {"mode": "filter", "filter.observations": ["fingertips"]},
+        "O_object": {"mode": "filter", "filter.observations": ["centre"]},
+        "O_hand+object": {"mode": "filter", "filter.observations": ["fingertips", "centre"]},
+        "+depth": {"mode": "filter", "filter.observations": ["fingertips", "centre", "depth"]},
+        "+depth+silhouette": {"mode": "filter", "filter.observations": ["fingertips", "depth", "silhouette"]},
+        "refine (default)": {"mode": "refine"},
+    }
+    if which == "optimizer":
+        return optimizer
+    if which == "filter":
+        return filt
+    return {**optimizer, **filt}
+
+
+def configured(base: TrackerSettings, overrides: dict) -> TrackerSettings:
+    """A copy of ``base`` with dotted-key overrides applied."""
+    s = copy.deepcopy(base)
+    for key, value in overrides.items():
+        target = s
+        parts = key.split(".")
+        for part in parts[:-1]:
+            target = getattr(target, part)
+        setattr(target, parts[-1], value)
+    s.__post_init__()
+    return s
+
+
+def mask_source_for(scene_settings) -> tuple[object | None, str]:
+    """The built-in colour model when available (``label = "colour model"``), else None (oracle masks)."""
+    try:
+        from handypriors_core.segmentation import make_mask_source  # type: ignore
+    except Exception:  # noqa: BLE001 - segmentation not available yet
+        return None, "oracle mask"
+    try:
+        return make_mask_source(None), "colour model"
+    except Exception as exc:  # noqa: BLE001
+        print(f"  colour model unavailable ({exc}); using oracle masks", flush=True)
+        return None, "oracle mask"
+
+
+def run(path: Path, settings: TrackerSettings, frames: int, masks: str) -> dict:
+    """Track one sequence folder; returns per-frame errors and timing."""
+    seq = DevSequence(path)
+    gt = load_ground_truth(path)
+    hand = URDFHand.from_urdf(allegro_urdf())
+    obj = RigidObject.from_mesh(seq.object_mesh_path)
+    mask_source, label = (None, "no mask")
+    if masks == "colour":
+        mask_source, label = mask_source_for(None)
+    tracker = ObjectTracker(hand, obj, settings, mask_source=mask_source)
+    tracker.initialize(perturbed(gt.object2camera[0]))
+    n = min(frames, len(seq))
+    preds, times = [], []
+    for i in range(n):
+        frame = seq[i]
+        if masks == "oracle" or (masks == "colour" and mask_source is None):
+            frame = with_oracle_masks(frame, path)
+            label = "oracle mask"
+        t = time.perf_counter()
+        est = tracker.track(frame)
+        times.append(time.perf_counter() - t)
+        preds.append(est.object2camera)
+    pred = torch.stack(preds)
+    truth = gt.object2camera[:n]
+    pts = obj.samples.double()
+    e3 = add_s(pts, pred, truth)
+    rot = rotation_error(pred, truth)
+    ch = object_chamfer_errors(pts, pred, truth, seq.camera.to(dtype=torch.float64))
+    summary = summarize_errors(e3)
+    warm = sorted(times[1:]) if len(times) > 1 else times
+    return {
+        "frames": n,
+        "masks": label,
+        "add_s_median_cm": 100 * summary["median"],
+        "add_s_auc": summary["auc"],
+        "frames_over_5cm": summary["frames_over"],
+        "rotation_median_deg": math.degrees(float(rot.median())),
+        "error_2d_median_px": float(ch.chamfer_2d_px.median()),
+        "error_3d_chamfer_median_cm": 100 * float(ch.chamfer_3d.median()),
+        "runtime_median_ms": 1000 * warm[len(warm) // 2],
+        "add_s_cm_per_frame": [round(100 * float(v), 3) for v in e3],
+    }
+
+
+def sequences(generate: bool, frames: int) -> list[tuple[str, Path]]:
+    """Shared dev sequences (when present) and a generated one (when the generator exists)."""
+    out = []
+    shared = Path(os.environ.get("HANDYPRIORS_SHARED", ROOT.parent / "shared")) / "data" / "dev"
+    if shared.is_dir():
+        out += [(p.name, p) for p in sorted(shared.iterdir()) if (p / "meta.json").is_file()]
+    if generate:
+        try:
+            from handypriors_core.synthetic import Scenario, generate_sequence  # type: ignore
+        except Exception as exc:  # noqa: BLE001
+            print(f"  generator unavailable ({exc}); generated sequence skipped", flush=True)
+        else:
+            target = ROOT / "out" / "bench" / "generated_carry_box"
+            if not (target / "meta.json").is_file():
+                generate_sequence(Scenario(frames=frames, seed=0), target)
+            out.append(("generated_carry_box", target))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--rows", choices=("filter", "optimizer", "all"), default="all")
+    parser.add_argument("--masks", choices=("colour", "oracle", "none"), default="colour")
+    parser.add_argument("--no-generated", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        import warp as wp
+
+        wp.config.quiet = True
+    except ImportError:
+        pass
+    base = load_tracking_settings()
+    results: dict = {"description": "Table I-style ablation; initial pose = GT frame 0 + 2 cm / 10 deg",
+                     "device": base.device, "torch_threads": torch.get_num_threads(), "sequences": {}}
+    for name, path in sequences(not args.no_generated, args.frames):
+        results["sequences"][name] = {}
+        for row, overrides in rows(args.rows).items():
+            t = time.perf_counter()
+            res = run(path, configured(base, overrides), args.frames, args.masks)
+            results["sequences"][name][row] = res
+            print(f"{name:22s} {row:18s} ADD-S {res['add_s_median_cm']:6.2f} cm  rot {res['rotation_median_deg']:5.1f}"
+                  f" deg  2D {res['error_2d_median_px']:5.1f} px  >5cm {res['frames_over_5cm']:2d}  "
+                  f"{res['runtime_median_ms']:6.1f} ms/frame  [{res['masks']}]  ({time.perf_counter() - t:.0f} s)",
+                  flush=True)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1))
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
