@@ -33,13 +33,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from handypriors_core.estimation.settings import TrackerSettings, load_tracking_settings  # noqa: E402
-from handypriors_core.estimation.tracker import ObjectTracker  # noqa: E402
-from handypriors_core.geometry.rotations import axis_angle_to_matrix  # noqa: E402
-from handypriors_core.io.dev_sequence import DevSequence, load_ground_truth, with_oracle_masks  # noqa: E402
-from handypriors_core.metrics.chamfer import object_chamfer_errors  # noqa: E402
-from handypriors_core.metrics.pose_errors import add_s, rotation_error, summarize_errors  # noqa: E402
-from handypriors_core.models import RigidObject, URDFHand, allegro_urdf  # noqa: E402
+from handypriors_core.estimation.settings import TrackerSettings, load_tracking_settings
+from handypriors_core.estimation.tracker import ObjectTracker
+from handypriors_core.geometry.rotations import axis_angle_to_matrix
+from handypriors_core.io.dev_sequence import DevSequence, load_ground_truth, with_oracle_masks
+from handypriors_core.metrics.chamfer import object_chamfer_errors
+from handypriors_core.metrics.pose_errors import add_s, rotation_error, summarize_errors
+from handypriors_core.models import RigidObject, URDFHand, allegro_urdf
 
 RESULTS = ROOT / "bench" / "results" / "tracking.json"
 

@@ -13,8 +13,9 @@ Subcommands
     (e.g. rclpy's message support is built against the distro's numpy).
 ``distro-constraints``
     Print constraint lines that pin the distro-provided packages to their installed versions.
-``import-check MODULE...``
-    Import each module and report the ones that fail (exit 1 if any).
+``import-check MODULE... [--find-only]``
+    Import each module (or, with ``--find-only``, only locate it) and report the ones that fail
+    (exit 1 if any).
 ``freeze``
     Print a new constraints.txt for this environment: every distribution pip installed, pinned,
     without local version labels (torch 2.13.0+cpu -> torch==2.13.0). The egg-info records that
@@ -106,14 +107,18 @@ def cmd_distro_constraints() -> int:
     return 0
 
 
-def cmd_import_check(modules: list[str]) -> int:
+def cmd_import_check(modules: list[str], find_only: bool = False) -> int:
     # Import from the environment only: the script's own directory (sys.path[0]) must not shadow anything.
     here = str(Path(__file__).resolve().parent)
     sys.path[:] = [p for p in sys.path if p and Path(p).resolve() != Path(here)]
     failed = []
     for module in modules:
         try:
-            importlib.import_module(module)
+            if find_only:
+                if importlib.util.find_spec(module) is None:
+                    raise ModuleNotFoundError(f"No module named {module!r}")
+            else:
+                importlib.import_module(module)
         except Exception as exc:  # noqa: BLE001 - report every kind of import failure
             failed.append(f"{module}: {type(exc).__name__}: {exc}")
     for item in failed:
@@ -157,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("distro-constraints")
     imports = sub.add_parser("import-check")
     imports.add_argument("modules", nargs="+")
+    imports.add_argument("--find-only", action="store_true")
     sub.add_parser("freeze")
     args = parser.parse_args(argv)
     if args.command == "check":
@@ -167,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_distro_constraints()
     if args.command == "freeze":
         return cmd_freeze()
-    return cmd_import_check(args.modules)
+    return cmd_import_check(args.modules, args.find_only)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,9 @@ lap() { say "  $1 done in $((SECONDS - T_PHASE)) s"; T_PHASE=$SECONDS; }
 # pip always runs with the venv's interpreter and a constraint file that pins torch.
 # (A local pip configuration may list file:// indexes that lack most projects; its per-project
 # "Location ... is ignored" warnings are dropped, everything else pip says is kept.)
+INSTALLED=0  # set when a phase changed the environment: then the final check imports everything
 pip_install() {
+  INSTALLED=1
   "$VPY" -m pip install --disable-pip-version-check --progress-bar off -q "$@" \
     2> >(grep -v "^WARNING: Location 'file://.*' is ignored" >&2)
 }
@@ -182,13 +184,16 @@ if [ "$MODE" = wheels ]; then
   lap "4. ROS wheels"
 
   # -------------------------------------------------------------------------------------------- 5. tf2_msgs
-  TF2_KEY=$(find "$TF2_SRC" "$CMAKE_FIX_SRC" -type f | LC_ALL=C sort | xargs sha256sum | sha256sum | cut -d' ' -f1)
+  # content of the interface sources and of the CMake fix (not their location)
+  TF2_KEY=$( (cd "$TF2_SRC" && find . -type f | LC_ALL=C sort | xargs sha256sum; sha256sum < "$CMAKE_FIX_SRC") \
+            | sha256sum | cut -d' ' -f1)
   TF2_MARK="$VENV/share/handypriors_ros_env/tf2_msgs.built"
   if [ -f "$TF2_MARK" ] && [ "$(cat "$TF2_MARK")" = "$TF2_KEY" ] \
      && "$VPY" -c 'import tf2_msgs.msg, tf2_msgs.srv, tf2_msgs.action' 2>/dev/null; then
     say "5. tf2_msgs already generated"
   else
     say "5. generating tf2_msgs into $VENV (rosidl + CMake, $JOBS jobs; about a minute)"
+    INSTALLED=1
     ensure_build_tools
     BUILD="$VENV/var/build/tf2_msgs"
     rm -rf "$BUILD"
@@ -234,9 +239,15 @@ fi
 MODULES=(numpy scipy torch warp trimesh cv2 urchin rosbags yaml matplotlib pytest xdist
          rclpy std_msgs.msg geometry_msgs.msg sensor_msgs.msg visualization_msgs.msg diagnostic_msgs.msg
          std_srvs.srv tf2_msgs.msg)
-"$VPY" "${TOOL[@]}" import-check "${MODULES[@]}" || die "the environment is incomplete (imports above failed)"
-"$VPY" -c 'import torch, sys; sys.exit(torch.version.cuda is not None)' \
-  || die "torch in $VENV is a CUDA build; the project pins the CPU build"
+if [ "$INSTALLED" = 1 ]; then
+  # something was installed: import every module (catches broken shared libraries)
+  "$VPY" "${TOOL[@]}" import-check "${MODULES[@]}" || die "the environment is incomplete (imports above failed)"
+  "$VPY" -c 'import torch, sys; sys.exit(torch.version.cuda is not None)' \
+    || die "torch in $VENV is a CUDA build; the project pins the CPU build"
+else
+  # nothing changed: only make sure every module is there (fast)
+  "$VPY" "${TOOL[@]}" import-check --find-only "${MODULES[@]}" || die "the environment is incomplete"
+fi
 command -v "$VENV/bin/colcon" >/dev/null || command -v colcon >/dev/null || say "note: colcon not found"
 lap "7. import check"
 

@@ -99,13 +99,13 @@ def _errors(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
 
 def _refiner(hand, box, terms, **weights) -> PoseRefiner:
     scene = HandObjectScene(hand, box)
-    w = LossWeights(**{**dict(lambda_img=0.0, lambda_mask=1.0, lambda_depth=1.0, lambda_sliding=20.0,
-                                lambda_penetration=200.0, lambda_con=10.0, lambda_smo=100.0), **weights})
+    w = LossWeights(**{"lambda_img": 0.0, "lambda_mask": 1.0, "lambda_depth": 1.0, "lambda_sliding": 20.0,
+                                "lambda_penetration": 200.0, "lambda_con": 10.0, "lambda_smo": 100.0, **weights})
     return PoseRefiner(scene, RefineSettings(terms=terms, iterations=40, time_budget=0.0), w, DepthSettings())
 
 
 def test_refiner_recovers_known_pose_from_perturbed_start(hand, box, scene_data):
-    q, T_h, T_o, frame = scene_data
+    _q, _T_h, T_o, frame = scene_data
     start = _perturb(T_o, (0.012, -0.008, 0.01), (0.08, -0.1, 0.06))
     t0, r0 = _errors(start, T_o)
     refiner = _refiner(hand, box, ["mask", "depth"])
@@ -120,7 +120,7 @@ def test_refiner_recovers_known_pose_from_perturbed_start(hand, box, scene_data)
 @pytest.mark.parametrize("term", ["mask", "depth"])
 def test_rendering_terms_point_towards_the_truth(hand, box, scene_data, term):
     """A small step against the gradient of each rendering term reduces the distance to the true pose."""
-    q, T_h, T_o, frame = scene_data
+    _q, _T_h, T_o, frame = scene_data
     start = _perturb(T_o, (0.006, 0.004, -0.005), (0.0, 0.0, 0.0))
     refiner = _refiner(hand, box, [term])
     obs = prepare_observation(frame, refiner.scene, start, ROISettings(size=64), DepthSettings())
@@ -140,7 +140,7 @@ def test_rendering_terms_point_towards_the_truth(hand, box, scene_data, term):
 
 
 def test_penetration_term_pushes_the_object_out_of_the_hand(hand, box, scene_data):
-    q, T_h, T_o, frame = scene_data
+    _q, T_h, T_o, frame = scene_data
     refiner = _refiner(hand, box, ["penetration"])
     # move the box into the palm (hand -x is into the palm; in the camera frame that is -R_h[:, 0])
     into_palm = -T_h[:3, 0]
@@ -161,7 +161,7 @@ def test_penetration_term_pushes_the_object_out_of_the_hand(hand, box, scene_dat
 
 
 def test_temporal_terms_pull_towards_previous_motion(hand, box, scene_data):
-    q, T_h, T_o, frame = scene_data
+    _q, _T_h, T_o, frame = scene_data
     refiner = _refiner(hand, box, ["con", "smo"])
     prev2 = T_o.clone()
     prev1 = T_o.clone()

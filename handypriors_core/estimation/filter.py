@@ -40,7 +40,7 @@ from .pose_state import PoseState, retract
 from .scene import HandObjectScene, PosedHand
 from .settings import DepthSettings, FilterSettings
 
-__all__ = ["ObjectPoseFilter", "FilterStep", "contact_context"]
+__all__ = ["FilterStep", "ObjectPoseFilter", "contact_context"]
 
 _F64 = torch.float64
 _PERTURB_T, _PERTURB_R = 1e-3, 1e-2  # central-difference steps [m], [rad]

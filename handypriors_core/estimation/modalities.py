@@ -36,15 +36,15 @@ from .settings import DepthSettings
 
 __all__ = [
     "TemporalContext",
-    "render_scene",
-    "geman_mcclure",
     "associate_depth_points",
-    "mask_loss",
-    "image_loss",
-    "depth_loss",
-    "penetration_term",
-    "sliding_term",
     "consistency_term",
+    "depth_loss",
+    "geman_mcclure",
+    "image_loss",
+    "mask_loss",
+    "penetration_term",
+    "render_scene",
+    "sliding_term",
     "smoothness_term",
 ]
 

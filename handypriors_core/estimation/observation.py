@@ -147,7 +147,7 @@ def prepare_observation(
         shrink = (box[2] - box[0]) / size
         m = mask_full[None, None]
         if shrink > 1.5:
-            k = int(round(shrink)) | 1
+            k = round(shrink) | 1
             m = F.avg_pool2d(m, k, stride=1, padding=k // 2, count_include_pad=False)
         mask_roi = crop_and_resize_image(m, box, size, size)[0].clamp(0, 1)
     depth_roi = points = None

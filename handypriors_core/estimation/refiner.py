@@ -39,7 +39,7 @@ from .observation import Observation
 from .scene import HandObjectScene
 from .settings import DepthSettings, RefineSettings
 
-__all__ = ["RefineResult", "PoseRefiner", "apply_pose_delta"]
+__all__ = ["PoseRefiner", "RefineResult", "apply_pose_delta"]
 
 
 def apply_pose_delta(pose: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

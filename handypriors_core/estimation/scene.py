@@ -20,7 +20,7 @@ from ..physics.settings import ContactSettings
 from ..render.renderer import Renderer
 from ..render.settings import RenderSettings
 
-__all__ = ["PosedHand", "HandObjectScene", "HAND", "OBJECT"]
+__all__ = ["HAND", "OBJECT", "HandObjectScene", "PosedHand"]
 
 #: Instance ids in rendered silhouettes.
 HAND, OBJECT = 0, 1

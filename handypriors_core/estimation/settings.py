@@ -16,11 +16,11 @@ from ..errors import ConfigError
 from ..priors.losses import LossWeights
 
 __all__ = [
-    "ROISettings",
     "DepthSettings",
-    "RefineSettings",
     "FilterSettings",
     "QualitySettings",
+    "ROISettings",
+    "RefineSettings",
     "TrackerSettings",
     "load_tracking_settings",
 ]

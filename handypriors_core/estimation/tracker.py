@@ -34,7 +34,7 @@ from .refiner import PoseRefiner, RefineResult
 from .scene import HandObjectScene, PosedHand
 from .settings import TrackerSettings
 
-__all__ = ["Estimate", "ObjectTracker", "MaskSource", "TrackStatus"]
+__all__ = ["Estimate", "MaskSource", "ObjectTracker", "TrackStatus"]
 
 TrackStatus = Literal["initialising", "tracking", "lost"]
 
@@ -207,9 +207,8 @@ class ObjectTracker:
         if self.status != "lost" and self._bad >= q.lost_after:
             self.status = "lost"
             self.filter.inflate(q.covariance_inflation)
-        elif self.status == "lost" and self._good >= q.recovered_after:
-            self.status = "tracking"
-        elif self.status == "initialising" and self._good >= 1:
+        elif (self.status == "lost" and self._good >= q.recovered_after) or \
+                (self.status == "initialising" and self._good >= 1):
             self.status = "tracking"
 
     def _contacts(self, hand: PosedHand, object2camera: torch.Tensor):

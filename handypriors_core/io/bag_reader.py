@@ -197,7 +197,7 @@ def _image_array(msg: Any, channels: int, dtype: np.dtype) -> np.ndarray:
     dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
     arr = np.ascontiguousarray(rows).view(dt).reshape(h, w, channels) if channels > 1 \
         else np.ascontiguousarray(rows).view(dt).reshape(h, w)
-    return arr.astype(np.dtype(dtype).newbyteorder("="), copy=False)
+    return np.array(arr, dtype=np.dtype(dtype).newbyteorder("="), copy=True)  # own, writable memory
 
 
 def decode_colour(msg: Any, msgtype: str = IMAGE) -> np.ndarray:
@@ -507,6 +507,29 @@ class BagReader:
             raise MissingTopicError(f"bag {self.path}: camera-info topic {self.camera_info_topic} has no messages")
         self._setup_joint_map(joint_msgs)
         self._setup_cameras(infos)
+        self._setup_frames()
+
+    def _setup_frames(self) -> None:
+        s = self.settings
+        first = self._first_message(self._by_topic[self.image_topic][0])
+        self.camera_frame = s.camera_frame or str(getattr(first.header, "frame_id", "") if first else "")
+        if not self.camera_frame:
+            raise BagError(f"bag {self.path}: images on {self.image_topic} have no header.frame_id; pass "
+                           f"--camera-frame")
+        if not self.tf.frames:
+            raise MissingTopicError(f"bag {self.path} has no transforms on {s.tf_static} or {s.tf}: hand2camera "
+                                    f"({self.camera_frame} <- {s.hand_frame}) cannot be composed")
+        for role, name, flag in (("hand", s.hand_frame, "--hand-frame"), ("camera", self.camera_frame,
+                                                                          "--camera-frame")):
+            if name not in self.tf.frames:
+                known = ", ".join(sorted(self.tf.frames)[:12])
+                raise BagError(f"bag {self.path}: {role} frame {name!r} is not in the bag's TF tree (frames: {known}); "
+                               f"pass {flag}")
+        try:
+            self.tf.lookup_numpy(self.camera_frame, s.hand_frame, None)
+        except TransformLookupError as exc:
+            raise BagError(f"bag {self.path}: cannot compose hand2camera from {s.tf_static} and {s.tf}: {exc}") \
+                from None
 
     def _setup_joint_map(self, joint_msgs: list[tuple[int, list[str], np.ndarray]]) -> None:
         from ..models.joint_maps import JointMap
@@ -630,17 +653,9 @@ class BagReader:
         if q is None:
             return BagFrame(index, stamp, None, f"no joint states within {self.settings.max_gap_s} s of the image "
                                                 f"stamp on {self.joint_topic}", t_log)
-        camera_frame = self.settings.camera_frame or str(msg.header.frame_id)
-        if not camera_frame:
-            raise BagError(f"bag {self.path}: images on {self.image_topic} have no header.frame_id; pass "
-                           f"--camera-frame")
-        self.camera_frame = camera_frame
         try:
-            T = self.hand2camera(camera_frame, stamp)
+            T = self.hand2camera(self.camera_frame, stamp)
         except TransformLookupError as exc:
-            if not self.tf.frames or self.settings.hand_frame not in self.tf.frames or \
-                    camera_frame not in self.tf.frames:
-                raise BagError(f"bag {self.path}: cannot compose hand2camera from /tf and /tf_static: {exc}") from None
             return BagFrame(index, stamp, None, f"no hand2camera at the image stamp: {exc}", t_log)
         depth = None
         if depth_msg is not None:

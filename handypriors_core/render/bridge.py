@@ -113,6 +113,7 @@ class Bins:
     face_w: torch.Tensor
     face_edge: torch.Tensor
     face_scale: torch.Tensor
+    face_il2: torch.Tensor
     face_bbox: torch.Tensor
     tile_start: torch.Tensor
     tile_faces: torch.Tensor
@@ -154,6 +155,7 @@ def build_bins(
     face_w = torch.empty((n, 3), dtype=dtype, device=dev)
     face_edge = torch.empty((n, 3, 3), dtype=dtype, device=dev)
     face_scale = torch.empty((n, 3), dtype=dtype, device=dev)
+    face_il2 = torch.empty((n, 3), dtype=dtype, device=dev)
     face_bbox = torch.empty((n, 4), dtype=dtype, device=dev)
     face_tiles = torch.empty((n, 4), dtype=torch.int32, device=dev)
     tile_count = torch.zeros(B * n_tiles, dtype=torch.int32, device=dev)
@@ -176,6 +178,7 @@ def build_bins(
             _wrap(face_w, k.vec3, (n,)),
             _wrap(face_edge, k.mat33, (n,)),
             _wrap(face_scale, k.vec3, (n,)),
+            _wrap(face_il2, k.vec3, (n,)),
             _wrap(face_bbox, k.vec4, (n,)),
             w_face_tiles,
         ],
@@ -195,8 +198,8 @@ def build_bins(
              _wrap(tile_faces, wp.int32)],
             device,
         )
-    return Bins(face_xy, face_w, face_edge, face_scale, face_bbox, tile_start, tile_faces, tile, tiles_x, n_tiles,
-                margin)
+    return Bins(face_xy, face_w, face_edge, face_scale, face_il2, face_bbox, tile_start, tile_faces, tile, tiles_x,
+                n_tiles, margin)
 
 
 # ------------------------------------------------------------------------------------------ rasterization
@@ -228,6 +231,7 @@ class RasterizeFunction(torch.autograd.Function):
             _wrap(bins.face_w, k.vec3, (n,)),
             _wrap(bins.face_edge, k.mat33, (n,)),
             _wrap(bins.face_scale, k.vec3, (n,)),
+            _wrap(bins.face_il2, k.vec3, (n,)),
             _wrap(bins.face_bbox, k.vec4, (n,)),
             _wrap(bins.tile_start, wp.int32),
             _wrap(bins.tile_faces, wp.int32),
@@ -255,6 +259,7 @@ class RasterizeFunction(torch.autograd.Function):
             bary.zero_()
             count.zero_()
         ctx.mark_non_differentiable(face, count)
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(verts2d, inv_depth, faces, face)
         ctx.meta = (width, height, K, threads)
         shape = (B, height, width, K)
@@ -277,6 +282,7 @@ class RasterizeFunction(torch.autograd.Function):
         def grad_or_zeros(g, shape):
             return torch.zeros(shape, dtype=dtype, device=dev) if g is None else g.reshape(shape).contiguous()
 
+        with_attr = int(g_zbuf is not None or g_bary is not None)
         gz = grad_or_zeros(g_zbuf, (P, K))
         gd = grad_or_zeros(g_dist, (P, K))
         gb = grad_or_zeros(g_bary, (P, K, 3))
@@ -294,6 +300,7 @@ class RasterizeFunction(torch.autograd.Function):
             V,
             width,
             height,
+            with_attr,
         ]
 
         def make_inputs(c, off):
@@ -328,6 +335,7 @@ class SilhouetteFunction(torch.autograd.Function):
                   k.scalar(1.0 / sigma), k.scalar(eps)]
         outs = [_wrap(full, k.scalar), _wrap(visible, k.scalar), _wrap(union, k.scalar), _wrap(trans, k.scalar)]
         _launch_pixels(k.silhouette_forward, P, lambda c, off: shared + [off] + outs, device, threads)
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(frag_face, dist, face_instance, full, trans)
         ctx.meta = (sigma, eps, threads)
         return full, visible, union

@@ -59,6 +59,8 @@ def raster_kernels(dtype: torch.dtype, faces_per_pixel: int) -> SimpleNamespace:
 def _make_geometry(scalar):
     """warp functions for the screen-space geometry of one face (closure over the scalar type)."""
     vec2 = wp.types.vector(2, scalar)
+    vec3 = wp.types.vector(3, scalar)
+    vec4 = wp.types.vector(4, scalar)
     zero = scalar(0.0)
     one = scalar(1.0)
     tiny = scalar(DEGENERATE_EPS)
@@ -77,7 +79,76 @@ def _make_geometry(scalar):
             t = wp.clamp(wp.dot(p - a, e) / ee, zero, one)
         return t
 
-    return SimpleNamespace(vec2=vec2, cross2=cross2, segment_t=segment_t)
+    @wp.func
+    def closest(p: vec2, v0: vec2, v1: vec2, v2: vec2, ev: vec3, il2: vec3) -> vec4:
+        """Closest point of triangle (v0, v1, v2) to p outside it: (l0, l1, l2, squared distance).
+
+        ``ev`` = signed distances of p to the edge lines (+ inside; all < 0 marks a degenerate face, for which
+        the nearest of the three segments is searched), ``il2`` = 1 / squared edge lengths (0 if degenerate).
+        The point lies on one of the (one or two) edges whose lines separate p.
+        """
+        n0 = ev[0] < zero
+        n1 = ev[1] < zero
+        n2 = ev[2] < zero
+        l0 = zero
+        l1 = zero
+        l2 = zero
+        d2 = zero
+        if n0 and n1 and n2:
+            # degenerate face: nearest of the three segments (edge k from v[k+1] to v[k+2])
+            t0 = segment_t(p, v1, v2)
+            q0 = v1 + t0 * (v2 - v1)
+            d0 = wp.dot(p - q0, p - q0)
+            t1 = segment_t(p, v2, v0)
+            q1 = v2 + t1 * (v0 - v2)
+            dd1 = wp.dot(p - q1, p - q1)
+            t2 = segment_t(p, v0, v1)
+            q2 = v0 + t2 * (v1 - v0)
+            dd2 = wp.dot(p - q2, p - q2)
+            d2 = d0
+            l1 = one - t0
+            l2 = t0
+            if dd1 < d2:
+                d2 = dd1
+                l0 = t1
+                l1 = zero
+                l2 = one - t1
+            if dd2 < d2:
+                d2 = dd2
+                l0 = one - t2
+                l1 = t2
+                l2 = zero
+        else:
+            # the closest point lies on an edge whose line separates p (one or two of them); two
+            # separating edges share a vertex, and with an obtuse angle there the point may lie inside either
+            d2 = scalar(1e30)
+            if n0:
+                t = wp.clamp(wp.dot(p - v1, v2 - v1) * il2[0], zero, one)
+                q = v1 + t * (v2 - v1)
+                d2 = wp.dot(p - q, p - q)
+                l1 = one - t
+                l2 = t
+            if n1:
+                t = wp.clamp(wp.dot(p - v2, v0 - v2) * il2[1], zero, one)
+                q = v2 + t * (v0 - v2)
+                dd = wp.dot(p - q, p - q)
+                if dd < d2:
+                    d2 = dd
+                    l0 = t
+                    l1 = zero
+                    l2 = one - t
+            if n2:
+                t = wp.clamp(wp.dot(p - v0, v1 - v0) * il2[2], zero, one)
+                q = v0 + t * (v1 - v0)
+                dd = wp.dot(p - q, p - q)
+                if dd < d2:
+                    d2 = dd
+                    l0 = one - t
+                    l1 = t
+                    l2 = zero
+        return vec4(l0, l1, l2, d2)
+
+    return SimpleNamespace(vec2=vec2, cross2=cross2, segment_t=segment_t, closest=closest)
 
 
 def _make_common(scalar):
@@ -109,6 +180,7 @@ def _make_common(scalar):
         face_w: wp.array(dtype=vec3),  # (B*F,) inverse depths
         face_edge: wp.array(dtype=mat33),  # (B*F,) rows (nx, ny, c): signed edge distance, + inside
         face_scale: wp.array(dtype=vec3),  # (B*F,) |edge_k| / |area2| (0 for degenerate faces)
+        face_il2: wp.array(dtype=vec3),  # (B*F,) 1 / |edge_k|^2 (0 for zero-length edges)
         face_bbox: wp.array(dtype=vec4),  # (B*F,) xmin, xmax, ymin, ymax incl. margin
         face_tiles: wp.array(dtype=wp.vec4i),  # (B*F,) tx0, tx1, ty0, ty1 (empty when tx0 > tx1)
     ):
@@ -135,6 +207,14 @@ def _make_common(scalar):
         l0 = wp.length(e0)
         l1 = wp.length(e1)
         l2 = wp.length(e2)
+        il2 = vec3(zero, zero, zero)
+        if l0 > tiny:
+            il2[0] = one / (l0 * l0)
+        if l1 > tiny:
+            il2[1] = one / (l1 * l1)
+        if l2 > tiny:
+            il2[2] = one / (l2 * l2)
+        face_il2[bf] = il2
         if wp.abs(area2) > tiny and l0 > tiny and l1 > tiny and l2 > tiny:
             sg = one
             if area2 < zero:
@@ -315,7 +395,7 @@ def _make_raster(scalar, K: int):
     veciK = wp.types.vector(K, wp.int32)
     geo = _make_geometry(scalar)
     cross2 = geo.cross2
-    segment_t = geo.segment_t
+    closest = geo.closest
     zero = scalar(0.0)
     one = scalar(1.0)
     two = scalar(2.0)
@@ -327,6 +407,7 @@ def _make_raster(scalar, K: int):
         face_w: wp.array(dtype=vec3),
         face_edge: wp.array(dtype=mat33),
         face_scale: wp.array(dtype=vec3),
+        face_il2: wp.array(dtype=vec3),
         face_bbox: wp.array(dtype=vec4),
         tile_start: wp.array(dtype=wp.int32),
         tile_faces: wp.array(dtype=wp.int32),
@@ -345,6 +426,8 @@ def _make_raster(scalar, K: int):
         out_bary: wp.array2d(dtype=vec3),  # (P, K) perspective-correct barycentrics
         out_count: wp.array(dtype=wp.int32),  # (P,) faces within the margin (may exceed K)
     ):
+        # Keeps up to K faces within the margin, sorted front to back (by inverse depth). When more are
+        # found, the one farthest outside its triangle (smallest dist, least coverage) is dropped.
         p = wp.tid() + offset
         hw = width * height
         b = p / hw
@@ -357,11 +440,12 @@ def _make_raster(scalar, K: int):
         pp = vec2(px, py)
         ph = vec3(px, py, one)
         margin2 = margin * margin
-        zs = vecK()
+        izs = vecK()
         ds = vecK()
         as_ = vecK()
         bs = vecK()
         fs = veciK()
+        order = veciK()
         cnt = int(0)
         total = int(0)
         base = b * n_faces
@@ -378,80 +462,68 @@ def _make_raster(scalar, K: int):
             dist = zero
             la = zero
             lb = zero
-            lc = zero
             if emin >= zero:
                 sc = face_scale[bf]
                 la = ed[0] * sc[0]
                 lb = ed[1] * sc[1]
-                lc = ed[2] * sc[2]
                 dist = emin * emin
             else:
                 xy = face_xy[bf]
-                v0 = xy[0]
-                v1 = xy[1]
-                v2 = xy[2]
-                # closest point over the three edges (edge k from v[k+1] to v[k+2])
-                t0 = segment_t(pp, v1, v2)
-                q0 = v1 + t0 * (v2 - v1)
-                d0 = wp.dot(pp - q0, pp - q0)
-                t1 = segment_t(pp, v2, v0)
-                q1 = v2 + t1 * (v0 - v2)
-                d1 = wp.dot(pp - q1, pp - q1)
-                t2 = segment_t(pp, v0, v1)
-                q2 = v0 + t2 * (v1 - v0)
-                d2 = wp.dot(pp - q2, pp - q2)
-                dmin = d0
-                la = zero
-                lb = one - t0
-                lc = t0
-                if d1 < dmin:
-                    dmin = d1
-                    la = t1
-                    lb = zero
-                    lc = one - t1
-                if d2 < dmin:
-                    dmin = d2
-                    la = one - t2
-                    lb = t2
-                    lc = zero
-                if dmin >= margin2:
+                cl = closest(pp, xy[0], xy[1], xy[2], ed, face_il2[bf])
+                if cl[3] >= margin2:
                     continue
-                dist = -dmin
+                la = cl[0]
+                lb = cl[1]
+                dist = -cl[3]
             w = face_w[bf]
-            z = one / (la * w[0] + lb * w[1] + lc * w[2])
+            iz = la * w[0] + lb * w[1] + (one - la - lb) * w[2]
             total += 1
+            # payload in slots (unsorted); order[] holds slot ids sorted front to back
+            slot = cnt
             pos = cnt
-            if cnt < K:
-                cnt += 1
-            else:
-                if z >= zs[K - 1]:
+            if cnt == K:
+                m = int(0)
+                dm = ds[0]
+                for j in range(1, K):
+                    if ds[j] < dm:
+                        dm = ds[j]
+                        m = j
+                if dist <= dm:
                     continue
+                slot = m
+                # remove slot m from the order
+                pos = int(0)
+                while order[pos] != m:
+                    pos += 1
+                for j in range(pos, K - 1):
+                    order[j] = order[j + 1]
                 pos = K - 1
+            else:
+                cnt += 1
             while pos > 0:
-                if zs[pos - 1] <= z:
+                prev = order[pos - 1]
+                if izs[prev] >= iz:
                     break
-                zs[pos] = zs[pos - 1]
-                ds[pos] = ds[pos - 1]
-                as_[pos] = as_[pos - 1]
-                bs[pos] = bs[pos - 1]
-                fs[pos] = fs[pos - 1]
+                order[pos] = prev
                 pos -= 1
-            zs[pos] = z
-            ds[pos] = dist
-            as_[pos] = la
-            bs[pos] = lb
-            fs[pos] = f
+            order[pos] = slot
+            izs[slot] = iz
+            ds[slot] = dist
+            as_[slot] = la
+            bs[slot] = lb
+            fs[slot] = f
         for j in range(K):
             if j < cnt:
-                f = fs[j]
+                sl = order[j]
+                f = fs[sl]
                 w = face_w[base + f]
-                z = zs[j]
-                la = as_[j]
-                lb = bs[j]
+                z = one / izs[sl]
+                la = as_[sl]
+                lb = bs[sl]
                 lc = one - la - lb
                 out_face[p, j] = f
                 out_z[p, j] = z
-                out_dist[p, j] = ds[j]
+                out_dist[p, j] = ds[sl]
                 out_bary[p, j] = vec3(la * w[0] * z, lb * w[1] * z, lc * w[2] * z)
             else:
                 out_face[p, j] = -1
@@ -472,6 +544,7 @@ def _make_raster(scalar, K: int):
         n_verts: int,
         width: int,
         height: int,
+        with_attr: int,  # 0: grad_z and grad_bary are all zero (silhouette-only losses)
         offset: int,
         # outputs (accumulated)
         grad_xy: wp.array(dtype=vec2),  # (B*V,)
@@ -489,8 +562,11 @@ def _make_raster(scalar, K: int):
             if f < 0:
                 break
             gd = grad_dist[p, j]
-            gz = grad_z[p, j]
-            gb = grad_bary[p, j]
+            gz = zero
+            gb = vec3(zero, zero, zero)
+            if with_attr != 0:
+                gz = grad_z[p, j]
+                gb = grad_bary[p, j]
             if gd == zero and gz == zero and gb[0] == zero and gb[1] == zero and gb[2] == zero:
                 continue
             ids = faces[f]
@@ -500,98 +576,96 @@ def _make_raster(scalar, K: int):
             v0 = verts2d[i0]
             v1 = verts2d[i1]
             v2 = verts2d[i2]
-            w = vec3(inv_depth[i0], inv_depth[i1], inv_depth[i2])
-            # screen-space signed areas: A_k = cross(v[k+2] - v[k+1], p - v[k+1]) = cross(v[k+1]-p, v[k+2]-p)
+            # A_k = cross(v[k+2] - v[k+1], p - v[k+1]) = cross(r_{k+1}, r_{k+2}), r = v - p
             r0 = v0 - pp
             r1 = v1 - pp
             r2 = v2 - pp
             a0 = cross2(r1, r2)
             a1 = cross2(r2, r0)
             a2 = cross2(r0, r1)
-            area2 = a0 + a1 + a2
+            area2 = cross2(v1 - v0, v2 - v0)
             e0 = v2 - v1
             e1 = v0 - v2
             e2 = v1 - v0
             n0 = wp.length(e0)
             n1 = wp.length(e1)
             n2 = wp.length(e2)
-            inside = False
-            if wp.abs(area2) > tiny and n0 > tiny and n1 > tiny and n2 > tiny:
-                if a0 * area2 >= zero and a1 * area2 >= zero and a2 * area2 >= zero:
-                    inside = True
+            nondeg = wp.abs(area2) > tiny and n0 > tiny and n1 > tiny and n2 > tiny
+            sg = one
+            if area2 < zero:
+                sg = -one
+            # signed distances to the edge lines (+ inside); degenerate faces: all "outside"
+            ev = vec3(-tiny, -tiny, -tiny)
+            if nondeg:
+                ev = vec3(sg * a0 / n0, sg * a1 / n1, sg * a2 / n2)
+            inside = ev[0] >= zero and ev[1] >= zero and ev[2] >= zero
             g0 = vec2(zero, zero)
             g1 = vec2(zero, zero)
             g2 = vec2(zero, zero)
+            l0 = zero
+            l1 = zero
+            l2 = zero
             if inside:
                 l0 = a0 / area2
                 l1 = a1 / area2
                 l2 = a2 / area2
             else:
-                t0 = segment_t(pp, v1, v2)
-                q0 = v1 + t0 * e0
-                d0 = wp.dot(pp - q0, pp - q0)
-                t1 = segment_t(pp, v2, v0)
-                q1 = v2 + t1 * e1
-                d1 = wp.dot(pp - q1, pp - q1)
-                t2 = segment_t(pp, v0, v1)
-                q2 = v0 + t2 * e2
-                d2 = wp.dot(pp - q2, pp - q2)
-                m = int(0)
-                l0 = zero
-                l1 = one - t0
-                l2 = t0
-                if d1 < d0:
-                    m = 1
-                    l0 = t1
-                    l1 = zero
-                    l2 = one - t1
-                if d2 < wp.min(d0, d1):
-                    m = 2
-                    l0 = one - t2
-                    l1 = t2
-                    l2 = zero
-            # depth and perspective barycentrics: iz = sum l_k w_k, z = 1/iz, b_k = l_k w_k z
-            iz = l0 * w[0] + l1 * w[1] + l2 * w[2]
-            z = one / iz
-            gz_eff = gz + gb[0] * l0 * w[0] + gb[1] * l1 * w[1] + gb[2] * l2 * w[2]
-            giz = -z * z * gz_eff
-            gl0 = gb[0] * w[0] * z + giz * w[0]
-            gl1 = gb[1] * w[1] * z + giz * w[1]
-            gl2 = gb[2] * w[2] * z + giz * w[2]
-            gw = vec3(gb[0] * l0 * z + giz * l0, gb[1] * l1 * z + giz * l1, gb[2] * l2 * z + giz * l2)
+                il2 = vec3(zero, zero, zero)
+                if n0 > tiny:
+                    il2[0] = one / (n0 * n0)
+                if n1 > tiny:
+                    il2[1] = one / (n1 * n1)
+                if n2 > tiny:
+                    il2[2] = one / (n2 * n2)
+                cl = closest(pp, v0, v1, v2, ev, il2)
+                l0 = cl[0]
+                l1 = cl[1]
+                l2 = cl[2]
+            ga0 = zero
+            ga1 = zero
+            ga2 = zero
+            gw = vec3(zero, zero, zero)
+            gl0 = zero
+            gl1 = zero
+            gl2 = zero
+            if with_attr != 0:
+                # depth and perspective barycentrics: iz = sum l_k w_k, z = 1/iz, b_k = l_k w_k z
+                w = vec3(inv_depth[i0], inv_depth[i1], inv_depth[i2])
+                z = one / (l0 * w[0] + l1 * w[1] + l2 * w[2])
+                gz_eff = gz + gb[0] * l0 * w[0] + gb[1] * l1 * w[1] + gb[2] * l2 * w[2]
+                giz = -z * z * gz_eff
+                gl0 = gb[0] * w[0] * z + giz * w[0]
+                gl1 = gb[1] * w[1] * z + giz * w[1]
+                gl2 = gb[2] * w[2] * z + giz * w[2]
+                gw = vec3(gb[0] * l0 * z + giz * l0, gb[1] * l1 * z + giz * l1, gb[2] * l2 * z + giz * l2)
             if inside:
-                # d l_k / d A_m = (delta_km - l_k) / area2
-                mean = gl0 * l0 + gl1 * l1 + gl2 * l2
-                ga0 = (gl0 - mean) / area2
-                ga1 = (gl1 - mean) / area2
-                ga2 = (gl2 - mean) / area2
-                # distance to the nearest edge line: e_k = |A_k| / |edge_k|, dist = e^2
-                sg = one
-                if area2 < zero:
-                    sg = -one
-                e_0 = sg * a0 / n0
-                e_1 = sg * a1 / n1
-                e_2 = sg * a2 / n2
-                ge = two * gd
-                if e_0 <= e_1 and e_0 <= e_2:
-                    ge = ge * e_0
-                    ga0 = ga0 + ge * sg / n0
-                    gl = -ge * e_0 / n0  # d/d|e0| ; |e0| = |v2 - v1|
-                    g2 = g2 + gl * e0 / n0
-                    g1 = g1 - gl * e0 / n0
-                elif e_1 <= e_2:
-                    ge = ge * e_1
-                    ga1 = ga1 + ge * sg / n1
-                    gl = -ge * e_1 / n1
-                    g0 = g0 + gl * e1 / n1
-                    g2 = g2 - gl * e1 / n1
-                else:
-                    ge = ge * e_2
-                    ga2 = ga2 + ge * sg / n2
-                    gl = -ge * e_2 / n2
-                    g1 = g1 + gl * e2 / n2
-                    g0 = g0 - gl * e2 / n2
-                # A_k = cross(r_{k+1}, r_{k+2}): dA/dr_{k+1} = (r_{k+2}.y, -r_{k+2}.x), dA/dr_{k+2} = (-r_{k+1}.y, r_{k+1}.x)
+                if with_attr != 0:
+                    # d l_k / d A_m = (delta_km - l_k) / area2
+                    mean = gl0 * l0 + gl1 * l1 + gl2 * l2
+                    ga0 = (gl0 - mean) / area2
+                    ga1 = (gl1 - mean) / area2
+                    ga2 = (gl2 - mean) / area2
+                # dist = e_m^2 with e_m = sg A_m / |edge_m| the nearest edge line's distance
+                if gd != zero:
+                    if ev[0] <= ev[1] and ev[0] <= ev[2]:
+                        ge = two * gd * ev[0]
+                        ga0 = ga0 + ge * sg / n0
+                        gn = -ge * ev[0] / n0  # d/d|edge0|, edge0 = v2 - v1
+                        g2 = g2 + gn * e0 / n0
+                        g1 = g1 - gn * e0 / n0
+                    elif ev[1] <= ev[2]:
+                        ge = two * gd * ev[1]
+                        ga1 = ga1 + ge * sg / n1
+                        gn = -ge * ev[1] / n1
+                        g0 = g0 + gn * e1 / n1
+                        g2 = g2 - gn * e1 / n1
+                    else:
+                        ge = two * gd * ev[2]
+                        ga2 = ga2 + ge * sg / n2
+                        gn = -ge * ev[2] / n2
+                        g1 = g1 + gn * e2 / n2
+                        g0 = g0 - gn * e2 / n2
+                # A_0 = cross(r1, r2): dA/dr1 = (r2.y, -r2.x), dA/dr2 = (-r1.y, r1.x); cyclic for A_1, A_2
                 g1 = g1 + ga0 * vec2(r2[1], -r2[0])
                 g2 = g2 + ga0 * vec2(-r1[1], r1[0])
                 g2 = g2 + ga1 * vec2(r0[1], -r0[0])
@@ -599,32 +673,38 @@ def _make_raster(scalar, K: int):
                 g0 = g0 + ga2 * vec2(r1[1], -r1[0])
                 g1 = g1 + ga2 * vec2(-r0[1], r0[0])
             else:
-                # nearest edge m from va to vc, closest point q = va + t (vc - va), dist = -|p - q|^2
+                # closest point q = va + t (vc - va) on the nearest edge (l of the opposite vertex is 0);
+                # a vertex is an edge end with t in {0, 1}. dist = -|p - q|^2.
                 va = v1
                 vc = v2
                 tt = l2
                 gt = gl2 - gl1
-                if m == 1:
+                m = int(0)
+                if l1 == zero:
                     va = v2
                     vc = v0
                     tt = l0
                     gt = gl0 - gl2
-                elif m == 2:
+                    m = 1
+                elif l2 == zero and l0 != zero:
                     va = v0
                     vc = v1
                     tt = l1
                     gt = gl1 - gl0
-                ev = vc - va
-                q = va + tt * ev
+                    m = 2
+                if l0 != zero and l1 != zero and l2 != zero:
+                    tt = zero  # unreachable for valid closest points; keeps gradients finite
+                ev2 = vc - va
+                q = va + tt * ev2
                 gq = -two * gd * (q - pp)
                 ga = (one - tt) * gq
                 gc = tt * gq
-                ee = wp.dot(ev, ev)
-                if ee > tiny and tt > zero and tt < one:
+                ee = wp.dot(ev2, ev2)
+                if with_attr != 0 and ee > tiny and tt > zero and tt < one:
                     rv = pp - va
-                    # t = (rv . ev) / ee: dt/dvc = (rv - 2 t ev) / ee, dt/dva = (-ev - rv + 2 t ev) / ee
-                    gc = gc + gt * (rv - two * tt * ev) / ee
-                    ga = ga + gt * (two * tt * ev - ev - rv) / ee
+                    # t = (rv . ev) / ee: dt/dvc = (rv - 2 t ev) / ee, dt/dva = (2 t ev - ev - rv) / ee
+                    gc = gc + gt * (rv - two * tt * ev2) / ee
+                    ga = ga + gt * (two * tt * ev2 - ev2 - rv) / ee
                 if m == 0:
                     g1 = g1 + ga
                     g2 = g2 + gc
@@ -637,8 +717,9 @@ def _make_raster(scalar, K: int):
             wp.atomic_add(grad_xy, i0, g0)
             wp.atomic_add(grad_xy, i1, g1)
             wp.atomic_add(grad_xy, i2, g2)
-            wp.atomic_add(grad_w, i0, gw[0])
-            wp.atomic_add(grad_w, i1, gw[1])
-            wp.atomic_add(grad_w, i2, gw[2])
+            if with_attr != 0:
+                wp.atomic_add(grad_w, i0, gw[0])
+                wp.atomic_add(grad_w, i1, gw[1])
+                wp.atomic_add(grad_w, i2, gw[2])
 
     return SimpleNamespace(raster_forward=raster_forward, raster_backward=raster_backward, K=K)

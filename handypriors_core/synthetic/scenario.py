@@ -121,7 +121,8 @@ class GraspSettings:
         contact_overlap: target overlap of a closed finger [m] (bisection tolerance is far below it).
         contact_threshold: a hand contact candidate within this distance of the object surface is a
             ground-truth contact [m] (one contact per link, at its closest candidate).
-        grid_steps, bisection_steps: coarse search steps along the curl path and bisection iterations.
+        grid_steps: coarse search steps along the curl path (one batch); the first crossing is then refined by
+            ``refine_iterations`` batches of ``refine_points`` (bracket shrinks ``refine_points + 1``-fold each).
     """
 
     object_rpy: tuple[float, float, float] = (0.0, math.pi / 2, 0.0)
@@ -143,8 +144,9 @@ class GraspSettings:
     tip_radius: float = 0.012
     contact_overlap: float = 1.0e-4
     contact_threshold: float = 1.0e-3
-    grid_steps: int = 48
-    bisection_steps: int = 16
+    grid_steps: int = 12
+    refine_iterations: int = 5
+    refine_points: int = 5
 
     def __post_init__(self) -> None:
         _require(len(self.object_rpy) == 3 and _finite(*self.object_rpy), "grasp.object_rpy must be 3 angles [rad]")
@@ -165,8 +167,8 @@ class GraspSettings:
                  "grasp.contact_overlap must be in [0, 0.5 mm)")
         _require(_finite(self.contact_threshold) and self.contact_threshold > self.contact_overlap,
                  "grasp.contact_threshold must exceed grasp.contact_overlap")
-        _require(4 <= self.grid_steps <= 1000 and 1 <= self.bisection_steps <= 60,
-                 "grasp.grid_steps must be in [4, 1000] and grasp.bisection_steps in [1, 60]")
+        _require(2 <= self.grid_steps <= 1000 and 1 <= self.refine_iterations <= 60 and 1 <= self.refine_points <= 64,
+                 "grasp.grid_steps must be in [2, 1000], refine_iterations in [1, 60], refine_points in [1, 64]")
 
 
 @dataclasses.dataclass
@@ -390,6 +392,10 @@ class Scenario:
         seed: seed of every random choice (clutter, lighting, sensor noise).
         frames, fps: number of camera frames and their rate [Hz]; ``start_stamp`` [s] is frame 0's stamp.
         device: torch device for rendering and noise ("cpu", "cuda", ...).
+        torch_threads: torch intra-op threads while generating (restored afterwards); 0 = leave torch's
+            setting. The generator's tensors are small, so one thread is fastest on a shared CPU.
+        rasterizer: ``auto`` (the renderer's hard mode when it passes a nearest-face self-check, else the
+            torch z-buffer), ``renderer`` or ``torch`` (see :mod:`.raster`).
     """
 
     name: str = ""
@@ -398,6 +404,8 @@ class Scenario:
     fps: float = 30.0
     start_stamp: float = 1700000000.0
     device: str = "cpu"
+    torch_threads: int = 1
+    rasterizer: str = "auto"
     object: ObjectSettings = dataclasses.field(default_factory=ObjectSettings)
     grasp: GraspSettings = dataclasses.field(default_factory=GraspSettings)
     motion: MotionSettings = dataclasses.field(default_factory=MotionSettings)
@@ -413,6 +421,9 @@ class Scenario:
         _require(2 <= self.frames <= 100000, f"frames must be in [2, 100000]; got {self.frames}")
         _require(_finite(self.fps) and 0 < self.fps <= 1000, f"fps must be in (0, 1000]; got {self.fps}")
         _require(_finite(self.start_stamp) and self.start_stamp >= 0, "start_stamp must be >= 0 [s]")
+        _require(0 <= self.torch_threads <= 256, "torch_threads must be in [0, 256]")
+        _require(self.rasterizer in ("auto", "renderer", "torch"),
+                 f"rasterizer must be auto, renderer or torch; got {self.rasterizer!r}")
         if not self.name:
             self.name = f"{self.object.kind}_{self.motion.kind}"
 
