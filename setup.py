@@ -53,6 +53,7 @@ setup(
         "console_scripts": [
             "allegro_tracker = handypriors_ros.allegro_tracker:main",
             "sequence_player = handypriors_ros.sequence_player:main",
+            "mano_tracker = handypriors_ros.mano_tracker:main",
             "handypriors = handypriors_core.cli:main",
         ],
     },

@@ -67,7 +67,7 @@ def bag_name(bag: Path, root: Path) -> str:
 def track_one(bag: str, object_mesh: str, out_dir: str, track_args: list[str], with_video: bool = False,
               threads: int = 1) -> dict:
     """Track one bag into ``out_dir`` (runs in a worker process); never raises: returns an outcome dict."""
-    from .cli import build_parser, options_from_args, run_track
+    from .cli import _join_negative_values, build_parser, options_from_args, run_track
 
     start = time.perf_counter()
     out = Path(out_dir)
@@ -82,7 +82,8 @@ def track_one(bag: str, object_mesh: str, out_dir: str, track_args: list[str], w
         from .cli import _quiet_warp
 
         _quiet_warp()
-        args = build_parser().parse_args(["track", bag, "--object-mesh", object_mesh] + list(track_args))
+        argv = _join_negative_values(["track", bag, "--object-mesh", object_mesh] + list(track_args))
+        args = build_parser().parse_args(argv)
         partial = out / "poses.json.partial"
         opts = options_from_args(args, out=partial, video=out / "overlay.mp4" if with_video else None,
                                  progress=False, report=log_lines.append)
@@ -204,7 +205,7 @@ def _run_pool(workers: int, args: list[tuple], record) -> None:
 
 def _run_ray(address: str, args: list[tuple], record) -> None:
     try:
-        import ray  # noqa: PLC0415 - optional dependency
+        import ray
     except ImportError:
         raise InvalidValueError("--ray needs Ray, which is not installed: pip install 'ray[default]' (on every node), "
                                 "or leave out --ray to use the local process pool") from None

@@ -19,6 +19,7 @@ The tracking pipeline (:func:`run_track`) is importable: :mod:`.batch` and :mod:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -233,7 +234,7 @@ class Progress:
         now = time.perf_counter()
         fps = done / max(now - self.start, 1e-9)
         frac = min(1.0, done / self.total)
-        bar = "#" * int(round(24 * frac))
+        bar = "#" * round(24 * frac)
         line = (f"{self.label} [{bar:<24}] {done}/{self.total}  {fps:5.2f} fps  quality {quality:.2f} "
                 f"{status}")
         if self.tty:
@@ -394,17 +395,17 @@ def run_track(opts: TrackOptions) -> TrackSummary:
             for bf in reader.frames():
                 if opts.max_frames is not None and bf.index >= opts.max_frames:
                     break
-                stamps[bf.index] = bf.stamp_ns
                 done += 1
                 if bf.frame is None:
+                    stamps[bf.index] = bf.stamp_ns
                     skipped.append((bf.index, bf.reason))
                     progress.update(done, 0.0, "skipped")
                     continue
                 frame = bf.frame
-                t0 = time.perf_counter()
-                if not tracker.initialized:
+                if not tracker.initialized:  # (the global search is not counted as tracking time)
                     pose0 = initial if initial is not None else _initial_pose_by_search(tracker, frame, report)
                     tracker.initialize(torch.as_tensor(pose0, dtype=torch.float64))
+                t0 = time.perf_counter()
                 if offline is not None:
                     frames_by_index[frame.index] = frame
                     finals = offline.track(frame)
@@ -416,6 +417,7 @@ def run_track(opts: TrackOptions) -> TrackSummary:
                     quality, status = finals[0].quality, finals[0].status
                 dt = time.perf_counter() - t0
                 tracking_seconds += dt
+                stamps[bf.index] = bf.stamp_ns  # done (an interrupted frame is not written)
                 for est in finals:
                     f = frames_by_index.pop(est.index)
                     results[est.index] = _result(est, f, dt if offline is None else 0.0)
@@ -541,9 +543,9 @@ def draw_overlay(rgb, scene, result: FrameResult):
     pts = axes @ T[:3, :3].T + T[:3, 3]
     if bool((pts[:, 2] > 0.01).all()):
         uv = result.camera.to(None, torch.float64).project(pts[None])[0].numpy()
-        o = tuple(int(round(v)) for v in uv[0])
+        o = tuple(round(v) for v in uv[0])
         for k, c in ((1, (40, 40, 230)), (2, (40, 200, 40)), (3, (230, 80, 40))):
-            p = tuple(int(round(v)) for v in uv[k])
+            p = tuple(round(v) for v in uv[k])
             if max(abs(o[0]), abs(o[1]), abs(p[0]), abs(p[1])) < 10 * max(H, W):
                 cv2.line(img, o, p, c, 2, cv2.LINE_AA)
     if result.contact_points is not None and len(result.contact_points):
@@ -553,7 +555,7 @@ def draw_overlay(rgb, scene, result: FrameResult):
             uv = result.camera.to(None, torch.float64).project(cp[front][None])[0].numpy()
             for u, v in uv:
                 if 0 <= u < W and 0 <= v < H:
-                    cv2.circle(img, (int(round(u)), int(round(v))), 3, (0, 230, 255), -1, cv2.LINE_AA)
+                    cv2.circle(img, (round(u), round(v)), 3, (0, 230, 255), -1, cv2.LINE_AA)
     text = f"#{result.index} {result.status} q={result.quality:.2f}"
     scale = max(0.35, min(1.0, W / 900))
     cv2.putText(img, text, (6, int(18 * scale / 0.6)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
@@ -576,7 +578,7 @@ class OverlayVideo:
         self.count = 0
         n = max(1, expected_frames)
         k = min(strip_frames, n)
-        self.strip_indices = {int(round(i * (n - 1) / max(k - 1, 1))) for i in range(k)}
+        self.strip_indices = {round(i * (n - 1) / max(k - 1, 1)) for i in range(k)}
         self.written_path: Path | None = None
 
     def add(self, rgb) -> None:
@@ -814,22 +816,37 @@ class _ResultBag:
 
 
 # ================================================================================================ commands
+def _seven_numbers(text: str, option: str) -> list[float]:
+    from .errors import InvalidValueError
+
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        values = []
+    if len(values) != 7:
+        raise InvalidValueError(f"{option} must be x,y,z,qx,qy,qz,qw (7 numbers); got {text!r}")
+    return values
+
+
 def options_from_args(args: argparse.Namespace, **overrides: Any) -> TrackOptions:
     """:class:`TrackOptions` of parsed ``track`` arguments (``overrides`` replace fields)."""
     topics = {"image": args.image_topic, "camera_info": args.camera_info_topic, "depth": args.depth_topic,
               "joint_states": args.joint_states_topic, "hand_frame": args.hand_frame,
-              "camera_frame": args.camera_frame, "joint_map": args.joint_map}
+              "camera_frame": args.camera_frame, "joint_map": args.joint_map,
+              "hand2camera_override": _seven_numbers(args.hand2camera, "--hand2camera") if args.hand2camera else None}
     if args.no_depth:
         topics["depth"] = ""
-    values = dict(
-        bag=Path(args.bag), object_mesh=Path(args.object_mesh), config=Path(args.config) if args.config else None,
-        mode=args.mode, initial_pose=args.initial_pose, out=Path(args.out) if args.out else None,
-        out_bag=Path(args.out_bag) if args.out_bag else None, video=Path(args.video) if args.video else None,
-        topics=topics, mask_source=args.mask_source,
-        segmentation_config=Path(args.segmentation_config) if args.segmentation_config else None,
-        device=args.device, max_frames=args.max_frames, mesh_scale=args.mesh_scale, object_frame=args.object_frame,
-        offline_window=args.offline_window, offline_overlap=args.offline_overlap,
-        offline_iterations=args.offline_iterations, progress=not args.no_progress)
+    values: dict[str, Any] = {
+        "bag": Path(args.bag), "object_mesh": Path(args.object_mesh),
+        "config": Path(args.config) if args.config else None, "mode": args.mode, "initial_pose": args.initial_pose,
+        "out": Path(args.out) if args.out else None, "out_bag": Path(args.out_bag) if args.out_bag else None,
+        "video": Path(args.video) if args.video else None, "topics": topics, "mask_source": args.mask_source,
+        "segmentation_config": Path(args.segmentation_config) if args.segmentation_config else None,
+        "device": args.device, "max_frames": args.max_frames, "mesh_scale": args.mesh_scale,
+        "object_frame": args.object_frame, "offline_window": args.offline_window,
+        "offline_overlap": args.offline_overlap, "offline_iterations": args.offline_iterations,
+        "progress": not args.no_progress,
+    }
     values.update(overrides)
     return TrackOptions(**values)
 
@@ -859,7 +876,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     poses, gt, points, camera, mesh = evaluation.load_eval_inputs(args.poses, args.gt, args.object_mesh,
                                                                   args.mesh_scale)
     symmetric = None if args.symmetric is None else args.symmetric == "yes"
-    result = evaluation.evaluate(poses, gt, points, camera, symmetric=symmetric)
+    result = evaluation.evaluate(poses, gt, points, camera, symmetric=symmetric, only_estimated=args.only_estimated)
     result.info.update({"poses": str(args.poses), "gt": str(args.gt), "object_mesh": str(mesh)})
     print(evaluation.format_table(result, title=f"{args.poses} vs {args.gt}"))
     if args.out:
@@ -887,7 +904,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     if args.config:
         extra += ["--config", str(Path(args.config).resolve())]
     if args.initial_pose:
-        extra += ["--initial-pose", args.initial_pose]
+        extra += [f"--initial-pose={args.initial_pose}"]
     if args.max_frames is not None:
         extra += ["--max-frames", str(args.max_frames)]
     if args.mask_source:
@@ -931,6 +948,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--joint-map", help="'auto', a shipped map (menagerie, ros1_allegro, wonik_ros2) or a YAML path")
     g.add_argument("--hand-frame", help="TF frame of the hand root (default hand_root)")
     g.add_argument("--camera-frame", help="TF frame of the colour optical frame (default: the images' frame_id)")
+    g.add_argument("--hand2camera", help="x,y,z,qx,qy,qz,qw of a fixed hand mount in the camera frame (instead of TF)")
     t.add_argument("--object-frame", default="object", help="child frame id of the outputs (default: %(default)s)")
     t.add_argument("--mask-source", choices=("none", "colour", "external", "detectron2"),
                    help="object segmentation (default: config/segmentation.yaml)")
@@ -950,6 +968,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--object-mesh", help="default: the sequence's object mesh, else the poses file's")
     e.add_argument("--mesh-scale", type=float, default=1.0)
     e.add_argument("--symmetric", choices=("yes", "no"), help="ADD(-S) uses ADD-S (default: gt.json's symmetry)")
+    e.add_argument("--only-estimated", action="store_true",
+                   help="score only the frames in the poses file (default: missing frames count as failures)")
     e.add_argument("--out", help="write the results as JSON")
     e.add_argument("--plots", help="folder for PNG plots (error over time, ADD-S accuracy curve)")
     e.set_defaults(func=_cmd_eval)
@@ -980,6 +1000,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--video", action="store_true", help="also write overlay.mp4 per bag")
     b.add_argument("--redo", action="store_true", help="re-run bags that already finished")
     b.set_defaults(func=_cmd_batch)
+
+    from . import cli_contact  # contact refinement (paper Sec. IV-D), its own module
+
+    cli_contact.add_parser(sub)
     return parser
 
 
@@ -988,10 +1012,26 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--initial-pose -0.1,0.2,...`` -> ``--initial-pose=-0.1,0.2,...`` (argparse would take the value for an
+    option); the same for ``--hand2camera``."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if argv[i] in ("--initial-pose", "--hand2camera") and i + 1 < len(argv) and argv[i + 1].startswith("-") \
+                and "," in argv[i + 1]:
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``handypriors`` console script; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(list(sys.argv[1:] if argv is None else argv)))
     if not args.debug:
         _quiet_warp()
     try:
@@ -1009,12 +1049,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print("handypriors: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `handypriors eval ... | head`: the reader went away, nothing to report
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep interpreter shutdown from flushing into the pipe
+        return EXIT_OK
     except HandyPriorsError as exc:
         if args.debug:
             raise
         print(f"handypriors {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as exc:  # noqa: BLE001 - rosbags, OS errors: one line at the boundary, traceback with --debug
+    except Exception as exc:
         if args.debug:
             raise
         module = type(exc).__module__ or ""

@@ -31,8 +31,16 @@ from .io.poses_file import PosesFile
 from .metrics import add, add_s, object_chamfer_errors, rotation_error, summarize_errors, translation_error
 from .models.rigid_object import RigidObject
 
-__all__ = ["EvalResult", "evaluate", "format_table", "is_symmetric", "load_eval_inputs", "write_json",
-           "write_plots", "METRICS"]
+__all__ = [
+    "METRICS",
+    "EvalResult",
+    "evaluate",
+    "format_table",
+    "is_symmetric",
+    "load_eval_inputs",
+    "write_json",
+    "write_plots",
+]
 
 #: Per-frame metrics: key -> (label, unit shown, factor from SI to the shown unit).
 METRICS: dict[str, tuple[str, str, float]] = {
@@ -49,9 +57,15 @@ _AUC_METRICS = ("add", "add_s", "add_or_add_s")
 
 
 def is_symmetric(symmetry: str) -> bool:
-    """Whether a ground-truth ``object.symmetry`` text declares a symmetric object ("" / "none" = no)."""
+    """Whether a ground-truth ``object.symmetry`` text declares a symmetric object.
+
+    "" / "none" / "asymmetric" = no; a geometric symmetry that the texture breaks ("geometry: box (D2h);
+    texture breaks symmetry") = no as well: the object's appearance tells the poses apart, so ADD applies.
+    """
     text = (symmetry or "").strip().lower()
-    return bool(text) and not text.startswith(("none", "no ", "no_", "asymmetric"))
+    if not text or text.startswith(("none", "no ", "no_", "asymmetric")):
+        return False
+    return "breaks" not in text and "broken" not in text
 
 
 @dataclass
@@ -59,7 +73,7 @@ class EvalResult:
     """Per-frame errors and their summary.
 
     Attributes:
-        frames: ``(N,)`` int64 ground-truth frame indices (all of them).
+        frames: ``(N,)`` int64 ground-truth frame indices scored (all of them unless ``only_estimated``).
         errors: metric -> ``(N,)`` float64 in SI units (metres / radians / px), NaN where no estimate exists.
         estimated: ``(N,)`` bool, whether the poses file has the frame.
         statuses: N tracker statuses ("" where no estimate).
@@ -106,25 +120,33 @@ class EvalResult:
 
 
 def evaluate(poses: PosesFile, gt: GroundTruth, points_obj: torch.Tensor, camera: PinholeCamera | None = None,
-             symmetric: bool | None = None, max_threshold: float = 0.10, fail_threshold: float = 0.05) -> EvalResult:
+             symmetric: bool | None = None, max_threshold: float = 0.10, fail_threshold: float = 0.05,
+             only_estimated: bool = False) -> EvalResult:
     """Score ``poses`` against ``gt`` on the object points ``points_obj (P, 3)`` [m, object frame].
 
-    ``camera`` enables the 2D Chamfer errors; ``symmetric`` None reads ``gt.symmetry``. Raises
-    InvalidValueError when the poses name frames that the ground truth does not have.
+    ``camera`` enables the 2D Chamfer errors; ``symmetric`` None reads ``gt.symmetry``; ``only_estimated``
+    scores only the ground-truth frames the poses file has (e.g. after ``track --max-frames``) instead of
+    counting the others as failures. Raises InvalidValueError when the poses name frames that the ground truth
+    does not have.
     """
-    n = len(gt)
-    frames = poses.frames()
-    bad = [int(f) for f in frames if not 0 <= int(f) < n]
+    n_all = len(gt)
+    bad = [p.frame for p in poses.poses if not 0 <= p.frame < n_all]
     if bad:
-        raise InvalidValueError(f"poses name frame(s) {bad[:5]} but the ground truth has frames 0..{n - 1}")
+        raise InvalidValueError(f"poses name frame(s) {bad[:5]} but the ground truth has frames 0..{n_all - 1}")
+    gt_index = poses.frames() if only_estimated else torch.arange(n_all)
+    if only_estimated and not len(gt_index):
+        raise InvalidValueError("the poses file holds no pose to evaluate")
+    position = {int(f): k for k, f in enumerate(gt_index)}
+    n = len(gt_index)
+    frames = torch.tensor([position[p.frame] for p in poses.poses], dtype=torch.int64)
     symmetric = is_symmetric(gt.symmetry) if symmetric is None else bool(symmetric)
     pts = points_obj.to(torch.float64)
-    gt_all = gt.object2camera.to(torch.float64)
+    gt_all = gt.object2camera.to(torch.float64)[gt_index]
     estimated = torch.zeros(n, dtype=torch.bool)
     estimated[frames] = True
     statuses = [""] * n
-    for p in poses.poses:
-        statuses[p.frame] = p.status
+    for k, p in zip(frames.tolist(), poses.poses):
+        statuses[k] = p.status
     errors = {k: torch.full((n,), math.nan, dtype=torch.float64) for k in METRICS}
     if len(frames):
         pred = poses.object2camera(torch.float64)
@@ -141,8 +163,8 @@ def evaluate(poses: PosesFile, gt: GroundTruth, points_obj: torch.Tensor, camera
             errors["chamfer_2d_px"][frames] = ch.chamfer_2d_px
             errors["chamfer_2d"][frames] = ch.chamfer_2d_m
         else:
-            from .metrics import chamfer_3d
             from .geometry.transforms import transform_points
+            from .metrics import chamfer_3d
 
             errors["chamfer_3d"][frames] = chamfer_3d(transform_points(pred, pts), transform_points(g, pts))
     summary = {}
@@ -155,10 +177,10 @@ def evaluate(poses: PosesFile, gt: GroundTruth, points_obj: torch.Tensor, camera
         if key not in _AUC_METRICS:
             s.pop("auc", None)
         summary[key] = s
-    info = {"num_gt_frames": n, "num_estimated": int(estimated.sum()), "num_missing": int(n - estimated.sum()),
-            "num_lost": sum(1 for s in statuses if s == "lost"), "num_points": int(pts.shape[0]),
-            "fail_threshold_m": fail_threshold}
-    return EvalResult(torch.arange(n), errors, estimated, statuses, summary, symmetric, max_threshold, info)
+    info = {"num_gt_frames": n_all, "num_scored": n, "num_estimated": int(estimated.sum()),
+            "num_missing": int(n - estimated.sum()), "num_lost": sum(1 for s in statuses if s == "lost"),
+            "num_points": int(pts.shape[0]), "fail_threshold_m": fail_threshold, "only_estimated": only_estimated}
+    return EvalResult(gt_index.clone(), errors, estimated, statuses, summary, symmetric, max_threshold, info)
 
 
 def load_eval_inputs(poses_path: str | os.PathLike, gt_path: str | os.PathLike,
@@ -217,7 +239,8 @@ def format_table(result: EvalResult, title: str = "") -> str:
     if title:
         lines.append(title)
     info = result.info
-    lines.append(f"frames: {info['num_gt_frames']} ground truth, {info['num_estimated']} estimated, "
+    scored = "" if info["num_scored"] == info["num_gt_frames"] else f" ({info['num_scored']} scored)"
+    lines.append(f"frames: {info['num_gt_frames']} ground truth{scored}, {info['num_estimated']} estimated, "
                  f"{info['num_missing']} missing, {info['num_lost']} lost; ADD(-S) uses "
                  f"{'ADD-S (symmetric object)' if result.symmetric else 'ADD'}")
     header = f"{'metric':<20} {'unit':>4} {'median':>9} {'mean':>9} {'AUC@10cm':>9} {'over':>6}"
@@ -231,7 +254,8 @@ def format_table(result: EvalResult, title: str = "") -> str:
         over = "" if key == "chamfer_2d_px" else str(s["frames_over"])
         lines.append(f"{label:<20} {unit:>4} {_fmt(s['median'] * factor):>9} {_fmt(s['mean'] * factor):>9} "
                      f"{auc:>9} {over:>6}")
-    lines.append(f"'over': frames above {100 * info['fail_threshold_m']:.0f} cm (10 deg for rotation) or missing")
+    lines.append(f"median and AUC count missing frames as failures, mean is over estimated frames; 'over': frames "
+                 f"above {100 * info['fail_threshold_m']:.0f} cm (10 deg for rotation) or missing")
     return "\n".join(lines)
 
 

@@ -26,8 +26,8 @@ import numpy as np
 from handypriors_core.errors import InvalidValueError, ShapeError
 
 __all__ = [
-    "CONTACT_LOW",
     "CONTACT_HIGH",
+    "CONTACT_LOW",
     "HAND_COLOUR",
     "OBJECT_COLOUR",
     "convex_groups_mask",
@@ -158,7 +158,7 @@ def draw_points(image: np.ndarray, uv: np.ndarray, values: np.ndarray | None = N
     for (u, v), t in zip(uv, values):
         if np.isfinite(u) and np.isfinite(v):
             colour = tuple(int(c) for c in (1 - t) * low + t * high)
-            cv2.circle(image, (int(round(u * (1 << _SHIFT))), int(round(v * (1 << _SHIFT)))),
+            cv2.circle(image, (round(float(u) * (1 << _SHIFT)), round(float(v) * (1 << _SHIFT))),
                        radius << _SHIFT, colour, -1, cv2.LINE_AA, _SHIFT)
     return image
 

@@ -152,6 +152,8 @@ class NodeSettings:
             JointState), a shipped map name (menagerie, ros1_allegro, wonik_ros2) or the path of a map YAML.
         initial_pose: x y z qx qy qz qw of the object in the camera frame [m]; empty = wait for a pose on
             ~/initial_pose (or run the global search when it is available). Also used by ~/reset.
+        global_search: without an initial pose, run the global pose search on incoming frames (every 2 s until
+            it finds a pose; the mask comes from mask_source or is bootstrapped from depth around the hand).
         hand2camera_override: x y z qx qy qz qw of the hand root in the camera frame for a fixed mount [m]; empty =
             look hand_root_frame up in TF at each image stamp.
         mask_source: topic (mono8 object masks on ~/object_mask, matched by stamp), colour_model (the built-in
@@ -180,6 +182,7 @@ class NodeSettings:
     hand_urdf: str = ""
     joint_map: str = "auto"
     initial_pose: list[float] = field(default_factory=list)
+    global_search: bool = True
     hand2camera_override: list[float] = field(default_factory=list)
     mask_source: Literal["topic", "colour_model", "none"] = "none"
     use_depth: bool = True
@@ -498,9 +501,9 @@ def validate_runtime(tracking: TrackerSettings, node: NodeSettings, live: bool =
             raise ConfigError(f"tracking.device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
     if node.hand_urdf and not Path(node.hand_urdf).expanduser().is_file():
         raise ConfigError(f"hand_urdf: no such file {node.hand_urdf!r}")
-    if node.joint_map != "auto" and node.joint_map not in JointMap.available():
-        if not (node.joint_map.endswith((".yaml", ".yml")) and Path(node.joint_map).expanduser().is_file()):
-            raise ConfigError(f"joint_map {node.joint_map!r} is neither 'auto', a shipped map "
+    yaml_map = node.joint_map.endswith((".yaml", ".yml")) and Path(node.joint_map).expanduser().is_file()
+    if node.joint_map != "auto" and node.joint_map not in JointMap.available() and not yaml_map:
+        raise ConfigError(f"joint_map {node.joint_map!r} is neither 'auto', a shipped map "
                               f"({', '.join(JointMap.available())}) nor an existing map YAML file")
     if live and node.object_mesh and not Path(node.object_mesh).expanduser().is_file():
         raise ConfigError(f"object_mesh: no such file {node.object_mesh!r}")
@@ -537,7 +540,11 @@ class ParameterBinding:
         for spec in self.specs.values():
             default = spec.ros_value(spec.default)
             second = spec.type if (spec.is_array and not default) else default
-            values[spec.name] = node.declare_parameter(spec.name, second, spec.descriptor()).value
+            value = node.declare_parameter(spec.name, second, spec.descriptor()).value
+            if value is None and spec.is_array:  # unset (an empty YAML list): store a typed empty list
+                node.set_parameters([Parameter(spec.name, spec.type, [])])
+                value = []
+            values[spec.name] = value
         self.tracking, self.node = self._build(values, live=False)
         self._pending: tuple[TrackerSettings, NodeSettings, set] | None = None
         node.add_pre_set_parameters_callback(self._pre_set)

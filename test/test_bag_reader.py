@@ -20,7 +20,7 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
-from handypriors_core.errors import HandyPriorsError, JointNameError
+from handypriors_core.errors import ConfigError, HandyPriorsError, JointNameError
 from handypriors_core.io.bag_reader import BagError, BagReader, BagTopics, MissingTopicError, find_bags, open_bag
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
@@ -95,7 +95,7 @@ class Rig:
                  dq: np.ndarray | None = None, link2world: np.ndarray | None = None,
                  optical2link: np.ndarray | None = None) -> None:
         self.frames, self.fps = frames, fps
-        self.dt = int(round(S / fps))
+        self.dt = round(S / fps)
         self.hand2world0 = hand2world0 if hand2world0 is not None else rigid([0.1, -0.2, 0.3], [0.05, 0.02, 0.4])
         self.omega, self.velocity = np.asarray(omega), np.asarray(velocity)
         self.q0 = q0 if q0 is not None else np.linspace(0.0, 0.6, 16)
@@ -126,7 +126,7 @@ def write_rig_bag(path: Path, rig: Rig, images: Callable[[int], tuple[np.ndarray
                   topics: dict[str, str] | None = None, hand_frame: str = "hand_root", with_tf: bool = True,
                   extra: Callable[[Writer], None] | None = None, depth_offset_ns: int = 0,
                   joint_permutation: Sequence[int] | None = None, size: tuple[int, int] = (80, 60),
-                  joints_until_ns: int | None = None) -> Path:
+                  joints_until_ns: int | None = None, with_joints: bool = True) -> Path:
     """Write a rig recording; ``images(i) -> (rgb (H, W, 3) uint8, depth (H, W) float metres or None)``.
 
     Joint states: 3 per image period, at image stamp - dt/3, + 0, + dt/3 ... shifted by dt/6 so no sample hits an
@@ -152,7 +152,8 @@ def write_rig_bag(path: Path, rig: Rig, images: Callable[[int], tuple[np.ndarray
         c_info = writer.add_connection(topics["info"], "sensor_msgs/msg/CameraInfo", typestore=TS)
         c_depth = writer.add_connection(topics["depth"], "sensor_msgs/msg/Image", typestore=TS) if topics["depth"] \
             else None
-        c_joints = writer.add_connection(topics["joints"], "sensor_msgs/msg/JointState", typestore=TS)
+        c_joints = writer.add_connection(topics["joints"], "sensor_msgs/msg/JointState", typestore=TS) \
+            if with_joints else None
         c_static = writer.add_connection("/tf_static", "tf2_msgs/msg/TFMessage", typestore=TS)
         c_tf = writer.add_connection("/tf", "tf2_msgs/msg/TFMessage", typestore=TS)
         if extra is not None:
@@ -173,7 +174,7 @@ def write_rig_bag(path: Path, rig: Rig, images: Callable[[int], tuple[np.ndarray
         first, last = rig.image_stamp(0) - dt, rig.image_stamp(rig.frames - 1) + dt
         for k in range(int((last - first) / (dt / 3)) + 1):
             t = first + dt // 6 + k * dt // 3
-            if joints_until_ns is not None and t > joints_until_ns:
+            if c_joints is None or (joints_until_ns is not None and t > joints_until_ns):
                 break
             q = rig.joints(t)
             msgs.append((t, c_joints, joint_msg(t, [joint_names[j] for j in perm], q[perm])))
@@ -289,10 +290,21 @@ def test_errors_are_one_line_typed(tmp_path):
     bag = write_rig_bag(tmp_path / "names", rig, joint_names=[f"arm_joint_{i}" for i in range(16)])
     with pytest.raises(JointNameError, match="no joint map covers"):
         BagReader(bag, URDF_JOINTS)
+    # no joint states at all
+    bag = write_rig_bag(tmp_path / "nojoints", rig, with_joints=False)
+    with pytest.raises(MissingTopicError, match="no joint states"):
+        BagReader(bag, URDF_JOINTS)
     # no TF at all
     bag = write_rig_bag(tmp_path / "notf", rig, with_tf=False)
     with pytest.raises(MissingTopicError, match="no transforms"):
         BagReader(bag, URDF_JOINTS)
+    # ... unless the hand mount is given
+    mount = [0.01, 0.02, 0.3, 0.0, 0.0, math.sin(0.25), math.cos(0.25)]
+    with BagReader(bag, URDF_JOINTS, BagTopics(hand2camera_override=mount), dtype=torch.float64) as reader:
+        f = next(reader.frames()).frame
+    np.testing.assert_allclose(f.hand2camera.numpy(), rigid([0, 0, 0.5], mount[:3]), atol=1e-12)
+    with pytest.raises(ConfigError, match="hand2camera_override"):
+        BagTopics(hand2camera_override=[1.0, 2.0])
     # wrong hand frame
     bag = write_rig_bag(tmp_path / "frame", rig, hand_frame="palm")
     with pytest.raises(BagError, match="hand frame 'hand_root' is not in the bag's TF tree.*--hand-frame"):
@@ -315,3 +327,25 @@ def test_errors_are_one_line_typed(tmp_path):
     with pytest.raises(BagError, match="not found"):
         open_bag(tmp_path / "missing")
     assert issubclass(BagError, HandyPriorsError)
+
+
+def test_bag_settings_from_config(tmp_path):
+    import yaml
+
+    from handypriors_core.io.bag_reader import load_bag_settings
+
+    path = tmp_path / "tracking.yaml"
+    params = {"joint_map": "menagerie", "hand_root_frame": "palm", "camera_frame": "", "hand2camera_override": [],
+              "tracking": {"mode": "filter"},
+              "bag": {"topics": {"image": "/rgb", "depth": ""}, "max_gap_s": 0.05}}
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    s = load_bag_settings(path)
+    assert (s.joint_map, s.hand_frame, s.image, s.depth, s.max_gap_s) == ("menagerie", "palm", "/rgb", "", 0.05)
+    assert s.camera_info == BagTopics().camera_info and not s.explicit
+    o = s.override(image="/other", depth=None)
+    assert o.image == "/other" and o.depth == "" and o.explicit == {"image"}
+    params["bag"]["topics"]["imagez"] = "/x"
+    path.write_text(yaml.safe_dump({"/**": {"ros__parameters": params}}))
+    with pytest.raises(ConfigError, match="imagez"):
+        load_bag_settings(path)
+    assert load_bag_settings(None) == BagTopics()

@@ -55,6 +55,8 @@ class Scene:
     object_faces: torch.Tensor
     object2camera: torch.Tensor  # (4, 4)
     camera: PinholeCamera  # full 640x480
+    q: torch.Tensor  # (J,) joint angles [rad]
+    hand2camera: torch.Tensor  # (4, 4)
 
 
 def allegro_scene(seed: int = 0, dtype: torch.dtype = torch.float64, count: int = 23) -> Scene:
@@ -80,7 +82,7 @@ def allegro_scene(seed: int = 0, dtype: torch.dtype = torch.float64, count: int 
     verts = torch.cat((hand_cam, obj_cam), 1)
     faces = torch.cat((hf, faces_o + hv.shape[1]), 0)
     inst = torch.cat((torch.zeros(hf.shape[0], dtype=torch.long), torch.ones(faces_o.shape[0], dtype=torch.long)))
-    return Scene(verts, faces, inst, hand_cam, hf, obj_cam, faces_o, object2camera, camera_640(dtype))
+    return Scene(verts, faces, inst, hand_cam, hf, obj_cam, faces_o, object2camera, camera_640(dtype), q, hand2camera)
 
 
 def object_crop(scene: Scene, size: int, margin: float = 0.35) -> PinholeCamera:

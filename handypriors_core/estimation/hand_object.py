@@ -392,6 +392,7 @@ def load_keypoints(path: str | os.PathLike, device: torch.device | str = "cpu") 
 
 OptimizerTerm = Literal["mask", "keypoints", "penetration", "sliding", "con", "smo", "pose_prior", "shape_prior"]
 _OPTIMIZER_TERMS = ("mask", "keypoints", "penetration", "sliding", "con", "smo", "pose_prior", "shape_prior")
+_PHYSICS_TERMS = ("penetration", "sliding")
 
 
 @dataclass
@@ -403,7 +404,9 @@ class HandObjectSettings:
         roi_size: edge [px] of the square region of interest (hand + object, grown by ``roi_margin``) that the
             silhouettes are rendered and compared at.
         roi_margin: fraction of the box size added on each side; roi_min_box: smallest crop edge [px].
-        sigma_start, sigma_end: soft rasterizer sharpness [px^2] at ROI resolution, geometric schedule.
+        sigma_start, sigma_end: soft rasterizer sharpness [px^2] at ROI resolution, geometric schedule. Keep the
+            end small: SoftRas' probabilistic union inflates silhouettes by about a pixel at 0.5 px^2, which
+            biases the fit (the object is pushed away to look smaller).
         lr_translation [m], lr_rotation [rad], lr_hand_pose [rad or PCA units], lr_betas: Adam step sizes of hand
             translation and object translation, of hand orientation and object rotation, of the finger pose, of
             the shape; all decay geometrically to ``lr_final_fraction`` of themselves.
@@ -420,14 +423,18 @@ class HandObjectSettings:
             next frame).
         object_samples: object surface samples for the reverse penetration and the temporal terms.
         convergence_tolerance: stop when the relative loss change stays below this for 5 steps.
+        physics_ramp: fraction of the iterations over which the weights of ``penetration`` and ``sliding`` grow
+            linearly from 0 to their value (the hand first settles on the image evidence, then contact shapes the
+            result; against a badly initialised hand they would only push the object away). 0 = full weight.
+            The best iterate is chosen by the fully weighted loss.
     """
 
     iterations: int = 60
-    roi_size: int = 64
+    roi_size: int = 96
     roi_margin: float = 0.12
     roi_min_box: float = 32.0
-    sigma_start: float = 2.0
-    sigma_end: float = 0.5
+    sigma_start: float = 0.3
+    sigma_end: float = 0.02
     lr_translation: float = 0.002
     lr_rotation: float = 0.02
     lr_hand_pose: float = 0.02
@@ -446,6 +453,7 @@ class HandObjectSettings:
     contact_distance: float = 0.002
     object_samples: int = 200
     convergence_tolerance: float = 0.0
+    physics_ramp: float = 0.5
 
     def __post_init__(self) -> None:
         def req(cond: bool, msg: str) -> None:
@@ -466,6 +474,7 @@ class HandObjectSettings:
         req(0 < self.lr_final_fraction <= 1, "lr_final_fraction must be in (0, 1]")
         req(self.keypoint_scale > 0, "keypoint_scale must be > 0")
         req(self.object_samples >= 1, "object_samples must be >= 1")
+        req(0 <= self.physics_ramp <= 1, f"physics_ramp must be in [0, 1]; got {self.physics_ramp}")
         if isinstance(self.weights, Mapping):
             self.weights = LossWeights(**self.weights)
 
@@ -720,8 +729,11 @@ class HandObjectOptimizer:
                     g["lr"] = lr * s.lr_final_fraction ** frac
             params, pose = current()
             terms = self.losses(params, pose, observation, roi, sigma, init_params, previous, crops)
-            loss = self.total(terms)
-            value = float(loss.detach())
+            full = self.total(terms)
+            value = float(full.detach())
+            ramp = min(1.0, frac / s.physics_ramp) if s.physics_ramp > 0 else 1.0
+            loss = full if ramp >= 1.0 else full - (1.0 - ramp) * self.total(
+                {k: v for k, v in terms.items() if k in _PHYSICS_TERMS})
             if it == 0:
                 initial = value
             if not math.isfinite(value):
@@ -856,8 +868,19 @@ class HandObjectEKFStep:
     elapsed: float
 
 
+def _pose_jacobian_to_tangent(J: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """``d pose / d p`` ``(4, 4, m)`` at ``pose (4, 4)`` -> the left tangent ``(rho, phi)`` rows ``(6, m)``:
+    ``d rho = d t``, ``[d phi]x = skew part of dR R^T``."""
+    A = J[:3, :3].permute(2, 0, 1) @ pose[:3, :3].transpose(0, 1)
+    A = 0.5 * (A - A.transpose(1, 2))
+    return torch.cat((J[:3, 3], torch.stack((A[:, 2, 1], A[:, 0, 2], A[:, 1, 0]), 0)), 0)
+
+
 class HandObjectEKF:
     """EKF over ``(object2camera, global_orient, transl, hand_pose)`` (see the module docstring).
+
+    Like the object filter, it runs on the CPU in float64 (small dense matrices; a float64 copy of the MANO
+    model), whatever the device of the hand given; inputs on other devices are moved.
 
     Args:
         hand: the MANO model (a float64 copy is used for the filter's models).
@@ -875,6 +898,7 @@ class HandObjectEKF:
         self.ekf: ErrorStateEKF | None = None
         self.betas: torch.Tensor | None = None
         self._contact_ids = torch.zeros(0, dtype=torch.long)
+        self.last_process_jacobian: torch.Tensor | None = None
 
     # ------------------------------------------------------------------------------------------ state
     @property
@@ -938,13 +962,19 @@ class HandObjectEKF:
         return self._contact_ids
 
     # ---------------------------------------------------------------------------------------- predict
-    def predict(self, control: ManoParams | None) -> bool:
-        """Motion model: hand <- control (or held), object <- contact motion of Eq. 9; returns whether contacts
-        drove the object. ``control``: the external hand estimate of this frame (batch 1), or None."""
+    def motion_model(self, control: ManoParams | None):
+        """The motion model at the current state: ``(object_motion, f, u, valid)``.
+
+        ``f(state, u) -> PoseState`` is the EKF's ``f``; ``object_motion(extra_prev, u, pose) -> (4, 4)`` its
+        object part; ``u (6 + J,)`` the control vector; ``valid`` whether the contacts of ``t-1`` (at least
+        ``min_contacts``, not collinear, moving rigidly within ``rigid_contact_tolerance``) drive the object
+        (else the object is held: constant pose).
+        """
         s = self.settings
-        n_hand = self.num_hand
         if control is not None:
             control = control.to("cpu", _F64)
+            if control.batch_size != 1:
+                raise ShapeError(f"control must hold one hand; got {control.batch_size}")
             control.check(self.hand, "control")
             u = control.vector()[0]
         else:
@@ -962,23 +992,57 @@ class HandObjectEKF:
                     moved = transform_points(motion, prev)
                     rms = float(((moved - cur) ** 2).sum(-1).mean().sqrt())
                     valid = rms < s.rigid_contact_tolerance
-        std_t, std_r = (s.process_std_translation, s.process_std_rotation) if valid else \
-            (s.free_std_translation, s.free_std_rotation)
-        Q = torch.diag(torch.tensor([std_t ** 2] * 3 + [std_r ** 2] * 3 + self._control_variances(n_hand - 6),
-                                    dtype=_F64))
-        hand = self.hand
-        betas = self.betas
+        hand, betas = self.hand, self.betas
+
+        def object_motion(extra_prev: torch.Tensor, u_: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+            if not valid:
+                return pose
+            prev_v = ManoParams.from_vector(extra_prev[None], betas[None]).forward(hand).vertices[:, ids]
+            cur_v = ManoParams.from_vector(u_[None], betas[None]).forward(hand).vertices[:, ids]
+            motion_, _ = contact_motion(prev_v, cur_v, torch.ones(1, ids.numel(), dtype=_F64), s.quasistatic)
+            return motion_[0] @ pose
 
         def f(state: PoseState, u_: torch.Tensor) -> PoseState:
-            pose = state.pose
-            if valid:
-                prev_v = ManoParams.from_vector(state.extra[None], betas[None]).forward(hand).vertices[:, ids]
-                cur_v = ManoParams.from_vector(u_[None], betas[None]).forward(hand).vertices[:, ids]
-                motion_, _ = contact_motion(prev_v, cur_v, torch.ones(1, ids.numel(), dtype=_F64), s.quasistatic)
-                pose = motion_[0] @ pose
-            return PoseState(pose, u_ + 0.0 * state.extra)
+            return PoseState(object_motion(state.extra, u_, state.pose), u_ + 0.0 * state.extra)
 
-        self.ekf.predict(f, u, Q)
+        return object_motion, f, u, valid
+
+    def predict(self, control: ManoParams | None) -> bool:
+        """Motion model: hand <- control (or held), object <- contact motion of Eq. 9; returns whether contacts
+        drove the object. ``control``: the external hand estimate of this frame (batch 1), or None."""
+        s = self.settings
+        n_hand = self.num_hand
+        object_motion, f, u, valid = self.motion_model(control)
+        std_t, std_r = (s.process_std_translation, s.process_std_rotation) if valid else \
+            (s.free_std_translation, s.free_std_rotation)
+
+        # Jacobians (autodiff through MANO and Kabsch): object_t = M(hand_{t-1}, u) @ object_{t-1}, so
+        # F_oo = blockdiag(R_M, R_M) (left tangent), F_oh = d object_t / d hand_{t-1}, F_ho = F_hh = 0 (hand <- u).
+        # Process noise: the control's noise w enters the hand (hand_t = u + w) and, through the contact motion,
+        # the object: Q = G diag(var_u) G^T + object noise, G = d f / d u (so correcting the hand corrects the
+        # object through their cross-covariance).
+        n = 6 + n_hand
+        var_u = torch.tensor(self._control_variances(n_hand - 6), dtype=_F64)
+        F = torch.zeros(n, n, dtype=_F64)
+        G = torch.cat((torch.zeros(6, n_hand, dtype=_F64), torch.eye(n_hand, dtype=_F64)), 0)
+        extra0, pose0 = self.ekf.state.extra.detach(), self.ekf.pose.detach()
+        if valid:
+            with torch.enable_grad():
+                J_prev, J_u = torch.autograd.functional.jacobian(
+                    lambda prev_, uu: object_motion(prev_, uu, pose0), (extra0, u))  # (4, 4, m) each
+            with torch.no_grad():
+                pose_pred = object_motion(extra0, u, pose0)
+            R_M = pose_pred[:3, :3] @ pose0[:3, :3].transpose(0, 1)
+            F[:3, :3] = R_M
+            F[3:6, 3:6] = R_M
+            F[:6, 6:] = _pose_jacobian_to_tangent(J_prev, pose_pred)
+            G[:6] = _pose_jacobian_to_tangent(J_u, pose_pred)
+        else:
+            F[:6, :6] = torch.eye(6, dtype=_F64)
+        Q = G @ torch.diag(var_u) @ G.transpose(0, 1)
+        Q[:6, :6] += torch.diag(torch.tensor([std_t ** 2] * 3 + [std_r ** 2] * 3, dtype=_F64))
+        self.ekf.predict(f, u, 0.5 * (Q + Q.transpose(0, 1)), jacobian=F)
+        self.last_process_jacobian = F
         return valid
 
     # ----------------------------------------------------------------------------------------- update

@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +38,10 @@ from ..config import find_config, load_settings
 from ..errors import ConfigError
 from ..geometry.camera import PinholeCamera, crop_and_resize_image
 from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, quaternion_to_matrix
-from ..geometry.transforms import make_transform
+from ..geometry.transforms import make_transform, transform_points
 from ..io.frame import Frame
 from ..priors.losses import LossWeights
+from ..render.settings import RasterSettings
 from ..segmentation.zbuffer import zbuffer
 from .modalities import TemporalContext
 from .observation import prepare_observation
@@ -47,8 +49,16 @@ from .refiner import PoseRefiner
 from .scene import HandObjectScene, PosedHand
 from .settings import DepthSettings, RefineSettings, ROISettings
 
-__all__ = ["InitializationSettings", "SearchResult", "GlobalPoseSearch", "global_search", "so3_samples",
-           "bootstrap_mask", "load_initialization_settings"]
+__all__ = [
+    "GlobalPoseSearch",
+    "InitializationSettings",
+    "SearchResult",
+    "automatic_mask",
+    "bootstrap_mask",
+    "global_search",
+    "load_initialization_settings",
+    "so3_samples",
+]
 
 _F32 = torch.float32
 
@@ -64,7 +74,12 @@ class InitializationSettings:
 
     Attributes:
         rotations: candidate rotations on SO(3) (about 3000 spaces them ~12 deg apart).
-        resolution: edge [px] of the square crop the candidates are rendered into.
+        coarse_mesh: geometry rendered for the candidates: ``"convex_hull"`` of the object mesh (few triangles,
+            several times faster; exact for convex objects) or the ``"mesh"`` itself. The local search and the
+            final scores always render the mesh.
+        resolution: edge [px] of the square crop the candidates are scored in (their translation is corrected at
+            half of it).
+        fine_resolution: edge [px] of the crop of the local search and the final scores.
         margin: crop margin around the mask's bounding box, fraction of its larger side on each side.
         chunk: candidates rendered per batch (bounds memory).
         min_mask_pixels: fewer mask pixels (> 0.5) than this and the search does not run.
@@ -73,6 +88,8 @@ class InitializationSettings:
         penetration_weight: score penalty per unit fraction of hand surface points inside the object.
         penetration_tolerance: a hand point counts as inside when deeper than this [m].
         penetration_candidates: best candidates (by silhouette) whose penetration is checked.
+        penetration_points: at most this many hand surface points (those that any candidate could reach) are
+            checked.
         top_k: candidates refined (distinct: at least ``distinct_rotation`` rad apart).
         distinct_rotation: smallest rotation difference [rad] between two refined candidates.
         local_rounds: rounds of the batched random local search around each of the ``top_k`` candidates (each
@@ -89,8 +106,10 @@ class InitializationSettings:
         seed: offset of the rotation spiral (deterministic).
     """
 
-    rotations: int = 3000
-    resolution: int = 40
+    rotations: int = 2500
+    coarse_mesh: Literal["convex_hull", "mesh"] = "convex_hull"
+    resolution: int = 32
+    fine_resolution: int = 48
     margin: float = 0.25
     chunk: int = 1000
     min_mask_pixels: int = 30
@@ -99,10 +118,11 @@ class InitializationSettings:
     penetration_weight: float = 2.0
     penetration_tolerance: float = 0.002
     penetration_candidates: int = 200
-    top_k: int = 4
+    penetration_points: int = 384
+    top_k: int = 3
     distinct_rotation: float = 0.3
-    local_rounds: int = 6
-    local_samples: int = 48
+    local_rounds: int = 5
+    local_samples: int = 32
     local_translation: float = 0.006
     local_rotation: float = 0.12
     local_shrink: float = 0.7
@@ -114,7 +134,10 @@ class InitializationSettings:
 
     def __post_init__(self) -> None:
         _require(self.rotations >= 1, f"initialization.rotations must be >= 1; got {self.rotations}")
+        _require(self.coarse_mesh in ("convex_hull", "mesh"), "initialization.coarse_mesh must be convex_hull or mesh")
         _require(16 <= self.resolution <= 256, "initialization.resolution must be in [16, 256] px")
+        _require(16 <= self.fine_resolution <= 512, "initialization.fine_resolution must be in [16, 512] px")
+        _require(self.penetration_points >= 1, "initialization.penetration_points must be >= 1")
         _require(0 <= self.margin <= 2, "initialization.margin must be in [0, 2]")
         _require(self.chunk >= 1, "initialization.chunk must be >= 1")
         _require(self.min_mask_pixels >= 1, "initialization.min_mask_pixels must be >= 1")
@@ -220,21 +243,34 @@ class GlobalPoseSearch:
                                                          sigma_start=4.0, sigma_end=0.5), w, self.depth_settings)
         # object centre in its own frame and a size for area-based depth
         self._centre = torch.as_tensor(scene.object.center).to(scene.device, _F32)
+        self._hand_points: torch.Tensor | None = None  # hand points checked for penetration (per search)
+        self._raster = RasterSettings(tile_size=4)  # small tiles: fewer faces tested per pixel
+        self._coarse_geometry = (scene.object.verts, scene.object_faces, 4)
+        if s.coarse_mesh == "convex_hull":
+            import trimesh
+
+            hull = trimesh.Trimesh(scene.object.verts.detach().cpu().double().numpy(),
+                                   scene.object_faces.cpu().numpy(), process=False).convex_hull
+            self._coarse_geometry = (torch.as_tensor(hull.vertices, dtype=_F32, device=scene.device),
+                                     torch.as_tensor(hull.faces, dtype=torch.long, device=scene.device), 2)
 
     # ------------------------------------------------------------------------------------------ renders
-    def _render(self, poses: torch.Tensor, camera: PinholeCamera, hand_z: torch.Tensor) -> tuple[torch.Tensor,
-                                                                                                 torch.Tensor,
-                                                                                                 torch.Tensor]:
-        """Object-only z-buffer renders of ``poses (B, 4, 4)``: ``(full, visible, depth)``, each ``(B, S, S)``."""
+    def _render(self, poses: torch.Tensor, camera: PinholeCamera, hand_z: torch.Tensor, coarse: bool = False
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Object-only z-buffer renders of ``poses (B, 4, 4)``: ``(full, visible, depth)``, each ``(B, S, S)``;
+        ``visible`` is where the object is in front of the hand (``hand_z (1, S, S)``, 0 = no hand)."""
+        verts, faces, layers = self._coarse_geometry if coarse else (self.scene.object.verts,
+                                                                      self.scene.object_faces, 4)
         fulls, vis, depth = [], [], []
         for start in range(0, poses.shape[0], self.settings.chunk):  # chunks of candidates, not pixels
             p = poses[start:start + self.settings.chunk]
-            out = zbuffer(self.scene.object_verts(p), self.scene.object_faces, camera)
+            out = zbuffer(transform_points(p, verts.expand(p.shape[0], -1, -1)), faces, camera, layers=layers,
+                          settings=self._raster)
             z = out.zbuf
             occluded = (hand_z > 0) & (hand_z < z)
             fulls.append(out.mask)
             vis.append(out.mask & ~occluded)
-            depth.append(torch.where(out.mask, z, torch.zeros_like(z)))
+            depth.append(z)
         return torch.cat(fulls), torch.cat(vis), torch.cat(depth)
 
     def _score(self, visible: torch.Tensor, depth: torch.Tensor, target: torch.Tensor,
@@ -254,9 +290,28 @@ class GlobalPoseSearch:
             score = (1 - w) * iou + w * frac
         return score, iou
 
+    def _select_hand_points(self, poses: torch.Tensor, hand: PosedHand) -> None:
+        """Keep the hand points that some candidate of ``poses (B, 4, 4)`` could reach (evenly subsampled)."""
+        pts = torch.cat((hand.surface_points, hand.contact_points), 1)[0]
+        centres = poses[:, :3, :3] @ self._centre + poses[:, :3, 3]
+        radius = 0.5 * self.scene.object.diameter + 0.01
+        near = torch.zeros(pts.shape[0], dtype=torch.bool, device=pts.device)
+        for start in range(0, centres.shape[0], 1024):  # chunks of candidates bound the distance matrix
+            near |= (torch.cdist(pts, centres[start:start + 1024]) < radius).any(1)
+        keep = pts[near]
+        limit = self.settings.penetration_points
+        if keep.shape[0] > limit:
+            keep = keep[torch.linspace(0, keep.shape[0] - 1, limit, device=keep.device).round().long()]
+        self._hand_points = keep[None]
+
     def _penetration(self, poses: torch.Tensor, hand: PosedHand) -> torch.Tensor:
-        """``(B,)`` fraction of hand surface points deeper than the tolerance inside the object."""
-        pts = torch.cat((hand.surface_points, hand.contact_points), 1)
+        """``(B,)`` fraction of the selected hand points deeper than the tolerance inside the object."""
+        pts = self._hand_points
+        if pts is None:
+            self._select_hand_points(poses, hand)
+            pts = self._hand_points
+        if pts.shape[1] == 0:
+            return poses.new_zeros(poses.shape[0])
         out = []
         for start in range(0, poses.shape[0], self.settings.chunk):
             p = poses[start:start + self.settings.chunk]
@@ -272,7 +327,7 @@ class GlobalPoseSearch:
         m = mask[None, None]
         shrink = (box[2] - box[0]) / size
         if shrink > 1.5:  # area-style anti-aliasing
-            k = int(round(shrink)) | 1
+            k = round(shrink) | 1
             m = F.avg_pool2d(m, k, 1, k // 2, count_include_pad=False)
         target = crop_and_resize_image(m, box, size, size)[0, 0].clamp(0, 1)
         observed = None
@@ -284,10 +339,10 @@ class GlobalPoseSearch:
         return camera, target, observed, hand_z
 
     def _evaluate(self, poses: torch.Tensor, crop, hand: PosedHand, near: torch.Tensor | None,
-                  penetration: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+                  penetration: bool = True, coarse: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(score (B,), iou (B,))`` of ``poses`` in a crop from :meth:`_crop`."""
         camera, target, observed, hand_z = crop
-        _, vis, depth = self._render(poses, camera, hand_z)
+        _, vis, depth = self._render(poses, camera, hand_z, coarse)
         score, iou = self._score(vis, depth, target, observed)
         if penetration and self.settings.penetration_weight > 0:
             score = score - self.settings.penetration_weight * self._penetration(poses, hand)
@@ -339,16 +394,17 @@ class GlobalPoseSearch:
         with torch.no_grad():
             coarse = self._crop(frame, mask, box, max(16, s.resolution // 2), hand)
             crop = self._crop(frame, mask, box, s.resolution, hand)
-            fine = self._crop(frame, mask, box, min(2 * s.resolution, 256), hand)
+            fine = self._crop(frame, mask, box, s.fine_resolution, hand)
             timings["setup"] = time.perf_counter() - t0
             t = time.perf_counter()
             poses = self._initial_poses(camera, crop[0], crop[1], crop[2], near)
             # a correction pass at half resolution: centre the visible silhouette on the mask, fit depth or area
-            full, vis, depth = self._render(poses, coarse[0], coarse[3])
+            full, vis, depth = self._render(poses, coarse[0], coarse[3], coarse=True)
             poses = self._correct(poses, coarse[0], vis, full, depth, coarse[1], coarse[2])
-            score, _ = self._evaluate(poses, crop, hand, near, penetration=False)
+            score, _ = self._evaluate(poses, crop, hand, near, penetration=False, coarse=True)
             timings["coarse"] = time.perf_counter() - t
             t = time.perf_counter()
+            self._select_hand_points(poses, hand)
             best = torch.topk(score, min(s.penetration_candidates, poses.shape[0])).indices
             if s.penetration_weight > 0:
                 score[best] = score[best] - s.penetration_weight * self._penetration(poses[best], hand)
@@ -363,6 +419,7 @@ class GlobalPoseSearch:
         timings["refine"] = time.perf_counter() - t
         with torch.no_grad():
             final, final_iou = self._evaluate(cand, fine, hand, near)
+        self._hand_points = None
         order = torch.argsort(final, descending=True)
         return SearchResult(object2camera=cand[order[0]].double().cpu(), score=float(final[order[0]].clamp(0, 1)),
                             iou=float(final_iou[order[0]]), status="ok", elapsed=time.perf_counter() - t0,
@@ -496,13 +553,38 @@ def global_search(scene: HandObjectScene, frame: Frame, mask: torch.Tensor | Non
 
 
 # ------------------------------------------------------------------------------------------------ bootstrap
+def automatic_mask(scene: HandObjectScene, frame: Frame, hand: PosedHand | None = None, mask_source=None
+                   ) -> tuple[torch.Tensor | None, str]:
+    """An object mask for a search without a pose: ``(mask (H, W) or None, where it came from)``.
+
+    In order: the frame's own ``object_mask`` (external segmenter), a mask source that needs no pose (external
+    masks, detectron2), :func:`bootstrap_mask` (aligned depth near the hand), then the colour model's pose-free
+    ``global_mask(frame, hand)`` once it has learned the object (RGB only).
+    """
+    hand = hand if hand is not None else scene.pose_hand(frame.joint_angles, frame.hand2camera)
+    if frame.object_mask is not None and bool((frame.object_mask > 0.5).any()):
+        return frame.object_mask.float(), "frame"
+    if mask_source is not None and not getattr(mask_source, "needs_pose", True):
+        mask = mask_source(frame, None, hand)
+        if mask is not None:
+            return mask, getattr(mask_source, "name", "mask source")
+    mask = bootstrap_mask(scene, frame, hand)
+    if mask is not None:
+        return mask, "depth near the hand"
+    if mask_source is not None and hasattr(mask_source, "global_mask"):
+        mask = mask_source.global_mask(frame, hand)
+        if mask is not None:
+            return mask, "colour model (global)"
+    return None, "no mask: give an initial pose, an external mask or aligned depth"
+
+
 def bootstrap_mask(scene: HandObjectScene, frame: Frame, hand: PosedHand | None = None,
                    max_points: int = 20000, clearance: float = 0.004) -> torch.Tensor | None:
     """A first object mask ``(H, W)`` from what the robot knows, for the first frame without any mask or pose.
 
     With aligned depth: the pixels whose 3D point lies outside the hand (by ``clearance`` [m]) but within the
-    object's diameter of the hand's grasp surfaces (its contact candidates), and not on the rendered hand; the
-    largest connected region is kept. Without depth, or when no such pixel exists, None.
+    object's diameter of the hand's grasp surfaces (its contact candidates); the largest connected region is
+    kept. Without depth, or when no such pixel exists, None.
     """
     import cv2
     import numpy as np
@@ -512,7 +594,7 @@ def bootstrap_mask(scene: HandObjectScene, frame: Frame, hand: PosedHand | None 
     device = scene.device
     hand = hand if hand is not None else scene.pose_hand(frame.joint_angles, frame.hand2camera)
     H, W = frame.height, frame.width
-    stride = max(1, int(math.ceil(math.sqrt(H * W / max_points))))
+    stride = max(1, math.ceil(math.sqrt(H * W / max_points)))
     depth = frame.depth.to(device, _F32)[::stride, ::stride]
     h, w = depth.shape
     valid = torch.isfinite(depth) & (depth > 0)
@@ -528,10 +610,7 @@ def bootstrap_mask(scene: HandObjectScene, frame: Frame, hand: PosedHand | None 
     diameter = scene.object.diameter
     keep = (sd > clearance) & (d_contact < diameter)
     small = torch.zeros(h, w, dtype=torch.bool, device=device)
-    small[ys[keep], xs[keep]] = True
-    # the hand is rendered, never segmented
-    hand_mask = zbuffer(hand.verts, scene.hand_faces, camera, layers=16).mask[0][::stride, ::stride]
-    small = small & ~hand_mask
+    small[ys[keep], xs[keep]] = True  # the hand's own pixels fail the clearance test: it is never segmented
     if int(small.sum()) < 5:
         return None
     count, labels = cv2.connectedComponents(small.cpu().numpy().astype(np.uint8), connectivity=8)

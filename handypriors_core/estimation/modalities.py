@@ -31,7 +31,7 @@ from ..geometry.transforms import invert_transform, transform_points
 from ..priors.losses import consistency_loss, penetration_loss, sliding_loss, smoothness_loss
 from ..render.renderer import RenderOutput
 from .observation import Observation
-from .scene import OBJECT, HandObjectScene
+from .scene import HAND, OBJECT, HandObjectScene
 from .settings import DepthSettings
 
 __all__ = [
@@ -103,10 +103,16 @@ def associate_depth_points(scene: HandObjectScene, obs: Observation, object2came
 
 
 def mask_loss(render: RenderOutput, obs: Observation) -> torch.Tensor:
-    """Eq. 2 over the ROI: ``(B,)`` mean squared difference of visible object silhouette and observed mask."""
+    """Eq. 2 over the ROI: ``(B,)`` mean squared difference of visible object silhouette and observed mask.
+
+    Pixels covered by the rendered hand are down-weighted by its coverage: the hand model's outline is only
+    approximately the real hand's (primitive links), and where the two differ the occlusion would otherwise pull
+    the object towards or away from the fingers.
+    """
     if obs.mask is None:
         return render.visible.new_zeros(render.visible.shape[0])
-    return ((render.visible[:, OBJECT] - obs.mask) ** 2).mean((-1, -2))
+    weight = 1.0 - render.full[:, HAND].detach()
+    return (weight * (render.visible[:, OBJECT] - obs.mask) ** 2).mean((-1, -2))
 
 
 def image_loss(render: RenderOutput, obs: Observation) -> torch.Tensor:

@@ -15,8 +15,9 @@ frames are then optimised jointly with Adam over all loss terms of :class:`~.ref
   of their own (variable) pose; which candidates were in contact comes from the forward pass.
 
 One silhouette sharpness is used for every iteration (the forward pass starts close, so no coarse-to-fine
-schedule is needed) so that the losses of all iterates are comparable. Windows overlap by ``overlap`` frames; frames leave the buffer (final) once no later window contains them, so
-memory stays bounded for long recordings and results stream out in order. The best iterate (lowest total
+schedule is needed) so that the losses of all iterates are comparable. Windows overlap by ``overlap`` frames;
+frames leave the buffer (final) once no later window contains them, so memory stays bounded for long recordings
+and results stream out in order. The best iterate (lowest total
 loss) of each window is kept, and a window whose loss or gradient becomes non-finite keeps its start poses.
 """
 
@@ -171,7 +172,6 @@ class OfflineRefiner:
 
     def _step(self) -> list[Estimate]:
         self._optimize(self._pending[: self.window])
-        self._fresh = 0
         done = self._pending[: self.window - self.overlap]
         self._pending = self._pending[self.window - self.overlap:]
         self._fresh = 0

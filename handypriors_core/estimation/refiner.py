@@ -8,7 +8,7 @@ quadratic prior.
 Per iteration: render hand + object at ROI resolution (the sharpness ``sigma`` follows a geometric
 coarse-to-fine schedule), evaluate the selected terms (:mod:`.modalities`), take an Adam step. A step whose
 loss or gradient is not finite is refused (the previous parameters are kept and the refinement stops), and
-the best pose seen is returned. The online refiner stops at its iteration count, its time budget or when
+the last finite iterate is returned. The online refiner stops at its iteration count, its time budget or when
 the loss stops changing.
 """
 
@@ -170,9 +170,10 @@ class PoseRefiner:
             if not math.isfinite(value):
                 stopped = "non_finite_loss"
                 break
-            if value < best[0]:
-                best = (value, pose[0].detach().clone(), correction.detach().clone(),
-                        {k: float(self.weights.weight(k) * v.detach().mean()) for k, v in terms.items()})
+            # the latest finite iterate is the result: losses at different blur levels are not comparable, so
+            # "best so far" would favour the blurry start; Adam's decaying steps settle the last iterates
+            best = (value, pose[0].detach().clone(), correction.detach().clone(),
+                    {k: float(self.weights.weight(k) * v.detach().mean()) for k, v in terms.items()})
             if it == iterations:
                 break
             if budget > 0 and time.perf_counter() - start > budget:

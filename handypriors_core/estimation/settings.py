@@ -112,7 +112,7 @@ class RefineSettings:
     lr_final_fraction: float = 0.1
     sigma_start: float = 4.0
     sigma_end: float = 0.5
-    gamma: float = 1e-2
+    gamma: float = 1e-4
     convergence_tolerance: float = 1e-4
     optimize_hand2camera: bool = False
     lr_hand2camera: float = 0.001

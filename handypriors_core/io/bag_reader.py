@@ -49,12 +49,12 @@ from .frame import Frame
 from .transform_buffer import TransformBuffer, TransformLookupError
 
 __all__ = [
-    "BagError",
-    "BagFrame",
-    "BagTopics",
-    "BagReader",
     "COLOUR_ENCODINGS",
     "DEPTH_ENCODINGS",
+    "BagError",
+    "BagFrame",
+    "BagReader",
+    "BagTopics",
     "MissingTopicError",
     "decode_colour",
     "decode_depth",
@@ -110,6 +110,8 @@ class BagTopics:
         hand_frame: TF frame of the hand root (the URDF root link).
         camera_frame: TF frame of the camera optical frame; ``""`` = the image header's ``frame_id``.
         joint_map: ``"auto"`` (best match among the shipped maps), a shipped map name or a map YAML path.
+        hand2camera_override: ``[x, y, z, qx, qy, qz, qw]`` of a fixed hand mount in the camera frame (TF is then
+            not needed); empty = look hand2camera up in TF for every image.
         depth_tolerance_s: largest stamp difference between a colour image and its depth image [s].
         max_gap_s: largest distance of an image stamp from joint-state / TF data it may be clamped to [s].
         explicit: names of the fields set explicitly (command line): those topics must exist in the bag.
@@ -124,11 +126,18 @@ class BagTopics:
     hand_frame: str = "hand_root"
     camera_frame: str = ""
     joint_map: str = "auto"
+    hand2camera_override: list[float] = field(default_factory=list)
     depth_tolerance_s: float = 0.02
     max_gap_s: float = 0.1
     explicit: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
+        o = list(self.hand2camera_override or [])
+        if o and (len(o) != 7 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in o)
+                  or math.sqrt(sum(v * v for v in o[3:])) < 1e-6):
+            raise ConfigError(f"hand2camera_override must be [x, y, z, qx, qy, qz, qw] (7 numbers, non-zero "
+                              f"quaternion) or empty; got {self.hand2camera_override!r}")
+        self.hand2camera_override = [float(v) for v in o]
         for name in ("depth_tolerance_s", "max_gap_s"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -148,10 +157,16 @@ class BagTopics:
         return BagTopics(**data)
 
 
-def load_bag_settings(path: str | os.PathLike | None) -> BagTopics:
-    """:class:`BagTopics` from the ``bag`` section of a tracking config (defaults when absent).
+#: Node parameters of the tracking config (next to ``tracking``) that mean the same for a bag.
+_NODE_KEYS = {"joint_map": "joint_map", "hand_root_frame": "hand_frame", "camera_frame": "camera_frame",
+              "hand2camera_override": "hand2camera_override"}
 
-    The section sits next to ``tracking`` (plain YAML or a ROS 2 parameter file)::
+
+def load_bag_settings(path: str | os.PathLike | None) -> BagTopics:
+    """:class:`BagTopics` from a tracking config (defaults for what it does not say).
+
+    The node's parameters ``joint_map``, ``hand_root_frame`` and ``camera_frame`` (next to ``tracking``) are
+    used; an optional ``bag`` section (plain YAML or a ROS 2 parameter file) overrides them and names topics::
 
         bag:
           topics: {image: /camera/color/image_raw, camera_info: ..., depth: ..., joint_states: ...}
@@ -165,12 +180,15 @@ def load_bag_settings(path: str | os.PathLike | None) -> BagTopics:
         if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict):
             data = value["ros__parameters"]
             break
+    values = {ours: data[key] for key, ours in _NODE_KEYS.items()
+              if (isinstance(data.get(key), str) and (data[key] or ours == "camera_frame"))
+              or (isinstance(data.get(key), list) and data[key])}
     section = data.get("bag")
     if section is None:
-        return BagTopics()
+        section = {}
     if not isinstance(section, dict):
         raise ConfigError(f"{path}: 'bag' must be a mapping")
-    values = dict(section)
+    values.update(section)
     topics = values.pop("topics", None) or {}
     if not isinstance(topics, dict):
         raise ConfigError(f"{path}: bag.topics must be a mapping")
@@ -226,7 +244,7 @@ def decode_colour(msg: Any, msgtype: str = IMAGE) -> np.ndarray:
 
 
 def decode_depth(msg: Any) -> np.ndarray:
-    """``(H, W)`` float32 z-depth [m] with NaN where invalid, from a ``16UC1``/``mono16`` [mm] or ``32FC1`` [m] image."""
+    """``(H, W)`` float32 z-depth [m], NaN where invalid, from a ``16UC1``/``mono16`` [mm] or ``32FC1`` [m] image."""
     enc = str(msg.encoding)
     if enc.upper() in ("16UC1",) or enc.lower() == "mono16":
         raw = _image_array(msg, 1, np.uint16)
@@ -283,7 +301,7 @@ def open_bag(path: str | os.PathLike):
     try:
         reader = Reader(p)
         reader.open()
-    except Exception as exc:  # noqa: BLE001 - rosbags raises many kinds (ReaderError, KeyError, struct.error, ...)
+    except Exception as exc:
         raise BagError(f"cannot read bag {p}: {_describe(exc)}") from exc
     return reader
 
@@ -373,7 +391,7 @@ class BagReader:
             except Exception:  # noqa: BLE001 - closing a broken bag must not mask the real error
                 pass
 
-    def __enter__(self) -> BagReader:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -387,7 +405,7 @@ class BagReader:
     def _deserialize(self, raw: bytes, msgtype: str) -> Any:
         try:
             return self.typestore.deserialize_cdr(raw, msgtype)
-        except Exception as exc:  # noqa: BLE001 - corrupt message bytes
+        except Exception as exc:
             raise BagError(f"bag {self.path}: cannot decode a {msgtype} message: {_describe(exc)}") from exc
 
     def _messages(self, connections: list) -> Iterator[tuple[Any, int, bytes]]:
@@ -395,7 +413,7 @@ class BagReader:
             yield from self.reader.messages(connections=connections)
         except HandyPriorsError:
             raise
-        except Exception as exc:  # noqa: BLE001 - truncated chunks, bad compression, ...
+        except Exception as exc:
             raise BagError(f"cannot read bag {self.path}: {_describe(exc)}") from exc
 
     def _first_message(self, conn) -> Any | None:
@@ -516,6 +534,14 @@ class BagReader:
         if not self.camera_frame:
             raise BagError(f"bag {self.path}: images on {self.image_topic} have no header.frame_id; pass "
                            f"--camera-frame")
+        self._fixed_hand2camera = None
+        if s.hand2camera_override:
+            from .transform_buffer import _matrix, _normalise_quaternion
+
+            o = np.asarray(s.hand2camera_override, dtype=np.float64)
+            self._fixed_hand2camera = _matrix(o[:3], _normalise_quaternion(o[3:], "hand2camera_override"))
+            self._say("hand2camera: the fixed hand2camera_override (TF is not used)")
+            return
         if not self.tf.frames:
             raise MissingTopicError(f"bag {self.path} has no transforms on {s.tf_static} or {s.tf}: hand2camera "
                                     f"({self.camera_frame} <- {s.hand_frame}) cannot be composed")
@@ -603,6 +629,8 @@ class BagReader:
     # ------------------------------------------------------------------------------------------ frames
     def hand2camera(self, camera_frame: str, stamp: int) -> np.ndarray:
         """``hand2camera (4, 4)`` at ``stamp`` [ns] from the bag's TF (raises TransformLookupError)."""
+        if self._fixed_hand2camera is not None:
+            return self._fixed_hand2camera.copy()
         return self.tf.lookup_numpy(camera_frame, self.settings.hand_frame, stamp)
 
     def frames(self) -> Iterator[BagFrame]:
@@ -610,7 +638,7 @@ class BagReader:
         conns = list(self._by_topic[self.image_topic])
         depth_conns = list(self._by_topic[self.depth_topic]) if self.depth_topic else []
         depth_ids = {c.id for c in depth_conns}
-        tol = int(round(self.settings.depth_tolerance_s * 1e9))
+        tol = round(self.settings.depth_tolerance_s * 1e9)
         pending: deque[tuple[int, int, int, Any, bytes]] = deque()  # (index, stamp, log, conn, raw)
         depths: deque[tuple[int, Any]] = deque()  # (stamp, msg)
         newest_depth = -(2 ** 62)
@@ -648,7 +676,7 @@ class BagReader:
         rgb = decode_colour(msg, msgtype)
         height, width = rgb.shape[:2]
         camera = self._camera(stamp, width, height)
-        gap = int(round(self.settings.max_gap_s * 1e9))
+        gap = round(self.settings.max_gap_s * 1e9)
         q = self._joints.at(stamp, gap)
         if q is None:
             return BagFrame(index, stamp, None, f"no joint states within {self.settings.max_gap_s} s of the image "

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import torch
@@ -86,7 +87,7 @@ class SensorBagWriter:
         self.counts: dict[str, int] = {}
 
     # ------------------------------------------------------------------------------------------ plumbing
-    def __enter__(self) -> SensorBagWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -230,7 +230,7 @@ class TransformBuffer:
     def __init__(self, max_extrapolation_s: float = 0.0) -> None:
         if not (math.isfinite(max_extrapolation_s) and max_extrapolation_s >= 0):
             raise InvalidValueError(f"max_extrapolation_s must be a finite number >= 0; got {max_extrapolation_s}")
-        self.max_extrapolation_ns = int(round(max_extrapolation_s * 1e9))
+        self.max_extrapolation_ns = round(max_extrapolation_s * 1e9)
         self._edges: dict[str, _Edge] = {}
 
     # ----------------------------------------------------------------------------------------- adding
@@ -246,10 +246,9 @@ class TransformBuffer:
             raise InvalidValueError(f"transform from frame {child!r} to itself")
         where = f"transform {parent} <- {child}"
         p, q = _as_pose(transform, position, quaternion, where)
-        if not static:
-            if stamp_ns is None or isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)):
-                raise InvalidValueError(f"{where}: stamp_ns must be an int [ns] for a dynamic transform; "
-                                        f"got {stamp_ns!r}")
+        if not static and (stamp_ns is None or isinstance(stamp_ns, bool)
+                           or not isinstance(stamp_ns, (int, np.integer))):
+            raise InvalidValueError(f"{where}: stamp_ns must be an int [ns] for a dynamic transform; got {stamp_ns!r}")
         edge = self._edges.get(child)
         if edge is None or edge.parent != parent or edge.static != static:
             if self._creates_cycle(child, parent):

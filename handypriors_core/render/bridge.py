@@ -8,8 +8,8 @@ accumulates vertex gradients into its own buffer, summed afterwards.
 Gradients: :class:`RasterizeFunction` carries them from ``zbuf``, ``dist`` and ``bary`` to the screen
 positions ``(B, V, 2)`` [px] and inverse depths ``(B, V)`` [1/m] of the vertices (not through the choice of
 fragments, nor through the binning). :class:`SilhouetteFunction` carries them from the silhouettes to
-``dist``. Both backward passes are hand-written kernels (``warp_kernels.raster_backward``,
-``silhouette_backward``).
+``dist``; :class:`DepthBlendFunction` from the soft depth to ``zbuf`` and ``dist``. Every backward pass is a
+hand-written kernel (``warp_kernels.raster_backward``, ``silhouette_backward``, ``depth_backward``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import warp as wp
 
 from . import warp_kernels as wk
 
-__all__ = ["Bins", "build_bins", "RasterizeFunction", "SilhouetteFunction", "resolve_threads"]
+__all__ = ["Bins", "DepthBlendFunction", "RasterizeFunction", "SilhouetteFunction", "build_bins", "resolve_threads"]
 
 _MIN_PIXELS_PER_LAUNCH = 2048
 _pool: ThreadPoolExecutor | None = None
@@ -41,7 +41,7 @@ def resolve_threads(threads: int) -> int:
 def _executor(n: int) -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
-        if _pool is None or _pool._max_workers < n:  # noqa: SLF001 - grow the pool when asked for more
+        if _pool is None or _pool._max_workers < n:
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="hp-render")
         return _pool
 
@@ -103,18 +103,13 @@ def planned_chunks(n_pixels: int, device: torch.device, threads: int) -> int:
 # ----------------------------------------------------------------------------------------------- binning
 @dataclass
 class Bins:
-    """Per-face screen data and per-tile face lists (not differentiable).
+    """Per-face screen data (warp array of ``FaceData``) and per-tile face lists (not differentiable).
 
     ``tile_start (B * NT + 1,)`` int32 offsets into ``tile_faces (total,)`` int32; tile ``t`` of image ``b``
     is ``b * NT + ty * tiles_x + tx``.
     """
 
-    face_xy: torch.Tensor
-    face_w: torch.Tensor
-    face_edge: torch.Tensor
-    face_scale: torch.Tensor
-    face_il2: torch.Tensor
-    face_bbox: torch.Tensor
+    face_data: wp.array
     tile_start: torch.Tensor
     tile_faces: torch.Tensor
     tile: int
@@ -128,6 +123,7 @@ def build_bins(
     inv_depth: torch.Tensor,
     vert_ok: torch.Tensor,
     faces: torch.Tensor,
+    face_instance: torch.Tensor,
     width: int,
     height: int,
     tile: int,
@@ -135,7 +131,8 @@ def build_bins(
 ) -> Bins:
     """Bin faces into ``tile x tile`` px screen tiles by their bounding box grown by ``margin`` [px].
 
-    ``verts2d (B, V, 2)`` [px], ``inv_depth (B, V)`` [1/m], ``vert_ok (B, V)`` bool, ``faces (F, 3)`` int32.
+    ``verts2d (B, V, 2)`` [px], ``inv_depth (B, V)`` [1/m], ``vert_ok (B, V)`` bool, ``faces (F, 3)`` int32,
+    ``face_instance (F,)`` int32 (kept per face: it decides which fragments survive an overflow).
     Counting sort (count, exclusive scan, fill); lists are sized exactly, nothing is dropped.
     """
     B, V = vert_ok.shape
@@ -151,12 +148,7 @@ def build_bins(
     w = inv_depth.detach().contiguous()
     ok = vert_ok.to(torch.int32).contiguous()
     n = B * F
-    face_xy = torch.empty((n, 3, 2), dtype=dtype, device=dev)
-    face_w = torch.empty((n, 3), dtype=dtype, device=dev)
-    face_edge = torch.empty((n, 3, 3), dtype=dtype, device=dev)
-    face_scale = torch.empty((n, 3), dtype=dtype, device=dev)
-    face_il2 = torch.empty((n, 3), dtype=dtype, device=dev)
-    face_bbox = torch.empty((n, 4), dtype=dtype, device=dev)
+    face_data = wp.empty(max(n, 1), dtype=k.FaceData, device=device)
     face_tiles = torch.empty((n, 4), dtype=torch.int32, device=dev)
     tile_count = torch.zeros(B * n_tiles, dtype=torch.int32, device=dev)
     w_face_tiles = _wrap(face_tiles, wp.vec4i, (n,))
@@ -168,18 +160,14 @@ def build_bins(
             _wrap(w, k.scalar, (B * V,)),
             _wrap(ok, wp.int32, (B * V,)),
             _wrap(faces, wp.vec3i, (F,)),
+            _wrap(face_instance, wp.int32, (F,)),
             V,
             F,
             k.scalar(margin),
             width,
             height,
             tile,
-            _wrap(face_xy, k.mat32, (n,)),
-            _wrap(face_w, k.vec3, (n,)),
-            _wrap(face_edge, k.mat33, (n,)),
-            _wrap(face_scale, k.vec3, (n,)),
-            _wrap(face_il2, k.vec3, (n,)),
-            _wrap(face_bbox, k.vec4, (n,)),
+            face_data,
             w_face_tiles,
         ],
         device,
@@ -198,8 +186,7 @@ def build_bins(
              _wrap(tile_faces, wp.int32)],
             device,
         )
-    return Bins(face_xy, face_w, face_edge, face_scale, face_il2, face_bbox, tile_start, tile_faces, tile, tiles_x,
-                n_tiles, margin)
+    return Bins(face_data, tile_start, tile_faces, tile, tiles_x, n_tiles, margin)
 
 
 # ------------------------------------------------------------------------------------------ rasterization
@@ -207,12 +194,14 @@ class RasterizeFunction(torch.autograd.Function):
     """Fragments ``(face, zbuf, dist, bary, count)`` of ``(B, H, W, K)`` from screen vertices and bins.
 
     Inputs ``verts2d (B, V, 2)`` [px] and ``inv_depth (B, V)`` [1/m] carry gradients; ``faces (F, 3)`` int32
-    and ``bins`` (from :func:`build_bins` on the same vertices) do not.
+    and ``bins`` (from :func:`build_bins` on the same vertices) do not. ``sigma`` [px^2] and ``eps`` define the
+    coverage used to pick the ``K`` fragments kept; ``hard`` keeps the ``K`` nearest instead.
     """
 
     @staticmethod
-    def forward(ctx, verts2d, inv_depth, faces, bins: Bins, width: int, height: int, K: int, threads: int):
-        B, V = inv_depth.shape
+    def forward(ctx, verts2d, inv_depth, faces, bins: Bins, width: int, height: int, K: int, threads: int,
+                sigma: float, eps: float, hard: bool):
+        B = inv_depth.shape[0]
         F = faces.shape[0]
         dtype = verts2d.dtype
         dev = verts2d.device
@@ -227,12 +216,7 @@ class RasterizeFunction(torch.autograd.Function):
         count = torch.empty((P,), dtype=torch.int32, device=dev)
         n = B * F
         shared = [
-            _wrap(bins.face_xy, k.mat32, (n,)),
-            _wrap(bins.face_w, k.vec3, (n,)),
-            _wrap(bins.face_edge, k.mat33, (n,)),
-            _wrap(bins.face_scale, k.vec3, (n,)),
-            _wrap(bins.face_il2, k.vec3, (n,)),
-            _wrap(bins.face_bbox, k.vec4, (n,)),
+            bins.face_data,
             _wrap(bins.tile_start, wp.int32),
             _wrap(bins.tile_faces, wp.int32),
             F,
@@ -242,6 +226,9 @@ class RasterizeFunction(torch.autograd.Function):
             bins.tiles_x,
             bins.n_tiles,
             k.scalar(bins.margin),
+            k.scalar(1.0 / sigma),
+            k.scalar(eps),
+            int(hard),
         ]
         outs = [
             _wrap(face, wp.int32),
@@ -274,18 +261,20 @@ class RasterizeFunction(torch.autograd.Function):
         dev = verts2d.device
         device = _device(verts2d)
         P = B * height * width
+        nones = (None,) * 9
         if faces.shape[0] == 0 or (g_zbuf is None and g_dist is None and g_bary is None):
-            return None, None, None, None, None, None, None, None
+            return (None, None) + nones
         rk = wk.raster_kernels(dtype, K)
         k = wk.common_kernels(dtype)
 
-        def grad_or_zeros(g, shape):
-            return torch.zeros(shape, dtype=dtype, device=dev) if g is None else g.reshape(shape).contiguous()
-
+        # grad_z / grad_bary are read only when with_attr (1-row dummies otherwise: no zero-filling)
         with_attr = int(g_zbuf is not None or g_bary is not None)
-        gz = grad_or_zeros(g_zbuf, (P, K))
-        gd = grad_or_zeros(g_dist, (P, K))
-        gb = grad_or_zeros(g_bary, (P, K, 3))
+        rows = P if with_attr else 1
+        gz = (g_zbuf.reshape(P, K).contiguous() if g_zbuf is not None
+              else torch.zeros((rows, K), dtype=dtype, device=dev))
+        gb = (g_bary.reshape(P, K, 3).contiguous() if g_bary is not None
+              else torch.zeros((rows, K, 3), dtype=dtype, device=dev))
+        gd = torch.zeros((P, K), dtype=dtype, device=dev) if g_dist is None else g_dist.reshape(P, K).contiguous()
         n_chunks = planned_chunks(P, dev, threads)
         grad_xy = torch.zeros((n_chunks, B * V, 2), dtype=dtype, device=dev)
         grad_w = torch.zeros((n_chunks, B * V), dtype=dtype, device=dev)
@@ -296,7 +285,7 @@ class RasterizeFunction(torch.autograd.Function):
             _wrap(face, wp.int32),
             _wrap(gz, k.scalar),
             _wrap(gd, k.scalar),
-            _wrap(gb, k.vec3, (P, K)),
+            _wrap(gb, k.vec3, gb.shape[:2]),
             V,
             width,
             height,
@@ -307,7 +296,7 @@ class RasterizeFunction(torch.autograd.Function):
             return shared + [off, _wrap(grad_xy[c], k.vec2, (B * V,)), _wrap(grad_w[c], k.scalar, (B * V,))]
 
         _launch_pixels(rk.raster_backward, P, make_inputs, device, threads)
-        return grad_xy.sum(0).view(B, V, 2), grad_w.sum(0).view(B, V), None, None, None, None, None, None
+        return (grad_xy.sum(0).view(B, V, 2), grad_w.sum(0).view(B, V)) + nones
 
 
 # ------------------------------------------------------------------------------------------- silhouettes
@@ -364,3 +353,47 @@ class SilhouetteFunction(torch.autograd.Function):
         out = [_wrap(grad_dist, k.scalar)]
         _launch_pixels(k.silhouette_backward, P, lambda c, off: shared + [off] + out, device, threads)
         return None, grad_dist, None, None, None, None, None
+
+
+# ------------------------------------------------------------------------------------------- soft depth
+class DepthBlendFunction(torch.autograd.Function):
+    """SoftRas soft depth ``(P,)`` [m] from fragments ``face (P, K)``, ``zbuf (P, K)`` and ``dist (P, K)``.
+
+    ``params = (sigma, eps, gamma, z_near, z_far, background_weight, background_depth)``; gradients flow to
+    ``zbuf`` and ``dist`` (the softmax shift ``zmax`` is held constant, as it cancels).
+    """
+
+    @staticmethod
+    def forward(ctx, frag_face, frag_z, frag_dist, params: tuple, threads: int):
+        P = frag_face.shape[0]
+        dtype = frag_z.dtype
+        dev = frag_z.device
+        device = _device(frag_z)
+        k = wk.common_kernels(dtype)
+        sigma, eps, gamma, z_near, z_far, bg_weight, bg_depth = params
+        frag_face = frag_face.contiguous()
+        z = frag_z.detach().contiguous()
+        dist = frag_dist.detach().contiguous()
+        depth = torch.empty((P,), dtype=dtype, device=dev)
+        consts = [k.scalar(1.0 / sigma), k.scalar(eps), k.scalar(1.0 / gamma), k.scalar(z_far),
+                  k.scalar(1.0 / (z_far - z_near)), k.scalar(bg_weight)]
+        shared = [_wrap(frag_face, wp.int32), _wrap(z, k.scalar), _wrap(dist, k.scalar)] + consts
+        out = [_wrap(depth, k.scalar)]
+        _launch_pixels(k.depth_forward, P, lambda c, off: shared + [k.scalar(bg_depth), off] + out, device, threads)
+        ctx.save_for_backward(frag_face, z, dist, depth)
+        ctx.meta = (consts, threads)
+        return depth
+
+    @staticmethod
+    def backward(ctx, g_depth):
+        frag_face, z, dist, depth = ctx.saved_tensors
+        consts, threads = ctx.meta
+        P, K = frag_face.shape
+        k = wk.common_kernels(z.dtype)
+        grad_z = torch.empty((P, K), dtype=z.dtype, device=z.device)
+        grad_dist = torch.empty((P, K), dtype=z.dtype, device=z.device)
+        shared = [_wrap(frag_face, wp.int32), _wrap(z, k.scalar), _wrap(dist, k.scalar), _wrap(depth, k.scalar),
+                  _wrap(g_depth.contiguous(), k.scalar)] + consts
+        out = [_wrap(grad_z, k.scalar), _wrap(grad_dist, k.scalar)]
+        _launch_pixels(k.depth_backward, P, lambda c, off: shared + [off] + out, _device(z), threads)
+        return None, grad_z, grad_dist, None, None

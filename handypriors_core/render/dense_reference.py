@@ -20,7 +20,7 @@ from .rasterizer import _intrinsics, check_mesh, project_vertices
 from .settings import RenderSettings, blur_margin
 from .warp_kernels import DEGENERATE_EPS
 
-__all__ = ["dense_render", "dense_geometry"]
+__all__ = ["dense_geometry", "dense_render"]
 
 
 def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ from . import bridge
 from .fragments import Fragments
 from .settings import RasterSettings, blur_margin
 
-__all__ = ["MAX_SCREEN", "project_vertices", "SoftRasterizer", "HardRasterizer", "check_mesh"]
+__all__ = ["MAX_SCREEN", "HardRasterizer", "SoftRasterizer", "check_mesh", "project_vertices"]
 
 #: Vertices projecting farther than this [px] from the image origin make their faces undrawn.
 MAX_SCREEN = 1e5
@@ -70,9 +70,13 @@ def project_vertices(
 
 
 class SoftRasterizer:
-    """Soft rasterizer: the ``faces_per_pixel`` nearest faces within the blur margin of every pixel.
+    """Soft rasterizer: up to ``faces_per_pixel`` faces within the blur margin of every pixel, front to back.
 
-    ``__call__(verts (B, V, 3) [m, camera frame], faces (F, 3) int, camera, sigma=None) -> Fragments``;
+    ``__call__(verts (B, V, 3) [m, camera frame], faces (F, 3) int, camera, sigma=None, face_instance=None)
+    -> Fragments``. Where more faces reach a pixel than it keeps, the fragment contributing least to its own
+    instance's silhouette (``D_j prod (1 - D_i)`` over the same instance's faces in front) is dropped, so each
+    instance's full silhouette survives occlusion; ``face_instance (F,)`` (default: one instance) says which
+    faces belong together.
     ``camera`` is a :class:`~handypriors_core.geometry.camera.PinholeCamera` (or anything with ``fx fy cx cy
     width height``), possibly cropped with ``crop_and_resize``. ``sigma`` [px^2] overrides the setting for
     this call (coarse-to-fine schedules). Lens distortion is ignored (ideal pinhole image).
@@ -84,22 +88,34 @@ class SoftRasterizer:
     def _margin(self, sigma: float) -> float:
         return blur_margin(sigma, self.settings.blur_threshold)
 
-    def __call__(self, verts: torch.Tensor, faces: torch.Tensor, camera, sigma: float | None = None) -> Fragments:
+    def __call__(
+        self, verts: torch.Tensor, faces: torch.Tensor, camera, sigma: float | None = None,
+        face_instance: torch.Tensor | None = None,
+    ) -> Fragments:
         sigma = float(self.settings.sigma if sigma is None else sigma)
         if not sigma > 0:
             raise InvalidValueError(f"sigma must be > 0; got {sigma}")
-        return self._rasterize(verts, faces, camera, sigma, self._margin(sigma), self.settings.faces_per_pixel)
+        return self._rasterize(verts, faces, camera, sigma, self._margin(sigma), self.settings.faces_per_pixel, False,
+                               face_instance)
 
-    def _rasterize(self, verts, faces, camera, sigma: float, margin: float, K: int) -> Fragments:
+    def _rasterize(
+        self, verts, faces, camera, sigma: float, margin: float, K: int, hard: bool, face_instance=None
+    ) -> Fragments:
         check_mesh(verts, faces)
         s = self.settings
         xy, inv_depth, ok = project_vertices(verts, camera, s.near)
         _, _, width, height = _intrinsics(camera, verts)
         faces32 = faces.to(device=verts.device, dtype=torch.int32).contiguous()
-        bins = bridge.build_bins(xy, inv_depth, ok, faces32, width, height, s.tile_size, margin)
+        if face_instance is None:
+            inst32 = torch.zeros(faces.shape[0], dtype=torch.int32, device=verts.device)
+        else:
+            check_shape(face_instance, (faces.shape[0],), "face_instance")
+            inst32 = face_instance.to(device=verts.device, dtype=torch.int32).contiguous()
+        bins = bridge.build_bins(xy, inv_depth, ok, faces32, inst32, width, height, s.tile_size, margin)
         threads = bridge.resolve_threads(s.cpu_threads)
         face, zbuf, dist, bary, count = bridge.RasterizeFunction.apply(
-            xy.contiguous(), inv_depth.contiguous(), faces32, bins, width, height, K, threads
+            xy.contiguous(), inv_depth.contiguous(), faces32, bins, width, height, K, threads, sigma,
+            s.blur_threshold, hard
         )
         return Fragments(face, zbuf, dist, bary, count, sigma, s.blur_threshold)
 
@@ -113,4 +129,4 @@ class HardRasterizer(SoftRasterizer):
     """
 
     def __call__(self, verts: torch.Tensor, faces: torch.Tensor, camera, sigma: float | None = None) -> Fragments:
-        return self._rasterize(verts, faces, camera, self.settings.sigma, 0.0, 1)
+        return self._rasterize(verts, faces, camera, self.settings.sigma, 0.0, 1, True)

@@ -22,7 +22,7 @@ from .rasterizer import HardRasterizer, SoftRasterizer
 from .settings import RenderSettings
 from .shader import SoftBlendShader, SoftSilhouetteShader, _instances
 
-__all__ = ["RenderOutput", "HardRenderOutput", "Renderer", "join_meshes"]
+__all__ = ["HardRenderOutput", "RenderOutput", "Renderer", "join_meshes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,10 +97,12 @@ class Renderer:
     ):
         self.settings = settings if settings is not None else RenderSettings()
         self.rasterizer = rasterizer if rasterizer is not None else SoftRasterizer(self.settings.raster)
-        self.silhouette_shader = (
-            silhouette_shader if silhouette_shader is not None else SoftSilhouetteShader(self.settings.raster.cpu_threads)
-        )
-        self.blend_shader = blend_shader if blend_shader is not None else SoftBlendShader(self.settings.shading)
+        if silhouette_shader is None:
+            silhouette_shader = SoftSilhouetteShader(self.settings.raster.cpu_threads)
+        self.silhouette_shader = silhouette_shader
+        if blend_shader is None:
+            blend_shader = SoftBlendShader(self.settings.shading, self.settings.raster.cpu_threads)
+        self.blend_shader = blend_shader
         self.hard_rasterizer = HardRasterizer(self.settings.raster)
 
     def __call__(
@@ -118,8 +120,8 @@ class Renderer:
         sigma: float | None = None,
         gamma: float | None = None,
     ) -> RenderOutput:
-        fragments = self.rasterizer(verts, faces, camera, sigma=sigma)
         inst, ni = _instances(face_instance, faces.shape[0], num_instances, verts.device)
+        fragments = self.rasterizer(verts, faces, camera, sigma=sigma, face_instance=inst)
         sil = self.silhouette_shader(fragments, inst, ni)
         soft_depth = self.blend_shader.depth(fragments, gamma) if depth else None
         rgb = None

@@ -13,7 +13,7 @@ import os
 from ..config import find_config, load_settings
 from ..errors import InvalidValueError
 
-__all__ = ["RasterSettings", "ShadingSettings", "RenderSettings", "load_render_settings", "blur_margin"]
+__all__ = ["RasterSettings", "RenderSettings", "ShadingSettings", "blur_margin", "load_render_settings"]
 
 
 def _require(cond: bool, message: str) -> None:
@@ -32,29 +32,32 @@ class RasterSettings:
 
     Attributes:
         sigma: coverage sharpness [px^2] of ``sigmoid(+-d^2 / sigma)`` (``d`` = distance to the triangle
-            [px] in the rendered image). 1.0 blurs edges over about 3 px; schedule it down (coarse-to-fine).
+            [px] in the rendered image). 0.5 is SoftRas's default (1e-4 in NDC units) at 128 px; larger
+            values blur more (schedule it down, coarse-to-fine).
         blur_threshold: coverage ``(sigmoid - t) / (1 - t)`` is clamped to exactly 0 below this, which
-            bounds each face's influence to the blur margin ``sqrt(sigma * ln((1 - t) / t))`` (3.0 px for
+            bounds each face's influence to the blur margin ``sqrt(sigma * ln((1 - t) / t))`` (2.1 px for
             the defaults) used for tile binning.
-        faces_per_pixel: fragments kept per pixel (the nearest in depth among the faces within the blur
-            margin); farther ones are dropped and counted in ``Fragments.count``.
+        faces_per_pixel: fragments kept per pixel, front to back. When more faces lie within the blur
+            margin, the one contributing least to the composite (``D_j prod_{i in front} (1 - D_i)``) is
+            dropped, greedily; ``Fragments.count`` tells where that happened.
         tile_size: screen tile edge [px] of the face binning.
         near: faces with a vertex closer than this [m] (or behind the camera, or non-finite) are not drawn.
         cpu_threads: on CPU, pixels are split into this many concurrent kernel launches (warp runs one
             thread per launch); 0 = number of CPU cores, at most 8.
     """
 
-    sigma: float = 1.0
+    sigma: float = 0.5
     blur_threshold: float = 1e-4
     faces_per_pixel: int = 16
-    tile_size: int = 8
+    tile_size: int = 4
     near: float = 0.01
     cpu_threads: int = 0
 
     def __post_init__(self) -> None:
         _require(math.isfinite(self.sigma) and self.sigma > 0, f"raster.sigma must be > 0; got {self.sigma}")
         _require(0 < self.blur_threshold < 0.5, f"raster.blur_threshold must be in (0, 0.5); got {self.blur_threshold}")
-        _require(1 <= self.faces_per_pixel <= 64, f"raster.faces_per_pixel must be in [1, 64]; got {self.faces_per_pixel}")
+        _require(1 <= self.faces_per_pixel <= 64,
+                 f"raster.faces_per_pixel must be in [1, 64]; got {self.faces_per_pixel}")
         _require(1 <= self.tile_size <= 256, f"raster.tile_size must be in [1, 256]; got {self.tile_size}")
         _require(math.isfinite(self.near) and self.near > 0, f"raster.near must be > 0; got {self.near}")
         _require(0 <= self.cpu_threads <= 64, f"raster.cpu_threads must be in [0, 64]; got {self.cpu_threads}")

@@ -13,7 +13,8 @@
 
   Gradients flow through the coverages (the faces' screen geometry), not through the depth order.
   Runs as a warp kernel with a hand-written backward (:class:`~.bridge.SilhouetteFunction`).
-* :class:`SoftBlendShader` - SoftRas soft depth and colour (torch): ``sum_j w_j a_j + w_bg a_bg`` normalised,
+* :class:`SoftBlendShader` - SoftRas soft depth (warp kernel) and colour (torch): ``sum_j w_j a_j + w_bg a_bg``
+  normalised,
   ``w_j = D_j exp((zn_j - zmax) / gamma)``, ``zn = (z_far - z) / (z_far - z_near)``; colours from per-vertex
   colours or a UV texture, Lambertian ``ambient + diffuse * max(0, n . l)`` per face (flat) or per vertex.
 """
@@ -30,7 +31,7 @@ from . import bridge
 from .fragments import Fragments
 from .settings import ShadingSettings
 
-__all__ = ["Silhouettes", "SoftSilhouetteShader", "SoftBlendShader", "face_corner_colors", "face_normals"]
+__all__ = ["Silhouettes", "SoftBlendShader", "SoftSilhouetteShader", "face_corner_colors", "face_normals"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,8 +141,9 @@ class SoftBlendShader:
     uv=..., texture=..., vertex_normals=None, gamma=None) -> (B, H, W, 3)``.
     """
 
-    def __init__(self, settings: ShadingSettings | None = None):
+    def __init__(self, settings: ShadingSettings | None = None, cpu_threads: int = 0):
         self.settings = settings if settings is not None else ShadingSettings()
+        self.cpu_threads = cpu_threads
 
     def weights(self, fragments: Fragments, gamma: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Blend weights ``(B, H, W, K)`` and background weight ``(B, H, W)``, unnormalised."""
@@ -158,9 +160,18 @@ class SoftBlendShader:
         return w, w_bg
 
     def depth(self, fragments: Fragments, gamma: float | None = None) -> torch.Tensor:
-        """Soft depth ``(B, H, W)`` [m]; ``background_depth`` where nothing is drawn."""
-        w, w_bg = self.weights(fragments, gamma)
-        return ((w * fragments.zbuf).sum(-1) + w_bg * self.settings.background_depth) / (w.sum(-1) + w_bg)
+        """Soft depth ``(B, H, W)`` [m]; ``background_depth`` where nothing is drawn (warp kernel)."""
+        s = self.settings
+        gamma = float(s.gamma if gamma is None else gamma)
+        B, H, W, K = fragments.face.shape
+        P = B * H * W
+        params = (fragments.sigma, fragments.blur_threshold, gamma, s.z_near, s.z_far, s.background_weight,
+                  s.background_depth)
+        depth = bridge.DepthBlendFunction.apply(
+            fragments.face.reshape(P, K), fragments.zbuf.reshape(P, K), fragments.dist.reshape(P, K), params,
+            bridge.resolve_threads(self.cpu_threads),
+        )
+        return depth.view(B, H, W)
 
     def rgb(
         self,

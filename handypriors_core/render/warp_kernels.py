@@ -18,7 +18,6 @@ Geometry of one face at one pixel (shared by every kernel and by :mod:`.dense_re
 Signed squared distance ``dist`` is in px^2, positive inside the triangle.
 """
 
-
 from types import SimpleNamespace
 
 import torch
@@ -151,6 +150,32 @@ def _make_geometry(scalar):
     return SimpleNamespace(vec2=vec2, cross2=cross2, segment_t=segment_t, closest=closest)
 
 
+_FACE_STRUCTS: dict = {}
+
+
+def face_struct(scalar):
+    """Per-face screen data (one struct per face: the rasterizer touches one contiguous record)."""
+    if scalar not in _FACE_STRUCTS:
+        vec3 = wp.types.vector(3, scalar)
+        vec4 = wp.types.vector(4, scalar)
+        mat33 = wp.types.matrix((3, 3), scalar)
+        mat32 = wp.types.matrix((3, 2), scalar)
+
+        class FaceData:
+            bbox: vec4  # xmin, xmax, ymin, ymax incl. margin [px]; empty (xmin > xmax) when undrawn
+            edge: mat33  # rows (nx, ny, c): signed distance to edge line k [px], + inside
+            scale: vec3  # |edge_k| / |area2| (screen barycentric = edge distance * scale); 0 if degenerate
+            w: vec3  # inverse vertex depths [1/m]
+            xy: mat32  # rows: screen vertices [px]
+            il2: vec3  # 1 / |edge_k|^2 (0 for zero-length edges)
+            inst: wp.int32  # instance id (decides which fragments to keep when a pixel overflows)
+
+        FaceData.__name__ = f"FaceData_{scalar.__name__}"
+        FaceData.__qualname__ = FaceData.__name__
+        _FACE_STRUCTS[scalar] = wp.struct(FaceData)
+    return _FACE_STRUCTS[scalar]
+
+
 def _make_common(scalar):
     vec2 = wp.types.vector(2, scalar)
     vec3 = wp.types.vector(3, scalar)
@@ -162,13 +187,16 @@ def _make_common(scalar):
     zero = scalar(0.0)
     one = scalar(1.0)
     tiny = scalar(DEGENERATE_EPS)
+    FaceData = face_struct(scalar)
+    module = f"handypriors_render_common_{scalar.__name__}"
 
-    @wp.kernel(enable_backward=False, module="unique")
+    @wp.kernel(enable_backward=False, module=module)
     def face_setup(
         verts2d: wp.array(dtype=vec2),  # (B*V,) screen positions [px]
         inv_depth: wp.array(dtype=scalar),  # (B*V,) 1/z [1/m]
         vert_ok: wp.array(dtype=wp.int32),  # (B*V,) 1 = drawable vertex
         faces: wp.array(dtype=wp.vec3i),  # (F,)
+        face_instance: wp.array(dtype=wp.int32),  # (F,)
         n_verts: int,
         n_faces: int,
         margin: scalar,  # blur margin [px]
@@ -176,12 +204,7 @@ def _make_common(scalar):
         height: int,
         tile: int,
         # outputs
-        face_xy: wp.array(dtype=mat32),  # (B*F,) rows v0, v1, v2
-        face_w: wp.array(dtype=vec3),  # (B*F,) inverse depths
-        face_edge: wp.array(dtype=mat33),  # (B*F,) rows (nx, ny, c): signed edge distance, + inside
-        face_scale: wp.array(dtype=vec3),  # (B*F,) |edge_k| / |area2| (0 for degenerate faces)
-        face_il2: wp.array(dtype=vec3),  # (B*F,) 1 / |edge_k|^2 (0 for zero-length edges)
-        face_bbox: wp.array(dtype=vec4),  # (B*F,) xmin, xmax, ymin, ymax incl. margin
+        face_data: wp.array(dtype=FaceData),  # (B*F,)
         face_tiles: wp.array(dtype=wp.vec4i),  # (B*F,) tx0, tx1, ty0, ty1 (empty when tx0 > tx1)
     ):
         bf = wp.tid()
@@ -192,14 +215,18 @@ def _make_common(scalar):
         g1 = b * n_verts + ids[1]
         g2 = b * n_verts + ids[2]
         face_tiles[bf] = wp.vec4i(0, -1, 0, -1)
-        face_bbox[bf] = vec4(one, zero, one, zero)
+        fd = FaceData()
+        fd.bbox = vec4(one, zero, one, zero)
+        fd.inst = face_instance[f] & 7
+
         if vert_ok[g0] == 0 or vert_ok[g1] == 0 or vert_ok[g2] == 0:
+            face_data[bf] = fd
             return
         v0 = verts2d[g0]
         v1 = verts2d[g1]
         v2 = verts2d[g2]
-        face_xy[bf] = mat32(v0[0], v0[1], v1[0], v1[1], v2[0], v2[1])
-        face_w[bf] = vec3(inv_depth[g0], inv_depth[g1], inv_depth[g2])
+        fd.xy = mat32(v0[0], v0[1], v1[0], v1[1], v2[0], v2[1])
+        fd.w = vec3(inv_depth[g0], inv_depth[g1], inv_depth[g2])
         area2 = cross2(v1 - v0, v2 - v0)
         e0 = v2 - v1
         e1 = v0 - v2
@@ -214,28 +241,29 @@ def _make_common(scalar):
             il2[1] = one / (l1 * l1)
         if l2 > tiny:
             il2[2] = one / (l2 * l2)
-        face_il2[bf] = il2
+        fd.il2 = il2
         if wp.abs(area2) > tiny and l0 > tiny and l1 > tiny and l2 > tiny:
             sg = one
             if area2 < zero:
                 sg = -one
             # signed distance to edge k's line: sg * cross(e_k, p - a_k) / |e_k|, a_k = start of edge k
-            face_edge[bf] = mat33(
+            fd.edge = mat33(
                 -sg * e0[1] / l0, sg * e0[0] / l0, sg * (e0[1] * v1[0] - e0[0] * v1[1]) / l0,
                 -sg * e1[1] / l1, sg * e1[0] / l1, sg * (e1[1] * v2[0] - e1[0] * v2[1]) / l1,
                 -sg * e2[1] / l2, sg * e2[0] / l2, sg * (e2[1] * v0[0] - e2[0] * v0[1]) / l2,
             )
             aa = wp.abs(area2)
-            face_scale[bf] = vec3(l0 / aa, l1 / aa, l2 / aa)
+            fd.scale = vec3(l0 / aa, l1 / aa, l2 / aa)
         else:
             # degenerate: never inside, never rejected by the edge test (outside branch decides)
-            face_edge[bf] = mat33(zero, zero, -tiny, zero, zero, -tiny, zero, zero, -tiny)
-            face_scale[bf] = vec3(zero, zero, zero)
+            fd.edge = mat33(zero, zero, -tiny, zero, zero, -tiny, zero, zero, -tiny)
+            fd.scale = vec3(zero, zero, zero)
         xmin = wp.min(wp.min(v0[0], v1[0]), v2[0]) - margin
         xmax = wp.max(wp.max(v0[0], v1[0]), v2[0]) + margin
         ymin = wp.min(wp.min(v0[1], v1[1]), v2[1]) - margin
         ymax = wp.max(wp.max(v0[1], v1[1]), v2[1]) + margin
-        face_bbox[bf] = vec4(xmin, xmax, ymin, ymax)
+        fd.bbox = vec4(xmin, xmax, ymin, ymax)
+        face_data[bf] = fd
         # pixel centres inside the box, clamped to the image (clamp before int conversion: no overflow)
         fw = scalar(width)
         fh = scalar(height)
@@ -250,7 +278,7 @@ def _make_common(scalar):
         if x0 <= x1 and y0 <= y1:
             face_tiles[bf] = wp.vec4i(x0 / tile, x1 / tile, y0 / tile, y1 / tile)
 
-    @wp.kernel(enable_backward=False, module="unique")
+    @wp.kernel(enable_backward=False, module=module)
     def bin_count(
         face_tiles: wp.array(dtype=wp.vec4i),
         n_faces: int,
@@ -266,7 +294,7 @@ def _make_common(scalar):
             for tx in range(r[0], r[1] + 1):
                 wp.atomic_add(tile_count, b * n_tiles + ty * tiles_x + tx, 1)
 
-    @wp.kernel(enable_backward=False, module="unique")
+    @wp.kernel(enable_backward=False, module=module)
     def bin_fill(
         face_tiles: wp.array(dtype=wp.vec4i),
         tile_start: wp.array(dtype=wp.int32),  # (B*NT + 1,) exclusive scan of the counts
@@ -293,7 +321,7 @@ def _make_common(scalar):
         s = one / (one + wp.exp(-dist * inv_sigma))
         return wp.max(zero, (s - eps) / (one - eps))
 
-    @wp.kernel(enable_backward=False, module="unique")
+    @wp.kernel(enable_backward=False, module=module)
     def silhouette_forward(
         frag_face: wp.array2d(dtype=wp.int32),  # (P, K) depth-sorted, -1 = empty (empties trail)
         frag_dist: wp.array2d(dtype=scalar),  # (P, K) signed squared distance [px^2]
@@ -329,7 +357,7 @@ def _make_common(scalar):
             full[p, k] = one - full[p, k]
         union_out[p] = one - t
 
-    @wp.kernel(enable_backward=False, module="unique")
+    @wp.kernel(enable_backward=False, module=module)
     def silhouette_backward(
         frag_face: wp.array2d(dtype=wp.int32),
         frag_dist: wp.array2d(dtype=scalar),
@@ -370,6 +398,97 @@ def _make_common(scalar):
             grad_dist[p, j] = gx * inv_sigma
             r = g * d + (one - d) * r
 
+    @wp.kernel(enable_backward=False, module=module)
+    def depth_forward(
+        frag_face: wp.array2d(dtype=wp.int32),  # (P, K)
+        frag_z: wp.array2d(dtype=scalar),  # (P, K) [m]
+        frag_dist: wp.array2d(dtype=scalar),  # (P, K) [px^2]
+        inv_sigma: scalar,
+        eps: scalar,
+        inv_gamma: scalar,
+        z_far: scalar,
+        inv_range: scalar,  # 1 / (z_far - z_near)
+        bg_weight: scalar,
+        bg_depth: scalar,
+        offset: int,
+        # outputs
+        depth: wp.array(dtype=scalar),  # (P,) [m]
+    ):
+        # softmax blend: w_j = D_j exp((zn_j - zmax) / gamma), zn = (z_far - z) / (z_far - z_near)
+        p = wp.tid() + offset
+        n_slots = frag_face.shape[1]
+        zmax = bg_weight
+        for j in range(n_slots):
+            if frag_face[p, j] < 0:
+                break
+            if coverage(frag_dist[p, j], inv_sigma, eps) > zero:
+                zmax = wp.max(zmax, (z_far - frag_z[p, j]) * inv_range)
+        wsum = wp.exp((bg_weight - zmax) * inv_gamma)
+        num = wsum * bg_depth
+        for j in range(n_slots):
+            if frag_face[p, j] < 0:
+                break
+            d = coverage(frag_dist[p, j], inv_sigma, eps)
+            if d > zero:
+                z = frag_z[p, j]
+                w = d * wp.exp(((z_far - z) * inv_range - zmax) * inv_gamma)
+                wsum += w
+                num += w * z
+        depth[p] = num / wsum
+
+    @wp.kernel(enable_backward=False, module=module)
+    def depth_backward(
+        frag_face: wp.array2d(dtype=wp.int32),
+        frag_z: wp.array2d(dtype=scalar),
+        frag_dist: wp.array2d(dtype=scalar),
+        depth: wp.array(dtype=scalar),
+        grad_depth: wp.array(dtype=scalar),
+        inv_sigma: scalar,
+        eps: scalar,
+        inv_gamma: scalar,
+        z_far: scalar,
+        inv_range: scalar,
+        bg_weight: scalar,
+        offset: int,
+        # outputs
+        grad_z: wp.array2d(dtype=scalar),  # (P, K)
+        grad_dist: wp.array2d(dtype=scalar),  # (P, K)
+    ):
+        # depth = sum_j w_j z_j / W (background included): d depth / d w_j = (z_j - depth) / W,
+        # d w_j / d z_j = -w_j / (gamma (z_far - z_near)), d w_j / d dist_j = e_j s_j (1 - s_j) / ((1 - eps) sigma)
+        p = wp.tid() + offset
+        n_slots = frag_face.shape[1]
+        zmax = bg_weight
+        for j in range(n_slots):
+            grad_z[p, j] = zero
+            grad_dist[p, j] = zero
+        for j in range(n_slots):
+            if frag_face[p, j] < 0:
+                break
+            if coverage(frag_dist[p, j], inv_sigma, eps) > zero:
+                zmax = wp.max(zmax, (z_far - frag_z[p, j]) * inv_range)
+        wsum = wp.exp((bg_weight - zmax) * inv_gamma)
+        for j in range(n_slots):
+            if frag_face[p, j] < 0:
+                break
+            d = coverage(frag_dist[p, j], inv_sigma, eps)
+            if d > zero:
+                wsum += d * wp.exp(((z_far - frag_z[p, j]) * inv_range - zmax) * inv_gamma)
+        g = grad_depth[p] / wsum
+        dp = depth[p]
+        for j in range(n_slots):
+            if frag_face[p, j] < 0:
+                break
+            x = frag_dist[p, j] * inv_sigma
+            s = one / (one + wp.exp(-x))
+            d = wp.max(zero, (s - eps) / (one - eps))
+            if d > zero:
+                z = frag_z[p, j]
+                e = wp.exp(((z_far - z) * inv_range - zmax) * inv_gamma)
+                w = d * e
+                grad_z[p, j] = g * (w - (z - dp) * w * inv_range * inv_gamma)
+                grad_dist[p, j] = g * (z - dp) * e * s * (one - s) / (one - eps) * inv_sigma
+
     return SimpleNamespace(
         scalar=scalar,
         vec2=vec2,
@@ -377,22 +496,24 @@ def _make_common(scalar):
         vec4=vec4,
         mat33=mat33,
         mat32=mat32,
+        FaceData=FaceData,
         face_setup=face_setup,
         bin_count=bin_count,
         bin_fill=bin_fill,
         silhouette_forward=silhouette_forward,
         silhouette_backward=silhouette_backward,
+        depth_forward=depth_forward,
+        depth_backward=depth_backward,
     )
 
 
 def _make_raster(scalar, K: int):
     vec2 = wp.types.vector(2, scalar)
     vec3 = wp.types.vector(3, scalar)
-    vec4 = wp.types.vector(4, scalar)
-    mat33 = wp.types.matrix((3, 3), scalar)
-    mat32 = wp.types.matrix((3, 2), scalar)
-    vecK = wp.types.vector(K, scalar)
-    veciK = wp.types.vector(K, wp.int32)
+    vecK1 = wp.types.vector(K + 1, scalar)  # one spare slot for the face that overflows
+    veciK1 = wp.types.vector(K + 1, wp.int32)
+    vec8 = wp.types.vector(8, scalar)
+
     geo = _make_geometry(scalar)
     cross2 = geo.cross2
     closest = geo.closest
@@ -400,15 +521,12 @@ def _make_raster(scalar, K: int):
     one = scalar(1.0)
     two = scalar(2.0)
     tiny = scalar(DEGENERATE_EPS)
+    FaceData = face_struct(scalar)
+    module = f"handypriors_render_raster_{scalar.__name__}_k{K}"
 
-    @wp.kernel(enable_backward=False, module="unique")
+    @wp.kernel(enable_backward=False, module=module)
     def raster_forward(
-        face_xy: wp.array(dtype=mat32),
-        face_w: wp.array(dtype=vec3),
-        face_edge: wp.array(dtype=mat33),
-        face_scale: wp.array(dtype=vec3),
-        face_il2: wp.array(dtype=vec3),
-        face_bbox: wp.array(dtype=vec4),
+        face_data: wp.array(dtype=FaceData),
         tile_start: wp.array(dtype=wp.int32),
         tile_faces: wp.array(dtype=wp.int32),
         n_faces: int,
@@ -418,6 +536,9 @@ def _make_raster(scalar, K: int):
         tiles_x: int,
         n_tiles: int,
         margin: scalar,  # blur margin [px]; 0 = hard rasterization (inside only)
+        inv_sigma: scalar,  # 1 / sigma [1/px^2]
+        eps: scalar,  # blur threshold
+        hard: int,  # 1: keep the K nearest (z-buffer), no coverage
         offset: int,
         # outputs
         out_face: wp.array2d(dtype=wp.int32),  # (P, K) face index, -1 = empty
@@ -427,7 +548,8 @@ def _make_raster(scalar, K: int):
         out_count: wp.array(dtype=wp.int32),  # (P,) faces within the margin (may exceed K)
     ):
         # Keeps up to K faces within the margin, sorted front to back (by inverse depth). When more are
-        # found, the one farthest outside its triangle (smallest dist, least coverage) is dropped.
+        # found, the one contributing least to its instance's silhouette, D_j * prod_{i in front, same
+        # instance} (1 - D_i), is dropped (greedily, one at a time); in hard mode the deepest.
         p = wp.tid() + offset
         hw = width * height
         b = p / hw
@@ -440,22 +562,24 @@ def _make_raster(scalar, K: int):
         pp = vec2(px, py)
         ph = vec3(px, py, one)
         margin2 = margin * margin
-        izs = vecK()
-        ds = vecK()
-        as_ = vecK()
-        bs = vecK()
-        fs = veciK()
-        order = veciK()
-        cnt = int(0)
-        total = int(0)
+        izs = vecK1()
+        ds = vecK1()
+        cs = vecK1()
+        ks = veciK1()
+        as_ = vecK1()
+        bs = vecK1()
+        fs = veciK1()
+        order = veciK1()
+        cnt = int(0)  # noqa: UP018, RUF046 - warp needs typed dynamic variables
+        total = int(0)  # noqa: UP018, RUF046
         base = b * n_faces
         for e in range(tile_start[t], tile_start[t + 1]):
             f = tile_faces[e]
             bf = base + f
-            bb = face_bbox[bf]
+            bb = face_data[bf].bbox
             if px < bb[0] or px > bb[1] or py < bb[2] or py > bb[3]:
                 continue
-            ed = face_edge[bf] * ph
+            ed = face_data[bf].edge * ph
             emin = wp.min(wp.min(ed[0], ed[1]), ed[2])
             if emin < -margin:
                 continue
@@ -463,43 +587,34 @@ def _make_raster(scalar, K: int):
             la = zero
             lb = zero
             if emin >= zero:
-                sc = face_scale[bf]
+                sc = face_data[bf].scale
                 la = ed[0] * sc[0]
                 lb = ed[1] * sc[1]
                 dist = emin * emin
             else:
-                xy = face_xy[bf]
-                cl = closest(pp, xy[0], xy[1], xy[2], ed, face_il2[bf])
+                xy = face_data[bf].xy
+                cl = closest(pp, xy[0], xy[1], xy[2], ed, face_data[bf].il2)
                 if cl[3] >= margin2:
                     continue
                 la = cl[0]
                 lb = cl[1]
                 dist = -cl[3]
-            w = face_w[bf]
+            w = face_data[bf].w
             iz = la * w[0] + lb * w[1] + (one - la - lb) * w[2]
             total += 1
-            # payload in slots (unsorted); order[] holds slot ids sorted front to back
+            # payload in slots 0..cnt-1 (unsorted), order[] = slot ids front to back; slot cnt is free
             slot = cnt
+            cov = zero
+            if hard == 0:
+                cov = wp.max(zero, (one / (one + wp.exp(-dist * inv_sigma)) - eps) / (one - eps))
+            izs[slot] = iz
+            ds[slot] = dist
+            cs[slot] = cov
+            ks[slot] = face_data[bf].inst
+            as_[slot] = la
+            bs[slot] = lb
+            fs[slot] = f
             pos = cnt
-            if cnt == K:
-                m = int(0)
-                dm = ds[0]
-                for j in range(1, K):
-                    if ds[j] < dm:
-                        dm = ds[j]
-                        m = j
-                if dist <= dm:
-                    continue
-                slot = m
-                # remove slot m from the order
-                pos = int(0)
-                while order[pos] != m:
-                    pos += 1
-                for j in range(pos, K - 1):
-                    order[j] = order[j + 1]
-                pos = K - 1
-            else:
-                cnt += 1
             while pos > 0:
                 prev = order[pos - 1]
                 if izs[prev] >= iz:
@@ -507,16 +622,43 @@ def _make_raster(scalar, K: int):
                 order[pos] = prev
                 pos -= 1
             order[pos] = slot
-            izs[slot] = iz
-            ds[slot] = dist
-            as_[slot] = la
-            bs[slot] = lb
-            fs[slot] = f
+            cnt += 1
+            if cnt > K:
+                # drop the fragment contributing least, D_j * prod_{i in front} (1 - D_i) (hard: the deepest)
+                # drop the fragment contributing least to its instance's silhouette (hard mode: the deepest)
+                drop = K
+                if hard == 0:
+                    tk = vec8(one, one, one, one, one, one, one, one)
+                    best = scalar(2.0)
+                    for j in range(cnt):
+                        sj = order[j]
+                        kj = ks[sj]
+                        c = cs[sj] * tk[kj]
+                        tk[kj] = tk[kj] * (one - cs[sj])
+                        if c < best:
+                            best = c
+                            drop = j
+                ev = order[drop]
+                for j in range(drop, K):
+                    order[j] = order[j + 1]
+                if ev != K:
+                    # keep slots 0..K-1 in use: move the payload of slot K into the freed one
+                    izs[ev] = izs[K]
+                    ds[ev] = ds[K]
+                    cs[ev] = cs[K]
+                    ks[ev] = ks[K]
+                    as_[ev] = as_[K]
+                    bs[ev] = bs[K]
+                    fs[ev] = fs[K]
+                    for j in range(K):
+                        if order[j] == K:
+                            order[j] = ev
+                cnt = K
         for j in range(K):
             if j < cnt:
                 sl = order[j]
                 f = fs[sl]
-                w = face_w[base + f]
+                w = face_data[base + f].w
                 z = one / izs[sl]
                 la = as_[sl]
                 lb = bs[sl]
@@ -532,7 +674,7 @@ def _make_raster(scalar, K: int):
                 out_bary[p, j] = vec3(zero, zero, zero)
         out_count[p] = total
 
-    @wp.kernel(enable_backward=False, module="unique")
+    @wp.kernel(enable_backward=False, module=module)
     def raster_backward(
         verts2d: wp.array(dtype=vec2),  # (B*V,)
         inv_depth: wp.array(dtype=scalar),  # (B*V,)
@@ -679,7 +821,7 @@ def _make_raster(scalar, K: int):
                 vc = v2
                 tt = l2
                 gt = gl2 - gl1
-                m = int(0)
+                m = int(0)  # noqa: UP018, RUF046
                 if l1 == zero:
                     va = v2
                     vc = v0

@@ -33,16 +33,16 @@ from ..config import find_config, load_settings
 from ..errors import ConfigError, InvalidValueError, ShapeError
 
 __all__ = [
+    "MASK_SOURCES",
     "ColourModelSettings",
-    "ExternalMaskSettings",
     "Detectron2Settings",
-    "SegmentationSettings",
+    "ExternalMaskSettings",
     "MaskSourceBase",
+    "SegmentationSettings",
     "as_mask",
     "finite_or_none",
     "load_segmentation_settings",
     "make_mask_source",
-    "MASK_SOURCES",
 ]
 
 log = logging.getLogger("handypriors.segmentation")
@@ -218,6 +218,8 @@ class MaskSourceBase:
     """
 
     name = "mask source"
+    #: whether calls need a predicted pose (the colour model does; external masks and detectron2 do not)
+    needs_pose = True
 
     def __init__(self) -> None:
         self.status = "no frame yet"

@@ -91,7 +91,6 @@ def _box_blur(image: torch.Tensor, size: int) -> torch.Tensor:
 def paste_roi(roi_image: torch.Tensor, box, height: int, width: int) -> torch.Tensor:
     """Resample a square ROI image ``(S, S)`` (crop ``box = (x0, y0, x1, y1)`` [px]) into a ``(height, width)``
     image, zero outside the box (bilinear, consistent with :func:`~..geometry.camera.crop_and_resize_image`)."""
-    S = roi_image.shape[-1]
     x0, y0, x1, y1 = (float(b) for b in box)
     out = roi_image.new_zeros(height, width)
     u0, u1 = max(0, math.ceil(x0 - 0.5)), min(width, math.floor(x1 - 0.5) + 1)
@@ -106,6 +105,13 @@ def paste_roi(roi_image: torch.Tensor, box, height: int, width: int) -> torch.Te
     out[v0:v1, u0:u1] = F.grid_sample(roi_image[None, None], grid, mode="bilinear", padding_mode="border",
                                       align_corners=False)[0, 0]
     return out
+
+
+def paste_full(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Resample a whole-image map ``(h, w)`` to ``(height, width)`` (nearest)."""
+    if image.shape == (height, width):
+        return image
+    return F.interpolate(image[None, None], size=(height, width), mode="nearest")[0, 0]
 
 
 def _crop_depth_nearest(depth: torch.Tensor, box, size: int) -> torch.Tensor:
@@ -167,6 +173,7 @@ class ColourModelMask(MaskSourceBase):
         """Forget the learned colours (a new object or a new track)."""
         self.foreground: torch.Tensor | None = None
         self.background: torch.Tensor | None = None
+        self.hand: torch.Tensor | None = None  # colours of the visible hand (used by the global mask)
         self.frames_learned = 0
         self.separation = float("nan")
         self.posterior_roi: torch.Tensor | None = None
@@ -194,13 +201,16 @@ class ColourModelMask(MaskSourceBase):
         if box[2] <= -0.5 or box[0] >= W - 0.5 or box[3] <= -0.5 or box[1] >= H - 0.5:
             return None
         roi_camera = camera.crop_and_resize(box, S, S)
-        rgb = frame.rgb.to(device).permute(2, 0, 1)[None].float() / 255.0
-        image = torch.cat((rgb, torch.ones_like(rgb[:, :1])), 1)
         shrink = (box[2] - box[0]) / S
-        if shrink > 1.5:  # area-style anti-aliasing before bilinear resampling
-            k = int(round(shrink)) | 1
+        k = round(shrink) | 1 if shrink > 1.5 else 1
+        # only the part of the image under the box (plus the filter's reach) is converted and filtered
+        x_lo, y_lo = max(0, math.floor(box[0]) - k), max(0, math.floor(box[1]) - k)
+        x_hi, y_hi = min(W, math.ceil(box[2]) + k + 1), min(H, math.ceil(box[3]) + k + 1)
+        rgb = frame.rgb[y_lo:y_hi, x_lo:x_hi].to(device).permute(2, 0, 1)[None].float() / 255.0
+        image = torch.cat((rgb, torch.ones_like(rgb[:, :1])), 1)
+        if k > 1:  # area-style anti-aliasing before bilinear resampling
             image = F.avg_pool2d(image, k, 1, k // 2, count_include_pad=False)
-        crop = crop_and_resize_image(image, box, S, S)[0]
+        crop = crop_and_resize_image(image, (box[0] - x_lo, box[1] - y_lo, box[2] - x_lo, box[3] - y_lo), S, S)[0]
         valid = crop[3] > 0.99
         colour = (crop[:3] / crop[3:].clamp_min(1e-6)).clamp(0, 1)
         bins = colour_bins(convert_colour(colour, s.colour_space), s.bins)
@@ -254,12 +264,16 @@ class ColourModelMask(MaskSourceBase):
                                   f"{s.min_pixels})")
             return False
         hf, hb = self._histogram(data.bins, fg), self._histogram(data.bins, bg)
+        hand_px = _erode(data.hand_visible, s.hand_dilation) & data.valid
+        hh = self._histogram(data.bins, hand_px) if int(hand_px.sum()) >= s.min_pixels else None
         if self.foreground is None:
-            self.foreground, self.background = hf, hb
+            self.foreground, self.background, self.hand = hf, hb, hh
         else:
             a = s.learning_rate if rate is None else float(rate)
             self.foreground = (1 - a) * self.foreground + a * hf
             self.background = (1 - a) * self.background + a * hb
+            if hh is not None:
+                self.hand = hh if self.hand is None else (1 - a) * self.hand + a * hh
         self.frames_learned += 1
         return True
 
@@ -283,8 +297,8 @@ class ColourModelMask(MaskSourceBase):
         eps = 0.1 / nb
         L = torch.log(self.foreground[data.bins] + eps) - torch.log(self.background[data.bins] + eps)
         # spatial prior: neutral near the predicted silhouette, falling to spatial_floor far from it
-        margin = int(round(s.spatial_margin * data.object_size))
-        falloff = max(1, int(round(s.spatial_falloff * data.object_size)))
+        margin = round(s.spatial_margin * data.object_size)
+        falloff = max(1, round(s.spatial_falloff * data.object_size))
         near = _dilate(data.object_full | data.object_visible, margin + falloff).float()
         width = falloff | 1
         soft = _box_blur(_box_blur(near, width), width).clamp(0, 1)
@@ -303,15 +317,65 @@ class ColourModelMask(MaskSourceBase):
         p = torch.where(data.hand_visible | ~data.valid, torch.zeros_like(p), p)
         return _box_blur(p, self.settings.smoothing).clamp(0, 1)
 
+    def global_mask(self, frame: Frame, hand: PosedHand, max_size: int = 160, min_pixels: int = 20
+                    ) -> torch.Tensor | None:
+        """Object mask ``(H, W)`` over the whole image from the learned colours alone (no pose needed).
+
+        For re-initialisation after a loss of track: the colour posterior over the image (resampled to at most
+        ``max_size`` px wide) with the learned hand colours counted as background, and, with depth, pixels
+        farther than the object's diameter from the hand's depth range suppressed; the largest connected region
+        above 0.5 is returned (None before any learning or when nothing is found).
+        """
+        import cv2
+        import numpy as np
+
+        if not self.initialized:
+            return None
+        s = self.settings
+        device = self.scene.device
+        H, W = frame.height, frame.width
+        factor = min(1.0, max_size / W)
+        w, h = max(1, round(W * factor)), max(1, round(H * factor))
+        box = (0.0, 0.0, float(W), float(H))
+        rgb = frame.rgb.to(device).permute(2, 0, 1)[None].float() / 255.0
+        if 1 / factor > 1.5:
+            k = round(1 / factor) | 1
+            rgb = F.avg_pool2d(rgb, k, 1, k // 2, count_include_pad=False)
+        colour = crop_and_resize_image(rgb, box, w, h)[0].clamp(0, 1)
+        bins = colour_bins(convert_colour(colour, s.colour_space), s.bins)
+        eps = 0.1 / s.bins ** 3
+        back = self.background if self.hand is None else torch.maximum(self.background, self.hand)
+        L = torch.log(self.foreground[bins] + eps) - torch.log(back[bins] + eps)
+        if frame.depth is not None:  # the object is in the hand: far from the hand's depth range is background
+            ys = ((torch.arange(h, device=device) + 0.5) * (H / h) - 0.5).round().long().clamp(0, H - 1)
+            xs = ((torch.arange(w, device=device) + 0.5) * (W / w) - 0.5).round().long().clamp(0, W - 1)
+            depth = torch.nan_to_num(frame.depth.to(device).float(), nan=0.0)[ys][:, xs]
+            z = hand.verts[0, :, 2]
+            reach = self.scene.object.diameter
+            off = (depth > 0) & ((depth < float(z.min()) - reach) | (depth > float(z.max()) + reach))
+            L = L - s.depth_strength * off.float()
+        p = torch.sigmoid(L.clamp(-s.max_log_odds, s.max_log_odds))
+        p = _box_blur(p, s.smoothing)
+        binary = (p > 0.5).cpu().numpy().astype(np.uint8)
+        count, labels = cv2.connectedComponents(binary, connectivity=8)
+        if count <= 1:
+            return None
+        sizes = np.bincount(labels.ravel())[1:]
+        if int(sizes.max()) < max(1, round(min_pixels * factor * factor)):
+            return None
+        region = torch.from_numpy(labels == 1 + int(sizes.argmax())).to(device).float()
+        return paste_full(region, H, W)
+
     def __call__(self, frame: Frame, object2camera_pred: torch.Tensor, hand: PosedHand) -> torch.Tensor | None:
         data = self.regions(frame, object2camera_pred, hand)
-        if data is None:
-            self._report(False, "predicted object outside the image")
+        if data is None or not bool((data.object_full & data.valid).any()):
+            self._report(False, "predicted object outside the image" if data is not None or bool(
+                torch.isfinite(torch.as_tensor(object2camera_pred)).all()) else "non-finite predicted pose")
             return None
-        if not self.initialized:
-            if not (self.learning and self.learn_regions(data, 1.0)):
-                self._report(False, "no colour model yet (the first pose shows too few object pixels)")
-                return None
+        first = not self.initialized
+        if first and not (self.learning and self.learn_regions(data, 1.0)):
+            self._report(False, "no colour model yet (the first pose shows too few object pixels)")
+            return None
         p = self.posterior(data)
         if not bool(torch.isfinite(p).all()):  # defensive: never hand NaN to the tracker
             self._report(False, "non-finite posterior")
@@ -322,7 +386,8 @@ class ColourModelMask(MaskSourceBase):
         if bool(fg.any()) and bool(bg.any()):
             self.separation = float(p[fg].mean() - p[bg].mean())
         s = self.settings
-        if self.learning and (s.learn_from == "prediction" or (s.learn_from == "auto" and not self._tracker_updates)):
+        if not first and self.learning and (s.learn_from == "prediction" or
+                                            (s.learn_from == "auto" and not self._tracker_updates)):
             self.learn_regions(data)
         mask = paste_roi(p, data.box, frame.height, frame.width)
         if not bool((mask > 0.5).any()):

@@ -46,6 +46,7 @@ class ExternalMask(MaskSourceBase):
     """Object masks computed outside the tracker (see the module docstring)."""
 
     name = "external mask"
+    needs_pose = False
 
     def __init__(self, settings: ExternalMaskSettings | None = None, buffer: int = 16) -> None:
         super().__init__()

@@ -2,7 +2,8 @@
 
 A frame shows the Allegro hand (URDF, forward kinematics) holding a textured primitive object in front of a
 cluttered background (random coloured rectangles at random depths, a colour gradient and sensor noise), seen by
-a pinhole camera looking at the palm. Images come from z-buffer renders (:func:`.zbuffer.zbuffer`), so the ground-truth masks are exact.
+a pinhole camera looking at the palm. Images come from z-buffer renders (:func:`.zbuffer.zbuffer`), so the
+ground-truth masks are exact.
 
 Everything here is ground truth for *scoring*: a :class:`SyntheticView` keeps the true object pose and masks
 apart from the :class:`~handypriors_core.io.frame.Frame` it carries (whose ``object_mask`` is None), so code
@@ -29,8 +30,17 @@ from ..io.frame import Frame
 from ..models import RigidObject, URDFHand, allegro_urdf
 from .zbuffer import zbuffer
 
-__all__ = ["SyntheticView", "make_camera", "make_object", "make_scene", "palm_view_hand2camera", "random_view",
-           "render_view", "clutter_background", "move_object"]
+__all__ = [
+    "SyntheticView",
+    "clutter_background",
+    "make_camera",
+    "make_object",
+    "make_scene",
+    "move_object",
+    "palm_view_hand2camera",
+    "random_view",
+    "render_view",
+]
 
 #: Flexion joints of the Allegro fingers (index, middle, ring: joints 1-3, 5-7, 9-11).
 _FLEX = [1, 2, 3, 5, 6, 7, 9, 10, 11]

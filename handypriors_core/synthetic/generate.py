@@ -288,8 +288,9 @@ def _parse_value(text: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m handypriors_core.synthetic.generate",
-                                description="Generate a synthetic Allegro hand-object RGB-D sequence with ground truth.")
+    p = argparse.ArgumentParser(
+        prog="python -m handypriors_core.synthetic.generate",
+        description="Generate a synthetic Allegro hand-object RGB-D sequence with ground truth.")
     p.add_argument("--out", required=True, help="output sequence folder")
     p.add_argument("--config", help="scenario YAML (section 'synthetic'; default: shipped config/synthetic.yaml)")
     p.add_argument("--object", choices=["box", "cylinder", "mesh"], help="object kind")

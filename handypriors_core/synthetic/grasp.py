@@ -2,19 +2,21 @@
 
 :class:`GraspModel` closes fingers on the object by moving each finger along a straight line in joint space,
 ``q(s) = open + s (closed - open)`` with ``s`` in [0, 1], until the finger first touches the object: the
-smallest signed distance of the finger's moving geometry to the object (surface points and palm-side contact
-candidates of its links; the fingertip as the exact sphere of ``tip_radius`` about the tip link origin)
-reaches ``-contact_overlap``. The first crossing is bracketed on a grid of ``grid_steps`` curl values
-evaluated as one batch, then refined by ``bisection_steps`` bisections run for all fingers at once (fingers
-are independent kinematic chains, so one joint vector holds every finger at its own ``s``).
+smallest signed distance between the finger's moving links and the object (:meth:`GraspModel.link_distances`)
+reaches ``-contact_overlap``. The first crossing is bracketed on a grid of ``grid_steps + 1`` curl values
+evaluated as one batch, then each bracket is split into ``refine_points + 1`` parts per iteration
+(``refine_iterations`` batches). Everything runs for all fingers at once (fingers are independent kinematic
+chains, so one joint vector holds every finger at its own ``s``) and for several object poses at once (the
+rotate / pivot motions re-close the fingers on every frame in one call).
 
-Ground-truth contacts (:meth:`GraspModel.contacts`): per hand contact link (palm-side candidates of the palm
-and phalanges, the fingertip spheres) the candidate closest to the object surface, kept when its signed
-distance is below ``contact_threshold``; the contact point is its closest point on the object surface.
-
-Penetration (:meth:`GraspModel.penetration`) is measured both ways: dense hand surface points and fingertip
-spheres against the object's signed distance, and object surface samples against the posed hand mesh
+Distance between a hand link and the object, three tests (smallest wins): the link's surface points and
+palm-side contact candidates against the object's signed distance; the fingertip as the exact sphere of
+``tip_radius`` about the tip link origin; object surface samples against the posed hand mesh
 (:class:`~handypriors_core.physics.HandGeometry`), so object edges poking between hand samples are caught.
+
+Ground-truth contacts (:meth:`GraspModel.contacts`): one per hand link whose distance is below
+``contact_threshold``, at the object surface point where that distance is reached, with the unit normal from
+the hand into the object. :meth:`GraspModel.penetration` is the largest overlap over all links.
 
 Frames: joint angles ``q (..., J)`` [rad] in ``URDFHand.joint_names`` order; ``object2hand (..., 4, 4)``;
 lengths in metres; every distance is signed, negative inside.
@@ -32,7 +34,7 @@ import torch
 from ..errors import InvalidValueError
 from ..geometry.transforms import invert_transform, transform_points
 from ..models import URDFHand, allegro_urdf, primitives
-from ..physics import HandGeometry, ObjectSDF
+from ..physics import ContactSettings, HandGeometry, ObjectSDF
 from .objects import ObjectMesh
 from .scenario import FINGERS, GraspSettings
 
@@ -87,19 +89,25 @@ class GraspModel:
         hand: the Allegro :class:`URDFHand` (see :func:`load_allegro_hand`; float32 is precise to ~1e-7 m here).
         mesh: the object.
         settings: placement and closing settings.
-        samples: object surface samples for the reverse penetration test.
+    Signs: winding numbers of accuracy 1 (exact classification 1 mm from the surface) for the hand (its link
+    meshes overlap) and for non-watertight objects; the normal test for watertight objects (faster).
     """
 
-    def __init__(self, hand: URDFHand, mesh: ObjectMesh, settings: GraspSettings, samples: int = 2000):
+    def __init__(self, hand: URDFHand, mesh: ObjectMesh, settings: GraspSettings):
         self.hand = hand
         self.settings = settings
         self.device, self.dtype = hand.device, hand.dtype
         self.mesh = mesh
         verts = torch.as_tensor(mesh.verts, dtype=self.dtype, device=self.device)
         faces = torch.as_tensor(mesh.faces, dtype=torch.long, device=self.device)
-        self.sdf = ObjectSDF(verts, faces)
+        import trimesh
+
+        watertight = trimesh.Trimesh(mesh.verts, mesh.faces, process=False).is_watertight
+        self.sdf = ObjectSDF(verts, faces, ContactSettings(sign_method="normal" if watertight else "winding_number",
+                                                           winding_accuracy=1.0))
+        self._hand_settings = ContactSettings(winding_accuracy=1.0)
         self._hand_geometries: dict[int, HandGeometry] = {}
-        pts, _, _ = primitives.sample_surface_even(mesh.verts, mesh.faces, samples, seed=0)
+        pts, _, _ = primitives.sample_surface_even(mesh.verts, mesh.faces, settings.object_samples, seed=0)
         self.object_samples = torch.as_tensor(pts, dtype=self.dtype, device=self.device)
 
         J = hand.num_joints
@@ -162,7 +170,7 @@ class GraspModel:
         # one instance per batch size: HandGeometry refits its warp meshes only while the batch size is unchanged
         key = (batch, moving_only)
         if key not in self._hand_geometries:
-            self._hand_geometries[key] = HandGeometry(self._faces[moving_only])
+            self._hand_geometries[key] = HandGeometry(self._faces[moving_only], self._hand_settings)
         return self._hand_geometries[key]
 
     def link_distances(self, q: torch.Tensor, object2hand, with_points: bool = False, moving_only: bool = False,

@@ -12,8 +12,8 @@ fingers at once (their vertices move independently). Fingers that never touch en
 contact map is the exact contact value ``CO = min(1 / s_mm, 1)`` of every hand vertex.
 
 Frames: the MANO model frame of the grasp (``global_orient = 0``, ``transl = 0``) holds the object at
-``object2model``; palm axes: ``x`` across the knuckles (index to little), ``y`` from the wrist to the middle
-knuckle, ``z`` the palm normal (out of the palm).
+``object2model``; palm axes (a proper rotation): ``y`` from the wrist to the middle knuckle, ``z`` the palm
+normal (out of the palm), ``x = y cross z`` across the knuckles.
 
 **Sequence** (:func:`make_mano_sequence`): the grasped object moves rigidly with the hand in front of a pinhole
 camera (ROS optical frame): the model frame is turned by ``exp(omega_t) R_base`` about the object centre,
@@ -51,6 +51,7 @@ __all__ = [
     "ManoSequenceSettings",
     "default_grasp_object",
     "finger_flexion_axes",
+    "grasp_params",
     "make_mano_grasp",
     "make_mano_sequence",
     "palm_frame",
@@ -128,7 +129,7 @@ def default_grasp_object(device: torch.device | str = "cpu", dtype: torch.dtype 
 
 
 def palm_frame(hand: ManoHand, betas: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Palm axes ``(3, 3)`` (columns x across to the little finger, y wrist to middle knuckle, z out of the palm),
+    """Palm axes ``(3, 3)`` (columns: x = y cross z across the knuckles, y wrist to middle knuckle, z out of the palm),
     the wrist joint ``(3,)`` and the knuckle line's length and width ``(2,)`` [m] of the rest hand (model frame)."""
     J = _rest_joints(hand, betas)
     across = J[7] - J[1]
@@ -138,8 +139,7 @@ def palm_frame(hand: ManoHand, betas: torch.Tensor | None = None) -> tuple[torch
     z = normal / normal.norm()
     y = along - (along @ z) * z
     y = y / y.norm()
-    x = torch.linalg.cross(y, z)
-    x = x * torch.sign(x @ across)
+    x = torch.linalg.cross(y, z)  # a proper rotation: across the knuckles (towards the index on a right hand)
     return torch.stack((x, y, z), 1), J[0], torch.stack((along.norm(), across.norm()))
 
 
@@ -157,7 +157,8 @@ def finger_flexion_axes(hand: ManoHand, betas: torch.Tensor | None = None) -> to
     line and the palm side)."""
     J = _rest_joints(hand, betas)
     axes, _, _ = palm_frame(hand, betas)
-    x_little, z_palm = axes[:, 0], axes[:, 2]
+    z_palm = axes[:, 2]
+    x_little = (J[7] - J[1]) / (J[7] - J[1]).norm()
     out = torch.zeros(5, 16, 3, dtype=J.dtype, device=J.device)
     for f, chain in enumerate(_FINGER_JOINTS):
         d = J[chain[2]] - J[chain[0]]
@@ -187,7 +188,8 @@ def make_mano_grasp(
     J = _rest_joints(hand, betas)
     knuckles = J[[1, 4, 7, 10]].mean(0)
     a, b = s.palm_position
-    centre = wrist + b * (knuckles - wrist) + a * size[1] * axes[:, 0]
+    x_little = (J[7] - J[1]) / size[1]
+    centre = wrist + b * (knuckles - wrist) + a * size[1] * x_little
     R = axes @ axis_angle_to_matrix(torch.tensor(s.object_rotation, dtype=dtype, device=device))
     flex = finger_flexion_axes(hand, betas)
 
@@ -247,6 +249,20 @@ def make_mano_grasp(
     return ManoGrasp(hand_pose=full - mean, full_pose=full, betas=betas, object2model=object2model,
                      vertices=verts, contact_map=contact_value(sd), signed_distance=sd, flexion=flexion,
                      touching=touching)
+
+
+def grasp_params(hand: ManoHand, grasp: ManoGrasp, model2world: torch.Tensor | None = None) -> ManoParams:
+    """MANO parameters (batch 1) of ``grasp`` with the model frame at ``model2world (4, 4)``; default: the
+    frame in which the object sits at the identity (``model2world = object2model^-1``)."""
+    dtype, device = hand.dtype, hand.device
+    if model2world is None:
+        model2world = torch.linalg.inv(grasp.object2model.double()).to(dtype)
+    R, t = model2world[:3, :3].to(device, dtype), model2world[:3, 3].to(device, dtype)
+    zero = torch.zeros(1, 3, dtype=dtype, device=device)
+    J0 = hand(hand_pose=grasp.hand_pose[None], betas=grasp.betas[None], global_orient=zero, transl=zero).joints[0, 0]
+    # R (p - J0) + J0 + transl = R p + t  ->  transl = t - J0 + R J0
+    return ManoParams(matrix_to_axis_angle(R)[None], grasp.hand_pose[None].clone(), grasp.betas[None].clone(),
+                      (t - J0 + R @ J0)[None])
 
 
 # ================================================================================================ sequences

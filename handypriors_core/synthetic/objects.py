@@ -123,8 +123,9 @@ def _box(settings: ObjectSettings) -> ObjectMesh:
     positive = fn[np.arange(len(fn)), axis] > 0
     side = 2 * axis + (~positive)  # 0 +x, 1 -x, 2 +y, 3 -y, 4 +z, 5 -z
     # in-plane axes (e_u, e_v) with e_u x e_v = outward normal
-    e_u = np.array([[0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1], [1, 0, 0], [-1, 0, 0]], np.float64)
-    e_v = np.array([[0, 0, 1], [0, 0, 1], [1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 1, 0]], np.float64)
+    # (side faces read upright with object z up)
+    e_u = np.array([[0, 1, 0], [0, -1, 0], [-1, 0, 0], [1, 0, 0], [1, 0, 0], [-1, 0, 0]], np.float64)
+    e_v = np.array([[0, 0, 1], [0, 0, 1], [0, 0, 1], [0, 0, 1], [0, 1, 0], [0, 1, 0]], np.float64)
     half = ext / 2.0
     corners = verts[faces]  # (F, 3, 3)
     hu = np.abs(e_u[side]) @ half
@@ -155,7 +156,7 @@ def _cylinder(settings: ObjectSettings) -> ObjectMesh:
     size = settings.texture_size
     extra = 0.25  # the side band spans u in [0, 1.25] (periodic), so seam faces stay inside it
     band_w, band_h = size, size // 2
-    period = int(round(band_w / (1 + extra)))
+    period = round(band_w / (1 + extra))
     sector_w = int(np.ceil(period / 6))
     sectors = np.concatenate([label_tile((band_h, sector_w), FACE_COLOURS[k], k + 1) for k in range(6)], axis=1)
     sectors = sectors[:, :period]

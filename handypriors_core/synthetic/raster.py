@@ -109,7 +109,7 @@ def torch_zbuffer(verts: torch.Tensor, faces: torch.Tensor, camera, near: float 
     return face, bary.view(H, W, 3), zbuf.view(H, W)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def renderer_hard_is_correct(device: str = "cpu") -> bool:
     """Whether ``Renderer.hard`` keeps the NEAREST of overlapping faces: a small quad in front of a large one
     must win at its centre (a regression once kept the face whose edges were farthest instead)."""

@@ -121,6 +121,7 @@ class GraspSettings:
         contact_overlap: target overlap of a closed finger [m] (bisection tolerance is far below it).
         contact_threshold: a hand contact candidate within this distance of the object surface is a
             ground-truth contact [m] (one contact per link, at its closest candidate).
+        object_samples: object surface samples of the reverse test (object points inside the hand mesh).
         grid_steps: coarse search steps along the curl path (one batch); the first crossing is then refined by
             ``refine_iterations`` batches of ``refine_points`` (bracket shrinks ``refine_points + 1``-fold each).
     """
@@ -128,7 +129,7 @@ class GraspSettings:
     object_rpy: tuple[float, float, float] = (0.0, math.pi / 2, 0.0)
     object_yz: tuple[float, float] = (0.01, -0.0225)
     rest_overlap: float = 1.0e-4
-    fingers: tuple[str, ...] = FINGERS
+    fingers: tuple[str, ...] = ("index", "middle", "thumb")
     open_pose: dict[str, list[float]] = dataclasses.field(default_factory=lambda: {
         "index": [0.0, 0.0, 0.0, 0.0],
         "middle": [0.0, 0.0, 0.0, 0.0],
@@ -144,6 +145,7 @@ class GraspSettings:
     tip_radius: float = 0.012
     contact_overlap: float = 1.0e-4
     contact_threshold: float = 1.0e-3
+    object_samples: int = 2000
     grid_steps: int = 12
     refine_iterations: int = 5
     refine_points: int = 5
@@ -151,7 +153,8 @@ class GraspSettings:
     def __post_init__(self) -> None:
         _require(len(self.object_rpy) == 3 and _finite(*self.object_rpy), "grasp.object_rpy must be 3 angles [rad]")
         _require(len(self.object_yz) == 2 and _finite(*self.object_yz), "grasp.object_yz must be 2 lengths [m]")
-        _require(_finite(self.rest_overlap) and 0 <= self.rest_overlap < 1e-3, "grasp.rest_overlap must be in [0, 1 mm)")
+        _require(_finite(self.rest_overlap) and 0 <= self.rest_overlap < 1e-3,
+                 "grasp.rest_overlap must be in [0, 1 mm)")
         self.fingers = tuple(self.fingers)
         bad = [f for f in self.fingers if f not in FINGERS]
         _require(not bad, f"grasp.fingers must be among {list(FINGERS)}; got {bad}")
@@ -167,6 +170,7 @@ class GraspSettings:
                  "grasp.contact_overlap must be in [0, 0.5 mm)")
         _require(_finite(self.contact_threshold) and self.contact_threshold > self.contact_overlap,
                  "grasp.contact_threshold must exceed grasp.contact_overlap")
+        _require(100 <= self.object_samples <= 100000, "grasp.object_samples must be in [100, 100000]")
         _require(2 <= self.grid_steps <= 1000 and 1 <= self.refine_iterations <= 60 and 1 <= self.refine_points <= 64,
                  "grasp.grid_steps must be in [2, 1000], refine_iterations in [1, 60], refine_points in [1, 64]")
 
@@ -199,7 +203,8 @@ class MotionSettings:
 
     def __post_init__(self) -> None:
         _require(self.kind in MOTION_KINDS, f"motion.kind must be one of {list(MOTION_KINDS)}; got {self.kind!r}")
-        _require(_finite(self.close_fraction) and 0.0 < self.close_fraction < 1.0, "motion.close_fraction must be in (0, 1)")
+        _require(_finite(self.close_fraction) and 0.0 < self.close_fraction < 1.0,
+                 "motion.close_fraction must be in (0, 1)")
         _require(_finite(self.lift, self.rotate_angle, self.pivot_angle), "motion angles and lift must be finite")
         _require(len(self.shift) == 2 and _finite(*self.shift), "motion.shift must be 2 lengths [m]")
         _require(len(self.wrist_point) == 3 and _finite(*self.wrist_point), "motion.wrist_point must be 3 lengths")
@@ -223,8 +228,8 @@ class CameraSettings:
     height: int = 480
     focal_640: float = 615.0
     distance: float = 0.45
-    azimuth: float = 0.6
-    elevation: float = 0.35
+    azimuth: float = 1.0
+    elevation: float = 0.4
     target_offset: tuple[float, float, float] = (0.0, 0.0, 0.0)
     frame_id: str = "camera_color_optical_frame"
 
@@ -234,7 +239,8 @@ class CameraSettings:
         _require(_finite(self.distance) and 0.1 <= self.distance <= 5.0, "camera.distance must be in [0.1, 5] m")
         _require(_finite(self.azimuth, self.elevation) and abs(self.elevation) < 1.5,
                  "camera.azimuth/elevation must be finite, |elevation| < 1.5 rad")
-        _require(len(self.target_offset) == 3 and _finite(*self.target_offset), "camera.target_offset must be 3 lengths")
+        _require(len(self.target_offset) == 3 and _finite(*self.target_offset),
+                 "camera.target_offset must be 3 lengths")
         _require(bool(self.frame_id), "camera.frame_id must not be empty")
 
 

@@ -155,7 +155,7 @@ class SceneRenderer:
         self.lighting = scenario.lighting
         self.renderer = Renderer(RenderSettings())
         self.backend = scenario.rasterizer
-        f32 = dict(dtype=self.dtype, device=self.device)
+        f32 = {"dtype": self.dtype, "device": self.device}
 
         parts, textures = background
         W2C = world2camera
@@ -195,6 +195,14 @@ class SceneRenderer:
         self.object_corner_normals = torch.as_tensor(corner_normals(mesh.verts, obj_faces, crease), **f32)
         n_static = len(self.faces) - len(hand_faces) - len(obj_faces)
         self._n_hand_faces, self._n_obj_faces, self._n_static_faces = len(hand_faces), len(obj_faces), n_static
+        # the camera and the background are static: rasterise the background once, composite per frame
+        n_dyn = len(hand_faces) + len(obj_faces)
+        self._dynamic_faces = self.faces[:n_dyn]
+        self._static = None
+        if n_static:
+            local = self.faces[n_dyn:] - (self.num_hand_verts + self.num_object_verts)
+            face, bary, zbuf = rasterize(self._static_verts, local, self.camera, self.backend, self.renderer)
+            self._static = (torch.where(face >= 0, face + n_dyn, face), bary, zbuf)
         # pixel rays (for turning normals towards the camera)
         H, W = camera.height, camera.width
         v, u = torch.meshgrid(torch.arange(H, **f32), torch.arange(W, **f32), indexing="ij")
@@ -223,14 +231,21 @@ class SceneRenderer:
     def render(self, q: torch.Tensor, hand2camera: torch.Tensor, object2camera: torch.Tensor,
                light_dir_cam: torch.Tensor, light_gain: float) -> RenderedView:
         """Clean render for joint angles ``q (J,)``, poses ``(4, 4)`` and the key light (camera frame)."""
-        f32 = dict(dtype=self.dtype, device=self.device)
+        f32 = {"dtype": self.dtype, "device": self.device}
         q = torch.as_tensor(q, dtype=self.hand.dtype, device=self.hand.device)
         H2C = torch.as_tensor(hand2camera, **f32)
         O2C = torch.as_tensor(object2camera, **f32)
         hand_verts = self.hand.mesh(q[None])[0][0].to(**f32) @ H2C[:3, :3].T + H2C[:3, 3]
         obj_verts = self.object_verts @ O2C[:3, :3].T + O2C[:3, 3]
         verts = torch.cat([hand_verts, obj_verts, self._static_verts], 0)
-        face, bary, zbuf = rasterize(verts, self.faces, self.camera, self.backend, self.renderer)
+        face, bary, zbuf = rasterize(verts[: self.num_hand_verts + self.num_object_verts], self._dynamic_faces,
+                                     self.camera, self.backend, self.renderer)
+        if self._static is not None:  # nearest of the posed meshes and the static background
+            s_face, s_bary, s_zbuf = self._static
+            use_static = (s_face >= 0) & ((face < 0) | (s_zbuf < zbuf))
+            face = torch.where(use_static, s_face, face)
+            bary = torch.where(use_static[..., None], s_bary, bary)
+            zbuf = torch.where(use_static, s_zbuf, zbuf)
         valid = face >= 0
         fc = face.clamp_min(0)
 

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 
 from .scenario import DepthEffects, LightingSettings, RgbEffects
 
-__all__ = ["LightingSchedule", "apply_depth", "apply_rgb", "frame_generator", "gaussian_blur", "lighting_schedule"]
+__all__ = ["LightingSchedule", "apply_depth", "apply_rgb", "frame_generator", "gaussian_blur", "lighting_schedule",
+           "stream_seed"]
 
 _STREAMS = {"rgb": 1, "depth": 2, "background": 3, "lighting": 4}
 
@@ -55,8 +56,9 @@ class LightingSchedule:
 
 
 def _smooth_walk(rng: np.random.Generator, n: int, dims: int, std: float) -> np.ndarray:
-    """A smooth zero-start random walk ``(n, dims)`` with per-frame step ``std / sqrt(n)`` (then box-smoothed)."""
-    steps = rng.normal(0.0, std / math.sqrt(max(n, 1)), size=(n, dims)) * 3.0
+    """A smooth zero-start random walk ``(n, dims)`` with per-frame step ``std / sqrt(n)`` (so about ``std`` at the
+    end of the sequence), box-smoothed over a tenth of the sequence."""
+    steps = rng.normal(0.0, std / math.sqrt(max(n, 1)), size=(n, dims))
     walk = np.cumsum(steps, axis=0)
     k = max(1, n // 10)
     kernel = np.ones(k) / k
@@ -83,7 +85,7 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of ``image (H, W, C)`` with ``sigma`` [px] (reflect padding)."""
     if sigma <= 0:
         return image
-    radius = max(1, int(math.ceil(3 * sigma)))
+    radius = max(1, math.ceil(3 * sigma))
     x = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     k = k / k.sum()

@@ -52,7 +52,7 @@ def label_tile(size: int | tuple[int, int], colour: Sequence[int], number: int, 
     text = str(int(number))
     side = min(h, w)
     scale = side / 60.0 / max(1, len(text)) ** 0.5
-    thick = max(1, int(round(side / 40)))
+    thick = max(1, round(side / 40))
     (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
     org = (int((w - tw) / 2), int(h * 0.55 + th / 2))
     cv2.putText(tile, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, ink, thick, cv2.LINE_AA)
@@ -65,7 +65,7 @@ def label_tile(size: int | tuple[int, int], colour: Sequence[int], number: int, 
     # a corner mark (top left) makes every tile's in-plane rotation observable
     cv2.circle(tile, (int(w * 0.14), int(h * 0.14)), max(1, int(side * 0.06)), ink, -1, cv2.LINE_AA)
     if border:
-        cv2.rectangle(tile, (0, 0), (w - 1, h - 1), ink, max(1, int(round(side / 80))))
+        cv2.rectangle(tile, (0, 0), (w - 1, h - 1), ink, max(1, round(side / 80)))
     return tile
 
 
@@ -77,8 +77,8 @@ def noise_field(rng: np.random.Generator, height: int, width: int, cells: float 
     out = np.zeros((height, width), np.float32)
     amp, total = 1.0, 0.0
     for k in range(octaves):
-        n = max(2, int(round(cells * 2**k)))
-        m = max(2, int(round(n * height / max(width, 1))))
+        n = max(2, round(cells * 2**k))
+        m = max(2, round(n * height / max(width, 1)))
         grid = rng.random((m, n)).astype(np.float32)
         out += amp * cv2.resize(grid, (width, height), interpolation=cv2.INTER_CUBIC)
         total += amp
@@ -97,7 +97,7 @@ def noise_image(rng: np.random.Generator, height: int, width: int, colours: Sequ
     if colours is None:
         colours = (rng.integers(40, 220, size=(3, 3))).tolist()
     palette = np.asarray(colours, np.float32)
-    field = noise_field(rng, height, max(2, int(round(width / stretch))), cells=cells)
+    field = noise_field(rng, height, max(2, round(width / stretch)), cells=cells)
     if stretch != 1.0:
         field = cv2.resize(field, (width, height), interpolation=cv2.INTER_LINEAR)
     pos = field * (len(palette) - 1)

@@ -128,10 +128,10 @@ def build_trajectory(scenario: Scenario, grasp: GraspModel, mesh: ObjectMesh) ->
     """
     N, fps = scenario.frames, scenario.fps
     motion = scenario.motion
-    start_ns = int(round(scenario.start_stamp * 1e9))
+    start_ns = round(scenario.start_stamp * 1e9)
     stamps_ns = start_ns + np.round(np.arange(N) * 1e9 / fps).astype(np.int64)
     stamps = scenario.start_stamp + np.arange(N) / fps
-    n_close = max(1, int(round(motion.close_fraction * N)))
+    n_close = max(1, round(motion.close_fraction * N))
     n_close = min(n_close, N - 1)
 
     def close_phase(f):

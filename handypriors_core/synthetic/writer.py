@@ -111,7 +111,7 @@ def _overlay(seq: SyntheticSequence, frames: list[SyntheticFrame]) -> np.ndarray
             if p[2] <= 1e-6:
                 return None
             uv = K @ (p / p[2])
-            return int(round(uv[0])), int(round(uv[1]))
+            return round(uv[0]), round(uv[1])
 
         origin = project(O2C[:3, 3])
         for axis, colour in ((0, (255, 0, 0)), (1, (0, 255, 0)), (2, (0, 0, 255))):
@@ -198,7 +198,7 @@ def write_sequence(seq: SyntheticSequence, out_dir: str | Path, progress: Progre
                 sub = [(0.0, stamp_ns)]
             else:
                 prev = int(traj.stamps_ns[i - 1])
-                sub = [(j / k, prev + int(round(j * (stamp_ns - prev) / k))) for j in range(1, k + 1)]
+                sub = [(j / k, prev + round(j * (stamp_ns - prev) / k)) for j in range(1, k + 1)]
             q_prev = traj.joint_positions[max(i - 1, 0)]
             q_now = traj.joint_positions[i]
             dt = (stamp_ns - int(traj.stamps_ns[max(i - 1, 0)])) * 1e-9

@@ -1,0 +1,196 @@
+"""Loss of track and recovery: the monitor's policy, then teleported and occluded objects on generated frames.
+
+The end-to-end runs emulate a tracker that holds its pose (no motion model), with the colour model as mask
+source, the silhouette IoU as quality, and the monitor's decisions driving re-initialisation (global search
+around the last good pose) and the colour model's learning. Ground truth is used for scoring only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import pytest
+import torch
+
+from handypriors_core.errors import ConfigError
+from handypriors_core.estimation.initialization import GlobalPoseSearch, InitializationSettings
+from handypriors_core.estimation.recovery import (
+    RecoverySettings,
+    TrackingMonitor,
+    load_recovery_settings,
+    reinitialize,
+)
+from handypriors_core.geometry.rotations import axis_angle_to_matrix
+from handypriors_core.geometry.transforms import make_transform
+from handypriors_core.metrics.pose_errors import add_s
+from handypriors_core.segmentation import ColourModelMask, ColourModelSettings
+from handypriors_core.segmentation.testing import make_scene, move_object, random_view
+from handypriors_core.segmentation.zbuffer import zbuffer
+
+F64 = torch.float64
+POSE = torch.eye(4, dtype=F64)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Small torch ops stall on a shared 2-core machine with several intra-op threads."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ------------------------------------------------------------------------------------------------- policy
+def test_lost_after_bad_frames_then_recovered():
+    monitor = TrackingMonitor(RecoverySettings(lost_after=3, recovered_after=2, covariance_inflation=25.0))
+    assert monitor.status == "initialising"
+    good_pose = POSE.clone()
+    good_pose[0, 3] = 0.1
+    d = monitor.observe(0.9, good_pose)
+    assert d.status == "tracking" and d.good and d.learn and d.inflate == 1.0 and not d.reinitialize
+    statuses, inflations, reinits = [], [], []
+    for q in (0.1, 0.1, 0.1, 0.2, 0.9, 0.9):
+        d = monitor.observe(q, POSE)
+        statuses.append(d.status)
+        inflations.append(d.inflate)
+        reinits.append(d.reinitialize)
+        if d.reinitialize:
+            assert torch.equal(d.near, good_pose)  # search around the last good pose
+    assert statuses == ["tracking", "tracking", "lost", "lost", "lost", "tracking"]
+    assert inflations == [1.0, 1.0, 25.0, 1.0, 1.0, 1.0]  # inflated once, when lost
+    assert reinits == [False, False, True, True, False, False]
+    assert monitor.reason.startswith("recovered")
+    assert torch.equal(monitor.last_good_pose, POSE)  # updated again once tracking
+
+
+def test_bad_frames_of_every_kind():
+    s = RecoverySettings(lost_after=1, innovation_threshold=5.0)
+    for kwargs, words in (({"quality": math.nan}, "non-finite quality"), ({"quality": None}, "non-finite quality"),
+                          ({"quality": 0.9, "innovation": 50.0}, "innovation"),
+                          ({"quality": 0.9, "innovation": math.inf}, "innovation"),
+                          ({"quality": 0.9, "observation": "empty mask (0 object pixels)"}, "empty mask"),
+                          ({"quality": 0.9, "pose": torch.full((4, 4), math.nan)}, "non-finite pose")):
+        monitor = TrackingMonitor(s)
+        d = monitor.observe(**kwargs)
+        assert d.status == "lost" and not d.good and not d.learn and words in d.reason, (kwargs, d.reason)
+        assert d.near is None  # no good pose yet: a global search
+        assert math.isfinite(monitor.last_quality) and 0.0 <= monitor.last_quality <= 1.0
+    monitor = TrackingMonitor(s)
+    assert monitor.observe(0.95, POSE, innovation=1.0).good
+    assert not monitor.observe(0.5, POSE).learn  # below learn_threshold: no learning
+
+
+def test_reinitialisation_policy(caplog):
+    s = RecoverySettings(lost_after=1, reinit_every=2, search_near_attempts=1, reinit_min_score=0.6)
+    monitor = TrackingMonitor(s)
+    monitor.observe(0.9, POSE)
+    with caplog.at_level(logging.INFO, logger="handypriors.tracking"):
+        decisions = [monitor.observe(0.0, POSE) for _ in range(5)]
+    assert "track tracking -> lost" in caplog.text
+    assert [d.reinitialize for d in decisions] == [True, False, True, False, True]
+    assert decisions[0].near is not None
+    assert not monitor.accept_reinitialization(0.59, POSE) and "rejected" in monitor.reason
+    assert not monitor.accept_reinitialization(0.7, POSE)  # below 0.8 x the track's typical quality 0.9
+    assert not monitor.accept_reinitialization(math.nan, POSE)
+    assert not monitor.accept_reinitialization(0.9, None)
+    d = monitor.observe(0.0, POSE)
+    assert d.near is None  # near attempts used up: search over all rotations
+    assert monitor.accept_reinitialization(0.8, POSE) and "re-initialised" in monitor.reason
+    diag = monitor.diagnostics()
+    assert diag["status"] == "lost" and all(isinstance(v, str) for v in diag.values())
+    monitor.reset()
+    assert monitor.status == "initialising" and monitor.last_good_pose is None
+
+
+def test_settings():
+    assert load_recovery_settings() == RecoverySettings()
+    with pytest.raises(ConfigError):
+        RecoverySettings(lost_after=0)
+    with pytest.raises(ConfigError):
+        RecoverySettings(covariance_inflation=0.5)
+
+
+# --------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def scene():
+    return make_scene("box")
+
+
+def _visible(scene, pose: torch.Tensor, hand, camera) -> torch.Tensor:
+    verts, faces, inst = scene.scene_mesh(pose[None].float(), hand)
+    return (zbuffer(verts, faces, camera, inst, layers=16).instance[0] == 1).float()
+
+
+def _iou(a, b) -> float:
+    a, b = a.cpu() > 0.5, b.cpu() > 0.5
+    return float((a & b).sum()) / max(1.0, float((a | b).sum()))
+
+
+def _run(scene, views, pose0):
+    """Hold-the-pose tracker + colour model + monitor + re-initialisation; returns statuses and final pose."""
+    model = ColourModelMask(scene, ColourModelSettings(learn_from="update"))
+    monitor = TrackingMonitor(RecoverySettings(lost_after=2, recovered_after=2))
+    search = GlobalPoseSearch(scene, InitializationSettings(rotations=300))
+    pose = pose0.clone()
+    statuses, searches = [], 0
+    for view in views:
+        frame = view.frame
+        hand = scene.pose_hand(frame.joint_angles, frame.hand2camera)
+        mask = model(frame, pose.float(), hand)
+        quality = _iou(mask, _visible(scene, pose, hand, frame.camera)) if mask is not None else 0.0
+        d = monitor.observe(quality, pose, observation="ok" if mask is not None else model.status)
+        if d.reinitialize:
+            searches += 1
+            result, accepted = reinitialize(search, frame, hand, d, monitor, mask_source=model)
+            assert "(mask: depth near the hand)" in result.status
+            if accepted:
+                pose = result.object2camera
+        elif d.learn:
+            model.update(frame, pose.float(), hand)
+        statuses.append(d.status)
+    return statuses, pose, searches
+
+
+def _adds(scene, a, b) -> float:
+    return float(add_s(scene.object.samples.double(), a[None].double(), b[None].double())[0])
+
+
+def test_teleported_object_is_detected_and_recovered(scene):
+    g = torch.Generator().manual_seed(700)
+    view = random_view(scene, g)
+    start = view.object2camera
+    # teleport: 2.5 cm towards the camera-right and 0.5 rad about the viewing axis (no hand penetration)
+    moved = make_transform(axis_angle_to_matrix(torch.tensor([0.0, 0.0, 0.5], dtype=F64)) @ start[:3, :3],
+                           start[:3, 3] + torch.tensor([0.025, 0.0, -0.01], dtype=F64))
+    views = [view, move_object(scene, view, start, g, index=1)]
+    views += [move_object(scene, view, moved, g, index=k) for k in range(2, 8)]
+    statuses, pose, searches = _run(scene, views, start)
+    assert statuses[:2] == ["tracking", "tracking"]
+    assert "lost" in statuses[2:5]  # detected within lost_after (+1) frames of the jump
+    assert statuses[-1] == "tracking" and searches >= 1
+    assert _adds(scene, pose, moved) < 0.1 * scene.object.diameter
+
+
+def test_occluded_object_is_detected_and_recovered(scene):
+    g = torch.Generator().manual_seed(800)
+    view = random_view(scene, g)
+    pose = view.object2camera
+
+    def occluded(k):
+        v = move_object(scene, view, pose, g, index=k)
+        ys, xs = torch.nonzero(v.object_mask > 0.5, as_tuple=True)
+        rgb, depth = v.frame.rgb.clone(), v.frame.depth.clone()
+        sl = (slice(int(ys.min()) - 3, int(ys.max()) + 4), slice(int(xs.min()) - 3, int(xs.max()) + 4))
+        rgb[sl] = torch.tensor([90, 90, 90], dtype=torch.uint8)  # a grey board in front of the object
+        depth[sl] = 0.12
+        return dataclasses.replace(v, frame=dataclasses.replace(v.frame, rgb=rgb, depth=depth))
+
+    views = [view, move_object(scene, view, pose, g, index=1)] + [occluded(k) for k in range(2, 6)]
+    views += [move_object(scene, view, pose, g, index=k) for k in range(6, 10)]
+    statuses, final, _ = _run(scene, views, pose)
+    assert statuses[:2] == ["tracking", "tracking"]
+    assert "lost" in statuses[2:5]
+    assert statuses[-1] == "tracking"
+    assert _adds(scene, final, pose) < 0.1 * scene.object.diameter
