@@ -163,11 +163,11 @@ def bench_dense(settings, verts, faces, inst, cam, targets, device, max_pixels: 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=9)
-    ap.add_argument("--dense-pixels", type=int, default=16384)
-    ap.add_argument("--quick", action="store_true", help="3 repeats, dense on 2048 pixels")
+    ap.add_argument("--dense-pixels", type=int, default=2048)
+    ap.add_argument("--quick", action="store_true", help="3 repeats, dense on 1024 pixels")
     args = ap.parse_args(argv if argv is not None else [])
     if args.quick:
-        args.repeats, args.dense_pixels = 3, 2048
+        args.repeats, args.dense_pixels = 3, 1024
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     settings = RenderSettings()
     result: dict = {

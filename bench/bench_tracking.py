@@ -7,7 +7,7 @@ Rows (filter):     ``O_hand`` (fingertips), ``O_object`` (object centre), ``O_ha
 Columns: 2D error (Chamfer of projected vertices, px), 3D error (ADD-S, cm), rotation error (deg),
 ADD-S AUC (10 cm), frames over 5 cm, runtime per frame (ms, median).
 
-Sequences: the shared development sequences (``$HANDYPRIORS_SHARED`` or ``../shared/data/dev``) when present,
+Sequences: the shared development sequences (``$HANDYPRIORS_SHARED_DIR/data/dev``, default ``../shared/data/dev``) when present,
 and the project's own generated sequence (``handypriors_core.synthetic``) when the generator is available.
 Initial pose: frame 0's ground truth perturbed by 2 cm and 10 degrees (fixed seed). Masks: the built-in
 colour model when ``handypriors_core.segmentation`` provides it, else the run is labelled ``oracle mask``.
@@ -152,19 +152,16 @@ def run(path: Path, settings: TrackerSettings, frames: int, masks: str) -> dict:
 def sequences(generate: bool, frames: int) -> list[tuple[str, Path]]:
     """Shared dev sequences (when present) and a generated one (when the generator exists)."""
     out = []
-    shared = Path(os.environ.get("HANDYPRIORS_SHARED", ROOT.parent / "shared")) / "data" / "dev"
+    shared = Path(os.environ.get("HANDYPRIORS_SHARED_DIR", ROOT.parent / "shared")) / "data" / "dev"
     if shared.is_dir():
         out += [(p.name, p) for p in sorted(shared.iterdir()) if (p / "meta.json").is_file()]
     if generate:
-        try:
-            from handypriors_core.synthetic import Scenario, generate_sequence  # type: ignore
-        except Exception as exc:  # noqa: BLE001
-            print(f"  generator unavailable ({exc}); generated sequence skipped", flush=True)
-        else:
-            target = ROOT / "out" / "bench" / "generated_carry_box"
-            if not (target / "meta.json").is_file():
-                generate_sequence(Scenario(frames=frames, seed=0), target)
-            out.append(("generated_carry_box", target))
+        from handypriors_core.synthetic import generate_sequence, load_scenario
+
+        target = ROOT / "out" / "bench" / "generated_carry_box"
+        if not (target / "meta.json").is_file():
+            generate_sequence(load_scenario(overrides={"frames": frames, "seed": 0}), target, overwrite=True)
+        out.append(("generated_carry_box", target))
     return out
 
 
@@ -174,12 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", choices=("filter", "optimizer", "all"), default="all")
     parser.add_argument("--masks", choices=("colour", "oracle", "none"), default="colour")
     parser.add_argument("--no-generated", action="store_true")
+    parser.add_argument("--only", nargs="*", default=None, help="row names to run (default: all of --rows)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     try:
         import warp as wp
 
-        wp.config.quiet = True
+        wp.config.log_level = getattr(wp, "LOG_ERROR", 40)
     except ImportError:
         pass
     base = load_tracking_settings()
@@ -188,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in sequences(not args.no_generated, args.frames):
         results["sequences"][name] = {}
         for row, overrides in rows(args.rows).items():
+            if args.only and row not in args.only:
+                continue
             t = time.perf_counter()
             res = run(path, configured(base, overrides), args.frames, args.masks)
             results["sequences"][name][row] = res

@@ -233,8 +233,8 @@ class ObjectPoseFilter:
     def _rendered_statistics(self, obs: Observation, poses: torch.Tensor) -> torch.Tensor:
         """Visible object silhouettes ``(B, S, S)`` of ``poses (B, 4, 4)`` (no gradient)."""
         with torch.no_grad():
-            out = render_scene(self.scene, poses.to(self.scene.device, torch.float32), obs, sigma=1.0, gamma=1e-2,
-                               depth=False, colour=False)
+            out = render_scene(self.scene, poses.to(self.scene.device, torch.float32), obs, sigma=1.0,
+                               gamma=self.scene.renderer.settings.shading.gamma, depth=False, colour=False)
         return out.visible[:, OBJECT].double().cpu()
 
     def _perturbed_renders(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:

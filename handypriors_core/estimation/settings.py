@@ -14,11 +14,11 @@ from typing import Literal
 from ..config import find_config, load_yaml, settings_from_dict
 from ..errors import ConfigError
 from ..priors.losses import LossWeights
+from .recovery import RecoverySettings
 
 __all__ = [
     "DepthSettings",
     "FilterSettings",
-    "QualitySettings",
     "ROISettings",
     "RefineSettings",
     "TrackerSettings",
@@ -190,35 +190,14 @@ class FilterSettings:
 
 
 @dataclass
-class QualitySettings:
-    """Tracking-quality score and loss-of-track detection.
-
-    Attributes:
-        lost_threshold: a frame whose quality score (in [0, 1]) falls below this counts as bad.
-        lost_after: consecutive bad frames after which the state is flagged ``lost``.
-        recovered_after: consecutive good frames after which a lost track is ``tracking`` again.
-        covariance_inflation: factor on the covariance when the track is lost.
-    """
-
-    lost_threshold: float = 0.3
-    lost_after: int = 3
-    recovered_after: int = 2
-    covariance_inflation: float = 25.0
-
-    def __post_init__(self) -> None:
-        _require(0 <= self.lost_threshold <= 1, "quality.lost_threshold must be in [0, 1]")
-        _require(self.lost_after >= 1 and self.recovered_after >= 1, "quality.lost_after/recovered_after >= 1")
-        _require(self.covariance_inflation >= 1, "quality.covariance_inflation must be >= 1")
-
-
-@dataclass
 class TrackerSettings:
     """Everything the tracker needs (``tracking`` section of ``config/allegro_tracking.yaml``).
 
     Attributes:
         mode: ``"filter"`` (EKF only, fast), ``"refine"`` (EKF then a time-budgeted Adam refinement per frame).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        roi, depth, refine, filter, quality: component settings.
+        roi, depth, refine, filter: component settings.
+        recovery: loss-of-track detection and re-initialisation (:class:`~.recovery.RecoverySettings`).
         weights: loss weights lambda of the refiner (paper Eq. 6 and L_physics).
     """
 
@@ -228,7 +207,7 @@ class TrackerSettings:
     depth: DepthSettings = field(default_factory=DepthSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
-    quality: QualitySettings = field(default_factory=QualitySettings)
+    recovery: RecoverySettings = field(default_factory=RecoverySettings)
     weights: LossWeights = field(default_factory=lambda: LossWeights(
         lambda_img=0.0, lambda_mask=1.0, lambda_depth=1.0, lambda_sliding=20.0, lambda_penetration=200.0,
         lambda_con=10.0, lambda_smo=100.0))

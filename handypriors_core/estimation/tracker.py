@@ -14,6 +14,7 @@ skipped and depth and physics carry the estimate.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -28,8 +29,10 @@ from ..physics.contact import contact_value
 from ..physics.settings import PhysicsSettings
 from ..render.settings import RenderSettings
 from .filter import ObjectPoseFilter, contact_context
+from .initialization import GlobalPoseSearch, InitializationSettings, SearchResult, automatic_mask
 from .modalities import OBJECT, TemporalContext, render_scene
 from .observation import Observation, prepare_observation
+from .recovery import TrackingMonitor, reinitialize
 from .refiner import PoseRefiner, RefineResult
 from .scene import HandObjectScene, PosedHand
 from .settings import TrackerSettings
@@ -60,6 +63,7 @@ class Estimate:
             (``min(1 / s_mm, 1)``); contact_normals: ``(C, 3)`` outward object normals at them.
         timings: seconds spent per stage; refine: the refiner's result in ``"refine"`` mode.
         updates: status of each filter update (``"accepted"``, ``"gated"``, ...).
+        reason: the loss-of-track monitor's explanation of ``status``; mask_status: the mask source's status.
     """
 
     index: int
@@ -74,6 +78,8 @@ class Estimate:
     timings: dict[str, float] = field(default_factory=dict)
     refine: RefineResult | None = None
     updates: dict[str, str] = field(default_factory=dict)
+    reason: str = ""
+    mask_status: str = ""
 
 
 class ObjectTracker:
@@ -83,29 +89,40 @@ class ObjectTracker:
         hand: hand model (``URDFHand`` or MANO layer) whose joint order matches ``Frame.joint_angles``.
         obj: the object model.
         settings: tracker settings (``config/allegro_tracking.yaml``).
-        mask_source: optional segmenter; frames' own ``object_mask`` is used when it is None.
+        mask_source: optional segmenter (``handypriors_core.segmentation``); frames' own ``object_mask`` is used
+            when it is None.
         render_settings, physics_settings: component settings (defaults if None).
+        initialization: settings of the global pose search (initial pose, re-initialisation after loss of track).
     """
 
     def __init__(self, hand, obj: RigidObject, settings: TrackerSettings | None = None,
                  mask_source: MaskSource | None = None, render_settings: RenderSettings | None = None,
-                 physics_settings: PhysicsSettings | None = None) -> None:
+                 physics_settings: PhysicsSettings | None = None,
+                 initialization: InitializationSettings | None = None) -> None:
         self.settings = settings if settings is not None else TrackerSettings()
         physics = physics_settings if physics_settings is not None else PhysicsSettings()
         self.scene = HandObjectScene(hand, obj, self.settings.device, render_settings, physics.contact)
         self.filter = ObjectPoseFilter(self.scene, self.settings.filter, self.settings.depth, physics.quasistatic)
         self.refiner = PoseRefiner(self.scene, self.settings.refine, self.settings.weights, self.settings.depth)
+        self.search = GlobalPoseSearch(self.scene, initialization, self.settings.weights)
+        self.monitor = TrackingMonitor(self.settings.recovery)
         self.mask_source = mask_source
         self.reset()
 
     # ---------------------------------------------------------------------------------------------- state
+    @property
+    def status(self) -> TrackStatus:
+        """``"initialising"``, ``"tracking"`` or ``"lost"`` (the loss-of-track monitor's state)."""
+        return self.monitor.status
+
     def reset(self, object2camera: torch.Tensor | None = None) -> None:
         """Forget the track; start again from ``object2camera (4, 4)`` if given (else wait for one)."""
-        self.status: TrackStatus = "initialising"
         self.context = TemporalContext()
         self._poses: list[torch.Tensor] = []
-        self._bad = self._good = 0
         self.initialized = False
+        self.monitor.reset()
+        if hasattr(self.mask_source, "reset"):
+            self.mask_source.reset()
         if object2camera is not None:
             self.initialize(object2camera)
 
@@ -119,7 +136,21 @@ class ObjectTracker:
         self.context = TemporalContext()
         self._poses = []
         self.initialized = True
-        self.status = "initialising"
+        self.monitor.reset()
+
+    def initialize_from_frame(self, frame: Frame) -> SearchResult:
+        """Find the initial pose automatically: the global search on ``frame`` (issue: no initial pose given).
+
+        The mask comes from the frame, a pose-free mask source, the depth around the hand or the colour model
+        (:func:`~.initialization.automatic_mask`). On success the tracker is initialised with the result.
+        """
+        hand = self.scene.pose_hand(frame.joint_angles, frame.hand2camera)
+        mask, origin = automatic_mask(self.scene, frame, hand, self.mask_source)
+        result = self.search.search(frame, mask, hand)
+        result.status = f"{result.status} (mask: {origin})"
+        if result.ok:
+            self.initialize(result.object2camera)
+        return result
 
     # ---------------------------------------------------------------------------------------------- track
     def track(self, frame: Frame) -> Estimate:
@@ -154,7 +185,26 @@ class ObjectTracker:
         pose = self.filter.pose.clone()
         t = time.perf_counter()
         quality = self.quality(obs, pose)
-        self._update_status(quality)
+        mask_status = "ok" if mask is not None else getattr(self.mask_source, "status", "no mask source")
+        observation = "ok" if (obs.mask is not None or obs.depth is not None) else \
+            f"no mask and no depth ({mask_status})"
+        nis = [u.nis / u.dof for u in updates.values() if u.dof > 0 and math.isfinite(u.nis)]
+        decision = self.monitor.observe(quality, pose, innovation=max(nis) if nis else None, observation=observation)
+        if decision.inflate > 1:
+            self.filter.inflate(decision.inflate)
+        if decision.reinitialize:
+            t_search = time.perf_counter()
+            result, accepted = reinitialize(self.search, frame, hand, decision, self.monitor, self.mask_source)
+            timings["reinitialize"] = time.perf_counter() - t_search
+            if accepted:
+                self.filter.initialize(result.object2camera)
+                self.context = TemporalContext()
+                self._poses = []
+                pose = self.filter.pose.clone()
+        elif decision.learn and hasattr(self.mask_source, "update"):
+            self.mask_source.update(frame, pose.float(), hand)
+        if hasattr(self.mask_source, "learning"):
+            self.mask_source.learning = self.monitor.status != "lost"
         self._poses = (self._poses + [pose.float().to(self.scene.device)])[-2:]
         self.context = contact_context(self.scene, hand, pose, self.settings.filter.contact_distance, self._poses,
                                        frame.joint_angles)
@@ -166,7 +216,8 @@ class ObjectTracker:
         return Estimate(index=frame.index, stamp=frame.stamp, object2camera=pose, covariance=self.filter.covariance
                         .clone(), quality=quality, status=self.status, contact_points=points, contact_values=values,
                         contact_normals=normals, timings=timings, refine=refine,
-                        updates={k: v.status for k, v in updates.items()})
+                        updates={k: v.status for k, v in updates.items()}, reason=self.monitor.reason,
+                        mask_status=mask_status)
 
     # --------------------------------------------------------------------------------------------- helpers
     def quality(self, obs: Observation, object2camera: torch.Tensor) -> float:
@@ -177,7 +228,7 @@ class ObjectTracker:
         """
         with torch.no_grad():
             out = render_scene(self.scene, object2camera[None].to(self.scene.device, torch.float32), obs, sigma=0.3,
-                               gamma=1e-3, depth=obs.depth is not None, colour=False)
+                               gamma=self.settings.refine.gamma, depth=obs.depth is not None, colour=False)
             vis = out.visible[0, OBJECT] > 0.5
             scores = []
             if obs.mask is not None:
@@ -195,21 +246,6 @@ class ObjectTracker:
             if not scores:
                 return 1.0 if int(vis.sum()) > 0 or obs.mask is None else 0.0
         return float(sum(scores) / len(scores))
-
-    def _update_status(self, quality: float) -> None:
-        q = self.settings.quality
-        if quality < q.lost_threshold:
-            self._bad += 1
-            self._good = 0
-        else:
-            self._good += 1
-            self._bad = 0
-        if self.status != "lost" and self._bad >= q.lost_after:
-            self.status = "lost"
-            self.filter.inflate(q.covariance_inflation)
-        elif (self.status == "lost" and self._good >= q.recovered_after) or \
-                (self.status == "initialising" and self._good >= 1):
-            self.status = "tracking"
 
     def _contacts(self, hand: PosedHand, object2camera: torch.Tensor):
         """Hand contact candidates near the object, their contact values and the object normals there."""

@@ -510,8 +510,9 @@ def _make_common(scalar):
 def _make_raster(scalar, K: int):
     vec2 = wp.types.vector(2, scalar)
     vec3 = wp.types.vector(3, scalar)
-    vecK1 = wp.types.vector(K + 1, scalar)  # one spare slot for the face that overflows
-    veciK1 = wp.types.vector(K + 1, wp.int32)
+    CAP = 2 * K  # a pixel collects up to 2K fragments before compacting to the best K
+    vecC = wp.types.vector(CAP, scalar)
+    veciC = wp.types.vector(CAP, wp.int32)
     vec8 = wp.types.vector(8, scalar)
 
     geo = _make_geometry(scalar)
@@ -548,8 +549,8 @@ def _make_raster(scalar, K: int):
         out_count: wp.array(dtype=wp.int32),  # (P,) faces within the margin (may exceed K)
     ):
         # Keeps up to K faces within the margin, sorted front to back (by inverse depth). When more are
-        # found, the one contributing least to its instance's silhouette, D_j * prod_{i in front, same
-        # instance} (1 - D_i), is dropped (greedily, one at a time); in hard mode the deepest.
+        # found, the list grows to 2K and is then cut back to the K contributing most to their instance's
+        # silhouette, D_j * prod_{i in front, same instance} (1 - D_i); in hard mode to the K nearest.
         p = wp.tid() + offset
         hw = width * height
         b = p / hw
@@ -562,97 +563,136 @@ def _make_raster(scalar, K: int):
         pp = vec2(px, py)
         ph = vec3(px, py, one)
         margin2 = margin * margin
-        izs = vecK1()
-        ds = vecK1()
-        cs = vecK1()
-        ks = veciK1()
-        as_ = vecK1()
-        bs = vecK1()
-        fs = veciK1()
-        order = veciK1()
+        izs = vecC()
+        ds = vecC()
+        cs = vecC()
+        ks = veciC()
+        as_ = vecC()
+        bs = vecC()
+        fs = veciC()
+        order = veciC()
         cnt = int(0)  # noqa: UP018, RUF046 - warp needs typed dynamic variables
         total = int(0)  # noqa: UP018, RUF046
         base = b * n_faces
-        for e in range(tile_start[t], tile_start[t + 1]):
-            f = tile_faces[e]
-            bf = base + f
-            bb = face_data[bf].bbox
-            if px < bb[0] or px > bb[1] or py < bb[2] or py > bb[3]:
-                continue
-            ed = face_data[bf].edge * ph
-            emin = wp.min(wp.min(ed[0], ed[1]), ed[2])
-            if emin < -margin:
-                continue
-            dist = zero
-            la = zero
-            lb = zero
-            if emin >= zero:
-                sc = face_data[bf].scale
-                la = ed[0] * sc[0]
-                lb = ed[1] * sc[1]
-                dist = emin * emin
-            else:
-                xy = face_data[bf].xy
-                cl = closest(pp, xy[0], xy[1], xy[2], ed, face_data[bf].il2)
-                if cl[3] >= margin2:
+        e_end = tile_start[t + 1]
+        for e in range(tile_start[t], e_end + 1):
+            if e < e_end:
+                f = tile_faces[e]
+                bf = base + f
+                bb = face_data[bf].bbox
+                if px < bb[0] or px > bb[1] or py < bb[2] or py > bb[3]:
                     continue
-                la = cl[0]
-                lb = cl[1]
-                dist = -cl[3]
-            w = face_data[bf].w
-            iz = la * w[0] + lb * w[1] + (one - la - lb) * w[2]
-            total += 1
-            # payload in slots 0..cnt-1 (unsorted), order[] = slot ids front to back; slot cnt is free
-            slot = cnt
-            cov = zero
-            if hard == 0:
-                cov = wp.max(zero, (one / (one + wp.exp(-dist * inv_sigma)) - eps) / (one - eps))
-            izs[slot] = iz
-            ds[slot] = dist
-            cs[slot] = cov
-            ks[slot] = face_data[bf].inst
-            as_[slot] = la
-            bs[slot] = lb
-            fs[slot] = f
-            pos = cnt
-            while pos > 0:
-                prev = order[pos - 1]
-                if izs[prev] >= iz:
-                    break
-                order[pos] = prev
-                pos -= 1
-            order[pos] = slot
-            cnt += 1
-            if cnt > K:
-                # drop the fragment contributing least, D_j * prod_{i in front} (1 - D_i) (hard: the deepest)
-                # drop the fragment contributing least to its instance's silhouette (hard mode: the deepest)
-                drop = K
-                if hard == 0:
-                    tk = vec8(one, one, one, one, one, one, one, one)
-                    best = scalar(2.0)
-                    for j in range(cnt):
-                        sj = order[j]
+                ed = face_data[bf].edge * ph
+                emin = wp.min(wp.min(ed[0], ed[1]), ed[2])
+                if emin < -margin:
+                    continue
+                dist = zero
+                la = zero
+                lb = zero
+                if emin >= zero:
+                    sc = face_data[bf].scale
+                    la = ed[0] * sc[0]
+                    lb = ed[1] * sc[1]
+                    dist = emin * emin
+                else:
+                    xy = face_data[bf].xy
+                    cl = closest(pp, xy[0], xy[1], xy[2], ed, face_data[bf].il2)
+                    if cl[3] >= margin2:
+                        continue
+                    la = cl[0]
+                    lb = cl[1]
+                    dist = -cl[3]
+                w = face_data[bf].w
+                iz = la * w[0] + lb * w[1] + (one - la - lb) * w[2]
+                total += 1
+                # payload in slots 0..cnt-1 (unsorted), order[] = slot ids front to back; slot cnt is free
+                slot = cnt
+                izs[slot] = iz
+                ds[slot] = dist
+                cs[slot] = -one  # coverage, computed when first needed (only overflowing pixels need it)
+                ks[slot] = face_data[bf].inst
+                as_[slot] = la
+                bs[slot] = lb
+                fs[slot] = f
+                pos = cnt
+                while pos > 0:
+                    prev = order[pos - 1]
+                    if izs[prev] >= iz:
+                        break
+                    order[pos] = prev
+                    pos -= 1
+                order[pos] = slot
+                cnt += 1
+            if cnt > K and (cnt == CAP or e == e_end):
+                # Compact to the K fragments contributing most to their instance's silhouette,
+                # c_j = D_j prod_{i in front, same instance} (1 - D_i) (hard mode: the K nearest).
+                cj = vecC()
+                tk = vec8(one, one, one, one, one, one, one, one)
+                for j in range(cnt):
+                    sj = order[j]
+                    if hard == 0:
+                        cov = cs[sj]
+                        if cov < zero:
+                            cov = wp.max(zero, (one / (one + wp.exp(-ds[sj] * inv_sigma)) - eps) / (one - eps))
+                            cs[sj] = cov
                         kj = ks[sj]
-                        c = cs[sj] * tk[kj]
-                        tk[kj] = tk[kj] * (one - cs[sj])
-                        if c < best:
-                            best = c
-                            drop = j
-                ev = order[drop]
-                for j in range(drop, K):
-                    order[j] = order[j + 1]
-                if ev != K:
-                    # keep slots 0..K-1 in use: move the payload of slot K into the freed one
-                    izs[ev] = izs[K]
-                    ds[ev] = ds[K]
-                    cs[ev] = cs[K]
-                    ks[ev] = ks[K]
-                    as_[ev] = as_[K]
-                    bs[ev] = bs[K]
-                    fs[ev] = fs[K]
-                    for j in range(K):
-                        if order[j] == K:
-                            order[j] = ev
+                        cj[j] = cov * tk[kj]
+                        tk[kj] = tk[kj] * (one - cov)
+                    else:
+                        cj[j] = -scalar(j)
+                # threshold = the (cnt - K)-th smallest contribution (insertion sort of a copy)
+                srt = vecC()
+                for j in range(cnt):
+                    v = cj[j]
+                    q = j
+                    while q > 0:
+                        if srt[q - 1] <= v:
+                            break
+                        srt[q] = srt[q - 1]
+                        q -= 1
+                    srt[q] = v
+                n_drop = cnt - K
+                thr = srt[n_drop - 1]
+                n_less = int(0)  # noqa: UP018, RUF046
+                n_tie = int(0)  # noqa: UP018, RUF046
+                for j in range(cnt):
+                    if cj[j] < thr:
+                        n_less += 1
+                    elif cj[j] == thr:
+                        n_tie += 1
+                keep_tie = n_tie - (n_drop - n_less)  # ties kept front to back
+                t_iz = vecC()
+                t_d = vecC()
+                t_c = vecC()
+                t_k = veciC()
+                t_a = vecC()
+                t_b = vecC()
+                t_f = veciC()
+                n = int(0)  # noqa: UP018, RUF046
+                for j in range(cnt):
+                    keep = cj[j] > thr
+                    if cj[j] == thr and keep_tie > 0:
+                        keep = True
+                        keep_tie -= 1
+                    if keep:
+                        sj = order[j]
+                        t_iz[n] = izs[sj]
+                        t_d[n] = ds[sj]
+                        t_c[n] = cs[sj]
+                        t_k[n] = ks[sj]
+                        t_a[n] = as_[sj]
+                        t_b[n] = bs[sj]
+                        t_f[n] = fs[sj]
+                        n += 1
+                for j in range(K):
+                    izs[j] = t_iz[j]
+                    ds[j] = t_d[j]
+                    cs[j] = t_c[j]
+                    ks[j] = t_k[j]
+                    as_[j] = t_a[j]
+                    bs[j] = t_b[j]
+                    fs[j] = t_f[j]
+                    order[j] = j
                 cnt = K
         for j in range(K):
             if j < cnt:
