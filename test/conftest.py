@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # `pytest` without `python -m` (setup.cfg sets pythonpath as well)
@@ -32,6 +33,10 @@ from handypriors_ros.ros_environment import (  # after the sys.path line above
     apply_ros_environment,
     reserve_domain_id,
 )
+
+# One torch intra-op thread per test process: the suite runs two xdist workers on two cores, and the small ops
+# of the estimators stall for milliseconds waking a second OpenMP thread on a busy machine.
+torch.set_num_threads(1)
 
 _DOMAIN = reserve_domain_id()
 _LOG_DIR = tempfile.mkdtemp(prefix="handypriors_ros_log_")

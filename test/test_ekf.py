@@ -38,15 +38,6 @@ F64 = torch.float64
 DT = 1.0 / 30.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny LAPACK calls pay ms of thread wake-up on a loaded 2-core machine; run this module on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _pose(aa, t) -> torch.Tensor:
     return make_transform(axis_angle_to_matrix(torch.tensor(aa, dtype=F64)), torch.tensor(t, dtype=F64))
 

@@ -28,14 +28,6 @@ from handypriors_core.priors.losses import LossWeights
 torch.manual_seed(0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def hand():
     return URDFHand.from_urdf(allegro_urdf())

@@ -34,14 +34,6 @@ from handypriors_core.synthetic.mano_test_model import build_synthetic_mano
 FRAMES = 12
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def hand() -> ManoHand:
     return ManoHand(build_synthetic_mano("right"))

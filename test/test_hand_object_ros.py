@@ -32,14 +32,6 @@ FRAME_ID = "camera_color_optical_frame"
 T0 = 1_700_000_000_000_000_000
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_message_conversions_validate_their_input():
     hand = ManoHand(build_synthetic_mano("right"))
     tips = [Point32(x=float(i), y=2.0 * i, z=1.0) for i in range(5)]

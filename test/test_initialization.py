@@ -35,15 +35,6 @@ F64 = torch.float64
 FAST = InitializationSettings(rotations=1200)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small torch ops stall on a shared 2-core machine with several intra-op threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def box_scene():
     return make_scene("box")

@@ -31,15 +31,6 @@ from handypriors_core.synthetic.mano_test_model import (
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny matmuls: OpenMP threads only add contention on a shared CPU
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def right() -> dict:
     return build_synthetic_mano("right")

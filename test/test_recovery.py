@@ -33,15 +33,6 @@ F64 = torch.float64
 POSE = torch.eye(4, dtype=F64)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small torch ops stall on a shared 2-core machine with several intra-op threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ------------------------------------------------------------------------------------------------- policy
 def test_lost_after_bad_frames_then_recovered():
     monitor = TrackingMonitor(RecoverySettings(lost_after=3, recovered_after=2, covariance_inflation=25.0))

@@ -24,15 +24,6 @@ from handypriors_core.segmentation.zbuffer import zbuffer
 F64 = torch.float64
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Small torch ops stall on a shared 2-core machine with several intra-op threads."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def scene():
     return make_scene("box")

@@ -22,14 +22,6 @@ from handypriors_core.synthetic import SyntheticSequence, load_scenario
 FRAMES = 10
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def sequence():
     scenario = load_scenario(overrides={"frames": FRAMES, "seed": 3, "camera": {"width": 160, "height": 120},

@@ -11,7 +11,11 @@ __all__ = ["Fragments"]
 
 @dataclasses.dataclass(frozen=True)
 class Fragments:
-    """The ``K`` faces nearest in depth among those within the blur margin of each pixel, front to back.
+    """Up to ``K`` faces within the blur margin of each pixel, sorted front to back.
+
+    When more faces reach a pixel, the rasterizer keeps the ``K`` contributing most to their own instance's
+    silhouette (``D_j prod (1 - D_i)`` over that instance's faces in front), so outputs there are approximate
+    (and jump where the choice changes); ``count`` says where.
 
     Attributes:
         face: ``(B, H, W, K)`` int32 face index into ``faces``; ``-1`` = empty (empties trail).

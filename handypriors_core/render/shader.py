@@ -11,7 +11,10 @@
     blurred edge);
   - ``union = 1 - prod_j (1 - D_j) = sum_k visible_k``.
 
-  Gradients flow through the coverages (the faces' screen geometry), not through the depth order.
+  Gradients flow through the coverages (the faces' screen geometry), not through the depth order (the
+  visible silhouette jumps where two instances' surfaces swap depth, as a z-buffer does). As in SoftRas each
+  face covers 0.5 on its own edges, so a tessellated surface's interior dips on internal edges (to
+  ``1 - 0.5^4`` where a closed mesh's front and back edges overlap) unless sigma is small against the faces.
   Runs as a warp kernel with a hand-written backward (:class:`~.bridge.SilhouetteFunction`).
 * :class:`SoftBlendShader` - SoftRas soft depth (warp kernel) and colour (torch): ``sum_j w_j a_j + w_bg a_bg``
   normalised,

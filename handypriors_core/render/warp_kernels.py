@@ -1,8 +1,15 @@
-"""warp-lang kernels of the soft rasterizer (CPU and CUDA), built per scalar type by factories.
+"""warp-lang kernels of the soft rasterizer (CPU and CUDA), built per scalar type (float32 / float64) and
+fragment count by factories, one warp module per factory.
 
 Only :mod:`.bridge` launches these. Nothing here is differentiated by warp's autodiff: every kernel is
-compiled with ``enable_backward=False`` and the two differentiable stages have hand-written backward kernels
-(``raster_backward``, ``silhouette_backward``), tested against finite differences and the dense reference.
+compiled with ``enable_backward=False`` and each differentiable stage has a hand-written backward kernel
+(``raster_backward``, ``silhouette_backward``, ``depth_backward``), tested against float64 finite differences
+(gradcheck) and the dense reference.
+
+Pipeline: ``face_setup`` (per face: screen box grown by the blur margin, edge-line equations, tile range) ->
+``bin_count`` / scan / ``bin_fill`` (per-tile face lists, exact sizes) -> ``raster_forward`` (one thread per
+pixel walks its tile's list and keeps up to K fragments front to back) -> ``silhouette_*`` and ``depth_*``
+(one thread per pixel over its K fragments).
 
 Geometry of one face at one pixel (shared by every kernel and by :mod:`.dense_reference`):
 
