@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._common import write_results  # after the sys.path line above
 from handypriors_core.estimation.contact_refinement import ContactRefiner, ContactRefineSettings
 from handypriors_core.estimation.hand_object import (
     HandObjectEKF,
@@ -61,7 +62,6 @@ from handypriors_core.synthetic.mano_sequences import (
 )
 from handypriors_core.synthetic.mano_test_model import build_synthetic_mano
 
-RESULTS = ROOT / "bench" / "results" / "hand_object.json"
 TORCH_THREADS = 1
 
 
@@ -198,8 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "contact_refinement": contact,
         "seconds": round(time.perf_counter() - start, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results("hand_object", result)
     print(json.dumps({"optimization": optimization, "filtering": filtering}, indent=1))
     return 0
 

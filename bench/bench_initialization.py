@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench._common import write_results  # after the sys.path line above
 from handypriors_core.estimation.initialization import (
     GlobalPoseSearch,
     bootstrap_mask,
@@ -45,7 +46,6 @@ from handypriors_core.metrics.pose_errors import add_s
 from handypriors_core.segmentation import ColourModelMask, load_segmentation_settings
 from handypriors_core.segmentation.testing import make_scene, move_object, random_view
 
-RESULTS = ROOT / "bench" / "results" / "initialization.json"
 TRIALS = 10
 SEQUENCES = 6
 F64 = torch.float64
@@ -193,8 +193,7 @@ def main() -> int:
                     "cpu_count": os.cpu_count(), "load_start": [round(x, 2) for x in load_start],
                     "load_end": [round(x, 2) for x in os.getloadavg()], "device": "cpu"},
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    write_results("initialization", report)
     print(json.dumps(report, indent=2))
     return 0
 

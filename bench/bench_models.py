@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import json
 import os
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from handypriors_core.models import URDFHand, allegro_urdf
-
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "models.json"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
-
-def _time(fn, repeats: int) -> float:
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats * 1e3
+from bench._common import median_ms, write_results  # after the sys.path line above
+from handypriors_core.models import URDFHand, allegro_urdf
 
 
 def _mask(verts: np.ndarray, faces: np.ndarray, axis: int, lo: np.ndarray, px: float, size: tuple[int, int]):
@@ -76,17 +70,16 @@ def main() -> dict:
     for B in (1, 64):
         q = hand.clamp(torch.rand(B, hand.num_joints) * 2.0 - 0.5)
         qg = q.clone().requires_grad_(True)
-        result[f"fk_ms_B{B}"] = round(_time(lambda q=q: hand.forward_kinematics(q), 100), 3)
-        result[f"mesh_ms_B{B}"] = round(_time(lambda q=q: hand.mesh(q), 50), 3)
-        result[f"mesh_fwd_bwd_ms_B{B}"] = round(_time(lambda qg=qg: hand.mesh(qg)[0].sum().backward(), 20), 3)
+        result[f"fk_ms_B{B}"] = median_ms(lambda q=q: hand.forward_kinematics(q), 100)
+        result[f"mesh_ms_B{B}"] = median_ms(lambda q=q: hand.mesh(q), 50)
+        result[f"mesh_fwd_bwd_ms_B{B}"] = median_ms(lambda qg=qg: hand.mesh(qg)[0].sum().backward(), 20)
     shared = Path(os.environ.get("HANDYPRIORS_SHARED", ROOT.parent / "shared")) / "data" / "allegro_hand_description"
     if shared.is_dir():
         public = URDFHand.from_urdf(shared / "allegro_hand_description_right.urdf", package_paths=[shared.parent],
                                     geometry="visual", points_per_link=0, contact_points_per_link=0)
         result["public_visual_mesh_faces"] = int(public.faces.shape[0])
         result["silhouette_iou_vs_public_visual_meshes"] = silhouette_iou(hand, public)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    write_results("models", result)
     print(json.dumps(result, indent=2))
     return result
 

@@ -18,13 +18,18 @@ from __future__ import annotations
 import json
 import os
 import platform
-import time
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import trimesh
 
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench._common import median_ms, write_results  # after the sys.path line above
 from handypriors_core.physics import (
     ContactSettings,
     HandGeometry,
@@ -33,20 +38,12 @@ from handypriors_core.physics import (
     quasistatic_step,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results" / "physics.json"
 REPEATS = 7
 TORCH_THREADS = 1
 
 
-def _median_ms(fn, repeats: int = REPEATS) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return round(float(np.median(times)) * 1e3, 3)
+def _median_ms(fn) -> float:
+    return median_ms(fn, REPEATS)
 
 
 def _torus(faces: int) -> trimesh.Trimesh:
@@ -155,8 +152,7 @@ def main() -> dict:
         results["hand"] = {"skipped": f"{type(exc).__name__}: {exc}"}
     results.update(bench_quasistatic())
     results["load_average_end"] = round(os.getloadavg()[0], 2)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_results("physics", results)
     print(json.dumps(results, indent=2))
     return results
 

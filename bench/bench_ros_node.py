@@ -44,7 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "test"))
 
-RESULTS = ROOT / "bench" / "results" / "ros_node.json"
+from bench._common import write_results  # after the sys.path lines above
+
 WIDTH, HEIGHT = 640, 480
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -310,9 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             rclpy.try_shutdown(context=context)
             shutil.rmtree(work, ignore_errors=True)
     results["machine"]["load_average_at_end"] = os.getloadavg()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1))
-    print(f"wrote {RESULTS}")
+    print(f"wrote {write_results('ros_node', results)}")
     return 0
 
 

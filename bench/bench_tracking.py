@@ -7,8 +7,9 @@ Rows (filter):     ``O_hand`` (fingertips), ``O_object`` (object centre), ``O_ha
 Columns: 2D error (Chamfer of projected vertices, px), 3D error (ADD-S, cm), rotation error (deg),
 ADD-S AUC (10 cm), frames over 5 cm, runtime per frame (ms, median).
 
-Sequences: the shared development sequences (``$HANDYPRIORS_SHARED_DIR/data/dev``, default ``../shared/data/dev``) when present,
-and the project's own generated sequence (``handypriors_core.synthetic``) when the generator is available.
+Sequences: the shared development sequences (``$HANDYPRIORS_SHARED_DIR/data/dev``, default
+``../shared/data/dev``) when present, and the project's own generated sequence (``handypriors_core.synthetic``)
+when the generator is available.
 Initial pose: frame 0's ground truth perturbed by 2 cm and 10 degrees (fixed seed). Masks: the built-in
 colour model when ``handypriors_core.segmentation`` provides it, else the run is labelled ``oracle mask``.
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
 import os
 import sys
@@ -33,6 +33,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._common import write_results  # after the sys.path line above
 from handypriors_core.estimation.settings import TrackerSettings, load_tracking_settings
 from handypriors_core.estimation.tracker import ObjectTracker
 from handypriors_core.geometry.rotations import axis_angle_to_matrix
@@ -40,8 +41,6 @@ from handypriors_core.io.dev_sequence import DevSequence, load_ground_truth, wit
 from handypriors_core.metrics.chamfer import object_chamfer_errors
 from handypriors_core.metrics.pose_errors import add_s, rotation_error, summarize_errors
 from handypriors_core.models import RigidObject, URDFHand, allegro_urdf
-
-RESULTS = ROOT / "bench" / "results" / "tracking.json"
 
 
 def perturbed(pose: torch.Tensor, seed: int = 0, translation: float = 0.02, angle_deg: float = 10.0) -> torch.Tensor:
@@ -195,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                   f" deg  2D {res['error_2d_median_px']:5.1f} px  >5cm {res['frames_over_5cm']:2d}  "
                   f"{res['runtime_median_ms']:6.1f} ms/frame  [{res['masks']}]  ({time.perf_counter() - t:.0f} s)",
                   flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1))
-    print(f"wrote {RESULTS}")
+    print(f"wrote {write_results('tracking', results)}")
     return 0
 
 

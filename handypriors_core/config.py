@@ -24,6 +24,13 @@ T = TypeVar("T")
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 
+def require(condition: bool, message: str, error: type[Exception] = ConfigError) -> None:
+    """Raise ``error(message)`` (ConfigError by default) unless ``condition``: the settings dataclasses'
+    ``__post_init__`` checks, one line each (``require(self.bins >= 2, f"bins must be >= 2; got {self.bins}")``)."""
+    if not condition:
+        raise error(message)
+
+
 def find_config(name: str) -> Path:
     """Path of a shipped config file ``name`` (e.g. ``"allegro_tracking.yaml"``).
 

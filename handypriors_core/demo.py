@@ -1,19 +1,30 @@
 """``handypriors demo`` (what ``make demo`` runs): generate the default sequence, track it, print a results table.
 
 1. Generate the bundled default sequence with :mod:`handypriors_core.synthetic` (the Allegro hand carrying a
-   textured box, ``--frames`` frames at ``--width`` x ``--height``, seed 0) into ``OUT/sequence/`` (the
-   development-sequence folder format plus ``bag/``). An existing sequence made with the same scenario is
-   reused.
-2. Track the bag in each mode (``filter``, ``refine``, ``offline``) through the same path as
+   textured box, ``--frames`` frames at ``--width`` x ``--height``, 40 at 320x240 by default, seed 0) into
+   ``OUT/sequence/`` (the development-sequence folder format plus ``bag/``). An existing sequence made with the
+   same scenario is reused.
+2. **ROS path** (the :data:`ROS_MODES`, i.e. ``filter``, when rclpy is importable): play the bag through the
+   real ROS 2 nodes, ``sequence_player`` -> ``allegro_tracker`` as separate processes with the launch file's
+   parameters (:mod:`handypriors_ros.launch_here`; ``config/allegro_tracking.yaml``, ``tracking.mode`` set to
+   the mode), at :data:`ROS_RATE` x real time with the recorded stamps, on a private ROS domain over
+   localhost-only DDS; this process records ``/allegro_tracker/object_pose`` (and ``/diagnostics``,
+   ``~/overlay``) with :mod:`handypriors_ros.demo_recorder` and matches the poses to the frames by stamp.
+   Frames the node dropped (the newest frame wins while it is busy) are counted, not scored. When rclpy is
+   missing or the run yields no poses in time, a one-line note says so and the mode takes the offline path.
+3. **Offline path** (the other modes, ``--no-ros``, or the fallback): track the bag through the same path as
    ``handypriors track`` (:func:`~handypriors_core.cli.run_track`); the offline mode's forward pass *is* the
-   refine mode, so when both are asked for, one run gives both. The initial pose is frame 0's ground truth
-   (stated in the output, as the development data's README asks).
-3. Score each run (:mod:`handypriors_core.evaluation`), print a table (ADD-S, rotation error, frames per
-   second), and write ``OUT/results.json``, ``OUT/poses_<mode>.json``, ``OUT/plots_<mode>/`` and an overlay
-   video (or PNG strip) of the most accurate mode.
+   refine mode, so when both are asked for, one run gives both.
+4. The initial pose is frame 0's ground truth on both paths (stated in the table, as the development data's
+   README allows). Score each run (:mod:`handypriors_core.evaluation`: ADD-S, rotation error; the ROS path over
+   the frames that got a pose), print a table (per mode: path, frames with a pose, ADD-S, rotation error,
+   frames per second) and write ``OUT/results.json``, ``OUT/poses_<mode>.json``, ``OUT/eval_<mode>.json``,
+   ``OUT/plots_<mode>/``, an overlay video (or PNG strip) of the most accurate offline-path mode and, for the
+   ROS path, the node's own ``~/overlay`` stream as ``OUT/overlay_<mode>_ros.mp4`` (or PNG strip) and its
+   output in ``OUT/ros_<mode>.log``.
 
-``use_ros=True`` is the place for the ROS-nodes path (``sequence_player`` -> ``allegro_tracker``): it is taken
-when :func:`_ros_available` finds rclpy and the tracker node, and otherwise refused with a clear message.
+``use_ros``: None (default) = the ROS path where available; True (``--ros``) = required; False (``--no-ros``)
+= the offline path only.
 
 ``--hand-only`` (also the fallback when the synthetic generator is not installed) renders the Allegro hand at a
 few joint configurations to ``OUT/hand_*.png``.
@@ -29,9 +40,15 @@ from pathlib import Path
 
 from .errors import InvalidValueError
 
-__all__ = ["DEMO_MODES", "render_hand_gallery", "run_demo"]
+__all__ = ["DEMO_MODES", "ROS_MODES", "ROS_RATE", "render_hand_gallery", "run_demo"]
 
 DEMO_MODES = ("filter", "refine", "offline")
+#: Modes that run through the ROS nodes when rclpy is available (the other modes take the offline path).
+ROS_MODES = ("filter",)
+#: Playback speed of ``sequence_player`` on the ROS path: 7.5 frames/s, which the filter keeps up with on 2 cores.
+ROS_RATE = 0.25
+#: The default sequence: frames and resolution (small enough for a few minutes on 2 cores).
+DEMO_FRAMES, DEMO_WIDTH, DEMO_HEIGHT = 40, 320, 240
 
 #: Offline-mode window settings of the demo (kept small so the demo finishes in a few minutes on 2 cores).
 DEMO_OFFLINE = {"offline_window": 6, "offline_overlap": 2, "offline_iterations": 6}
@@ -137,22 +154,90 @@ def _generate(out_dir: Path, frames: int, width: int, height: int, seed: int, re
 
 
 # ------------------------------------------------------------------------------------------------- tracking
-def _ros_available() -> bool:
+def _ros_available() -> tuple[bool, str]:
+    """``(available, why not)``: rclpy and the tracker node can be found."""
     import importlib.util
 
-    return importlib.util.find_spec("rclpy") is not None and \
-        importlib.util.find_spec("handypriors_ros.allegro_tracker") is not None
+    try:
+        if importlib.util.find_spec("rclpy") is None:
+            return False, "rclpy is not installed (run `make setup`)"
+        if importlib.util.find_spec("handypriors_ros.demo_recorder") is None:
+            return False, "handypriors_ros is not importable"
+    except (ImportError, ValueError) as exc:
+        return False, f"rclpy cannot be found ({exc})"
+    return True, ""
 
 
-def _track_with_ros(bag: Path, mesh: Path, mode: str, initial, out: Path):  # pragma: no cover - plugged in later
-    """The ROS-nodes path (sequence_player -> allegro_tracker -> poses.json); not wired up yet."""
-    raise InvalidValueError("the demo's ROS path (--ros) is not wired up yet: run the demo without --ros")
+def _frame_stamps_ns(seq_dir: Path) -> list[int]:
+    """The colour frames' stamps [ns] of a generated sequence (``meta.json``: ``stamp_ns``, else ``stamp``)."""
+    frames = json.loads((seq_dir / "meta.json").read_text())["frames"]
+    return [int(f["stamp_ns"]) if "stamp_ns" in f else round(float(f["stamp"]) * 1e9) for f in frames]
 
 
-def run_demo(out_dir: Path = Path("out/demo"), hand_only: bool = False, frames: int = 60, width: int = 320,
-             height: int = 240, seed: int = 0, modes: list[str] | tuple[str, ...] = DEMO_MODES,
-             use_ros: bool = False, report=_say) -> int:
-    """Run the demo (see the module docstring); returns the exit status."""
+def _track_with_ros(seq_dir: Path, mesh: Path, mode: str, initial, out: Path, rate: float, out_dir: Path,
+                    report) -> dict | None:
+    """The ROS-nodes path of one mode: ``sequence_player`` -> ``allegro_tracker`` (separate processes, the
+    launch file's parameters) play the sequence's bag; this process records ``~/object_pose`` and writes the
+    poses that arrived to ``out``. Returns what the table needs, or None (with a one-line note) on failure."""
+    import torch
+
+    from .geometry.transforms import pose_from_transform
+    from .io.poses_file import PoseRecord, PosesFile, write_poses
+
+    try:
+        from handypriors_ros.demo_recorder import run_sequence_through_nodes
+
+        stamps = _frame_stamps_ns(seq_dir)
+        position, quaternion = pose_from_transform(initial.to(torch.float64))
+        run = run_sequence_through_nodes(seq_dir / "bag", stamps, mesh, position.tolist() + quaternion.tolist(),
+                                         mode=mode, rate=rate, overlay=True, log_path=out_dir / f"ros_{mode}.log",
+                                         report=report)
+    except Exception as exc:  # noqa: BLE001 - any failure of the ROS path falls back to the offline path
+        report(f"note: the ROS path failed ({type(exc).__name__}: {exc}); {mode} mode takes the offline path")
+        return None
+    if not run.ok:
+        report(f"note: the ROS path produced no usable result ({run.reason}; node output: {run.log}); "
+               f"{mode} mode takes the offline path")
+        return None
+    camera_frame = next(iter(run.poses.values())).frame_id
+    records = []
+    for index in sorted(run.poses):
+        pose = run.poses[index]
+        covariance = torch.as_tensor(pose.covariance, dtype=torch.float64)
+        covariance = 0.5 * (covariance + covariance.T)
+        # ~/object_pose carries no quality score or status: 0.0 / "tracking" (see results.json "ros")
+        records.append(PoseRecord.from_transform(index, stamps[index] * 1e-9, pose.object2camera, covariance,
+                                                 0.0, "tracking"))
+    write_poses(out, PosesFile(frame_id=camera_frame, child_frame_id="object", object_mesh=str(mesh), poses=records))
+    video = None
+    if run.overlays:
+        from .cli import OverlayVideo
+
+        writer = OverlayVideo(out_dir / f"overlay_{mode}_ros.mp4", 30.0 * rate, len(run.overlays), report)
+        for index in sorted(run.overlays):
+            writer.add(run.overlays[index])
+        video = writer.close()
+    report(f"ROS path: poses for {len(run.poses)} of {run.num_frames} frames ({run.dropped} dropped by the node: "
+           f"the newest frame wins while it is busy); {run.fps:.2f} fps over {run.wall_s:.1f} s, node "
+           f"{run.node_ms:.0f} ms/frame")
+    return {"fps": run.fps, "posed": len(run.poses), "dropped": run.dropped, "wall_s": run.wall_s,
+            "node_ms_per_frame": run.node_ms, "latency_ms": run.latency_ms, "startup_s": run.startup_s,
+            "rate": rate, "log": str(run.log), "video": str(video) if video else None,
+            "unmatched_poses": len(run.unmatched), "exit_codes": run.returncodes,
+            "diagnostics": {k: run.diagnostics.get(k) for k in ("frames_processed", "dropped_frames",
+                                                                 "images_received", "node_state", "quality")}}
+
+
+def run_demo(out_dir: Path = Path("out/demo"), hand_only: bool = False, frames: int = DEMO_FRAMES,
+             width: int = DEMO_WIDTH, height: int = DEMO_HEIGHT, seed: int = 0,
+             modes: list[str] | tuple[str, ...] = DEMO_MODES, use_ros: bool | None = None,
+             ros_rate: float = ROS_RATE, report=_say) -> int:
+    """Run the demo (see the module docstring); returns the exit status.
+
+    ``use_ros``: None (default) runs the :data:`ROS_MODES` through the ROS nodes when rclpy is available and
+    falls back to the offline path otherwise; True requires rclpy (an error without it); False is the offline
+    path only (``--no-ros``). ``ros_rate``: the player's playback speed factor.
+    """
     out_dir = Path(out_dir)
     modes = [m.strip() for m in modes if m.strip()]
     bad = [m for m in modes if m not in DEMO_MODES]
@@ -160,6 +245,8 @@ def run_demo(out_dir: Path = Path("out/demo"), hand_only: bool = False, frames: 
         raise InvalidValueError(f"unknown demo mode(s) {bad}; choose from {list(DEMO_MODES)}")
     if frames < 3:
         raise InvalidValueError(f"--frames must be >= 3; got {frames}")
+    if not ros_rate > 0:
+        raise InvalidValueError(f"the playback rate must be > 0; got {ros_rate}")
     if hand_only:
         render_hand_gallery(out_dir, report=report)
         return 0
@@ -170,15 +257,23 @@ def run_demo(out_dir: Path = Path("out/demo"), hand_only: bool = False, frames: 
                f"(handypriors demo --hand-only)")
         render_hand_gallery(out_dir, report=report)
         return 0
-    if use_ros and not _ros_available():
-        raise InvalidValueError("--ros needs rclpy and handypriors_ros.allegro_tracker; run `make setup` or leave "
-                                "out --ros")
+    ros_modes: list[str] = []
+    if use_ros is not False and any(m in ROS_MODES for m in modes):
+        available, why = _ros_available()
+        if use_ros and not available:
+            raise InvalidValueError(f"--ros needs rclpy and handypriors_ros ({why}); run `make setup` or leave "
+                                    f"out --ros")
+        if available:
+            ros_modes = [m for m in modes if m in ROS_MODES]
+        else:
+            report(f"note: {why}: every mode takes the offline path")
     t_start = time.perf_counter()
     seq_dir = _generate(out_dir, frames, width, height, seed, report)
-    return _track_and_score(seq_dir, out_dir, modes, use_ros, report, t_start)
+    return _track_and_score(seq_dir, out_dir, modes, ros_modes, ros_rate, report, t_start)
 
 
-def _track_and_score(seq_dir: Path, out_dir: Path, modes: list[str], use_ros: bool, report, t_start: float) -> int:
+def _track_and_score(seq_dir: Path, out_dir: Path, modes: list[str], ros_modes: list[str], ros_rate: float, report,
+                     t_start: float) -> int:
     from dataclasses import replace
 
     from . import evaluation
@@ -194,18 +289,21 @@ def _track_and_score(seq_dir: Path, out_dir: Path, modes: list[str], use_ros: bo
     initial = gt.object2camera[0]
     report("initial pose: ground truth of frame 0 (given, as the development data's README allows)")
     points = RigidObject.from_mesh(mesh, n_samples=1000).samples.double()
-    rows: dict[str, dict] = {}
+    ros_runs: dict[str, dict] = {}
+    for mode in ros_modes:  # first: the ROS nodes (a failure falls back to the offline path below)
+        result = _track_with_ros(seq_dir, mesh, mode, initial, out_dir / f"poses_{mode}.json", ros_rate, out_dir,
+                                 report)
+        if result is not None:
+            ros_runs[mode] = result
+    offline_modes = [m for m in modes if m not in ros_runs]
     runs: list[str] = []
-    if "offline" in modes:
+    if "offline" in offline_modes:
         runs.append("offline")
-    runs += [m for m in ("filter", "refine") if m in modes and not (m == "refine" and "offline" in modes)]
+    runs += [m for m in ("filter", "refine") if m in offline_modes and not (m == "refine" and "offline" in runs)]
     summaries = {}
     for mode in runs:
         out = out_dir / f"poses_{mode}.json"
-        if use_ros:
-            _track_with_ros(bag, mesh, mode, initial, out)
-            continue
-        report(f"tracking in {mode} mode ...")
+        report(f"tracking in {mode} mode (offline path) ...")
         opts = TrackOptions(bag=bag, object_mesh=mesh, mode=mode, initial_pose=initial, out=out, progress=True,
                             report=report, **(DEMO_OFFLINE if mode == "offline" else {}))
         summary = run_track(opts)
@@ -213,39 +311,56 @@ def _track_and_score(seq_dir: Path, out_dir: Path, modes: list[str], use_ros: bo
         if summary.interrupted:
             report("interrupted")
             return 130
-        if mode == "offline" and "refine" in modes and summary.forward is not None:
+        if mode == "offline" and "refine" in offline_modes and summary.forward is not None:
             # the offline forward pass is the refine mode
             fwd = replace(summary, results=summary.forward, mode="refine", tracking_seconds=summary.forward_seconds)
             _write_poses_json(replace(opts, out=out_dir / "poses_refine.json"), fwd)
             summaries["refine"] = fwd
+    rows: dict[str, dict] = {}
     for mode in modes:
         summary = summaries.get(mode)
+        ros = ros_runs.get(mode)
         poses = read_poses(out_dir / f"poses_{mode}.json")
-        result = evaluation.evaluate(poses, gt, points, seq.camera)
-        result.info.update({"mode": mode, "poses": str(out_dir / f"poses_{mode}.json"), "sequence": str(seq_dir)})
+        # the ROS path scores the frames that got a pose (the node's dropped frames are counted, not scored)
+        result = evaluation.evaluate(poses, gt, points, seq.camera, only_estimated=ros is not None)
+        result.info.update({"mode": mode, "path": "ROS nodes" if ros else "offline",
+                            "poses": str(out_dir / f"poses_{mode}.json"), "sequence": str(seq_dir)})
         evaluation.write_json(result, out_dir / f"eval_{mode}.json")
-        evaluation.write_plots(result, out_dir / f"plots_{mode}", title=f"demo, {mode} mode")
+        evaluation.write_plots(result, out_dir / f"plots_{mode}",
+                               title=f"demo, {mode} mode ({'ROS nodes' if ros else 'offline'})")
         s = result.summary
+        if ros:
+            fps, posed, lost = ros["fps"], ros["posed"], None
+        else:
+            fps = summary.num_tracked / summary.tracking_seconds if summary and summary.tracking_seconds > 0 else \
+                float("nan")
+            posed, lost = result.info["num_estimated"], sum(st == "lost" for st in result.statuses)
         rows[mode] = {
+            "path": "ROS nodes" if ros else "offline", "frames_posed": posed, "frames": len(gt),
             "add_s_median_cm": 100 * s["add_s"]["median"], "add_s_auc": 100 * s["add_s"]["auc"],
             "add_median_cm": 100 * s["add"]["median"], "rotation_median_deg": math.degrees(s["rotation"]["median"]),
-            "translation_median_cm": 100 * s["translation"]["median"],
-            "fps": summary.num_tracked / summary.tracking_seconds if summary and summary.tracking_seconds > 0 else
-            float("nan"),
-            "lost": sum(st == "lost" for st in result.statuses),
+            "translation_median_cm": 100 * s["translation"]["median"], "fps": fps, "lost": lost,
         }
     best = min(rows, key=lambda m: rows[m]["add_s_median_cm"])
     video = None
-    if best in summaries and not use_ros:
-        video = _overlay_video(seq_dir, out_dir, mesh, summaries[best], best, report)
-    table = _table(rows, len(gt))
-    print(table)
-    results = {"sequence": str(seq_dir), "frames": len(gt), "initial_pose": "ground truth of frame 0",
-               "modes": rows, "best_mode": best, "video": str(video) if video else None,
+    rendered = [m for m in sorted(rows, key=lambda m: rows[m]["add_s_median_cm"]) if m in summaries]
+    if rendered:  # the most accurate mode tracked in this process: re-rendered overlay
+        video = _overlay_video(seq_dir, out_dir, mesh, summaries[rendered[0]], rendered[0], report)
+    width, height = seq.camera.width, seq.camera.height
+    table = _table(rows, len(gt), width, height, ros_runs)
+    print(table, flush=True)
+    results = {"sequence": str(seq_dir), "frames": len(gt), "resolution": [width, height],
+               "initial_pose": "ground truth of frame 0", "modes": rows, "best_mode": best,
+               "video": str(video) if video else None,
+               "ros": {m: dict(r, poses_topic="/allegro_tracker/object_pose",
+                               note="scored over the frames with a pose; ~/object_pose carries no quality or "
+                                    "status (poses file: quality 0.0, status tracking)")
+                       for m, r in ros_runs.items()},
                "elapsed_s": round(time.perf_counter() - t_start, 1)}
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    videos = [str(v) for v in [video] + [r["video"] for r in ros_runs.values()] if v]
     report(f"wrote {out_dir / 'results.json'}, poses_*.json, eval_*.json, plots_*/"
-           f"{' and ' + str(video) if video else ''} ({results['elapsed_s']} s)")
+           f"{' and ' + ', '.join(videos) if videos else ''} ({results['elapsed_s']} s)")
     return 0
 
 
@@ -271,13 +386,26 @@ def _overlay_video(seq_dir: Path, out_dir: Path, mesh: Path, summary, mode: str,
     return video.close()
 
 
-def _table(rows: dict[str, dict], frames: int) -> str:
-    lines = [f"HandyPriors demo: {frames} frames, initial pose = ground truth of frame 0",
-             f"{'mode':<8} {'ADD-S med [cm]':>15} {'ADD-S AUC [%]':>14} {'rot med [deg]':>14} {'fps':>7} {'lost':>5}",
-             "-" * 68]
+def _table(rows: dict[str, dict], frames: int, width: int, height: int, ros_runs: dict[str, dict]) -> str:
+    header = (f"{'mode':<8} {'path':<10} {'posed':>7} {'ADD-S med [cm]':>15} {'ADD-S AUC [%]':>14} "
+              f"{'rot med [deg]':>14} {'fps':>7} {'lost':>5}")
+    lines = [f"HandyPriors demo: {frames} frames at {width}x{height}; initial pose = ground truth of frame 0 (given)",
+             header, "-" * len(header)]
     for mode, r in rows.items():
-        lines.append(f"{mode:<8} {r['add_s_median_cm']:>15.2f} {r['add_s_auc']:>14.1f} "
-                     f"{r['rotation_median_deg']:>14.2f} {r['fps']:>7.2f} {r['lost']:>5d}")
+        lost = "-" if r["lost"] is None else str(r["lost"])
+        lines.append(f"{mode:<8} {r['path']:<10} {str(r['frames_posed']) + '/' + str(r['frames']):>7} "
+                     f"{r['add_s_median_cm']:>15.2f} {r['add_s_auc']:>14.1f} {r['rotation_median_deg']:>14.2f} "
+                     f"{r['fps']:>7.2f} {lost:>5}")
+    for mode, ros in ros_runs.items():
+        lines.append(f"{mode}, ROS nodes: sequence_player ({ros['rate']:g}x, recorded stamps) -> allegro_tracker "
+                     f"(config/allegro_tracking.yaml, tracking.mode {mode}),")
+        lines.append(f"  separate processes; poses recorded from /allegro_tracker/object_pose. {ros['dropped']} "
+                     f"frame(s) dropped by the node (newest frame wins): counted, not scored.")
+        lines.append(f"  fps = poses / wall time of the stream (the player sends {30 * ros['rate']:g} frames/s); "
+                     f"the node took {ros['node_ms_per_frame']:.0f} ms per frame. lost: not on the ROS topics.")
+    if any(r["path"] == "offline" for r in rows.values()):
+        lines.append("offline: the `handypriors track` pipeline in this process (reads the bag); fps = tracked "
+                     "frames / tracking time.")
     return "\n".join(lines)
 
 

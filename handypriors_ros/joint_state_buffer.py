@@ -22,7 +22,6 @@ A query outside the buffered range raises :class:`JointStateLookupError` unless 
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import math
 import threading
@@ -33,6 +32,7 @@ import numpy as np
 import torch
 
 from handypriors_core.errors import HandyPriorsError, InvalidValueError, JointNameError
+from handypriors_core.io.sample_history import SampleHistory
 from handypriors_core.models.joint_maps import JointMap
 
 __all__ = [
@@ -77,30 +77,6 @@ class JointSample:
     max_offset_ns: int
 
 
-class _Series:
-    """Sorted ``(stamp, value)`` samples of one joint."""
-
-    __slots__ = ("stamps", "values")
-
-    def __init__(self) -> None:
-        self.stamps: list[int] = []
-        self.values: list[float] = []
-
-    def insert(self, stamp: int, value: float) -> None:
-        index = bisect.bisect_left(self.stamps, stamp)
-        if index < len(self.stamps) and self.stamps[index] == stamp:
-            self.values[index] = value
-        else:
-            self.stamps.insert(index, stamp)
-            self.values.insert(index, value)
-
-    def prune(self, history_ns: int) -> None:
-        cut = bisect.bisect_left(self.stamps, self.stamps[-1] - history_ns)
-        if cut:
-            del self.stamps[:cut]
-            del self.values[:cut]
-
-
 class JointStateBuffer:
     """Per-joint history of joint states, queried at image stamps; thread-safe.
 
@@ -138,7 +114,7 @@ class JointStateBuffer:
         self.history_ns = round(history_s * _NS)
         self.max_extrapolation_ns = round(max_extrapolation_s * _NS)
         self._index = {name: i for i, name in enumerate(self.joint_names)}
-        self._series = [_Series() for _ in self.joint_names]
+        self._series = [SampleHistory() for _ in self.joint_names]
         self._reported_unknown: set[str] = set()
         self._lock = threading.Lock()
 
@@ -196,7 +172,7 @@ class JointStateBuffer:
                     f"joint_states stamp went backwards by {(previous - stamp_ns) / 1e6:.3f} ms "
                     f"({previous / _NS:.6f} -> {stamp_ns / _NS:.6f} s, joint {joint}); buffer reset",
                 ))
-                self._series = [_Series() for _ in self.joint_names]
+                self._series = [SampleHistory() for _ in self.joint_names]
             for i, value in updates:
                 self._series[i].insert(stamp_ns, value)
                 self._series[i].prune(self.history_ns)
@@ -205,7 +181,7 @@ class JointStateBuffer:
     def clear(self) -> None:
         """Forget every sample (the once-only reports of unknown names stay)."""
         with self._lock:
-            self._series = [_Series() for _ in self.joint_names]
+            self._series = [SampleHistory() for _ in self.joint_names]
 
     # -- queries -------------------------------------------------------------------------------------
     def time_range_ns(self) -> tuple[int, int] | None:
@@ -230,29 +206,19 @@ class JointStateBuffer:
             if empty:
                 raise JointStateLookupError(f"no joint_states received yet for joint(s) {empty}")
             for i, series in enumerate(self._series):
+                lower, upper, weight, outside = series.bracket(stamp_ns)
                 stamps = series.stamps
-                index = bisect.bisect_left(stamps, stamp_ns)
-                if index < len(stamps) and stamps[index] == stamp_ns:
-                    positions[i] = series.values[index]
-                    continue
-                if index == 0 or index == len(stamps):
-                    nearest = 0 if index == 0 else len(stamps) - 1
-                    gap = abs(stamp_ns - stamps[nearest])
-                    if gap > self.max_extrapolation_ns:
-                        where = "before the oldest" if index == 0 else "after the newest"
-                        raise JointStateLookupError(
-                            f"image stamp {stamp_ns / _NS:.6f} s is {gap / 1e6:.3f} ms {where} joint state of "
-                            f"{self.joint_names[i]} (buffered {stamps[0] / _NS:.6f} .. {stamps[-1] / _NS:.6f} s, "
-                            f"tolerance {self.max_extrapolation_ns / 1e6:.3f} ms)"
-                        )
-                    positions[i] = series.values[nearest]
+                if abs(outside) > self.max_extrapolation_ns:
+                    where = "before the oldest" if outside < 0 else "after the newest"
+                    raise JointStateLookupError(
+                        f"image stamp {stamp_ns / _NS:.6f} s is {abs(outside) / 1e6:.3f} ms {where} joint state of "
+                        f"{self.joint_names[i]} (buffered {stamps[0] / _NS:.6f} .. {stamps[-1] / _NS:.6f} s, "
+                        f"tolerance {self.max_extrapolation_ns / 1e6:.3f} ms)"
+                    )
+                positions[i] = (1.0 - weight) * series.values[lower] + weight * series.values[upper]
+                if outside:
                     status = "held"
-                    max_offset = max(max_offset, gap)
-                    continue
-                t0, t1 = stamps[index - 1], stamps[index]
-                weight = (stamp_ns - t0) / (t1 - t0)
-                positions[i] = (1.0 - weight) * series.values[index - 1] + weight * series.values[index]
-                if status == "exact":
+                elif lower != upper and status == "exact":
                     status = "interpolated"
-                max_offset = max(max_offset, stamp_ns - t0, t1 - stamp_ns)
+                max_offset = max(max_offset, abs(stamp_ns - stamps[lower]), stamps[upper] - stamp_ns)
         return JointSample(torch.from_numpy(positions), self.joint_names, stamp_ns, status, max_offset)

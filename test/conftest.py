@@ -73,15 +73,17 @@ def ros_env() -> dict[str, str]:
 
 @pytest.fixture
 def ros_context():
-    """An initialised ``rclpy.Context`` of its own, shut down after the test."""
+    """An initialised ``rclpy.Context`` of its own on a ROS domain reserved for this test alone (so no DDS
+    participant of another test, in this process or another, can reach its nodes); shut down after the test."""
     import rclpy
 
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    try:
-        yield context
-    finally:
-        rclpy.try_shutdown(context=context)
+    with reserve_domain_id() as domain:
+        context = rclpy.Context()
+        rclpy.init(context=context, domain_id=domain.domain_id)
+        try:
+            yield context
+        finally:
+            rclpy.try_shutdown(context=context)
 
 
 @pytest.fixture(scope="session")

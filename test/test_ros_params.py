@@ -28,7 +28,6 @@ from handypriors_ros.params import (
     settings_from_values,
     tracking_parameter_specs,
 )
-from handypriors_ros.ros_environment import reserve_domain_id
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "allegro_tracking.yaml"
@@ -44,19 +43,6 @@ def _leaf_paths(cls, prefix=()):
         else:
             out.append((prefix + (f.name,), hints[f.name]))
     return out
-
-
-@pytest.fixture
-def context():
-    import rclpy
-
-    with reserve_domain_id() as domain:
-        ctx = rclpy.Context()
-        rclpy.init(context=ctx, domain_id=domain.domain_id)
-        try:
-            yield ctx
-        finally:
-            rclpy.try_shutdown(context=ctx)
 
 
 def make_node(context, overrides=(), params_file: Path | None = None, on_change=None):
@@ -172,8 +158,8 @@ def test_dataclass_messages_name_the_problem():
 
 
 # -- binding on a node ---------------------------------------------------------------------------------------------
-def test_parameter_file_values_reach_the_settings(context, tmp_path):
-    node, binding = make_node(context, params_file=CONFIG)
+def test_parameter_file_values_reach_the_settings(ros_context, tmp_path):
+    node, binding = make_node(ros_context, params_file=CONFIG)
     try:
         assert binding.tracking == load_tracking_settings(CONFIG)
         assert binding.node.initial_pose == []  # `[]` in YAML arrives as "not set"
@@ -188,7 +174,7 @@ def test_parameter_file_values_reach_the_settings(context, tmp_path):
     custom.write_text("/**:\n  ros__parameters:\n    object_mesh: /tmp/m.obj\n    initial_pose: [0.0, 0.0, 0.4, 0.0,"
                       " 0.0, 0.0, 1.0]\n    tracking:\n      mode: filter\n      refine:\n        gamma: 1\n"
                       "      filter:\n        observations: [centre]\n")
-    node, binding = make_node(context, params_file=custom)
+    node, binding = make_node(ros_context, params_file=custom)
     try:
         assert binding.tracking.mode == "filter" and binding.tracking.filter.observations == ["centre"]
         assert binding.tracking.refine.gamma == 1.0  # an integer for a float parameter is accepted
@@ -197,34 +183,34 @@ def test_parameter_file_values_reach_the_settings(context, tmp_path):
         node.destroy_node()
 
 
-def test_invalid_values_are_rejected_at_start(context):
+def test_invalid_values_are_rejected_at_start(ros_context):
     from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
     from rclpy.parameter import Parameter
 
     with pytest.raises(ConfigError, match="mode must be .*filter.*refine.*got 'fast'"):
-        make_node(context, [Parameter("tracking.mode", value="fast")])
+        make_node(ros_context, [Parameter("tracking.mode", value="fast")])
     with pytest.raises(InvalidParameterValueException, match="tracking.roi.size"):
-        make_node(context, [Parameter("tracking.roi.size", value=8)])
+        make_node(ros_context, [Parameter("tracking.roi.size", value=8)])
     with pytest.raises(InvalidParameterTypeException, match="tracking.roi.margin"):
-        make_node(context, [Parameter("tracking.roi.margin", value="wide")])
+        make_node(ros_context, [Parameter("tracking.roi.margin", value="wide")])
     with pytest.raises(ConfigError, match="initial_pose must be empty or 7 numbers"):
-        make_node(context, [Parameter("initial_pose", value=[0.1, 0.2])])
+        make_node(ros_context, [Parameter("initial_pose", value=[0.1, 0.2])])
     with pytest.raises(ConfigError, match="joint_map 'no_such_driver'"):
-        make_node(context, [Parameter("joint_map", value="no_such_driver")])
+        make_node(ros_context, [Parameter("joint_map", value="no_such_driver")])
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
-            make_node(context, [Parameter("tracking.device", value="cuda")])
+            make_node(ros_context, [Parameter("tracking.device", value="cuda")])
     # a missing mesh is accepted at start (the node then waits in an error state)
-    node, binding = make_node(context, [Parameter("object_mesh", value="/no/such/mesh.obj")])
+    node, binding = make_node(ros_context, [Parameter("object_mesh", value="/no/such/mesh.obj")])
     node.destroy_node()
     assert binding.node.object_mesh == "/no/such/mesh.obj"
 
 
-def test_live_updates_are_validated_and_applied(context, tmp_path):
+def test_live_updates_are_validated_and_applied(ros_context, tmp_path):
     from rclpy.parameter import Parameter
 
     changes = []
-    node, binding = make_node(context, on_change=lambda t, n, changed: changes.append((t, n, changed)))
+    node, binding = make_node(ros_context, on_change=lambda t, n, changed: changes.append((t, n, changed)))
     try:
         before = binding.tracking
 

@@ -37,7 +37,7 @@ def _random_transform(gen: torch.Generator) -> torch.Tensor:
 
 
 def _slerp_reference(q0: np.ndarray, q1: np.ndarray, w: float) -> np.ndarray:
-    """Textbook quaternion slerp (shortest arc), independent of the buffer's axis-angle route."""
+    """Textbook quaternion slerp (shortest arc), written independently of the buffer's."""
     if np.dot(q0, q1) < 0:
         q1 = -q1
     omega = math.acos(min(1.0, float(np.dot(q0, q1))))
@@ -72,7 +72,7 @@ def test_chain_through_common_ancestor_and_inverse(tree):
     assert torch.allclose(buffer.lookup("camera", "hand", T0 + S), expected, atol=1e-12)
     assert torch.allclose(buffer.lookup("hand", "camera", T0 + S), invert_transform(expected), atol=1e-12)
     assert torch.allclose(buffer.lookup("/camera", "camera", T0), torch.eye(4, dtype=torch.float64))
-    assert buffer.frames() == {"world", "base", "camera", "hand", "map", "robot"}
+    assert buffer.frames == {"world", "base", "camera", "hand", "map", "robot"}
 
 
 def test_interpolation_midpoint(tree):
@@ -184,24 +184,8 @@ def test_rejects_bad_input():
         TfBuffer(cache_time_s=0.0)
 
 
-# -- make_tf_lookup over DDS (fallback backend), in one process with a private domain --------------------------
-@pytest.fixture
-def private_context():
-    """An rclpy context on a ROS domain reserved for this test alone."""
-    import rclpy
-
-    from handypriors_ros.ros_environment import reserve_domain_id
-
-    with reserve_domain_id() as domain:
-        context = rclpy.Context()
-        rclpy.init(context=context, domain_id=domain.domain_id)
-        try:
-            yield context
-        finally:
-            rclpy.try_shutdown(context=context)
-
-
-def test_make_tf_lookup_fallback_over_dds(private_context):
+# -- make_tf_lookup over DDS (fallback backend), in one process with a private domain (conftest.ros_context) ---
+def test_make_tf_lookup_fallback_over_dds(ros_context):
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from tf2_msgs.msg import TFMessage
@@ -212,14 +196,14 @@ def test_make_tf_lookup_fallback_over_dds(private_context):
 
     camera2world = _transform([0.0, 0.4, 0.0], [0.5, 0.0, 1.2])
     hand2world = [_transform([0.0, 0.0, 0.0], [0.0, 0.0, 0.0]), _transform([0.0, 0.0, 0.2], [0.2, 0.0, 0.0])]
-    talker = Node("tf_talker", context=private_context)
+    talker = Node("tf_talker", context=ros_context)
     static_pub = talker.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
     dynamic_pub = talker.create_publisher(TFMessage, "/tf", TF_QOS)
     static_pub.publish(TFMessage(transforms=[matrix_to_transform_stamped(camera2world, "world", "camera", 0)]))
-    listener = Node("tf_listener", context=private_context)  # joins after the static message: latched
+    listener = Node("tf_listener", context=ros_context)  # joins after the static message: latched
     lookup = make_tf_lookup(listener, prefer_tf2_ros=False)
     assert lookup.backend == "tf_buffer"
-    executor = SingleThreadedExecutor(context=private_context)
+    executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(talker)
     executor.add_node(listener)
     expected = invert_transform(camera2world) @ interpolate_transform(hand2world[0], hand2world[1], 0.5)

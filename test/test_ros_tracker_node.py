@@ -42,19 +42,6 @@ def hand2camera() -> np.ndarray:
 
 
 @pytest.fixture
-def context():
-    import rclpy
-
-    with reserve_domain_id() as domain:
-        ctx = rclpy.Context()
-        rclpy.init(context=ctx, domain_id=domain.domain_id)
-        try:
-            yield ctx
-        finally:
-            rclpy.try_shutdown(context=ctx)
-
-
-@pytest.fixture
 def mesh(tmp_path) -> Path:
     import trimesh
 
@@ -209,11 +196,11 @@ class Harness:
 
 
 @pytest.fixture
-def harness_factory(context):
+def harness_factory(ros_context):
     made = []
 
     def make(overrides, **kwargs):
-        harness = Harness(context, overrides, **kwargs)
+        harness = Harness(ros_context, overrides, **kwargs)
         made.append(harness)
         return harness
 
@@ -373,7 +360,7 @@ def test_parameters_are_validated_live_and_applied(harness_factory, mesh):
     assert h.spin_until(lambda: T0 in h.tf_stamps()), h.status()[1]
     [result] = h.tracker.set_parameters([Parameter("tracking.filter.motion_model", value="teleport")])
     assert not result.successful and "motion_model" in result.reason and "teleport" in result.reason
-    [result] = h.tracker.set_parameters([Parameter("tracking.quality.lost_after", value=0)])
+    [result] = h.tracker.set_parameters([Parameter("tracking.recovery.lost_after", value=0)])
     assert not result.successful  # rclpy's range [1, 10000]
     [result] = h.tracker.set_parameters([Parameter("hand_urdf", value="/x.urdf")])
     assert not result.successful and "read-only" in result.reason

@@ -155,3 +155,57 @@ def test_latest_common_time_and_tf_message():
     assert n == 2
     # latest time with data on both edges is t = 2 s: a at x = 2 (interpolated), b at x = 7
     np.testing.assert_allclose(buf.lookup("a", "b").numpy()[:3, 3], [5.0, 0, 0])
+
+
+def test_stamp_zero_is_latest_and_same_frame_is_identity():
+    """tf2 semantics: ``Time(0)`` = the latest common time; a frame to itself is the identity, known or not."""
+    buf = TransformBuffer()
+    buf.add_dynamic("w", "a", 2 * S, rigid([0, 0, 0], [2.0, 0, 0]))
+    buf.add_dynamic("w", "a", 4 * S, rigid([0, 0, 0], [4.0, 0, 0]))
+    np.testing.assert_allclose(buf.lookup("w", "a", 0).numpy()[:3, 3], [4.0, 0, 0])
+    np.testing.assert_array_equal(buf.lookup("w", "a", 0).numpy(), buf.lookup("w", "a", None).numpy())
+    np.testing.assert_array_equal(buf.lookup("ghost", "/ghost", 3 * S).numpy(), np.eye(4))
+    with pytest.raises(UnknownFrameError, match="'ghost' is unknown"):
+        buf.lookup("w", "ghost", 3 * S)
+
+
+def test_exact_stamp_returns_the_stored_matrix():
+    T = rigid([0.3, -1.2, 2.0], [0.1, 0.2, 0.3])
+    buf = TransformBuffer()
+    buf.add_dynamic("w", "a", S, T)
+    buf.add_dynamic("w", "a", 2 * S, np.eye(4))
+    np.testing.assert_array_equal(buf.lookup_numpy("w", "a", S), T)
+
+
+def test_cache_time_prunes_restarts_on_jump_back_and_clear_keeps_static():
+    buf = TransformBuffer(cache_time_s=1.0)
+    buf.add_static("w", "s", rigid([0, 0, 0], [0, 0, 1.0]))
+    for i in range(30):  # 3 s at 10 Hz
+        buf.add_dynamic("w", "a", 10 * S + i * S // 10, rigid([0, 0, 0], [i, 0, 0]))
+    assert buf.time_range("a") == (10 * S + 19 * S // 10, 10 * S + 29 * S // 10)
+    buf.add_dynamic("w", "a", 10 * S + 2 * S, rigid([0, 0, 0], [-5.0, 0, 0]))  # same stamp: replaces
+    assert buf.lookup_numpy("w", "a", 12 * S)[0, 3] == -5.0
+    buf.add_dynamic("w", "a", 5 * S, rigid([0, 0, 0], [-1.0, 0, 0]))  # clock jumped back: history restarts
+    assert buf.time_range("a") == (5 * S, 5 * S)
+    unlimited = TransformBuffer()
+    for stamp in (10 * S, 5 * S):
+        unlimited.add_dynamic("w", "a", stamp, np.eye(4))
+    assert unlimited.time_range("a") == (5 * S, 10 * S)
+    buf.clear()
+    assert buf.frames == {"w", "s"} and buf.is_static("s")
+    with pytest.raises(InvalidValueError, match="cache_time_s"):
+        TransformBuffer(cache_time_s=0.0)
+
+
+def test_interpolate_transform_is_the_buffers_interpolation():
+    from handypriors_core.io.transform_buffer import interpolate_transform
+
+    rng = np.random.default_rng(3)
+    a, b = rigid(rng.normal(size=3), rng.normal(size=3)), rigid(rng.normal(size=3), rng.normal(size=3))
+    buf = TransformBuffer()
+    buf.add_dynamic("w", "x", 0, a)
+    buf.add_dynamic("w", "x", S, b)
+    np.testing.assert_allclose(interpolate_transform(a, b, 0.3), buf.lookup_numpy("w", "x", 3 * S // 10),
+                               atol=1e-12)
+    out = interpolate_transform(torch.from_numpy(a), torch.from_numpy(b), 0.0)
+    assert isinstance(out, torch.Tensor) and torch.allclose(out, torch.from_numpy(a), atol=1e-12)

@@ -59,10 +59,12 @@ import torch
 import torch.nn.functional as F
 
 from ..checks import check_finite, check_shape
+from ..config import require
 from ..errors import ConfigError, InvalidValueError, ModelFileError, ShapeError
 from ..geometry.camera import PinholeCamera, crop_and_resize_image
 from ..geometry.rotations import axis_angle_to_matrix
 from ..geometry.transforms import invert_transform, make_transform, transform_points
+from ..io.json_file import read_json
 from ..models.mano import MANO_KEYPOINT_NAMES, ManoHand
 from ..models.rigid_object import RigidObject
 from ..physics.hand_geometry import HandGeometry
@@ -221,16 +223,6 @@ def mano_rigid_transform(hand: ManoHand, params: ManoParams) -> torch.Tensor:
     return make_transform(R, J0 + params.transl - (R @ J0[..., None])[..., 0])
 
 
-def _read_json(path: str | os.PathLike, what: str) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"{what} file not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"cannot read {what} {path}: {exc}") from None
-
-
 def _vector_entry(entry: Mapping, key: str, size: int | None, source: str) -> np.ndarray:
     if key not in entry:
         raise ModelFileError(f"{source}: missing entry {key!r}")
@@ -270,7 +262,7 @@ def load_mano_params(path: str | os.PathLike, hand: ManoHand) -> ManoParams:
     ``transl [3]``, optional ``betas [S]``; other keys (``object2camera``, metadata) are ignored here.
     ModelFileError names a missing or unreadable file, ShapeError a wrong size, InvalidValueError NaN/inf.
     """
-    data = _read_json(path, "MANO parameter")
+    data = read_json(path, "MANO parameter file", ModelFileError)
     entries = data.get("frames", [data]) if isinstance(data, Mapping) else data
     if not isinstance(entries, list) or not entries:
         raise ModelFileError(f"{path}: expected an object, a non-empty list or {{'frames': [...]}}")
@@ -355,7 +347,7 @@ def load_keypoints(path: str | os.PathLike, device: torch.device | str = "cpu") 
     :data:`~handypriors_core.models.mano.MANO_KEYPOINT_NAMES`; missing names get confidence 0) or
     ``{"frames": [{"keypoints": [[u, v(, c)] x 21]}]}`` in that order; a single frame may omit ``"frames"``.
     """
-    data = _read_json(path, "keypoint")
+    data = read_json(path, "keypoint file", ModelFileError)
     frames = data.get("frames", [data]) if isinstance(data, Mapping) else None
     if not isinstance(frames, list) or not frames:
         raise ModelFileError(f"{path}: expected {{'frames': [{{'keypoints': ...}}, ...]}}")
@@ -456,25 +448,21 @@ class HandObjectSettings:
     physics_ramp: float = 0.5
 
     def __post_init__(self) -> None:
-        def req(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ConfigError(msg)
-
         self.terms = tuple(self.terms)
         unknown = sorted(set(self.terms) - set(_OPTIMIZER_TERMS))
-        req(not unknown, f"unknown optimizer terms {unknown} (known: {list(_OPTIMIZER_TERMS)})")
-        req(self.iterations >= 0, f"iterations must be >= 0; got {self.iterations}")
-        req(16 <= self.roi_size <= 1024, f"roi_size must be in [16, 1024]; got {self.roi_size}")
-        req(0 <= self.roi_margin <= 3 and self.roi_min_box >= 4, "roi_margin in [0, 3] and roi_min_box >= 4")
-        req(0 < self.sigma_end <= self.sigma_start, "need 0 < sigma_end <= sigma_start")
+        require(not unknown, f"unknown optimizer terms {unknown} (known: {list(_OPTIMIZER_TERMS)})")
+        require(self.iterations >= 0, f"iterations must be >= 0; got {self.iterations}")
+        require(16 <= self.roi_size <= 1024, f"roi_size must be in [16, 1024]; got {self.roi_size}")
+        require(0 <= self.roi_margin <= 3 and self.roi_min_box >= 4, "roi_margin in [0, 3] and roi_min_box >= 4")
+        require(0 < self.sigma_end <= self.sigma_start, "need 0 < sigma_end <= sigma_start")
         for name in ("lr_translation", "lr_rotation", "lr_hand_pose", "lr_betas", "lambda_keypoints",
                      "keypoint_scale", "lambda_pose_prior", "lambda_shape_prior", "contact_distance"):
             value = getattr(self, name)
-            req(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0; got {value}")
-        req(0 < self.lr_final_fraction <= 1, "lr_final_fraction must be in (0, 1]")
-        req(self.keypoint_scale > 0, "keypoint_scale must be > 0")
-        req(self.object_samples >= 1, "object_samples must be >= 1")
-        req(0 <= self.physics_ramp <= 1, f"physics_ramp must be in [0, 1]; got {self.physics_ramp}")
+            require(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0; got {value}")
+        require(0 < self.lr_final_fraction <= 1, "lr_final_fraction must be in (0, 1]")
+        require(self.keypoint_scale > 0, "keypoint_scale must be > 0")
+        require(self.object_samples >= 1, "object_samples must be >= 1")
+        require(0 <= self.physics_ramp <= 1, f"physics_ramp must be in [0, 1]; got {self.physics_ramp}")
         if isinstance(self.weights, Mapping):
             self.weights = LossWeights(**self.weights)
 

@@ -34,8 +34,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from ..config import find_config, load_settings
-from ..errors import ConfigError
+from ..config import find_config, load_settings, require
 from ..geometry.camera import PinholeCamera, crop_and_resize_image
 from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, quaternion_to_matrix
 from ..geometry.transforms import make_transform, transform_points
@@ -61,11 +60,6 @@ __all__ = [
 ]
 
 _F32 = torch.float32
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 @dataclass
@@ -133,26 +127,26 @@ class InitializationSettings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.rotations >= 1, f"initialization.rotations must be >= 1; got {self.rotations}")
-        _require(self.coarse_mesh in ("convex_hull", "mesh"), "initialization.coarse_mesh must be convex_hull or mesh")
-        _require(16 <= self.resolution <= 256, "initialization.resolution must be in [16, 256] px")
-        _require(16 <= self.fine_resolution <= 512, "initialization.fine_resolution must be in [16, 512] px")
-        _require(self.penetration_points >= 1, "initialization.penetration_points must be >= 1")
-        _require(0 <= self.margin <= 2, "initialization.margin must be in [0, 2]")
-        _require(self.chunk >= 1, "initialization.chunk must be >= 1")
-        _require(self.min_mask_pixels >= 1, "initialization.min_mask_pixels must be >= 1")
-        _require(0 <= self.depth_weight <= 1, "initialization.depth_weight must be in [0, 1]")
-        _require(self.depth_tolerance > 0, "initialization.depth_tolerance must be > 0 m")
-        _require(self.penetration_weight >= 0 and self.penetration_tolerance >= 0,
-                 "initialization.penetration_weight and penetration_tolerance must be >= 0")
-        _require(self.penetration_candidates >= 1 and self.top_k >= 1, "initialization candidates must be >= 1")
-        _require(self.local_rounds >= 0 and self.local_samples >= 1, "initialization.local_rounds >= 0, samples >= 1")
-        _require(self.local_translation > 0 and self.local_rotation > 0 and 0 < self.local_shrink <= 1,
-                 "initialization.local_translation/rotation must be > 0 and local_shrink in (0, 1]")
-        _require(self.refine_iterations >= 0, "initialization.refine_iterations must be >= 0")
-        _require(16 <= self.refine_roi <= 512, "initialization.refine_roi must be in [16, 512] px")
-        _require(0 < self.near_rotation <= math.pi, "initialization.near_rotation must be in (0, pi] rad")
-        _require(self.near_translation > 0, "initialization.near_translation must be > 0 m")
+        require(self.rotations >= 1, f"initialization.rotations must be >= 1; got {self.rotations}")
+        require(self.coarse_mesh in ("convex_hull", "mesh"), "initialization.coarse_mesh must be convex_hull or mesh")
+        require(16 <= self.resolution <= 256, "initialization.resolution must be in [16, 256] px")
+        require(16 <= self.fine_resolution <= 512, "initialization.fine_resolution must be in [16, 512] px")
+        require(self.penetration_points >= 1, "initialization.penetration_points must be >= 1")
+        require(0 <= self.margin <= 2, "initialization.margin must be in [0, 2]")
+        require(self.chunk >= 1, "initialization.chunk must be >= 1")
+        require(self.min_mask_pixels >= 1, "initialization.min_mask_pixels must be >= 1")
+        require(0 <= self.depth_weight <= 1, "initialization.depth_weight must be in [0, 1]")
+        require(self.depth_tolerance > 0, "initialization.depth_tolerance must be > 0 m")
+        require(self.penetration_weight >= 0 and self.penetration_tolerance >= 0,
+                "initialization.penetration_weight and penetration_tolerance must be >= 0")
+        require(self.penetration_candidates >= 1 and self.top_k >= 1, "initialization candidates must be >= 1")
+        require(self.local_rounds >= 0 and self.local_samples >= 1, "initialization.local_rounds >= 0, samples >= 1")
+        require(self.local_translation > 0 and self.local_rotation > 0 and 0 < self.local_shrink <= 1,
+                "initialization.local_translation/rotation must be > 0 and local_shrink in (0, 1]")
+        require(self.refine_iterations >= 0, "initialization.refine_iterations must be >= 0")
+        require(16 <= self.refine_roi <= 512, "initialization.refine_roi must be in [16, 512] px")
+        require(0 < self.near_rotation <= math.pi, "initialization.near_rotation must be in (0, pi] rad")
+        require(self.near_translation > 0, "initialization.near_translation must be > 0 m")
 
 
 def load_initialization_settings(path=None, section: str = "initialization") -> InitializationSettings:
@@ -229,7 +223,7 @@ class GlobalPoseSearch:
     """
 
     def __init__(self, scene: HandObjectScene, settings: InitializationSettings | None = None,
-                 refine_weights: LossWeights | None = None) -> None:
+                refine_weights: LossWeights | None = None) -> None:
         self.scene = scene
         self.settings = settings if settings is not None else InitializationSettings()
         s = self.settings
@@ -452,7 +446,7 @@ class GlobalPoseSearch:
         return make_transform(R, t)
 
     def _correct(self, poses: torch.Tensor, roi: PinholeCamera, vis: torch.Tensor, full: torch.Tensor,
-                 depth: torch.Tensor, target: torch.Tensor, observed: torch.Tensor | None) -> torch.Tensor:
+                depth: torch.Tensor, target: torch.Tensor, observed: torch.Tensor | None) -> torch.Tensor:
         """Move each candidate so its visible silhouette centroid falls on the mask's, and fit its depth."""
         S = target.shape[-1]
         grid = torch.arange(S, device=poses.device, dtype=_F32)

@@ -32,19 +32,13 @@ from typing import Literal
 
 import torch
 
-from ..config import find_config, load_settings
-from ..errors import ConfigError
+from ..config import find_config, load_settings, require
 
 __all__ = ["MonitorDecision", "RecoverySettings", "TrackingMonitor", "load_recovery_settings", "reinitialize"]
 
 log = logging.getLogger("handypriors.tracking")
 
 TrackStatus = Literal["initialising", "tracking", "lost"]
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 @dataclass
@@ -82,17 +76,17 @@ class RecoverySettings:
     learn_threshold: float = 0.6
 
     def __post_init__(self) -> None:
-        _require(0 <= self.lost_threshold <= 1, f"recovery.lost_threshold must be in [0, 1]; got {self.lost_threshold}")
-        _require(0 <= self.relative_threshold < 1, "recovery.relative_threshold must be in [0, 1)")
-        _require(0 < self.reference_rate <= 1, "recovery.reference_rate must be in (0, 1]")
-        _require(self.lost_after >= 1 and self.recovered_after >= 1, "recovery.lost_after/recovered_after >= 1")
-        _require(self.covariance_inflation >= 1, "recovery.covariance_inflation must be >= 1")
-        _require(self.innovation_threshold >= 0, "recovery.innovation_threshold must be >= 0 (0 = off)")
-        _require(self.reinit_every >= 1, "recovery.reinit_every must be >= 1")
-        _require(self.search_near_attempts >= 0, "recovery.search_near_attempts must be >= 0")
-        _require(0 <= self.reinit_min_score <= 1, "recovery.reinit_min_score must be in [0, 1]")
-        _require(0 <= self.reinit_relative <= 1, "recovery.reinit_relative must be in [0, 1]")
-        _require(0 <= self.learn_threshold <= 1, "recovery.learn_threshold must be in [0, 1]")
+        require(0 <= self.lost_threshold <= 1, f"recovery.lost_threshold must be in [0, 1]; got {self.lost_threshold}")
+        require(0 <= self.relative_threshold < 1, "recovery.relative_threshold must be in [0, 1)")
+        require(0 < self.reference_rate <= 1, "recovery.reference_rate must be in (0, 1]")
+        require(self.lost_after >= 1 and self.recovered_after >= 1, "recovery.lost_after/recovered_after >= 1")
+        require(self.covariance_inflation >= 1, "recovery.covariance_inflation must be >= 1")
+        require(self.innovation_threshold >= 0, "recovery.innovation_threshold must be >= 0 (0 = off)")
+        require(self.reinit_every >= 1, "recovery.reinit_every must be >= 1")
+        require(self.search_near_attempts >= 0, "recovery.search_near_attempts must be >= 0")
+        require(0 <= self.reinit_min_score <= 1, "recovery.reinit_min_score must be in [0, 1]")
+        require(0 <= self.reinit_relative <= 1, "recovery.reinit_relative must be in [0, 1]")
+        require(0 <= self.learn_threshold <= 1, "recovery.learn_threshold must be in [0, 1]")
 
 
 def load_recovery_settings(path=None, section: str = "recovery") -> RecoverySettings:

@@ -80,6 +80,7 @@ class HandObjectScene:
         self.fingertip_radius = float(fingertip_radius)
         step = max(1, self.object.samples.shape[0] // object_samples)
         self.object_samples = self.object.samples[::step][:object_samples].contiguous()  # (S, 3)
+        self.object_sample_normals = self.object.sample_normals[::step][:object_samples].contiguous()  # (S, 3)
         verts, faces = self.object.verts, self.object.faces
         self._object_faces = faces
         colors = self.object.vertex_colors

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import find_config, load_yaml, settings_from_dict
+from ..config import find_config, load_yaml, require, settings_from_dict
 from ..errors import ConfigError
 from ..priors.losses import LossWeights
 from .recovery import RecoverySettings
@@ -31,11 +31,6 @@ FilterObservation = Literal["centre", "fingertips", "silhouette", "depth"]
 RefineTerm = Literal["img", "mask", "depth", "sliding", "penetration", "con", "smo"]
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
-
-
 @dataclass
 class ROISettings:
     """Region of interest around the predicted object, rendered at a fixed resolution.
@@ -51,9 +46,9 @@ class ROISettings:
     min_box: float = 32.0
 
     def __post_init__(self) -> None:
-        _require(16 <= self.size <= 1024, f"roi.size must be in [16, 1024] px; got {self.size}")
-        _require(0 <= self.margin <= 3, f"roi.margin must be in [0, 3]; got {self.margin}")
-        _require(self.min_box >= 4, f"roi.min_box must be >= 4 px; got {self.min_box}")
+        require(16 <= self.size <= 1024, f"roi.size must be in [16, 1024] px; got {self.size}")
+        require(0 <= self.margin <= 3, f"roi.margin must be in [0, 3]; got {self.margin}")
+        require(self.min_box >= 4, f"roi.min_box must be >= 4 px; got {self.min_box}")
 
 
 @dataclass
@@ -75,10 +70,10 @@ class DepthSettings:
     hand_clearance: float = 0.003
 
     def __post_init__(self) -> None:
-        _require(self.max_points >= 10, f"depth.max_points must be >= 10; got {self.max_points}")
-        _require(self.association_distance > 0, "depth.association_distance must be > 0 m")
-        _require(self.robust_scale > 0, "depth.robust_scale must be > 0 m")
-        _require(self.hand_clearance >= 0, "depth.hand_clearance must be >= 0 m")
+        require(self.max_points >= 10, f"depth.max_points must be >= 10; got {self.max_points}")
+        require(self.association_distance > 0, "depth.association_distance must be > 0 m")
+        require(self.robust_scale > 0, "depth.robust_scale must be > 0 m")
+        require(self.hand_clearance >= 0, "depth.hand_clearance must be >= 0 m")
 
 
 @dataclass
@@ -121,16 +116,16 @@ class RefineSettings:
 
     def __post_init__(self) -> None:
         known = set(RefineTerm.__args__)
-        _require(set(self.terms) <= known, f"refine.terms must be a subset of {sorted(known)}; got {self.terms}")
-        _require(self.iterations >= 0, f"refine.iterations must be >= 0; got {self.iterations}")
-        _require(self.time_budget >= 0, f"refine.time_budget must be >= 0 s; got {self.time_budget}")
+        require(set(self.terms) <= known, f"refine.terms must be a subset of {sorted(known)}; got {self.terms}")
+        require(self.iterations >= 0, f"refine.iterations must be >= 0; got {self.iterations}")
+        require(self.time_budget >= 0, f"refine.time_budget must be >= 0 s; got {self.time_budget}")
         for name in ("lr_translation", "lr_rotation", "sigma_start", "sigma_end", "gamma", "lr_hand2camera"):
             value = getattr(self, name)
-            _require(math.isfinite(value) and value > 0, f"refine.{name} must be > 0; got {value}")
-        _require(0 < self.lr_final_fraction <= 1, "refine.lr_final_fraction must be in (0, 1]")
-        _require(self.convergence_tolerance >= 0, "refine.convergence_tolerance must be >= 0")
-        _require(self.hand2camera_prior >= 0, "refine.hand2camera_prior must be >= 0")
-        _require(self.window >= 1, f"refine.window must be >= 1; got {self.window}")
+            require(math.isfinite(value) and value > 0, f"refine.{name} must be > 0; got {value}")
+        require(0 < self.lr_final_fraction <= 1, "refine.lr_final_fraction must be in (0, 1]")
+        require(self.convergence_tolerance >= 0, "refine.convergence_tolerance must be >= 0")
+        require(self.hand2camera_prior >= 0, "refine.hand2camera_prior must be >= 0")
+        require(self.window >= 1, f"refine.window must be >= 1; got {self.window}")
 
 
 @dataclass
@@ -176,17 +171,17 @@ class FilterSettings:
 
     def __post_init__(self) -> None:
         known = set(FilterObservation.__args__)
-        _require(set(self.observations) <= known,
-                 f"filter.observations must be a subset of {sorted(known)}; got {self.observations}")
-        _require(self.motion_model in ("quasistatic", "constant_pose"),
-                 f"filter.motion_model must be 'quasistatic' or 'constant_pose'; got {self.motion_model!r}")
+        require(set(self.observations) <= known,
+                f"filter.observations must be a subset of {sorted(known)}; got {self.observations}")
+        require(self.motion_model in ("quasistatic", "constant_pose"),
+                f"filter.motion_model must be 'quasistatic' or 'constant_pose'; got {self.motion_model!r}")
         for name in ("initial_std_translation", "initial_std_rotation", "process_std_translation",
                      "process_std_rotation", "free_std_translation", "free_std_rotation", "contact_distance",
                      "rigid_contact_tolerance",
                      "centre_std_px", "centre_std_depth", "fingertip_std", "silhouette_std", "depth_std"):
             value = getattr(self, name)
-            _require(math.isfinite(value) and value > 0, f"filter.{name} must be > 0; got {value}")
-        _require(0 < self.gate_probability <= 1, "filter.gate_probability must be in (0, 1]")
+            require(math.isfinite(value) and value > 0, f"filter.{name} must be > 0; got {value}")
+        require(0 < self.gate_probability <= 1, "filter.gate_probability must be in (0, 1]")
 
 
 @dataclass
@@ -213,9 +208,9 @@ class TrackerSettings:
         lambda_con=10.0, lambda_smo=100.0))
 
     def __post_init__(self) -> None:
-        _require(self.mode in ("filter", "refine"), f"mode must be 'filter' or 'refine'; got {self.mode!r}")
-        _require(self.device == "cpu" or self.device.startswith("cuda"),
-                 f"device must be 'cpu', 'cuda' or 'cuda:N'; got {self.device!r}")
+        require(self.mode in ("filter", "refine"), f"mode must be 'filter' or 'refine'; got {self.mode!r}")
+        require(self.device == "cpu" or self.device.startswith("cuda"),
+                f"device must be 'cpu', 'cuda' or 'cuda:N'; got {self.device!r}")
 
 
 def load_tracking_settings(path: str | os.PathLike | None = None, section: str = "tracking") -> TrackerSettings:

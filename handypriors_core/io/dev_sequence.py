@@ -27,7 +27,6 @@ Units: metres, radians, seconds; poses are 4x4 ``<from>2<to>`` matrices in the c
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ import torch
 from ..errors import InvalidValueError
 from ..geometry.camera import PinholeCamera
 from .frame import Frame
+from .json_file import read_json
 
 __all__ = [
     "DevSequence",
@@ -54,12 +54,7 @@ __all__ = [
 
 # ------------------------------------------------------------------------------------------------- helpers
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise InvalidValueError(f"sequence file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidValueError(f"{path} is not valid JSON: {exc}") from exc
+    data = read_json(path, "sequence file")
     if not isinstance(data, dict):
         raise InvalidValueError(f"{path} must hold a JSON object at top level")
     return data

@@ -36,6 +36,7 @@ import torch
 from ..checks import check_shape
 from ..errors import InvalidValueError, ShapeError
 from ..geometry.transforms import pose_from_transform, transform_from_pose
+from .json_file import read_json
 
 __all__ = ["POSE_STATUSES", "PoseRecord", "PosesFile", "read_poses", "validate_poses", "write_poses"]
 
@@ -181,13 +182,7 @@ class PosesFile:
 def read_poses(path: str | os.PathLike) -> PosesFile:
     """Read and validate ``poses.json``; InvalidValueError/ShapeError name the file, entry and field."""
     path = Path(path)
-    if not path.is_file():
-        raise InvalidValueError(f"poses file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidValueError(f"{path} is not valid JSON: {exc}") from exc
-    return PosesFile.from_dict(data, str(path))
+    return PosesFile.from_dict(read_json(path, "poses file"), str(path))
 
 
 def write_poses(path: str | os.PathLike, poses: PosesFile) -> None:

@@ -46,10 +46,11 @@ import scipy.sparse
 import torch
 
 from ..checks import check_finite, check_shape
-from ..errors import InvalidValueError, JointNameError, ModelFileError, ShapeError
+from ..errors import InvalidValueError, ModelFileError, ShapeError
 from ..geometry.rotations import axis_angle_to_matrix
 from ..geometry.transforms import make_transform
 from . import primitives
+from .hand_interface import HandNames
 from .mano_loading import load_mano_pickle
 
 __all__ = [
@@ -162,7 +163,7 @@ def _barycentric(points: np.ndarray, tri: np.ndarray) -> np.ndarray:
     return np.stack([1 - b1 - b2, b1, b2], 1)
 
 
-class ManoHand(torch.nn.Module):
+class ManoHand(HandNames, torch.nn.Module):
     """MANO layer + hand interface (see the module docstring).
 
     Attributes: ``side`` ("right"/"left"), ``use_pca``, ``num_pca_comps``, ``flat_hand_mean``, ``num_betas``,
@@ -172,6 +173,9 @@ class ManoHand(torch.nn.Module):
     ``fingertip_link (5,)``, ``contact_vertex_ids (C,)``, ``contact_candidate_link (C,)``, ``point_link (P,)``,
     ``lower_limits``/``upper_limits (J,)`` (+-inf), ``betas (num_betas,)`` (default shape, zeros).
     """
+
+    _joint_noun = ("MANO pose coordinate", "pose coordinates")  # e.g. "index2_x" or "pca_0"
+    _link_noun = ("MANO joint", "joints")
 
     def __init__(
         self,
@@ -277,9 +281,8 @@ class ManoHand(torch.nn.Module):
             self.joint_names = [f"pca_{i}" for i in range(self.num_pca_comps)]
         else:
             self.joint_names = [f"{n}_{a}" for n in MANO_JOINT_NAMES[1:] for a in "xyz"]
-        self._joint_idx = {n: i for i, n in enumerate(self.joint_names)}
         self.link_names = list(MANO_JOINT_NAMES)
-        self._link_idx = {n: i for i, n in enumerate(self.link_names)}
+        self._index_names()
         self.link_parents = list(MANO_PARENTS)
         self.root_link = "wrist"
         self.fingertip_names = list(MANO_FINGERTIP_NAMES)
@@ -370,15 +373,6 @@ class ManoHand(torch.nn.Module):
         return self._v_template.dtype
 
     @property
-    def num_joints(self) -> int:
-        """Number of pose coordinates ``J`` of ``hand_pose`` (45 or ``num_pca_comps``)."""
-        return len(self.joint_names)
-
-    @property
-    def num_links(self) -> int:
-        return len(self.link_names)
-
-    @property
     def num_vertices(self) -> int:
         return self._v_template.shape[0]
 
@@ -391,20 +385,6 @@ class ManoHand(torch.nn.Module):
     def weights(self) -> torch.Tensor:
         """Skinning weights ``(V, 16)``."""
         return self._weights
-
-    def link_index(self, name: str) -> int:
-        """Index of MANO joint ``name`` in ``link_names``; JointNameError naming it when unknown."""
-        try:
-            return self._link_idx[name]
-        except KeyError:
-            raise JointNameError(f"unknown MANO joint {name!r} (joints: {', '.join(self.link_names)})") from None
-
-    def joint_index(self, name: str) -> int:
-        """Index of pose coordinate ``name`` (e.g. ``"index2_x"`` or ``"pca_0"``) in ``joint_names``."""
-        try:
-            return self._joint_idx[name]
-        except KeyError:
-            raise JointNameError(f"unknown MANO pose coordinate {name!r} (e.g. {self.joint_names[0]!r})") from None
 
     def clamp(self, joint_angles: torch.Tensor) -> torch.Tensor:
         """MANO poses are unlimited: returns ``joint_angles`` (checked, in the model's dtype)."""

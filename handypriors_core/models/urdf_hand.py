@@ -27,10 +27,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..errors import InvalidValueError, JointNameError, ModelFileError, ShapeError
+from ..errors import InvalidValueError, ModelFileError, ShapeError
 from ..geometry.rotations import axis_angle_to_matrix, rpy_to_matrix
 from ..geometry.transforms import make_transform
 from . import primitives
+from .hand_interface import HandNames
 from .urdf_parsing import (
     ACTUATED_TYPES,
     DEFAULT_TESSELLATION,
@@ -64,7 +65,7 @@ def _pose_points(poses: torch.Tensor, points: torch.Tensor, link: torch.Tensor, 
     return out if rotate_only else out + M[..., 3]
 
 
-class URDFHand(torch.nn.Module):
+class URDFHand(HandNames, torch.nn.Module):
     """Kinematic tree + surface model of a URDF robot hand (see the module docstring).
 
     Build with :meth:`from_urdf` or :meth:`from_urdf_string`. Attributes (Python lists): ``joint_names`` (J),
@@ -307,14 +308,6 @@ class URDFHand(torch.nn.Module):
     # ------------------------------------------------------------------------------------------ properties
 
     @property
-    def num_joints(self) -> int:
-        return len(self.joint_names)
-
-    @property
-    def num_links(self) -> int:
-        return len(self.link_names)
-
-    @property
     def device(self) -> torch.device:
         return self._origin.device
 
@@ -326,20 +319,6 @@ class URDFHand(torch.nn.Module):
     def template_verts(self) -> torch.Tensor:
         """Mesh vertices in their own link's frame, ``(V, 3)`` [m] (``vertex_link`` says which link)."""
         return self._mesh_verts
-
-    def link_index(self, name: str) -> int:
-        """Index of link ``name`` in ``link_names``; JointNameError (a KeyError) naming it when unknown."""
-        try:
-            return self._link_idx[name]
-        except KeyError:
-            raise JointNameError(f"unknown link {name!r} (links: {', '.join(self.link_names)})") from None
-
-    def joint_index(self, name: str) -> int:
-        """Index of actuated joint ``name`` in ``joint_names``; JointNameError naming it when unknown."""
-        try:
-            return self._joint_idx[name]
-        except KeyError:
-            raise JointNameError(f"unknown joint {name!r} (actuated joints: {', '.join(self.joint_names)})") from None
 
     def clamp(self, joint_angles: torch.Tensor) -> torch.Tensor:
         """Clamp ``(B, J)`` or ``(J,)`` joint values into ``[lower_limits, upper_limits]`` (differentiable inside)."""
@@ -411,13 +390,7 @@ class URDFHand(torch.nn.Module):
         ``point_link (P,)`` gives each point's link. With ``with_normals`` also returns outward unit
         normals ``(B, P, 3)``.
         """
-        q, unbatched = self._prepare(joint_angles)
-        poses = self._fk(q)
-        pts = _pose_points(poses, self._points, self.point_link)
-        if not with_normals:
-            return pts[0] if unbatched else pts
-        nrm = _pose_points(poses, self._point_normals, self.point_link, rotate_only=True)
-        return (pts[0], nrm[0]) if unbatched else (pts, nrm)
+        return self._posed_points(joint_angles, self._points, self._point_normals, self.point_link, with_normals)
 
     def fingertips(self, joint_angles: torch.Tensor) -> torch.Tensor:
         """Origins of the ``fingertip_names`` links: ``(B, T, 3)`` [m], hand frame.
@@ -434,12 +407,17 @@ class URDFHand(torch.nn.Module):
 
         ``contact_candidate_link (C,)`` gives each point's link; ``with_normals`` also returns outward normals.
         """
+        return self._posed_points(joint_angles, self._contact_points, self._contact_normals,
+                                  self.contact_candidate_link, with_normals)
+
+    def _posed_points(self, joint_angles, points, normals, link, with_normals: bool):
+        """Link-frame ``points`` / ``normals (N, 3)`` on links ``link (N,)`` posed into the hand frame."""
         q, unbatched = self._prepare(joint_angles)
         poses = self._fk(q)
-        pts = _pose_points(poses, self._contact_points, self.contact_candidate_link)
+        pts = _pose_points(poses, points, link)
         if not with_normals:
             return pts[0] if unbatched else pts
-        nrm = _pose_points(poses, self._contact_normals, self.contact_candidate_link, rotate_only=True)
+        nrm = _pose_points(poses, normals, link, rotate_only=True)
         return (pts[0], nrm[0]) if unbatched else (pts, nrm)
 
     def extra_repr(self) -> str:

@@ -10,8 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import find_config, load_settings
-from ..errors import ConfigError
+from ..config import find_config, load_settings, require
 
 __all__ = [
     "ContactSettings",
@@ -20,11 +19,6 @@ __all__ = [
     "QuasistaticSettings",
     "load_physics_settings",
 ]
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 @dataclass(frozen=True)
@@ -58,15 +52,15 @@ class ContactSettings:
     cpu_threads: int = 0
 
     def __post_init__(self) -> None:
-        _require(self.contact_threshold > 0, f"contact_threshold must be > 0 m; got {self.contact_threshold}")
-        _require(self.sign_method in ("winding_number", "normal"),
-                 f"sign_method must be 'winding_number' or 'normal'; got {self.sign_method!r}")
-        _require(self.winding_accuracy >= 1, f"winding_accuracy must be >= 1; got {self.winding_accuracy}")
-        _require(0 < self.winding_threshold < 1, f"winding_threshold must be in (0, 1); got {self.winding_threshold}")
-        _require(self.max_query_distance > 0, f"max_query_distance must be > 0 m; got {self.max_query_distance}")
-        _require(self.smooth_contact_sharpness_per_mm > 0,
-                 f"smooth_contact_sharpness_per_mm must be > 0; got {self.smooth_contact_sharpness_per_mm}")
-        _require(self.cpu_threads >= 0, f"cpu_threads must be >= 0; got {self.cpu_threads}")
+        require(self.contact_threshold > 0, f"contact_threshold must be > 0 m; got {self.contact_threshold}")
+        require(self.sign_method in ("winding_number", "normal"),
+                f"sign_method must be 'winding_number' or 'normal'; got {self.sign_method!r}")
+        require(self.winding_accuracy >= 1, f"winding_accuracy must be >= 1; got {self.winding_accuracy}")
+        require(0 < self.winding_threshold < 1, f"winding_threshold must be in (0, 1); got {self.winding_threshold}")
+        require(self.max_query_distance > 0, f"max_query_distance must be > 0 m; got {self.max_query_distance}")
+        require(self.smooth_contact_sharpness_per_mm > 0,
+                f"smooth_contact_sharpness_per_mm must be > 0; got {self.smooth_contact_sharpness_per_mm}")
+        require(self.cpu_threads >= 0, f"cpu_threads must be >= 0; got {self.cpu_threads}")
 
     @property
     def resolved_cpu_threads(self) -> int:
@@ -89,10 +83,10 @@ class QuasistaticSettings:
     fallback: Literal["constant_pose", "constant_velocity"] = "constant_pose"
 
     def __post_init__(self) -> None:
-        _require(self.min_contacts >= 3, f"min_contacts must be >= 3; got {self.min_contacts}")
-        _require(self.min_spread > 0, f"min_spread must be > 0 m; got {self.min_spread}")
-        _require(self.fallback in ("constant_pose", "constant_velocity"),
-                 f"fallback must be 'constant_pose' or 'constant_velocity'; got {self.fallback!r}")
+        require(self.min_contacts >= 3, f"min_contacts must be >= 3; got {self.min_contacts}")
+        require(self.min_spread > 0, f"min_spread must be > 0 m; got {self.min_spread}")
+        require(self.fallback in ("constant_pose", "constant_velocity"),
+                f"fallback must be 'constant_pose' or 'constant_velocity'; got {self.fallback!r}")
 
 
 @dataclass(frozen=True)
@@ -111,9 +105,9 @@ class InterpenetrationSettings:
     max_points_per_chunk: int = 1_000_000
 
     def __post_init__(self) -> None:
-        _require(self.voxel_size > 0, f"voxel_size must be > 0 m; got {self.voxel_size}")
-        _require(self.coarse_factor >= 1, f"coarse_factor must be >= 1; got {self.coarse_factor}")
-        _require(self.max_points_per_chunk >= 1, f"max_points_per_chunk must be >= 1; got {self.max_points_per_chunk}")
+        require(self.voxel_size > 0, f"voxel_size must be > 0 m; got {self.voxel_size}")
+        require(self.coarse_factor >= 1, f"coarse_factor must be >= 1; got {self.coarse_factor}")
+        require(self.max_points_per_chunk >= 1, f"max_points_per_chunk must be >= 1; got {self.max_points_per_chunk}")
 
 
 @dataclass(frozen=True)

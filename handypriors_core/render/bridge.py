@@ -1,9 +1,9 @@
-"""The one module that runs warp kernels for torch: binning, rasterization and silhouette compositing.
+"""The one module that runs warp kernels for torch: binning, rasterization, silhouettes and soft depth.
 
 Torch tensors are wrapped as warp arrays without copies and kernels run on the tensors' device ("cpu" or
 "cuda:N", on torch's current stream). On CPU, where warp runs one thread per launch, per-pixel kernels are
-split into ``threads`` concurrent launches over disjoint pixel ranges (warp releases the GIL); each launch
-accumulates vertex gradients into its own buffer, summed afterwards.
+cut into a few pixel ranges per thread, launched concurrently by a pool of ``threads`` workers (warp releases
+the GIL during a launch); each range accumulates vertex gradients into its own buffer, summed afterwards.
 
 Gradients: :class:`RasterizeFunction` carries them from ``zbuf``, ``dist`` and ``bary`` to the screen
 positions ``(B, V, 2)`` [px] and inverse depths ``(B, V)`` [1/m] of the vertices (not through the choice of
@@ -27,7 +27,7 @@ from . import warp_kernels as wk
 
 __all__ = ["Bins", "DepthBlendFunction", "RasterizeFunction", "SilhouetteFunction", "build_bins", "resolve_threads"]
 
-_MIN_PIXELS_PER_LAUNCH = 2048
+_MIN_PIXELS_PER_LAUNCH = 1024
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _warm: set = set()
@@ -71,33 +71,29 @@ def _launch(kernel, dim: int, inputs: list, device: str) -> None:
 def _launch_pixels(kernel, n_pixels: int, make_inputs, device: str, threads: int) -> int:
     """Launch ``kernel`` over ``n_pixels`` in chunks; ``make_inputs(chunk, offset)`` builds each input list.
 
-    Returns the number of chunks used (chunk ``c`` covers ``[offset_c, offset_c + size_c)``).
+    On CPU the pixels are cut into :func:`planned_chunks` contiguous chunks run by ``threads`` workers
+    (several chunks per worker balance the load: the work per pixel varies across the image). The first
+    launch of a kernel runs alone (warp compiles or loads its module then). Returns the number of chunks.
     """
-    n = 1
-    if device == "cpu" and threads > 1 and id(kernel) in _warm:
-        n = max(1, min(threads, n_pixels // _MIN_PIXELS_PER_LAUNCH))
+    n = planned_chunks(n_pixels, torch.device(device), threads) if id(kernel) in _warm else 1
     if n == 1:
         _launch(kernel, n_pixels, make_inputs(0, 0), device)
         _warm.add(id(kernel))
         return 1
     size = math.ceil(n_pixels / n)
-    jobs = []
-    pool = _executor(n - 1)
-    for c in range(1, n):
-        off = c * size
-        dim = min(size, n_pixels - off)
-        jobs.append(pool.submit(_launch, kernel, dim, make_inputs(c, off), device))
-    _launch(kernel, min(size, n_pixels), make_inputs(0, 0), device)
+    pool = _executor(threads)
+    jobs = [pool.submit(_launch, kernel, min(size, n_pixels - c * size), make_inputs(c, c * size), device)
+            for c in range(n)]
     for job in jobs:
         job.result()
     return n
 
 
 def planned_chunks(n_pixels: int, device: torch.device, threads: int) -> int:
-    """Upper bound of the chunks :func:`_launch_pixels` may use (for per-chunk gradient buffers)."""
+    """Number of chunks :func:`_launch_pixels` uses (sizes the per-chunk gradient buffers)."""
     if device.type != "cpu" or threads <= 1:
         return 1
-    return max(1, min(threads, n_pixels // _MIN_PIXELS_PER_LAUNCH))
+    return max(1, min(3 * threads, -(-n_pixels // _MIN_PIXELS_PER_LAUNCH)))
 
 
 # ----------------------------------------------------------------------------------------------- binning

@@ -17,9 +17,9 @@
   ``1 - 0.5^4`` where a closed mesh's front and back edges overlap) unless sigma is small against the faces.
   Runs as a warp kernel with a hand-written backward (:class:`~.bridge.SilhouetteFunction`).
 * :class:`SoftBlendShader` - SoftRas soft depth (warp kernel) and colour (torch): ``sum_j w_j a_j + w_bg a_bg``
-  normalised,
-  ``w_j = D_j exp((zn_j - zmax) / gamma)``, ``zn = (z_far - z) / (z_far - z_near)``; colours from per-vertex
-  colours or a UV texture, Lambertian ``ambient + diffuse * max(0, n . l)`` per face (flat) or per vertex.
+  normalised, ``w_j = D_j exp((zn_j - zmax) / gamma)``, ``zn = (z_far - z) / (z_far - z_near)``; colours from
+  per-vertex colours or a UV texture, Lambertian ``ambient + diffuse * max(0, n . l)`` per face (flat) or per
+  vertex (with vertex normals).
 """
 
 from __future__ import annotations
@@ -72,13 +72,11 @@ class SoftSilhouetteShader:
         self.cpu_threads = cpu_threads
 
     def __call__(
-        self, fragments: Fragments, face_instance: torch.Tensor | None, num_instances: int | None = None,
-        n_faces: int | None = None,
+        self, fragments: Fragments, face_instance: torch.Tensor | None = None, num_instances: int | None = None
     ) -> Silhouettes:
         B, H, W, K = fragments.face.shape
-        if face_instance is None:
-            if n_faces is None:
-                n_faces = int(fragments.face.max().item()) + 1 if fragments.face.numel() else 0
+        if face_instance is None:  # one instance: any table covering the face indices in the fragments
+            n_faces = int(fragments.face.max().item()) + 1 if fragments.face.numel() else 0
             face_instance = torch.zeros(max(n_faces, 1), dtype=torch.int32, device=fragments.face.device)
         inst, ni = _instances(face_instance, face_instance.shape[0], num_instances, fragments.face.device)
         P = B * H * W

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from ..config import find_config, load_settings
+from ..config import find_config, load_settings, require
 from ..errors import ConfigError, InvalidValueError, ShapeError
 
 __all__ = [
@@ -49,11 +49,6 @@ log = logging.getLogger("handypriors.segmentation")
 
 #: Names accepted by ``segmentation.source``.
 MASK_SOURCES = ("none", "external", "colour", "detectron2")
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ConfigError(message)
 
 
 @dataclass
@@ -106,22 +101,22 @@ class ColourModelSettings:
     learn_from: Literal["auto", "prediction", "update"] = "auto"
 
     def __post_init__(self) -> None:
-        _require(self.colour_space in ("rgb", "ycrcb", "hsv"),
-                 f"colour.colour_space must be rgb, ycrcb or hsv; got {self.colour_space!r}")
-        _require(2 <= self.bins <= 64, f"colour.bins must be in [2, 64]; got {self.bins}")
-        _require(self.histogram_blur >= 1 and self.histogram_blur % 2 == 1, "colour.histogram_blur must be odd >= 1")
-        _require(16 <= self.resolution <= 1024, f"colour.resolution must be in [16, 1024] px; got {self.resolution}")
-        _require(0 <= self.margin <= 3, f"colour.margin must be in [0, 3]; got {self.margin}")
-        _require(0 < self.learning_rate <= 1, f"colour.learning_rate must be in (0, 1]; got {self.learning_rate}")
-        _require(self.erosion >= 0 and self.hand_dilation >= 0, "colour.erosion and hand_dilation must be >= 0")
-        _require(self.min_pixels >= 1, "colour.min_pixels must be >= 1")
-        _require(self.spatial_margin >= 0 and self.spatial_falloff > 0, "colour.spatial_margin >= 0, falloff > 0")
-        _require(0 < self.spatial_floor <= 0.5, "colour.spatial_floor must be in (0, 0.5]")
-        _require(self.depth_tolerance > 0 and self.depth_strength >= 0, "colour.depth_tolerance > 0 m, strength >= 0")
-        _require(self.max_log_odds > 0, "colour.max_log_odds must be > 0")
-        _require(self.smoothing >= 1 and self.smoothing % 2 == 1, "colour.smoothing must be odd >= 1")
-        _require(self.learn_from in ("auto", "prediction", "update"),
-                 f"colour.learn_from must be auto, prediction or update; got {self.learn_from!r}")
+        require(self.colour_space in ("rgb", "ycrcb", "hsv"),
+                f"colour.colour_space must be rgb, ycrcb or hsv; got {self.colour_space!r}")
+        require(2 <= self.bins <= 64, f"colour.bins must be in [2, 64]; got {self.bins}")
+        require(self.histogram_blur >= 1 and self.histogram_blur % 2 == 1, "colour.histogram_blur must be odd >= 1")
+        require(16 <= self.resolution <= 1024, f"colour.resolution must be in [16, 1024] px; got {self.resolution}")
+        require(0 <= self.margin <= 3, f"colour.margin must be in [0, 3]; got {self.margin}")
+        require(0 < self.learning_rate <= 1, f"colour.learning_rate must be in (0, 1]; got {self.learning_rate}")
+        require(self.erosion >= 0 and self.hand_dilation >= 0, "colour.erosion and hand_dilation must be >= 0")
+        require(self.min_pixels >= 1, "colour.min_pixels must be >= 1")
+        require(self.spatial_margin >= 0 and self.spatial_falloff > 0, "colour.spatial_margin >= 0, falloff > 0")
+        require(0 < self.spatial_floor <= 0.5, "colour.spatial_floor must be in (0, 0.5]")
+        require(self.depth_tolerance > 0 and self.depth_strength >= 0, "colour.depth_tolerance > 0 m, strength >= 0")
+        require(self.max_log_odds > 0, "colour.max_log_odds must be > 0")
+        require(self.smoothing >= 1 and self.smoothing % 2 == 1, "colour.smoothing must be odd >= 1")
+        require(self.learn_from in ("auto", "prediction", "update"),
+                f"colour.learn_from must be auto, prediction or update; got {self.learn_from!r}")
 
 
 @dataclass
@@ -149,9 +144,9 @@ class ExternalMaskSettings:
     strict: bool = False
 
     def __post_init__(self) -> None:
-        _require(self.threshold <= 1, f"external.threshold must be <= 1; got {self.threshold}")
-        _require(self.max_age >= 0, "external.max_age must be >= 0 s")
-        _require(self.min_pixels >= 0, "external.min_pixels must be >= 0")
+        require(self.threshold <= 1, f"external.threshold must be <= 1; got {self.threshold}")
+        require(self.max_age >= 0, "external.max_age must be >= 0 s")
+        require(self.min_pixels >= 0, "external.min_pixels must be >= 0")
 
 
 @dataclass
@@ -178,9 +173,9 @@ class Detectron2Settings:
     min_overlap: float = 0.05
 
     def __post_init__(self) -> None:
-        _require(0 <= self.score_threshold <= 1, "detectron2.score_threshold must be in [0, 1]")
-        _require(0 <= self.min_overlap <= 1, "detectron2.min_overlap must be in [0, 1]")
-        _require(self.class_id >= -1, "detectron2.class_id must be >= -1")
+        require(0 <= self.score_threshold <= 1, "detectron2.score_threshold must be in [0, 1]")
+        require(0 <= self.min_overlap <= 1, "detectron2.min_overlap must be in [0, 1]")
+        require(self.class_id >= -1, "detectron2.class_id must be >= -1")
 
 
 @dataclass
@@ -198,7 +193,7 @@ class SegmentationSettings:
     detectron2: Detectron2Settings = field(default_factory=Detectron2Settings)
 
     def __post_init__(self) -> None:
-        _require(self.source in MASK_SOURCES, f"segmentation.source must be one of {list(MASK_SOURCES)}; "
+        require(self.source in MASK_SOURCES, f"segmentation.source must be one of {list(MASK_SOURCES)}; "
                                               f"got {self.source!r}")
 
 

@@ -27,12 +27,14 @@ estimates and keypoint detections are derived with :meth:`ManoSequence.hand_esti
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..config import require
 from ..errors import InvalidValueError
 from ..estimation.hand_object import HandObjectObservation, ManoParams, mano_rigid_transform
 from ..geometry.camera import PinholeCamera
@@ -63,9 +65,7 @@ _FINGER_JOINTS = ((13, 14, 15), (1, 2, 3), (4, 5, 6), (10, 11, 12), (7, 8, 9))
 _MASK_SIGMA = 1e-4
 
 
-def _require(cond: bool, message: str) -> None:
-    if not cond:
-        raise InvalidValueError(message)
+_require = functools.partial(require, error=InvalidValueError)  # these settings raise InvalidValueError
 
 
 @dataclass(frozen=True)

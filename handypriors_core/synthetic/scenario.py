@@ -23,7 +23,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import find_config, load_yaml, settings_from_dict
+from ..config import find_config, load_yaml, require, settings_from_dict
 from ..errors import ConfigError
 
 __all__ = [
@@ -47,11 +47,6 @@ __all__ = [
 FINGERS = ("index", "middle", "ring", "thumb")
 OBJECT_KINDS = ("box", "cylinder", "mesh")
 MOTION_KINDS = ("carry", "rotate", "pivot")
-
-
-def _require(cond: bool, message: str) -> None:
-    if not cond:
-        raise ConfigError(message)
 
 
 def _finite(*values: float) -> bool:
@@ -89,15 +84,15 @@ class ObjectSettings:
     name: str = ""
 
     def __post_init__(self) -> None:
-        _require(self.kind in OBJECT_KINDS, f"object.kind must be one of {list(OBJECT_KINDS)}; got {self.kind!r}")
-        _require(len(self.extents) == 3 and _finite(*self.extents) and min(self.extents) > 0,
-                 f"object.extents must be 3 positive lengths [m]; got {self.extents}")
-        _require(_finite(self.radius, self.height) and self.radius > 0 and self.height > 0,
-                 "object.radius and object.height must be > 0 [m]")
-        _require(_finite(self.mesh_scale) and self.mesh_scale > 0, "object.mesh_scale must be > 0")
-        _require(_finite(self.max_edge) and self.max_edge > 0, "object.max_edge must be > 0 [m]")
-        _require(16 <= self.texture_size <= 8192, f"object.texture_size must be in [16, 8192]; got {self.texture_size}")
-        _require(_finite(self.mass_kg) and self.mass_kg > 0, "object.mass_kg must be > 0")
+        require(self.kind in OBJECT_KINDS, f"object.kind must be one of {list(OBJECT_KINDS)}; got {self.kind!r}")
+        require(len(self.extents) == 3 and _finite(*self.extents) and min(self.extents) > 0,
+                f"object.extents must be 3 positive lengths [m]; got {self.extents}")
+        require(_finite(self.radius, self.height) and self.radius > 0 and self.height > 0,
+                "object.radius and object.height must be > 0 [m]")
+        require(_finite(self.mesh_scale) and self.mesh_scale > 0, "object.mesh_scale must be > 0")
+        require(_finite(self.max_edge) and self.max_edge > 0, "object.max_edge must be > 0 [m]")
+        require(16 <= self.texture_size <= 8192, f"object.texture_size must be in [16, 8192]; got {self.texture_size}")
+        require(_finite(self.mass_kg) and self.mass_kg > 0, "object.mass_kg must be > 0")
 
 
 @dataclasses.dataclass
@@ -151,28 +146,28 @@ class GraspSettings:
     refine_points: int = 5
 
     def __post_init__(self) -> None:
-        _require(len(self.object_rpy) == 3 and _finite(*self.object_rpy), "grasp.object_rpy must be 3 angles [rad]")
-        _require(len(self.object_yz) == 2 and _finite(*self.object_yz), "grasp.object_yz must be 2 lengths [m]")
-        _require(_finite(self.rest_overlap) and 0 <= self.rest_overlap < 1e-3,
-                 "grasp.rest_overlap must be in [0, 1 mm)")
+        require(len(self.object_rpy) == 3 and _finite(*self.object_rpy), "grasp.object_rpy must be 3 angles [rad]")
+        require(len(self.object_yz) == 2 and _finite(*self.object_yz), "grasp.object_yz must be 2 lengths [m]")
+        require(_finite(self.rest_overlap) and 0 <= self.rest_overlap < 1e-3,
+                "grasp.rest_overlap must be in [0, 1 mm)")
         self.fingers = tuple(self.fingers)
         bad = [f for f in self.fingers if f not in FINGERS]
-        _require(not bad, f"grasp.fingers must be among {list(FINGERS)}; got {bad}")
+        require(not bad, f"grasp.fingers must be among {list(FINGERS)}; got {bad}")
         for label, pose in (("open_pose", self.open_pose), ("closed_pose", self.closed_pose)):
             unknown = sorted(set(pose) - set(FINGERS))
-            _require(not unknown, f"grasp.{label} has unknown finger(s) {unknown}")
+            require(not unknown, f"grasp.{label} has unknown finger(s) {unknown}")
             for finger in FINGERS:
                 values = pose.get(finger)
-                _require(values is not None and len(values) == 4 and _finite(*values),
-                         f"grasp.{label}.{finger} must hold 4 joint values [rad]; got {values}")
-        _require(_finite(self.tip_radius) and self.tip_radius > 0, "grasp.tip_radius must be > 0")
-        _require(_finite(self.contact_overlap) and 0 <= self.contact_overlap < 5e-4,
-                 "grasp.contact_overlap must be in [0, 0.5 mm)")
-        _require(_finite(self.contact_threshold) and self.contact_threshold > self.contact_overlap,
-                 "grasp.contact_threshold must exceed grasp.contact_overlap")
-        _require(100 <= self.object_samples <= 100000, "grasp.object_samples must be in [100, 100000]")
-        _require(2 <= self.grid_steps <= 1000 and 1 <= self.refine_iterations <= 60 and 1 <= self.refine_points <= 64,
-                 "grasp.grid_steps must be in [2, 1000], refine_iterations in [1, 60], refine_points in [1, 64]")
+                require(values is not None and len(values) == 4 and _finite(*values),
+                        f"grasp.{label}.{finger} must hold 4 joint values [rad]; got {values}")
+        require(_finite(self.tip_radius) and self.tip_radius > 0, "grasp.tip_radius must be > 0")
+        require(_finite(self.contact_overlap) and 0 <= self.contact_overlap < 5e-4,
+                "grasp.contact_overlap must be in [0, 0.5 mm)")
+        require(_finite(self.contact_threshold) and self.contact_threshold > self.contact_overlap,
+                "grasp.contact_threshold must exceed grasp.contact_overlap")
+        require(100 <= self.object_samples <= 100000, "grasp.object_samples must be in [100, 100000]")
+        require(2 <= self.grid_steps <= 1000 and 1 <= self.refine_iterations <= 60 and 1 <= self.refine_points <= 64,
+                "grasp.grid_steps must be in [2, 1000], refine_iterations in [1, 60], refine_points in [1, 64]")
 
 
 @dataclasses.dataclass
@@ -202,15 +197,15 @@ class MotionSettings:
     oscillate: bool = False
 
     def __post_init__(self) -> None:
-        _require(self.kind in MOTION_KINDS, f"motion.kind must be one of {list(MOTION_KINDS)}; got {self.kind!r}")
-        _require(_finite(self.close_fraction) and 0.0 < self.close_fraction < 1.0,
-                 "motion.close_fraction must be in (0, 1)")
-        _require(_finite(self.lift, self.rotate_angle, self.pivot_angle), "motion angles and lift must be finite")
-        _require(len(self.shift) == 2 and _finite(*self.shift), "motion.shift must be 2 lengths [m]")
-        _require(len(self.wrist_point) == 3 and _finite(*self.wrist_point), "motion.wrist_point must be 3 lengths")
-        _require(len(self.wrist_rpy) == 3 and _finite(*self.wrist_rpy), "motion.wrist_rpy must be 3 angles [rad]")
-        _require(len(self.rotate_axis) == 3 and _finite(*self.rotate_axis) and any(self.rotate_axis),
-                 "motion.rotate_axis must be a non-zero 3-vector")
+        require(self.kind in MOTION_KINDS, f"motion.kind must be one of {list(MOTION_KINDS)}; got {self.kind!r}")
+        require(_finite(self.close_fraction) and 0.0 < self.close_fraction < 1.0,
+                "motion.close_fraction must be in (0, 1)")
+        require(_finite(self.lift, self.rotate_angle, self.pivot_angle), "motion angles and lift must be finite")
+        require(len(self.shift) == 2 and _finite(*self.shift), "motion.shift must be 2 lengths [m]")
+        require(len(self.wrist_point) == 3 and _finite(*self.wrist_point), "motion.wrist_point must be 3 lengths")
+        require(len(self.wrist_rpy) == 3 and _finite(*self.wrist_rpy), "motion.wrist_rpy must be 3 angles [rad]")
+        require(len(self.rotate_axis) == 3 and _finite(*self.rotate_axis) and any(self.rotate_axis),
+                "motion.rotate_axis must be a non-zero 3-vector")
 
 
 @dataclasses.dataclass
@@ -234,14 +229,14 @@ class CameraSettings:
     frame_id: str = "camera_color_optical_frame"
 
     def __post_init__(self) -> None:
-        _require(8 <= self.width <= 8192 and 8 <= self.height <= 8192, "camera.width/height must be in [8, 8192] px")
-        _require(_finite(self.focal_640) and self.focal_640 > 0, "camera.focal_640 must be > 0 [px]")
-        _require(_finite(self.distance) and 0.1 <= self.distance <= 5.0, "camera.distance must be in [0.1, 5] m")
-        _require(_finite(self.azimuth, self.elevation) and abs(self.elevation) < 1.5,
-                 "camera.azimuth/elevation must be finite, |elevation| < 1.5 rad")
-        _require(len(self.target_offset) == 3 and _finite(*self.target_offset),
-                 "camera.target_offset must be 3 lengths")
-        _require(bool(self.frame_id), "camera.frame_id must not be empty")
+        require(8 <= self.width <= 8192 and 8 <= self.height <= 8192, "camera.width/height must be in [8, 8192] px")
+        require(_finite(self.focal_640) and self.focal_640 > 0, "camera.focal_640 must be > 0 [px]")
+        require(_finite(self.distance) and 0.1 <= self.distance <= 5.0, "camera.distance must be in [0.1, 5] m")
+        require(_finite(self.azimuth, self.elevation) and abs(self.elevation) < 1.5,
+                "camera.azimuth/elevation must be finite, |elevation| < 1.5 rad")
+        require(len(self.target_offset) == 3 and _finite(*self.target_offset),
+                "camera.target_offset must be 3 lengths")
+        require(bool(self.frame_id), "camera.frame_id must not be empty")
 
 
 @dataclasses.dataclass
@@ -259,12 +254,12 @@ class LightingSettings:
     intensity_jitter: float = 0.15
 
     def __post_init__(self) -> None:
-        _require(_finite(self.ambient, self.diffuse) and self.ambient >= 0 and self.diffuse >= 0,
-                 "lighting.ambient/diffuse must be >= 0")
-        _require(len(self.direction) == 3 and _finite(*self.direction) and any(self.direction),
-                 "lighting.direction must be a non-zero 3-vector")
-        _require(_finite(self.direction_jitter, self.intensity_jitter) and self.direction_jitter >= 0
-                 and 0 <= self.intensity_jitter < 1, "lighting jitters must be >= 0 (intensity < 1)")
+        require(_finite(self.ambient, self.diffuse) and self.ambient >= 0 and self.diffuse >= 0,
+                "lighting.ambient/diffuse must be >= 0")
+        require(len(self.direction) == 3 and _finite(*self.direction) and any(self.direction),
+                "lighting.direction must be a non-zero 3-vector")
+        require(_finite(self.direction_jitter, self.intensity_jitter) and self.direction_jitter >= 0
+                and 0 <= self.intensity_jitter < 1, "lighting jitters must be >= 0 (intensity < 1)")
 
 
 @dataclasses.dataclass
@@ -286,7 +281,7 @@ class RgbEffects:
 
     def __post_init__(self) -> None:
         vals = (self.exposure_jitter, self.blur_sigma, self.read_noise, self.shot_noise)
-        _require(_finite(*vals) and min(vals) >= 0, "rgb effect strengths must be >= 0")
+        require(_finite(*vals) and min(vals) >= 0, "rgb effect strengths must be >= 0")
 
 
 @dataclasses.dataclass
@@ -316,15 +311,15 @@ class DepthEffects:
     quantisation: float = 0.001
 
     def __post_init__(self) -> None:
-        _require(_finite(self.noise_z2, self.edge_threshold, self.hole_rate) and self.noise_z2 >= 0
-                 and self.edge_threshold > 0 and self.hole_rate >= 0, "depth effect strengths must be >= 0")
-        _require(_finite(self.min_range, self.max_range) and 0 <= self.min_range < self.max_range,
-                 "depth needs 0 <= min_range < max_range [m]")
-        _require(_finite(self.edge_dropout, self.flying_pixels) and 0 <= self.edge_dropout <= 1
-                 and 0 <= self.flying_pixels <= 1, "depth.edge_dropout/flying_pixels must be probabilities")
-        _require(len(self.hole_radius) == 2 and _finite(*self.hole_radius) and 0 < self.hole_radius[0]
-                 <= self.hole_radius[1], "depth.hole_radius must be (min, max) with 0 < min <= max [px]")
-        _require(self.quantisation == 0.001, "depth.quantisation must be 0.001 m (the format stores millimetres)")
+        require(_finite(self.noise_z2, self.edge_threshold, self.hole_rate) and self.noise_z2 >= 0
+                and self.edge_threshold > 0 and self.hole_rate >= 0, "depth effect strengths must be >= 0")
+        require(_finite(self.min_range, self.max_range) and 0 <= self.min_range < self.max_range,
+                "depth needs 0 <= min_range < max_range [m]")
+        require(_finite(self.edge_dropout, self.flying_pixels) and 0 <= self.edge_dropout <= 1
+                and 0 <= self.flying_pixels <= 1, "depth.edge_dropout/flying_pixels must be probabilities")
+        require(len(self.hole_radius) == 2 and _finite(*self.hole_radius) and 0 < self.hole_radius[0]
+                <= self.hole_radius[1], "depth.hole_radius must be (min, max) with 0 < min <= max [px]")
+        require(self.quantisation == 0.001, "depth.quantisation must be 0.001 m (the format stores millimetres)")
 
 
 @dataclasses.dataclass
@@ -346,12 +341,12 @@ class ClutterSettings:
     texture_size: int = 512
 
     def __post_init__(self) -> None:
-        _require(_finite(self.table_height, self.backdrop_distance) and self.backdrop_distance > 0.05,
-                 "clutter.backdrop_distance must be > 0.05 m")
-        _require(0 <= self.boxes <= 64, "clutter.boxes must be in [0, 64]")
-        _require(len(self.box_size) == 2 and _finite(*self.box_size) and 0 < self.box_size[0] <= self.box_size[1],
-                 "clutter.box_size must be (min, max) with 0 < min <= max [m]")
-        _require(16 <= self.texture_size <= 4096, "clutter.texture_size must be in [16, 4096]")
+        require(_finite(self.table_height, self.backdrop_distance) and self.backdrop_distance > 0.05,
+                "clutter.backdrop_distance must be > 0.05 m")
+        require(0 <= self.boxes <= 64, "clutter.boxes must be in [0, 64]")
+        require(len(self.box_size) == 2 and _finite(*self.box_size) and 0 < self.box_size[0] <= self.box_size[1],
+                "clutter.box_size must be (min, max) with 0 < min <= max [m]")
+        require(16 <= self.texture_size <= 4096, "clutter.texture_size must be in [16, 4096]")
 
 
 @dataclasses.dataclass
@@ -377,10 +372,10 @@ class BagSettings:
     typestore: str = "ROS2_HUMBLE"
 
     def __post_init__(self) -> None:
-        _require(self.camera_namespace.startswith("/") or self.camera_namespace == "",
-                 "bag.camera_namespace must be empty or start with '/'")
-        _require(1 <= self.joint_rate_factor <= 100, "bag.joint_rate_factor must be in [1, 100]")
-        _require(self.typestore in ("ROS2_HUMBLE", "ROS2_JAZZY"), "bag.typestore must be ROS2_HUMBLE or ROS2_JAZZY")
+        require(self.camera_namespace.startswith("/") or self.camera_namespace == "",
+                "bag.camera_namespace must be empty or start with '/'")
+        require(1 <= self.joint_rate_factor <= 100, "bag.joint_rate_factor must be in [1, 100]")
+        require(self.typestore in ("ROS2_HUMBLE", "ROS2_JAZZY"), "bag.typestore must be ROS2_HUMBLE or ROS2_JAZZY")
 
     def resolved_joint_topic(self) -> str:
         """``joint_topic``, or the scheme's default topic."""
@@ -423,13 +418,13 @@ class Scenario:
     bag: BagSettings = dataclasses.field(default_factory=BagSettings)
 
     def __post_init__(self) -> None:
-        _require(isinstance(self.seed, int) and 0 <= self.seed < 2**63, f"seed must be an int >= 0; got {self.seed}")
-        _require(2 <= self.frames <= 100000, f"frames must be in [2, 100000]; got {self.frames}")
-        _require(_finite(self.fps) and 0 < self.fps <= 1000, f"fps must be in (0, 1000]; got {self.fps}")
-        _require(_finite(self.start_stamp) and self.start_stamp >= 0, "start_stamp must be >= 0 [s]")
-        _require(0 <= self.torch_threads <= 256, "torch_threads must be in [0, 256]")
-        _require(self.rasterizer in ("auto", "renderer", "torch"),
-                 f"rasterizer must be auto, renderer or torch; got {self.rasterizer!r}")
+        require(isinstance(self.seed, int) and 0 <= self.seed < 2**63, f"seed must be an int >= 0; got {self.seed}")
+        require(2 <= self.frames <= 100000, f"frames must be in [2, 100000]; got {self.frames}")
+        require(_finite(self.fps) and 0 < self.fps <= 1000, f"fps must be in (0, 1000]; got {self.fps}")
+        require(_finite(self.start_stamp) and self.start_stamp >= 0, "start_stamp must be >= 0 [s]")
+        require(0 <= self.torch_threads <= 256, "torch_threads must be in [0, 256]")
+        require(self.rasterizer in ("auto", "renderer", "torch"),
+                f"rasterizer must be auto, renderer or torch; got {self.rasterizer!r}")
         if not self.name:
             self.name = f"{self.object.kind}_{self.motion.kind}"
 

@@ -1,0 +1,38 @@
+"""What the ``bench_<topic>.py`` scripts share: median timing and writing ``bench/results/<topic>.json``.
+
+Import it as ``bench._common`` once the repository root is on ``sys.path`` (``make bench`` / ``run_all.py`` run
+every benchmark from the root; a script run directly puts the root on ``sys.path`` itself).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+
+
+def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
+    """Median wall time [ms] of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed calls (3 decimals)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return round(float(np.median(times)) * 1e3, 3)
+
+
+def write_results(topic: str, results: Any) -> Path:
+    """Write ``results`` as ``bench/results/<topic>.json`` (indented JSON, one trailing newline); returns the path."""
+    path = RESULTS_DIR / f"{topic}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return path
