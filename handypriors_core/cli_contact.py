@@ -96,9 +96,10 @@ def _load_hand(args, device: torch.device):
 
 
 def _load_init(path: Path, hand, is_mano: bool):
-    from .estimation.hand_object import _read_json, mano_params_from_dicts
+    from .estimation.hand_object import mano_params_from_dicts
+    from .io.json_file import read_json
 
-    data = _read_json(path, "initial hand")
+    data = read_json(path, "initial hand")
     if not isinstance(data, dict):
         raise ModelFileError(f"{path}: expected a JSON object")
     object2world = _matrix(data["object2world"], "object2world", path) if "object2world" in data else None

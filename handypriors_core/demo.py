@@ -221,8 +221,8 @@ def _track_with_ros(seq_dir: Path, mesh: Path, mode: str, initial, out: Path, ra
            f"the newest frame wins while it is busy); {run.fps:.2f} fps over {run.wall_s:.1f} s, node "
            f"{run.node_ms:.0f} ms/frame")
     return {"fps": run.fps, "posed": len(run.poses), "dropped": run.dropped, "wall_s": run.wall_s,
-            "node_ms_per_frame": run.node_ms, "latency_ms": run.latency_ms, "startup_s": run.startup_s,
-            "rate": rate, "log": str(run.log), "video": str(video) if video else None,
+            "node_ms_per_frame": run.node_ms, "node_stages_ms": run.stages_ms, "latency_ms": run.latency_ms,
+            "startup_s": run.startup_s, "rate": rate, "log": str(run.log), "video": str(video) if video else None,
             "unmatched_poses": len(run.unmatched), "exit_codes": run.returncodes,
             "diagnostics": {k: run.diagnostics.get(k) for k in ("frames_processed", "dropped_frames",
                                                                  "images_received", "node_state", "quality")}}

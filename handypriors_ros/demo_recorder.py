@@ -196,9 +196,15 @@ class TrackerRecorder:
         return dict(self.diagnostics[-1]) if self.diagnostics else {}
 
     def diagnostics_median(self, key: str) -> float:
-        """Median of a numeric diagnostics value over every message that reported it (NaN when none did)."""
+        """Median of a numeric diagnostics value (NaN when no message reported one), over the messages sent after
+        a new frame was processed (``frames_processed`` changed; an idle node repeats its last frame's values)."""
         values = []
+        previous = None
         for d in self.diagnostics:
+            processed = d.get("frames_processed")
+            if processed == previous:
+                continue
+            previous = processed
             try:
                 v = float(d.get(key, "nan"))
             except ValueError:
@@ -226,7 +232,8 @@ class RosRun:
         latency_ms: median per frame of (pose received - its frame's camera info received) [ms].
         startup_s: seconds from starting the tracker process until it was ready (built, warmed up, discovered).
         diagnostics: the tracker's last ``/diagnostics`` key-values; node_ms: median ``processing_ms`` over the
-            ``/diagnostics`` messages (the node's time per frame: queueing, inputs, tracking, publishing).
+            ``/diagnostics`` messages (the node's time per frame: queueing, inputs, tracking, publishing);
+            stages_ms: the same medians of ``queue_ms``, ``inputs_ms``, ``track_ms`` and ``publish_ms``.
         overlays: ``frame index -> (H, W, 3)`` uint8 RGB ``~/overlay`` images (when recorded).
         log: the processes' output. returncodes: ``{name: exit code}`` (None: had to be killed).
         unmatched: stamps of poses that matched no frame. commands: the two command lines.
@@ -242,6 +249,7 @@ class RosRun:
     startup_s: float
     diagnostics: dict[str, str]
     node_ms: float
+    stages_ms: dict[str, float]
     overlays: dict[int, np.ndarray]
     log: Path
     returncodes: dict[str, int | None]
@@ -464,5 +472,7 @@ def run_sequence_through_nodes(
     return RosRun(poses=poses, num_frames=len(stamps), ok=bool(poses) and not reason, reason=reason, wall_s=wall,
                   latency_ms=1e3 * float(np.median(latencies)) if latencies else math.nan, startup_s=startup,
                   diagnostics=recorder.last_diagnostics(), node_ms=recorder.diagnostics_median("processing_ms"),
+                  stages_ms={k: recorder.diagnostics_median(k) for k in ("queue_ms", "inputs_ms", "track_ms",
+                                                                         "publish_ms")},
                   overlays=overlays, log=log_path, returncodes=returncodes, unmatched=recorder.unmatched(stamps),
                   commands=commands, rate=rate)

@@ -127,3 +127,20 @@ def test_ros_required_without_rclpy_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "_ros_available", lambda: (False, "rclpy is not installed"))
     with pytest.raises(InvalidValueError, match="--ros needs rclpy"):
         demo.run_demo(tmp_path, frames=FRAMES, width=WIDTH, height=HEIGHT, modes=["filter"], use_ros=True)
+
+
+def test_recorder_matches_poses_to_frames_by_stamp():
+    import numpy as np
+    import torch
+
+    from handypriors_ros.demo_recorder import RecordedPose, TrackerRecorder
+
+    stamps = [1_700_000_000_000_000_000 + i * 33_333_333 for i in range(5)]
+    recorder = TrackerRecorder.__new__(TrackerRecorder)  # matching needs no ROS node
+    recorder.poses = {}
+    for stamp in (stamps[0], stamps[1] + 400_000, stamps[3], stamps[4] + 5_000_000):  # frame 2 dropped
+        recorder.poses[stamp] = RecordedPose(stamp, torch.eye(4, dtype=torch.float64), np.eye(6), "cam", 0.0)
+    matched = recorder.match_frames(stamps)
+    assert sorted(matched) == [0, 1, 3]  # within 1 ms; the pose 5 ms off frame 4 matches nothing
+    assert matched[1].stamp_ns == stamps[1] + 400_000
+    assert recorder.unmatched(stamps) == [stamps[4] + 5_000_000]

@@ -20,6 +20,7 @@ SHARE = f"share/{PACKAGE}"
 CONSOLE_SCRIPTS = {
     "allegro_tracker": "handypriors_ros.allegro_tracker:main",
     "sequence_player": "handypriors_ros.sequence_player:main",
+    "mano_tracker": "handypriors_ros.mano_tracker:main",
     "handypriors": "handypriors_core.cli:main",
 }
 EXEC_DEPENDS = {

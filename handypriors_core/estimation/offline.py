@@ -152,8 +152,7 @@ class OfflineRefiner:
         scene = tracker.scene
         obs = prepare_observation(frame, scene, est.object2camera.float(), tracker.settings.roi,
                                   tracker.settings.depth, object_mask=mask)
-        # the losses never read the full-resolution frame or mask: drop them to bound memory
-        obs = dataclasses.replace(obs, frame=None, mask_full=None)
+        # only the window's frames are held (entries are released once final), so memory stays bounded
         self._pending.append(_Entry(est, obs, weights, est.object2camera.to(scene.device, torch.float32)))
         self._fresh += 1
         if len(self._pending) >= self.window:
