@@ -11,7 +11,8 @@ Sequences: the shared development sequences (``$HANDYPRIORS_SHARED_DIR/data/dev`
 ``../shared/data/dev``) when present, and the project's own generated sequence (``handypriors_core.synthetic``)
 when the generator is available.
 Initial pose: frame 0's ground truth perturbed by 2 cm and 10 degrees (fixed seed). Masks: the built-in
-colour model when ``handypriors_core.segmentation`` provides it, else the run is labelled ``oracle mask``.
+colour model (``--masks colour``, default), the oracle masks of the shared sequences (``--masks oracle``, labelled
+so) or none.
 
     .venv/bin/python bench/bench_tracking.py [--frames N] [--rows filter|optimizer|all] [--quick]
 
@@ -41,6 +42,7 @@ from handypriors_core.io.dev_sequence import DevSequence, load_ground_truth, wit
 from handypriors_core.metrics.chamfer import object_chamfer_errors
 from handypriors_core.metrics.pose_errors import add_s, rotation_error, summarize_errors
 from handypriors_core.models import RigidObject, URDFHand, allegro_urdf
+from handypriors_core.segmentation import load_segmentation_settings, make_mask_source
 
 
 def perturbed(pose: torch.Tensor, seed: int = 0, translation: float = 0.02, angle_deg: float = 10.0) -> torch.Tensor:
@@ -91,37 +93,23 @@ def configured(base: TrackerSettings, overrides: dict) -> TrackerSettings:
     return s
 
 
-def mask_source_for(scene_settings) -> tuple[object | None, str]:
-    """The built-in colour model when available (``label = "colour model"``), else None (oracle masks)."""
-    try:
-        from handypriors_core.segmentation import make_mask_source  # type: ignore
-    except Exception:  # noqa: BLE001 - segmentation not available yet
-        return None, "oracle mask"
-    try:
-        return make_mask_source(None), "colour model"
-    except Exception as exc:  # noqa: BLE001
-        print(f"  colour model unavailable ({exc}); using oracle masks", flush=True)
-        return None, "oracle mask"
-
-
 def run(path: Path, settings: TrackerSettings, frames: int, masks: str) -> dict:
     """Track one sequence folder; returns per-frame errors and timing."""
     seq = DevSequence(path)
     gt = load_ground_truth(path)
     hand = URDFHand.from_urdf(allegro_urdf())
     obj = RigidObject.from_mesh(seq.object_mesh_path)
-    mask_source, label = (None, "no mask")
-    if masks == "colour":
-        mask_source, label = mask_source_for(None)
-    tracker = ObjectTracker(hand, obj, settings, mask_source=mask_source)
+    tracker = ObjectTracker(hand, obj, settings)
+    label = {"colour": "colour model", "oracle": "oracle mask", "none": "no mask"}[masks]
+    if masks == "colour":  # the built-in weight-free segmentation (handypriors_core.segmentation)
+        tracker.mask_source = make_mask_source(load_segmentation_settings(), tracker.scene)
     tracker.initialize(perturbed(gt.object2camera[0]))
     n = min(frames, len(seq))
     preds, times = [], []
     for i in range(n):
         frame = seq[i]
-        if masks == "oracle" or (masks == "colour" and mask_source is None):
+        if masks == "oracle":
             frame = with_oracle_masks(frame, path)
-            label = "oracle mask"
         t = time.perf_counter()
         est = tracker.track(frame)
         times.append(time.perf_counter() - t)

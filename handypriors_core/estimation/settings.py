@@ -152,7 +152,7 @@ class FilterSettings:
         gate_probability: chi-square gate of every update (``1`` disables gating).
     """
 
-    observations: list[FilterObservation] = field(default_factory=lambda: ["fingertips", "depth", "silhouette"])
+    observations: list[FilterObservation] = field(default_factory=lambda: ["fingertips", "depth"])
     motion_model: Literal["quasistatic", "constant_pose"] = "quasistatic"
     initial_std_translation: float = 0.02
     initial_std_rotation: float = 0.2
