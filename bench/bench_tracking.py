@@ -71,8 +71,15 @@ def rows(which: str) -> dict[str, dict]:
         "O_hand+object": {"mode": "filter", "filter.observations": ["fingertips", "centre"]},
         "+depth": {"mode": "filter", "filter.observations": ["fingertips", "centre", "depth"]},
         "+depth+silhouette": {"mode": "filter", "filter.observations": ["fingertips", "depth", "silhouette"]},
+        "+depth (no centre)": {"mode": "filter", "filter.observations": ["fingertips", "depth"]},
         "refine (default)": {"mode": "refine"},
     }
+    # ablation rows: no loss-of-track re-initialisation (it would hide what each row contributes) and a fixed
+    # iteration count instead of the time budget (results independent of machine load)
+    ablation = {"recovery.lost_threshold": 0.0, "recovery.relative_threshold": 0.0, "refine.time_budget": 0.0}
+    optimizer = {name: {**ablation, **row} for name, row in optimizer.items()}
+    filt = {name: ({**ablation, **row} if name != "refine (default)" else row) for name, row in filt.items()}
+    filt["filter (default)"] = {"mode": "filter"}
     if which == "optimizer":
         return optimizer
     if which == "filter":

@@ -978,12 +978,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="out/demo", help="output folder (default: %(default)s)")
     d.add_argument("--hand-only", action="store_true", help="only render the Allegro hand at a few joint "
                                                             "configurations")
-    d.add_argument("--frames", type=int, default=60)
+    d.add_argument("--frames", type=int, default=40)
     d.add_argument("--width", type=int, default=320)
     d.add_argument("--height", type=int, default=240)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--modes", default="filter,refine,offline", help="comma-separated modes (default: %(default)s)")
-    d.add_argument("--ros", action="store_true", help="run through the ROS nodes (when available)")
+    ros = d.add_mutually_exclusive_group()
+    ros.add_argument("--ros", dest="ros", action="store_true", default=None,
+                     help="require the ROS-nodes path (default: taken when rclpy is available)")
+    ros.add_argument("--no-ros", dest="ros", action="store_false", help="offline path only")
     d.set_defaults(func=_cmd_demo)
 
     b = sub.add_parser("batch", parents=[common], help="track every bag in a folder (resumable)")

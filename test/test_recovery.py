@@ -27,7 +27,6 @@ from handypriors_core.geometry.transforms import make_transform
 from handypriors_core.metrics.pose_errors import add_s
 from handypriors_core.segmentation import ColourModelMask, ColourModelSettings
 from handypriors_core.segmentation.testing import make_scene, move_object, random_view
-from handypriors_core.segmentation.zbuffer import zbuffer
 
 F64 = torch.float64
 POSE = torch.eye(4, dtype=F64)
@@ -111,7 +110,8 @@ def scene():
 
 def _visible(scene, pose: torch.Tensor, hand, camera) -> torch.Tensor:
     verts, faces, inst = scene.scene_mesh(pose[None].float(), hand)
-    return (zbuffer(verts, faces, camera, inst, layers=16).instance[0] == 1).float()
+    with torch.no_grad():
+        return (scene.renderer.hard(verts, faces, camera, inst).instance[0] == 1).float()
 
 
 def _iou(a, b) -> float:

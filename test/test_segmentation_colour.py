@@ -19,7 +19,6 @@ from handypriors_core.geometry.transforms import make_transform
 from handypriors_core.segmentation import ColourModelMask, ColourModelSettings, SegmentationSettings, make_mask_source
 from handypriors_core.segmentation.colour_model import colour_bins, convert_colour, paste_roi
 from handypriors_core.segmentation.testing import make_scene, move_object, random_view
-from handypriors_core.segmentation.zbuffer import zbuffer
 
 F64 = torch.float64
 
@@ -117,7 +116,8 @@ def test_colour_model_corrects_an_offset_prediction(scene):
         moved = move_object(scene, view, offset, g, index=1)  # the object moved 1 cm, the prediction did not
         mask = model(moved.frame, view.object2camera.float(), hand)
         verts, faces, inst = scene.scene_mesh(view.object2camera[None].float(), hand)
-        predicted = (zbuffer(verts, faces, moved.frame.camera, inst, layers=16).instance[0] == 1).float()
+        with torch.no_grad():
+            predicted = (scene.renderer.hard(verts, faces, moved.frame.camera, inst).instance[0] == 1).float()
         gains.append(_iou(mask, moved.object_mask) - _iou(predicted, moved.object_mask))
         assert model.frames_learned == 1  # learn_from="update": calls do not learn
     assert min(gains) > 0.03 and float(np.mean(gains)) > 0.1, gains

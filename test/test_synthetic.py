@@ -19,6 +19,7 @@ from handypriors_core.geometry.transforms import rotation_angle_between
 from handypriors_core.io.dev_sequence import DevSequence, load_ground_truth, load_oracle_masks
 from handypriors_core.models import JointMap, RigidObject, URDFHand, allegro_urdf
 from handypriors_core.physics import HandGeometry, ObjectSDF
+from handypriors_core.render.renderer import Renderer
 from handypriors_core.synthetic import (
     ObjectSettings,
     SyntheticSequence,
@@ -29,7 +30,6 @@ from handypriors_core.synthetic import (
     make_object_mesh,
     write_sequence,
 )
-from handypriors_core.synthetic.raster import torch_zbuffer
 from handypriors_core.synthetic.textures import FACE_COLOURS
 
 TINY = {"frames": 8, "camera": {"width": 160, "height": 120}}
@@ -229,13 +229,15 @@ def test_object_mask_matches_projected_mesh(carry_dir):
         assert abs(xa.mean() - xb.mean()) < 0.5 and abs(ya.mean() - yb.mean()) < 0.5
 
 
-def test_torch_zbuffer_keeps_the_nearest_face():
+def test_generator_zbuffer_keeps_the_nearest_face():
+    """The generator's z-buffer (``Renderer.hard``): a small quad in front of a large one wins at its centre."""
     cam = make_camera(load_scenario(overrides={"camera": {"width": 64, "height": 48}}))
     quad = torch.tensor([[-1, -1, 0], [1, -1, 0], [1, 1, 0], [-1, 1, 0]], dtype=torch.float32)
     verts = torch.cat([quad * torch.tensor([1.0, 1.0, 0]) + torch.tensor([0, 0, 2.0]),
                        quad * torch.tensor([0.05, 0.05, 0]) + torch.tensor([0, 0, 1.0])])
     faces = torch.tensor([[0, 1, 2], [0, 2, 3], [4, 5, 6], [4, 6, 7]])
-    face, bary, zbuf = torch_zbuffer(verts, faces, cam)
+    out = Renderer().hard(verts[None], faces, cam)
+    face, bary, zbuf = out.face[0], out.bary[0], out.zbuf[0]
     assert int(face[24, 32]) in (2, 3) and abs(float(zbuf[24, 32]) - 1.0) < 1e-5
     assert int(face[2, 2]) in (0, 1) and abs(float(zbuf[2, 2]) - 2.0) < 1e-5
     p = (bary[24, 32, :, None] * verts[faces[face[24, 32]]]).sum(0)  # barycentrics reproduce the pixel ray

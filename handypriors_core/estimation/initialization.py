@@ -26,6 +26,7 @@ RGB only, a colour model seeded between the fingers.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -40,8 +41,7 @@ from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, qua
 from ..geometry.transforms import make_transform, transform_points
 from ..io.frame import Frame
 from ..priors.losses import LossWeights
-from ..render.settings import RasterSettings
-from ..segmentation.zbuffer import zbuffer
+from ..render.renderer import Renderer
 from .modalities import TemporalContext
 from .observation import prepare_observation
 from .refiner import PoseRefiner
@@ -238,28 +238,30 @@ class GlobalPoseSearch:
         # object centre in its own frame and a size for area-based depth
         self._centre = torch.as_tensor(scene.object.center).to(scene.device, _F32)
         self._hand_points: torch.Tensor | None = None  # hand points checked for penetration (per search)
-        self._raster = RasterSettings(tile_size=4)  # small tiles: fewer faces tested per pixel
-        self._coarse_geometry = (scene.object.verts, scene.object_faces, 4)
+        # z-buffer renders of the candidates: the scene renderer's settings with small tiles (fewer faces
+        # tested per pixel)
+        rs = scene.renderer.settings
+        self._renderer = Renderer(dataclasses.replace(rs, raster=dataclasses.replace(rs.raster, tile_size=4)))
+        self._coarse_geometry = (scene.object.verts, scene.object_faces)
         if s.coarse_mesh == "convex_hull":
             import trimesh
 
             hull = trimesh.Trimesh(scene.object.verts.detach().cpu().double().numpy(),
                                    scene.object_faces.cpu().numpy(), process=False).convex_hull
             self._coarse_geometry = (torch.as_tensor(hull.vertices, dtype=_F32, device=scene.device),
-                                     torch.as_tensor(hull.faces, dtype=torch.long, device=scene.device), 2)
+                                     torch.as_tensor(hull.faces, dtype=torch.long, device=scene.device))
 
     # ------------------------------------------------------------------------------------------ renders
     def _render(self, poses: torch.Tensor, camera: PinholeCamera, hand_z: torch.Tensor, coarse: bool = False
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Object-only z-buffer renders of ``poses (B, 4, 4)``: ``(full, visible, depth)``, each ``(B, S, S)``;
         ``visible`` is where the object is in front of the hand (``hand_z (1, S, S)``, 0 = no hand)."""
-        verts, faces, layers = self._coarse_geometry if coarse else (self.scene.object.verts,
-                                                                      self.scene.object_faces, 4)
+        verts, faces = self._coarse_geometry if coarse else (self.scene.object.verts, self.scene.object_faces)
         fulls, vis, depth = [], [], []
         for start in range(0, poses.shape[0], self.settings.chunk):  # chunks of candidates, not pixels
             p = poses[start:start + self.settings.chunk]
-            out = zbuffer(transform_points(p, verts.expand(p.shape[0], -1, -1)), faces, camera, layers=layers,
-                          settings=self._raster)
+            with torch.no_grad():
+                out = self._renderer.hard(transform_points(p, verts.expand(p.shape[0], -1, -1)), faces, camera)
             z = out.zbuf
             occluded = (hand_z > 0) & (hand_z < z)
             fulls.append(out.mask)
@@ -329,7 +331,8 @@ class GlobalPoseSearch:
             observed = _crop_nearest(torch.nan_to_num(frame.depth.to(device, _F32), nan=0.0), box, size)
             if not bool((observed > 0).any()):
                 observed = None
-        hand_z = zbuffer(hand.verts, self.scene.hand_faces, camera, layers=16).zbuf
+        with torch.no_grad():
+            hand_z = self.scene.renderer.hard(hand.verts, self.scene.hand_faces, camera).zbuf
         return camera, target, observed, hand_z
 
     def _evaluate(self, poses: torch.Tensor, crop, hand: PosedHand, near: torch.Tensor | None,

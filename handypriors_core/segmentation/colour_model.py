@@ -37,7 +37,6 @@ from ..estimation.settings import ROISettings
 from ..geometry.camera import crop_and_resize_image
 from ..io.frame import Frame
 from .base import ColourModelSettings, MaskSourceBase
-from .zbuffer import zbuffer
 
 __all__ = ["ColourModelMask", "RegionData", "colour_bins", "convert_colour", "paste_roi"]
 
@@ -216,8 +215,8 @@ class ColourModelMask(MaskSourceBase):
         bins = colour_bins(convert_colour(colour, s.colour_space), s.bins)
         with torch.no_grad():
             verts, faces, inst = scene.scene_mesh(pose[None], hand)
-            both = zbuffer(verts, faces, roi_camera, face_instance=inst, layers=16)
-            alone = zbuffer(scene.object_verts(pose[None]), scene.object_faces, roi_camera)
+            both = scene.renderer.hard(verts, faces, roi_camera, face_instance=inst)
+            alone = scene.renderer.hard(scene.object_verts(pose[None]), scene.object_faces, roi_camera)
         object_full = alone.mask[0]
         if bool(object_full.any()):
             ys, xs = torch.nonzero(object_full, as_tuple=True)

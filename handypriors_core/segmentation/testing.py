@@ -2,8 +2,8 @@
 
 A frame shows the Allegro hand (URDF, forward kinematics) holding a textured primitive object in front of a
 cluttered background (random coloured rectangles at random depths, a colour gradient and sensor noise), seen by
-a pinhole camera looking at the palm. Images come from z-buffer renders (:func:`.zbuffer.zbuffer`), so the
-ground-truth masks are exact.
+a pinhole camera looking at the palm. Images come from z-buffer renders (the scene renderer's
+:meth:`~handypriors_core.render.renderer.Renderer.hard`), so the ground-truth masks are exact.
 
 Everything here is ground truth for *scoring*: a :class:`SyntheticView` keeps the true object pose and masks
 apart from the :class:`~handypriors_core.io.frame.Frame` it carries (whose ``object_mask`` is None), so code
@@ -28,7 +28,6 @@ from ..geometry.rotations import axis_angle_to_matrix
 from ..geometry.transforms import invert_transform, make_transform, transform_points
 from ..io.frame import Frame
 from ..models import RigidObject, URDFHand, allegro_urdf
-from .zbuffer import zbuffer
 
 __all__ = [
     "SyntheticView",
@@ -163,7 +162,8 @@ def render_view(scene: HandObjectScene, camera: PinholeCamera, joint_angles: tor
     pose = object2camera.to(device, torch.float32)[None]
     verts, faces, inst = scene.scene_mesh(pose, hand)
     cam = camera.to(device, torch.float32)
-    out = zbuffer(verts, faces, cam, face_instance=inst, layers=16)
+    with torch.no_grad():
+        out = scene.renderer.hard(verts, faces, cam, face_instance=inst)
     face = out.face[0].clamp_min(0)
     tri = verts[0][faces[face]]  # (H, W, 3, 3) camera-frame triangle corners
     p_cam = (out.bary[0][..., None] * tri).sum(-2)
@@ -252,7 +252,8 @@ def random_view(scene: HandObjectScene, generator: torch.Generator, camera: Pinh
 def _object_pixels(scene: HandObjectScene, camera: PinholeCamera, object2camera: torch.Tensor) -> float:
     """Number of pixels of the object's full (unoccluded) silhouette."""
     verts = scene.object_verts(object2camera[None].to(scene.device, torch.float32))
-    out = zbuffer(verts, scene.object_faces, camera.to(scene.device, torch.float32))
+    with torch.no_grad():
+        out = scene.renderer.hard(verts, scene.object_faces, camera.to(scene.device, torch.float32))
     return float(out.mask.sum())
 
 

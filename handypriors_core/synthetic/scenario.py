@@ -395,8 +395,6 @@ class Scenario:
         device: torch device for rendering and noise ("cpu", "cuda", ...).
         torch_threads: torch intra-op threads while generating (restored afterwards); 0 = leave torch's
             setting. The generator's tensors are small, so one thread is fastest on a shared CPU.
-        rasterizer: ``auto`` (the renderer's hard mode when it passes a nearest-face self-check, else the
-            torch z-buffer), ``renderer`` or ``torch`` (see :mod:`.raster`).
     """
 
     name: str = ""
@@ -406,7 +404,6 @@ class Scenario:
     start_stamp: float = 1700000000.0
     device: str = "cpu"
     torch_threads: int = 1
-    rasterizer: str = "auto"
     object: ObjectSettings = dataclasses.field(default_factory=ObjectSettings)
     grasp: GraspSettings = dataclasses.field(default_factory=GraspSettings)
     motion: MotionSettings = dataclasses.field(default_factory=MotionSettings)
@@ -423,8 +420,6 @@ class Scenario:
         require(_finite(self.fps) and 0 < self.fps <= 1000, f"fps must be in (0, 1000]; got {self.fps}")
         require(_finite(self.start_stamp) and self.start_stamp >= 0, "start_stamp must be >= 0 [s]")
         require(0 <= self.torch_threads <= 256, "torch_threads must be in [0, 256]")
-        require(self.rasterizer in ("auto", "renderer", "torch"),
-                f"rasterizer must be auto, renderer or torch; got {self.rasterizer!r}")
         if not self.name:
             self.name = f"{self.object.kind}_{self.motion.kind}"
 

@@ -3,8 +3,7 @@
 :class:`SceneRenderer` joins the posed hand mesh (``URDFHand.mesh(q)`` moved by ``hand2camera``), the posed
 object and the static background (table, textured backdrop, random boxes; built once in the camera frame) and
 renders them with :meth:`~handypriors_core.render.renderer.Renderer.hard` (face index + barycentrics +
-z-buffer; or the torch z-buffer of :mod:`.raster`, see ``Scenario.rasterizer``). Shading per pixel, all tensor
-ops on the scene's device:
+z-buffer). Shading per pixel, all tensor ops on the scene's device:
 
 - albedo from per-corner colours (hand link colours, box colours) or a texture looked up at the barycentric
   interpolation of the face-corner UVs (bilinear, :func:`torch.nn.functional.grid_sample`);
@@ -28,7 +27,6 @@ from ..models import URDFHand, primitives
 from ..render.renderer import Renderer
 from ..render.settings import RenderSettings
 from .objects import ObjectMesh, corner_normals
-from .raster import rasterize
 from .scenario import Scenario
 from .textures import noise_image, poster_image
 
@@ -154,7 +152,6 @@ class SceneRenderer:
         self.hand = hand
         self.lighting = scenario.lighting
         self.renderer = Renderer(RenderSettings())
-        self.backend = scenario.rasterizer
         f32 = {"dtype": self.dtype, "device": self.device}
 
         parts, textures = background
@@ -201,7 +198,7 @@ class SceneRenderer:
         self._static = None
         if n_static:
             local = self.faces[n_dyn:] - (self.num_hand_verts + self.num_object_verts)
-            face, bary, zbuf = rasterize(self._static_verts, local, self.camera, self.backend, self.renderer)
+            face, bary, zbuf = self._rasterize(self._static_verts, local)
             self._static = (torch.where(face >= 0, face + n_dyn, face), bary, zbuf)
         # pixel rays (for turning normals towards the camera)
         H, W = camera.height, camera.width
@@ -210,6 +207,13 @@ class SceneRenderer:
         self._rays = torch.stack([(u - cam.cx) / cam.fx, (v - cam.cy) / cam.fy, torch.ones_like(u)], -1)
 
     # ------------------------------------------------------------------------------------------ helpers
+    def _rasterize(self, verts: torch.Tensor, faces: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Z-buffer of the camera-frame mesh ``verts (V, 3)`` [m], ``faces (F, 3)``: ``face (H, W)`` (-1 = nothing),
+        perspective-correct ``bary (H, W, 3)`` and ``zbuf (H, W)`` [m] (0 = nothing), by ``Renderer.hard``."""
+        out = self.renderer.hard(verts[None], faces, self.camera)
+        return out.face[0], out.bary[0], out.zbuf[0]
+
     @staticmethod
     def _face_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         tri = verts[faces]
@@ -225,7 +229,7 @@ class SceneRenderer:
     def object_pixels(self, object2camera: torch.Tensor) -> torch.Tensor:
         """``(H, W)`` bool silhouette of the object rendered alone."""
         verts = self.object_verts @ object2camera[:3, :3].T + object2camera[:3, 3]
-        return rasterize(verts, self.object_faces, self.camera, self.backend, self.renderer)[0] >= 0
+        return self._rasterize(verts, self.object_faces)[0] >= 0
 
     # ------------------------------------------------------------------------------------------ render
     def render(self, q: torch.Tensor, hand2camera: torch.Tensor, object2camera: torch.Tensor,
@@ -238,8 +242,7 @@ class SceneRenderer:
         hand_verts = self.hand.mesh(q[None])[0][0].to(**f32) @ H2C[:3, :3].T + H2C[:3, 3]
         obj_verts = self.object_verts @ O2C[:3, :3].T + O2C[:3, 3]
         verts = torch.cat([hand_verts, obj_verts, self._static_verts], 0)
-        face, bary, zbuf = rasterize(verts[: self.num_hand_verts + self.num_object_verts], self._dynamic_faces,
-                                     self.camera, self.backend, self.renderer)
+        face, bary, zbuf = self._rasterize(verts[: self.num_hand_verts + self.num_object_verts], self._dynamic_faces)
         if self._static is not None:  # nearest of the posed meshes and the static background
             s_face, s_bary, s_zbuf = self._static
             use_static = (s_face >= 0) & ((face < 0) | (s_zbuf < zbuf))
