@@ -246,7 +246,7 @@ def test_sliding_term_keeps_contacts_fixed_on_the_object(hand, box, scene_data):
     """Contacts of t-1 (in the object frame) pull the pose at t back to where they do not slide."""
     from handypriors_core.estimation.filter import contact_context
 
-    q, T_h, T_o, frame = scene_data
+    q, _T_h, T_o, frame = scene_data
     refiner = _refiner(hand, box, ["sliding"])
     obs = prepare_observation(frame, refiner.scene, T_o, ROISettings(size=64), DepthSettings())
     ctx = contact_context(refiner.scene, obs.hand, T_o, 0.03, [T_o], q)

@@ -34,5 +34,5 @@ def allegro_urdf() -> Path:
 
     raise ModelFileError(f"shipped URDF {ALLEGRO_URDF.name} not found (looked in {ALLEGRO_URDF.parent})")
 
-__all__ = ["ALLEGRO_CONTACT_LINKS", "ALLEGRO_URDF", "JointMap", "ManoHand", "ManoOutput", "PackageResolver", "RigidObject",
-           "Tessellation", "URDFHand", "allegro_urdf"]
+__all__ = ["ALLEGRO_CONTACT_LINKS", "ALLEGRO_URDF", "JointMap", "ManoHand", "ManoOutput", "PackageResolver",
+           "RigidObject", "Tessellation", "URDFHand", "allegro_urdf"]
