@@ -237,7 +237,8 @@ def test_player_and_tracker_processes_track_a_generated_sequence(tmp_path):
         try:
             got = collector.got
             done = collector.spin_until(
-                lambda: stamps[-1] in [cv.stamp_ns(p) for p in got["pose"]] and got["markers"] and got["overlay"]
+                lambda: stamps[-1] in [cv.stamp_ns(p) for p in got["pose"]]
+                and stamps[-1] in [cv.stamp_ns(t) for t in got["tf"]] and got["markers"] and got["overlay"]
                 and any(kv.key == "frames_processed" and int(kv.value) >= 4
                         for d in got["diagnostics"] for kv in d.status[0].values), process)
         finally:
@@ -260,7 +261,11 @@ def test_player_and_tracker_processes_track_a_generated_sequence(tmp_path):
     poses = {cv.stamp_ns(p): p for p in got["pose"]}
     transforms = {cv.stamp_ns(t): t for t in got["tf"]}
     assert set(poses) <= set(stamps) and len(poses) >= 4, sorted(poses)
+    # /tf and ~/object_pose are separate topics: a message of either may still be in flight at shutdown
+    assert len(set(poses) & set(transforms)) >= len(poses) - 1, (sorted(poses), sorted(transforms))
     for stamp, msg in poses.items():
+        if stamp not in transforms:
+            continue
         assert msg.header.frame_id == CAMERA_FRAME and transforms[stamp].header.frame_id == CAMERA_FRAME
         assert torch.allclose(cv.pose_to_matrix(msg), cv.transform_to_matrix(transforms[stamp]), atol=1e-9)
         covariance = cv.covariance_from_msg(msg)
