@@ -14,7 +14,7 @@ rendered ones, by central differences of one batched render of the 12 perturbed 
 
 - ``fingertips``: fingertips that touched the object at t-1 stay on its surface: ``z = 0``,
   ``h = sdf(tip centre) - tip radius`` (the hand-side observation O_hand of Table I).
-- ``centre``: the observed object mask's centroid [px] (and the mean masked depth [m] when depth exists)
+- ``centre``: the observed object mask's centroid [px] (and the mean masked depth [m] when depth exists: 3D)
   against the same statistics of the rendered visible silhouette (O_object).
 - ``silhouette``: dense, every ROI pixel of the observed mask against the rendered visible silhouette,
   folded into the 6x6 normal equations (information form).
@@ -230,30 +230,33 @@ class ObjectPoseFilter:
         eta = (J * w[:, None]).transpose(0, 1) @ r / var
         return self.ekf.update_information(Lam, eta, gate_probability=gate)
 
-    def _rendered_statistics(self, obs: Observation, poses: torch.Tensor) -> torch.Tensor:
-        """Visible object silhouettes ``(B, S, S)`` of ``poses (B, 4, 4)`` (no gradient)."""
-        with torch.no_grad():
-            out = render_scene(self.scene, poses.to(self.scene.device, torch.float32), obs, sigma=1.0,
-                               gamma=self.scene.renderer.settings.shading.gamma, depth=False, colour=False)
-        return out.visible[:, OBJECT].double().cpu()
+    def _perturbed_renders(self, obs: Observation, depth: bool = False):
+        """Renders at the estimate and at the 12 central-difference perturbations of it.
 
-    def _perturbed_renders(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor]:
-        """Visible silhouette at the estimate ``(S, S)`` and its Jacobian ``(S*S, 6)`` (central differences)."""
+        Returns the visible object silhouettes ``(13, S, S)``, the soft depth ``(13, S, S)`` [m] (None unless
+        ``depth``) and the perturbation steps ``(6,)``; index 0 is the estimate, 1-6 the + steps, 7-12 the - steps.
+        """
         state = self.ekf.state
         deltas = _perturbations(state.pose.device)
         poses = torch.stack([state.pose] + [retract(state, d).pose for d in deltas], 0)
-        sil = self._rendered_statistics(obs, poses)
-        base = sil[0]
-        plus, minus = sil[1:7], sil[7:]
-        steps = deltas[:6].diagonal()
-        J = ((plus - minus) / (2 * steps[:, None, None])).reshape(6, -1).transpose(0, 1)
-        return base, J
+        with torch.no_grad():
+            out = render_scene(self.scene, poses.to(self.scene.device, torch.float32), obs, sigma=1.0,
+                               gamma=self.scene.renderer.settings.shading.gamma, depth=depth, colour=False)
+        vis = out.visible[:, OBJECT].double().cpu()
+        soft_depth = out.depth.double().cpu() if depth and out.depth is not None else None
+        return vis, soft_depth, deltas[:6].diagonal()
+
+    @staticmethod
+    def _central_difference(values: torch.Tensor, steps: torch.Tensor) -> torch.Tensor:
+        """Jacobian ``(k, 6)`` from values ``(13, k)`` at the estimate, + steps and - steps."""
+        return ((values[1:7] - values[7:]) / (2 * steps[:, None])).transpose(0, 1)
 
     def _update_silhouette(self, obs: Observation, gate) -> StepResult | None:
         if obs.mask is None:
             return None
-        base, J = self._perturbed_renders(obs)
-        r = (obs.mask[0].double().cpu() - base).reshape(-1)
+        vis, _, steps = self._perturbed_renders(obs)
+        J = self._central_difference(vis.reshape(13, -1), steps)
+        r = (obs.mask[0].double().cpu() - vis[0]).reshape(-1)
         var = self.settings.silhouette_std ** 2
         Lam = J.transpose(0, 1) @ J / var
         eta = J.transpose(0, 1) @ r / var
@@ -263,22 +266,36 @@ class ObjectPoseFilter:
                                            num_observations=r.numel(), gate="full", gate_probability=gate)
 
     def _update_centre(self, obs: Observation, gate) -> StepResult | None:
+        """Object centre: the observed mask's centroid [ROI px] (and, with depth, the mean depth of the masked
+        pixels [m]) against the same statistics of the rendered visible silhouette (O_object of Table I)."""
         if obs.mask is None or float(obs.mask.sum()) < 4:
             return None
-        base, J = self._perturbed_renders(obs)
+        m = obs.mask[0].double().cpu()
+        observed_depth = obs.depth[0].double().cpu() if obs.depth is not None else None
+        use_depth = observed_depth is not None and float((m * (observed_depth > 0)).sum()) >= 4
+        vis, soft_depth, steps = self._perturbed_renders(obs, depth=use_depth)
         S = obs.roi_camera.width
         ys, xs = torch.meshgrid(torch.arange(S, dtype=_F64), torch.arange(S, dtype=_F64), indexing="ij")
         coords = torch.stack((xs.reshape(-1), ys.reshape(-1)), -1)  # (S*S, 2)
-        m = obs.mask[0].double().cpu().reshape(-1)
-        b = base.reshape(-1)
-        if float(b.sum()) < 4:
+        w = vis.reshape(13, -1)
+        if float(w[0].sum()) < 4:
             return None
-        z = (m[:, None] * coords).sum(0) / m.sum()
-        h0 = (b[:, None] * coords).sum(0) / b.sum()
-        # d centroid / d silhouette, chained with the silhouette Jacobian
-        dh = (coords - h0) / b.sum()  # (S*S, 2)
-        H = dh.transpose(0, 1) @ J  # (2, 6)
+        stats = [(w @ coords) / w.sum(-1, keepdim=True)]  # (13, 2) rendered visible centroid
+        z = [(m.reshape(-1) @ coords) / m.sum()]
         px_scale = (obs.box[2] - obs.box[0]) / S  # ROI px -> image px
-        var = (self.settings.centre_std_px / px_scale) ** 2
-        return self.ekf.update(z, lambda s: h0, torch.full((2,), var, dtype=_F64), jacobian=H,
+        variances = [(self.settings.centre_std_px / px_scale) ** 2] * 2
+        if use_depth:
+            valid = (observed_depth > 0).reshape(-1).double()
+            # interior pixels of the estimate's silhouette (soft depth at the blurred edges mixes in background)
+            wd = (w[0] > 0.9).double() * valid
+            if float(wd.sum()) < 4:
+                wd = w[0] * valid
+            stats.append(((wd * soft_depth.reshape(13, -1)).sum(-1) / wd.sum().clamp_min(1e-9))[:, None])
+            # the same pixels on both sides: the mean observed depth where the estimate sees its object
+            z.append(((wd * observed_depth.reshape(-1)).sum() / wd.sum().clamp_min(1e-9))[None])
+            variances.append(self.settings.centre_std_depth ** 2)
+        h = torch.cat(stats, -1)  # (13, k)
+        H = self._central_difference(h, steps)
+        h0 = h[0]
+        return self.ekf.update(torch.cat(z), lambda s: h0, torch.tensor(variances, dtype=_F64), jacobian=H,
                                gate_probability=gate)
