@@ -85,6 +85,7 @@ TRACKING_RANGES: dict[str, tuple[float, float]] = {
     "refine.lr_translation": (0.0, 1.0),
     "refine.lr_rotation": (0.0, _PI),
     "refine.lr_final_fraction": (0.0, 1.0),
+    "refine.coarse_fraction": (0.0, 1.0),
     "refine.sigma_start": (0.0, 1000.0),
     "refine.sigma_end": (0.0, 1000.0),
     "refine.gamma": (0.0, 10.0),

@@ -273,7 +273,8 @@ def test_refiner_corrects_a_hand2camera_calibration_error(hand, box, camera, sce
     w = LossWeights(lambda_img=0.0, lambda_mask=1.0, lambda_depth=1.0, lambda_penetration=0.0, lambda_sliding=0.0,
                     lambda_con=0.0, lambda_smo=0.0)
     on = PoseRefiner(scene, RefineSettings(terms=["mask", "depth"], iterations=40, time_budget=0.0,
-                                           optimize_hand2camera=True, hand2camera_prior=10.0), w, DepthSettings())
+                                           optimize_hand2camera=True, hand2camera_prior=10.0, coarse_fraction=0.0),
+                     w, DepthSettings())  # full resolution throughout: the occlusion edge is the only cue here
     obs = prepare_observation(bad, scene, T_o, ROISettings(size=64), DepthSettings())
     result = on.refine(T_o, obs, TemporalContext())
     shift = result.hand2camera_correction[:3, 3]

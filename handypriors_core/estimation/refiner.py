@@ -140,6 +140,7 @@ class PoseRefiner:
         points = associate_depth_points(self.scene, obs, pose0[0], self.depth_settings) \
             if "depth" in self.active_terms() else None
         base_hand = obs.hand
+        coarse = half_resolution(obs) if s.coarse_fraction > 0 and obs.roi_camera.width >= 32 else None
         best = (math.inf, pose0[0].clone(), torch.eye(4, device=device), {})
         initial = math.nan
         previous = math.inf
@@ -154,11 +155,11 @@ class PoseRefiner:
             if hand_delta is not None:
                 optimizer.param_groups[1]["lr"] = s.lr_hand2camera * decay
             pose = apply_pose_delta(pose0, delta * scale)
-            obs_it = obs
+            obs_it = coarse if (coarse is not None and frac < s.coarse_fraction) else obs
             correction = torch.eye(4, device=device)
             if hand_delta is not None:
                 correction = apply_pose_delta(torch.eye(4, device=device)[None], hand_delta)[0]
-                obs_it = _with_corrected_hand(obs, base_hand, correction)
+                obs_it = _with_corrected_hand(obs_it, base_hand, correction)
             terms = self.losses(pose, obs_it, ctx, sigma, points)
             loss = self.total(terms)
             if hand_delta is not None:
@@ -198,6 +199,27 @@ class PoseRefiner:
         return RefineResult(object2camera=best[1], hand2camera_correction=best[2], loss=best[0],
                             initial_loss=initial, iterations=it, elapsed=time.perf_counter() - start,
                             stopped=stopped, terms=best[3])
+
+
+def half_resolution(obs: Observation) -> Observation:
+    """``obs`` at half the ROI resolution (the coarse stage of the coarse-to-fine refinement).
+
+    Mask and colour are 2x2 averages; depth is the mean of the valid depths of each 2x2 block (0 where none is
+    valid); the ROI camera is scaled to match (pixel-centre convention kept).
+    """
+    from dataclasses import replace
+
+    import torch.nn.functional as F
+
+    mask = F.avg_pool2d(obs.mask[:, None], 2)[:, 0] if obs.mask is not None else None
+    rgb = F.avg_pool2d(obs.rgb.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)
+    depth = None
+    if obs.depth is not None:
+        valid = (obs.depth > 0).float()[:, None]
+        total = F.avg_pool2d(obs.depth[:, None] * valid, 2)
+        count = F.avg_pool2d(valid, 2)
+        depth = torch.where(count > 0, total / count.clamp_min(1e-6), torch.zeros_like(total))[:, 0]
+    return replace(obs, roi_camera=obs.roi_camera.scaled(0.5), mask=mask, rgb=rgb, depth=depth)
 
 
 def _with_corrected_hand(obs: Observation, hand, correction: torch.Tensor) -> Observation:

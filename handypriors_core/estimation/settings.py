@@ -91,6 +91,8 @@ class RefineSettings:
             iterations (fine steps at the end).
         sigma_start, sigma_end: silhouette sharpness [px^2 at ROI resolution], scheduled geometrically from
             coarse to fine over the iterations.
+        coarse_fraction: the first fraction of the iterations renders at half the ROI resolution (coarse to fine;
+            0 = always full resolution).
         gamma: depth/colour blend temperature of the soft renderer.
         convergence_tolerance: stop when the relative loss change stays below this for 3 steps.
         optimize_hand2camera: also optimise a small correction of hand2camera (calibration error).
@@ -107,6 +109,7 @@ class RefineSettings:
     lr_final_fraction: float = 0.1
     sigma_start: float = 4.0
     sigma_end: float = 0.5
+    coarse_fraction: float = 0.5
     gamma: float = 1e-4
     convergence_tolerance: float = 1e-4
     optimize_hand2camera: bool = False
@@ -122,6 +125,7 @@ class RefineSettings:
         for name in ("lr_translation", "lr_rotation", "sigma_start", "sigma_end", "gamma", "lr_hand2camera"):
             value = getattr(self, name)
             require(math.isfinite(value) and value > 0, f"refine.{name} must be > 0; got {value}")
+        require(0 <= self.coarse_fraction <= 1, "refine.coarse_fraction must be in [0, 1]")
         require(0 < self.lr_final_fraction <= 1, "refine.lr_final_fraction must be in (0, 1]")
         require(self.convergence_tolerance >= 0, "refine.convergence_tolerance must be >= 0")
         require(self.hand2camera_prior >= 0, "refine.hand2camera_prior must be >= 0")
