@@ -86,6 +86,18 @@ def _make_geometry(scalar):
         return t
 
     @wp.func
+    def inverse_squares(a: scalar, b: scalar, c: scalar) -> vec3:
+        """``(1/a^2, 1/b^2, 1/c^2)`` with 0 for lengths not above the degeneracy threshold."""
+        out = vec3(zero, zero, zero)
+        if a > tiny:
+            out[0] = one / (a * a)
+        if b > tiny:
+            out[1] = one / (b * b)
+        if c > tiny:
+            out[2] = one / (c * c)
+        return out
+
+    @wp.func
     def closest(p: vec2, v0: vec2, v1: vec2, v2: vec2, ev: vec3, il2: vec3) -> vec4:
         """Closest point of triangle (v0, v1, v2) to p outside it: (l0, l1, l2, squared distance).
 
@@ -154,7 +166,8 @@ def _make_geometry(scalar):
                     l2 = zero
         return vec4(l0, l1, l2, d2)
 
-    return SimpleNamespace(vec2=vec2, cross2=cross2, segment_t=segment_t, closest=closest)
+    return SimpleNamespace(vec2=vec2, cross2=cross2, segment_t=segment_t, closest=closest,
+                           inverse_squares=inverse_squares)
 
 
 _FACE_STRUCTS: dict = {}
@@ -191,6 +204,7 @@ def _make_common(scalar):
     mat32 = wp.types.matrix((3, 2), scalar)
     geo = _make_geometry(scalar)
     cross2 = geo.cross2
+    inverse_squares = geo.inverse_squares
     zero = scalar(0.0)
     one = scalar(1.0)
     tiny = scalar(DEGENERATE_EPS)
@@ -241,14 +255,7 @@ def _make_common(scalar):
         l0 = wp.length(e0)
         l1 = wp.length(e1)
         l2 = wp.length(e2)
-        il2 = vec3(zero, zero, zero)
-        if l0 > tiny:
-            il2[0] = one / (l0 * l0)
-        if l1 > tiny:
-            il2[1] = one / (l1 * l1)
-        if l2 > tiny:
-            il2[2] = one / (l2 * l2)
-        fd.il2 = il2
+        fd.il2 = inverse_squares(l0, l1, l2)
         if wp.abs(area2) > tiny and l0 > tiny and l1 > tiny and l2 > tiny:
             sg = one
             if area2 < zero:
@@ -525,6 +532,7 @@ def _make_raster(scalar, K: int):
     geo = _make_geometry(scalar)
     cross2 = geo.cross2
     closest = geo.closest
+    inverse_squares = geo.inverse_squares
     zero = scalar(0.0)
     one = scalar(1.0)
     two = scalar(2.0)
@@ -799,14 +807,7 @@ def _make_raster(scalar, K: int):
                 l1 = a1 / area2
                 l2 = a2 / area2
             else:
-                il2 = vec3(zero, zero, zero)
-                if n0 > tiny:
-                    il2[0] = one / (n0 * n0)
-                if n1 > tiny:
-                    il2[1] = one / (n1 * n1)
-                if n2 > tiny:
-                    il2[2] = one / (n2 * n2)
-                cl = closest(pp, v0, v1, v2, ev, il2)
+                cl = closest(pp, v0, v1, v2, ev, inverse_squares(n0, n1, n2))
                 l0 = cl[0]
                 l1 = cl[1]
                 l2 = cl[2]
