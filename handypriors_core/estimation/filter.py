@@ -34,7 +34,7 @@ from ..geometry.transforms import invert_transform, transform_points
 from ..physics.quasistatic import contact_motion
 from ..physics.settings import QuasistaticSettings
 from .ekf import EKFSettings, ErrorStateEKF, StepResult, linearize
-from .modalities import OBJECT, TemporalContext, associate_depth_points, render_scene
+from .modalities import OBJECT, TemporalContext, render_scene
 from .observation import Observation
 from .pose_state import PoseState, retract
 from .scene import HandObjectScene, PosedHand
@@ -58,14 +58,16 @@ def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torc
                     previous_poses: list[torch.Tensor], joint_angles: torch.Tensor) -> TemporalContext:
     """Contact bookkeeping after a frame: which hand candidates and fingertips touch the estimated object."""
     pose = object2camera.to(scene.device, torch.float32)[None]
-    with torch.no_grad():
-        sd = scene.object_sdf.signed_distance(hand.contact_points, pose).distance  # (1, C)
-        weights = (sd < distance).float()
-        tips = scene.object_sdf.signed_distance(hand.fingertip_centres, pose).distance[0] - scene.fingertip_radius
+    C = hand.contact_points.shape[1]
+    with torch.no_grad():  # one query for the contact candidates and the fingertips
+        sd = scene.object_sdf.signed_distance(torch.cat((hand.contact_points, hand.fingertip_centres), 1), pose)
+        candidates = sd.distance[:, :C]  # (1, C)
+        tips = sd.distance[0, C:] - scene.fingertip_radius
         contacts_obj = transform_points(invert_transform(pose), hand.contact_points)
     return TemporalContext(previous_poses=[p.detach().clone() for p in previous_poses[-2:]],
-                           contact_weights=weights, contacts_object_prev=contacts_obj,
+                           contact_weights=(candidates < distance).float(), contacts_object_prev=contacts_obj,
                            previous_contact_points=hand.contact_points.detach().clone(),
+                           previous_contact_distances=candidates, previous_contact_normals=sd.normal[:, :C],
                            tips_in_contact=tips < distance, previous_joint_angles=joint_angles.detach().clone())
 
 
@@ -174,19 +176,19 @@ class ObjectPoseFilter:
         used = self.predict(obs.hand, ctx)
         return FilterStep(used, self.update(obs, ctx))
 
-    def _sdf_linearisation(self, points: torch.Tensor):
-        """Signed distance of camera-frame ``points (N, 3)`` at the current pose and its first-order model.
-
-        Returns ``d0 (N,)`` and ``fn(state) -> (N,)``: ``d0 + n_obj . (p_obj(state) - p_obj(x))``, exact to
-        first order (the SDF gradient is the outward normal), written in torch so ``torch.func`` differentiates
-        it over the tangent.
-        """
-        pose = self.ekf.pose
+    def _query(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Signed distance ``(N,)`` [m] and outward normal ``(N, 3)`` of camera-frame ``points (N, 3)`` at the
+        current pose (float64, CPU, no gradient)."""
         with torch.no_grad():
             sd = self.scene.object_sdf.signed_distance(points[None].to(self.scene.device, torch.float32),
-                                                       pose[None].to(self.scene.device, torch.float32))
-        d0 = sd.distance[0].double().cpu()
-        n_cam = sd.normal[0].double().cpu()
+                                                       self.ekf.pose[None].to(self.scene.device, torch.float32))
+        return sd.distance[0].double().cpu(), sd.normal[0].double().cpu()
+
+    def _sdf_model(self, points: torch.Tensor, d0: torch.Tensor, n_cam: torch.Tensor):
+        """First-order model ``fn(state) -> (N,)`` of the signed distance of ``points (N, 3)`` around the current
+        pose: ``d0 + n_obj . (p_obj(state) - p_obj(x))``, exact to first order (the SDF gradient is the outward
+        normal), written in torch so ``torch.func`` differentiates it over the tangent."""
+        pose = self.ekf.pose
         R0, t0 = pose[:3, :3], pose[:3, 3]
         p = points.double().cpu()
         p_obj0 = (p - t0) @ R0
@@ -197,30 +199,33 @@ class ObjectPoseFilter:
             p_obj = (p - t) @ R
             return d0 + ((p_obj - p_obj0) * n_obj).sum(-1)
 
-        return d0, fn
+        return fn
 
     def _update_fingertips(self, obs: Observation, ctx: TemporalContext, gate) -> StepResult | None:
         if ctx.tips_in_contact is None or not bool(ctx.tips_in_contact.any()):
             return None
         tips = obs.hand.fingertip_centres[0][ctx.tips_in_contact.to(obs.hand.fingertip_centres.device)]
-        d0, fn = self._sdf_linearisation(tips)
+        d0, normals = self._query(tips)
         radius = self.scene.fingertip_radius
         # a finger that let go (its tip now far from the predicted surface) is no observation of the object
         near = (d0 - radius).abs() < 2 * self.settings.contact_distance
         if not bool(near.any()):
             return None
-        tips = tips[near.to(tips.device)]
-        _, fn = self._sdf_linearisation(tips)
-        var = torch.full((tips.shape[0],), self.settings.fingertip_std ** 2, dtype=_F64)
-        return self.ekf.update(torch.zeros(tips.shape[0], dtype=_F64), lambda s: fn(s) - radius, var,
-                               gate_probability=gate)
+        fn = self._sdf_model(tips[near.to(tips.device)], d0[near], normals[near])
+        count = int(near.sum())
+        var = torch.full((count,), self.settings.fingertip_std ** 2, dtype=_F64)
+        return self.ekf.update(torch.zeros(count, dtype=_F64), lambda s: fn(s) - radius, var, gate_probability=gate)
 
     def _update_depth(self, obs: Observation, gate) -> StepResult | None:
-        points = associate_depth_points(self.scene, obs, self.ekf.pose.float().to(self.scene.device),
-                                        self.depth_settings)
-        if points is None:
+        if obs.depth_points is None:
             return None
-        _, fn = self._sdf_linearisation(points[0])
+        points = obs.depth_points[0]
+        d0, normals = self._query(points)
+        # association: depth points near the predicted surface are object surface (as associate_depth_points)
+        keep = d0.abs() < self.depth_settings.association_distance
+        if int(keep.sum()) < 10:
+            return None
+        fn = self._sdf_model(points[keep.to(points.device)], d0[keep], normals[keep])
         d, J = linearize(fn, self.ekf.state, "forward")
         r = -d  # z = 0 (on the surface)
         c = self.depth_settings.robust_scale

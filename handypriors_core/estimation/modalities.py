@@ -59,6 +59,8 @@ class TemporalContext:
             (0 = no contact), or None.
         contacts_object_prev: ``(1, C, 3)`` those candidates at t-1 in the object frame [m], or None.
         previous_contact_points: ``(1, C, 3)`` the candidates at t-1 in the camera frame [m], or None.
+        previous_contact_distances: ``(1, C)`` their signed distances to the object estimate of t-1 [m], or None.
+        previous_contact_normals: ``(1, C, 3)`` the object's outward normals there (camera frame), or None.
         tips_in_contact: ``(T,)`` bool, fingertips touching the object at t-1, or None.
         previous_joint_angles: ``(J,)`` [rad] at t-1, or None.
     """
@@ -67,6 +69,8 @@ class TemporalContext:
     contact_weights: torch.Tensor | None = None
     contacts_object_prev: torch.Tensor | None = None
     previous_contact_points: torch.Tensor | None = None
+    previous_contact_distances: torch.Tensor | None = None
+    previous_contact_normals: torch.Tensor | None = None
     tips_in_contact: torch.Tensor | None = None
     previous_joint_angles: torch.Tensor | None = None
 

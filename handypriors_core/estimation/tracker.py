@@ -208,7 +208,7 @@ class ObjectTracker:
         self._poses = (self._poses + [pose.float().to(self.scene.device)])[-2:]
         self.context = contact_context(self.scene, hand, pose, self.settings.filter.contact_distance, self._poses,
                                        frame.joint_angles)
-        points, values, normals = self._contacts(hand, pose)
+        points, values, normals = self._contacts(self.context)
         timings["quality_contacts"] = time.perf_counter() - t
         timings["total"] = time.perf_counter() - t0
         if not used_contacts:
@@ -261,14 +261,13 @@ class ObjectTracker:
                 return 1.0
         return float(sum(scores) / len(scores))
 
-    def _contacts(self, hand: PosedHand, object2camera: torch.Tensor):
-        """Hand contact candidates near the object, their contact values and the object normals there."""
-        with torch.no_grad():
-            sd = self.scene.object_sdf.signed_distance(hand.contact_points,
-                                                       object2camera[None].to(self.scene.device, torch.float32))
-            d = sd.distance[0]
-            near = d < self.settings.filter.contact_distance
-            return (hand.contact_points[0][near].cpu(), contact_value(d[near]).cpu(), sd.normal[0][near].cpu())
+    def _contacts(self, ctx: TemporalContext):
+        """Hand contact candidates near the object (from the frame's contact bookkeeping), their contact values
+        and the object normals there."""
+        d = ctx.previous_contact_distances[0]
+        near = d < self.settings.filter.contact_distance
+        return (ctx.previous_contact_points[0][near].cpu(), contact_value(d[near]).cpu(),
+                ctx.previous_contact_normals[0][near].cpu())
 
     def object_points_camera(self, object2camera: torch.Tensor) -> torch.Tensor:
         """The object's surface samples ``(S, 3)`` in the camera frame for a pose (for overlays)."""
