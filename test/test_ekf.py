@@ -16,6 +16,7 @@ from handypriors_core.estimation import (
     covariance_to_body_frame,
     covariance_to_se3_left,
     linearize,
+    linearize_rowwise,
     local_difference,
     retract,
     ros_covariance_list,
@@ -118,6 +119,29 @@ def test_linearize_matches_finite_differences(mode):
         value, J = linearize(h, state, mode)
     torch.testing.assert_close(value, h(state))
     torch.testing.assert_close(J, _numeric_jacobian(h, state), atol=2e-5, rtol=1e-6)
+
+
+def test_rowwise_linearize_matches_finite_differences():
+    """Point-wise model (each output one point's pixel coordinate): one reverse pass equals central differences."""
+    gen = torch.Generator().manual_seed(5)
+    state = _random_state(gen, m=0)
+    pts = torch.randn(7, 3, generator=gen, dtype=F64) * 0.05
+    K = torch.tensor([[615.0, 0, 319.5], [0, 615.0, 239.5], [0, 0, 1]], dtype=F64)
+
+    def u_of(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # (k, 3, 3), (k, 3) -> (k,): u of point i
+        p = (torch.einsum("kij,kj->ki", R, pts) + t) @ K.T
+        return p[:, 0] / p[:, 2]
+
+    def h(s: PoseState) -> torch.Tensor:
+        return u_of(s.rotation.expand(7, 3, 3), s.translation.expand(7, 3))
+
+    with torch.no_grad():  # the tracker calls the filter under no_grad
+        value, J = linearize_rowwise(u_of, state, 7)
+    assert J.shape == (7, 6)
+    torch.testing.assert_close(value, h(state))
+    torch.testing.assert_close(J, _numeric_jacobian(h, state), atol=2e-5, rtol=1e-6)
+    with pytest.raises(ShapeError):  # a model that does not give one value per row
+        linearize_rowwise(lambda R, t: u_of(R, t)[:5], state, 7)
 
 
 def test_so3_left_jacobian_matches_finite_differences():

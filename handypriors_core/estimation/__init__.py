@@ -4,7 +4,7 @@ See ``pose_state`` for the retraction ``x [+] delta`` / local difference convent
 ``ekf`` for the filter's math.
 """
 
-from .ekf import EKFSettings, ErrorStateEKF, StepResult, chi2_threshold, linearize, tangent_jacobian
+from .ekf import EKFSettings, ErrorStateEKF, StepResult, chi2_threshold, linearize, linearize_rowwise, tangent_jacobian
 from .pose_state import (
     POSE_DIM,
     PoseState,
@@ -26,6 +26,7 @@ __all__ = [
     "covariance_to_body_frame",
     "covariance_to_se3_left",
     "linearize",
+    "linearize_rowwise",
     "local_difference",
     "retract",
     "ros_covariance_list",

@@ -9,8 +9,8 @@ motion carrying them (weighted Kabsch) moves the object. Without enough contacts
 (constant pose) and the larger "free" process noise applies. ``F`` comes from autodiff of ``f`` over the
 tangent.
 
-Observation models (``FilterSettings.observations``), Jacobians by autodiff (``torch.func``) or, for the
-rendered ones, by central differences of one batched render of the 12 perturbed poses:
+Observation models (``FilterSettings.observations``), Jacobians by autodiff (one reverse-mode pass for the
+point-wise fingertip and depth models, :func:`.ekf.linearize_rowwise`) or, for the rendered ones, by central differences of one batched render of the 12 perturbed poses:
 
 - ``fingertips``: fingertips that touched the object at t-1 stay on its surface: ``z = 0``,
   ``h = sdf(tip centre) - tip radius`` (the hand-side observation O_hand of Table I).
@@ -33,7 +33,7 @@ import torch
 from ..geometry.transforms import invert_transform, transform_points
 from ..physics.quasistatic import contact_motion
 from ..physics.settings import QuasistaticSettings
-from .ekf import EKFSettings, ErrorStateEKF, StepResult, linearize
+from .ekf import EKFSettings, ErrorStateEKF, StepResult, linearize_rowwise
 from .modalities import OBJECT, TemporalContext, render_scene
 from .observation import Observation
 from .pose_state import PoseState, retract
@@ -185,21 +185,23 @@ class ObjectPoseFilter:
         return sd.distance[0].double().cpu(), sd.normal[0].double().cpu()
 
     def _sdf_model(self, points: torch.Tensor, d0: torch.Tensor, n_cam: torch.Tensor):
-        """First-order model ``fn(state) -> (N,)`` of the signed distance of ``points (N, 3)`` around the current
-        pose: ``d0 + n_obj . (p_obj(state) - p_obj(x))``, exact to first order (the SDF gradient is the outward
-        normal), written in torch so ``torch.func`` differentiates it over the tangent."""
+        """Signed distance ``(N,)`` [m] of ``points (N, 3)`` around the current pose and its Jacobian ``(N, 6)``.
+
+        First-order model ``d0 + n_obj . (p_obj(pose) - p_obj(x))``, exact to first order (the SDF gradient is
+        the outward normal), written in torch and differentiated over the tangent by reverse-mode autodiff
+        (:func:`~.ekf.linearize_rowwise`: each point depends on the pose alone).
+        """
         pose = self.ekf.pose
         R0, t0 = pose[:3, :3], pose[:3, 3]
         p = points.double().cpu()
         p_obj0 = (p - t0) @ R0
         n_obj = n_cam @ R0
 
-        def fn(state: PoseState) -> torch.Tensor:
-            R, t = state.pose[:3, :3], state.pose[:3, 3]
-            p_obj = (p - t) @ R
+        def fn(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:  # (N, 3, 3), (N, 3) -> (N,)
+            p_obj = torch.einsum("ni,nij->nj", p - t, R)
             return d0 + ((p_obj - p_obj0) * n_obj).sum(-1)
 
-        return fn
+        return linearize_rowwise(fn, self.ekf.state, p.shape[0])
 
     def _update_fingertips(self, obs: Observation, ctx: TemporalContext, gate) -> StepResult | None:
         if ctx.tips_in_contact is None or not bool(ctx.tips_in_contact.any()):
@@ -211,10 +213,11 @@ class ObjectPoseFilter:
         near = (d0 - radius).abs() < 2 * self.settings.contact_distance
         if not bool(near.any()):
             return None
-        fn = self._sdf_model(tips[near.to(tips.device)], d0[near], normals[near])
+        d, J = self._sdf_model(tips[near.to(tips.device)], d0[near], normals[near])
         count = int(near.sum())
         var = torch.full((count,), self.settings.fingertip_std ** 2, dtype=_F64)
-        return self.ekf.update(torch.zeros(count, dtype=_F64), lambda s: fn(s) - radius, var, gate_probability=gate)
+        h = d - radius  # z = 0: the tip sphere touches the surface
+        return self.ekf.update(torch.zeros(count, dtype=_F64), lambda s: h, var, jacobian=J, gate_probability=gate)
 
     def _update_depth(self, obs: Observation, gate) -> StepResult | None:
         if obs.depth_points is None:
@@ -225,8 +228,7 @@ class ObjectPoseFilter:
         keep = d0.abs() < self.depth_settings.association_distance
         if int(keep.sum()) < 10:
             return None
-        fn = self._sdf_model(points[keep.to(points.device)], d0[keep], normals[keep])
-        d, J = linearize(fn, self.ekf.state, "forward")
+        d, J = self._sdf_model(points[keep.to(points.device)], d0[keep], normals[keep])
         r = -d  # z = 0 (on the surface)
         c = self.depth_settings.robust_scale
         w = 1.0 / (1.0 + (r / c) ** 2)  # Cauchy IRLS weights

@@ -87,6 +87,23 @@ def _crop_depth(depth: torch.Tensor, box, size: int) -> torch.Tensor:
     return torch.nan_to_num(crop, nan=0.0)[None]
 
 
+def _crop_rgb(rgb: torch.Tensor, box, size: int) -> torch.Tensor:
+    """Bilinear crop of ``rgb (H, W, 3)`` uint8 to ``(1, size, size, 3)`` in [0, 1].
+
+    Only the pixels under the box (plus a 2 px border for the bilinear taps) are converted to float, so the
+    cost does not grow with the camera resolution; the result equals cropping the whole converted image.
+    """
+    H, W = rgb.shape[:2]
+    x0, y0 = max(0, min(W, int(box[0]) - 2)), max(0, min(H, int(box[1]) - 2))
+    x1, y1 = max(x0, min(W, int(box[2]) + 3)), max(y0, min(H, int(box[3]) + 3))
+    if x1 - x0 < 2 or y1 - y0 < 2:  # the box lies outside the image: nothing but padding
+        return torch.zeros(1, size, size, 3, device=rgb.device)
+    patch = rgb[y0:y1, x0:x1].permute(2, 0, 1)[None].float() / 255.0
+    shifted = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)
+    # grid_sample pads with zeros outside the patch; inside the image the 2 px border keeps every tap real
+    return crop_and_resize_image(patch, shifted, size, size)[0].permute(1, 2, 0)[None]
+
+
 def _depth_points(frame_depth: torch.Tensor, camera: PinholeCamera, box, max_points: int) -> torch.Tensor | None:
     """Valid depth pixels inside ``box`` back-projected to ``(1, N, 3)`` [m], evenly subsampled to ``max_points``."""
     H, W = frame_depth.shape
@@ -137,8 +154,7 @@ def prepare_observation(
     size = roi.size
     roi_camera = camera.crop_and_resize(box, size, size)
     hand = hand if hand is not None else scene.pose_hand(frame.joint_angles, frame.hand2camera)
-    rgb = frame.rgb.to(device).permute(2, 0, 1)[None].float() / 255.0
-    rgb_roi = crop_and_resize_image(rgb, box, size, size)[0].permute(1, 2, 0)[None]
+    rgb_roi = _crop_rgb(frame.rgb.to(device), box, size)
     mask_src = object_mask if object_mask is not None else frame.object_mask
     mask_full = mask_roi = None
     if mask_src is not None:

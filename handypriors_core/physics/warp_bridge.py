@@ -33,7 +33,7 @@ from .settings import ContactSettings
 __all__ = ["WarpMeshSet", "closest_faces", "warp_device"]
 
 # Below this many points per thread a CPU query is not split across threads.
-_MIN_POINTS_PER_THREAD = 1024
+_MIN_POINTS_PER_THREAD = 256
 
 # Positions in the argument list of kernels.closest_face_kernel.
 _OFFSET_ARG = 5
