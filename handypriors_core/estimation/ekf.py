@@ -56,8 +56,7 @@ import torch
 
 from ..checks import check_shape
 from ..errors import ConfigError, InvalidValueError, ShapeError
-from ..geometry.rotations import matrix_to_quaternion, quaternion_to_matrix
-from ..geometry.rotations import skew
+from ..geometry.rotations import matrix_to_quaternion, quaternion_to_matrix, skew
 from .pose_state import POSE_DIM, PoseState, retract, retract_first_order, so3_left_jacobian
 
 __all__ = [

@@ -10,7 +10,8 @@ motion carrying them (weighted Kabsch) moves the object. Without enough contacts
 tangent.
 
 Observation models (``FilterSettings.observations``), Jacobians by autodiff (one reverse-mode pass for the
-point-wise fingertip and depth models, :func:`.ekf.linearize_rowwise`) or, for the rendered ones, by central differences of one batched render of the 12 perturbed poses:
+point-wise fingertip and depth models, :func:`.ekf.linearize_rowwise`) or, for the rendered ones, by central
+differences of one batched render of the 12 perturbed poses:
 
 - ``fingertips``: fingertips that touched the object at t-1 stay on its surface: ``z = 0``,
   ``h = sdf(tip centre) - tip radius`` (the hand-side observation O_hand of Table I).
