@@ -144,6 +144,20 @@ def test_rowwise_linearize_matches_finite_differences():
         linearize_rowwise(lambda R, t: u_of(R, t)[:5], state, 7)
 
 
+def test_motion_model_jacobian_equals_the_filters_forward_mode_jacobian():
+    """The tracker's F of ``x -> M x`` (reverse mode, row-wise) equals the EKF's own (forward mode over f)."""
+    from handypriors_core.estimation.filter import motion_jacobian
+
+    gen = torch.Generator().manual_seed(9)
+    state = _random_state(gen, m=0)
+    motion = _pose([0.2, -0.4, 0.3], [0.03, -0.01, 0.02])
+    ekf = ErrorStateEKF(state, torch.eye(6, dtype=F64) * 1e-3)
+    step = ekf.predict(lambda s, u: PoseState(motion @ s.pose, s.extra), None, torch.eye(6, dtype=F64) * 1e-6)
+    F = motion_jacobian(motion, state)
+    torch.testing.assert_close(F, step.jacobian, atol=1e-12, rtol=1e-10)
+    assert not torch.allclose(F, torch.eye(6, dtype=F64))  # the rotation of the motion is in F
+
+
 def test_so3_left_jacobian_matches_finite_differences():
     for phi in ([0.0, 0.0, 0.0], [1e-4, -2e-4, 3e-4], [0.4, -1.2, 0.7]):
         phi = torch.tensor(phi, dtype=F64)

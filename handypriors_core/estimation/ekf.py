@@ -66,6 +66,7 @@ __all__ = [
     "chi2_threshold",
     "linearize",
     "linearize_rowwise",
+    "pose_tangent_jacobian",
     "tangent_jacobian",
 ]
 
@@ -221,6 +222,18 @@ def linearize_rowwise(
     return value.detach(), jac.detach()
 
 
+def pose_tangent_jacobian(dpose: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Pose rows ``(6, n)`` of a Jacobian from raw pose derivatives.
+
+    ``dpose (n, 3|4, 4)`` holds ``d pose / d delta_j`` of a pose-valued function at the pose whose rotation is
+    ``rotation (3, 3)``; the local difference ``(. [-] pose)`` has derivative ``(dt, vee(skew(dR R^T)))`` there.
+    """
+    A = dpose[:, :3, :3] @ rotation.transpose(0, 1)
+    A = 0.5 * (A - A.transpose(1, 2))
+    dphi = torch.stack((A[:, 2, 1], A[:, 0, 2], A[:, 1, 0]), 0)  # (3, n)
+    return torch.cat((dpose[:, :3, 3].transpose(0, 1), dphi), 0)
+
+
 def tangent_jacobian(
     fn: Callable[[PoseState], torch.Tensor],
     state: PoseState,
@@ -365,10 +378,7 @@ class ErrorStateEKF:
             if not x_pred.is_finite():
                 return StepResult(False, "non_finite")
             dpose = J_raw[:16].transpose(0, 1).reshape(-1, 4, 4)  # (n, 4, 4)
-            A = dpose[:, :3, :3] @ x_pred.rotation.transpose(0, 1)
-            A = 0.5 * (A - A.transpose(1, 2))
-            dphi = torch.stack((A[:, 2, 1], A[:, 0, 2], A[:, 1, 0]), 0)  # (3, n)
-            F = torch.cat((dpose[:, :3, 3].transpose(0, 1), dphi, J_raw[16:]), 0)
+            F = torch.cat((pose_tangent_jacobian(dpose, x_pred.rotation), J_raw[16:]), 0)
         else:
             check_shape(jacobian, (self.dim, self.dim), "jacobian")
             F = self._as64(jacobian)
