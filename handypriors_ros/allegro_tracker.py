@@ -67,7 +67,7 @@ from handypriors_core.models import JointMap, RigidObject, URDFHand, allegro_urd
 from . import conversions, markers, overlay
 from .diagnostics import HealthThresholds, TrackerHealth, diagnostic_array, tracker_status
 from .joint_state_buffer import JointStateBuffer, JointStateLookupError
-from .node_runtime import run_node
+from .node_runtime import exit_process, run_node
 from .params import NodeSettings, ParameterBinding, pose_from_parameter
 from .qos import JOINT_STATES_QOS, OUTPUT_QOS, SENSOR_SUBSCRIBER_QOS, TF_QOS
 from .tf_buffer import ExtrapolationError, TransformLookupError, UnknownFrameError, make_tf_lookup
@@ -855,4 +855,4 @@ def main(args: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_process(main())

@@ -187,4 +187,6 @@ def main(args: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .node_runtime import exit_process
+
+    exit_process(main())

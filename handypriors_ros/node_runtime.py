@@ -19,6 +19,9 @@ Anything else propagates (a traceback and exit 1), as a bug should.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,7 +32,7 @@ from rclpy.executors import ExternalShutdownException
 
 from handypriors_core.errors import HandyPriorsError
 
-__all__ = ["EXIT_BAD_CONFIG", "EXIT_OK", "declare_parameter", "run_node"]
+__all__ = ["EXIT_BAD_CONFIG", "EXIT_OK", "declare_parameter", "exit_process", "run_node"]
 
 EXIT_OK = 0
 EXIT_BAD_CONFIG = 2
@@ -79,6 +82,21 @@ def run_node(
             with contextlib.suppress(Exception):  # the context may already be gone after a signal
                 node.destroy_node()
         rclpy.try_shutdown()
+
+
+def exit_process(code: int) -> None:
+    """End the process with ``code`` once :func:`run_node` has shut rclpy down, skipping interpreter finalisation.
+
+    During finalisation a middleware thread (Fast DDS listener) that calls back into Python is stopped with a
+    forced unwind, which C++ code that catches everything turns into ``FATAL: exception not rethrown`` and an
+    abort (seen rarely after SIGINT under load). Nothing is left to clean up at that point, so the process exits
+    directly after flushing its output. Used by the nodes' ``python -m`` entry points.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 def declare_parameter(

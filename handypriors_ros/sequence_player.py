@@ -54,7 +54,7 @@ from rclpy.node import Node
 from handypriors_core.errors import InvalidValueError
 
 from . import conversions
-from .node_runtime import declare_parameter, run_node
+from .node_runtime import declare_parameter, exit_process, run_node
 from .qos import JOINT_STATES_QOS, SENSOR_PUBLISHER_QOS, TF_QOS, TF_STATIC_QOS
 
 __all__ = [
@@ -589,4 +589,4 @@ def main(args: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    exit_process(main())
