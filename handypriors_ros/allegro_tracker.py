@@ -52,7 +52,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import torch
@@ -849,10 +849,11 @@ def _tf_message_type() -> Any:
     return TFMessage
 
 
-def main(args: list[str] | None = None) -> int:
-    """Entry point (console script ``allegro_tracker``; ``python -m handypriors_ros.allegro_tracker --ros-args``)."""
-    return run_node(AllegroTracker, args, logger_name="allegro_tracker")
+def main(args: list[str] | None = None) -> NoReturn:
+    """Entry point (console script ``allegro_tracker``; ``python -m handypriors_ros.allegro_tracker --ros-args``):
+    ends the process with :func:`~.node_runtime.run_node`'s exit code (:func:`~.node_runtime.exit_process`)."""
+    exit_process(run_node(AllegroTracker, args, logger_name="allegro_tracker"))
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    main()

@@ -26,7 +26,7 @@ adds the contact prior), ``keypoint_std`` and ``centre_std`` [px].
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from rclpy.node import Node
@@ -180,13 +180,13 @@ class ManoTracker(Node):
         self.hand_pub.publish(out)
 
 
-def main(args: list[str] | None = None) -> int:
-    from .node_runtime import run_node
+def main(args: list[str] | None = None) -> NoReturn:
+    """Entry point (console script ``mano_tracker``; ``python -m handypriors_ros.mano_tracker``): ends the process
+    with the exit code (:func:`~.node_runtime.exit_process`)."""
+    from .node_runtime import exit_process, run_node
 
-    return run_node(ManoTracker, args)
+    exit_process(run_node(ManoTracker, args))
 
 
 if __name__ == "__main__":
-    from .node_runtime import exit_process
-
-    exit_process(main())
+    main()

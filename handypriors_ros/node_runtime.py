@@ -13,7 +13,7 @@ SIGINT/SIGTERM handlers), builds the node, spins it and always shuts down. Exit 
 Anything else propagates (a traceback and exit 1), as a bug should.
 
     def main(args=None):
-        raise SystemExit(run_node(MyNode, args))
+        exit_process(run_node(MyNode, args))
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -84,13 +84,13 @@ def run_node(
         rclpy.try_shutdown()
 
 
-def exit_process(code: int) -> None:
+def exit_process(code: int) -> NoReturn:
     """End the process with ``code`` once :func:`run_node` has shut rclpy down, skipping interpreter finalisation.
 
     During finalisation a middleware thread (Fast DDS listener) that calls back into Python is stopped with a
     forced unwind, which C++ code that catches everything turns into ``FATAL: exception not rethrown`` and an
     abort (seen rarely after SIGINT under load). Nothing is left to clean up at that point, so the process exits
-    directly after flushing its output. Used by the nodes' ``python -m`` entry points.
+    directly after flushing its output. Every node's ``main`` (console script and ``python -m``) ends with it.
     """
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):

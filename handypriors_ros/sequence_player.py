@@ -42,7 +42,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import rclpy
@@ -583,10 +583,11 @@ def _spin_player(node: SequencePlayer) -> None:
         executor.shutdown(timeout_sec=0.0)
 
 
-def main(args: Sequence[str] | None = None) -> int:
-    """Entry point: ``python -m handypriors_ros.sequence_player --ros-args -p source:=...``."""
-    return run_node(SequencePlayer, args, spin=_spin_player, logger_name="sequence_player")
+def main(args: Sequence[str] | None = None) -> NoReturn:
+    """Entry point: ``python -m handypriors_ros.sequence_player --ros-args -p source:=...`` (console script
+    ``sequence_player``); ends the process with the exit code (:func:`~.node_runtime.exit_process`)."""
+    exit_process(run_node(SequencePlayer, args, spin=_spin_player, logger_name="sequence_player"))
 
 
 if __name__ == "__main__":
-    exit_process(main())
+    main()

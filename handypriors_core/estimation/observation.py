@@ -87,18 +87,20 @@ def _crop_depth(depth: torch.Tensor, box, size: int) -> torch.Tensor:
     return torch.nan_to_num(crop, nan=0.0)[None]
 
 
-def _crop_rgb(rgb: torch.Tensor, box, size: int) -> torch.Tensor:
-    """Bilinear crop of ``rgb (H, W, 3)`` uint8 to ``(1, size, size, 3)`` in [0, 1].
+def _crop_rgb(rgb: torch.Tensor, box, size: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Bilinear crop of ``rgb (H, W, 3)`` uint8 to ``(1, size, size, 3)`` in [0, 1] on ``device`` (default: rgb's).
 
-    Only the pixels under the box (plus a 2 px border for the bilinear taps) are converted to float, so the
-    cost does not grow with the camera resolution; the result equals cropping the whole converted image.
+    Only the pixels under the box (plus a 2 px border for the bilinear taps) are copied to the device and
+    converted to float, so the cost does not grow with the camera resolution; the result equals cropping the
+    whole converted image.
     """
+    device = rgb.device if device is None else device
     H, W = rgb.shape[:2]
     x0, y0 = max(0, min(W, int(box[0]) - 2)), max(0, min(H, int(box[1]) - 2))
     x1, y1 = max(x0, min(W, int(box[2]) + 3)), max(y0, min(H, int(box[3]) + 3))
     if x1 - x0 < 2 or y1 - y0 < 2:  # the box lies outside the image: nothing but padding
-        return torch.zeros(1, size, size, 3, device=rgb.device)
-    patch = rgb[y0:y1, x0:x1].permute(2, 0, 1)[None].float() / 255.0
+        return torch.zeros(1, size, size, 3, device=device)
+    patch = rgb[y0:y1, x0:x1].to(device).permute(2, 0, 1)[None].float() / 255.0
     shifted = (box[0] - x0, box[1] - y0, box[2] - x0, box[3] - y0)
     # grid_sample pads with zeros outside the patch; inside the image the 2 px border keeps every tap real
     return crop_and_resize_image(patch, shifted, size, size)[0].permute(1, 2, 0)[None]
@@ -154,7 +156,7 @@ def prepare_observation(
     size = roi.size
     roi_camera = camera.crop_and_resize(box, size, size)
     hand = hand if hand is not None else scene.pose_hand(frame.joint_angles, frame.hand2camera)
-    rgb_roi = _crop_rgb(frame.rgb.to(device), box, size)
+    rgb_roi = _crop_rgb(frame.rgb, box, size, device)
     mask_src = object_mask if object_mask is not None else frame.object_mask
     mask_full = mask_roi = None
     if mask_src is not None:
