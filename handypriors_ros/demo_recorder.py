@@ -14,7 +14,7 @@ deadline passed), stops the processes (SIGINT, then SIGTERM / SIGKILL of their p
 :class:`RosRun`. Frames the node dropped (the newest frame wins while it is busy) simply have no pose; they
 are counted, not scored.
 
-Used by :mod:`handypriors_core.demo`; needs rclpy (``make setup``).
+Used by :mod:`handypriors_core.app.demo`; needs rclpy (``make setup``).
 """
 
 from __future__ import annotations

@@ -21,8 +21,9 @@ import yaml
 from handypriors_core import cli
 from handypriors_core.config import find_config
 from handypriors_core.geometry.transforms import pose_from_transform
-from handypriors_core.io import PoseRecord, PosesFile, load_ground_truth, read_poses, write_poses
+from handypriors_core.io import PoseRecord, PosesFile, load_ground_truth, read_poses, result_bag, write_poses
 from handypriors_core.metrics import rotation_error, translation_error
+from handypriors_core.visualization.video import OverlayVideo
 
 FRAMES = 6
 
@@ -116,11 +117,11 @@ def test_result_bag_and_video(seq, tmp_path, capsys):
             counts[c.topic] = counts.get(c.topic, 0) + c.msgcount
         poses, overlays, object_tfs, markers = [], [], [], []
         for conn, _, raw in reader.messages():
-            if conn.topic == cli.POSE_TOPIC:
+            if conn.topic == result_bag.POSE_TOPIC:
                 poses.append(ts.deserialize_cdr(raw, conn.msgtype))
-            elif conn.topic == cli.OVERLAY_TOPIC:
+            elif conn.topic == result_bag.OVERLAY_TOPIC:
                 overlays.append(ts.deserialize_cdr(raw, conn.msgtype))
-            elif conn.topic == cli.CONTACTS_TOPIC:
+            elif conn.topic == result_bag.CONTACTS_TOPIC:
                 markers.append(ts.deserialize_cdr(raw, conn.msgtype))
             elif conn.topic == "/tf":
                 msg = ts.deserialize_cdr(raw, conn.msgtype)
@@ -319,7 +320,7 @@ def test_video_falls_back_to_png_strip(tmp_path, monkeypatch):
 
     monkeypatch.setattr(cv2, "VideoWriter", NoCodec)
     lines = []
-    video = cli.OverlayVideo(tmp_path / "o.mp4", 30.0, expected_frames=20, report=lines.append, strip_frames=4)
+    video = OverlayVideo(tmp_path / "o.mp4", 30.0, expected_frames=20, report=lines.append, strip_frames=4)
     for i in range(20):
         video.add(np.full((12, 16, 3), i * 10, dtype=np.uint8))
     path = video.close()

@@ -10,7 +10,7 @@ import pytest
 from test_cli import make_sequence, pose_arg, write_test_config
 
 from handypriors_core import cli
-from handypriors_core.batch import bag_name
+from handypriors_core.app.batch import bag_name
 from handypriors_core.io import load_ground_truth, read_poses
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from handypriors_core import cli, demo
+from handypriors_core import cli
+from handypriors_core.app import demo
 from handypriors_core.errors import InvalidValueError
 
 FRAMES, WIDTH, HEIGHT = 8, 160, 120
@@ -50,8 +51,8 @@ def _assert_scored_outputs(out: Path, mode: str) -> None:
 
 def test_ros_path_end_to_end(out_dir, capsys):
     lines: list[str] = []
-    status = demo.run_demo(out_dir, frames=FRAMES, width=WIDTH, height=HEIGHT, modes=["filter", "refine"],
-                           use_ros=True, report=lines.append)
+    status = demo.run_demo(demo.DemoOptions(out_dir, frames=FRAMES, width=WIDTH, height=HEIGHT,
+                                            modes=["filter", "refine"], use_ros=True, report=lines.append))
     printed = capsys.readouterr().out
     log = "\n".join(lines)
     ros_log = out_dir / "ros_filter.log"
@@ -114,8 +115,8 @@ def test_falls_back_to_the_offline_path_with_a_note(out_dir, monkeypatch, capsys
 
         monkeypatch.setattr(recorder, "run_sequence_through_nodes", fail)
     lines: list[str] = []
-    assert demo.run_demo(out_dir, frames=FRAMES, width=WIDTH, height=HEIGHT, modes=["filter"],
-                         report=lines.append) == 0
+    assert demo.run_demo(demo.DemoOptions(out_dir, frames=FRAMES, width=WIDTH, height=HEIGHT, modes=["filter"],
+                                          report=lines.append)) == 0
     notes = [line for line in lines if line.startswith("note:")]
     assert len(notes) == 1 and "offline path" in notes[0], lines
     assert ("rclpy is not installed" if failure == "rclpy missing" else "no pose within 30 s") in notes[0]
@@ -126,7 +127,8 @@ def test_falls_back_to_the_offline_path_with_a_note(out_dir, monkeypatch, capsys
 def test_ros_required_without_rclpy_is_an_error(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "_ros_available", lambda: (False, "rclpy is not installed"))
     with pytest.raises(InvalidValueError, match="--ros needs rclpy"):
-        demo.run_demo(tmp_path, frames=FRAMES, width=WIDTH, height=HEIGHT, modes=["filter"], use_ros=True)
+        demo.run_demo(demo.DemoOptions(tmp_path, frames=FRAMES, width=WIDTH, height=HEIGHT, modes=["filter"],
+                                       use_ros=True))
 
 
 def test_recorder_matches_poses_to_frames_by_stamp():

@@ -1,9 +1,10 @@
 """``handypriors batch FOLDER --object-mesh MESH --out DIR``: track every bag of a folder, resumably.
 
-Every bag below ``FOLDER`` (rosbag2 folders, ``.mcap`` / ``.db3`` files; :func:`~.io.bag_reader.find_bags`) gets
-a sub-folder ``DIR/<name>/`` with ``poses.json`` (and ``overlay.mp4`` with ``--video``), ``log.txt`` (what the
-tracker reported) and, once it finished, ``done.json`` (the run's summary). A bag whose ``done.json`` exists is
-skipped, so an interrupted batch continues where it stopped; ``--redo`` runs everything again.
+Every bag below ``FOLDER`` (rosbag2 folders, ``.mcap`` / ``.db3`` files;
+:func:`~handypriors_core.io.bag_reader.find_bags`) gets a sub-folder ``DIR/<name>/`` with ``poses.json`` (and
+``overlay.mp4`` with ``--video``), ``log.txt`` (what the tracker reported) and, once it finished, ``done.json``
+(the run's summary). A bag whose ``done.json`` exists is skipped, so an interrupted batch continues where it
+stopped; ``--redo`` runs everything again.
 
 Bags run in a local process pool (``--workers N``, default 1: one worker process, so a crash in one bag cannot
 take the batch down) or on a Ray cluster (``--ray ADDRESS``; Ray is imported only then). One failing bag is
@@ -18,12 +19,14 @@ import os
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .errors import InvalidValueError
+from ..errors import InvalidValueError
+from .track import TrackOptions
 
-__all__ = ["BagOutcome", "BatchReport", "bag_name", "run_batch", "track_one"]
+__all__ = ["BagOutcome", "BatchOptions", "BatchReport", "bag_name", "run_batch", "track_one"]
 
 
 @dataclass
@@ -64,10 +67,11 @@ def bag_name(bag: Path, root: Path) -> str:
     return "__".join(parts)
 
 
-def track_one(bag: str, object_mesh: str, out_dir: str, track_args: list[str], with_video: bool = False,
-              threads: int = 1) -> dict:
-    """Track one bag into ``out_dir`` (runs in a worker process); never raises: returns an outcome dict."""
-    from .cli import _join_negative_values, build_parser, options_from_args, run_track
+def track_one(bag: str, out_dir: str, template: TrackOptions, threads: int = 1) -> dict:
+    """Track one bag into ``out_dir`` (runs in a worker process) with ``template``'s options (its bag and outputs
+    replaced); never raises: returns an outcome dict."""
+    from .progress import quiet_warp
+    from .track import run_track
 
     start = time.perf_counter()
     out = Path(out_dir)
@@ -79,14 +83,11 @@ def track_one(bag: str, object_mesh: str, out_dir: str, track_args: list[str], w
         import torch
 
         torch.set_num_threads(max(1, threads))
-        from .cli import _quiet_warp
-
-        _quiet_warp()
-        argv = _join_negative_values(["track", bag, "--object-mesh", object_mesh] + list(track_args))
-        args = build_parser().parse_args(argv)
+        quiet_warp()
         partial = out / "poses.json.partial"
-        opts = options_from_args(args, out=partial, video=out / "overlay.mp4" if with_video else None,
-                                 progress=False, report=log_lines.append)
+        opts = replace(template, bag=Path(bag), out=partial, out_bag=None,
+                       video=out / "overlay.mp4" if template.video is not None else None, progress=False,
+                       report=log_lines.append)
         summary = run_track(opts)
         if summary.interrupted:
             raise KeyboardInterrupt
@@ -109,7 +110,7 @@ def track_one(bag: str, object_mesh: str, out_dir: str, track_args: list[str], w
 
 
 def _expected(exc: BaseException) -> bool:
-    from .errors import HandyPriorsError
+    from ..errors import HandyPriorsError
 
     return isinstance(exc, HandyPriorsError) or (type(exc).__module__ or "").startswith("rosbags")
 
@@ -118,15 +119,48 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def run_batch(folder: Path, object_mesh: Path, out: Path, workers: int = 1, ray_address: str | None = None,
-              track_args: list[str] | None = None, redo: bool = False, with_video: bool = False,
-              report=_say) -> BatchReport:
-    """Track every bag below ``folder`` into ``out/<name>/`` (see the module docstring)."""
-    from .io.bag_reader import find_bags
+@dataclass
+class BatchOptions:
+    """Everything ``handypriors batch`` needs (see ``docs/cli.md``).
 
-    folder, out = Path(folder), Path(out)
+    Attributes:
+        folder: searched for bags; object_mesh: the object model; out: one sub-folder per bag.
+        workers: local worker processes; ray_address: a Ray cluster ('auto' or host:port) instead (None: local).
+        mode, config, initial_pose, mask_source, max_frames: the :class:`~.track.TrackOptions` of every bag.
+        video: also write ``overlay.mp4`` per bag. redo: re-run bags that already finished.
+        report: where progress lines go.
+    """
+
+    folder: Path
+    object_mesh: Path
+    out: Path
+    workers: int = 1
+    ray_address: str | None = None
+    mode: str | None = None
+    config: Path | None = None
+    initial_pose: str | None = None
+    mask_source: str | None = None
+    max_frames: int | None = None
+    video: bool = False
+    redo: bool = False
+    report: Callable[[str], None] = _say
+
+    def track_options(self) -> TrackOptions:
+        """The options every bag is tracked with (bag and outputs are set per bag by :func:`track_one`)."""
+        return TrackOptions(bag=Path(), object_mesh=Path(self.object_mesh).resolve(), mode=self.mode,
+                            config=None if self.config is None else Path(self.config).resolve(),
+                            initial_pose=self.initial_pose, mask_source=self.mask_source,
+                            max_frames=self.max_frames, video=Path("overlay.mp4") if self.video else None)
+
+
+def run_batch(opts: BatchOptions) -> BatchReport:
+    """Track every bag below ``opts.folder`` into ``opts.out/<name>/`` (see the module docstring)."""
+    from ..io.bag_reader import find_bags
+
+    folder, out, object_mesh = Path(opts.folder), Path(opts.out), opts.object_mesh
+    workers, report = opts.workers, opts.report
     if not Path(object_mesh).is_file():
-        from .errors import ModelFileError
+        from ..errors import ModelFileError
 
         raise ModelFileError(f"object mesh file not found: {object_mesh}")
     if workers < 1:
@@ -141,14 +175,14 @@ def run_batch(folder: Path, object_mesh: Path, out: Path, workers: int = 1, ray_
     for bag in bags:
         name = bag_name(bag, folder)
         done = out / name / "done.json"
-        if done.is_file() and (out / name / "poses.json").is_file() and not redo:
+        if done.is_file() and (out / name / "poses.json").is_file() and not opts.redo:
             outcomes[name] = BagOutcome(str(bag), name, "skipped", "finished earlier")
             report(f"[skip] {name}: finished earlier ({done})")
         else:
             todo.append((bag, name))
     report(f"{len(bags)} bag(s) in {folder}: {len(todo)} to track, {len(bags) - len(todo)} finished earlier")
-    args = [(str(bag), str(Path(object_mesh).resolve()), str(out / name), list(track_args or []), with_video)
-            for bag, name in todo]
+    template = opts.track_options()
+    args = [(str(bag), str(out / name), template) for bag, name in todo]
     count = 0
 
     def record(d: dict) -> None:
@@ -160,8 +194,8 @@ def run_batch(folder: Path, object_mesh: Path, out: Path, workers: int = 1, ray_
         report(f"[{count}/{len(todo)}] {tag} {o.name}: {o.message} ({o.seconds:.1f} s)")
 
     try:
-        if ray_address:
-            _run_ray(ray_address, args, record)
+        if opts.ray_address:
+            _run_ray(opts.ray_address, args, record)
         elif args:
             _run_pool(workers, args, record)
     except KeyboardInterrupt:
@@ -194,7 +228,7 @@ def _run_pool(workers: int, args: list[tuple], record) -> None:
                 try:
                     record(fut.result())
                 except BrokenProcessPool as exc:
-                    record({"bag": a[0], "name": Path(a[2]).name, "status": "failed",
+                    record({"bag": a[0], "name": Path(a[1]).name, "status": "failed",
                             "message": f"worker process died ({exc})"})
         except KeyboardInterrupt:
             for fut in futures:
@@ -219,7 +253,7 @@ def _run_ray(address: str, args: list[tuple], record) -> None:
             try:
                 record(ray.get(ref))
             except Exception as exc:  # noqa: BLE001 - a lost worker / node
-                record({"bag": a[0], "name": Path(a[2]).name, "status": "failed",
+                record({"bag": a[0], "name": Path(a[1]).name, "status": "failed",
                         "message": f"Ray task failed: {' '.join(str(exc).split())[:300]}"})
 
 

@@ -13,7 +13,7 @@
    Frames the node dropped (the newest frame wins while it is busy) are counted, not scored. When rclpy is
    missing or the run yields no poses in time, a one-line note says so and the mode takes the offline path.
 3. **Offline path** (the other modes, ``--no-ros``, or the fallback): track the bag through the same path as
-   ``handypriors track`` (:func:`~handypriors_core.cli.run_track`); the offline mode's forward pass *is* the
+   ``handypriors track`` (:func:`~handypriors_core.app.track.run_track`); the offline mode's forward pass *is* the
    refine mode, so when both are asked for, one run gives both.
 4. The initial pose is frame 0's ground truth on both paths (stated in the table, as the development data's
    README allows). Score each run (:mod:`handypriors_core.evaluation`: ADD-S, rotation error; the ROS path over
@@ -36,11 +36,13 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InvalidValueError
+from ..errors import InvalidValueError
 
-__all__ = ["DEMO_MODES", "ROS_MODES", "ROS_RATE", "render_hand_gallery", "run_demo"]
+__all__ = ["DEMO_MODES", "ROS_MODES", "ROS_RATE", "DemoOptions", "render_hand_gallery", "run_demo"]
 
 DEMO_MODES = ("filter", "refine", "offline")
 #: Modes that run through the ROS nodes when rclpy is available (the other modes take the offline path).
@@ -65,12 +67,12 @@ def render_hand_gallery(out_dir: Path, width: int = 320, height: int = 240, repo
     import numpy as np
     import torch
 
-    from .geometry.camera import PinholeCamera
-    from .geometry.rotations import axis_angle_to_matrix
-    from .geometry.transforms import invert_transform, make_transform, transform_points
-    from .models import URDFHand, allegro_urdf
-    from .render.renderer import Renderer
-    from .render.settings import load_render_settings
+    from ..geometry.camera import PinholeCamera
+    from ..geometry.rotations import axis_angle_to_matrix
+    from ..geometry.transforms import invert_transform, make_transform, transform_points
+    from ..models import URDFHand, allegro_urdf
+    from ..render.renderer import Renderer
+    from ..render.settings import load_render_settings
 
     out_dir.mkdir(parents=True, exist_ok=True)
     hand = URDFHand.from_urdf(allegro_urdf())
@@ -123,7 +125,7 @@ def render_hand_gallery(out_dir: Path, width: int = 320, height: int = 240, repo
 
 # ------------------------------------------------------------------------------------------------- sequence
 def _scenario(frames: int, width: int, height: int, seed: int):
-    from .synthetic.scenario import load_scenario
+    from ..synthetic.scenario import load_scenario
 
     return load_scenario(overrides={"frames": frames, "seed": seed, "camera": {"width": width, "height": height},
                                     "object": {"kind": "box"}, "motion": {"kind": "carry"}})
@@ -133,7 +135,7 @@ def _generate(out_dir: Path, frames: int, width: int, height: int, seed: int, re
     """The default sequence in ``out_dir/sequence`` (reused when the same scenario made it)."""
     import dataclasses
 
-    from .synthetic.generate import generate_sequence
+    from ..synthetic.generate import generate_sequence
 
     scenario = _scenario(frames, width, height, seed)
     seq_dir = out_dir / "sequence"
@@ -181,8 +183,8 @@ def _track_with_ros(seq_dir: Path, mesh: Path, mode: str, initial, out: Path, ra
     poses that arrived to ``out``. Returns what the table needs, or None (with a one-line note) on failure."""
     import torch
 
-    from .geometry.transforms import pose_from_transform
-    from .io.poses_file import PoseRecord, PosesFile, write_poses
+    from ..geometry.transforms import pose_from_transform
+    from ..io.poses_file import PoseRecord, PosesFile, write_poses
 
     try:
         from handypriors_ros.demo_recorder import run_sequence_through_nodes
@@ -211,7 +213,7 @@ def _track_with_ros(seq_dir: Path, mesh: Path, mode: str, initial, out: Path, ra
     write_poses(out, PosesFile(frame_id=camera_frame, child_frame_id="object", object_mesh=str(mesh), poses=records))
     video = None
     if run.overlays:
-        from .cli import OverlayVideo
+        from ..visualization.video import OverlayVideo
 
         writer = OverlayVideo(out_dir / f"overlay_{mode}_ros.mp4", 30.0 * rate, len(run.overlays), report)
         for index in sorted(run.overlays):
@@ -228,18 +230,35 @@ def _track_with_ros(seq_dir: Path, mesh: Path, mode: str, initial, out: Path, ra
                                                                  "images_received", "node_state", "quality")}}
 
 
-def run_demo(out_dir: Path = Path("out/demo"), hand_only: bool = False, frames: int = DEMO_FRAMES,
-             width: int = DEMO_WIDTH, height: int = DEMO_HEIGHT, seed: int = 0,
-             modes: list[str] | tuple[str, ...] = DEMO_MODES, use_ros: bool | None = None,
-             ros_rate: float = ROS_RATE, report=_say) -> int:
-    """Run the demo (see the module docstring); returns the exit status.
+@dataclass
+class DemoOptions:
+    """Everything ``handypriors demo`` needs (see the module docstring).
 
-    ``use_ros``: None (default) runs the :data:`ROS_MODES` through the ROS nodes when rclpy is available and
-    falls back to the offline path otherwise; True requires rclpy (an error without it); False is the offline
-    path only (``--no-ros``). ``ros_rate``: the player's playback speed factor.
+    Attributes:
+        out_dir: output folder. hand_only: only render the hand gallery. frames, width, height, seed: the
+            generated sequence. modes: tracking modes to run and score (:data:`DEMO_MODES`).
+        use_ros: None runs the :data:`ROS_MODES` through the ROS nodes when rclpy is available and falls back to
+            the offline path otherwise; True requires rclpy (an error without it); False is the offline path only
+            (``--no-ros``). ros_rate: the player's playback speed factor. report: where progress lines go.
     """
-    out_dir = Path(out_dir)
-    modes = [m.strip() for m in modes if m.strip()]
+
+    out_dir: Path = Path("out/demo")
+    hand_only: bool = False
+    frames: int = DEMO_FRAMES
+    width: int = DEMO_WIDTH
+    height: int = DEMO_HEIGHT
+    seed: int = 0
+    modes: list[str] | tuple[str, ...] = DEMO_MODES
+    use_ros: bool | None = None
+    ros_rate: float = ROS_RATE
+    report: Callable[[str], None] = _say
+
+
+def run_demo(opts: DemoOptions) -> int:
+    """Run the demo (see the module docstring); returns the exit status."""
+    out_dir, frames, width, height, seed = Path(opts.out_dir), opts.frames, opts.width, opts.height, opts.seed
+    use_ros, ros_rate, report = opts.use_ros, opts.ros_rate, opts.report
+    modes = [m.strip() for m in opts.modes if m.strip()]
     bad = [m for m in modes if m not in DEMO_MODES]
     if bad:
         raise InvalidValueError(f"unknown demo mode(s) {bad}; choose from {list(DEMO_MODES)}")
@@ -247,7 +266,7 @@ def run_demo(out_dir: Path = Path("out/demo"), hand_only: bool = False, frames: 
         raise InvalidValueError(f"--frames must be >= 3; got {frames}")
     if not ros_rate > 0:
         raise InvalidValueError(f"the playback rate must be > 0; got {ros_rate}")
-    if hand_only:
+    if opts.hand_only:
         render_hand_gallery(out_dir, report=report)
         return 0
     try:
@@ -276,11 +295,11 @@ def _track_and_score(seq_dir: Path, out_dir: Path, modes: list[str], ros_modes: 
                      t_start: float) -> int:
     from dataclasses import replace
 
-    from . import evaluation
-    from .cli import TrackOptions, _write_poses_json, run_track
-    from .io.dev_sequence import DevSequence, load_ground_truth
-    from .io.poses_file import read_poses
-    from .models import RigidObject
+    from .. import evaluation
+    from ..io.dev_sequence import DevSequence, load_ground_truth
+    from ..io.poses_file import read_poses
+    from ..models import RigidObject
+    from .track import TrackOptions, run_track, write_poses_json
 
     seq = DevSequence(seq_dir)
     gt = load_ground_truth(seq_dir)
@@ -314,7 +333,7 @@ def _track_and_score(seq_dir: Path, out_dir: Path, modes: list[str], ros_modes: 
         if mode == "offline" and "refine" in offline_modes and summary.forward is not None:
             # the offline forward pass is the refine mode
             fwd = replace(summary, results=summary.forward, mode="refine", tracking_seconds=summary.forward_seconds)
-            _write_poses_json(replace(opts, out=out_dir / "poses_refine.json"), fwd)
+            write_poses_json(replace(opts, out=out_dir / "poses_refine.json"), fwd)
             summaries["refine"] = fwd
     rows: dict[str, dict] = {}
     for mode in modes:
@@ -368,10 +387,11 @@ def _overlay_video(seq_dir: Path, out_dir: Path, mesh: Path, summary, mode: str,
     """Re-render the chosen mode's results as an overlay video (no second tracking run)."""
     import torch
 
-    from .cli import OverlayVideo, draw_overlay
-    from .estimation.scene import HandObjectScene
-    from .io.dev_sequence import DevSequence
-    from .models import RigidObject, URDFHand, allegro_urdf
+    from ..estimation.scene import HandObjectScene
+    from ..io.dev_sequence import DevSequence
+    from ..models import RigidObject, URDFHand, allegro_urdf
+    from ..visualization.video import OverlayVideo
+    from .track_outputs import draw_overlay
 
     seq = DevSequence(seq_dir)
     scene = HandObjectScene(URDFHand.from_urdf(allegro_urdf()), RigidObject.from_mesh(mesh), "cpu")
@@ -410,4 +430,4 @@ def _table(rows: dict[str, dict], frames: int, width: int, height: int, ros_runs
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run_demo())
+    sys.exit(run_demo(DemoOptions()))
