@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from handypriors_core import cli
-from handypriors_core.app import demo
+from handypriors_core.app import demo, demo_ros
 from handypriors_core.errors import InvalidValueError
 
 FRAMES, WIDTH, HEIGHT = 8, 160, 120
@@ -90,7 +90,7 @@ def test_no_ros_takes_the_offline_path(out_dir, capsys, monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("--no-ros must not start the ROS path")
 
-    monkeypatch.setattr(demo, "_track_with_ros", forbidden)
+    monkeypatch.setattr(demo_ros, "track_with_ros", forbidden)
     status = cli.main(["demo", "--no-ros", "--out", str(out_dir), "--frames", str(FRAMES), "--width", str(WIDTH),
                        "--height", str(HEIGHT), "--modes", "filter"])
     printed = capsys.readouterr().out
@@ -104,28 +104,27 @@ def test_no_ros_takes_the_offline_path(out_dir, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("failure", ["rclpy missing", "ROS run fails"])
-def test_falls_back_to_the_offline_path_with_a_note(out_dir, monkeypatch, capsys, failure):
+def test_falls_back_to_the_offline_path_with_a_note(out_dir, tmp_path, monkeypatch, capsys, failure):
     if failure == "rclpy missing":
-        monkeypatch.setattr(demo, "_ros_available", lambda: (False, "rclpy is not installed (run `make setup`)"))
-    else:
-        import handypriors_ros.demo_recorder as recorder
-
-        def fail(*args, **kwargs):
-            raise RuntimeError("no pose within 30 s")
-
-        monkeypatch.setattr(recorder, "run_sequence_through_nodes", fail)
+        monkeypatch.setattr(demo_ros, "ros_available", lambda: (False, "rclpy is not installed (run `make setup`)"))
+    else:  # the recorder subprocess fails: its last stderr line is the note's reason
+        failing = tmp_path / "failing_recorder.py"
+        failing.write_text("import sys\nprint('ROS path: starting', flush=True)\nsys.exit('no pose within 30 s')\n")
+        monkeypatch.setattr(demo_ros, "RECORDER", "failing_recorder")
+        monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     lines: list[str] = []
     assert demo.run_demo(demo.DemoOptions(out_dir, frames=FRAMES, width=WIDTH, height=HEIGHT, modes=["filter"],
                                           report=lines.append)) == 0
     notes = [line for line in lines if line.startswith("note:")]
     assert len(notes) == 1 and "offline path" in notes[0], lines
     assert ("rclpy is not installed" if failure == "rclpy missing" else "no pose within 30 s") in notes[0]
+    assert ("ROS path: starting" in lines) == (failure == "ROS run fails")  # the recorder's stdout is passed on
     assert _results(out_dir)["modes"]["filter"]["path"] == "offline"
     assert "offline" in capsys.readouterr().out
 
 
 def test_ros_required_without_rclpy_is_an_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo, "_ros_available", lambda: (False, "rclpy is not installed"))
+    monkeypatch.setattr(demo_ros, "ros_available", lambda: (False, "rclpy is not installed"))
     with pytest.raises(InvalidValueError, match="--ros needs rclpy"):
         demo.run_demo(demo.DemoOptions(tmp_path, frames=FRAMES, width=WIDTH, height=HEIGHT, modes=["filter"],
                                        use_ros=True))

@@ -8,8 +8,9 @@
    real ROS 2 nodes, ``sequence_player`` -> ``allegro_tracker`` as separate processes with the launch file's
    parameters (:mod:`handypriors_ros.launch_here`; ``config/allegro_tracking.yaml``, ``tracking.mode`` set to
    the mode), at :data:`ROS_RATE` x real time with the recorded stamps, on a private ROS domain over
-   localhost-only DDS; this process records ``/allegro_tracker/object_pose`` (and ``/diagnostics``,
-   ``~/overlay``) with :mod:`handypriors_ros.demo_recorder` and matches the poses to the frames by stamp.
+   localhost-only DDS; ``python -m handypriors_ros.demo_recorder`` (a subprocess, :mod:`.demo_ros`: the core
+   never imports the ROS package) records ``/allegro_tracker/object_pose`` (and ``/diagnostics``, ``~/overlay``)
+   and matches the poses to the frames by stamp.
    Frames the node dropped (the newest frame wins while it is busy) are counted, not scored. When rclpy is
    missing or the run yields no poses in time, a one-line note says so and the mode takes the offline path.
 3. **Offline path** (the other modes, ``--no-ros``, or the fallback): track the bag through the same path as
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InvalidValueError
+from . import demo_ros
 
 __all__ = ["DEMO_MODES", "ROS_MODES", "ROS_RATE", "DemoOptions", "render_hand_gallery", "run_demo"]
 
@@ -155,81 +157,6 @@ def _generate(out_dir: Path, frames: int, width: int, height: int, seed: int, re
     return seq_dir
 
 
-# ------------------------------------------------------------------------------------------------- tracking
-def _ros_available() -> tuple[bool, str]:
-    """``(available, why not)``: rclpy and the tracker node can be found."""
-    import importlib.util
-
-    try:
-        if importlib.util.find_spec("rclpy") is None:
-            return False, "rclpy is not installed (run `make setup`)"
-        if importlib.util.find_spec("handypriors_ros.demo_recorder") is None:
-            return False, "handypriors_ros is not importable"
-    except (ImportError, ValueError) as exc:
-        return False, f"rclpy cannot be found ({exc})"
-    return True, ""
-
-
-def _frame_stamps_ns(seq_dir: Path) -> list[int]:
-    """The colour frames' stamps [ns] of a generated sequence (``meta.json``: ``stamp_ns``, else ``stamp``)."""
-    frames = json.loads((seq_dir / "meta.json").read_text())["frames"]
-    return [int(f["stamp_ns"]) if "stamp_ns" in f else round(float(f["stamp"]) * 1e9) for f in frames]
-
-
-def _track_with_ros(seq_dir: Path, mesh: Path, mode: str, initial, out: Path, rate: float, out_dir: Path,
-                    report) -> dict | None:
-    """The ROS-nodes path of one mode: ``sequence_player`` -> ``allegro_tracker`` (separate processes, the
-    launch file's parameters) play the sequence's bag; this process records ``~/object_pose`` and writes the
-    poses that arrived to ``out``. Returns what the table needs, or None (with a one-line note) on failure."""
-    import torch
-
-    from ..geometry.transforms import pose_from_transform
-    from ..io.poses_file import PoseRecord, PosesFile, write_poses
-
-    try:
-        from handypriors_ros.demo_recorder import run_sequence_through_nodes
-
-        stamps = _frame_stamps_ns(seq_dir)
-        position, quaternion = pose_from_transform(initial.to(torch.float64))
-        run = run_sequence_through_nodes(seq_dir / "bag", stamps, mesh, position.tolist() + quaternion.tolist(),
-                                         mode=mode, rate=rate, overlay=True, log_path=out_dir / f"ros_{mode}.log",
-                                         report=report)
-    except Exception as exc:  # noqa: BLE001 - any failure of the ROS path falls back to the offline path
-        report(f"note: the ROS path failed ({type(exc).__name__}: {exc}); {mode} mode takes the offline path")
-        return None
-    if not run.ok:
-        report(f"note: the ROS path produced no usable result ({run.reason}; node output: {run.log}); "
-               f"{mode} mode takes the offline path")
-        return None
-    camera_frame = next(iter(run.poses.values())).frame_id
-    records = []
-    for index in sorted(run.poses):
-        pose = run.poses[index]
-        covariance = torch.as_tensor(pose.covariance, dtype=torch.float64)
-        covariance = 0.5 * (covariance + covariance.T)
-        # ~/object_pose carries no quality score or status: 0.0 / "tracking" (see results.json "ros")
-        records.append(PoseRecord.from_transform(index, stamps[index] * 1e-9, pose.object2camera, covariance,
-                                                 0.0, "tracking"))
-    write_poses(out, PosesFile(frame_id=camera_frame, child_frame_id="object", object_mesh=str(mesh), poses=records))
-    video = None
-    if run.overlays:
-        from ..visualization.video import OverlayVideo
-
-        writer = OverlayVideo(out_dir / f"overlay_{mode}_ros.mp4", 30.0 * rate, len(run.overlays), report)
-        for index in sorted(run.overlays):
-            writer.add(run.overlays[index])
-        video = writer.close()
-    report(f"ROS path: poses for {len(run.poses)} of {run.num_frames} frames ({run.dropped} dropped by the node: "
-           f"the newest frame wins while it is busy); {run.fps:.2f} fps over {run.wall_s:.1f} s, node "
-           f"{run.node_ms:.0f} ms/frame")
-    return {"fps": run.fps, "posed": len(run.poses), "dropped": run.dropped, "wall_s": run.wall_s,
-            "node_ms_per_frame": run.node_ms, "node_stages_ms": run.stages_ms, "latency_ms": run.latency_ms,
-            "startup_s": run.startup_s, "rate": rate, "log": str(run.log), "video": str(video) if video else None,
-            "unmatched_poses": len(run.unmatched), "exit_codes": run.returncodes,
-            "diagnostics": {k: run.diagnostics.get(k) for k in ("frames_processed", "dropped_frames",
-                                                                 "images_received", "node_state", "quality")}}
-
-
 @dataclass
 class DemoOptions:
     """Everything ``handypriors demo`` needs (see the module docstring).
@@ -278,7 +205,7 @@ def run_demo(opts: DemoOptions) -> int:
         return 0
     ros_modes: list[str] = []
     if use_ros is not False and any(m in ROS_MODES for m in modes):
-        available, why = _ros_available()
+        available, why = demo_ros.ros_available()
         if use_ros and not available:
             raise InvalidValueError(f"--ros needs rclpy and handypriors_ros ({why}); run `make setup` or leave "
                                     f"out --ros")
@@ -310,8 +237,8 @@ def _track_and_score(seq_dir: Path, out_dir: Path, modes: list[str], ros_modes: 
     points = RigidObject.from_mesh(mesh, n_samples=1000).samples.double()
     ros_runs: dict[str, dict] = {}
     for mode in ros_modes:  # first: the ROS nodes (a failure falls back to the offline path below)
-        result = _track_with_ros(seq_dir, mesh, mode, initial, out_dir / f"poses_{mode}.json", ros_rate, out_dir,
-                                 report)
+        result = demo_ros.track_with_ros(seq_dir, mesh, mode, initial, out_dir / f"poses_{mode}.json", ros_rate,
+                                         out_dir, report)
         if result is not None:
             ros_runs[mode] = result
     offline_modes = [m for m in modes if m not in ros_runs]

@@ -152,7 +152,7 @@ def _initial_pose_by_search(tracker, frame, report: Callable[[str], None]):
 def _make_mask_source(opts: TrackOptions, tracker):
     """The configured mask source (``--mask-source`` overrides the segmentation config's)."""
     try:
-        from ..segmentation import base as seg
+        from .. import segmentation as seg
     except ImportError:
         return None
     from ..config import find_config

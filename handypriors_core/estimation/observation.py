@@ -15,7 +15,6 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry.camera import PinholeCamera, crop_and_resize_image
-from ..geometry.transforms import transform_points
 from ..io.frame import Frame
 from .scene import HandObjectScene, PosedHand
 from .settings import DepthSettings, ROISettings
@@ -59,17 +58,7 @@ def roi_box(scene: HandObjectScene, camera: PinholeCamera, object2camera: torch.
     The box is the projection of the object's 3D bounding box, grown by ``settings.margin`` on each side and
     to at least ``settings.min_box`` px; it may extend past the image border (padding renders as empty).
     """
-    corners = transform_points(object2camera[None].to(scene.dtype), scene.object_bounding_corners()[None])
-    uv = camera.project(corners)[0]
-    lo, hi = uv.min(0).values, uv.max(0).values
-    centre = 0.5 * (lo + hi)
-    half = 0.5 * float((hi - lo).max()) * (1 + 2 * settings.margin)
-    half = max(half, 0.5 * settings.min_box)
-    # keep the crop within a sane range of the image (an object far outside gives an edge crop)
-    cx = float(centre[0].clamp(-camera.width, 2 * camera.width))
-    cy = float(centre[1].clamp(-camera.height, 2 * camera.height))
-    half = min(half, 2.0 * max(camera.width, camera.height))
-    return (cx - half, cy - half, cx + half, cy + half)
+    return scene.object_box(camera, object2camera, settings.margin, settings.min_box)
 
 
 def _crop_depth(depth: torch.Tensor, box, size: int) -> torch.Tensor:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..geometry.camera import PinholeCamera, square_crop_box
 from ..geometry.transforms import transform_points
 from ..models.rigid_object import RigidObject
 from ..physics.hand_geometry import HandGeometry
@@ -20,7 +21,7 @@ from ..physics.settings import ContactSettings
 from ..render.renderer import Renderer
 from ..render.settings import RenderSettings
 
-__all__ = ["HAND", "OBJECT", "HandObjectScene", "PosedHand"]
+__all__ = ["HAND", "OBJECT", "HandObjectScene", "PosedHand", "Silhouettes"]
 
 #: Instance ids in rendered silhouettes.
 HAND, OBJECT = 0, 1
@@ -44,6 +45,21 @@ class PosedHand:
     fingertip_centres: torch.Tensor
     joint_angles: torch.Tensor
     hand2camera: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Silhouettes:
+    """Hard renders of the scene at one object pose in one camera (what the colour model learns from).
+
+    Attributes:
+        object_visible: ``(H, W)`` bool, object pixels not hidden by the hand; hand_visible: hand pixels.
+        object_full: ``(H, W)`` bool, the object rendered alone; object_depth: its depth [m] there, 0 elsewhere.
+    """
+
+    object_visible: torch.Tensor
+    hand_visible: torch.Tensor
+    object_full: torch.Tensor
+    object_depth: torch.Tensor
 
 
 class HandObjectScene:
@@ -141,3 +157,23 @@ class HandObjectScene:
         hi = self.object.verts.max(0).values
         idx = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], device=lo.device)
         return torch.where(idx.bool(), hi, lo)
+
+    def object_box(self, camera: PinholeCamera, object2camera: torch.Tensor, margin: float,
+                   min_box: float) -> tuple[float, float, float, float]:
+        """Square crop box ``(x0, y0, x1, y1)`` [px] around the projected bounding box of the object at
+        ``object2camera (4, 4)``, grown by ``margin`` on each side and to at least ``min_box`` px
+        (:func:`~handypriors_core.geometry.camera.square_crop_box`)."""
+        corners = transform_points(object2camera[None].to(self.dtype), self.object_bounding_corners()[None])
+        return square_crop_box(camera, corners[0], margin, min_box)
+
+    def silhouettes(self, camera: PinholeCamera, object2camera: torch.Tensor, hand: PosedHand) -> Silhouettes:
+        """Hard renders (z-buffer, no gradients) of hand + object and of the object alone at ``object2camera
+        (4, 4)`` in ``camera``."""
+        with torch.no_grad():
+            verts, faces, inst = self.scene_mesh(object2camera[None], hand)
+            both = self.renderer.hard(verts, faces, camera, face_instance=inst)
+            alone = self.renderer.hard(self.object_verts(object2camera[None]), self.object_faces, camera)
+        object_full = alone.mask[0]
+        return Silhouettes(object_visible=both.instance[0] == OBJECT, hand_visible=both.instance[0] == HAND,
+                           object_full=object_full,
+                           object_depth=torch.where(object_full, alone.zbuf[0], torch.zeros_like(alone.zbuf[0])))

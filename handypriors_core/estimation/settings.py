@@ -14,12 +14,12 @@ from typing import Literal
 from ..config import find_config, load_yaml, require, settings_from_dict
 from ..errors import ConfigError
 from ..priors.losses import LossWeights
-from .recovery import RecoverySettings
 
 __all__ = [
     "DepthSettings",
     "FilterSettings",
     "ROISettings",
+    "RecoverySettings",
     "RefineSettings",
     "TrackerSettings",
     "load_tracking_settings",
@@ -189,6 +189,55 @@ class FilterSettings:
 
 
 @dataclass
+class RecoverySettings:
+    """Loss-of-track detection and recovery (``recovery`` section of ``config/segmentation.yaml``; used by
+    :class:`~.recovery.TrackingMonitor`).
+
+    Attributes:
+        lost_threshold: a frame whose quality score (in [0, 1]) falls below this counts as bad.
+        relative_threshold: a frame whose quality falls below this fraction of the track's typical quality
+            counts as bad (0 = not used).
+        reference_rate: weight of each good frame in the running mean of the typical quality.
+        lost_after: consecutive bad frames after which the track is ``lost``.
+        recovered_after: consecutive good frames after which a lost track is ``tracking`` again.
+        covariance_inflation: factor on the pose covariance when the track is lost.
+        innovation_threshold: normalised innovation squared per degree of freedom above which a frame counts as
+            bad (0 = not used).
+        reinit_every: while lost, request a re-initialisation every this many frames.
+        search_near_attempts: the first re-initialisations search around the last good pose, later ones globally.
+        reinit_min_score: a re-initialised pose is accepted when its search score reaches this ...
+        reinit_relative: ... and this fraction of the track's typical quality.
+        learn_threshold: learning mask sources learn only from frames at least this good (and not while lost).
+    """
+
+    lost_threshold: float = 0.3
+    relative_threshold: float = 0.6
+    reference_rate: float = 0.2
+    lost_after: int = 3
+    recovered_after: int = 2
+    covariance_inflation: float = 25.0
+    innovation_threshold: float = 0.0
+    reinit_every: int = 1
+    search_near_attempts: int = 2
+    reinit_min_score: float = 0.5
+    reinit_relative: float = 0.8
+    learn_threshold: float = 0.6
+
+    def __post_init__(self) -> None:
+        require(0 <= self.lost_threshold <= 1, f"recovery.lost_threshold must be in [0, 1]; got {self.lost_threshold}")
+        require(0 <= self.relative_threshold < 1, "recovery.relative_threshold must be in [0, 1)")
+        require(0 < self.reference_rate <= 1, "recovery.reference_rate must be in (0, 1]")
+        require(self.lost_after >= 1 and self.recovered_after >= 1, "recovery.lost_after/recovered_after >= 1")
+        require(self.covariance_inflation >= 1, "recovery.covariance_inflation must be >= 1")
+        require(self.innovation_threshold >= 0, "recovery.innovation_threshold must be >= 0 (0 = off)")
+        require(self.reinit_every >= 1, "recovery.reinit_every must be >= 1")
+        require(self.search_near_attempts >= 0, "recovery.search_near_attempts must be >= 0")
+        require(0 <= self.reinit_min_score <= 1, "recovery.reinit_min_score must be in [0, 1]")
+        require(0 <= self.reinit_relative <= 1, "recovery.reinit_relative must be in [0, 1]")
+        require(0 <= self.learn_threshold <= 1, "recovery.learn_threshold must be in [0, 1]")
+
+
+@dataclass
 class TrackerSettings:
     """Everything the tracker needs (``tracking`` section of ``config/allegro_tracking.yaml``).
 
@@ -196,7 +245,7 @@ class TrackerSettings:
         mode: ``"filter"`` (EKF only, fast), ``"refine"`` (EKF then a time-budgeted Adam refinement per frame).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         roi, depth, refine, filter: component settings.
-        recovery: loss-of-track detection and re-initialisation (:class:`~.recovery.RecoverySettings`).
+        recovery: loss-of-track detection and re-initialisation (:class:`RecoverySettings`).
         weights: loss weights lambda of the refiner (paper Eq. 6 and L_physics).
     """
 

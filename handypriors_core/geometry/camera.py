@@ -22,7 +22,7 @@ import torch
 from ..checks import check_finite, check_shape
 from ..errors import InvalidValueError, ShapeError
 
-__all__ = ["DISTORTION_COEFFICIENTS", "MIN_DEPTH", "PinholeCamera", "crop_and_resize_image"]
+__all__ = ["DISTORTION_COEFFICIENTS", "MIN_DEPTH", "PinholeCamera", "crop_and_resize_image", "square_crop_box"]
 
 #: Depths [m] are clamped to at least this in ``project`` so points at or behind the camera stay finite.
 MIN_DEPTH = 1e-4
@@ -293,3 +293,22 @@ def crop_and_resize_image(image: torch.Tensor, box: BoxLike, out_width: int, out
     return torch.nn.functional.grid_sample(
         image, grid.expand(batch, out_height, out_width, 2), mode="bilinear", padding_mode="zeros", align_corners=False
     )
+
+
+def square_crop_box(camera: PinholeCamera, points: torch.Tensor, margin: float,
+                    min_box: float) -> tuple[float, float, float, float]:
+    """Square crop box ``(x0, y0, x1, y1)`` [px] around the projection of ``points (N, 3)`` [m, camera frame].
+
+    The box is the projected bounding box of the points, grown by ``margin`` (a fraction of its size) on each
+    side and to at least ``min_box`` px; it may extend past the image border. Its centre is kept within one
+    image size of the image and its half-size below two image sizes (points far outside give an edge crop).
+    """
+    uv = camera.project(points[None])[0]
+    lo, hi = uv.min(0).values, uv.max(0).values
+    centre = 0.5 * (lo + hi)
+    half = 0.5 * float((hi - lo).max()) * (1 + 2 * margin)
+    half = max(half, 0.5 * min_box)
+    cx = float(centre[0].clamp(-camera.width, 2 * camera.width))
+    cy = float(centre[1].clamp(-camera.height, 2 * camera.height))
+    half = min(half, 2.0 * max(camera.width, camera.height))
+    return (cx - half, cy - half, cx + half, cy + half)

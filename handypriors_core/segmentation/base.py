@@ -1,4 +1,4 @@
-"""Object mask sources: settings, the shared base class, mask validation and the factory.
+"""Object mask sources: settings, the shared base class and mask validation (the factory is in the package).
 
 A mask source is a callable ``(frame, object2camera_pred (4, 4), hand: PosedHand) -> (H, W) float in [0, 1]
 or None`` (:class:`~handypriors_core.estimation.tracker.MaskSource`). ``None`` means "no usable mask this
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..config import find_config, load_settings, require
-from ..errors import ConfigError, InvalidValueError, ShapeError
+from ..errors import InvalidValueError, ShapeError
 
 __all__ = [
     "MASK_SOURCES",
@@ -42,7 +42,6 @@ __all__ = [
     "as_mask",
     "finite_or_none",
     "load_segmentation_settings",
-    "make_mask_source",
 ]
 
 log = logging.getLogger("handypriors.segmentation")
@@ -274,33 +273,6 @@ def as_mask(mask, height: int, width: int, name: str = "object mask", resize: bo
     if threshold >= 0:
         m = (m > threshold).float()
     return m
-
-
-def make_mask_source(settings: SegmentationSettings | None, scene=None):
-    """The mask source selected by ``settings.source`` (None for ``"none"``).
-
-    Args:
-        settings: segmentation settings (defaults if None).
-        scene: the tracker's :class:`~handypriors_core.estimation.scene.HandObjectScene`; required by the colour
-            model (renders the predicted silhouettes) and used by detectron2 to pick the instance.
-    """
-    settings = settings if settings is not None else SegmentationSettings()
-    if settings.source == "none":
-        return None
-    if settings.source == "external":
-        from .external import ExternalMask
-
-        return ExternalMask(settings.external)
-    if settings.source == "colour":
-        if scene is None:
-            raise ConfigError("segmentation.source 'colour' needs the tracker's scene: make_mask_source(settings, "
-                              "tracker.scene)")
-        from .colour_model import ColourModelMask
-
-        return ColourModelMask(scene, settings.colour)
-    from .detectron2_backend import Detectron2Mask
-
-    return Detectron2Mask(settings.detectron2, scene)
 
 
 def finite_or_none(mask: torch.Tensor | None) -> torch.Tensor | None:

@@ -27,16 +27,17 @@ track is lost, so a wrong pose does not teach the model wrong colours.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
-from ..estimation.observation import roi_box
-from ..estimation.scene import HAND, OBJECT, HandObjectScene, PosedHand
-from ..estimation.settings import ROISettings
 from ..geometry.camera import crop_and_resize_image
 from ..io.frame import Frame
 from .base import ColourModelSettings, MaskSourceBase
+
+if TYPE_CHECKING:  # the scene is passed in (duck-typed): segmentation does not import estimation
+    from ..estimation.scene import HandObjectScene, PosedHand
 
 __all__ = ["ColourModelMask", "RegionData", "colour_bins", "convert_colour", "paste_roi"]
 
@@ -193,7 +194,7 @@ class ColourModelMask(MaskSourceBase):
         pose = object2camera.detach().to(device, torch.float32)
         if pose.shape != (4, 4) or not bool(torch.isfinite(pose).all()):
             return None
-        box = roi_box(scene, camera, pose, ROISettings(size=S, margin=s.margin, min_box=16.0))
+        box = scene.object_box(camera, pose, s.margin, 16.0)
         if not all(math.isfinite(b) for b in box):
             return None
         H, W = frame.height, frame.width
@@ -213,11 +214,8 @@ class ColourModelMask(MaskSourceBase):
         valid = crop[3] > 0.99
         colour = (crop[:3] / crop[3:].clamp_min(1e-6)).clamp(0, 1)
         bins = colour_bins(convert_colour(colour, s.colour_space), s.bins)
-        with torch.no_grad():
-            verts, faces, inst = scene.scene_mesh(pose[None], hand)
-            both = scene.renderer.hard(verts, faces, roi_camera, face_instance=inst)
-            alone = scene.renderer.hard(scene.object_verts(pose[None]), scene.object_faces, roi_camera)
-        object_full = alone.mask[0]
+        rendered = scene.silhouettes(roi_camera, pose, hand)
+        object_full = rendered.object_full
         if bool(object_full.any()):
             ys, xs = torch.nonzero(object_full, as_tuple=True)
             size = float(max(int(xs.max() - xs.min()), int(ys.max() - ys.min())) + 1)
@@ -228,10 +226,9 @@ class ColourModelMask(MaskSourceBase):
             depth = _crop_depth_nearest(frame.depth.to(device), box, S)
             if not bool((depth > 0).any()):
                 depth = None
-        return RegionData(box=box, size=S, bins=bins, valid=valid, object_visible=both.instance[0] == OBJECT,
-                          object_full=object_full, hand_visible=both.instance[0] == HAND,
-                          object_depth=torch.where(object_full, alone.zbuf[0], torch.zeros_like(alone.zbuf[0])),
-                          depth=depth, object_size=size)
+        return RegionData(box=box, size=S, bins=bins, valid=valid, object_visible=rendered.object_visible,
+                          object_full=object_full, hand_visible=rendered.hand_visible,
+                          object_depth=rendered.object_depth, depth=depth, object_size=size)
 
     # -------------------------------------------------------------------------------------- learning
     def _histogram(self, bins: torch.Tensor, region: torch.Tensor) -> torch.Tensor:

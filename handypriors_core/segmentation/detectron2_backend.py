@@ -133,14 +133,10 @@ class Detectron2Mask(MaskSourceBase):
     def _predicted_box(self, frame, object2camera: torch.Tensor | None) -> torch.Tensor | None:
         if object2camera is None or self.scene is None:
             return None
-        from ..estimation.observation import roi_box
-        from ..estimation.settings import ROISettings
-
         pose = torch.as_tensor(object2camera).to(self.scene.device, torch.float32)
         if pose.shape != (4, 4) or not bool(torch.isfinite(pose).all()):
             return None
-        box = roi_box(self.scene, frame.camera.to(self.scene.device, torch.float32), pose,
-                      ROISettings(margin=0.0, min_box=4.0))
+        box = self.scene.object_box(frame.camera.to(self.scene.device, torch.float32), pose, 0.0, 4.0)
         return torch.tensor(box, dtype=torch.float32)
 
     def __call__(self, frame, object2camera_pred: torch.Tensor | None = None, hand=None) -> torch.Tensor | None:
