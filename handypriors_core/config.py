@@ -6,11 +6,16 @@ an error rather than a silently ignored value.
 
     settings = load_settings(RenderSettings, "config/render.yaml", section="render")
     settings = settings_from_dict(RenderSettings, {"sigma": 1e-4})
+
+A numeric field's valid range is stated once, in the field's metadata (:func:`ranged`): the dataclass checks it
+(:func:`check_ranges` in ``__post_init__``) and the ROS node publishes it in its parameter descriptors
+(``handypriors_ros.params`` reads :func:`settings_ranges`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from pathlib import Path
@@ -29,6 +34,81 @@ def require(condition: bool, message: str, error: type[Exception] = ConfigError)
     ``__post_init__`` checks, one line each (``require(self.bins >= 2, f"bins must be >= 2; got {self.bins}")``)."""
     if not condition:
         raise error(message)
+
+
+@dataclasses.dataclass(frozen=True)
+class ValueRange:
+    """Valid values of a numeric setting: ``low <= value <= high``, ``<`` on an open end (finite values only)."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: Any) -> bool:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            return False
+        if not math.isfinite(v):
+            return False
+        above = v > self.low if self.low_open else v >= self.low
+        below = v < self.high if self.high_open else v <= self.high
+        return above and below
+
+    def __iter__(self):
+        """``low, high = value_range``."""
+        return iter((self.low, self.high))
+
+    def __str__(self) -> str:
+        return f"{'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+#: Key of a field's :class:`ValueRange` in ``dataclasses.field(metadata=...)``.
+RANGE = "range"
+
+
+def ranged(default: Any, low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Any:
+    """A dataclass field with ``default`` whose valid values are ``[low, high]`` (``(`` / ``)`` where open).
+
+    ``low_open`` says "> low" (e.g. a standard deviation > 0); upper bounds of quantities without a natural one
+    are generous sanity limits. ROS parameter ranges are inclusive: they show ``[low, high]`` and the dataclass
+    rejects an open end itself.
+    """
+    return dataclasses.field(default=default, metadata={RANGE: ValueRange(low, high, low_open, high_open)})
+
+
+def field_ranges(cls_or_instance: Any) -> dict[str, ValueRange]:
+    """``{field name: ValueRange}`` of the ranged fields of a dataclass (not recursing)."""
+    return {f.name: f.metadata[RANGE] for f in dataclasses.fields(cls_or_instance) if RANGE in f.metadata}
+
+
+def settings_ranges(cls: type, prefix: str = "") -> dict[str, ValueRange]:
+    """``{dotted path: ValueRange}`` of every ranged leaf field of dataclass ``cls``, nested dataclasses recursed
+    (``{"roi.size": [16, 1024], ...}`` for ``TrackerSettings``)."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, ValueRange] = {}
+    for f in dataclasses.fields(cls):
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            out.update(settings_ranges(hints[f.name], f"{path}."))
+        elif RANGE in f.metadata:
+            out[path] = f.metadata[RANGE]
+    return out
+
+
+def range_problems(settings: Any, section: str = "") -> list[str]:
+    """One message per ranged field of ``settings`` whose value is outside its range."""
+    where = f"{section}." if section else ""
+    return [f"{where}{name} must be in {valid}; got {getattr(settings, name)!r}"
+            for name, valid in field_ranges(settings).items() if not valid.contains(getattr(settings, name))]
+
+
+def check_ranges(settings: Any, section: str = "") -> None:
+    """Raise ConfigError naming every ranged field of ``settings`` outside its range (``section.name``)."""
+    problems = range_problems(settings, section)
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def find_config(name: str) -> Path:

@@ -9,9 +9,10 @@ Two dataclasses hold everything the tracker node can be configured with:
 Each leaf field becomes one parameter whose **type** comes from the field's annotation (``bool``, ``int``,
 ``float``, ``str``, ``Literal[...]`` -> string with its choices, ``list[Literal[...]]`` -> string array,
 ``list[float]`` -> double array), whose **default** is the dataclass default, whose **description** is the
-field's entry in the class docstring's ``Attributes:`` section, and whose **range** comes from the tables
-:data:`TRACKING_RANGES` / :data:`NODE_RANGES` (mirroring the bounds checked in the dataclasses'
-``__post_init__``; strict bounds such as "> 0" are enforced by the dataclass). Values come from the
+field's entry in the class docstring's ``Attributes:`` section, and whose **range** is the field's own
+(``dataclasses.field`` metadata, :func:`handypriors_core.config.ranged`: the same range the dataclass checks in
+``__post_init__``; ROS ranges are inclusive, so strict bounds such as "> 0" are enforced by the dataclass).
+:data:`TRACKING_RANGES` / :data:`NODE_RANGES` are derived from that metadata, not kept here. Values come from the
 parameter file (``config/allegro_tracking.yaml``: ``/**: ros__parameters: tracking: ...``), ``-p`` overrides
 and live ``set_parameters`` calls.
 
@@ -39,7 +40,7 @@ from typing import Any, Literal
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.parameter import Parameter
 
-from handypriors_core.config import settings_from_dict
+from handypriors_core.config import ValueRange, range_problems, ranged, settings_from_dict, settings_ranges
 from handypriors_core.errors import ConfigError, HandyPriorsError
 from handypriors_core.estimation.settings import TrackerSettings
 
@@ -66,69 +67,6 @@ __all__ = [
 TRACKING_PREFIX = "tracking"
 #: Values of the ``mask_source`` parameter.
 MASK_SOURCES = ("topic", "colour_model", "none")
-
-_PI = math.pi
-
-#: Ranges of the numeric TrackerSettings fields (dotted path below ``tracking``), inclusive as in ROS. They
-#: mirror the checks of the dataclasses' ``__post_init__``; where a dataclass demands "> 0" the range starts
-#: at 0 and the dataclass rejects 0 itself. Upper bounds are generous sanity limits.
-TRACKING_RANGES: dict[str, tuple[float, float]] = {
-    "roi.size": (16, 1024),
-    "roi.margin": (0.0, 3.0),
-    "roi.min_box": (4.0, 4096.0),
-    "depth.max_points": (10, 1_000_000),
-    "depth.association_distance": (0.0, 1.0),
-    "depth.robust_scale": (0.0, 1.0),
-    "depth.hand_clearance": (0.0, 0.1),
-    "refine.iterations": (0, 100_000),
-    "refine.time_budget": (0.0, 60.0),
-    "refine.lr_translation": (0.0, 1.0),
-    "refine.lr_rotation": (0.0, _PI),
-    "refine.lr_final_fraction": (0.0, 1.0),
-    "refine.coarse_fraction": (0.0, 1.0),
-    "refine.sigma_start": (0.0, 1000.0),
-    "refine.sigma_end": (0.0, 1000.0),
-    "refine.gamma": (0.0, 10.0),
-    "refine.convergence_tolerance": (0.0, 1.0),
-    "refine.lr_hand2camera": (0.0, 1.0),
-    "refine.hand2camera_prior": (0.0, 1e9),
-    "refine.window": (1, 10_000),
-    "filter.initial_std_translation": (0.0, 1.0),
-    "filter.initial_std_rotation": (0.0, _PI),
-    "filter.process_std_translation": (0.0, 1.0),
-    "filter.process_std_rotation": (0.0, _PI),
-    "filter.free_std_translation": (0.0, 1.0),
-    "filter.free_std_rotation": (0.0, _PI),
-    "filter.contact_distance": (0.0, 0.1),
-    "filter.rigid_contact_tolerance": (0.0, 0.1),
-    "filter.centre_std_px": (0.0, 1000.0),
-    "filter.centre_std_depth": (0.0, 1.0),
-    "filter.fingertip_std": (0.0, 1.0),
-    "filter.silhouette_std": (0.0, 100.0),
-    "filter.depth_std": (0.0, 1.0),
-    "filter.gate_probability": (0.0, 1.0),
-    "recovery.lost_threshold": (0.0, 1.0),
-    "recovery.relative_threshold": (0.0, 1.0),
-    "recovery.reference_rate": (0.0, 1.0),
-    "recovery.lost_after": (1, 10_000),
-    "recovery.recovered_after": (1, 10_000),
-    "recovery.covariance_inflation": (1.0, 1e6),
-    "recovery.innovation_threshold": (0.0, 1e6),
-    "recovery.reinit_every": (1, 10_000),
-    "recovery.search_near_attempts": (0, 10_000),
-    "recovery.reinit_min_score": (0.0, 1.0),
-    "recovery.reinit_relative": (0.0, 10.0),
-    "recovery.learn_threshold": (0.0, 1.0),
-    "weights.lambda_img": (0.0, 1e9),
-    "weights.lambda_mask": (0.0, 1e9),
-    "weights.lambda_depth": (0.0, 1e9),
-    "weights.lambda_sliding": (0.0, 1e9),
-    "weights.lambda_penetration": (0.0, 1e9),
-    "weights.lambda_con": (0.0, 1e9),
-    "weights.lambda_smo": (0.0, 1e9),
-    "weights.penetration_reverse_weight": (0.0, 1e9),
-}
-
 
 def _pose_problem(values: Sequence[float], name: str) -> str | None:
     """Why ``values`` is not ``[]`` or a pose ``x y z qx qy qz qw``, or None."""
@@ -184,7 +122,7 @@ class NodeSettings:
     """
 
     object_mesh: str = ""
-    object_mesh_scale: float = 1.0
+    object_mesh_scale: float = ranged(1.0, 0.0, 1000.0, low_open=True)
     object_frame: str = "object"
     camera_frame: str = ""
     hand_root_frame: str = "hand_root"
@@ -196,20 +134,18 @@ class NodeSettings:
     mask_source: Literal["topic", "colour_model", "none"] = "none"
     use_depth: bool = True
     publish_overlay: bool = True
-    overlay_every_n: int = 1
+    overlay_every_n: int = ranged(1, 1, 10_000)
     publish_markers: bool = True
-    max_image_age: float = 0.0
-    sync_timeout: float = 0.05
-    stamp_tolerance: float = 0.02
-    torch_threads: int = 1
+    max_image_age: float = ranged(0.0, 0.0, 3600.0)
+    sync_timeout: float = ranged(0.05, 0.0, 10.0)
+    stamp_tolerance: float = ranged(0.02, 0.0, 10.0)
+    torch_threads: int = ranged(1, 1, 256)
     warm_up: bool = True
-    diagnostics_period: float = 1.0
-    error_hold: float = 5.0
+    diagnostics_period: float = ranged(1.0, 0.0, 3600.0, low_open=True)
+    error_hold: float = ranged(5.0, 0.0, 3600.0)
 
     def __post_init__(self) -> None:
-        problems = []
-        if not (math.isfinite(self.object_mesh_scale) and self.object_mesh_scale > 0):
-            problems.append(f"object_mesh_scale must be > 0; got {self.object_mesh_scale}")
+        problems = range_problems(self)
         for name in ("object_frame", "hand_root_frame"):
             value = getattr(self, name)
             if not value.strip("/") or " " in value:
@@ -228,31 +164,14 @@ class NodeSettings:
                 problems.append(problem)
         if self.mask_source not in MASK_SOURCES:
             problems.append(f"mask_source must be one of {list(MASK_SOURCES)}; got {self.mask_source!r}")
-        if self.overlay_every_n < 1:
-            problems.append(f"overlay_every_n must be >= 1; got {self.overlay_every_n}")
-        for name in ("max_image_age", "sync_timeout", "stamp_tolerance", "error_hold"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                problems.append(f"{name} must be >= 0 s; got {value}")
-        if not (math.isfinite(self.diagnostics_period) and self.diagnostics_period > 0):
-            problems.append(f"diagnostics_period must be > 0 s; got {self.diagnostics_period}")
-        if self.torch_threads < 1:
-            problems.append(f"torch_threads must be >= 1; got {self.torch_threads}")
         if problems:
             raise ConfigError("; ".join(problems))
 
 
-#: Ranges of the numeric NodeSettings fields.
-NODE_RANGES: dict[str, tuple[float, float]] = {
-    "object_mesh_scale": (0.0, 1000.0),
-    "overlay_every_n": (1, 10_000),
-    "max_image_age": (0.0, 3600.0),
-    "sync_timeout": (0.0, 10.0),
-    "stamp_tolerance": (0.0, 10.0),
-    "torch_threads": (1, 256),
-    "diagnostics_period": (0.0, 3600.0),
-    "error_hold": (0.0, 3600.0),
-}
+#: Ranges of the numeric TrackerSettings fields (dotted path below ``tracking``), from the fields' metadata.
+TRACKING_RANGES: dict[str, ValueRange] = settings_ranges(TrackerSettings)
+#: Ranges of the numeric NodeSettings fields, from the fields' metadata.
+NODE_RANGES: dict[str, ValueRange] = settings_ranges(NodeSettings)
 #: Node parameters that can only be set at start (the rest apply live).
 READ_ONLY_NODE_PARAMETERS = ("hand_urdf", "joint_map", "diagnostics_period")
 
@@ -271,7 +190,7 @@ class ParameterSpec:
         default: the dataclass default (lists as lists).
         description: from the class docstring.
         choices: allowed strings (``Literal`` fields and lists of them), else empty.
-        value_range: inclusive ``(low, high)`` for numbers, else None.
+        value_range: inclusive ``(low, high)`` for numbers (the field's range), else None.
         read_only: settable only at start.
     """
 
@@ -386,14 +305,14 @@ def _leaf_type(hint: Any, where: str) -> tuple[Parameter.Type, tuple[str, ...]]:
     raise TypeError(f"settings field {where} has annotation {hint!r}, which has no ROS parameter type")
 
 
-def settings_specs(cls: type, prefix: str = "", ranges: Mapping[str, tuple[float, float]] | None = None,
-                   defaults: Any = None, read_only: Iterable[str] = ()) -> list[ParameterSpec]:
+def settings_specs(cls: type, prefix: str = "", defaults: Any = None,
+                   read_only: Iterable[str] = ()) -> list[ParameterSpec]:
     """One :class:`ParameterSpec` per leaf field of dataclass ``cls`` (nested dataclasses recursed).
 
-    ``prefix``: parameter name prefix (``"tracking"``); ``ranges``: ``{dotted path: (low, high)}``;
-    ``defaults``: an instance whose values are the defaults (``cls()`` if None); ``read_only``: dotted paths.
+    ``prefix``: parameter name prefix (``"tracking"``); ``defaults``: an instance whose values are the defaults
+    (``cls()`` if None); ``read_only``: dotted paths. Ranges are the fields' own (``ranged`` metadata).
     """
-    ranges = ranges or {}
+    ranges = settings_ranges(cls)
     read_only = set(read_only)
     defaults = defaults if defaults is not None else cls()
     specs: list[ParameterSpec] = []
@@ -415,7 +334,8 @@ def settings_specs(cls: type, prefix: str = "", ranges: Mapping[str, tuple[float
             specs.append(ParameterSpec(
                 name=".".join(filter(None, (prefix, dotted))), path=here, type=ros_type,
                 default=list(value) if isinstance(value, (list, tuple)) else value,
-                description=description, choices=choices, value_range=ranges.get(dotted),
+                description=description, choices=choices,
+                value_range=(ranges[dotted].low, ranges[dotted].high) if dotted in ranges else None,
                 read_only=dotted in read_only,
             ))
 
@@ -425,12 +345,12 @@ def settings_specs(cls: type, prefix: str = "", ranges: Mapping[str, tuple[float
 
 def tracking_parameter_specs() -> list[ParameterSpec]:
     """The ``tracking.*`` parameters (every TrackerSettings leaf field)."""
-    return settings_specs(TrackerSettings, TRACKING_PREFIX, TRACKING_RANGES)
+    return settings_specs(TrackerSettings, TRACKING_PREFIX)
 
 
 def node_parameter_specs() -> list[ParameterSpec]:
     """The node-level parameters (every NodeSettings field)."""
-    return settings_specs(NodeSettings, "", NODE_RANGES, read_only=READ_ONLY_NODE_PARAMETERS)
+    return settings_specs(NodeSettings, "", read_only=READ_ONLY_NODE_PARAMETERS)
 
 
 def _nested(specs: Sequence[ParameterSpec], values: Mapping[str, Any]) -> dict:

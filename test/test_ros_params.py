@@ -76,7 +76,7 @@ def test_every_tracker_setting_is_a_typed_documented_ranged_parameter():
         elif hint is bool:
             assert spec.type == Parameter.Type.BOOL
         if spec.type in (Parameter.Type.DOUBLE, Parameter.Type.INTEGER):
-            assert spec.value_range is not None, f"{spec.name}: add its range to TRACKING_RANGES"
+            assert spec.value_range is not None, f"{spec.name}: give the field a range (config.ranged)"
             low, high = spec.value_range
             assert low <= spec.default <= high, f"{spec.name}: default {spec.default} outside {spec.value_range}"
         if typing.get_origin(hint) is typing.Literal:
@@ -85,6 +85,60 @@ def test_every_tracker_setting_is_a_typed_documented_ranged_parameter():
     assert specs[("mode",)].choices == ("filter", "refine")
     assert specs[("filter", "observations")].type == Parameter.Type.STRING_ARRAY
     assert set(specs[("filter", "observations")].choices) == {"centre", "fingertips", "silhouette", "depth"}
+
+
+def test_ranges_come_from_the_dataclass_fields_and_agree_with_their_validation():
+    """One range per numeric field, in its metadata: the descriptor shows it and the dataclass enforces it."""
+    from handypriors_core.config import field_ranges, settings_from_dict
+
+    specs = {".".join(s.path): s for s in tracking_parameter_specs()}
+    assert TRACKING_RANGES and set(TRACKING_RANGES) == {n for n, s in specs.items() if s.value_range is not None}
+    for dotted, valid in TRACKING_RANGES.items():
+        spec = specs[dotted]
+        descriptor = spec.descriptor()
+        ros_range = descriptor.integer_range or descriptor.floating_point_range
+        assert (ros_range[0].from_value, ros_range[0].to_value) == (valid.low, valid.high), dotted
+        *parents, leaf = dotted.split(".")
+        owner = TrackerSettings()
+        for name in parents:
+            owner = getattr(owner, name)
+        assert field_ranges(owner)[leaf] is valid  # the descriptor's range is the field's own
+
+        def nested(value, parents=parents, leaf=leaf):
+            data = {leaf: value}
+            for name in reversed(parents):
+                data = {name: data}
+            return data
+
+        step = 1 if spec.type.name == "INTEGER" else 1e-6 * max(1.0, abs(valid.high))
+        with pytest.raises(ConfigError, match=re.escape(leaf)):  # above the ROS range: the dataclass says no
+            settings_from_dict(TrackerSettings, nested(valid.high + step))
+        with pytest.raises(ConfigError, match=re.escape(leaf)):
+            settings_from_dict(TrackerSettings, nested(valid.low - step))
+        if not valid.low_open:
+            settings_from_dict(TrackerSettings, nested(valid.low))  # the ROS range's ends are valid values
+        else:
+            with pytest.raises(ConfigError, match=re.escape(leaf)):
+                settings_from_dict(TrackerSettings, nested(valid.low))
+        if not valid.high_open:
+            settings_from_dict(TrackerSettings, nested(valid.high))
+
+
+def test_a_range_change_in_the_dataclass_reaches_the_ros_descriptor(monkeypatch):
+    from types import MappingProxyType
+
+    from handypriors_core.config import RANGE, ValueRange
+    from handypriors_core.estimation.settings import ROISettings
+
+    size = next(f for f in dataclasses.fields(ROISettings) if f.name == "size")
+    assert next(s for s in tracking_parameter_specs() if s.name == "tracking.roi.size").value_range == (16, 1024)
+    monkeypatch.setattr(size, "metadata", MappingProxyType({RANGE: ValueRange(32, 256)}))
+    spec = next(s for s in tracking_parameter_specs() if s.name == "tracking.roi.size")
+    assert spec.value_range == (32, 256)
+    assert spec.descriptor().integer_range[0].to_value == 256
+    with pytest.raises(ConfigError, match=r"roi.size must be in \[32, 256\]; got 300"):
+        ROISettings(size=300)
+    assert ROISettings(size=200).size == 200
 
 
 def test_node_parameters_are_typed_documented_and_ranged():

@@ -1,7 +1,9 @@
 """Settings of the estimators (refiner, filter, tracker), one dataclass per component.
 
 They are built from the ``tracking`` section of ``config/allegro_tracking.yaml`` (the file the ROS node and the
-CLI both read) with :func:`load_tracking_settings`; every field has a documented default.
+CLI both read) with :func:`load_tracking_settings`; every field has a documented default, and every numeric field
+its valid range in the field metadata (:func:`~handypriors_core.config.ranged`; the ROS parameter descriptors are
+derived from it). Imports only ``config``, ``errors`` and ``priors.losses`` (settings sit below every estimator).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import find_config, load_yaml, require, settings_from_dict
+from ..config import check_ranges, find_config, load_yaml, ranged, require, settings_from_dict
 from ..errors import ConfigError
 from ..priors.losses import LossWeights
 
@@ -41,14 +43,12 @@ class ROISettings:
         min_box: smallest crop edge in original image pixels.
     """
 
-    size: int = 96
-    margin: float = 0.3
-    min_box: float = 32.0
+    size: int = ranged(96, 16, 1024)
+    margin: float = ranged(0.3, 0.0, 3.0)
+    min_box: float = ranged(32.0, 4.0, 4096.0)
 
     def __post_init__(self) -> None:
-        require(16 <= self.size <= 1024, f"roi.size must be in [16, 1024] px; got {self.size}")
-        require(0 <= self.margin <= 3, f"roi.margin must be in [0, 3]; got {self.margin}")
-        require(self.min_box >= 4, f"roi.min_box must be >= 4 px; got {self.min_box}")
+        check_ranges(self, "roi")
 
 
 @dataclass
@@ -64,16 +64,13 @@ class DepthSettings:
             the object (they are the fingers).
     """
 
-    max_points: int = 800
-    association_distance: float = 0.015
-    robust_scale: float = 0.004
-    hand_clearance: float = 0.003
+    max_points: int = ranged(800, 10, 1_000_000)
+    association_distance: float = ranged(0.015, 0.0, 1.0, low_open=True)
+    robust_scale: float = ranged(0.004, 0.0, 1.0, low_open=True)
+    hand_clearance: float = ranged(0.003, 0.0, 0.1)
 
     def __post_init__(self) -> None:
-        require(self.max_points >= 10, f"depth.max_points must be >= 10; got {self.max_points}")
-        require(self.association_distance > 0, "depth.association_distance must be > 0 m")
-        require(self.robust_scale > 0, "depth.robust_scale must be > 0 m")
-        require(self.hand_clearance >= 0, "depth.hand_clearance must be >= 0 m")
+        check_ranges(self, "depth")
 
 
 @dataclass
@@ -102,34 +99,25 @@ class RefineSettings:
     """
 
     terms: list[RefineTerm] = field(default_factory=lambda: ["mask", "depth", "penetration", "sliding", "con", "smo"])
-    iterations: int = 30
-    time_budget: float = 0.2
-    lr_translation: float = 0.002
-    lr_rotation: float = 0.02
-    lr_final_fraction: float = 0.1
-    sigma_start: float = 4.0
-    sigma_end: float = 0.5
-    coarse_fraction: float = 0.5
-    gamma: float = 1e-4
-    convergence_tolerance: float = 1e-4
+    iterations: int = ranged(30, 0, 100_000)
+    time_budget: float = ranged(0.2, 0.0, 60.0)
+    lr_translation: float = ranged(0.002, 0.0, 1.0, low_open=True)
+    lr_rotation: float = ranged(0.02, 0.0, math.pi, low_open=True)
+    lr_final_fraction: float = ranged(0.1, 0.0, 1.0, low_open=True)
+    sigma_start: float = ranged(4.0, 0.0, 1000.0, low_open=True)
+    sigma_end: float = ranged(0.5, 0.0, 1000.0, low_open=True)
+    coarse_fraction: float = ranged(0.5, 0.0, 1.0)
+    gamma: float = ranged(1e-4, 0.0, 10.0, low_open=True)
+    convergence_tolerance: float = ranged(1e-4, 0.0, 1.0)
     optimize_hand2camera: bool = False
-    lr_hand2camera: float = 0.001
-    hand2camera_prior: float = 1e4
-    window: int = 8
+    lr_hand2camera: float = ranged(0.001, 0.0, 1.0, low_open=True)
+    hand2camera_prior: float = ranged(1e4, 0.0, 1e9)
+    window: int = ranged(8, 1, 10_000)
 
     def __post_init__(self) -> None:
         known = set(RefineTerm.__args__)
         require(set(self.terms) <= known, f"refine.terms must be a subset of {sorted(known)}; got {self.terms}")
-        require(self.iterations >= 0, f"refine.iterations must be >= 0; got {self.iterations}")
-        require(self.time_budget >= 0, f"refine.time_budget must be >= 0 s; got {self.time_budget}")
-        for name in ("lr_translation", "lr_rotation", "sigma_start", "sigma_end", "gamma", "lr_hand2camera"):
-            value = getattr(self, name)
-            require(math.isfinite(value) and value > 0, f"refine.{name} must be > 0; got {value}")
-        require(0 <= self.coarse_fraction <= 1, "refine.coarse_fraction must be in [0, 1]")
-        require(0 < self.lr_final_fraction <= 1, "refine.lr_final_fraction must be in (0, 1]")
-        require(self.convergence_tolerance >= 0, "refine.convergence_tolerance must be >= 0")
-        require(self.hand2camera_prior >= 0, "refine.hand2camera_prior must be >= 0")
-        require(self.window >= 1, f"refine.window must be >= 1; got {self.window}")
+        check_ranges(self, "refine")
 
 
 @dataclass
@@ -158,20 +146,20 @@ class FilterSettings:
 
     observations: list[FilterObservation] = field(default_factory=lambda: ["fingertips", "depth"])
     motion_model: Literal["quasistatic", "constant_pose"] = "quasistatic"
-    initial_std_translation: float = 0.02
-    initial_std_rotation: float = 0.2
-    process_std_translation: float = 0.003
-    process_std_rotation: float = 0.03
-    free_std_translation: float = 0.01
-    free_std_rotation: float = 0.1
-    contact_distance: float = 0.006
-    rigid_contact_tolerance: float = 0.002
-    centre_std_px: float = 3.0
-    centre_std_depth: float = 0.01
-    fingertip_std: float = 0.004
-    silhouette_std: float = 1.5
-    depth_std: float = 0.02
-    gate_probability: float = 0.9999
+    initial_std_translation: float = ranged(0.02, 0.0, 1.0, low_open=True)
+    initial_std_rotation: float = ranged(0.2, 0.0, math.pi, low_open=True)
+    process_std_translation: float = ranged(0.003, 0.0, 1.0, low_open=True)
+    process_std_rotation: float = ranged(0.03, 0.0, math.pi, low_open=True)
+    free_std_translation: float = ranged(0.01, 0.0, 1.0, low_open=True)
+    free_std_rotation: float = ranged(0.1, 0.0, math.pi, low_open=True)
+    contact_distance: float = ranged(0.006, 0.0, 0.1, low_open=True)
+    rigid_contact_tolerance: float = ranged(0.002, 0.0, 0.1, low_open=True)
+    centre_std_px: float = ranged(3.0, 0.0, 1000.0, low_open=True)
+    centre_std_depth: float = ranged(0.01, 0.0, 1.0, low_open=True)
+    fingertip_std: float = ranged(0.004, 0.0, 1.0, low_open=True)
+    silhouette_std: float = ranged(1.5, 0.0, 100.0, low_open=True)
+    depth_std: float = ranged(0.02, 0.0, 1.0, low_open=True)
+    gate_probability: float = ranged(0.9999, 0.0, 1.0, low_open=True)
 
     def __post_init__(self) -> None:
         known = set(FilterObservation.__args__)
@@ -179,13 +167,7 @@ class FilterSettings:
                 f"filter.observations must be a subset of {sorted(known)}; got {self.observations}")
         require(self.motion_model in ("quasistatic", "constant_pose"),
                 f"filter.motion_model must be 'quasistatic' or 'constant_pose'; got {self.motion_model!r}")
-        for name in ("initial_std_translation", "initial_std_rotation", "process_std_translation",
-                     "process_std_rotation", "free_std_translation", "free_std_rotation", "contact_distance",
-                     "rigid_contact_tolerance",
-                     "centre_std_px", "centre_std_depth", "fingertip_std", "silhouette_std", "depth_std"):
-            value = getattr(self, name)
-            require(math.isfinite(value) and value > 0, f"filter.{name} must be > 0; got {value}")
-        require(0 < self.gate_probability <= 1, "filter.gate_probability must be in (0, 1]")
+        check_ranges(self, "filter")
 
 
 @dataclass
@@ -210,31 +192,21 @@ class RecoverySettings:
         learn_threshold: learning mask sources learn only from frames at least this good (and not while lost).
     """
 
-    lost_threshold: float = 0.3
-    relative_threshold: float = 0.6
-    reference_rate: float = 0.2
-    lost_after: int = 3
-    recovered_after: int = 2
-    covariance_inflation: float = 25.0
-    innovation_threshold: float = 0.0
-    reinit_every: int = 1
-    search_near_attempts: int = 2
-    reinit_min_score: float = 0.5
-    reinit_relative: float = 0.8
-    learn_threshold: float = 0.6
+    lost_threshold: float = ranged(0.3, 0.0, 1.0)
+    relative_threshold: float = ranged(0.6, 0.0, 1.0, high_open=True)
+    reference_rate: float = ranged(0.2, 0.0, 1.0, low_open=True)
+    lost_after: int = ranged(3, 1, 10_000)
+    recovered_after: int = ranged(2, 1, 10_000)
+    covariance_inflation: float = ranged(25.0, 1.0, 1e6)
+    innovation_threshold: float = ranged(0.0, 0.0, 1e6)
+    reinit_every: int = ranged(1, 1, 10_000)
+    search_near_attempts: int = ranged(2, 0, 10_000)
+    reinit_min_score: float = ranged(0.5, 0.0, 1.0)
+    reinit_relative: float = ranged(0.8, 0.0, 1.0)
+    learn_threshold: float = ranged(0.6, 0.0, 1.0)
 
     def __post_init__(self) -> None:
-        require(0 <= self.lost_threshold <= 1, f"recovery.lost_threshold must be in [0, 1]; got {self.lost_threshold}")
-        require(0 <= self.relative_threshold < 1, "recovery.relative_threshold must be in [0, 1)")
-        require(0 < self.reference_rate <= 1, "recovery.reference_rate must be in (0, 1]")
-        require(self.lost_after >= 1 and self.recovered_after >= 1, "recovery.lost_after/recovered_after >= 1")
-        require(self.covariance_inflation >= 1, "recovery.covariance_inflation must be >= 1")
-        require(self.innovation_threshold >= 0, "recovery.innovation_threshold must be >= 0 (0 = off)")
-        require(self.reinit_every >= 1, "recovery.reinit_every must be >= 1")
-        require(self.search_near_attempts >= 0, "recovery.search_near_attempts must be >= 0")
-        require(0 <= self.reinit_min_score <= 1, "recovery.reinit_min_score must be in [0, 1]")
-        require(0 <= self.reinit_relative <= 1, "recovery.reinit_relative must be in [0, 1]")
-        require(0 <= self.learn_threshold <= 1, "recovery.learn_threshold must be in [0, 1]")
+        check_ranges(self, "recovery")
 
 
 @dataclass

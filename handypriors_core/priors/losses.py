@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 
 from ..checks import check_finite, check_shape
-from ..config import find_config, load_settings
+from ..config import check_ranges, find_config, load_settings, ranged
 from ..errors import ConfigError, InvalidValueError, ShapeError
 
 __all__ = [
@@ -59,20 +59,17 @@ class LossWeights:
             object within :func:`penetration_loss`.
     """
 
-    lambda_img: float = 1.0
-    lambda_mask: float = 1.0
-    lambda_depth: float = 1.0
-    lambda_sliding: float = 100.0
-    lambda_penetration: float = 100.0
-    lambda_con: float = 1.0
-    lambda_smo: float = 100.0
-    penetration_reverse_weight: float = 1.0
+    lambda_img: float = ranged(1.0, 0.0, 1e9)
+    lambda_mask: float = ranged(1.0, 0.0, 1e9)
+    lambda_depth: float = ranged(1.0, 0.0, 1e9)
+    lambda_sliding: float = ranged(100.0, 0.0, 1e9)
+    lambda_penetration: float = ranged(100.0, 0.0, 1e9)
+    lambda_con: float = ranged(1.0, 0.0, 1e9)
+    lambda_smo: float = ranged(100.0, 0.0, 1e9)
+    penetration_reverse_weight: float = ranged(1.0, 0.0, 1e9)
 
     def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not (value >= 0 and value < float("inf")):
-                raise ConfigError(f"{f.name} must be a finite number >= 0; got {value}")
+        check_ranges(self, "weights")
 
     def weight(self, term: str) -> float:
         """Weight of the term named ``term`` (``"img"``, ``"mask"``, ``"depth"``, ``"sliding"``, ...)."""
