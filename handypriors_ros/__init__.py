@@ -3,5 +3,6 @@
 Importing this package does not import rclpy; each node module does. Console scripts (see setup.py):
 ``allegro_tracker`` (:mod:`handypriors_ros.allegro_tracker`) and ``sequence_player``
 (:mod:`handypriors_ros.sequence_player`). :mod:`handypriors_ros.ros_environment` builds the
-localhost-only DDS environment used by tests, benchmarks and the demo.
+localhost-only DDS environment used by tests, benchmarks and the demo. May import every package of the core
+(the core never imports this one: the demo runs :mod:`handypriors_ros.demo_recorder` as a subprocess).
 """

@@ -1,5 +1,8 @@
 """The import graph of ``handypriors_core`` and ``handypriors_ros``: no cycles, and the layers hold.
 
+The layers (``docs/DEVELOPING.md`` draws them; each package's ``__init__`` docstring states its row): a package
+may import only the packages :data:`MAY_IMPORT` lists for it, so every dependency points down.
+
 A static walk (``ast``, nothing is imported): every ``import`` / ``from ... import`` of every module, resolved to
 the most specific module of the two packages it names (``from .x import y`` is an edge to ``x``, or to ``x.y``
 when ``y`` is a submodule). Module-level imports (outside functions, ``TYPE_CHECKING`` blocks left out) run
@@ -17,6 +20,34 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("handypriors_core", "handypriors_ros")
+
+#: Shared by every layer: typed errors, argument checks, YAML -> settings, shipped defaults.
+BASE = {"errors", "checks", "config", "defaults"}
+#: What each part of the core may import (besides itself), bottom to top; ``ros`` is ``handypriors_ros``.
+MAY_IMPORT: dict[str, set[str]] = {
+    "errors": set(),
+    "checks": {"errors"},
+    "config": {"errors"},
+    "defaults": {"errors"},
+    "geometry": BASE,
+    "render": BASE,
+    "priors": BASE,
+    "visualization": BASE,
+    "models": BASE | {"geometry"},
+    "physics": BASE | {"geometry"},
+    "metrics": BASE | {"geometry"},
+    "io": BASE | {"geometry", "models"},
+    "estimation": BASE | {"geometry", "models", "render", "physics", "priors", "io"},
+    "segmentation": BASE | {"geometry", "models", "io"},
+    "synthetic": BASE | {"geometry", "models", "render", "physics", "io", "estimation"},
+    "evaluation": BASE | {"geometry", "models", "io", "metrics"},
+    "cli_contact": BASE | {"geometry", "models", "io", "estimation", "synthetic"},
+    "app": BASE | {"geometry", "models", "render", "physics", "priors", "io", "estimation", "segmentation",
+                   "synthetic", "evaluation", "metrics", "visualization"},
+    "cli": BASE | {"app", "cli_contact"},
+}
+#: Module-level exceptions: test helpers that build an estimation scene.
+EXCEPTIONS = {("handypriors_core.segmentation.testing", "estimation")}
 
 
 @dataclass(frozen=True)
@@ -138,8 +169,8 @@ def cycles(nodes, edges: list[Edge]) -> list[list[str]]:
 
 def _describe(component: list[str], edges: list[Edge]) -> str:
     inside = set(component)
-    lines = [f"  {e.source} -> {e.target} (line {e.line}{', in a function' if e.deferred else ''})"
-             for e in edges if e.source in inside and e.target in inside]
+    lines = {f"  {e.source} -> {e.target} (line {e.line}{', in a function' if e.deferred else ''})"
+             for e in edges if e.source in inside and e.target in inside}
     return "cycle among " + ", ".join(component) + ":\n" + "\n".join(sorted(lines))
 
 
@@ -172,6 +203,25 @@ def test_no_import_cycle_with_deferred_imports(graph):
     modules, edges = graph
     found = cycles(modules, edges)
     assert not found, "\n".join(_describe(c, edges) for c in found)
+
+
+def layer(module: str) -> str:
+    """``ros`` for handypriors_ros, else the core's top-level package or module (``estimation``, ``cli``)."""
+    parts = module.split(".")
+    if parts[0] == "handypriors_ros":
+        return "ros"
+    return parts[1] if len(parts) > 1 else "core"
+
+
+def test_every_dependency_points_down_the_layers(graph):
+    modules, edges = graph
+    parts = {layer(m) for m in modules} - {"ros", "core"}
+    assert parts <= set(MAY_IMPORT), f"place {sorted(parts - set(MAY_IMPORT))} in MAY_IMPORT (and DEVELOPING.md)"
+    upward = sorted({f"{e.source} -> {e.target} (line {e.line})" for e in edges
+                     if layer(e.source) not in ("ros", "core") and layer(e.target) != layer(e.source)
+                     and layer(e.target) not in MAY_IMPORT[layer(e.source)]
+                     and (e.source, layer(e.target)) not in EXCEPTIONS})
+    assert not upward, "imports against the layers:\n" + "\n".join(upward)
 
 
 def test_core_never_imports_ros(graph):

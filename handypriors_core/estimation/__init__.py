@@ -1,7 +1,8 @@
-"""Pose estimation: filter state on SE(3), a generic error-state EKF (and, later, modalities, optimizer, tracker).
+"""Pose estimation: the scene, observations, modalities, the Adam refiner, the EKF filter and the tracker.
 
 See ``pose_state`` for the retraction ``x [+] delta`` / local difference convention used everywhere here and
-``ekf`` for the filter's math.
+``ekf`` for the filter's math; ``settings`` holds every estimator's settings (it imports nothing of this package).
+May import geometry, models, render, physics, priors, io (and errors/checks/config); never segmentation or app.
 """
 
 from .ekf import EKFSettings, ErrorStateEKF, StepResult, chi2_threshold, linearize, linearize_rowwise, tangent_jacobian

@@ -1,6 +1,7 @@
 """Pure-torch geometry: rotations, rigid transforms, Kabsch/Procrustes alignment and the pinhole camera.
 
 Everything is batched over leading dims, differentiable and follows its inputs' device and dtype.
+May import only errors/checks/config (the bottom layer of the core).
 """
 
 from .camera import MIN_DEPTH, PinholeCamera, crop_and_resize_image

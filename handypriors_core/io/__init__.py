@@ -1,8 +1,9 @@
-"""Input/output without ROS: the ``Frame`` record, the sequence-folder reader and ``poses.json``.
+"""Input/output without ROS: the ``Frame`` record, the sequence-folder reader, bags (read and write, the result
+bag) and ``poses.json``.
 
 Ground truth and oracle masks of a sequence are read only through the explicitly named
 ``load_ground_truth`` / ``load_oracle_masks`` / ``oracle_masks`` / ``with_oracle_masks`` (scoring and
-"oracle mask" runs); ``DevSequence`` never touches them.
+"oracle mask" runs); ``DevSequence`` never touches them. May import geometry, models (and errors/checks/config).
 """
 
 from .dev_sequence import (

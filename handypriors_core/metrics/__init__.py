@@ -1,6 +1,7 @@
 """Evaluation metrics: object pose errors (ADD, ADD-S, AUC), the paper's 2D/3D Chamfer errors and hand metrics.
 
-All errors are in metres / radians per frame; AUCs are fractions in [0, 1].
+All errors are in metres / radians per frame; AUCs are fractions in [0, 1]. May import geometry (and
+errors/checks/config).
 """
 
 from .chamfer import ObjectChamferErrors, chamfer_2d, chamfer_3d, nearest_neighbour_distances, object_chamfer_errors

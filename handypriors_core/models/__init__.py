@@ -4,6 +4,7 @@
 ``mesh(q)``, ``surface_points(q)``, ``fingertips(q)``, ``contact_candidates(q)``; ``JointMap`` maps driver joint
 names to URDF joint names; ``RigidObject.from_mesh(path)`` / ``.box`` / ``.cylinder`` / ``.sphere``;
 ``ManoHand.from_file(MANO_RIGHT.pkl)`` is the MANO human hand with the same hand interface as ``URDFHand``.
+May import geometry (and errors/checks/config).
 """
 
 from pathlib import Path

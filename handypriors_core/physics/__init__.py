@@ -3,7 +3,7 @@
 Signed distances are negative inside, in metres. See each module for which outputs carry gradients:
 :mod:`.sdf` (object), :mod:`.hand_geometry` (reverse query against the hand), :mod:`.contact`,
 :mod:`.quasistatic` (Eq. 9), :mod:`.interpenetration` (metrics, no gradients). Warp is reached only through
-:mod:`.warp_bridge`.
+:mod:`.warp_bridge`. May import geometry (and errors/checks/config).
 """
 
 from .contact import (

@@ -1,4 +1,6 @@
-"""Every loss term of the paper in one place (:mod:`.losses`), with their weights (:class:`.losses.LossWeights`)."""
+"""Every loss term of the paper in one place (:mod:`.losses`), with their weights (:class:`.losses.LossWeights`).
+
+Terms take tensors (signed distances, contact values, poses), not models; may import only errors/checks/config."""
 
 from .losses import (
     LossWeights,

@@ -3,7 +3,8 @@
 Camera (``geometry.camera.PinholeCamera``) -> :class:`SoftRasterizer` (warp kernels, tile binning) ->
 :class:`Fragments` -> shaders (:class:`SoftSilhouetteShader`, :class:`SoftBlendShader`), composed by
 :class:`Renderer`. :mod:`.dense_reference` is the slow every-pixel-every-face reference used by tests and the
-benchmark. Settings: :class:`RenderSettings` (``config/render.yaml``).
+benchmark. Settings: :class:`RenderSettings` (``config/render.yaml``). May import only errors/checks/config (the
+camera is duck-typed: ``K``, ``width``, ``height``).
 """
 
 from .fragments import Fragments

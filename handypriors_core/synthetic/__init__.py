@@ -4,6 +4,7 @@
 ``io.GroundTruth``); ``generate_sequence(scenario, out_dir)`` writes the development-sequence folder format
 (``docs/sequence_format.md``) plus a rosbag2 of the sensor data; ``load_scenario()`` reads
 ``config/synthetic.yaml`` with overrides. Command line: ``python -m handypriors_core.synthetic.generate``.
+May import geometry, models, render, physics, io, estimation (MANO sequences); never app.
 """
 
 from .generate import SyntheticFrame, SyntheticSequence, generate_sequence, main, make_camera
