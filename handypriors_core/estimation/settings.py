@@ -16,6 +16,7 @@ from typing import Literal
 from ..config import check_ranges, find_config, load_yaml, ranged, require, settings_from_dict
 from ..errors import ConfigError
 from ..priors.losses import LossWeights
+from .calibration_settings import CalibrationSettings
 
 __all__ = [
     "DepthSettings",
@@ -218,6 +219,8 @@ class TrackerSettings:
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         roi, depth, refine, filter: component settings.
         recovery: loss-of-track detection and re-initialisation (:class:`RecoverySettings`).
+        calibration: self-calibration of the hand-camera transform and joint offsets
+            (:class:`~.calibration_settings.CalibrationSettings`).
         weights: loss weights lambda of the refiner (paper Eq. 6 and L_physics).
     """
 
@@ -228,6 +231,7 @@ class TrackerSettings:
     refine: RefineSettings = field(default_factory=RefineSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
     recovery: RecoverySettings = field(default_factory=RecoverySettings)
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
     weights: LossWeights = field(default_factory=lambda: LossWeights(
         lambda_img=0.0, lambda_mask=1.0, lambda_depth=1.0, lambda_sliding=20.0, lambda_penetration=200.0,
         lambda_con=10.0, lambda_smo=100.0))

@@ -28,6 +28,7 @@ from ..models.rigid_object import RigidObject
 from ..physics.contact import contact_value
 from ..physics.settings import PhysicsSettings
 from ..render.settings import RenderSettings
+from .calibration import HandCalibrator
 from .filter import ObjectPoseFilter, contact_context
 from .initialization import GlobalPoseSearch, InitializationSettings, SearchResult, automatic_mask
 from .modalities import TemporalContext
@@ -107,7 +108,20 @@ class ObjectTracker:
         self.search = GlobalPoseSearch(self.scene, initialization, self.settings.weights)
         self.monitor = TrackingMonitor(self.settings.recovery)
         self.mask_source = mask_source
+        self.calibration: HandCalibrator | None = None  # hand-camera correction + joint offsets (issue 18)
+        if self.settings.calibration.enabled:
+            self.set_calibration(None)
         self.reset()
+
+    def set_calibration(self, calibration=None) -> HandCalibrator:
+        """Correct the hand state of every frame with a :class:`~..io.calibration_file.HandCalibration` (None:
+        none yet); estimated online from the hand's depth when ``settings.calibration.enabled``."""
+        if not hasattr(self.scene.hand, "point_jacobian"):
+            raise InvalidValueError("hand calibration needs a URDF hand model (joint offsets, forward kinematics)")
+        if self.calibration is None:
+            self.calibration = HandCalibrator(self.scene.hand, self.settings.calibration, self.scene.renderer)
+        self.calibration.reset(calibration)
+        return self.calibration
 
     # ---------------------------------------------------------------------------------------------- state
     @property
@@ -144,6 +158,8 @@ class ObjectTracker:
         The mask comes from the frame, a pose-free mask source, the depth around the hand or the colour model
         (:func:`~.initialization.automatic_mask`). On success the tracker is initialised with the result.
         """
+        if self.calibration is not None:
+            frame = self.calibration.correct(frame)
         hand = self.scene.pose_hand(frame.joint_angles, frame.hand2camera)
         mask, origin = automatic_mask(self.scene, frame, hand, self.mask_source)
         result = self.search.search(frame, mask, hand)
@@ -159,6 +175,9 @@ class ObjectTracker:
             raise InvalidValueError("the tracker has no initial pose: call initialize(object2camera) first")
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
+        if self.calibration is not None:  # the corrected hand state feeds everything below
+            frame = self.calibration.observe(frame)
+            timings["calibration"] = time.perf_counter() - t0
         hand = self.scene.pose_hand(frame.joint_angles, frame.hand2camera)
         used_contacts = self.filter.predict(hand, self.context)
         timings["predict"] = time.perf_counter() - t0

@@ -420,6 +420,37 @@ class URDFHand(HandNames, torch.nn.Module):
         nrm = _pose_points(poses, normals, link, rotate_only=True)
         return (pts[0], nrm[0]) if unbatched else (pts, nrm)
 
+    def point_jacobian(self, joint_angles: torch.Tensor, points: torch.Tensor, link: torch.Tensor) -> torch.Tensor:
+        """Closed-form derivative of hand-frame points fixed to links w.r.t. the joint angles.
+
+        Args:
+            joint_angles: ``(B, J)`` [rad] at which ``points`` were posed.
+            points: ``(B, N, 3)`` hand-frame points [m] (e.g. :meth:`surface_points`).
+            link: ``(N,)`` long, the link each point is attached to.
+        Returns ``(B, N, 3, J)``: ``d point / d q`` (revolute: ``axis x (p - joint origin)``; prismatic: ``axis``;
+        mimic joints add to their source joint with their multiplier).
+        """
+        q, _ = self._prepare(joint_angles)
+        poses = self._fk(q)  # (B, L, 4, 4); a link's frame sits at its joint, the joint axis is fixed in it
+        L, J = self.num_links, self.num_joints
+        if getattr(self, "_chain_cache", None) is None or self._chain_cache.device != q.device:
+            chain = torch.zeros(L, L)
+            for i in range(L):
+                k = i
+                while k >= 0:
+                    chain[i, k] = 1.0
+                    k = self.link_parents[k]
+            self._chain_cache = chain.to(q.device)
+        axis = (poses[:, :, :3, :3] @ self._axis[None, :, :, None]).squeeze(-1)  # (B, L, 3) hand frame
+        origin = poses[:, :, :3, 3]
+        lever = points[:, :, None, :] - origin[:, None, :, :]  # (B, N, L, 3)
+        v = torch.linalg.cross(axis[:, None].expand_as(lever), lever) * self._rev[:, None] \
+            + axis[:, None] * self._pri[:, None]  # (B, N, L, 3)
+        select = torch.zeros(L, J + 1, dtype=q.dtype, device=q.device)
+        select[torch.arange(L, device=q.device), self._q_index] = self._q_mult * ((self._rev + self._pri) > 0)
+        chain = self._chain_cache.to(q.dtype)[link]  # (N, L)
+        return torch.einsum("bnlc,nl,lj->bncj", v, chain, select[:, :J])
+
     def extra_repr(self) -> str:
         return (f"source={self.source!r}, joints={self.num_joints}, links={self.num_links}, "
                 f"verts={self._mesh_verts.shape[0]}, faces={self.faces.shape[0]}, geometry={self.geometry!r}")

@@ -41,6 +41,7 @@ from ..geometry.camera import PinholeCamera
 from ..io.dev_sequence import FrameContacts, GroundTruth
 from ..io.frame import Frame
 from ..models import RigidObject
+from .faults import SensorFaults, sample_faults
 from .grasp import GraspModel, HandContacts, load_allegro_hand
 from .objects import ObjectMesh, make_object_mesh
 from .scenario import FINGERS, Scenario, load_scenario
@@ -109,8 +110,9 @@ class SyntheticSequence:
     Attributes:
         scenario, camera (:class:`PinholeCamera`, float32, CPU), joint_names (URDF order), trajectory
         (:class:`~.trajectory.Trajectory`), object_mesh (:class:`~.objects.ObjectMesh`), contacts (per frame
-        :class:`~.grasp.HandContacts`, object frame), penetration ``(N,)`` [m] (largest hand-object overlap
-        per frame, both directions), stamps ``(N,)`` [s], stamps_ns ``(N,)``.
+        :class:`~.grasp.HandContacts`, object frame), faults (:class:`~.faults.SensorFaults`: what the published
+        joint states and hand pose add to the truth; images always show the truth), penetration ``(N,)`` [m]
+        (largest hand-object overlap per frame, both directions), stamps ``(N,)`` [s], stamps_ns ``(N,)``.
     """
 
     def __init__(self, scenario: Scenario, progress: Progress | None = None):
@@ -135,6 +137,7 @@ class SyntheticSequence:
             self.scene = SceneRenderer(scenario, self.camera, self.hand, self.object_mesh, background,
                                        traj.world2camera, self.device)
             self.lighting = lighting_schedule(scenario.lighting, scenario.rgb, scenario.frames, scenario.seed)
+            self.faults: SensorFaults = sample_faults(scenario.faults, len(self.joint_names), scenario.seed)
         self._visible: dict[int, float] = {}
         say(f"[synthetic] {scenario.name}: {scenario.frames} frames, {scenario.object.kind} / {scenario.motion.kind}, "
             f"grasp and ground truth in {time.perf_counter() - t0:.1f} s")
@@ -157,7 +160,13 @@ class SyntheticSequence:
 
     @property
     def hand2camera(self) -> np.ndarray:
-        """``(N, 4, 4)`` float64 hand root poses in the camera frame (sensor data)."""
+        """``(N, 4, 4)`` float64 hand root poses in the camera frame as published (sensor data: with the
+        hand-camera error of :attr:`faults`)."""
+        return self.faults.measured_hand2camera(self.trajectory.hand2camera)
+
+    @property
+    def true_hand2camera(self) -> np.ndarray:
+        """``(N, 4, 4)`` float64 GROUND-TRUTH hand root poses (what the images show)."""
         return self.trajectory.hand2camera
 
     @property
@@ -167,7 +176,13 @@ class SyntheticSequence:
 
     @property
     def joint_positions(self) -> np.ndarray:
-        """``(N, J)`` float64 joint positions [rad] in :attr:`joint_names` order (sensor data)."""
+        """``(N, J)`` float64 joint positions [rad] in :attr:`joint_names` order as the encoders report them
+        (sensor data: with the joint bias of :attr:`faults`)."""
+        return self.faults.measured_joints(self.trajectory.joint_positions)
+
+    @property
+    def true_joint_positions(self) -> np.ndarray:
+        """``(N, J)`` float64 GROUND-TRUTH joint positions [rad] (what the images show)."""
         return self.trajectory.joint_positions
 
     def _index(self, index: int) -> int:

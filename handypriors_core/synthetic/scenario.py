@@ -25,6 +25,7 @@ from typing import Any
 
 from ..config import find_config, load_yaml, require, settings_from_dict
 from ..errors import ConfigError
+from .faults import FaultSettings
 
 __all__ = [
     "FINGERS",
@@ -32,6 +33,7 @@ __all__ = [
     "CameraSettings",
     "ClutterSettings",
     "DepthEffects",
+    "FaultSettings",
     "GraspSettings",
     "LightingSettings",
     "MotionSettings",
@@ -393,6 +395,7 @@ class Scenario:
         seed: seed of every random choice (clutter, lighting, sensor noise).
         frames, fps: number of camera frames and their rate [Hz]; ``start_stamp`` [s] is frame 0's stamp.
         device: torch device for rendering and noise ("cpu", "cuda", ...).
+        faults: joint-encoder bias and hand-camera error in the published sensor data (:mod:`.faults`).
         torch_threads: torch intra-op threads while generating (restored afterwards); 0 = leave torch's
             setting. The generator's tensors are small, so one thread is fastest on a shared CPU.
     """
@@ -413,6 +416,7 @@ class Scenario:
     depth: DepthEffects = dataclasses.field(default_factory=DepthEffects)
     clutter: ClutterSettings = dataclasses.field(default_factory=ClutterSettings)
     bag: BagSettings = dataclasses.field(default_factory=BagSettings)
+    faults: FaultSettings = dataclasses.field(default_factory=FaultSettings)
 
     def __post_init__(self) -> None:
         require(isinstance(self.seed, int) and 0 <= self.seed < 2**63, f"seed must be an int >= 0; got {self.seed}")

@@ -14,7 +14,8 @@ Bag topics (``BagSettings``): ``<ns>/color/image_raw`` (rgb8) + ``<ns>/color/cam
 segment's slope, no effort; every k-th message carries a camera stamp exactly; names of the joint scheme),
 ``/tf_static`` once (camera optical frame -> hand root when the base is fixed, else an empty message so the
 topic exists; transient-local QoS) and, when the base moves, ``/tf`` camera optical frame -> hand root at the
-joint-state rate. Header stamps equal log times.
+joint-state rate. Header stamps equal log times. The joint states, TF and ``meta.json`` carry the measured
+(faulty, :mod:`.faults`) hand state; ``gt.json`` records the faults under ``faults``.
 """
 
 from __future__ import annotations
@@ -193,21 +194,22 @@ def write_sequence(seq: SyntheticSequence, out_dir: str | Path, progress: Progre
         stamp_ns = int(traj.stamps_ns[i])
         if bag is not None:
             if i == 0:
-                static = [] if traj.base_moving else [(cam_frame, HAND_ROOT_FRAME, traj.hand2camera[0])]
+                static = [] if traj.base_moving else [(cam_frame, HAND_ROOT_FRAME, seq.hand2camera[0])]
                 bag.transforms(topics["tf_static"], stamp_ns, static, static=True)
                 sub = [(0.0, stamp_ns)]
             else:
                 prev = int(traj.stamps_ns[i - 1])
                 sub = [(j / k, prev + round(j * (stamp_ns - prev) / k)) for j in range(1, k + 1)]
-            q_prev = traj.joint_positions[max(i - 1, 0)]
-            q_now = traj.joint_positions[i]
+            q_prev = seq.joint_positions[max(i - 1, 0)]  # as measured (faults of the scenario)
+            q_now = seq.joint_positions[i]
             dt = (stamp_ns - int(traj.stamps_ns[max(i - 1, 0)])) * 1e-9
             velocity = (q_now - q_prev) / dt if i > 0 else np.zeros_like(q_now)
             for w, t_ns in sub:
                 q = q_now if w == 1.0 or i == 0 else q_prev + w * (q_now - q_prev)
                 bag.joint_state(topics["joint_states"], t_ns, driver_names, q[driver_index], velocity[driver_index])
                 if traj.base_moving:
-                    pose = traj.hand2camera[i] if w == 1.0 or i == 0 else traj.hand2camera_at(i - 1 + w)
+                    pose = seq.hand2camera[i] if w == 1.0 or i == 0 else \
+                        seq.faults.measured_hand2camera(traj.hand2camera_at(i - 1 + w))
                     bag.transforms(topics["tf"], t_ns, [(cam_frame, HAND_ROOT_FRAME, pose)])
             bag.image(topics["color"], stamp_ns, fr.rgb.numpy(), cam_frame)
             bag.camera_info(topics["color_info"], stamp_ns, seq.camera, cam_frame)
@@ -216,8 +218,8 @@ def write_sequence(seq: SyntheticSequence, out_dir: str | Path, progress: Progre
         meta_frames.append({
             "index": i, "stamp": float(traj.stamps[i]), "stamp_ns": stamp_ns,
             "rgb": f"rgb/{i:06d}.png", "depth": f"depth/{i:06d}.png", "mask": f"mask/{i:06d}.png",
-            "joint_positions": _floats(traj.joint_positions[i]),
-            "hand_base_pose_cam": pose_json(traj.hand2camera[i]),
+            "joint_positions": _floats(seq.joint_positions[i]),
+            "hand_base_pose_cam": pose_json(seq.hand2camera[i]),
         })
         contacts = seq.frame_contacts(i)
         gt_frames.append({
@@ -266,6 +268,8 @@ def write_sequence(seq: SyntheticSequence, out_dir: str | Path, progress: Progre
         "frames": gt_frames,
         "summary": _summary(seq, visible),
     }
+    if s.faults.enabled:
+        gt["faults"] = seq.faults.to_json(seq.joint_names)
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     (out / "gt.json").write_text(json.dumps(gt, indent=1) + "\n")
     _imwrite(out / "overlay.png", np.ascontiguousarray(_overlay(seq, [keep[i] for i in overlay_frames])[..., ::-1]))
