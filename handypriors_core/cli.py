@@ -8,6 +8,7 @@
     handypriors eval --poses poses.json --gt SEQUENCE_OR_GT_JSON [--out eval.json] [--plots DIR]
     handypriors demo [--out out/demo] [--hand-only]
     handypriors batch FOLDER --object-mesh MESH --out DIR [--workers N] [--ray ADDRESS]
+    handypriors calibrate BAG [--out hand_calibration.yaml] [--initial CALIBRATION_YAML]
 
 ``docs/cli.md`` is the user documentation. Every expected failure (corrupt bag, missing topic or mesh, unknown
 joint name, bad option) ends with one ``handypriors: error: ...`` line on stderr and exit status 2 (1 for
@@ -15,7 +16,7 @@ failures inside a run, 130 after Ctrl-C); ``--debug`` shows the traceback instea
 
 This module only parses arguments and dispatches: each command is a function of :mod:`handypriors_core.app`
 taking typed options (``run_track(TrackOptions)``, ``run_evaluate(EvaluateOptions)``, ``run_demo(DemoOptions)``,
-``run_batch(BatchOptions)``).
+``run_batch(BatchOptions)``, ``run_calibrate(CalibrateOptions)``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ def options_from_args(args: argparse.Namespace, **overrides: Any) -> TrackOption
         "object_frame": args.object_frame, "offline_window": args.offline_window,
         "offline_overlap": args.offline_overlap, "offline_iterations": args.offline_iterations,
         "progress": not args.no_progress,
+        "calibration": Path(args.calibration) if args.calibration else None, "calibrate": args.calibrate,
     }
     values.update(overrides)
     return TrackOptions(**values)
@@ -121,6 +123,25 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return EXIT_OK if not report.failed else EXIT_FAILED
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from .app.calibrate import CalibrateOptions, describe_calibration, run_calibrate
+
+    topics = {"image": args.image_topic, "depth": args.depth_topic, "joint_states": args.joint_states_topic,
+              "joint_map": args.joint_map, "hand_frame": args.hand_frame, "camera_frame": args.camera_frame}
+    summary = run_calibrate(CalibrateOptions(bag=Path(args.bag), out=Path(args.out) if args.out else None,
+                                             config=Path(args.config) if args.config else None,
+                                             initial=Path(args.initial) if args.initial else None, topics=topics,
+                                             max_frames=args.max_frames))
+    print(f"calibrate: {summary.frames_used} of {summary.frames_seen} frames used ({summary.statuses}), "
+          f"{summary.seconds:.1f} s")
+    print(describe_calibration(summary.calibration))
+    if summary.warning:
+        print(f"WARNING: recalibrate the robot: {summary.warning}")
+    if summary.out is not None:
+        print(f"wrote calibration: {summary.out}")
+    return EXIT_OK if summary.frames_used else EXIT_FAILED
+
+
 # ================================================================================================ parser
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of ``handypriors`` (subcommands track, eval, demo, batch)."""
@@ -165,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--offline-window", type=int, help="offline mode: frames per window (default: refine.window)")
     t.add_argument("--offline-overlap", type=int, help="offline mode: frames shared by neighbouring windows")
     t.add_argument("--offline-iterations", type=int, help="offline mode: Adam steps per window")
+    t.add_argument("--calibration", help="hand calibration YAML (handypriors calibrate) applied to every frame")
+    t.add_argument("--calibrate", action="store_true", help="estimate the hand calibration online while tracking")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=_cmd_track)
 
@@ -210,6 +233,20 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--video", action="store_true", help="also write overlay.mp4 per bag")
     b.add_argument("--redo", action="store_true", help="re-run bags that already finished")
     b.set_defaults(func=_cmd_batch)
+
+    c = sub.add_parser("calibrate", parents=[common], help="estimate the hand-camera correction and joint offsets "
+                                                           "from a recording (writes the node's calibration YAML)",
+                       description="Self-calibration from the hand's depth: hand-camera correction (6 DoF) and "
+                                   "joint-encoder offsets; the hand should move during the recording.")
+    c.add_argument("bag", help="rosbag2 folder or .mcap / .db3 file (colour, aligned depth, joint states, TF)")
+    c.add_argument("--out", default="hand_calibration.yaml", help="calibration YAML to write (default: %(default)s)")
+    c.add_argument("--initial", help="calibration YAML to start from (default: no correction)")
+    c.add_argument("--config", help="tracking config: its tracking.calibration block (default: the shipped one)")
+    c.add_argument("--max-frames", type=int, help="stop after this many image messages")
+    for option in ("--image-topic", "--depth-topic", "--joint-states-topic", "--joint-map", "--hand-frame",
+                   "--camera-frame"):
+        c.add_argument(option, help="as for track")
+    c.set_defaults(func=_cmd_calibrate)
 
     from . import cli_contact  # contact refinement (paper Sec. IV-D), its own module
 

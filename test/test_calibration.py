@@ -239,3 +239,60 @@ def test_wrong_calibration_file_is_rejected_with_a_clear_error(tmp_path, hand, t
 def test_missing_calibration_file_is_rejected(tmp_path):
     with pytest.raises(CalibrationFileError, match="does not exist"):
         load_calibration(tmp_path / "nope.yaml")
+
+
+# ------------------------------------------------------------------------------------------------ bags and CLI
+@pytest.fixture(scope="module")
+def small_bag(tmp_path_factory):
+    """A generated fault-free sequence on disk with its bag (carry: the wrist moves, so /tf carries the hand)."""
+    from handypriors_core.synthetic import generate_sequence
+
+    out = tmp_path_factory.mktemp("calib_bag") / "seq"
+    generate_sequence(load_scenario(overrides={"frames": 6, "camera": {"width": 160, "height": 120}, "seed": 5,
+                                               "motion": {"close_fraction": 0.3}, "bag": {"joint_rate_factor": 2}}),
+                      out)
+    return out
+
+
+def test_inject_faults_rewrites_joint_states_and_hand_transform(tmp_path, hand, small_bag):
+    from handypriors_core.io.bag_reader import BagReader, load_bag_settings
+    from handypriors_core.synthetic.fault_bags import inject_faults_into_bag
+
+    faults = sample_faults(FaultSettings(enabled=True), 16, seed=4)
+    counts = inject_faults_into_bag(small_bag / "bag", tmp_path / "faulty", faults, hand.joint_names)
+    assert counts["joint_states"] > 6 and counts["hand_transforms"] > 6
+    with pytest.raises(Exception, match="already exists"):
+        inject_faults_into_bag(small_bag / "bag", tmp_path / "faulty", faults, hand.joint_names)
+    settings = load_bag_settings(None)
+    with BagReader(small_bag / "bag", hand.joint_names, settings) as a, \
+            BagReader(tmp_path / "faulty", hand.joint_names, settings) as b:
+        pairs = list(zip((f.frame for f in a.frames()), (f.frame for f in b.frames()), strict=True))
+    assert len(pairs) == 6
+    for clean, faulty in pairs:
+        assert torch.equal(clean.rgb, faulty.rgb) and torch.equal(clean.depth.nan_to_num(), faulty.depth.nan_to_num())
+        np.testing.assert_allclose(faulty.joint_angles.double().numpy(),
+                                   clean.joint_angles.double().numpy() + faults.joint_bias, atol=1e-6)
+        np.testing.assert_allclose(faulty.hand2camera.double().numpy(),
+                                   clean.hand2camera.double().numpy() @ faults.hand_camera_error, atol=1e-6)
+
+
+def test_calibrate_command_writes_a_yaml_that_loads(tmp_path, hand, small_bag, capsys):
+    from handypriors_core.cli import main
+
+    out = tmp_path / "cal.yaml"
+    config = tmp_path / "config.yaml"
+    config.write_text("tracking:\n  calibration:\n    min_points: 20\n")  # a 160x120 image shows few hand points
+    code = main(["calibrate", str(small_bag / "bag"), "--out", str(out), "--config", str(config)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "frames used" in text and "joint offsets [deg]" in text
+    cal = load_calibration(out, hand.joint_names)
+    assert cal.frames_used >= 3 and cal.covariance is not None
+    # fault-free recording: the correction stays small
+    assert float(cal.translation.norm()) < 0.5e-3  # measured 0.15 mm
+    assert math.degrees(float(cal.joint_offsets.abs().max())) < 0.6  # measured 0.24 deg
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("joint_offsets: {}\n")
+    assert main(["calibrate", str(small_bag / "bag"), "--out", str(tmp_path / "x.yaml"), "--initial",
+                 str(bad)]) == 2
+    assert "hand_camera_correction" in capsys.readouterr().err

@@ -37,6 +37,7 @@ class TrackOptions:
         device: torch device (None: the config's). max_frames: stop after this many image messages.
         object_frame: child frame id of the pose outputs. offline_*: window settings of the offline mode.
         progress: show the progress bar. report: where informational lines go.
+        calibration: hand calibration YAML applied to every frame; calibrate: estimate it online too.
     """
 
     bag: Path
@@ -59,6 +60,8 @@ class TrackOptions:
     offline_iterations: int | None = None
     progress: bool = True
     report: Callable[[str], None] = _say
+    calibration: Path | None = None
+    calibrate: bool = False
 
 
 @dataclass
@@ -210,6 +213,7 @@ def run_track(opts: TrackOptions) -> TrackSummary:
     settings.mode = "filter" if mode == "filter" else "refine"
     if opts.device:
         settings.device = opts.device
+    settings.calibration.enabled = settings.calibration.enabled or opts.calibrate
     bag_settings = load_bag_settings(opts.config if opts.config is not None else _shipped_config())
     bag_settings = bag_settings.override(**{k: v for k, v in opts.topics.items() if v is not None})
     obj = RigidObject.from_mesh(opts.object_mesh, scale=opts.mesh_scale)
@@ -222,6 +226,10 @@ def run_track(opts: TrackOptions) -> TrackSummary:
         tracker = ObjectTracker(hand, obj, settings, render_settings=load_render_settings(),
                                 physics_settings=load_physics_settings())
         tracker.mask_source = _make_mask_source(opts, tracker)
+        if opts.calibration is not None:
+            from ..io.calibration_file import load_calibration
+
+            tracker.set_calibration(load_calibration(opts.calibration, hand.joint_names))
         offline = None
         if mode == "offline":
             from ..estimation.offline import OfflineRefiner, OfflineSettings
