@@ -87,6 +87,22 @@ def test_generator_publishes_faulty_hand_state_but_renders_the_true_one(faulty_s
     assert abs(record["hand_camera_error_translation_mm"] - 5.0) < 1e-9
 
 
+def test_written_sequence_records_the_faults(tmp_path):
+    from handypriors_core.io.dev_sequence import DevSequence
+    from handypriors_core.synthetic import generate_sequence
+
+    scenario = load_scenario(overrides={"frames": 2, "camera": {"width": 64, "height": 48}, "bag.enabled": False,
+                                        "faults": {"enabled": True, "scale": 2.0}, "seed": 7})
+    out = generate_sequence(scenario, tmp_path / "seq")
+    gt = json.loads((out / "gt.json").read_text())
+    seq = SyntheticSequence(scenario)
+    np.testing.assert_allclose(gt["faults"]["joint_bias_rad"], seq.faults.joint_bias)
+    assert abs(gt["faults"]["hand_camera_error_translation_mm"] - 10.0) < 1e-9
+    frame = DevSequence(out)[1]  # meta.json: the measured (faulty) hand state
+    np.testing.assert_allclose(frame.joint_angles.double().numpy(), seq.joint_positions[1], atol=1e-6)
+    np.testing.assert_allclose(frame.hand2camera.double().numpy(), seq.hand2camera[1], atol=1e-6)
+
+
 # ------------------------------------------------------------------------------------------------ Jacobians
 def test_fk_point_jacobian_matches_finite_differences():
     hand = URDFHand.from_urdf(allegro_urdf(), dtype=torch.float64)

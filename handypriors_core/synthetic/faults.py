@@ -83,12 +83,17 @@ class SensorFaults:
 
     def to_json(self, joint_names: list[str] | tuple[str, ...]) -> dict:
         """Ground-truth record (``gt.json`` ``faults``)."""
-        from .writer import pose_json
+        import torch
 
+        from ..geometry.rotations import matrix_to_quaternion
+
+        E = self.hand_camera_error
+        pose_json = {"R": E[:3, :3].tolist(), "t": E[:3, 3].tolist(),
+                     "quat_xyzw": matrix_to_quaternion(torch.as_tensor(E[:3, :3])).tolist()}
         return {"convention": "q_measured = q_true + joint_bias; hand2camera_measured = hand2camera_true @ "
                               "hand_camera_error (hand-root frame)",
                 "joint_names": list(joint_names), "joint_bias_rad": self.joint_bias.tolist(),
-                "hand_camera_error": pose_json(self.hand_camera_error),
+                "hand_camera_error": pose_json,
                 "hand_camera_error_translation_mm": float(np.linalg.norm(self.hand_camera_error[:3, 3]) * 1e3),
                 "hand_camera_error_rotation_deg": float(np.degrees(_angle(self.hand_camera_error[:3, :3])))}
 
