@@ -7,6 +7,7 @@ every benchmark from the root; a script run directly puts the root on ``sys.path
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,3 +37,24 @@ def write_results(topic: str, results: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(results, indent=2) + "\n")
     return path
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100, linear interpolation) of ``values``; NaN when empty."""
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if len(values) else float("nan")
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages (2 decimals), to print beside wall-clock figures."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def quiet_warp() -> None:
+    """Silence warp's kernel-loading log lines (when warp is installed)."""
+    try:
+        import warp as wp
+
+        wp.config.log_level = getattr(wp, "LOG_ERROR", 40)
+        wp.config.quiet = True
+    except ImportError:
+        pass

@@ -26,6 +26,7 @@ import torch
 
 from .errors import InvalidValueError
 from .geometry.camera import PinholeCamera
+from .geometry.rotations import axis_angle_to_matrix
 from .io.dev_sequence import GroundTruth
 from .io.poses_file import PosesFile
 from .metrics import add, add_s, object_chamfer_errors, rotation_error, summarize_errors, translation_error
@@ -38,6 +39,7 @@ __all__ = [
     "format_table",
     "is_symmetric",
     "load_eval_inputs",
+    "perturbed_pose",
     "write_json",
     "write_plots",
 ]
@@ -66,6 +68,19 @@ def is_symmetric(symmetry: str) -> bool:
     if not text or text.startswith(("none", "no ", "no_", "asymmetric")):
         return False
     return "breaks" not in text and "broken" not in text
+
+
+def perturbed_pose(pose: torch.Tensor, seed: int = 0, translation: float = 0.02, angle_deg: float = 10.0
+                   ) -> torch.Tensor:
+    """The evaluation protocol's initial pose: ``pose (4, 4)`` moved by ``translation`` [m] and rotated by
+    ``angle_deg`` about its origin, both in random directions drawn from ``seed`` (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    dt = torch.randn(3, generator=g, dtype=torch.float64)
+    axis = torch.randn(3, generator=g, dtype=torch.float64)
+    out = pose.clone().double()
+    out[:3, :3] = axis_angle_to_matrix(axis / axis.norm() * math.radians(angle_deg)) @ out[:3, :3]
+    out[:3, 3] += dt / dt.norm() * translation
+    return out
 
 
 @dataclass

@@ -192,3 +192,26 @@ def test_hand_metrics_with_and_without_procrustes():
     assert joint_auc(pred, gt, procrustes=True) == pytest.approx(1.0)
     with pytest.raises(ShapeError, match="pred_joints"):
         mpjpe(gt[:, :20], gt)
+
+
+def test_pose_nees_is_three_for_errors_drawn_from_the_covariance():
+    """Errors drawn from the published covariance (through the tracker's retraction) give mean NEES 3 per block;
+    a covariance 4x too small gives 4x the NEES (overconfidence shows)."""
+    from handypriors_core.estimation.pose_state import PoseState, retract
+    from handypriors_core.metrics import pose_error_tangent, pose_nees
+
+    g = torch.Generator().manual_seed(3)
+    n = 4000
+    A = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    P = A @ A.T * 1e-5 + torch.diag(torch.tensor([1e-5] * 3 + [1e-3] * 3, dtype=torch.float64))
+    L = torch.linalg.cholesky(P)
+    pred = torch.eye(4, dtype=torch.float64).repeat(n, 1, 1)
+    pred[:, :3, 3] = torch.randn(n, 3, generator=g, dtype=torch.float64) * 0.1 + torch.tensor([0, 0, 0.5])
+    delta = torch.randn(n, 6, generator=g, dtype=torch.float64) @ L.T
+    gt = torch.stack([retract(PoseState.from_pose(pred[i]), delta[i]).pose for i in range(n)])
+    assert torch.allclose(pose_error_tangent(pred, gt), delta, atol=1e-9)
+    nees = pose_nees(pred, gt, P.expand(n, 6, 6))
+    assert nees.shape == (n, 2)
+    assert abs(float(nees[:, 0].mean()) - 3.0) < 0.25 and abs(float(nees[:, 1].mean()) - 3.0) < 0.25
+    small = pose_nees(pred, gt, (P / 4).expand(n, 6, 6))
+    assert torch.allclose(small, 4 * nees, rtol=1e-9)

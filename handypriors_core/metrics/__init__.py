@@ -5,6 +5,7 @@ errors/checks/config).
 """
 
 from .chamfer import ObjectChamferErrors, chamfer_2d, chamfer_3d, nearest_neighbour_distances, object_chamfer_errors
+from .consistency import pose_error_tangent, pose_nees
 from .hand_metrics import joint_auc, joint_errors, mesh_error, mpjpe, procrustes_align
 from .pose_errors import (
     accuracy_curve,
@@ -32,6 +33,8 @@ __all__ = [
     "mpjpe",
     "nearest_neighbour_distances",
     "object_chamfer_errors",
+    "pose_error_tangent",
+    "pose_nees",
     "procrustes_align",
     "rotation_error",
     "summarize_errors",
