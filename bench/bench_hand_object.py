@@ -49,7 +49,7 @@ from handypriors_core.estimation.hand_object import (
     HandObjectOptimizer,
     HandObjectSettings,
     ManoParams,
-    _pose_delta,
+    pose_delta,
 )
 from handypriors_core.geometry.transforms import transform_points
 from handypriors_core.metrics import joint_auc, mesh_error, mpjpe, object_chamfer_errors
@@ -73,7 +73,7 @@ def object_estimates(seq, std_t: float = 0.005, std_r: float = 0.05, bias_fracti
     std = torch.tensor([std_t] * 3 + [std_r] * 3)
     bias = torch.randn(1, 6, generator=g) * std * bias_fraction ** 0.5
     white = torch.randn(T, 6, generator=g) * std * (1 - bias_fraction) ** 0.5
-    return _pose_delta(seq.object2camera.double(), (bias + white).double()).to(seq.object2camera)
+    return pose_delta(seq.object2camera.double(), (bias + white).double()).to(seq.object2camera)
 
 
 def evaluate(seq, params: ManoParams, poses: torch.Tensor, seconds: float) -> dict:

@@ -17,10 +17,10 @@ from handypriors_core.estimation.hand_object import (
     HandObjectOptimizer,
     HandObjectSettings,
     ManoParams,
-    _pose_delta,
     load_keypoints,
     load_mano_params,
     mano_rigid_transform,
+    pose_delta,
     save_mano_params,
 )
 from handypriors_core.estimation.pose_state import PoseState, local_difference, retract
@@ -55,7 +55,7 @@ def object_start(seq) -> torch.Tensor:
     """Frame 0's object pose moved by 6 mm / 0.09 rad."""
     g = torch.Generator().manual_seed(3)
     d = torch.cat([torch.randn(1, 3, generator=g) * 0.006, torch.randn(1, 3, generator=g) * 0.06], 1)
-    return _pose_delta(seq.object2camera[:1], d)[0]
+    return pose_delta(seq.object2camera[:1], d)[0]
 
 
 def _rotation_error(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -50,7 +50,7 @@ from ..physics.hand_geometry import HandGeometry
 from ..physics.sdf import ObjectSDF
 from ..physics.settings import ContactSettings
 from ..priors.losses import penetration_loss
-from .hand_object import ManoParams, _pose_delta
+from .hand_object import ManoParams, pose_delta
 
 __all__ = [
     "ContactRefineResult",
@@ -499,7 +499,7 @@ class ContactRefiner:
             verts = self._posed(q, rigid)
             R_d = axis_angle_to_matrix(delta[:, 3:])
             verts = (verts - pivot) @ R_d.transpose(-1, -2) + pivot + delta[:, None, :3]
-            pose = _pose_delta(pose0, d_obj * scale)
+            pose = pose_delta(pose0, d_obj * scale)
             return q, delta, verts, pose
 
         best = None

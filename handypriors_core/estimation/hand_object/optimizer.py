@@ -1,0 +1,343 @@
+"""Joint hand-object optimizer (paper Sec. III-D): Adam over MANO hand parameters and the object pose on
+rendering, keypoint and physics terms (see :mod:`handypriors_core.estimation.hand_object`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from ...checks import check_finite, check_shape
+from ...errors import InvalidValueError, ShapeError
+from ...geometry.camera import crop_and_resize_image
+from ...geometry.rotations import axis_angle_to_matrix
+from ...geometry.transforms import invert_transform, make_transform, transform_points
+from ...models.mano import ManoHand
+from ...models.rigid_object import RigidObject
+from ...physics.hand_geometry import HandGeometry
+from ...physics.sdf import ObjectSDF
+from ...physics.settings import ContactSettings
+from ...priors.losses import consistency_loss, penetration_loss, sliding_loss, smoothness_loss
+from ...render.renderer import Renderer, join_meshes
+from ...render.settings import RenderSettings
+from .params import _PARAM_NAMES, HandObjectObservation, ManoParams
+from .settings import _PHYSICS_TERMS, HandObjectSettings
+
+#: Instance ids of the rendered silhouettes.
+HAND, OBJECT = 0, 1
+
+
+
+
+
+@dataclass
+class HandObjectResult:
+    """Outcome of one frame's optimization (detached tensors on the optimizer's device).
+
+    Attributes:
+        params: :class:`ManoParams` of the hand (batch 1). object2camera: ``(4, 4)``.
+        loss, initial_loss: weighted total at the best and at the first iterate; terms: best weighted terms.
+        iterations: Adam steps taken; elapsed [s]; stopped: ``"iterations"``, ``"converged"``,
+            ``"non_finite_loss"``, ``"non_finite_gradient"`` or ``"no_gradient"``.
+        contact_weights: ``(1, C)`` 1 for the hand contact vertices within ``contact_distance`` of the object.
+        contacts_object: ``(1, C, 3)`` [m] those vertices in the object frame (for the next frame's sliding term).
+    """
+
+    params: ManoParams
+    object2camera: torch.Tensor
+    loss: float
+    initial_loss: float
+    iterations: int
+    elapsed: float
+    stopped: str
+    terms: dict[str, float] = field(default_factory=dict)
+    contact_weights: torch.Tensor | None = None
+    contacts_object: torch.Tensor | None = None
+
+
+def pose_delta(pose: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``pose (B, 4, 4)`` moved by ``delta (B, 6) = (rho [m], phi [rad])``: ``R <- exp(phi) R``, ``t <- t + rho``."""
+    R = axis_angle_to_matrix(delta[:, 3:]) @ pose[:, :3, :3]
+    return make_transform(R, pose[:, :3, 3] + delta[:, :3])
+
+
+def _square_box(uv: torch.Tensor, margin: float, min_box: float) -> tuple[float, float, float, float]:
+    """Square ``(x0, y0, x1, y1)`` around pixels ``uv (N, 2)``, grown by ``margin`` per side, at least ``min_box``."""
+    lo, hi = uv.min(0).values, uv.max(0).values
+    centre = 0.5 * (lo + hi)
+    half = max(0.5 * float((hi - lo).max()) * (1 + 2 * margin), 0.5 * min_box)
+    cx, cy = float(centre[0]), float(centre[1])
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+def _crop_mask(mask: torch.Tensor, box, size: int) -> torch.Tensor:
+    """``mask (H, W)`` resampled into the ROI ``(1, size, size)`` (area-averaged when it shrinks a lot)."""
+    m = mask.float()[None, None]
+    shrink = (box[2] - box[0]) / size
+    if shrink > 1.5:
+        k = round(shrink) | 1
+        m = F.avg_pool2d(m, k, stride=1, padding=k // 2, count_include_pad=False)
+    return crop_and_resize_image(m, box, size, size)[0].clamp(0, 1)
+
+
+def _geman_mcclure(r2: torch.Tensor, scale: float) -> torch.Tensor:
+    """``c^2 r^2 / (r^2 + c^2)`` of squared residuals (``~ r^2`` near 0, at most ``c^2``)."""
+    c2 = scale * scale
+    return c2 * r2 / (r2 + c2)
+
+
+class HandObjectOptimizer:
+    """Adam over MANO hand parameters and the object pose on rendering, keypoint and physics terms.
+
+    Args:
+        hand: the MANO model (its dtype and device are used; float32 recommended).
+        obj: the object model (object frame, metres).
+        settings: see :class:`HandObjectSettings`.
+        render_settings, contact_settings: component settings (defaults if None).
+    """
+
+    def __init__(self, hand: ManoHand, obj: RigidObject, settings: HandObjectSettings | None = None,
+                 render_settings: RenderSettings | None = None, contact_settings: ContactSettings | None = None):
+        self.hand = hand
+        self.settings = settings if settings is not None else HandObjectSettings()
+        self.device, self.dtype = hand.device, hand.dtype
+        self.object = obj.to(self.device, self.dtype)
+        self.renderer = Renderer(render_settings)
+        self.object_sdf = ObjectSDF(self.object.verts, self.object.faces, contact_settings)
+        self.hand_geometry = HandGeometry(hand.faces, contact_settings)
+        samples = self.object.samples
+        step = max(1, samples.shape[0] // self.settings.object_samples)
+        self.object_samples = samples[::step][: self.settings.object_samples].contiguous()
+
+    # ------------------------------------------------------------------------------------------ helpers
+    def active_terms(self) -> list[str]:
+        """Terms of the settings whose weight is positive."""
+        s = self.settings
+        return [t for t in s.terms if s.weight(t) > 0 and (t != "shape_prior" or s.optimize_betas)]
+
+    def object_points(self, object2camera: torch.Tensor) -> torch.Tensor:
+        """Object surface samples ``(B, S, 3)`` [m, camera frame]."""
+        return transform_points(object2camera, self.object_samples.expand(object2camera.shape[0], -1, -1))
+
+    def region_of_interest(self, observation: HandObjectObservation, params: ManoParams,
+                           object2camera: torch.Tensor) -> tuple[float, float, float, float]:
+        """Square ROI [px] around the projected hand and object at the given estimate."""
+        with torch.no_grad():
+            cam = observation.camera.to(self.device, self.dtype)
+            verts = params.forward(self.hand).vertices[0]
+            obj = transform_points(object2camera[None], self.object.verts[None])[0]
+            uv = cam.project(torch.cat((verts, obj))[None])[0]
+        s = self.settings
+        return _square_box(uv, s.roi_margin, s.roi_min_box)
+
+    def contact_state(self, params: ManoParams, object2camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(1, C)`` contact weights of the hand contact vertices and ``(1, C, 3)`` their object-frame positions."""
+        with torch.no_grad():
+            pts = params.forward(self.hand).vertices[:, self.hand.contact_vertex_ids]
+            pose = object2camera[None].to(pts)
+            d = self.object_sdf.signed_distance(pts, pose).distance
+            weights = (d < self.settings.contact_distance).to(pts.dtype)
+            return weights, transform_points(invert_transform(pose), pts)
+
+    # ------------------------------------------------------------------------------------------- losses
+    def losses(self, params: ManoParams, object2camera: torch.Tensor, observation: HandObjectObservation,
+               roi: tuple[float, float, float, float], sigma: float, init: ManoParams | None = None,
+               previous: Sequence[HandObjectResult] = (), crops: dict | None = None) -> dict[str, torch.Tensor]:
+        """Unweighted value of each active term for ``B`` candidates: ``{name: 0-dim tensor}`` (batch mean).
+
+        Args:
+            params: ``(B)`` hand parameters; object2camera: ``(B, 4, 4)``.
+            observation: the frame; roi: the crop box [px]; sigma: rasterizer sharpness [px^2].
+            init: the initialisation (pose prior); previous: results of earlier frames, oldest first.
+            crops: cached ROI crops of the masks (from :meth:`_crops`).
+        """
+        s = self.settings
+        terms = self.active_terms()
+        B = object2camera.shape[0]
+        out = params.forward(self.hand)
+        verts = out.vertices
+        obj_verts = transform_points(object2camera, self.object.verts.expand(B, -1, -1))
+        cam = observation.camera.to(self.device, self.dtype)
+        size = s.roi_size
+        box_edge = roi[2] - roi[0]
+        crops = crops if crops is not None else self._crops(observation, roi)
+        result: dict[str, torch.Tensor] = {}
+        if "mask" in terms and (crops["hand"] is not None or crops["object"] is not None):
+            roi_cam = cam.crop_and_resize(roi, size, size)
+            v, f, inst = join_meshes([(verts, self.hand.faces), (obj_verts, self.object.faces)])
+            render = self.renderer(v, f, roi_cam, face_instance=inst, num_instances=2, sigma=sigma)
+            loss = verts.new_zeros(())
+            for k, key in ((HAND, "hand"), (OBJECT, "object")):
+                if crops[key] is not None:
+                    loss = loss + ((render.visible[:, k] - crops[key]) ** 2).mean()
+            result["mask"] = loss
+        if "keypoints" in terms and observation.keypoints is not None:
+            conf = observation.confidences().to(self.device, self.dtype)
+            uv = cam.project(out.keypoints)
+            r2 = ((uv - observation.keypoints.to(uv)) / box_edge).pow(2).sum(-1)  # (B, 21), ROI edge units
+            rho = _geman_mcclure(r2, s.keypoint_scale) / s.keypoint_scale ** 2
+            result["keypoints"] = (rho * conf).sum(-1).mean() / conf.sum().clamp_min(1e-9)
+        if "penetration" in terms:
+            d_hand = self.object_sdf.signed_distance(verts, object2camera).distance
+            d_obj = None
+            if s.weights.penetration_reverse_weight > 0:
+                d_obj = self.hand_geometry.signed_distance(self.object_points(object2camera), verts).distance
+            result["penetration"] = penetration_loss(d_hand, d_obj, s.weights.penetration_reverse_weight)
+        prev = list(previous)[-2:]
+        if "sliding" in terms and prev and prev[-1].contact_weights is not None \
+                and bool((prev[-1].contact_weights > 0).any()):
+            cur = transform_points(invert_transform(object2camera), verts[:, self.hand.contact_vertex_ids])
+            result["sliding"] = sliding_loss(prev[-1].contacts_object.to(cur).expand(B, -1, -1), cur,
+                                             prev[-1].contact_weights.to(cur).expand(B, -1))
+        if "con" in terms and prev:
+            p1 = prev[-1]
+            theta = torch.cat((params.global_orient, params.hand_pose), 1)
+            theta1 = torch.cat((p1.params.global_orient, p1.params.hand_pose), 1).to(theta).expand_as(theta)
+            result["con"] = consistency_loss(self.object_points(object2camera),
+                                             self.object_points(p1.object2camera[None].to(object2camera)).expand(
+                                                 B, -1, -1), theta, theta1)
+        if "smo" in terms and len(prev) >= 2:
+            cur = self.object_points(object2camera)
+            p1 = self.object_points(prev[-1].object2camera[None].to(object2camera)).expand_as(cur)
+            p2 = self.object_points(prev[-2].object2camera[None].to(object2camera)).expand_as(cur)
+            result["smo"] = smoothness_loss(cur, p1, p2)
+        if "pose_prior" in terms and init is not None:
+            result["pose_prior"] = ((params.hand_pose - init.hand_pose.to(params.hand_pose)) ** 2).mean()
+        if "shape_prior" in terms and s.optimize_betas:
+            result["shape_prior"] = (params.betas ** 2).mean()
+        return result
+
+    def total(self, terms: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Weighted sum of the terms."""
+        total = None
+        for name, value in terms.items():
+            part = self.settings.weight(name) * value
+            total = part if total is None else total + part
+        return total if total is not None else torch.zeros((), device=self.device, dtype=self.dtype)
+
+    def _crops(self, observation: HandObjectObservation, roi) -> dict:
+        size = self.settings.roi_size
+        return {key: None if m is None else _crop_mask(m.to(self.device, self.dtype), roi, size)
+                for key, m in (("hand", observation.hand_mask), ("object", observation.object_mask))}
+
+    # ------------------------------------------------------------------------------------- optimization
+    def optimize(self, observation: HandObjectObservation, init_params: ManoParams,
+                 init_object2camera: torch.Tensor, previous: Sequence[HandObjectResult] = (),
+                 iterations: int | None = None) -> HandObjectResult:
+        """Optimize one frame from ``init_params`` (batch 1, e.g. a network's output) and ``init_object2camera
+        (4, 4)``; ``previous`` are the results of earlier frames (temporal and sliding terms)."""
+        s = self.settings
+        check_shape(init_object2camera, (4, 4), "init_object2camera")
+        check_finite(init_object2camera, "init_object2camera")
+        if init_params.batch_size != 1:
+            raise ShapeError(f"init_params must hold one hand; got {init_params.batch_size}")
+        init_params = init_params.to(self.device, self.dtype)
+        init_params.check(self.hand, "init_params")
+        iterations = s.iterations if iterations is None else int(iterations)
+        start = time.perf_counter()
+        pose0 = init_object2camera.to(self.device, self.dtype)[None].detach()
+        roi = self.region_of_interest(observation, init_params, pose0[0])
+        crops = self._crops(observation, roi)
+        zeros = {n: torch.zeros_like(getattr(init_params, n), requires_grad=True) for n in _PARAM_NAMES}
+        d_object = torch.zeros(1, 6, device=self.device, dtype=self.dtype, requires_grad=True)
+        groups = []
+        if s.optimize_hand_global:
+            groups += [{"params": [zeros["global_orient"]], "lr": s.lr_rotation},
+                       {"params": [zeros["transl"]], "lr": s.lr_translation}]
+        if s.optimize_hand_pose:
+            groups.append({"params": [zeros["hand_pose"]], "lr": s.lr_hand_pose})
+        if s.optimize_betas:
+            groups.append({"params": [zeros["betas"]], "lr": s.lr_betas})
+        if s.optimize_object:
+            groups.append({"params": [d_object], "lr": 1.0})
+        base_lr = [g["lr"] for g in groups]
+        optimizer = torch.optim.Adam(groups) if groups else None
+        object_scale = torch.tensor([s.lr_translation] * 3 + [s.lr_rotation] * 3, device=self.device,
+                                    dtype=self.dtype)
+
+        def current() -> tuple[ManoParams, torch.Tensor]:
+            p = ManoParams(*(getattr(init_params, n) + zeros[n] for n in _PARAM_NAMES))
+            return p, pose_delta(pose0, d_object * object_scale)
+
+        best = (math.inf, init_params.detach(), pose0[0].clone(), {})
+        initial = math.nan
+        stopped, it, flat, previous_value = "iterations", 0, 0, math.inf
+        for it in range(iterations + 1):
+            frac = it / max(iterations, 1)
+            sigma = s.sigma_start * (s.sigma_end / s.sigma_start) ** frac
+            if optimizer is not None:
+                for g, lr in zip(optimizer.param_groups, base_lr):
+                    g["lr"] = lr * s.lr_final_fraction ** frac
+            params, pose = current()
+            terms = self.losses(params, pose, observation, roi, sigma, init_params, previous, crops)
+            full = self.total(terms)
+            value = float(full.detach())
+            ramp = min(1.0, frac / s.physics_ramp) if s.physics_ramp > 0 else 1.0
+            loss = full if ramp >= 1.0 else full - (1.0 - ramp) * self.total(
+                {k: v for k, v in terms.items() if k in _PHYSICS_TERMS})
+            if it == 0:
+                initial = value
+            if not math.isfinite(value):
+                stopped = "non_finite_loss"
+                break
+            if value < best[0]:
+                best = (value, params.detach(), pose[0].detach().clone(),
+                        {k: float(s.weight(k) * v.detach()) for k, v in terms.items()})
+            if it == iterations:
+                break
+            rel = abs(previous_value - value) / max(abs(value), 1e-12)
+            flat = flat + 1 if rel < s.convergence_tolerance else 0
+            if flat >= 5:
+                stopped = "converged"
+                break
+            previous_value = value
+            if optimizer is None or not loss.requires_grad:
+                stopped = "no_gradient"
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+            if any(not bool(torch.isfinite(g).all()) for g in grads):
+                stopped = "non_finite_gradient"
+                break
+            optimizer.step()
+        weights, contacts = self.contact_state(best[1], best[2])
+        return HandObjectResult(params=best[1], object2camera=best[2], loss=best[0], initial_loss=initial,
+                                iterations=it, elapsed=time.perf_counter() - start, stopped=stopped,
+                                terms=best[3], contact_weights=weights, contacts_object=contacts)
+
+    def optimize_sequence(self, observations: Sequence[HandObjectObservation], init_params: ManoParams,
+                          init_object2camera: torch.Tensor, object_init: Literal["given", "previous"] = "previous",
+                          iterations: int | None = None) -> list[HandObjectResult]:
+        """Optimize frames in order, each with the temporal terms against the results before it.
+
+        Args:
+            observations: ``T`` frames. init_params: ``(T)`` per-frame hand initialisations (e.g. a network's).
+            init_object2camera: ``(4, 4)`` for the first frame, or ``(T, 4, 4)`` per frame.
+            object_init: ``"previous"`` starts each later frame's object from the previous result;
+                ``"given"`` uses ``init_object2camera[t]`` (needs ``(T, 4, 4)``).
+        """
+        T = len(observations)
+        if init_params.batch_size != T:
+            raise ShapeError(f"init_params holds {init_params.batch_size} hands for {T} observations")
+        per_frame = init_object2camera.dim() == 3
+        if per_frame:
+            check_shape(init_object2camera, (T, 4, 4), "init_object2camera")
+        elif object_init == "given" and T > 1:
+            raise ShapeError("object_init='given' needs init_object2camera of shape (T, 4, 4)")
+        if object_init not in ("given", "previous"):
+            raise InvalidValueError(f"object_init must be 'given' or 'previous'; got {object_init!r}")
+        results: list[HandObjectResult] = []
+        for t, obs in enumerate(observations):
+            if t == 0 or object_init == "given":
+                pose = init_object2camera[t] if per_frame else init_object2camera
+            else:
+                pose = results[-1].object2camera
+            results.append(self.optimize(obs, init_params[t], pose, results[-2:], iterations))
+        return results
