@@ -84,7 +84,8 @@ def test_every_tracker_setting_is_a_typed_documented_ranged_parameter():
     assert set(TRACKING_RANGES) <= {".".join(p) for p in specs}, "TRACKING_RANGES names fields that do not exist"
     assert specs[("mode",)].choices == ("filter", "refine")
     assert specs[("filter", "observations")].type == Parameter.Type.STRING_ARRAY
-    assert set(specs[("filter", "observations")].choices) == {"centre", "fingertips", "silhouette", "depth"}
+    assert set(specs[("filter", "observations")].choices) == {"centre", "fingertips", "silhouette", "depth",
+                                                              "sparse_depth", "contacts"}
 
 
 def test_ranges_come_from_the_dataclass_fields_and_agree_with_their_validation():

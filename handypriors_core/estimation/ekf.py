@@ -67,6 +67,7 @@ __all__ = [
     "linearize",
     "linearize_rowwise",
     "pose_tangent_jacobian",
+    "projected_nis",
     "tangent_jacobian",
 ]
 
@@ -266,6 +267,22 @@ def _orthonormalised(state: PoseState) -> PoseState:
     return PoseState(pose, state.extra.detach().clone())
 
 
+def projected_nis(information: torch.Tensor, information_vector: torch.Tensor, covariance: torch.Tensor,
+                  rank_tolerance: float) -> tuple[float, int]:
+    """The projected gate statistic of a dense observation: ``eta^T C^+ eta`` with ``C = Lambda P Lambda + Lambda``.
+
+    Args: ``information (n, n)`` ``Lambda``, ``information_vector (n,)`` ``eta``, ``covariance (n, n)`` ``P``,
+    relative eigenvalue tolerance of the pseudo-inverse. Returns ``(nis, dof = rank C)``.
+    """
+    Lam, eta = information, information_vector
+    cov_eta = Lam @ covariance @ Lam + Lam
+    evals, evecs = torch.linalg.eigh(0.5 * (cov_eta + cov_eta.transpose(0, 1)))
+    keep = evals > rank_tolerance * evals.abs().max().clamp_min(1e-300)
+    dof = int(keep.sum())
+    proj = evecs.transpose(0, 1) @ eta
+    return (float((proj[keep] ** 2 / evals[keep]).sum()) if dof > 0 else 0.0), dof
+
+
 class ErrorStateEKF:
     """Error-state EKF on :class:`PoseState` (see the module docstring for the math).
 
@@ -327,6 +344,11 @@ class ErrorStateEKF:
         G[3:6, 3:6] = so3_left_jacobian(delta[3:6])
         P = G @ P @ G.transpose(0, 1)
         return 0.5 * (P + P.transpose(0, 1))
+
+    def correct(self, delta: torch.Tensor, covariance: torch.Tensor) -> StepStatus:
+        """Apply an update computed elsewhere (e.g. the iterated update): ``x [+] delta`` with ``covariance``
+        ``(n, n)`` at ``x`` (then reset to the new nominal state); returns the status (refused if non-finite)."""
+        return self._commit(self._as64(delta), self._as64(covariance))
 
     def _commit(self, delta: torch.Tensor, P: torch.Tensor) -> StepStatus:
         """Apply ``x [+] delta`` with covariance ``P``; refuse (return the reason) if anything is non-finite."""
@@ -531,12 +553,7 @@ class ErrorStateEKF:
             dof = int(num_observations)
             nis = rsq - float(eta @ delta)
         else:
-            cov_eta = Lam @ P @ Lam + Lam
-            evals, evecs = torch.linalg.eigh(0.5 * (cov_eta + cov_eta.transpose(0, 1)))
-            keep = evals > self.settings.rank_tolerance * evals.abs().max().clamp_min(1e-300)
-            dof = int(keep.sum())
-            proj = evecs.transpose(0, 1) @ eta
-            nis = float((proj[keep] ** 2 / evals[keep]).sum()) if dof > 0 else 0.0
+            nis, dof = projected_nis(Lam, eta, P, self.settings.rank_tolerance)
         threshold = math.inf if (gate_probability is None or dof == 0) else chi2_threshold(float(gate_probability), dof)
         if not math.isfinite(nis):
             return StepResult(False, "non_finite", nis, dof, threshold, zero)

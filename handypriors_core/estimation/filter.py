@@ -34,12 +34,16 @@ import torch
 from ..geometry.transforms import invert_transform, transform_points
 from ..physics.quasistatic import contact_motion
 from ..physics.settings import QuasistaticSettings
+from .contact_observation import ContactModality
 from .ekf import EKFSettings, ErrorStateEKF, StepResult, linearize_rowwise, pose_tangent_jacobian
+from .hand_occlusion import HandOcclusion
+from .iterated_update import iterated_update
 from .modalities import OBJECT, TemporalContext, render_scene
 from .observation import Observation
 from .pose_state import PoseState, retract
 from .scene import HandObjectScene, PosedHand
-from .settings import DepthSettings, FilterSettings
+from .settings import ITERATED_OBSERVATIONS, DepthSettings, FilterSettings, SparseDepthSettings
+from .sparse_depth import SparseDepthModality
 
 __all__ = ["FilterStep", "ObjectPoseFilter", "contact_context", "motion_jacobian"]
 
@@ -99,12 +103,16 @@ class ObjectPoseFilter:
     """EKF over the object pose with the quasistatic motion model and the selected observations."""
 
     def __init__(self, scene: HandObjectScene, settings: FilterSettings, depth_settings: DepthSettings,
-                 quasistatic: QuasistaticSettings | None = None) -> None:
+                 quasistatic: QuasistaticSettings | None = None,
+                 sparse_depth: SparseDepthSettings | None = None) -> None:
         self.scene = scene
         self.settings = settings
         self.depth_settings = depth_settings
         self.quasistatic = quasistatic if quasistatic is not None else QuasistaticSettings()
         self.ekf: ErrorStateEKF | None = None
+        self.sparse_depth = SparseDepthModality(scene, sparse_depth if sparse_depth is not None
+                                                else SparseDepthSettings())
+        self.contacts = ContactModality(scene, settings)
 
     # ------------------------------------------------------------------------------------------ state
     def initialize(self, object2camera: torch.Tensor, std_translation: float | None = None,
@@ -174,6 +182,10 @@ class ObjectPoseFilter:
         results: dict[str, StepResult] = {}
         gate = None if self.settings.gate_probability >= 1 else self.settings.gate_probability
         for name in self.settings.observations:
+            if name in ITERATED_OBSERVATIONS:
+                if name == next(n for n in self.settings.observations if n in ITERATED_OBSERVATIONS):
+                    results.update(self._update_iterated(obs, ctx, gate))
+                continue
             if name == "fingertips":
                 res = self._update_fingertips(obs, ctx, gate)
             elif name == "depth":
@@ -187,6 +199,21 @@ class ObjectPoseFilter:
             if res is not None:
                 results[name] = res
         return results
+
+    def _update_iterated(self, obs: Observation, ctx: TemporalContext, gate) -> dict[str, StepResult]:
+        """The ``(r, J, w)`` observations together, by the iterated update (:mod:`.iterated_update`)."""
+        names = [n for n in self.settings.observations if n in ITERATED_OBSERVATIONS]
+        pose = self.ekf.pose
+        modalities = []
+        if "sparse_depth" in names and obs.frame.depth is not None:
+            occlusion = HandOcclusion(self.scene, obs)
+            if self.sparse_depth.begin(obs, pose, occlusion):
+                modalities.append(self.sparse_depth)
+        if "contacts" in names and self.contacts.begin(obs, ctx, pose):
+            modalities.append(self.contacts)
+        if not modalities:
+            return {}
+        return iterated_update(self.ekf, modalities, self.settings.iterations, gate)
 
     def step(self, obs: Observation, ctx: TemporalContext) -> FilterStep:
         """Predict with the hand motion, then update with the observations of ``obs``."""

@@ -127,6 +127,7 @@ def prepare_observation(
     depth_settings: DepthSettings,
     object_mask: torch.Tensor | None = None,
     hand: PosedHand | None = None,
+    depth_points: bool = True,
 ) -> Observation:
     """Crop ``frame`` around the predicted object pose ``object2camera_pred (4, 4)`` and pose the hand.
 
@@ -137,6 +138,8 @@ def prepare_observation(
         roi, depth_settings: region-of-interest and depth-association settings.
         object_mask: ``(H, W)`` object mask in [0, 1] from a segmenter; defaults to ``frame.object_mask``.
         hand: the hand already posed for this frame (posed here when None).
+        depth_points: back-project the ROI's depth pixels that are not hand (``Observation.depth_points``; a
+            hand signed-distance query, skipped when no modality needs them).
     """
     device = scene.device
     camera = frame.camera.to(device, torch.float32)
@@ -161,7 +164,7 @@ def prepare_observation(
     if frame.depth is not None:
         depth_full = frame.depth.to(device, torch.float32)
         depth_roi = _crop_depth(depth_full, box, size)
-        points = _depth_points(depth_full, camera, box, depth_settings.max_points)
+        points = _depth_points(depth_full, camera, box, depth_settings.max_points) if depth_points else None
         if points is not None:
             # drop finger pixels: depth points on or inside the known hand surface
             sd = scene.hand_geometry.signed_distance(points, hand.verts)

@@ -24,12 +24,17 @@ __all__ = [
     "ROISettings",
     "RecoverySettings",
     "RefineSettings",
+    "SparseDepthSettings",
     "TrackerSettings",
     "load_tracking_settings",
 ]
 
 #: Observation models of the filter (paper Table I plus depth): see :mod:`.filter`.
-FilterObservation = Literal["centre", "fingertips", "silhouette", "depth"]
+FilterObservation = Literal["centre", "fingertips", "silhouette", "depth", "sparse_depth", "contacts"]
+#: Observations that enter the iterated (Gauss-Newton) update as ``(r, J, w)`` modalities.
+ITERATED_OBSERVATIONS = ("sparse_depth", "contacts")
+#: Robust functions of the sparse modalities (:func:`.residuals.robust_weights`).
+RobustFunction = Literal["huber", "tukey", "cauchy", "geman_mcclure", "none"]
 #: Loss terms of the refiner (paper Eq. 1-5 plus depth): see :mod:`.modalities`.
 RefineTerm = Literal["img", "mask", "depth", "sliding", "penetration", "con", "smo"]
 
@@ -72,6 +77,49 @@ class DepthSettings:
 
     def __post_init__(self) -> None:
         check_ranges(self, "depth")
+
+
+@dataclass
+class SparseDepthSettings:
+    """Sparse point-to-plane depth modality (:mod:`.sparse_depth`), coarse to fine over Gauss-Newton iterations.
+
+    Attributes:
+        max_points: most visible model surface points used per frame (evenly chosen).
+        min_points: fewer associated points than this and the modality says nothing.
+        considered_distances: per iteration [m], targets farther than this from their point's plane are not
+            associated (the last value repeats for later iterations).
+        robust_scales: per iteration [m], scale of the robust function.
+        standard_deviations: per iteration [m], per-point noise (inflated for correlated points and model error).
+        robust: robust function of the residuals.
+        self_occlusion: a point is visible when within this distance [m] of the nearest model point in its
+            z-buffer cell.
+        zbuffer_cell: smallest z-buffer cell size [px of the full image].
+        zbuffer_spacings: z-buffer cell size in mean spacings of the surface samples (projected at the
+            object's distance), so that each cell holds a sample of the nearest surface.
+        hand_margin: points (and depth targets) with the rendered hand in front of them or within this distance
+            [m] behind them are dropped.
+    """
+
+    max_points: int = ranged(300, 3, 100_000)
+    min_points: int = ranged(10, 3, 100_000)
+    considered_distances: list[float] = field(default_factory=lambda: [0.03, 0.015, 0.008])
+    robust_scales: list[float] = field(default_factory=lambda: [0.03, 0.015, 0.008])
+    standard_deviations: list[float] = field(default_factory=lambda: [0.02, 0.01, 0.005])
+    robust: RobustFunction = "tukey"
+    self_occlusion: float = ranged(0.01, 0.0, 1.0, low_open=True)
+    zbuffer_cell: float = ranged(4.0, 0.0, 1000.0, low_open=True)
+    zbuffer_spacings: float = ranged(2.5, 0.0, 100.0, low_open=True)
+    hand_margin: float = ranged(0.005, 0.0, 0.1, low_open=True)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "sparse_depth")
+        require(self.max_points >= self.min_points, "sparse_depth: need max_points >= min_points")
+        for name in ("considered_distances", "robust_scales", "standard_deviations"):
+            values = getattr(self, name)
+            require(len(values) >= 1 and all(math.isfinite(v) and v > 0 for v in values),
+                    f"sparse_depth.{name} must be a non-empty list of values > 0 m; got {values}")
+        require(self.robust in RobustFunction.__args__, f"sparse_depth.robust must be one of "
+                f"{RobustFunction.__args__}; got {self.robust!r}")
 
 
 @dataclass
@@ -143,9 +191,14 @@ class FilterSettings:
             for correlated pixels).
         depth_std: per-point standard deviation of the dense depth observation [m] (inflated likewise).
         gate_probability: chi-square gate of every update (``1`` disables gating).
+        iterations: Gauss-Newton iterations of the iterated update of the ``(r, J, w)`` observations
+            (``sparse_depth``, ``contacts``; :mod:`.iterated_update`), coarse to fine.
+        contact_std: standard deviation of the contact pseudo-observations [m] (contacts of t-1 stay on the
+            surface; hand points stay outside).
+        penetration: also observe one-sided non-penetration of the hand's surface points (``contacts``).
     """
 
-    observations: list[FilterObservation] = field(default_factory=lambda: ["fingertips", "depth"])
+    observations: list[FilterObservation] = field(default_factory=lambda: ["sparse_depth", "contacts"])
     motion_model: Literal["quasistatic", "constant_pose"] = "quasistatic"
     initial_std_translation: float = ranged(0.02, 0.0, 1.0, low_open=True)
     initial_std_rotation: float = ranged(0.2, 0.0, math.pi, low_open=True)
@@ -161,6 +214,9 @@ class FilterSettings:
     silhouette_std: float = ranged(1.5, 0.0, 100.0, low_open=True)
     depth_std: float = ranged(0.02, 0.0, 1.0, low_open=True)
     gate_probability: float = ranged(0.9999, 0.0, 1.0, low_open=True)
+    iterations: int = ranged(3, 1, 10)
+    contact_std: float = ranged(0.015, 0.0, 1.0, low_open=True)
+    penetration: bool = True
 
     def __post_init__(self) -> None:
         known = set(FilterObservation.__args__)
@@ -217,7 +273,7 @@ class TrackerSettings:
     Attributes:
         mode: ``"filter"`` (EKF only, fast), ``"refine"`` (EKF then a time-budgeted Adam refinement per frame).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        roi, depth, refine, filter: component settings.
+        roi, depth, sparse_depth, refine, filter: component settings.
         recovery: loss-of-track detection and re-initialisation (:class:`RecoverySettings`).
         calibration: self-calibration of the hand-camera transform and joint offsets
             (:class:`~.calibration_settings.CalibrationSettings`).
@@ -228,6 +284,7 @@ class TrackerSettings:
     device: str = "cpu"
     roi: ROISettings = field(default_factory=ROISettings)
     depth: DepthSettings = field(default_factory=DepthSettings)
+    sparse_depth: SparseDepthSettings = field(default_factory=SparseDepthSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
     recovery: RecoverySettings = field(default_factory=RecoverySettings)

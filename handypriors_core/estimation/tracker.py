@@ -103,7 +103,8 @@ class ObjectTracker:
         self.settings = settings if settings is not None else TrackerSettings()
         physics = physics_settings if physics_settings is not None else PhysicsSettings()
         self.scene = HandObjectScene(hand, obj, self.settings.device, render_settings, physics.contact)
-        self.filter = ObjectPoseFilter(self.scene, self.settings.filter, self.settings.depth, physics.quasistatic)
+        self.filter = ObjectPoseFilter(self.scene, self.settings.filter, self.settings.depth, physics.quasistatic,
+                                     self.settings.sparse_depth)
         self.refiner = PoseRefiner(self.scene, self.settings.refine, self.settings.weights, self.settings.depth)
         self.search = GlobalPoseSearch(self.scene, initialization, self.settings.weights)
         self.monitor = TrackingMonitor(self.settings.recovery)
@@ -189,7 +190,7 @@ class ObjectTracker:
             timings["segment"] = time.perf_counter() - t
         t = time.perf_counter()
         obs = prepare_observation(frame, self.scene, predicted, self.settings.roi, self.settings.depth,
-                                  object_mask=mask, hand=hand)
+                                  object_mask=mask, hand=hand, depth_points=self._needs_depth_points())
         timings["prepare"] = time.perf_counter() - t
         t = time.perf_counter()
         updates = self.filter.update(obs, self.context)
@@ -239,6 +240,11 @@ class ObjectTracker:
                         mask_status=mask_status)
 
     # --------------------------------------------------------------------------------------------- helpers
+    def _needs_depth_points(self) -> bool:
+        """Whether a configured term uses the back-projected depth points (dense filter depth, refiner depth)."""
+        s = self.settings
+        return "depth" in s.filter.observations or (s.mode == "refine" and "depth" in s.refine.terms)
+
     def quality(self, obs: Observation, object2camera: torch.Tensor) -> float:
         """Score in [0, 1] of how well the pose explains the frame, from the object's surface samples.
 

@@ -1,0 +1,49 @@
+"""Where the known hand hides the object: a hard z-buffer of the posed hand mesh over the region of interest.
+
+The hand is known (joint states + hand2camera), so instead of guessing occlusions from the data, the sparse
+modalities render it once per frame (:meth:`~handypriors_core.render.renderer.Renderer.hard`, ROI resolution
+only) and drop the depth points and contour lines it covers.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .observation import Observation
+from .scene import HandObjectScene
+
+__all__ = ["HandOcclusion"]
+
+
+class HandOcclusion:
+    """Nearest hand depth per ROI pixel, grown by ``dilation`` px (the hand model's outline is approximate).
+
+    Args:
+        scene: the scene (renderer, hand faces); obs: the frame's observation (posed hand, ROI camera).
+        dilation: pixels [ROI px] by which the hand's footprint is grown (min-filter of its depth).
+    Attributes:
+        depth: ``(S, S)`` float32 [m], ``inf`` where no hand.
+    """
+
+    def __init__(self, scene: HandObjectScene, obs: Observation, dilation: int = 1) -> None:
+        self.camera = obs.roi_camera
+        with torch.no_grad():
+            out = scene.renderer.hard(obs.hand.verts.float(), scene.hand_faces, self.camera)
+        depth = torch.where(out.mask[0], out.zbuf[0], torch.full_like(out.zbuf[0], float("inf")))
+        if dilation > 0:
+            k = 2 * dilation + 1
+            depth = -F.max_pool2d(-depth[None, None], k, stride=1, padding=dilation)[0, 0]
+        self.depth = depth
+
+    def hand_depth_at(self, points_cam: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` hand depth [m] at the ROI pixels of ``points_cam (N, 3)`` (``inf``: no hand or outside the ROI)."""
+        S_h, S_w = self.depth.shape
+        uv = self.camera.project(points_cam.to(self.depth)[None])[0].round().long()
+        inside = (uv[:, 0] >= 0) & (uv[:, 0] < S_w) & (uv[:, 1] >= 0) & (uv[:, 1] < S_h)
+        d = self.depth[uv[:, 1].clamp(0, S_h - 1), uv[:, 0].clamp(0, S_w - 1)]
+        return torch.where(inside, d, torch.full_like(d, float("inf")))
+
+    def covers(self, points_cam: torch.Tensor, margin: float) -> torch.Tensor:
+        """``(N,)`` bool: the hand lies in front of (or within ``margin`` [m] behind) each point's pixel."""
+        return self.hand_depth_at(points_cam) < points_cam[:, 2].to(self.depth) + margin

@@ -1,0 +1,143 @@
+"""Iterated EKF update: Gauss-Newton over ``(r, J, w)`` modalities with the prediction as prior.
+
+At the prior ``x-`` with covariance ``P``, iteration ``i`` linearises every modality at the iterate ``x_i``
+(:class:`~.residuals.ResidualBlock`, coarse-to-fine: the modality picks its association range and noise from
+``i``) and solves
+
+    (P^-1 + Lambda) Delta = -(g + P^-1 e),   Lambda = sum J^T W J / s^2,  g = sum J^T W r / s^2,  e = x_i [-] x-
+
+then ``x_{i+1} = x_i [+] Delta``. Modalities that are expensive to re-linearise (signed-distance queries) say
+so (``relinearize = False``) and are carried to later iterates to first order: ``r_i = r_0 + J_0 (x_i [-] x_0)``.
+
+Gating as in :meth:`~.ekf.ErrorStateEKF.update_information`: each modality is tested once, at the prior,
+with the projected statistic ``eta^T (Lambda P Lambda + Lambda)^+ eta ~ chi2(rank)``; a gated modality takes
+no part in the update. Covariance at the final iterate in Joseph form,
+``P+ = (I - K H) P (I - K H)^T + K R K^T`` with ``K H = P+ Lambda`` and ``K R K^T = P+ Lambda P+``
+(``P+ = (P^-1 + Lambda)^-1``), followed by the filter's covariance reset to the new nominal state.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import torch
+
+from .ekf import ErrorStateEKF, StepResult, chi2_threshold, projected_nis
+from .pose_state import local_difference, retract
+from .residuals import ResidualBlock, stack_normal_equations
+
+__all__ = ["PoseModality", "iterated_update"]
+
+_F64 = torch.float64
+
+
+class PoseModality(Protocol):
+    """What the iterated update needs of a modality.
+
+    Attributes:
+        name: the modality's name (keys of the returned results).
+        relinearize: True when :meth:`linearize` is cheap enough to call at every iteration.
+    """
+
+    name: str
+    relinearize: bool
+
+    def linearize(self, object2camera: torch.Tensor, iteration: int) -> ResidualBlock | None:
+        """``(r, J, w)`` at ``object2camera (4, 4)`` float64 for Gauss-Newton iteration ``iteration``; None when
+        the modality has nothing to say this frame."""
+        ...
+
+
+def _first_order(block: ResidualBlock, delta: torch.Tensor) -> ResidualBlock:
+    """``block`` moved to ``x_0 [+] delta`` to first order (same Jacobian and weights)."""
+    return ResidualBlock(block.name, block.residual + block.jacobian @ delta.to(block.jacobian), block.jacobian,
+                         block.weight, block.std)
+
+
+def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iterations: int,
+                    gate_probability: float | None, min_step: float = 1e-7) -> dict[str, StepResult]:
+    """One iterated update of ``ekf`` (pose-only state) by ``modalities``; returns each modality's result.
+
+    Args:
+        ekf: the filter after its prediction (state = prior); changed in place when an update is accepted.
+        modalities: the observations (see :class:`PoseModality`).
+        iterations: Gauss-Newton iterations (>= 1).
+        gate_probability: chi-square gate probability; None disables gating.
+        min_step: stop when the step's norm (m and rad together) falls below this.
+    """
+    prior = ekf.state
+    P = ekf.covariance
+    n = P.shape[0]
+    zero = torch.zeros(n, dtype=_F64)
+    L = torch.linalg.cholesky(P)
+    P_inv = torch.cholesky_inverse(L)
+    results: dict[str, StepResult] = {}
+    frozen: dict[str, ResidualBlock] = {}  # first linearisation of the modalities not re-linearised
+    active = list(modalities)
+    x = prior
+    Lam = torch.zeros(n, n, dtype=_F64)
+    for it in range(max(1, iterations)):
+        blocks: list[ResidualBlock] = []
+        kept = []
+        for modality in active:
+            if it > 0 and not modality.relinearize:
+                if modality.name in frozen:
+                    blocks.append(_first_order(frozen[modality.name], local_difference(x, prior).to(_F64)))
+                    kept.append(modality)
+                continue
+            block = modality.linearize(x.pose, it)
+            if block is None or block.count == 0 or float(block.weight.sum()) <= 0:
+                if it == 0:
+                    continue
+                kept.append(modality)  # lost its correspondences at this iterate: sits out this iteration
+                continue
+            if not (bool(torch.isfinite(block.residual).all()) and bool(torch.isfinite(block.jacobian).all())):
+                results[modality.name] = StepResult(False, "non_finite", correction=zero)
+                continue
+            if it == 0:
+                Lb, gb = block.normal_equations()
+                nis, dof = projected_nis(Lb.to(_F64), -gb.to(_F64), P, ekf.settings.rank_tolerance)
+                threshold = math.inf if (gate_probability is None or dof == 0) else \
+                    chi2_threshold(float(gate_probability), dof)
+                if not math.isfinite(nis) or nis > threshold:
+                    results[modality.name] = StepResult(False, "gated" if math.isfinite(nis) else "non_finite",
+                                                        nis, dof, threshold, zero)
+                    continue
+                results[modality.name] = StepResult(True, "accepted", nis, dof, threshold, zero)
+                if not modality.relinearize:
+                    frozen[modality.name] = block
+            blocks.append(block)
+            kept.append(modality)
+        active = kept
+        if not blocks:
+            break
+        Lam, g = stack_normal_equations(blocks)
+        e = local_difference(x, prior).to(_F64)
+        A = P_inv + Lam
+        step = -torch.linalg.solve(0.5 * (A + A.transpose(0, 1)), g + P_inv @ e)
+        if not bool(torch.isfinite(step).all()):
+            return {name: StepResult(False, "non_finite", correction=zero) for name in results}
+        x = retract(x, step)
+        if float(step.norm()) < min_step:
+            break
+    accepted = [name for name, r in results.items() if r.accepted]
+    if not accepted:
+        return results
+    delta = local_difference(x, prior).to(_F64)
+    eye = torch.eye(n, dtype=_F64)
+    M = eye + L.transpose(0, 1) @ Lam @ L
+    C = torch.linalg.cholesky(0.5 * (M + M.transpose(0, 1)))
+    W = torch.linalg.solve_triangular(C, L.transpose(0, 1), upper=False)
+    P_plus = W.transpose(0, 1) @ W  # (P^-1 + Lambda)^-1
+    KH = P_plus @ Lam
+    A = eye - KH
+    P_new = A @ P @ A.transpose(0, 1) + P_plus @ Lam @ P_plus  # Joseph form
+    P_new = 0.5 * (P_new + P_new.transpose(0, 1))
+    status = ekf.correct(delta, P_new)
+    for name in accepted:
+        r = results[name]
+        results[name] = StepResult(status == "accepted", status, r.nis, r.dof, r.threshold,
+                                   delta if status == "accepted" else zero)
+    return results
+

@@ -1,0 +1,143 @@
+"""The one modality interface: residuals ``r``, analytic Jacobians ``J`` and robust weights ``w``.
+
+Every observation of the object pose (sparse depth, contacts, ...) is a function ``r(object2camera)`` of the
+pose, written once in torch. Its users:
+
+- the EKF and the Gauss-Newton refinement consume its linearisation :class:`ResidualBlock` ``(r, J, w)``
+  (``r`` evaluated by that function, ``J = dr/d delta`` in closed form over the pose tangent of
+  :mod:`.pose_state`: ``R <- exp([phi]x) R``, ``t <- t + rho``, ``delta = (rho [m], phi [rad])``);
+- the Adam refiner's loss is the robust sum of the same function (:func:`robust_loss`), differentiated by
+  autodiff.
+
+Sign: ``r`` is *prediction minus measurement* (0 when the pose explains the data). Linearised,
+``r(x [+] delta) ~= r + J delta``; an EKF sees the innovation ``y = -r`` and ``H = J``.
+
+Closed-form Jacobians of the two point models every modality is built from (camera-frame vectors,
+``t`` the object origin in the camera frame):
+
+- a point rigidly attached to the object, ``p = R p_obj + t``: ``dp/d delta = [I, -[p - t]x]``;
+- the signed distance of a fixed camera-frame point ``c`` to the posed object, with outward normal ``n``:
+  ``dd/d delta = [-n^T, (n x (c - t))^T]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from ..errors import InvalidValueError
+
+__all__ = [
+    "ResidualBlock",
+    "RobustKind",
+    "robust_loss",
+    "robust_weights",
+    "sdf_point_jacobian",
+    "stack_normal_equations",
+]
+
+_F64 = torch.float64
+RobustKind = Literal["huber", "tukey", "cauchy", "geman_mcclure", "none"]
+
+
+@dataclass(frozen=True)
+class ResidualBlock:
+    """One modality's linearisation at a pose (float64, CPU or the scene's device).
+
+    Attributes:
+        name: the modality.
+        residual: ``(k,)`` prediction minus measurement (units of the modality: metres, pixels, ...).
+        jacobian: ``(k, 6)`` ``d residual / d delta`` over the pose tangent ``(rho [m], phi [rad])``.
+        weight: ``(k,)`` robust (IRLS) weights in [0, 1].
+        std: per-residual noise standard deviation (same units as ``residual``).
+    """
+
+    name: str
+    residual: torch.Tensor
+    jacobian: torch.Tensor
+    weight: torch.Tensor
+    std: float
+
+    def __post_init__(self) -> None:
+        k = self.residual.shape[0]
+        if self.residual.dim() != 1 or self.jacobian.shape != (k, 6) or self.weight.shape != (k,):
+            raise InvalidValueError(f"ResidualBlock {self.name!r}: expected residual (k,), jacobian (k, 6), weight "
+                                    f"(k,); got {tuple(self.residual.shape)}, {tuple(self.jacobian.shape)}, "
+                                    f"{tuple(self.weight.shape)}")
+        if not self.std > 0:
+            raise InvalidValueError(f"ResidualBlock {self.name!r}: std must be > 0; got {self.std}")
+
+    @property
+    def count(self) -> int:
+        """Number of residuals ``k``."""
+        return int(self.residual.shape[0])
+
+    def normal_equations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(Lambda (6, 6), g (6,))`` = ``J^T W J / std^2`` and ``J^T W r / std^2``."""
+        Jw = self.jacobian * (self.weight / self.std ** 2)[:, None]
+        return Jw.transpose(0, 1) @ self.jacobian, Jw.transpose(0, 1) @ self.residual
+
+
+def stack_normal_equations(blocks: list[ResidualBlock]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of the blocks' normal equations ``(Lambda (6, 6), g (6,))`` (zeros when there are none)."""
+    Lam = torch.zeros(6, 6, dtype=_F64)
+    g = torch.zeros(6, dtype=_F64)
+    for block in blocks:
+        L, b = block.normal_equations()
+        Lam, g = Lam + L.to(Lam), g + b.to(g)
+    return Lam, g
+
+
+def robust_weights(residual: torch.Tensor, scale: float, kind: RobustKind) -> torch.Tensor:
+    """IRLS weights ``w(r) = rho'(r) / r`` in [0, 1] of the robust function ``kind`` with scale ``c``.
+
+    ``huber``: 1 inside ``c``, ``c / |r|`` outside; ``tukey``: ``(1 - (r/c)^2)^2`` inside ``c``, 0 outside;
+    ``cauchy``: ``1 / (1 + (r/c)^2)``; ``geman_mcclure``: ``1 / (1 + (r/c)^2)^2``; ``none``: 1.
+    """
+    a = (residual / scale).abs()
+    if kind == "huber":
+        return torch.where(a <= 1, torch.ones_like(a), 1.0 / a.clamp_min(1e-12))
+    if kind == "tukey":
+        return torch.where(a < 1, (1 - a * a) ** 2, torch.zeros_like(a))
+    if kind == "cauchy":
+        return 1.0 / (1 + a * a)
+    if kind == "geman_mcclure":
+        return 1.0 / (1 + a * a) ** 2
+    if kind == "none":
+        return torch.ones_like(a)
+    raise InvalidValueError(f"unknown robust function {kind!r}")
+
+
+def robust_loss(residual: torch.Tensor, scale: float, kind: RobustKind) -> torch.Tensor:
+    """``rho(r)`` elementwise (differentiable), normalised so that ``rho(r) ~= r^2 / (2 c^2)`` near 0.
+
+    The IRLS weights of :func:`robust_weights` are ``rho'(r) / r`` up to the constant ``1 / c^2``.
+    """
+    a = residual / scale
+    a2 = a * a
+    if kind == "huber":
+        absa = a.abs()
+        return torch.where(absa <= 1, 0.5 * a2, absa - 0.5)
+    if kind == "tukey":
+        inside = (1 - (1 - a2.clamp(max=1)) ** 3) / 6
+        return inside
+    if kind == "cauchy":
+        return 0.5 * torch.log1p(a2)
+    if kind == "geman_mcclure":
+        return 0.5 * a2 / (1 + a2)
+    if kind == "none":
+        return 0.5 * a2
+    raise InvalidValueError(f"unknown robust function {kind!r}")
+
+
+def sdf_point_jacobian(points_cam: torch.Tensor, normals_cam: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    """``(N, 6)`` derivative of the signed distance of fixed camera points to the posed object.
+
+    Args:
+        points_cam: ``(N, 3)`` query points [m, camera frame]; normals_cam: ``(N, 3)`` outward unit normals
+            (the SDF gradient) there; translation: ``(3,)`` object origin in the camera frame [m].
+    Returns ``[-n^T, (n x (c - t))^T]`` per point.
+    """
+    return torch.cat((-normals_cam, torch.linalg.cross(normals_cam, points_cam - translation, dim=-1)), -1)

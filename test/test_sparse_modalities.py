@@ -1,0 +1,237 @@
+"""The (r, J, w) modalities: sparse depth (point-to-plane), contact pseudo-observations, the iterated update.
+
+Scene: the shipped Allegro hand seen from its side by a 160 x 120 camera (f = 150 px), a 4 x 6 x 9 cm box 0.55 m
+away behind its straight fingers, which hide 40 % of it; rendered by the renderer's z-buffer mode (an
+independent path). Jacobians are checked
+against float64 central differences of the same residual functions over the filter's retraction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from handypriors_core.estimation.contact_observation import ContactModality
+from handypriors_core.estimation.ekf import EKFSettings, ErrorStateEKF
+from handypriors_core.estimation.hand_occlusion import HandOcclusion
+from handypriors_core.estimation.iterated_update import iterated_update
+from handypriors_core.estimation.modalities import TemporalContext
+from handypriors_core.estimation.observation import prepare_observation
+from handypriors_core.estimation.pose_state import PoseState, retract
+from handypriors_core.estimation.residuals import ResidualBlock, robust_loss, robust_weights
+from handypriors_core.estimation.scene import OBJECT, HandObjectScene
+from handypriors_core.estimation.settings import (
+    DepthSettings,
+    FilterSettings,
+    ROISettings,
+    SparseDepthSettings,
+    TrackerSettings,
+)
+from handypriors_core.estimation.sparse_depth import (
+    SparseDepthModality,
+    point_to_plane_jacobian,
+    point_to_plane_residuals,
+)
+from handypriors_core.estimation.tracker import ObjectTracker
+from handypriors_core.geometry.camera import PinholeCamera
+from handypriors_core.geometry.rotations import axis_angle_to_matrix
+from handypriors_core.geometry.transforms import make_transform, rotation_angle_between
+from handypriors_core.io.frame import Frame
+from handypriors_core.models import RigidObject, URDFHand, allegro_urdf
+
+_F64 = torch.float64
+
+
+def _numeric_jacobian(fn, pose: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``(k, 6)`` central differences of ``fn(pose (4, 4)) -> (k,)`` over the tangent (float64)."""
+    state = PoseState.from_pose(pose)
+    cols = []
+    for i in range(6):
+        d = torch.zeros(6, dtype=_F64)
+        d[i] = eps
+        cols.append((fn(retract(state, d).pose) - fn(retract(state, -d).pose)) / (2 * eps))
+    return torch.stack(cols, -1)
+
+
+def _random_pose(g: torch.Generator) -> torch.Tensor:
+    axis = torch.randn(3, generator=g, dtype=_F64)
+    return make_transform(axis_angle_to_matrix(axis), torch.randn(3, generator=g, dtype=_F64) * 0.05
+                          + torch.tensor([0.0, 0.0, 0.45], dtype=_F64))
+
+
+@pytest.fixture(scope="module")
+def scene_data():
+    hand = URDFHand.from_urdf(allegro_urdf())
+    box = RigidObject.box([0.04, 0.06, 0.09])
+    camera = PinholeCamera.from_camera_info([150.0, 0, 79.5, 0, 150.0, 59.5, 0, 0, 1], [], 160, 120)
+    R = axis_angle_to_matrix(torch.tensor([0.0, -math.pi / 2, 0.0])) @ axis_angle_to_matrix(
+        torch.tensor([0.0, 0.0, math.pi / 2]))
+    hand2camera = make_transform(R, torch.tensor([0.0, 0.04, 0.47]))
+    # turned (three faces in view, so depth constrains every direction), behind the fingers
+    object2camera = make_transform(axis_angle_to_matrix(torch.tensor([0.4, -0.5, 0.2])),
+                                   torch.tensor([-0.08, 0.035, 0.55]))
+    q = hand.default_joint_angles().clone()
+    scene = HandObjectScene(hand, box)
+    verts, faces, inst = scene.scene_mesh(object2camera[None].float(), scene.pose_hand(q, hand2camera))
+    out = scene.renderer.hard(verts, faces, camera, face_instance=inst)
+    depth = torch.where(out.mask[0], out.zbuf[0], torch.full_like(out.zbuf[0], float("nan")))
+    rgb = torch.full((120, 160, 3), 120, dtype=torch.uint8)
+    alone = scene.renderer.hard(scene.object_verts(object2camera[None]), scene.object_faces, camera)
+    covered = 1 - float((out.instance[0] == OBJECT).sum()) / float(alone.mask[0].sum())
+    assert 0.35 < covered < 0.6, covered
+    frame = Frame(index=0, stamp=0.0, rgb=rgb, camera=camera, joint_angles=q, hand2camera=hand2camera, depth=depth,
+                  object_mask=(out.instance[0] == OBJECT).float())
+    obs = prepare_observation(frame, scene, object2camera, ROISettings(size=64), DepthSettings(), depth_points=False)
+    return scene, frame, obs, object2camera.double(), out
+
+
+def _moved(pose: torch.Tensor, dt, rot) -> torch.Tensor:
+    return retract(PoseState.from_pose(pose), torch.tensor([*dt, *rot], dtype=_F64)).pose
+
+
+def test_point_to_plane_jacobian_matches_finite_differences():
+    g = torch.Generator().manual_seed(0)
+    points = torch.randn(40, 3, generator=g, dtype=_F64) * 0.05
+    normals = torch.nn.functional.normalize(torch.randn(40, 3, generator=g, dtype=_F64), dim=-1)
+    targets = torch.randn(40, 3, generator=g, dtype=_F64) * 0.05 + torch.tensor([0, 0, 0.45], dtype=_F64)
+    for _ in range(5):
+        pose = _random_pose(g)
+        J = point_to_plane_jacobian(pose, points, normals, targets)
+        Jn = _numeric_jacobian(lambda P: point_to_plane_residuals(P[None], points, normals, targets)[0], pose)
+        assert torch.allclose(J, Jn, atol=1e-8, rtol=1e-6), (J - Jn).abs().max()
+
+
+def test_sparse_depth_linearization_matches_finite_differences_near_the_hand(scene_data):
+    scene, _frame, obs, T_o, _out = scene_data
+    modality = SparseDepthModality(scene, SparseDepthSettings(max_points=400))
+    occlusion = HandOcclusion(scene, obs)
+    pose = _moved(T_o, (0.003, -0.002, 0.004), (0.03, -0.02, 0.01))
+    assert modality.begin(obs, pose, occlusion)
+    block = modality.linearize(pose, 0)
+    indices, targets = modality.associate(pose, SparseDepthSettings().considered_distances[0])
+    assert block.count == indices.numel() >= 30
+    Jn = _numeric_jacobian(lambda P: modality.residual(P[None], indices, targets)[0], pose)
+    assert torch.allclose(block.jacobian, Jn, atol=1e-8, rtol=1e-6)
+    # some of the points lie right next to the hand's footprint (the fingers cross the box in this view)
+    p = modality.points_obj[indices] @ pose[:3, :3].T + pose[:3, 3]
+    uv = obs.roi_camera.project(p.float()[None])[0].round().long()
+    hand = torch.isfinite(occlusion.depth)
+    near = torch.nn.functional.max_pool2d(hand.float()[None, None], 5, stride=1, padding=2)[0, 0] > 0
+    S = hand.shape[0]
+    inside = (uv >= 0).all(-1) & (uv < S).all(-1)
+    assert int(near[uv[inside, 1], uv[inside, 0]].sum()) >= 3
+
+
+def test_sparse_depth_never_associates_hand_pixels(scene_data):
+    scene, frame, obs, T_o, out = scene_data
+    modality = SparseDepthModality(scene, SparseDepthSettings(max_points=2000, considered_distances=[0.05]))
+    assert modality.begin(obs, T_o, HandOcclusion(scene, obs))
+    _indices, targets = modality.associate(T_o, 0.05)
+    uv = frame.camera.project(targets.float()[None])[0].round().long()
+    instance = out.instance[0][uv[:, 1], uv[:, 0]]
+    assert bool((instance == OBJECT).all())
+    # without the hand's z-buffer, the same association reads finger pixels (so the test can fail)
+    assert modality.begin(obs, T_o, None)
+    _indices, targets = modality.associate(T_o, 0.05)
+    uv = frame.camera.project(targets.float()[None])[0].round().long()
+    assert int((out.instance[0][uv[:, 1], uv[:, 0]] != OBJECT).sum()) > 0
+    # at the true pose the residuals vanish (exact depth) except at the box's edges (pixel rounding)
+    assert modality.begin(obs, T_o, HandOcclusion(scene, obs))
+    r = modality.linearize(T_o, 2).residual.abs()
+    assert float((r < 1e-4).double().mean()) > 0.9 and float(r.median()) < 1e-6
+
+
+def test_contact_modality_jacobian_matches_finite_differences(scene_data):
+    scene, _frame, obs, T_o, _out = scene_data
+    settings = FilterSettings(contact_distance=0.05)
+    modality = ContactModality(scene, settings)
+    tips = torch.ones(obs.hand.fingertip_centres.shape[1], dtype=torch.bool)
+    ctx = TemporalContext(tips_in_contact=tips)
+    # move the box onto the fingers so that hand points penetrate it (the one-sided term is active)
+    pose = _moved(T_o, (0.0, 0.0, -0.06), (0.02, 0.01, -0.02))
+    assert modality.begin(obs, ctx, pose)
+    block = modality.linearize(pose, 0)
+    with torch.no_grad():
+        Jn = _numeric_jacobian(lambda P: modality.residual(P[None].double())[0], pose, eps=1e-7)
+    penetrating = block.weight[tips.numel():] > 0
+    assert int(penetrating.sum()) >= 3
+    # away from the faces' edges (where the closest feature switches) the derivative is the analytic one
+    ok = (block.jacobian - Jn).abs().max(-1).values < 1e-6
+    assert float(ok.double().mean()) > 0.95, (block.jacobian - Jn).abs().max()
+    assert bool(ok[:tips.numel()].all())
+
+
+def test_robust_weights_are_the_irls_weights_of_the_loss():
+    r = torch.linspace(-0.05, 0.05, 41, dtype=_F64, requires_grad=True)
+    c = 0.01
+    for kind in ("huber", "tukey", "cauchy", "geman_mcclure", "none"):
+        (grad,) = torch.autograd.grad(robust_loss(r, c, kind).sum(), r)
+        w = robust_weights(r.detach(), c, kind)
+        nz = r.detach().abs() > 1e-9
+        assert torch.allclose(grad[nz] * c * c / r.detach()[nz], w[nz], atol=1e-9), kind
+
+
+class _Linear:
+    """A linear modality ``r = J (x [-] x0) + b`` for the update tests."""
+
+    relinearize = True
+
+    def __init__(self, name, x0, J, b, std):
+        self.name, self.x0, self.J, self.b, self.std = name, x0, J, b, std
+
+    def linearize(self, pose, iteration):
+        from handypriors_core.estimation.pose_state import local_difference
+
+        d = local_difference(PoseState.from_pose(pose), self.x0)
+        return ResidualBlock(self.name, self.J @ d + self.b, self.J, torch.ones(self.b.shape[0], dtype=_F64),
+                             self.std)
+
+
+def test_iterated_update_equals_the_kalman_update_for_a_linear_observation():
+    g = torch.Generator().manual_seed(1)
+    x0 = PoseState.from_pose(_random_pose(g))
+    A = torch.randn(6, 6, generator=g, dtype=_F64)
+    P = A @ A.T * 1e-4 + torch.eye(6, dtype=_F64) * 1e-5
+    J = torch.randn(10, 6, generator=g, dtype=_F64)
+    b = torch.randn(10, generator=g, dtype=_F64) * 1e-3
+    std = 2e-3
+    reference = ErrorStateEKF(x0, P, EKFSettings(covariance_reset=True))
+    reference.update(-b, lambda s: torch.zeros(10, dtype=_F64), torch.full((10,), std ** 2, dtype=_F64), jacobian=J,
+                     gate_probability=None)
+    ekf = ErrorStateEKF(x0, P, EKFSettings(covariance_reset=True))
+    out = iterated_update(ekf, [_Linear("lin", x0, J, b, std)], 1, None)
+    assert out["lin"].accepted
+    assert torch.allclose(ekf.pose, reference.pose, atol=1e-12)
+    assert torch.allclose(ekf.covariance, reference.covariance, rtol=1e-8, atol=1e-14)
+
+
+def test_iterated_update_gates_an_outlier_modality_and_keeps_the_rest():
+    g = torch.Generator().manual_seed(2)
+    x0 = PoseState.from_pose(_random_pose(g))
+    P = torch.eye(6, dtype=_F64) * 1e-4
+    J = torch.randn(10, 6, generator=g, dtype=_F64)
+    good = _Linear("good", x0, J, torch.randn(10, generator=g, dtype=_F64) * 1e-3, 2e-3)
+    bad = _Linear("bad", x0, J, torch.full((10,), 0.5, dtype=_F64), 2e-3)  # 0.5 m off: 250 sigma
+    ekf = ErrorStateEKF(x0, P)
+    out = iterated_update(ekf, [good, bad], 3, 0.9999)
+    assert out["bad"].status == "gated" and out["good"].accepted
+    assert float((ekf.pose[:3, 3] - x0.pose[:3, 3]).norm()) < 0.01
+
+
+def test_filter_with_sparse_depth_recovers_a_perturbed_pose(scene_data):
+    scene, frame, _obs, T_o, _out = scene_data
+    settings = TrackerSettings(mode="filter")
+    settings.roi.size = 64
+    settings.filter.observations = ["sparse_depth"]
+    settings.filter.motion_model = "constant_pose"
+    tracker = ObjectTracker(scene.hand, scene.object, settings)
+    start = _moved(T_o, (0.01, -0.006, 0.008), (0.0, 0.06, -0.05))
+    tracker.initialize(start)
+    for _ in range(3):
+        est = tracker.track(frame)
+    assert est.updates["sparse_depth"] == "accepted"
+    t_err = float((est.object2camera[:3, 3] - T_o[:3, 3]).norm())
+    r_err = float(rotation_angle_between(est.object2camera[None, :3, :3], T_o[None, :3, :3])[0])
+    assert t_err < 1e-3 and math.degrees(r_err) < 0.5, (t_err, math.degrees(r_err))
