@@ -113,7 +113,6 @@ class SparseDepthSettings:
 
     def __post_init__(self) -> None:
         check_ranges(self, "sparse_depth")
-        require(self.max_points >= self.min_points, "sparse_depth: need max_points >= min_points")
         for name in ("considered_distances", "robust_scales", "standard_deviations"):
             values = getattr(self, name)
             require(len(values) >= 1 and all(math.isfinite(v) and v > 0 for v in values),
