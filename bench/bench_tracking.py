@@ -408,6 +408,15 @@ def _print_row(seq: str, row: str, res: dict, seconds: float) -> None:
           f"({res['step_wall_median_ms']:5.1f} wall)  [worst of {res['perturbations']}]  ({seconds:.0f} s)", flush=True)
 
 
+def _parse_setting(item: str) -> tuple[str, object]:
+    import yaml
+
+    if "=" not in item:
+        raise SystemExit(f"--set expects KEY=VALUE; got {item!r}")
+    key, value = item.split("=", 1)
+    return key.strip(), yaml.safe_load(value)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
@@ -422,6 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--masks", choices=("none", "colour"), default="none",
                         help="mask source of the depth rows (default none, as the node; colour = the built-in "
                              "colour model, which colour-only and mask-based rows always use)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="tracking setting for every row, dotted below `tracking`, YAML value (repeatable), "
+                             "e.g. --set filter.process_std_rotation=0.01")
     parser.add_argument("--no-generated", action="store_true")
     parser.add_argument("--no-dev", action="store_true")
     parser.add_argument("--strict-goals", action="store_true", help="exit 2 when a goal of issue 13 is not met")
@@ -439,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     n_ablation = args.ablation_perturbations or (1 if quick else 2)
     torch.set_num_threads(1)
     quiet_warp()
-    base = load_tracking_settings()
+    base = configured(load_tracking_settings(), dict(_parse_setting(item) for item in args.set))
     hand = URDFHand.from_urdf(allegro_urdf())
     names: list[tuple[str, Path | None]] = []
     if not args.no_dev and shared_dev_dir().is_dir():
@@ -454,7 +466,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "description": "Tracking accuracy harness (bench/bench_tracking.py): initial pose = frame-0 GT + 2 cm / "
                        "10 deg (seeds 0..N-1); worst over perturbations; step = ObjectTracker.track per frame",
-        "quick": quick, "frames": frames, "masks": args.masks, "device": base.device,
+        "quick": quick, "frames": frames, "masks": args.masks, "settings_overrides": args.set, "device": base.device,
         "torch_threads": torch.get_num_threads(), "load_average_start": load_average(),
         "perturbations": {"filter": n_filter, "refine": n_refine, "ablation": n_ablation},
         "sequences_info": {}, "sequences": {},

@@ -145,7 +145,8 @@ def test_rowwise_linearize_matches_finite_differences():
 
 
 def test_motion_model_jacobian_equals_the_filters_forward_mode_jacobian():
-    """The tracker's F of ``x -> M x`` (reverse mode, row-wise) equals the EKF's own (forward mode over f)."""
+    """The tracker's closed-form F of ``x -> M x`` equals the EKF's own (forward mode over f) and central
+    differences of the exact retraction (float64)."""
     from handypriors_core.estimation.filter import motion_jacobian
 
     gen = torch.Generator().manual_seed(9)
@@ -156,6 +157,12 @@ def test_motion_model_jacobian_equals_the_filters_forward_mode_jacobian():
     F = motion_jacobian(motion, state)
     torch.testing.assert_close(F, step.jacobian, atol=1e-12, rtol=1e-10)
     assert not torch.allclose(F, torch.eye(6, dtype=F64))  # the rotation of the motion is in F
+    moved = PoseState(motion @ state.pose, state.extra)
+    eps = 1e-6
+    cols = [(local_difference(PoseState(motion @ retract(state, eps * e).pose, state.extra), moved)
+             - local_difference(PoseState(motion @ retract(state, -eps * e).pose, state.extra), moved)) / (2 * eps)
+            for e in torch.eye(6, dtype=F64)]
+    torch.testing.assert_close(F, torch.stack(cols, -1), atol=1e-8, rtol=0)
 
 
 def test_so3_left_jacobian_matches_finite_differences():

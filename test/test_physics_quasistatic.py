@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from handypriors_core.errors import InvalidValueError
+from handypriors_core.geometry.rotations import axis_angle_to_matrix
 from handypriors_core.geometry.transforms import invert_transform, se3_exp, transform_points
 from handypriors_core.physics import QuasistaticSettings, persistent_contact_weights, quasistatic_step
+from handypriors_core.physics.quasistatic import contact_motion
 
 F64 = torch.float64
 
@@ -97,3 +99,26 @@ def test_jacobian_matches_central_differences():
     # The fallback element does not depend on the contacts, but follows the previous pose.
     assert jac[0][1].abs().max() == 0
     assert jac[2][1, :, :, 1].abs().max() > 0
+
+
+def test_contact_motion_fit_tells_carrying_contacts_from_a_closing_finger():
+    """Contacts moved by one rigid motion: zero misfit, displacement = their RMS motion. A static palm with a
+    closing finger: Kabsch splits the difference, the misfit is of the order of the displacement."""
+    from handypriors_core.physics.quasistatic import contact_motion_fit
+
+    g = torch.Generator().manual_seed(2)
+    prev = torch.randn(1, 12, 3, generator=g, dtype=torch.float64) * 0.03
+    w = torch.ones(1, 12, dtype=torch.float64)
+    R = axis_angle_to_matrix(torch.tensor([0.02, -0.03, 0.01], dtype=torch.float64))
+    t = torch.tensor([0.002, -0.001, 0.003], dtype=torch.float64)
+    cur = prev @ R.T + t
+    motion, valid = contact_motion(prev, cur, w)
+    misfit, disp = contact_motion_fit(prev, cur, w, motion)
+    assert bool(valid[0]) and float(misfit[0]) < 1e-9
+    expected = float(((cur - prev) ** 2).sum(-1).mean().sqrt())
+    assert abs(float(disp[0]) - expected) < 1e-12 and expected > 1e-3
+    closing = prev.clone()
+    closing[0, 8:] += torch.tensor([0.0, 0.0, 0.002], dtype=torch.float64)  # 4 of 12 points: one finger moves 2 mm
+    motion, valid = contact_motion(prev, closing, w)
+    misfit, disp = contact_motion_fit(prev, closing, w, motion)
+    assert bool(valid[0]) and float(misfit[0]) > 0.3 * float(disp[0]) > 0

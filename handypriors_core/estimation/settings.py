@@ -181,8 +181,10 @@ class FilterSettings:
         free_std_translation, free_std_rotation: per-frame process noise without contact [m], [rad].
         contact_distance: hand points closer than this to the estimated object surface [m] drive the
             quasistatic motion model (looser than the physics contact threshold: the estimate is approximate).
-        rigid_contact_tolerance: RMS misfit [m] of the contact motion above which the contacts are taken to be
-            sliding rather than carrying the object (the motion model then falls back to a constant pose).
+        rigid_contact_tolerance, rigid_contact_ratio: the contacts carry the object (the motion model uses their
+            rigid motion) when the RMS misfit of that motion is at most ``rigid_contact_tolerance [m] +
+            rigid_contact_ratio * RMS contact displacement``; otherwise they are sliding, closing or rolling the
+            object against a fixed palm, and the prediction falls back to a constant pose.
         centre_std_px: standard deviation of the 2D visible-centroid observation [px, full image].
         centre_std_depth: standard deviation of the mean visible depth observation [m].
         fingertip_std: standard deviation of the fingertip-on-surface observation [m].
@@ -206,7 +208,8 @@ class FilterSettings:
     free_std_translation: float = ranged(0.01, 0.0, 1.0, low_open=True)
     free_std_rotation: float = ranged(0.1, 0.0, math.pi, low_open=True)
     contact_distance: float = ranged(0.006, 0.0, 0.1, low_open=True)
-    rigid_contact_tolerance: float = ranged(0.002, 0.0, 0.1, low_open=True)
+    rigid_contact_tolerance: float = ranged(0.0001, 0.0, 0.1, low_open=True)
+    rigid_contact_ratio: float = ranged(0.2, 0.0, 1.0, high_open=True)
     centre_std_px: float = ranged(3.0, 0.0, 1000.0, low_open=True)
     centre_std_depth: float = ranged(0.01, 0.0, 1.0, low_open=True)
     fingertip_std: float = ranged(0.004, 0.0, 1.0, low_open=True)

@@ -35,7 +35,7 @@ from ..geometry.kabsch import kabsch_is_well_conditioned, weighted_kabsch
 from ..geometry.transforms import invert_transform, make_transform
 from .settings import QuasistaticSettings
 
-__all__ = ["contact_motion", "quasistatic_step"]
+__all__ = ["contact_motion", "contact_motion_fit", "quasistatic_step"]
 
 
 def contact_motion(
@@ -75,6 +75,32 @@ def contact_motion(
         R, t = weighted_kabsch(contacts_prev[used], contacts_cur[used], weights[used].to(dtype))
         motion = motion.index_put((used,), make_transform(R, t))
     return motion, valid
+
+
+def contact_motion_fit(
+    contacts_prev: torch.Tensor,
+    contacts_cur: torch.Tensor,
+    weights: torch.Tensor,
+    motion: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """How well a rigid ``motion`` explains the contacts' displacement: weighted RMS misfit and displacement.
+
+    Args:
+        contacts_prev, contacts_cur: ``(B, N, 3)`` [m] the same hand points at ``t-1`` and ``t``.
+        weights: ``(B, N)`` non-negative contact weights.
+        motion: ``(B, 4, 4)`` rigid motion (e.g. from :func:`contact_motion`).
+    Returns:
+        ``misfit (B,)`` [m]: weighted RMS of ``|motion(prev) - cur|``; ``displacement (B,)`` [m]: weighted RMS of
+        ``|cur - prev|``. Contacts that carry the object move rigidly: misfit << displacement. A finger closing
+        on a held object, or fingers rolling it against a fixed palm, leaves a misfit of the order of the
+        displacement: the contacts' motion is then no rigid motion of the object.
+    """
+    moved = contacts_prev @ motion[:, :3, :3].transpose(1, 2) + motion[:, None, :3, 3]
+    w = weights.to(contacts_prev.dtype)
+    total = w.sum(-1).clamp_min(1e-12)
+    misfit = torch.sqrt((w * ((moved - contacts_cur) ** 2).sum(-1)).sum(-1) / total)
+    displacement = torch.sqrt((w * ((contacts_cur - contacts_prev) ** 2).sum(-1)).sum(-1) / total)
+    return misfit, displacement
 
 
 def quasistatic_step(
