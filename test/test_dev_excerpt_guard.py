@@ -1,0 +1,56 @@
+"""Guard of the dev-sequence figures that README.md and docs/benchmarks.md report.
+
+A 20-frame excerpt of each shared development sequence, read from its bag as ``handypriors track`` reads it,
+tracked in filter mode with the shipped configuration from frame 0's ground truth perturbed by 2 cm and 10 deg
+(perturbation seed 0 of ``bench/bench_tracking.py``). The bounds are about twice the figures of the
+``bench/bench_tracking.py --quick`` filter rows in docs/benchmarks.md, so a regression of the tracker cannot
+land silently. Ground truth is read only to score. Skipped where ``../shared`` is absent.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from handypriors_core.estimation.settings import load_tracking_settings
+from handypriors_core.estimation.tracker import ObjectTracker
+from handypriors_core.evaluation import perturbed_pose
+from handypriors_core.io.bag_reader import BagReader
+from handypriors_core.io.dev_sequence import load_ground_truth
+from handypriors_core.io.json_file import read_json
+from handypriors_core.metrics import add_s, rotation_error
+from handypriors_core.models import RigidObject, URDFHand, allegro_urdf
+from handypriors_core.physics.settings import load_physics_settings
+from handypriors_core.render.settings import load_render_settings
+
+EXCERPT = 20
+#: docs/benchmarks.md, `--quick` filter rows: median ADD-S [cm] and median rotation error [deg].
+REPORTED = {"block_lift_wrist": (0.21, 6.4), "mug_pivot_fixed": (0.31, 7.5)}
+
+
+@pytest.mark.parametrize("name", sorted(REPORTED))
+def test_filter_on_a_dev_excerpt_stays_within_twice_the_reported_figures(shared_dir, name):
+    path = shared_dir / "data" / "dev" / name
+    hand = URDFHand.from_urdf(allegro_urdf())
+    with BagReader(path / "bag", hand.joint_names) as reader:
+        frames = [bf.frame for bf in reader.frames() if bf.index < EXCERPT]
+    assert len(frames) == EXCERPT and all(f is not None for f in frames)
+    truth = load_ground_truth(path).object2camera[:EXCERPT].double()
+    settings = load_tracking_settings()
+    settings.mode = "filter"
+    obj = RigidObject.from_mesh(path / read_json(path / "meta.json", "meta")["object"]["mesh"])
+    tracker = ObjectTracker(hand, obj, settings, render_settings=load_render_settings(),
+                            physics_settings=load_physics_settings())
+    start = perturbed_pose(truth[0], seed=0)
+    tracker.initialize(start)
+    pred = torch.stack([tracker.track(frame).object2camera.double() for frame in frames])
+    pts = obj.samples.double()
+    initial = float(add_s(pts, start[None], truth[:1])[0])
+    err = 100 * float(add_s(pts, pred, truth).median())
+    rot = math.degrees(float(rotation_error(pred, truth).median()))
+    reported_add_s, reported_rot = REPORTED[name]
+    assert initial > 0.005  # the start really is off
+    assert err <= 2 * reported_add_s, (name, err)
+    assert rot <= 2 * reported_rot, (name, rot)
