@@ -1,6 +1,6 @@
 """The quasistatic motion model (paper Eq. 9) on the Allegro path: fingers carry a generated box.
 
-The same EKF (fingertips + depth) runs twice from the same perturbed start, once with the quasistatic
+The same EKF (default observations) runs twice from the same perturbed start, once with the quasistatic
 prediction and once with a constant pose. While the grasp carries the box, the prediction must come from the
 contacts, and it must make the track more accurate than holding the pose. Small frames (160 x 120) keep it
 fast; ground truth is used only to score.
@@ -35,7 +35,6 @@ def carried_box():
 def _track(seq, frames, gt, motion_model: str):
     settings = TrackerSettings(mode="filter")
     settings.roi.size = 64
-    settings.filter.observations = ["fingertips", "depth"]
     settings.filter.motion_model = motion_model
     obj = seq.object_model()
     tracker = ObjectTracker(URDFHand.from_urdf(allegro_urdf()), obj, settings)
