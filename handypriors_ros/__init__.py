@@ -4,5 +4,5 @@ Importing this package does not import rclpy; each node module does. Console scr
 ``allegro_tracker`` (:mod:`handypriors_ros.allegro_tracker`) and ``sequence_player``
 (:mod:`handypriors_ros.sequence_player`). :mod:`handypriors_ros.ros_environment` builds the
 localhost-only DDS environment used by tests, benchmarks and the demo. May import every package of the core
-(the core never imports this one: the demo runs :mod:`handypriors_ros.demo_recorder` as a subprocess).
+(the core never imports this one: the demo runs :mod:`handypriors_ros.demo_run` as a subprocess).
 """

@@ -8,7 +8,7 @@
    real ROS 2 nodes, ``sequence_player`` -> ``allegro_tracker`` as separate processes with the launch file's
    parameters (:mod:`handypriors_ros.launch_here`; ``config/allegro_tracking.yaml``, ``tracking.mode`` set to
    the mode), at :data:`ROS_RATE` x real time with the recorded stamps, on a private ROS domain over
-   localhost-only DDS; ``python -m handypriors_ros.demo_recorder`` (a subprocess, :mod:`.demo_ros`: the core
+   localhost-only DDS; ``python -m handypriors_ros.demo_run`` (a subprocess, :mod:`.demo_ros`: the core
    never imports the ROS package) records ``/allegro_tracker/object_pose`` (and ``/diagnostics``, ``~/overlay``)
    and matches the poses to the frames by stamp.
    Frames the node dropped (the newest frame wins while it is busy) are counted, not scored. When rclpy is

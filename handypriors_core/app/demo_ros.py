@@ -1,4 +1,4 @@
-"""The demo's ROS path, run as a subprocess: ``python -m handypriors_ros.demo_recorder`` plays the sequence
+"""The demo's ROS path, run as a subprocess: ``python -m handypriors_ros.demo_run`` plays the sequence
 through ``sequence_player`` -> ``allegro_tracker`` and writes what it recorded (``run.json``, ``overlays.npz``);
 this module reads it back, writes the poses file and the node's overlay video, and returns the table's row.
 
@@ -22,7 +22,7 @@ from typing import Any
 __all__ = ["RECORDER", "RecordedRun", "frame_stamps_ns", "ros_available", "run_recorder", "track_with_ros"]
 
 #: The recorder's module (run with ``python -m``).
-RECORDER = "handypriors_ros.demo_recorder"
+RECORDER = "handypriors_ros.demo_run"
 _SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout holding handypriors_core and handypriors_ros
 
 
@@ -35,7 +35,7 @@ def ros_available() -> tuple[bool, str]:
     except (ImportError, ValueError) as exc:
         return False, f"rclpy cannot be found ({exc})"
     locations = list(spec.submodule_search_locations or []) if spec is not None else []
-    if not any((Path(loc) / "demo_recorder.py").is_file() for loc in locations):
+    if not any((Path(loc) / "demo_run.py").is_file() for loc in locations):
         return False, "handypriors_ros is not importable"
     return True, ""
 

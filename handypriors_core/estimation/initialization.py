@@ -19,9 +19,9 @@ given (parameter, PoseStamped topic or file), the first frame's object mask is m
    resolution (perturbations shrinking each round; optionally followed by the Adam refiner with the mask, depth
    and penetration terms) and return the best by the same score.
 
-Without any mask (no external mask or segmenter on the first frame), :func:`bootstrap_mask` proposes one
-from what the robot knows: with depth, the depth pixels near the hand's grasp surfaces that are not the hand;
-RGB only, a colour model seeded between the fingers.
+Without any mask (no external mask or segmenter on the first frame), :func:`~.initial_mask.bootstrap_mask`
+proposes one from what the robot knows: with depth, the depth pixels near the hand's grasp surfaces that are not
+the hand; RGB only, a colour model seeded between the fingers. Settings: :class:`~.settings.InitializationSettings`.
 """
 
 from __future__ import annotations
@@ -30,23 +30,28 @@ import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-from ..config import find_config, load_settings, require
 from ..geometry.camera import PinholeCamera, crop_and_resize_image
 from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, quaternion_to_matrix
 from ..geometry.transforms import make_transform, transform_points
 from ..io.frame import Frame
 from ..priors.losses import LossWeights
 from ..render.renderer import Renderer
+from .initial_mask import automatic_mask, bootstrap_mask
 from .modalities import TemporalContext
 from .observation import prepare_observation
 from .refiner import PoseRefiner
 from .scene import HandObjectScene, PosedHand
-from .settings import DepthSettings, RefineSettings, ROISettings
+from .settings import (
+    DepthSettings,
+    InitializationSettings,
+    RefineSettings,
+    ROISettings,
+    load_initialization_settings,
+)
 
 __all__ = [
     "GlobalPoseSearch",
@@ -60,99 +65,6 @@ __all__ = [
 ]
 
 _F32 = torch.float32
-
-
-@dataclass
-class InitializationSettings:
-    """Global pose search (``initialization`` section of ``config/segmentation.yaml``).
-
-    Attributes:
-        rotations: candidate rotations on SO(3) (about 3000 spaces them ~12 deg apart).
-        coarse_mesh: geometry rendered for the candidates: ``"convex_hull"`` of the object mesh (few triangles,
-            several times faster; exact for convex objects) or the ``"mesh"`` itself. The local search and the
-            final scores always render the mesh.
-        resolution: edge [px] of the square crop the candidates are scored in (their translation is corrected at
-            half of it).
-        fine_resolution: edge [px] of the crop of the local search and the final scores.
-        margin: crop margin around the mask's bounding box, fraction of its larger side on each side.
-        chunk: candidates rendered per batch (bounds memory).
-        min_mask_pixels: fewer mask pixels (> 0.5) than this and the search does not run.
-        depth_weight: weight of the depth agreement in the score (with depth): ``(1 - w) IoU + w agreement``.
-        depth_tolerance: a visible pixel agrees when |rendered - observed depth| is below this [m].
-        penetration_weight: score penalty per unit fraction of hand surface points inside the object.
-        penetration_tolerance: a hand point counts as inside when deeper than this [m].
-        penetration_candidates: best candidates (by silhouette) whose penetration is checked.
-        penetration_points: at most this many hand surface points (those that any candidate could reach) are
-            checked.
-        top_k: candidates refined (distinct: at least ``distinct_rotation`` rad apart).
-        distinct_rotation: smallest rotation difference [rad] between two refined candidates.
-        local_rounds: rounds of the batched random local search around each of the ``top_k`` candidates (each
-            renders ``local_samples`` perturbations per candidate at twice ``resolution``).
-        local_samples: perturbations per candidate and round.
-        local_translation, local_rotation: standard deviation of the first round's perturbations [m], [rad].
-        local_shrink: factor on those standard deviations after each round.
-        refine_iterations: Adam steps of the estimation refiner per candidate after the local search (0 = none:
-            the tracker refines on its first frame anyway).
-        refine_roi: ROI edge [px] of the refinement renders.
-        near_rotation: with ``near=`` the candidate rotations lie within this angle [rad] of the given one.
-        near_translation: with ``near=`` a candidate whose translation lies farther than this [m] from the given
-            one is penalised (score - 1).
-        seed: offset of the rotation spiral (deterministic).
-    """
-
-    rotations: int = 2500
-    coarse_mesh: Literal["convex_hull", "mesh"] = "convex_hull"
-    resolution: int = 32
-    fine_resolution: int = 48
-    margin: float = 0.25
-    chunk: int = 1000
-    min_mask_pixels: int = 30
-    depth_weight: float = 0.3
-    depth_tolerance: float = 0.015
-    penetration_weight: float = 2.0
-    penetration_tolerance: float = 0.002
-    penetration_candidates: int = 200
-    penetration_points: int = 384
-    top_k: int = 3
-    distinct_rotation: float = 0.3
-    local_rounds: int = 5
-    local_samples: int = 32
-    local_translation: float = 0.006
-    local_rotation: float = 0.12
-    local_shrink: float = 0.7
-    refine_iterations: int = 0
-    refine_roi: int = 64
-    near_rotation: float = 0.8
-    near_translation: float = 0.05
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        require(self.rotations >= 1, f"initialization.rotations must be >= 1; got {self.rotations}")
-        require(self.coarse_mesh in ("convex_hull", "mesh"), "initialization.coarse_mesh must be convex_hull or mesh")
-        require(16 <= self.resolution <= 256, "initialization.resolution must be in [16, 256] px")
-        require(16 <= self.fine_resolution <= 512, "initialization.fine_resolution must be in [16, 512] px")
-        require(self.penetration_points >= 1, "initialization.penetration_points must be >= 1")
-        require(0 <= self.margin <= 2, "initialization.margin must be in [0, 2]")
-        require(self.chunk >= 1, "initialization.chunk must be >= 1")
-        require(self.min_mask_pixels >= 1, "initialization.min_mask_pixels must be >= 1")
-        require(0 <= self.depth_weight <= 1, "initialization.depth_weight must be in [0, 1]")
-        require(self.depth_tolerance > 0, "initialization.depth_tolerance must be > 0 m")
-        require(self.penetration_weight >= 0 and self.penetration_tolerance >= 0,
-                "initialization.penetration_weight and penetration_tolerance must be >= 0")
-        require(self.penetration_candidates >= 1 and self.top_k >= 1, "initialization candidates must be >= 1")
-        require(self.local_rounds >= 0 and self.local_samples >= 1, "initialization.local_rounds >= 0, samples >= 1")
-        require(self.local_translation > 0 and self.local_rotation > 0 and 0 < self.local_shrink <= 1,
-                "initialization.local_translation/rotation must be > 0 and local_shrink in (0, 1]")
-        require(self.refine_iterations >= 0, "initialization.refine_iterations must be >= 0")
-        require(16 <= self.refine_roi <= 512, "initialization.refine_roi must be in [16, 512] px")
-        require(0 < self.near_rotation <= math.pi, "initialization.near_rotation must be in (0, pi] rad")
-        require(self.near_translation > 0, "initialization.near_translation must be > 0 m")
-
-
-def load_initialization_settings(path=None, section: str = "initialization") -> InitializationSettings:
-    """:class:`InitializationSettings` from ``path`` (default: the shipped ``config/segmentation.yaml``)."""
-    return load_settings(InitializationSettings, path if path is not None else find_config("segmentation.yaml"),
-                         section=section)
 
 
 @dataclass
@@ -547,75 +459,3 @@ def global_search(scene: HandObjectScene, frame: Frame, mask: torch.Tensor | Non
     """
     result = GlobalPoseSearch(scene, settings).search(frame, mask, hand, near=near)
     return result.object2camera, result.score
-
-
-# ------------------------------------------------------------------------------------------------ bootstrap
-def automatic_mask(scene: HandObjectScene, frame: Frame, hand: PosedHand | None = None, mask_source=None
-                   ) -> tuple[torch.Tensor | None, str]:
-    """An object mask for a search without a pose: ``(mask (H, W) or None, where it came from)``.
-
-    In order: the frame's own ``object_mask`` (external segmenter), a mask source that needs no pose (external
-    masks, detectron2), :func:`bootstrap_mask` (aligned depth near the hand), then the colour model's pose-free
-    ``global_mask(frame, hand)`` once it has learned the object (RGB only).
-    """
-    hand = hand if hand is not None else scene.pose_hand(frame.joint_angles, frame.hand2camera)
-    if frame.object_mask is not None and bool((frame.object_mask > 0.5).any()):
-        return frame.object_mask.float(), "frame"
-    if mask_source is not None and not getattr(mask_source, "needs_pose", True):
-        mask = mask_source(frame, None, hand)
-        if mask is not None:
-            return mask, getattr(mask_source, "name", "mask source")
-    mask = bootstrap_mask(scene, frame, hand)
-    if mask is not None:
-        return mask, "depth near the hand"
-    if mask_source is not None and hasattr(mask_source, "global_mask"):
-        mask = mask_source.global_mask(frame, hand)
-        if mask is not None:
-            return mask, "colour model (global)"
-    return None, "no mask: give an initial pose, an external mask or aligned depth"
-
-
-def bootstrap_mask(scene: HandObjectScene, frame: Frame, hand: PosedHand | None = None,
-                   max_points: int = 20000, clearance: float = 0.004) -> torch.Tensor | None:
-    """A first object mask ``(H, W)`` from what the robot knows, for the first frame without any mask or pose.
-
-    With aligned depth: the pixels whose 3D point lies outside the hand (by ``clearance`` [m]) but within the
-    object's diameter of the hand's grasp surfaces (its contact candidates); the largest connected region is
-    kept. Without depth, or when no such pixel exists, None.
-    """
-    import cv2
-    import numpy as np
-
-    if frame.depth is None:
-        return None
-    device = scene.device
-    hand = hand if hand is not None else scene.pose_hand(frame.joint_angles, frame.hand2camera)
-    H, W = frame.height, frame.width
-    stride = max(1, math.ceil(math.sqrt(H * W / max_points)))
-    depth = frame.depth.to(device, _F32)[::stride, ::stride]
-    h, w = depth.shape
-    valid = torch.isfinite(depth) & (depth > 0)
-    if int(valid.sum()) < 10:
-        return None
-    ys, xs = torch.nonzero(valid, as_tuple=True)
-    camera = frame.camera.to(device, _F32)
-    pixels = torch.stack(((xs * stride).float(), (ys * stride).float()), -1)[None]
-    points = camera.unproject(pixels, depth[ys, xs][None])
-    with torch.no_grad():
-        sd = scene.hand_geometry.signed_distance(points, hand.verts).distance[0]
-        d_contact = torch.cdist(points[0], hand.contact_points[0]).min(-1).values
-    diameter = scene.object.diameter
-    keep = (sd > clearance) & (d_contact < diameter)
-    small = torch.zeros(h, w, dtype=torch.bool, device=device)
-    small[ys[keep], xs[keep]] = True  # the hand's own pixels fail the clearance test: it is never segmented
-    if int(small.sum()) < 5:
-        return None
-    count, labels = cv2.connectedComponents(small.cpu().numpy().astype(np.uint8), connectivity=8)
-    if count <= 1:
-        return None
-    sizes = np.bincount(labels.ravel())[1:]
-    largest = torch.from_numpy(labels == (1 + int(sizes.argmax()))).to(device)
-    full = largest.float()[None, None]
-    if stride > 1:
-        full = F.interpolate(full, scale_factor=stride, mode="nearest")
-    return full[0, 0, :H, :W].contiguous()

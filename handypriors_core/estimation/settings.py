@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..config import check_ranges, find_config, load_yaml, ranged, require, settings_from_dict
+from ..config import check_ranges, find_config, load_settings, load_yaml, ranged, require, settings_from_dict
 from ..errors import ConfigError
 from ..priors.losses import LossWeights
 from .calibration_settings import CalibrationSettings
@@ -21,11 +21,13 @@ from .calibration_settings import CalibrationSettings
 __all__ = [
     "DepthSettings",
     "FilterSettings",
+    "InitializationSettings",
     "ROISettings",
     "RecoverySettings",
     "RefineSettings",
     "SparseDepthSettings",
     "TrackerSettings",
+    "load_initialization_settings",
     "load_tracking_settings",
 ]
 
@@ -319,3 +321,96 @@ def load_tracking_settings(path: str | os.PathLike | None = None, section: str =
         return settings_from_dict(TrackerSettings, data[section] or {})
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+@dataclass
+class InitializationSettings:
+    """Global pose search (``initialization`` section of ``config/segmentation.yaml``).
+
+    Attributes:
+        rotations: candidate rotations on SO(3) (about 3000 spaces them ~12 deg apart).
+        coarse_mesh: geometry rendered for the candidates: ``"convex_hull"`` of the object mesh (few triangles,
+            several times faster; exact for convex objects) or the ``"mesh"`` itself. The local search and the
+            final scores always render the mesh.
+        resolution: edge [px] of the square crop the candidates are scored in (their translation is corrected at
+            half of it).
+        fine_resolution: edge [px] of the crop of the local search and the final scores.
+        margin: crop margin around the mask's bounding box, fraction of its larger side on each side.
+        chunk: candidates rendered per batch (bounds memory).
+        min_mask_pixels: fewer mask pixels (> 0.5) than this and the search does not run.
+        depth_weight: weight of the depth agreement in the score (with depth): ``(1 - w) IoU + w agreement``.
+        depth_tolerance: a visible pixel agrees when |rendered - observed depth| is below this [m].
+        penetration_weight: score penalty per unit fraction of hand surface points inside the object.
+        penetration_tolerance: a hand point counts as inside when deeper than this [m].
+        penetration_candidates: best candidates (by silhouette) whose penetration is checked.
+        penetration_points: at most this many hand surface points (those that any candidate could reach) are
+            checked.
+        top_k: candidates refined (distinct: at least ``distinct_rotation`` rad apart).
+        distinct_rotation: smallest rotation difference [rad] between two refined candidates.
+        local_rounds: rounds of the batched random local search around each of the ``top_k`` candidates (each
+            renders ``local_samples`` perturbations per candidate at twice ``resolution``).
+        local_samples: perturbations per candidate and round.
+        local_translation, local_rotation: standard deviation of the first round's perturbations [m], [rad].
+        local_shrink: factor on those standard deviations after each round.
+        refine_iterations: Adam steps of the estimation refiner per candidate after the local search (0 = none:
+            the tracker refines on its first frame anyway).
+        refine_roi: ROI edge [px] of the refinement renders.
+        near_rotation: with ``near=`` the candidate rotations lie within this angle [rad] of the given one.
+        near_translation: with ``near=`` a candidate whose translation lies farther than this [m] from the given
+            one is penalised (score - 1).
+        seed: offset of the rotation spiral (deterministic).
+    """
+
+    rotations: int = 2500
+    coarse_mesh: Literal["convex_hull", "mesh"] = "convex_hull"
+    resolution: int = 32
+    fine_resolution: int = 48
+    margin: float = 0.25
+    chunk: int = 1000
+    min_mask_pixels: int = 30
+    depth_weight: float = 0.3
+    depth_tolerance: float = 0.015
+    penetration_weight: float = 2.0
+    penetration_tolerance: float = 0.002
+    penetration_candidates: int = 200
+    penetration_points: int = 384
+    top_k: int = 3
+    distinct_rotation: float = 0.3
+    local_rounds: int = 5
+    local_samples: int = 32
+    local_translation: float = 0.006
+    local_rotation: float = 0.12
+    local_shrink: float = 0.7
+    refine_iterations: int = 0
+    refine_roi: int = 64
+    near_rotation: float = 0.8
+    near_translation: float = 0.05
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.rotations >= 1, f"initialization.rotations must be >= 1; got {self.rotations}")
+        require(self.coarse_mesh in ("convex_hull", "mesh"), "initialization.coarse_mesh must be convex_hull or mesh")
+        require(16 <= self.resolution <= 256, "initialization.resolution must be in [16, 256] px")
+        require(16 <= self.fine_resolution <= 512, "initialization.fine_resolution must be in [16, 512] px")
+        require(self.penetration_points >= 1, "initialization.penetration_points must be >= 1")
+        require(0 <= self.margin <= 2, "initialization.margin must be in [0, 2]")
+        require(self.chunk >= 1, "initialization.chunk must be >= 1")
+        require(self.min_mask_pixels >= 1, "initialization.min_mask_pixels must be >= 1")
+        require(0 <= self.depth_weight <= 1, "initialization.depth_weight must be in [0, 1]")
+        require(self.depth_tolerance > 0, "initialization.depth_tolerance must be > 0 m")
+        require(self.penetration_weight >= 0 and self.penetration_tolerance >= 0,
+                "initialization.penetration_weight and penetration_tolerance must be >= 0")
+        require(self.penetration_candidates >= 1 and self.top_k >= 1, "initialization candidates must be >= 1")
+        require(self.local_rounds >= 0 and self.local_samples >= 1, "initialization.local_rounds >= 0, samples >= 1")
+        require(self.local_translation > 0 and self.local_rotation > 0 and 0 < self.local_shrink <= 1,
+                "initialization.local_translation/rotation must be > 0 and local_shrink in (0, 1]")
+        require(self.refine_iterations >= 0, "initialization.refine_iterations must be >= 0")
+        require(16 <= self.refine_roi <= 512, "initialization.refine_roi must be in [16, 512] px")
+        require(0 < self.near_rotation <= math.pi, "initialization.near_rotation must be in (0, pi] rad")
+        require(self.near_translation > 0, "initialization.near_translation must be > 0 m")
+
+
+def load_initialization_settings(path=None, section: str = "initialization") -> InitializationSettings:
+    """:class:`InitializationSettings` from ``path`` (default: the shipped ``config/segmentation.yaml``)."""
+    return load_settings(InitializationSettings, path if path is not None else find_config("segmentation.yaml"),
+                         section=section)
