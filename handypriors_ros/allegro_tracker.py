@@ -52,6 +52,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
@@ -65,6 +66,7 @@ from handypriors_core.io.frame import Frame
 from handypriors_core.models import JointMap, RigidObject, URDFHand, allegro_urdf
 
 from . import conversions, markers, overlay
+from .calibration_outputs import calibration_messages, calibration_status
 from .diagnostics import HealthThresholds, TrackerHealth, diagnostic_array, tracker_status
 from .joint_state_buffer import JointStateBuffer, JointStateLookupError
 from .node_runtime import exit_process, run_node
@@ -89,6 +91,8 @@ TOPICS = {
     "diagnostics": "/diagnostics",
     "tf": "/tf",
     "reset": "~/reset",
+    "hand_camera_correction": "~/hand_camera_correction",
+    "joint_offsets": "~/joint_offsets",
 }
 
 _NS = 1_000_000_000
@@ -218,6 +222,11 @@ class AllegroTracker(Node):
         self._marker_pub = self.create_publisher(MarkerArray, TOPICS["contacts"], OUTPUT_QOS)
         self._overlay_pub = self.create_publisher(Image, TOPICS["overlay"], OUTPUT_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, TOPICS["diagnostics"], OUTPUT_QOS)
+        from geometry_msgs.msg import TransformStamped
+        from sensor_msgs.msg import JointState as JointStateMsg
+
+        self._correction_pub = self.create_publisher(TransformStamped, TOPICS["hand_camera_correction"], OUTPUT_QOS)
+        self._offsets_pub = self.create_publisher(JointStateMsg, TOPICS["joint_offsets"], OUTPUT_QOS)
         # -- state (worker thread; read by diagnostics under _state_lock)
         self._tracker: ObjectTracker | None = None
         self._config_error = ""
@@ -303,6 +312,13 @@ class AllegroTracker(Node):
             return
         if s.warm_up:
             self._warm_up(tracker)
+        try:  # hand calibration: the file (prior), the previous tracker's estimate on a rebuild, or none
+            calibration = self._tracker_calibration(keep_track)
+            if calibration is not None or settings.calibration.enabled:
+                tracker.set_calibration(calibration)  # (after the warm-up: its synthetic frame is forgotten)
+        except HandyPriorsError as exc:
+            self._set_config_error(f"calibration_file: {exc}")
+            return
         pose = previous if previous is not None else pose_from_parameter(s.initial_pose)
         if pose is not None:
             tracker.initialize(pose)
@@ -311,6 +327,16 @@ class AllegroTracker(Node):
             self._config_error = ""
         self.get_logger().info(f"tracker built for {obj!r} in {time.monotonic() - t0:.1f} s "
                                f"({'initialised' if pose is not None else 'waiting for an initial pose'})")
+
+    def _tracker_calibration(self, keep_track: bool) -> Any:
+        old = self._tracker
+        if keep_track and old is not None and old.calibration is not None:
+            return old.calibration.result()
+        if self.params.node.calibration_file:
+            from handypriors_core.io.calibration_file import load_calibration
+
+            return load_calibration(Path(self.params.node.calibration_file).expanduser(), self._hand.joint_names)
+        return None
 
     def _set_config_error(self, message: str) -> None:
         with self._state_lock:
@@ -347,10 +373,11 @@ class AllegroTracker(Node):
 
     def _on_parameters_changed(self, tracking: TrackerSettings, node: NodeSettings, changed: set) -> None:
         """Post-set callback (executor thread): record what the worker has to apply."""
-        rebuild = {"object_mesh", "object_mesh_scale", "mask_source", "warm_up"}
+        rebuild = {"object_mesh", "object_mesh_scale", "mask_source", "warm_up", "calibration_file"}
         if any(name.startswith("tracking.") or name in rebuild for name in changed):
             # another object starts a new track; other changes continue from the last estimate
-            self._keep_track = self._keep_track and not ({"object_mesh", "object_mesh_scale"} & changed)
+            self._keep_track = self._keep_track and not ({"object_mesh", "object_mesh_scale", "calibration_file"}
+                                                         & changed)
             self._rebuild_requested = True
         if "torch_threads" in changed:
             torch.set_num_threads(node.torch_threads)
@@ -828,7 +855,17 @@ class AllegroTracker(Node):
             status.message = f"error: {extra['config_error']}"
         elif extra["node_state"] == "waiting for initial pose" and not health.last_error:
             status.message = "waiting for an initial pose"
-        self._diag_pub.publish(diagnostic_array([status], self.get_clock().now().nanoseconds))
+        statuses = [status]
+        with self._state_lock:
+            calibrator = self._tracker.calibration if self._tracker is not None else None
+        if calibrator is not None:  # hand calibration: its own status (WARN: recalibrate), topics
+            now = self.get_clock().now().nanoseconds
+            statuses.append(calibration_status(calibrator, f"{self.get_name()}: hand calibration",
+                                               self.params.node.calibration_file))
+            transform, offsets = calibration_messages(calibrator, self.params.node.hand_root_frame, now)
+            self._correction_pub.publish(transform)
+            self._offsets_pub.publish(offsets)
+        self._diag_pub.publish(diagnostic_array(statuses, self.get_clock().now().nanoseconds))
 
     # ============================================================================================ teardown
     def destroy_node(self) -> None:

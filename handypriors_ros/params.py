@@ -119,6 +119,9 @@ class NodeSettings:
             not pay for kernel loading.
         diagnostics_period: seconds between /diagnostics messages.
         error_hold: seconds an input error keeps the diagnostics at WARN after its last occurrence.
+        calibration_file: hand calibration YAML (handypriors calibrate: hand-camera correction and joint offsets)
+            applied to every frame and used as the prior of the online estimate; empty = none. A wrong file is
+            rejected at start and on live updates.
     """
 
     object_mesh: str = ""
@@ -143,6 +146,7 @@ class NodeSettings:
     warm_up: bool = True
     diagnostics_period: float = ranged(1.0, 0.0, 3600.0, low_open=True)
     error_hold: float = ranged(5.0, 0.0, 3600.0)
+    calibration_file: str = ""
 
     def __post_init__(self) -> None:
         problems = range_problems(self)
@@ -408,6 +412,7 @@ def validate_runtime(tracking: TrackerSettings, node: NodeSettings, live: bool =
 
     - ``tracking.device`` ``cuda[:N]`` needs a CUDA device N;
     - ``hand_urdf`` (when set) must exist; ``joint_map`` must be ``auto``, a shipped name or an existing YAML;
+    - ``calibration_file`` (when set) must be a valid calibration YAML;
     - on live updates only: a non-empty ``object_mesh`` must be an existing file (at start a missing mesh leaves
       the node up in an error state instead).
     """
@@ -434,6 +439,10 @@ def validate_runtime(tracking: TrackerSettings, node: NodeSettings, live: bool =
     if node.joint_map != "auto" and node.joint_map not in JointMap.available() and not yaml_map:
         raise ConfigError(f"joint_map {node.joint_map!r} is neither 'auto', a shipped map "
                               f"({', '.join(JointMap.available())}) nor an existing map YAML file")
+    if node.calibration_file:
+        from handypriors_core.io.calibration_file import load_calibration
+
+        load_calibration(Path(node.calibration_file).expanduser())  # CalibrationFileError (a ConfigError)
     if live and node.object_mesh and not Path(node.object_mesh).expanduser().is_file():
         raise ConfigError(f"object_mesh: no such file {node.object_mesh!r}")
 

@@ -209,6 +209,27 @@ def test_correct_applies_the_convention(hand, faulty_seq, faulty_frames):
     np.testing.assert_allclose(corrected.hand2camera.double().numpy(), faulty_seq.true_hand2camera[7], atol=1e-6)
 
 
+def test_tracker_hook_feeds_the_corrected_hand_to_the_object_estimation(hand, faulty_seq, faulty_frames):
+    from handypriors_core.estimation.settings import TrackerSettings
+    from handypriors_core.estimation.tracker import ObjectTracker
+
+    settings = TrackerSettings(mode="filter")
+    settings.calibration.enabled = True
+    tracker = ObjectTracker(hand, faulty_seq.object_model(), settings)
+    posed = []
+    pose_hand = tracker.scene.pose_hand
+    tracker.scene.pose_hand = lambda q, T: posed.append((q.clone(), T.clone())) or pose_hand(q, T)
+    tracker.initialize(torch.as_tensor(faulty_seq.object2camera[0]))
+    for frame in faulty_frames[:3]:
+        est = tracker.track(frame)
+        expected = tracker.calibration.correct(frame)  # the estimate after this frame's update
+        torch.testing.assert_close(posed[-1][0], expected.joint_angles)
+        torch.testing.assert_close(posed[-1][1], expected.hand2camera)
+        assert "calibration" in est.timings
+    assert tracker.calibration.frames_used == 3
+    assert not torch.equal(posed[-1][0], faulty_frames[2].joint_angles)  # corrected, not the measured values
+
+
 # ------------------------------------------------------------------------------------------------ file
 def test_calibration_file_round_trip(tmp_path, hand):
     C = make_transform(axis_angle_to_matrix(torch.tensor([0.01, -0.02, 0.005], dtype=torch.float64)),

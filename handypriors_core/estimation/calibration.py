@@ -119,6 +119,24 @@ class HandCalibrator:
                        f"{math.degrees(s.warn_offset):.2f} deg")
         return "; ".join(out)
 
+    def summary(self) -> dict[str, float | int | str]:
+        """Key values for diagnostics: correction (mm, deg), its 1-sigma, frames used, last status, offsets (deg)."""
+        t = self.state.correction[:3, 3]
+        sd = self.covariance.diag().clamp_min(0).sqrt()
+        out: dict[str, float | int | str] = {
+            "calibration_status": self.last_update.status,
+            "calibration_frames_used": self.frames_used,
+            "hand_camera_translation_mm": float(t.norm()) * 1e3,
+            "hand_camera_rotation_deg": math.degrees(float(matrix_to_axis_angle(self.state.correction[:3, :3])
+                                                           .norm())),
+            "hand_camera_sigma_mm": float(sd[:3].max()) * 1e3,
+            "hand_camera_sigma_deg": math.degrees(float(sd[3:6].max())),
+            "joint_offset_max_deg": math.degrees(float(self.state.offsets.abs().max())) if self.joint_names else 0.0,
+        }
+        for name, value in zip(self.joint_names, self.state.offsets.tolist(), strict=True):
+            out[f"offset_{name}_deg"] = math.degrees(value)
+        return out
+
     # ------------------------------------------------------------------------------------------ update
     def observe(self, frame: Frame) -> Frame:
         """The tracker's hook: update from ``frame`` (when ``settings.enabled``, every ``update_every``-th frame)
