@@ -131,15 +131,15 @@ def test_hand_depth_jacobian_matches_finite_differences(faulty_frames):
     assert assoc.count > 100
     lin = modality.linearize(assoc, frame.joint_angles, frame.hand2camera, state)
     r0 = modality.residuals(assoc, frame.joint_angles, frame.hand2camera, state)
-    torch.testing.assert_close(lin.r, r0, atol=1e-12, rtol=0)
+    torch.testing.assert_close(lin.residual, r0, atol=1e-12, rtol=0)
     eps = 1e-6
     eye = torch.eye(modality.dof, dtype=torch.float64)
     fd = torch.stack([(modality.residuals(assoc, frame.joint_angles, frame.hand2camera, state, eps * eye[k])
                        - modality.residuals(assoc, frame.joint_angles, frame.hand2camera, state, -eps * eye[k]))
                       / (2 * eps) for k in range(modality.dof)], 1)
     assert fd[:, :6].abs().max() > 0.5 and fd[:, 6:].abs().max() > 0.01  # every block is exercised
-    torch.testing.assert_close(lin.J, fd, atol=1e-7, rtol=1e-6)
-    assert bool(((lin.w > 0) & (lin.w <= 1)).all())
+    torch.testing.assert_close(lin.jacobian, fd, atol=1e-7, rtol=1e-6)
+    assert bool(((lin.weight > 0) & (lin.weight <= 1)).all())
 
 
 # ------------------------------------------------------------------------------------------------ observability

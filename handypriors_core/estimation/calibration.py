@@ -174,7 +174,6 @@ class HandCalibrator:
         prior_state = self.state
         P = self.covariance + torch.diag(self._process)
         info_prior = torch.linalg.inv(P[act][:, act])
-        scale = 1.0 / (s.point_std**2 * s.correlation_inflation)
         x = torch.zeros(D, dtype=F64)
         state = prior_state
         H = None
@@ -187,13 +186,10 @@ class HandCalibrator:
             count = assoc.count
             if count < s.min_points:
                 break
-            lin = self.modality.linearize(assoc, q_meas, pose_meas, state)
-            Ja = lin.J[:, act].to(F64).cpu()
-            w = (lin.w * scale).to(F64).cpu()
-            r = lin.r.to(F64).cpu()
-            rms = float(r.square().mean().sqrt())
-            H = Ja.T @ (w[:, None] * Ja)
-            g = Ja.T @ (w * r)
+            block = self.modality.linearize(assoc, q_meas, pose_meas, state)
+            rms = float(block.residual.square().mean().sqrt())
+            H_all, g_all = block.normal_equations()
+            H, g = H_all.cpu()[act][:, act], g_all.cpu()[act]
             step = torch.linalg.solve(info_prior + H, -(info_prior @ x[act] + g))
             if not bool(torch.isfinite(step).all()):
                 H = None

@@ -5,7 +5,8 @@ Calibration parameters (:class:`HandCalibrationState`)::
     q_true           = q_measured - joint_offsets                                (J,) [rad]
     hand2camera_true = hand2camera_measured @ hand_camera_correction             (4, 4), hand-root frame
 
-Sparse depth modality with the shared ``(r, J, w)`` form: hand surface points from forward kinematics (the
+Sparse depth modality with the shared ``(r, J, w)`` form (:class:`~.residuals.ResidualBlock`, Cauchy weights of
+:func:`~.residuals.robust_weights`): hand surface points from forward kinematics (the
 model's own even surface samples, with normals) are projected into the depth image (projective association);
 points that face away, are hidden by the hand itself (hard z-buffer of the hand mesh in a crop around it) or by
 something nearer (the object, another finger: observed depth in front by more than ``occlusion_margin``) are
@@ -27,8 +28,9 @@ from ..geometry.rotations import axis_angle_to_matrix, skew
 from ..geometry.transforms import make_transform
 from ..render.renderer import Renderer
 from .calibration_settings import CalibrationSettings
+from .residuals import ResidualBlock, robust_weights
 
-__all__ = ["HandAssociation", "HandCalibrationState", "HandDepthModality", "ModalityResiduals"]
+__all__ = ["HandAssociation", "HandCalibrationState", "HandDepthModality"]
 
 F64 = torch.float64
 
@@ -60,15 +62,6 @@ class HandCalibrationState:
         """Measured ``(J,)`` joints and ``(4, 4)`` hand pose -> corrected ones (same dtype and device)."""
         q = joint_angles - self.offsets.to(joint_angles)
         return q, hand2camera @ self.correction.to(hand2camera)
-
-
-@dataclass(frozen=True)
-class ModalityResiduals:
-    """One modality's linearisation: residuals ``r (N,)``, Jacobian ``J (N, D)`` and robust weights ``w (N,)``."""
-
-    r: torch.Tensor
-    J: torch.Tensor
-    w: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -204,8 +197,9 @@ class HandDepthModality:
         return (assoc.normals * (p - assoc.observed)).sum(-1)
 
     def linearize(self, assoc: HandAssociation, q_measured: torch.Tensor, hand2camera_measured: torch.Tensor,
-                  state: HandCalibrationState) -> ModalityResiduals:
-        """``(r (N,), J (N, 6 + J), w (N,))`` at ``state`` (closed form, see the module docstring)."""
+                  state: HandCalibrationState) -> ResidualBlock:
+        """``(r (N,), J (N, 6 + J), w (N,))`` at ``state`` (closed form, see the module docstring); ``std`` is the
+        per-point noise inflated for correlated pixels."""
         q, _ = state.apply(q_measured.to(F64), hand2camera_measured.to(F64))
         ph, _, dph = self.model_points(q, with_jacobian=True, index=assoc.index)
         Rm = hand2camera_measured.to(ph.device, F64)[:3, :3]
@@ -217,5 +211,6 @@ class HandDepthModality:
         d_rho = nm
         d_phi = -(nm[:, None, :] @ skew(ph @ C[:3, :3].T)).squeeze(1)
         d_b = -((nm @ C[:3, :3])[:, None, :] @ dph).squeeze(1)
-        w = 1.0 / (1.0 + (r / self.settings.robust_scale) ** 2)
-        return ModalityResiduals(r, torch.cat((d_rho, d_phi, d_b), 1), w)
+        s = self.settings
+        return ResidualBlock("hand_depth", r, torch.cat((d_rho, d_phi, d_b), 1),
+                             robust_weights(r, s.robust_scale, "cauchy"), s.point_std * s.correlation_inflation ** 0.5)

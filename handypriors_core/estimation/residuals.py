@@ -49,7 +49,8 @@ class ResidualBlock:
     Attributes:
         name: the modality.
         residual: ``(k,)`` prediction minus measurement (units of the modality: metres, pixels, ...).
-        jacobian: ``(k, 6)`` ``d residual / d delta`` over the pose tangent ``(rho [m], phi [rad])``.
+        jacobian: ``(k, 6)`` ``d residual / d delta`` over the pose tangent ``(rho [m], phi [rad])``; ``(k, D)``
+            over the parameters of a modality of other states (the hand calibration: ``6 + J``).
         weight: ``(k,)`` robust (IRLS) weights in [0, 1].
         std: per-residual noise standard deviation (same units as ``residual``).
     """
@@ -62,8 +63,9 @@ class ResidualBlock:
 
     def __post_init__(self) -> None:
         k = self.residual.shape[0]
-        if self.residual.dim() != 1 or self.jacobian.shape != (k, 6) or self.weight.shape != (k,):
-            raise InvalidValueError(f"ResidualBlock {self.name!r}: expected residual (k,), jacobian (k, 6), weight "
+        if self.residual.dim() != 1 or self.jacobian.dim() != 2 or self.jacobian.shape[0] != k \
+                or self.weight.shape != (k,):
+            raise InvalidValueError(f"ResidualBlock {self.name!r}: expected residual (k,), jacobian (k, D), weight "
                                     f"(k,); got {tuple(self.residual.shape)}, {tuple(self.jacobian.shape)}, "
                                     f"{tuple(self.weight.shape)}")
         if not self.std > 0:
@@ -75,7 +77,7 @@ class ResidualBlock:
         return int(self.residual.shape[0])
 
     def normal_equations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(Lambda (6, 6), g (6,))`` = ``J^T W J / std^2`` and ``J^T W r / std^2``."""
+        """``(Lambda (D, D), g (D,))`` = ``J^T W J / std^2`` and ``J^T W r / std^2``."""
         Jw = self.jacobian * (self.weight / self.std ** 2)[:, None]
         return Jw.transpose(0, 1) @ self.jacobian, Jw.transpose(0, 1) @ self.residual
 
