@@ -15,7 +15,7 @@ else
 SETUP_MODE := system-$(ROS_DISTRO)
 endif
 STAMP := $(VENV)/.handypriors-setup-$(SETUP_MODE).stamp
-SETUP_INPUTS := requirements.txt constraints.txt $(shell find scripts -type f ! -name '*.pyc' ! -path '*/__pycache__/*')
+SETUP_INPUTS := requirements.txt constraints.txt setup.py setup.cfg $(shell find scripts -type f ! -name '*.pyc' ! -path '*/__pycache__/*')
 
 # pytest: two xdist workers (the machines have two cores); PYTEST_XDIST= runs in one process.
 PYTEST_XDIST ?= -n 2 --dist loadfile

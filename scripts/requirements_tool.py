@@ -16,10 +16,17 @@ Subcommands
 ``import-check MODULE... [--find-only]``
     Import each module (or, with ``--find-only``, only locate it) and report the ones that fail
     (exit 1 if any).
+``editable-check NAME SOURCE``
+    Exit 0 when distribution NAME is installed in editable mode from the folder SOURCE.
+``drop-pytest-plugins DIST...``
+    Remove the ``pytest11`` entry points of the installed distributions DIST (launch_testing's pytest
+    plugins implement hooks with the ``path`` argument that pytest 9 removed: loaded, they stop every
+    pytest run; the launch tests run ``launch_test`` in a subprocess instead).
 ``freeze``
     Print a new constraints.txt for this environment: every distribution pip installed, pinned,
     without local version labels (torch 2.13.0+cpu -> torch==2.13.0). The egg-info records that
-    the ROS wheels and the generated tf2_msgs carry inside them are not pip's and are left out.
+    the ROS wheels and the generated tf2_msgs carry inside them are not pip's and are left out, and so
+    is everything pip installed from a local folder (this package, the vendored ros2 launch stack).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import argparse
 import importlib
 import importlib.metadata
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -126,6 +134,49 @@ def cmd_import_check(modules: list[str], find_only: bool = False) -> int:
     return 1 if failed else 0
 
 
+def _local_source(dist: importlib.metadata.Distribution) -> tuple[str, bool] | None:
+    """``(folder, editable)`` for a distribution pip installed from a local folder, else None."""
+    text = dist.read_text("direct_url.json")
+    if not text:
+        return None
+    record = json.loads(text)
+    url = record.get("url", "")
+    if not url.startswith("file://") or "dir_info" not in record:
+        return None
+    return url.removeprefix("file://"), bool(record["dir_info"].get("editable"))
+
+
+def cmd_editable_check(name: str, source: str) -> int:
+    try:
+        dist = importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        print(f"  {name} is not installed")
+        return 1
+    local = _local_source(dist)
+    if local is None or not local[1] or Path(local[0]).resolve() != Path(source).resolve():
+        print(f"  {name} is not an editable install of {source} ({local})")
+        return 1
+    return 0
+
+
+def cmd_drop_pytest_plugins(names: list[str]) -> int:
+    for name in names:
+        try:
+            dist = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        records = [f for f in dist.files or [] if f.name == "entry_points.txt" and ".dist-info" in str(f)]
+        if not records or not Path(records[0].locate()).is_file():
+            continue
+        path = Path(records[0].locate())
+        text = path.read_text()
+        kept = re.sub(r"\[pytest11\]\n(?:[^\[\n][^\n]*\n?)*", "", text).strip()
+        if kept != text.strip():
+            path.write_text(kept + "\n" if kept else "")
+            print(f"  dropped the pytest plugin entry point of {name}")
+    return 0
+
+
 CONSTRAINTS_HEADER = """\
 # Full pins of the resolved environment: every package pip installed into a .venv made by
 # `make setup` with no ROS distro sourced (Python dependencies + ROS 2 Jazzy wheels). setup_env.sh
@@ -142,7 +193,7 @@ def cmd_freeze() -> int:
     for dist in importlib.metadata.distributions():
         installer = (dist.read_text("INSTALLER") or "").strip()
         name = dist.metadata["Name"]
-        if installer != "pip" or not name or normalise(name) == "pip":
+        if installer != "pip" or not name or normalise(name) == "pip" or _local_source(dist) is not None:
             continue
         pins[normalise(name)] = f"{name}=={dist.version.split('+', 1)[0]}"
     sys.stdout.write(CONSTRAINTS_HEADER)
@@ -163,6 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     imports = sub.add_parser("import-check")
     imports.add_argument("modules", nargs="+")
     imports.add_argument("--find-only", action="store_true")
+    editable = sub.add_parser("editable-check")
+    editable.add_argument("name")
+    editable.add_argument("source")
+    drop = sub.add_parser("drop-pytest-plugins")
+    drop.add_argument("names", nargs="+")
     sub.add_parser("freeze")
     args = parser.parse_args(argv)
     if args.command == "check":
@@ -171,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_without_distro(args.file)
     if args.command == "distro-constraints":
         return cmd_distro_constraints()
+    if args.command == "editable-check":
+        return cmd_editable_check(args.name, args.source)
+    if args.command == "drop-pytest-plugins":
+        return cmd_drop_pytest_plugins(args.names)
     if args.command == "freeze":
         return cmd_freeze()
     return cmd_import_check(args.modules, args.find_only)

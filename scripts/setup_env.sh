@@ -12,7 +12,9 @@
 # Every phase first checks whether its work is done already, so a second run takes seconds.
 # Environment knobs: VENV (default .venv), PYTHON (interpreter that creates the venv), STAMP (file
 # written on success, content = hash of the inputs), TORCH_INDEX_URL (extra index with CPU torch
-# wheels, for machines without a local one), JOBS (parallel compile jobs for tf2_msgs).
+# wheels, for machines without a local one), JOBS (parallel compile jobs for tf2_msgs),
+# HANDYPRIORS_SHARED_DIR (sibling checkout with vendor/ros2-jazzy-launch; default ../shared),
+# PACKAGE_SOURCE (checkout installed into the venv in editable mode; default this one).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -22,12 +24,22 @@ case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
 STAMP=${STAMP:-}
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 VPY="$VENV/bin/python"
+PACKAGE_SOURCE=$(cd "${PACKAGE_SOURCE:-$ROOT}" && pwd)
 TOOL=("$ROOT/scripts/requirements_tool.py")
 CONSTRAINTS="$ROOT/constraints.txt"
 ROS_REQUIREMENTS="$ROOT/scripts/requirements-ros-jazzy.txt"
 TF2_SRC="$ROOT/scripts/ros_interfaces/tf2_msgs"
 CMAKE_FIX_SRC="$ROOT/scripts/cmake/ros_wheels_python_includes.cmake"
 CMAKE_FIX="$VENV/share/handypriors_ros_env/ros_wheels_python_includes.cmake"
+# upstream sources of ros2 launch / launch_testing / ros2cli for machines without a distro (sibling checkout)
+SHARED_DIR=${HANDYPRIORS_SHARED_DIR:-$ROOT/../shared}
+LAUNCH_SRC="$SHARED_DIR/vendor/ros2-jazzy-launch"
+LAUNCH_REQUIREMENTS="$ROOT/scripts/requirements-ros-launch.txt"
+# the vendored packages in installation order (each depends only on earlier ones and on the wheels)
+LAUNCH_PACKAGES=(rosidl_runtime_py launch launch_xml launch_yaml launch_testing launch_ros ros2cli ros2pkg ros2run
+                 ros2node ros2topic ros2param ros2launch launch_testing_ros)
+LAUNCH_MODULES=(launch launch_xml launch_yaml launch_testing launch_ros launch_testing_ros ros2cli ros2launch
+                ros2run ros2pkg ros2node ros2topic ros2param rosidl_runtime_py osrf_pycommon psutil)
 
 if [ -n "${ROS_DISTRO:-}" ]; then
   MODE=system
@@ -57,7 +69,7 @@ pip_install() {
 inputs_key() {
   {
     echo "mode=$MODE distro=${ROS_DISTRO:-} venv=$VENV"
-    find requirements.txt constraints.txt scripts -type f ! -name '*.pyc' ! -path '*/__pycache__/*' \
+    find requirements.txt constraints.txt setup.py setup.cfg scripts -type f ! -name '*.pyc' ! -path '*/__pycache__/*' \
       | LC_ALL=C sort | xargs sha256sum
   } | sha256sum | cut -d' ' -f1
 }
@@ -101,6 +113,45 @@ ensure_build_tools() {
       *) die "Python headers (Python.h) missing for $("$VPY" -c 'import sys; print(sys.base_prefix)')" ;;
     esac
   fi
+}
+
+# Generate a ROS interface package (rosidl + CMake) from SRC and install it into the venv prefix, unless the
+# mark says this content was built already and its Python modules import.
+#   generate_interfaces STEP NAME SRC MODULE...
+generate_interfaces() {
+  local step=$1 name=$2 src=$3
+  shift 3
+  # content of the interface sources and of the CMake fix (not their location)
+  local key mark build
+  key=$( (cd "$src" && find . -type f | LC_ALL=C sort | xargs sha256sum; sha256sum < "$CMAKE_FIX_SRC") \
+        | sha256sum | cut -d' ' -f1)
+  mark="$VENV/share/handypriors_ros_env/$name.built"
+  if [ -f "$mark" ] && [ "$(cat "$mark")" = "$key" ] && "$VPY" "${TOOL[@]}" import-check "$@" 2>/dev/null; then
+    say "$step. $name already generated"
+    return
+  fi
+  say "$step. generating $name into $VENV (rosidl + CMake, $JOBS jobs; about a minute)"
+  INSTALLED=1
+  ensure_build_tools
+  build="$VENV/var/build/$name"
+  rm -rf "$build"
+  mkdir -p "$build"
+  (
+    export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
+    export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
+    unset _ROS_WHEELS_BOOTSTRAP_COMPLETE
+    cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
+      -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VPY" \
+      -DCMAKE_PROJECT_INCLUDE="$CMAKE_FIX" > "$build/configure.log" 2>&1 \
+      || { tail -n 40 "$build/configure.log" >&2; die "configuring $name failed (log: $build/configure.log)"; }
+    grep -h 'ros_wheels_python_includes' "$build/configure.log" | sed 's/^/[setup]     /' || true
+    cmake --build "$build" -j "$JOBS" > "$build/build.log" 2>&1 \
+      || { tail -n 40 "$build/build.log" >&2; die "building $name failed (log: $build/build.log)"; }
+    cmake --install "$build" > "$build/install.log" 2>&1 \
+      || { tail -n 20 "$build/install.log" >&2; die "installing $name failed"; }
+  )
+  "$VPY" "${TOOL[@]}" import-check "$@" || die "$name was built but does not import"
+  echo "$key" > "$mark"
 }
 
 # ---------------------------------------------------------------------------------------------- 0. interpreter
@@ -184,37 +235,7 @@ if [ "$MODE" = wheels ]; then
   lap "4. ROS wheels"
 
   # -------------------------------------------------------------------------------------------- 5. tf2_msgs
-  # content of the interface sources and of the CMake fix (not their location)
-  TF2_KEY=$( (cd "$TF2_SRC" && find . -type f | LC_ALL=C sort | xargs sha256sum; sha256sum < "$CMAKE_FIX_SRC") \
-            | sha256sum | cut -d' ' -f1)
-  TF2_MARK="$VENV/share/handypriors_ros_env/tf2_msgs.built"
-  if [ -f "$TF2_MARK" ] && [ "$(cat "$TF2_MARK")" = "$TF2_KEY" ] \
-     && "$VPY" -c 'import tf2_msgs.msg, tf2_msgs.srv, tf2_msgs.action' 2>/dev/null; then
-    say "5. tf2_msgs already generated"
-  else
-    say "5. generating tf2_msgs into $VENV (rosidl + CMake, $JOBS jobs; about a minute)"
-    INSTALLED=1
-    ensure_build_tools
-    BUILD="$VENV/var/build/tf2_msgs"
-    rm -rf "$BUILD"
-    mkdir -p "$BUILD"
-    (
-      export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
-      export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
-      unset _ROS_WHEELS_BOOTSTRAP_COMPLETE
-      cmake -S "$TF2_SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF \
-        -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$VPY" \
-        -DCMAKE_PROJECT_INCLUDE="$CMAKE_FIX" > "$BUILD/configure.log" 2>&1 \
-        || { tail -n 40 "$BUILD/configure.log" >&2; die "configuring tf2_msgs failed (log: $BUILD/configure.log)"; }
-      grep -h 'ros_wheels_python_includes' "$BUILD/configure.log" | sed 's/^/[setup]     /' || true
-      cmake --build "$BUILD" -j "$JOBS" > "$BUILD/build.log" 2>&1 \
-        || { tail -n 40 "$BUILD/build.log" >&2; die "building tf2_msgs failed (log: $BUILD/build.log)"; }
-      cmake --install "$BUILD" > "$BUILD/install.log" 2>&1 \
-        || { tail -n 20 "$BUILD/install.log" >&2; die "installing tf2_msgs failed"; }
-    )
-    "$VPY" -c 'import tf2_msgs.msg, tf2_msgs.srv, tf2_msgs.action' || die "tf2_msgs was built but does not import"
-    echo "$TF2_KEY" > "$TF2_MARK"
-  fi
+  generate_interfaces 5 tf2_msgs "$TF2_SRC" tf2_msgs.msg tf2_msgs.srv tf2_msgs.action
   lap "5. tf2_msgs"
 
   # -------------------------------------------------------------------------------------------- 6. activate hook
@@ -233,12 +254,60 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST
 EOF
   fi
   lap "6. activate hook"
+
+  # -------------------------------------------------------------------------------------------- 7. ros2 launch
+  # `ros2 launch/run/topic/node/param/pkg` and launch_testing: not on PyPI; installed from the upstream sources
+  # in ../shared/vendor/ros2-jazzy-launch (its README's recipe), composition_interfaces generated like tf2_msgs.
+  if [ ! -d "$LAUNCH_SRC" ]; then
+    say "7. skipped: $LAUNCH_SRC not found, so no ros2 launch / launch_testing (their tests skip)"
+  else
+    LAUNCH_KEY=$( (cd "$LAUNCH_SRC" && find . -type f ! -path './composition_interfaces/*' | LC_ALL=C sort \
+                   | xargs sha256sum; sha256sum < "$LAUNCH_REQUIREMENTS") | sha256sum | cut -d' ' -f1)
+    LAUNCH_MARK="$VENV/share/handypriors_ros_env/ros2_launch.installed"
+    if [ -f "$LAUNCH_MARK" ] && [ "$(cat "$LAUNCH_MARK")" = "$LAUNCH_KEY" ] && [ -x "$VENV/bin/ros2" ] \
+       && "$VPY" "${TOOL[@]}" import-check --find-only "${LAUNCH_MODULES[@]}" 2>/dev/null; then
+      say "7. ros2 launch stack already installed"
+    else
+      say "7. installing the ros2 launch stack from $LAUNCH_SRC"
+      pip_install "${PIN_ARGS[@]}" -r "$LAUNCH_REQUIREMENTS"
+      LAUNCH_COPY=$(mktemp -d)
+      # pip builds in the source tree, and ../shared is read-only in CI: build from a writable copy
+      cp -r "$LAUNCH_SRC/." "$LAUNCH_COPY/" && chmod -R u+w "$LAUNCH_COPY"
+      for package in "${LAUNCH_PACKAGES[@]}"; do
+        [ -f "$LAUNCH_COPY/$package/setup.py" ] || die "$LAUNCH_SRC/$package/setup.py not found"
+        pip_install --no-deps --no-build-isolation "${PIN_ARGS[@]}" "$LAUNCH_COPY/$package"
+      done
+      rm -rf "$LAUNCH_COPY"
+      echo "$LAUNCH_KEY" > "$LAUNCH_MARK"
+    fi
+    # launch_testing's pytest plugins use a hook argument pytest 9 removed: registered, they stop every pytest run
+    "$VPY" "${TOOL[@]}" drop-pytest-plugins launch_testing launch_testing_ros | sed 's/^/[setup] /'
+    generate_interfaces 7 composition_interfaces "$LAUNCH_SRC/composition_interfaces" composition_interfaces.srv
+  fi
+  lap "7. ros2 launch"
 fi
 
-# ---------------------------------------------------------------------------------------------- 7. check
+# ---------------------------------------------------------------------------------------------- 8. this package
+# Editable install: .venv/bin/handypriors, allegro_tracker, sequence_player, mano_tracker run this checkout's code.
+# The venv prefix also becomes an ament prefix for handypriors_ros (share/ links to launch/, config/, urdf/;
+# lib/handypriors_ros/ executables), so `ros2 launch handypriors_ros ...` and `ros2 run handypriors_ros ...`
+# work with AMENT_PREFIX_PATH=$VENV (the activate hook sets it).
+if "$VPY" "${TOOL[@]}" editable-check handypriors_ros "$PACKAGE_SOURCE" >/dev/null && [ -x "$VENV/bin/handypriors" ]
+then
+  say "8. handypriors_ros already installed (editable, $PACKAGE_SOURCE)"
+else
+  say "8. installing handypriors_ros (editable, $PACKAGE_SOURCE)"
+  pip_install --no-deps --no-build-isolation --use-pep517 -e "$PACKAGE_SOURCE"
+fi
+"$VPY" "$ROOT/scripts/ament_prefix.py" "$VENV" --source "$PACKAGE_SOURCE" --python "$VPY" \
+  || die "could not make $VENV an ament prefix for handypriors_ros"
+lap "8. package"
+
+# ---------------------------------------------------------------------------------------------- 9. check
 MODULES=(numpy scipy torch warp trimesh cv2 urchin rosbags yaml matplotlib pytest xdist
          rclpy std_msgs.msg geometry_msgs.msg sensor_msgs.msg visualization_msgs.msg diagnostic_msgs.msg
-         std_srvs.srv tf2_msgs.msg)
+         std_srvs.srv tf2_msgs.msg handypriors_core handypriors_ros)
+if [ "$MODE" = wheels ] && [ -d "$LAUNCH_SRC" ]; then MODULES+=("${LAUNCH_MODULES[@]}" composition_interfaces.srv); fi
 if [ "$INSTALLED" = 1 ]; then
   # something was installed: import every module (catches broken shared libraries)
   "$VPY" "${TOOL[@]}" import-check "${MODULES[@]}" || die "the environment is incomplete (imports above failed)"
@@ -249,7 +318,7 @@ else
   "$VPY" "${TOOL[@]}" import-check --find-only "${MODULES[@]}" || die "the environment is incomplete"
 fi
 command -v "$VENV/bin/colcon" >/dev/null || command -v colcon >/dev/null || say "note: colcon not found"
-lap "7. import check"
+lap "9. import check"
 
 if [ -n "$STAMP" ]; then
   mkdir -p "$(dirname "$STAMP")"
