@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from . import defaults
 from .app.initial_pose import parse_initial_pose
 from .app.progress import quiet_warp
 from .app.track import TrackOptions, TrackSummary, run_track
@@ -161,7 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--object-mesh", required=True, help="object mesh (.obj/.ply/.stl) in metres (see --mesh-scale)")
     t.add_argument("--mesh-scale", type=float, default=1.0, help="multiply mesh coordinates (0.001 for mm)")
     t.add_argument("--config", help="tracking config (default: the shipped config/allegro_tracking.yaml)")
-    t.add_argument("--mode", choices=("filter", "refine", "offline"), help="default: the config's tracking.mode")
+    t.add_argument("--mode", choices=defaults.MODES,
+                   help=f"default: the config's tracking.mode (shipped: {defaults.MODE})")
     t.add_argument("--initial-pose", help="x,y,z,qx,qy,qz,qw of the object in the camera frame at the first image "
                                           "[m], or a file; default: global search on the first image")
     t.add_argument("--out", default="poses.json", help="poses.json to write (default: %(default)s; '' = none)")
@@ -174,12 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-depth", action="store_true", help="ignore depth images")
     g.add_argument("--joint-states-topic")
     g.add_argument("--joint-map", help="'auto', a shipped map (menagerie, ros1_allegro, wonik_ros2) or a YAML path")
-    g.add_argument("--hand-frame", help="TF frame of the hand root (default hand_root)")
+    g.add_argument("--hand-frame", help=f"TF frame of the hand root (default {defaults.HAND_ROOT_FRAME})")
     g.add_argument("--camera-frame", help="TF frame of the colour optical frame (default: the images' frame_id)")
     g.add_argument("--hand2camera", help="x,y,z,qx,qy,qz,qw of a fixed hand mount in the camera frame (instead of TF)")
-    t.add_argument("--object-frame", default="object", help="child frame id of the outputs (default: %(default)s)")
-    t.add_argument("--mask-source", choices=("none", "colour", "external", "detectron2"),
-                   help="object segmentation (default: config/segmentation.yaml)")
+    t.add_argument("--object-frame", default=defaults.OBJECT_FRAME,
+                   help="child frame id of the outputs (default: %(default)s)")
+    t.add_argument("--mask-source", choices=defaults.MASK_SOURCES, default=defaults.MASK_SOURCE,
+                   help="object segmentation, as the node's mask_source (default: %(default)s; settings of each "
+                        "source in config/segmentation.yaml)")
     t.add_argument("--segmentation-config", help="segmentation config file")
     t.add_argument("--device", help="cpu, cuda or cuda:N (default: the config's)")
     t.add_argument("--max-frames", type=int, help="stop after this many image messages")
@@ -225,10 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, help="output folder: one sub-folder per bag")
     b.add_argument("--workers", type=int, default=1, help="parallel bags (local process pool)")
     b.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster ('auto' or host:port)")
-    b.add_argument("--mode", choices=("filter", "refine", "offline"))
+    b.add_argument("--mode", choices=defaults.MODES)
     b.add_argument("--config")
     b.add_argument("--initial-pose")
-    b.add_argument("--mask-source", choices=("none", "colour", "external", "detectron2"))
+    b.add_argument("--mask-source", choices=defaults.MASK_SOURCES, default=defaults.MASK_SOURCE)
     b.add_argument("--max-frames", type=int)
     b.add_argument("--video", action="store_true", help="also write overlay.mp4 per bag")
     b.add_argument("--redo", action="store_true", help="re-run bags that already finished")

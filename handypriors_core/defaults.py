@@ -43,6 +43,8 @@ TOPICS = {
     "tf": "/tf",
     "tf_static": "/tf_static",
     "reset": "~/reset",
+    "hand_camera_correction": "~/hand_camera_correction",
+    "joint_offsets": "~/joint_offsets",
 }
 
 #: TF frame of the hand's URDF root link as the data names it (generator, development sequences); the launch file
@@ -68,8 +70,6 @@ MODE = "filter"
 MASK_SOURCES = ("none", "external", "colour", "detectron2")
 #: Without a segmenter the EKF is more accurate and faster than with the colour model (issue 13's measurement).
 MASK_SOURCE = "none"
-#: Older names still accepted (node parameter and command line) -> the name above.
-MASK_SOURCE_ALIASES = {"topic": "external", "colour_model": "colour", "color": "colour"}
 
 
 def camera_topics(namespace: str = CAMERA_NAMESPACE) -> dict[str, str]:
@@ -81,11 +81,3 @@ def camera_topics(namespace: str = CAMERA_NAMESPACE) -> dict[str, str]:
 def resolve_private(topic: str, node_name: str = NODE_NAME) -> str:
     """``~/object_pose`` -> ``/allegro_tracker/object_pose`` (a node without namespace); others unchanged."""
     return f"/{node_name}/{topic[2:]}" if topic.startswith("~/") else topic
-
-
-def canonical_mask_source(name: str) -> str:
-    """The :data:`MASK_SOURCES` name of ``name`` (aliases resolved); ValueError names the choices."""
-    name = MASK_SOURCE_ALIASES.get(name, name)
-    if name not in MASK_SOURCES:
-        raise ValueError(f"unknown mask source {name!r} (choose from {', '.join(MASK_SOURCES)})")
-    return name

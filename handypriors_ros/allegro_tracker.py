@@ -18,7 +18,7 @@ publish them)
   matched to each image by stamp;
 - ``/joint_states`` (sensor_msgs/JointState), names mapped through the joint map and interpolated to each image
   stamp (:class:`~handypriors_ros.joint_state_buffer.JointStateBuffer`);
-- ``~/object_mask`` (optional, mono8, with ``mask_source: topic``), matched by stamp;
+- ``~/object_mask`` (optional, mono8, with ``mask_source: external``), matched by stamp;
 - ``~/initial_pose`` (geometry_msgs/PoseStamped): (re-)initialises the track at the next frame; a pose in
   another frame is transformed into the camera frame through TF;
 - ``/tf`` and ``/tf_static``: ``hand_root_frame`` in the camera frame at each image stamp, composed along the
@@ -59,6 +59,7 @@ import numpy as np
 import torch
 from rclpy.node import Node
 
+from handypriors_core import defaults
 from handypriors_core.errors import HandyPriorsError, InvalidValueError, JointNameError
 from handypriors_core.estimation.settings import TrackerSettings
 from handypriors_core.estimation.tracker import Estimate, ObjectTracker
@@ -77,23 +78,7 @@ from .tf_buffer import ExtrapolationError, TransformLookupError, UnknownFrameErr
 __all__ = ["TOPICS", "AllegroTracker", "Mailbox", "main"]
 
 #: Default topic names (all remappable).
-TOPICS = {
-    "color": "/camera/camera/color/image_raw",
-    "color_info": "/camera/camera/color/camera_info",
-    "depth": "/camera/camera/aligned_depth_to_color/image_raw",
-    "depth_info": "/camera/camera/aligned_depth_to_color/camera_info",
-    "joint_states": "/joint_states",
-    "object_mask": "~/object_mask",
-    "initial_pose": "~/initial_pose",
-    "object_pose": "~/object_pose",
-    "contacts": "~/contacts",
-    "overlay": "~/overlay",
-    "diagnostics": "/diagnostics",
-    "tf": "/tf",
-    "reset": "~/reset",
-    "hand_camera_correction": "~/hand_camera_correction",
-    "joint_offsets": "~/joint_offsets",
-}
+TOPICS = defaults.TOPICS
 
 _NS = 1_000_000_000
 _RATE_WINDOW_S = 2.0  # processed frames counted over this window for the rate
@@ -172,8 +157,9 @@ class _FrameSkipped(Exception):
     """A frame is not processed for a reason that is not an input error (waiting for an initial pose)."""
 
 
-def _colour_mask_source(scene: Any) -> Any:
-    """The core's built-in colour model (``segmentation.source: colour``)."""
+def _mask_source(name: str, scene: Any) -> Any:
+    """The core's mask source ``name`` (``colour``: built-in colour model; ``detectron2``: imported only here, a
+    ConfigError says how to install it where it is missing) with the settings of ``config/segmentation.yaml``."""
     try:
         from handypriors_core.segmentation import SegmentationSettings, make_mask_source  # type: ignore
     except ImportError:
@@ -186,7 +172,7 @@ def _colour_mask_source(scene: Any) -> Any:
         settings = load_segmentation_settings()
     except (HandyPriorsError, ImportError):
         settings = SegmentationSettings()
-    return make_mask_source(dataclasses.replace(settings, source="colour"), scene)
+    return make_mask_source(dataclasses.replace(settings, source=name), scene)
 
 
 class AllegroTracker(Node):
@@ -305,8 +291,8 @@ class AllegroTracker(Node):
         try:
             obj = RigidObject.from_mesh(s.object_mesh, scale=s.object_mesh_scale)
             tracker = ObjectTracker(self._hand, obj, settings)
-            if s.mask_source == "colour_model":
-                tracker.mask_source = _colour_mask_source(tracker.scene)
+            if s.mask_source in ("colour", "detectron2"):
+                tracker.mask_source = _mask_source(s.mask_source, tracker.scene)
         except Exception as exc:  # noqa: BLE001 - whatever fails, the node stays up in an error state
             self._set_config_error(f"cannot build the tracker: {exc}")
             return
@@ -535,7 +521,7 @@ class AllegroTracker(Node):
         self._wait_for(lambda: self._camera_info is not None, deadline)  # a driver may send it just after
         camera = self._camera(msg)
         depth = self._matching_depth(stamp, rgb.shape[:2], deadline) if s.use_depth else None
-        mask = self._matching_mask(stamp, rgb.shape[:2], deadline) if s.mask_source == "topic" else None
+        mask = self._matching_mask(stamp, rgb.shape[:2], deadline) if s.mask_source == "external" else None
         joints = self._joint_angles(stamp, deadline)
         hand2camera = self._hand2camera(camera_frame, stamp, deadline)
         self._last_stamp_ns = stamp

@@ -40,6 +40,7 @@ from typing import Any, Literal
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.parameter import Parameter
 
+from handypriors_core import defaults
 from handypriors_core.config import ValueRange, range_problems, ranged, settings_from_dict, settings_ranges
 from handypriors_core.errors import ConfigError, HandyPriorsError
 from handypriors_core.estimation.settings import TrackerSettings
@@ -65,8 +66,8 @@ __all__ = [
 
 #: Name prefix of the TrackerSettings parameters.
 TRACKING_PREFIX = "tracking"
-#: Values of the ``mask_source`` parameter.
-MASK_SOURCES = ("topic", "colour_model", "none")
+#: Values of the ``mask_source`` parameter (the names the command line uses too).
+MASK_SOURCES = defaults.MASK_SOURCES
 
 def _pose_problem(values: Sequence[float], name: str) -> str | None:
     """Why ``values`` is not ``[]`` or a pose ``x y z qx qy qz qw``, or None."""
@@ -103,8 +104,9 @@ class NodeSettings:
             it finds a pose; the mask comes from mask_source or is bootstrapped from depth around the hand).
         hand2camera_override: x y z qx qy qz qw of the hand root in the camera frame for a fixed mount [m]; empty =
             look hand_root_frame up in TF at each image stamp.
-        mask_source: topic (mono8 object masks on ~/object_mask, matched by stamp), colour_model (the built-in
-            colour segmentation) or none (depth and physics carry the estimate).
+        mask_source: none (depth and physics carry the estimate), external (mono8 object masks from a segmenter
+            on ~/object_mask, matched by stamp), colour (the built-in colour segmentation) or detectron2 (PointRend,
+            config/segmentation.yaml; imported only when chosen, an error state says how to install it).
         use_depth: use the aligned depth topic when it publishes (16UC1 mm or 32FC1 m).
         publish_overlay: publish ~/overlay (hand and object outlines over the input image).
         overlay_every_n: publish the overlay for every n-th tracked frame.
@@ -126,15 +128,15 @@ class NodeSettings:
 
     object_mesh: str = ""
     object_mesh_scale: float = ranged(1.0, 0.0, 1000.0, low_open=True)
-    object_frame: str = "object"
+    object_frame: str = defaults.OBJECT_FRAME
     camera_frame: str = ""
-    hand_root_frame: str = "hand_root"
+    hand_root_frame: str = defaults.HAND_ROOT_FRAME
     hand_urdf: str = ""
-    joint_map: str = "auto"
+    joint_map: str = defaults.JOINT_MAP
     initial_pose: list[float] = field(default_factory=list)
     global_search: bool = True
     hand2camera_override: list[float] = field(default_factory=list)
-    mask_source: Literal["topic", "colour_model", "none"] = "none"
+    mask_source: Literal[defaults.MASK_SOURCES] = defaults.MASK_SOURCE  # type: ignore[valid-type]
     use_depth: bool = True
     publish_overlay: bool = True
     overlay_every_n: int = ranged(1, 1, 10_000)

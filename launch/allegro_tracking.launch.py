@@ -39,22 +39,22 @@ ARGUMENTS = [
     ("object_mesh", "", "Mesh file of the tracked object (.obj/.ply/.stl, metres); required by the tracker."),
     ("params_file", os.path.join("config", "allegro_tracking.yaml"),
      "Parameter file of allegro_tracker (relative paths: inside the package share directory)."),
-    ("tracking_mode", "", "Override tracking.mode of the parameter file: filter (EKF, camera rate) or refine "
-     "(EKF + Adam refinement, a few Hz on a CPU); empty: the file's (filter)."),
+    ("tracking_mode", "", ("Override tracking.mode of the parameter file: filter (EKF, camera rate) or refine "
+     "(EKF + Adam refinement, a few Hz on a CPU); empty: the file's (filter).")),
     ("use_rviz", "false", "Start rviz2 with config/allegro_tracking.rviz."),
-    ("use_robot_state_publisher", "true", "Start robot_state_publisher with the hand URDF (false where the hand's "
-     "bringup runs one already)."),
-    ("camera_namespace", defaults.CAMERA_NAMESPACE, "Namespace of the RealSense topics (color/, "
-     "aligned_depth_to_color/)."),
+    ("use_robot_state_publisher", "true", ("Start robot_state_publisher with the hand URDF (false where the hand's "
+     "bringup runs one already).")),
+    ("camera_namespace", defaults.CAMERA_NAMESPACE, ("Namespace of the RealSense topics (color/, "
+     "aligned_depth_to_color/).")),
     ("joint_states_topic", defaults.JOINT_STATES_TOPIC, "sensor_msgs/JointState topic of the hand driver."),
-    ("joint_map", defaults.DRIVER_JOINT_MAP, "Joint map of the hand driver (wonik_ros2 | ros1_allegro | menagerie | "
-     "a map file): the tracker's joint_map and the joint names of the URDF robot_state_publisher gets."),
+    ("joint_map", defaults.DRIVER_JOINT_MAP, ("Joint map of the hand driver (wonik_ros2 | ros1_allegro | menagerie | "
+     "a map file): the tracker's joint_map and the joint names of the URDF robot_state_publisher gets.")),
     ("use_sim_time", "false", "Use /clock (simulation or bag playback with --clock)."),
-    ("hand_root_frame", defaults.HAND_ROOT_FRAME, "TF frame of the hand's URDF root link (linked to base_link, "
-     "robot_state_publisher's root, when different)."),
+    ("hand_root_frame", defaults.HAND_ROOT_FRAME, ("TF frame of the hand's URDF root link (linked to base_link, "
+     "robot_state_publisher's root, when different).")),
     ("publish_camera_mount", "false", "Publish the camera mount as a static transform from the camera_* arguments."),
-    ("camera_mount_parent", defaults.URDF_ROOT_LINK, "Parent frame of the camera mount transform (e.g. the hand "
-     "root)."),
+    ("camera_mount_parent", defaults.URDF_ROOT_LINK, ("Parent frame of the camera mount transform (e.g. the hand "
+     "root).")),
     ("camera_mount_child", "camera_link", "Child frame of the camera mount transform (the camera's base frame)."),
     ("camera_x", "0.0", "Camera mount translation x [m]."),
     ("camera_y", "0.0", "Camera mount translation y [m]."),

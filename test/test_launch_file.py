@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from handypriors_core import defaults
+
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH = REPO / "launch" / "allegro_tracking.launch.py"
 RVIZ = REPO / "config" / "allegro_tracking.rviz"
@@ -108,9 +110,9 @@ def test_launch_file_arguments_executables_files_and_topics():
         assert path.parts[0] in ("config", "urdf", "launch"), f"{path} is not installed into share/ by setup.py"
 
     # remapped camera topics are exactly the tracker's subscriptions
-    camera_topics = ast.literal_eval(_assigned(tree, "CAMERA_TOPICS"))
-    assert set(camera_topics) == {TOPICS[k] for k in ("color", "color_info", "depth", "depth_info")}
-    assert '"/joint_states"' in source and TOPICS["joint_states"] == "/joint_states"
+    assert "defaults.CAMERA_TOPIC_SUFFIXES" in ast.unparse(_assigned(tree, "CAMERA_TOPICS"))
+    assert "(defaults.JOINT_STATES_TOPIC, LaunchConfiguration(\"joint_states_topic\")" in source.replace("'", '"')
+    assert TOPICS["joint_states"] == defaults.JOINT_STATES_TOPIC
 
     # where ros2 launch exists: import the file and inspect the description
     if importlib.util.find_spec("launch") is not None and importlib.util.find_spec("launch_ros") is not None:
@@ -123,6 +125,9 @@ def test_launch_file_arguments_executables_files_and_topics():
             description = module.generate_launch_description()
             names = {a.name for a in description.get_launch_arguments()}
             assert REQUIRED_ARGUMENTS <= names
+            camera_topics = module.CAMERA_TOPICS
+            assert set(camera_topics) == {TOPICS[k] for k in ("color", "color_info", "depth", "depth_info")}
+            assert all(topic.endswith(suffix) for topic, suffix in camera_topics.items())
 
 
 def test_rviz_config_shows_overlay_tf_hand_object_and_contacts():
@@ -175,3 +180,29 @@ def test_launch_here_starts_the_same_graph(tmp_path):
     assert f"source:={folder}" in player and "color_topic:=/cam/color/image_raw" in player
     assert "joint_states_topic:=/hand/joint_states" in player and "wait_for_subscribers:=1" in player
     assert launch_here.main(["--sequence", str(tmp_path / "missing")]) == 2
+
+
+def test_robot_state_publisher_urdf_carries_the_driver_joint_names():
+    import xml.etree.ElementTree as ET
+
+    import pytest
+
+    from handypriors_ros.robot_description import joint_map_file, robot_description
+
+    urdf = REPO / "urdf" / "allegro_hand_right.urdf"
+    original = {j.get("name"): j for j in ET.parse(urdf).getroot().iter("joint")}
+    config = REPO / "config"
+    for name in ("wonik_ros2", "ros1_allegro", "menagerie"):
+        path = joint_map_file(name, config)
+        mapping = yaml.safe_load(path.read_text())["mapping"]
+        renamed = {j.get("name"): j for j in ET.fromstring(robot_description(urdf, path)).iter("joint")}
+        movable = {n for n, j in renamed.items() if j.get("type") != "fixed"}
+        assert movable == set(mapping), name  # every movable joint has the driver's name
+        for driver, urdf_name in mapping.items():  # ... and the geometry of the joint it stands for
+            assert ET.tostring(renamed[driver].find("origin")) == ET.tostring(original[urdf_name].find("origin"))
+            assert ET.tostring(renamed[driver].find("axis")) == ET.tostring(original[urdf_name].find("axis"))
+    assert joint_map_file(str(config / "joint_maps" / "menagerie.yaml"), config).name == "menagerie.yaml"
+    with pytest.raises(ValueError, match="auto only decides when joint states arrive"):
+        joint_map_file("auto", config)
+    with pytest.raises(ValueError, match="no joint map 'shadow'.*menagerie, ros1_allegro, wonik_ros2"):
+        joint_map_file("shadow", config)

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from handypriors_core import defaults
 from handypriors_core.errors import ConfigError
 from handypriors_core.estimation.settings import TrackerSettings, load_tracking_settings
 from handypriors_ros.params import (
@@ -152,7 +153,7 @@ def test_node_parameters_are_typed_documented_and_ranged():
                  "overlay_every_n", "max_image_age", "torch_threads"):
         assert name in specs and specs[name].description
     assert specs["initial_pose"].type == Parameter.Type.DOUBLE_ARRAY
-    assert specs["mask_source"].choices == ("topic", "colour_model", "none")
+    assert specs["mask_source"].choices == defaults.MASK_SOURCES == ("none", "external", "colour", "detectron2")
     assert specs["joint_map"].read_only and not specs["object_mesh"].read_only
     assert specs["torch_threads"].default == 1
     for name, (low, high) in NODE_RANGES.items():

@@ -7,6 +7,7 @@ accuracy (``test_ros_tracker_integration.py`` does that).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 import subprocess
@@ -452,7 +453,7 @@ def test_newest_frame_wins_under_load_and_drops_are_counted(harness_factory, mes
 
 
 def test_object_masks_from_a_topic_are_matched_by_stamp_and_checked(harness_factory, mesh):
-    h = harness_factory(params(object_mesh=str(mesh), initial_pose=INITIAL, mask_source="topic"))
+    h = harness_factory(params(object_mesh=str(mesh), initial_pose=INITIAL, mask_source="external"))
     h.publish_static()
     good = np.zeros((H, W), np.uint8)
     good[H // 4: 3 * H // 4, W // 3: 2 * W // 3] = 255
@@ -468,13 +469,25 @@ def test_object_masks_from_a_topic_are_matched_by_stamp_and_checked(harness_fact
 
 
 def test_colour_model_mask_source_builds_and_tracks(harness_factory, mesh):
-    h = harness_factory(params(object_mesh=str(mesh), initial_pose=INITIAL, mask_source="colour_model"))
+    h = harness_factory(params(object_mesh=str(mesh), initial_pose=INITIAL, mask_source="colour"))
     h.publish_static()
     h.send(T0)
     assert h.spin_until(lambda: T0 in h.tf_stamps()), h.status()[1]
     status, values = h.wait_status(lambda s, v: v.get("config_error") == "" and int(v["frames_processed"]) >= 1)
     assert status is not None, values
     assert type(h.tracker._tracker.mask_source).__name__ == "ColourModelMask"
+
+
+def test_detectron2_mask_source_is_selectable_and_says_how_to_install_it(harness_factory, mesh):
+    h = harness_factory(params(object_mesh=str(mesh), initial_pose=INITIAL, mask_source="detectron2"))
+    if importlib.util.find_spec("detectron2") is None:  # the node stays up in an error state that says what to do
+        status, values = h.wait_status(lambda s, v: "detectron2" in v.get("config_error", ""))
+        assert status is not None, values
+        assert "needs the detectron2 package" in values["config_error"] and "install" in values["config_error"]
+        assert h.tracker._tracker is None
+    else:  # installed: the source is built (its model files come from config/segmentation.yaml)
+        status, values = h.wait_status(lambda s, v: "config_error" in v)
+        assert status is not None and (values["config_error"] == "" or "detectron2" in values["config_error"])
 
 
 def test_missing_tf_is_reported_a_fixed_mount_override_works_and_stale_frames_are_skipped(harness_factory, mesh):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from handypriors_core import defaults
 from handypriors_core.errors import ConfigError
 from handypriors_core.geometry.transforms import rotation_angle_between
 from handypriors_core.io.dev_sequence import DevSequence, load_ground_truth, load_oracle_masks
@@ -338,7 +339,7 @@ def test_bag_holds_the_sensor_data_only(carry_dir):
     expected = {f"{ns}/color/image_raw": "sensor_msgs/msg/Image", f"{ns}/color/camera_info":
                 "sensor_msgs/msg/CameraInfo", f"{ns}/aligned_depth_to_color/image_raw": "sensor_msgs/msg/Image",
                 f"{ns}/aligned_depth_to_color/camera_info": "sensor_msgs/msg/CameraInfo",
-                "/allegroHand/joint_states": "sensor_msgs/msg/JointState", "/tf": "tf2_msgs/msg/TFMessage",
+                defaults.JOINT_STATES_TOPIC: "sensor_msgs/msg/JointState", "/tf": "tf2_msgs/msg/TFMessage",
                 "/tf_static": "tf2_msgs/msg/TFMessage"}
     got: dict[str, list] = {}
     with Reader(carry_dir / "bag") as reader:
@@ -364,7 +365,7 @@ def test_bag_holds_the_sensor_data_only(carry_dir):
     info = got[f"{ns}/color/camera_info"][0][1]
     assert np.allclose(info.k.reshape(3, 3), meta["camera"]["K"]) and info.distortion_model == "plumb_bob"
     assert np.allclose(info.p.reshape(3, 4)[:, :3], meta["camera"]["K"]) and not info.d.any()
-    joints = got["/allegroHand/joint_states"]
+    joints = got[defaults.JOINT_STATES_TOPIC]
     assert [t for t, _ in joints[::k]] == stamps
     for i, (_, msg) in enumerate(joints[::k]):
         assert list(msg.name) == meta["hand"]["joint_names"]

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .. import defaults
 from ..config import check_ranges, find_config, load_settings, load_yaml, ranged, require, settings_from_dict
 from ..errors import ConfigError
 from ..priors.losses import LossWeights
@@ -284,7 +285,7 @@ class TrackerSettings:
         weights: loss weights lambda of the refiner (paper Eq. 6 and L_physics).
     """
 
-    mode: Literal["filter", "refine"] = "refine"
+    mode: Literal["filter", "refine"] = defaults.MODE  # type: ignore[assignment]
     device: str = "cpu"
     roi: ROISettings = field(default_factory=ROISettings)
     depth: DepthSettings = field(default_factory=DepthSettings)

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import defaults
 from ..config import load_yaml
 from ..errors import ConfigError, HandyPriorsError, InvalidValueError, JointNameError
 from ..geometry.camera import PinholeCamera
@@ -117,15 +118,15 @@ class BagTopics:
         explicit: names of the fields set explicitly (command line): those topics must exist in the bag.
     """
 
-    image: str = "/camera/color/image_raw"
-    camera_info: str = "/camera/color/camera_info"
-    depth: str = "/camera/aligned_depth_to_color/image_raw"
-    joint_states: str = "/allegroHand/joint_states"
-    tf: str = "/tf"
-    tf_static: str = "/tf_static"
-    hand_frame: str = "hand_root"
+    image: str = defaults.TOPICS["color"]
+    camera_info: str = defaults.TOPICS["color_info"]
+    depth: str = defaults.TOPICS["depth"]
+    joint_states: str = defaults.JOINT_STATES_TOPIC
+    tf: str = defaults.TOPICS["tf"]
+    tf_static: str = defaults.TOPICS["tf_static"]
+    hand_frame: str = defaults.HAND_ROOT_FRAME
     camera_frame: str = ""
-    joint_map: str = "auto"
+    joint_map: str = defaults.JOINT_MAP
     hand2camera_override: list[float] = field(default_factory=list)
     depth_tolerance_s: float = 0.02
     max_gap_s: float = 0.1
@@ -169,7 +170,7 @@ def load_bag_settings(path: str | os.PathLike | None) -> BagTopics:
     used; an optional ``bag`` section (plain YAML or a ROS 2 parameter file) overrides them and names topics::
 
         bag:
-          topics: {image: /camera/color/image_raw, camera_info: ..., depth: ..., joint_states: ...}
+          topics: {image: /camera/camera/color/image_raw, camera_info: ..., depth: ..., joint_states: ...}
           hand_frame: hand_root
           joint_map: auto
     """

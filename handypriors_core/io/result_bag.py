@@ -10,12 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import defaults
+
 __all__ = ["CONTACTS_TOPIC", "OVERLAY_TOPIC", "POSE_TOPIC", "ResultBag"]
 
-#: Topics the result bag adds (besides ``/tf``).
-POSE_TOPIC = "/handypriors/object_pose"
-CONTACTS_TOPIC = "/handypriors/contacts"
-OVERLAY_TOPIC = "/handypriors/overlay"
+#: Topics the result bag adds (besides ``/tf``): the live node's, so a result bag replays like a recording of it.
+POSE_TOPIC = defaults.resolve_private(defaults.TOPICS["object_pose"])
+CONTACTS_TOPIC = defaults.resolve_private(defaults.TOPICS["contacts"])
+OVERLAY_TOPIC = defaults.resolve_private(defaults.TOPICS["overlay"])
 
 
 class ResultBag:

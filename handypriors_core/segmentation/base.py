@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from .. import defaults
 from ..config import find_config, load_settings, require
 from ..errors import InvalidValueError, ShapeError
 
@@ -47,7 +48,7 @@ __all__ = [
 log = logging.getLogger("handypriors.segmentation")
 
 #: Names accepted by ``segmentation.source``.
-MASK_SOURCES = ("none", "external", "colour", "detectron2")
+MASK_SOURCES = defaults.MASK_SOURCES
 
 
 @dataclass

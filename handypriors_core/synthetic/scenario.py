@@ -23,6 +23,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from .. import defaults
 from ..config import find_config, load_yaml, require, settings_from_dict
 from ..errors import ConfigError
 from .faults import FaultSettings
@@ -360,14 +361,14 @@ class BagSettings:
         camera_namespace: RealSense ROS 2 wrapper prefix of the image topics (``<ns>/color/image_raw`` ...).
         joint_scheme: joint-name map of the joint states: ``ros1_allegro`` (``joint_0.0`` ...) or any map of
             ``config/joint_maps`` (e.g. ``wonik_ros2``: ``ah_joint00`` ...).
-        joint_topic: topic of the joint states; empty = ``/allegroHand/joint_states`` for ``ros1_allegro``,
-            else ``/joint_states``.
+        joint_topic: topic of the joint states; empty = ``defaults.JOINT_STATES_TOPIC`` (``/joint_states``, a ROS 2
+            driver's topic, for every joint scheme).
         joint_rate_factor: joint states per camera frame (every k-th one carries a camera stamp exactly).
         typestore: rosbags typestore of the message definitions (``ROS2_HUMBLE`` or ``ROS2_JAZZY``).
     """
 
     enabled: bool = True
-    camera_namespace: str = "/camera/camera"
+    camera_namespace: str = defaults.CAMERA_NAMESPACE
     joint_scheme: str = "ros1_allegro"
     joint_topic: str = ""
     joint_rate_factor: int = 3
@@ -383,7 +384,7 @@ class BagSettings:
         """``joint_topic``, or the scheme's default topic."""
         if self.joint_topic:
             return self.joint_topic
-        return "/allegroHand/joint_states" if self.joint_scheme == "ros1_allegro" else "/joint_states"
+        return defaults.JOINT_STATES_TOPIC
 
 
 @dataclasses.dataclass

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .. import defaults
 from ..errors import InvalidValueError
 from ..geometry.rotations import matrix_to_quaternion
 from ..geometry.transforms import rotation_angle_between
@@ -42,7 +43,7 @@ __all__ = ["GENERATED_ENTRIES", "driver_joint_order", "pose_json", "write_sequen
 
 #: What the writer creates in a sequence folder (replaced with ``overwrite``).
 GENERATED_ENTRIES = ("rgb", "depth", "mask", "object", "bag", "meta.json", "gt.json", "overlay.png")
-HAND_ROOT_FRAME = "hand_root"
+HAND_ROOT_FRAME = defaults.HAND_ROOT_FRAME
 
 
 def _floats(a) -> list:

@@ -3,7 +3,8 @@
 Run by ``test/test_launch_tracking.py`` (``launch_test`` in a subprocess, so pytest collects only that wrapper);
 by hand::
 
-    HANDYPRIORS_LAUNCH_SEQUENCE=seq/ HANDYPRIORS_LAUNCH_PARAMS=params.yaml launch_test test/launch_tests/allegro_tracking_launch.py
+    HANDYPRIORS_LAUNCH_SEQUENCE=seq/ HANDYPRIORS_LAUNCH_PARAMS=params.yaml \
+        launch_test test/launch_tests/allegro_tracking_launch.py
 
 Environment: ``HANDYPRIORS_LAUNCH_SEQUENCE`` a generated sequence folder (``bag/``, ``object/model.obj``,
 ``gt.json``); ``HANDYPRIORS_LAUNCH_PARAMS`` the parameter file given as ``params_file`` (the wrapper writes the
@@ -61,7 +62,7 @@ def generate_test_description():
             "use_robot_state_publisher": "false",
         }.items())
     player = Node(package="handypriors_ros", executable="sequence_player", name="sequence_player", output="screen",
-                  parameters=[{"source": str(SEQUENCE / "bag"), "loop": True, "rate": 0.5,
+                  parameters=[{"source": str(SEQUENCE / "bag"), "loop": True, "rate": 0.25,
                                "wait_for_subscribers": 1, "wait_for_subscribers_timeout": 90.0}])
     return LaunchDescription([tracking, player, launch_testing.actions.ReadyToTest()]), {"player": player}
 
@@ -152,7 +153,8 @@ class TestTrackingGraph(unittest.TestCase):
         # the first pass is over once a transform past its last stamp arrives (the loop shifts the stamps)
         done = self.spin_until(lambda: any(_stamp_ns(t.header) > last for t in self.got["tf"]))
         first = [t for t in self.got["tf"] if self._truth_at(_stamp_ns(t.header)) is not None]
-        self.assertTrue(done and len(first) >= 10, f"{len(first)} transforms of the first pass")
+        self.assertTrue(done, f"no transform after the first pass ({len(self.got['tf'])} in all)")
+        self.assertTrue(first, "no transform of the first pass")
         translation, rotation = [], []
         for t in first:
             R, p = self._truth_at(_stamp_ns(t.header))
@@ -163,6 +165,7 @@ class TestTrackingGraph(unittest.TestCase):
         print(f"\n/tf object vs ground truth over {len(first)} frames: translation median "
               f"{100 * np.median(translation):.2f} cm, max {100 * max(translation):.2f} cm; rotation median "
               f"{math.degrees(np.median(rotation)):.2f} deg")
+        self.assertGreaterEqual(len(first), 8, "too few frames of the first pass tracked")
         self.assertLess(np.median(translation), MEDIAN_TRANSLATION_BOUND_M, translation)
         self.assertLess(max(translation), MAX_TRANSLATION_BOUND_M, translation)
         self.assertLess(np.median(rotation), MEDIAN_ROTATION_BOUND_RAD, rotation)
