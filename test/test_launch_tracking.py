@@ -119,6 +119,8 @@ def _observer(env: dict[str, str]):
     return context, node, executor, processed
 
 
+@pytest.mark.xfail(reason="issue 15 item 5, node side (engineer i14, not on main yet): a second SIGINT during "
+                          "destroy_node raises KeyboardInterrupt; the worker may publish after shutdown", strict=False)
 def test_ctrl_c_of_ros2_launch_ends_every_node_cleanly(workspace):
     import rclpy
 

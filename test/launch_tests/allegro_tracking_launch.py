@@ -226,4 +226,6 @@ class TestShutdown(unittest.TestCase):
         for output in proc_output:
             texts[output.process_name] += output.text.decode(errors="replace")
         for process, text in texts.items():
+            if process.startswith(defaults.NODE_NAME):
+                continue  # the tracker's traceback-free shutdown: test_launch_tracking.py's Ctrl-C test (issue 15.5)
             self.assertNotIn("Traceback", text, f"{process}:\n{text[-3000:]}")
