@@ -228,7 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--object-mesh", required=True)
     b.add_argument("--out", required=True, help="output folder: one sub-folder per bag")
     b.add_argument("--workers", type=int, default=1, help="parallel bags (local process pool)")
-    b.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster ('auto' or host:port)")
+    b.add_argument("--ray", metavar="ADDRESS", nargs="?", const="auto",
+                   help="run the bags as Ray tasks: 'auto' (the default: RAY_ADDRESS or the head on this machine), "
+                        "host:port of a cluster's head, or 'local' (a private instance with --workers CPUs); "
+                        "bags, mesh and --out must be on storage every node sees")
     b.add_argument("--mode", choices=defaults.MODES)
     b.add_argument("--config")
     b.add_argument("--initial-pose")

@@ -233,14 +233,14 @@ def test_topics_picked_by_type_when_configured_ones_are_missing(tmp_path):
     rig = Rig(frames=2)
     bag = write_rig_bag(tmp_path / "rig", rig, topics={"image": "/cam/rgb/image", "info": "/cam/rgb/camera_info",
                                                        "depth": "/cam/depth_registered/image",
-                                                       "joints": "/joint_states"})
+                                                       "joints": "/hand/joint_states"})
     lines = []
     with BagReader(bag, URDF_JOINTS, report=lines.append) as reader:
         assert (reader.image_topic, reader.camera_info_topic, reader.depth_topic, reader.joint_topic) == (
-            "/cam/rgb/image", "/cam/rgb/camera_info", "/cam/depth_registered/image", "/joint_states")
+            "/cam/rgb/image", "/cam/rgb/camera_info", "/cam/depth_registered/image", "/hand/joint_states")
         assert len(list(reader.frames())) == 2
     text = "\n".join(lines)
-    for topic in ("/cam/rgb/image", "/cam/rgb/camera_info", "/cam/depth_registered/image", "/joint_states"):
+    for topic in ("/cam/rgb/image", "/cam/rgb/camera_info", "/cam/depth_registered/image", "/hand/joint_states"):
         assert f"topic {topic}" in text
     # an explicitly named topic must exist
     with pytest.raises(MissingTopicError, match="no topic /nope"):

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..errors import InvalidValueError
+from .batch_ray import run_on_ray
 from .track import TrackOptions
 
 __all__ = ["BagOutcome", "BatchOptions", "BatchReport", "bag_name", "run_batch", "track_one"]
@@ -125,7 +126,8 @@ class BatchOptions:
 
     Attributes:
         folder: searched for bags; object_mesh: the object model; out: one sub-folder per bag.
-        workers: local worker processes; ray_address: a Ray cluster ('auto' or host:port) instead (None: local).
+        workers: local worker processes; ray_address: run on Ray instead ('auto', host:port or 'local':
+            :mod:`.batch_ray`; None: the local process pool).
         mode, config, initial_pose, mask_source, max_frames: the :class:`~.track.TrackOptions` of every bag.
         video: also write ``overlay.mp4`` per bag. redo: re-run bags that already finished.
         report: where progress lines go.
@@ -195,7 +197,7 @@ def run_batch(opts: BatchOptions) -> BatchReport:
 
     try:
         if opts.ray_address:
-            _run_ray(opts.ray_address, args, record)
+            run_on_ray(opts.ray_address, workers, args, record, report, track_one)
         elif args:
             _run_pool(workers, args, record)
     except KeyboardInterrupt:
@@ -235,26 +237,6 @@ def _run_pool(workers: int, args: list[tuple], record) -> None:
                 fut.cancel()
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-
-
-def _run_ray(address: str, args: list[tuple], record) -> None:
-    try:
-        import ray
-    except ImportError:
-        raise InvalidValueError("--ray needs Ray, which is not installed: pip install 'ray[default]' (on every node), "
-                                "or leave out --ray to use the local process pool") from None
-    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    remote = ray.remote(num_cpus=1)(track_one)
-    pending = {remote.remote(*a): a for a in args}
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        for ref in ready:
-            a = pending.pop(ref)
-            try:
-                record(ray.get(ref))
-            except Exception as exc:  # noqa: BLE001 - a lost worker / node
-                record({"bag": a[0], "name": Path(a[1]).name, "status": "failed",
-                        "message": f"Ray task failed: {' '.join(str(exc).split())[:300]}"})
 
 
 if __name__ == "__main__":  # pragma: no cover
