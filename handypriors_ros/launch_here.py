@@ -31,23 +31,15 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from handypriors_core import defaults
+
 __all__ = ["build_commands", "main", "parse_args"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
 #: Topics of the RealSense wrapper below ``camera_namespace``, as remapped by the launch file.
-CAMERA_TOPICS = {
-    "/camera/camera/color/image_raw": "color/image_raw",
-    "/camera/camera/color/camera_info": "color/camera_info",
-    "/camera/camera/aligned_depth_to_color/image_raw": "aligned_depth_to_color/image_raw",
-    "/camera/camera/aligned_depth_to_color/camera_info": "aligned_depth_to_color/camera_info",
-}
-_PLAYER_TOPIC_PARAMS = {
-    "/camera/camera/color/image_raw": "color_topic",
-    "/camera/camera/color/camera_info": "color_info_topic",
-    "/camera/camera/aligned_depth_to_color/image_raw": "depth_topic",
-    "/camera/camera/aligned_depth_to_color/camera_info": "depth_info_topic",
-}
+CAMERA_TOPICS = {defaults.TOPICS[role]: suffix.lstrip("/") for role, suffix in defaults.CAMERA_TOPIC_SUFFIXES.items()}
+_PLAYER_TOPIC_PARAMS = {defaults.TOPICS[role]: f"{role}_topic" for role in defaults.CAMERA_TOPIC_SUFFIXES}
 
 
 def _default_params_file() -> Path:
@@ -63,8 +55,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                                           "object/model.obj when --sequence is a dev sequence)")
     parser.add_argument("--params-file", default="", help="launch argument params_file (default: the shipped "
                                                           "config/allegro_tracking.yaml)")
-    parser.add_argument("--camera-namespace", default="/camera/camera", help="launch argument camera_namespace")
-    parser.add_argument("--joint-states-topic", default="/joint_states", help="launch argument joint_states_topic")
+    parser.add_argument("--camera-namespace", default=defaults.CAMERA_NAMESPACE,
+                        help="launch argument camera_namespace")
+    parser.add_argument("--joint-states-topic", default=defaults.JOINT_STATES_TOPIC,
+                        help="launch argument joint_states_topic")
     parser.add_argument("--use-sim-time", action="store_true", help="launch argument use_sim_time")
     parser.add_argument("--use-rviz", action="store_true", help="launch argument use_rviz (rviz2 is not available "
                                                                 "from PyPI: only reported)")
@@ -126,7 +120,7 @@ def build_commands(args: argparse.Namespace) -> tuple[list[str], list[str] | Non
     if args.log_level:
         tracker += ["--log-level", args.log_level]
     remaps = {name: f"{namespace}/{suffix}" for name, suffix in CAMERA_TOPICS.items()}
-    remaps["/joint_states"] = args.joint_states_topic
+    remaps[defaults.JOINT_STATES_TOPIC] = args.joint_states_topic
     for name, target in remaps.items():
         if name != target:
             tracker += ["-r", f"{name}:={target}"]

@@ -306,7 +306,7 @@ lap "8. package"
 # ---------------------------------------------------------------------------------------------- 9. check
 MODULES=(numpy scipy torch warp trimesh cv2 urchin rosbags yaml matplotlib pytest xdist
          rclpy std_msgs.msg geometry_msgs.msg sensor_msgs.msg visualization_msgs.msg diagnostic_msgs.msg
-         std_srvs.srv tf2_msgs.msg handypriors_core handypriors_ros)
+         std_srvs.srv tf2_msgs.msg ray handypriors_core handypriors_ros)
 if [ "$MODE" = wheels ] && [ -d "$LAUNCH_SRC" ]; then MODULES+=("${LAUNCH_MODULES[@]}" composition_interfaces.srv); fi
 if [ "$INSTALLED" = 1 ]; then
   # something was installed: import every module (catches broken shared libraries)

@@ -66,6 +66,15 @@ def test_node_parameters_and_the_shipped_file_use_the_defaults():
     assert MASK_SOURCES == defaults.MASK_SOURCES
     assert typing.get_args(typing.get_type_hints(NodeSettings)["mask_source"]) == defaults.MASK_SOURCES
     assert allegro_tracker.TOPICS == defaults.TOPICS
+    from handypriors_ros.launch_here import CAMERA_TOPICS, parse_args
+    from handypriors_ros.sequence_player import TopicNames
+
+    player = TopicNames()
+    assert {role: getattr(player, role) for role in (*defaults.CAMERA_TOPIC_SUFFIXES, "joint_states")} == {
+        role: defaults.TOPICS[role] for role in (*defaults.CAMERA_TOPIC_SUFFIXES, "joint_states")}
+    assert set(CAMERA_TOPICS) == {defaults.TOPICS[role] for role in defaults.CAMERA_TOPIC_SUFFIXES}
+    args = parse_args([])
+    assert (args.camera_namespace, args.joint_states_topic) == (defaults.CAMERA_NAMESPACE, defaults.JOINT_STATES_TOPIC)
     shipped = _shipped_parameters()
     assert shipped["tracking"]["mode"] == defaults.MODE == TrackerSettings().mode == "filter"
     assert shipped["mask_source"] == defaults.MASK_SOURCE

@@ -98,6 +98,17 @@ def test_launch_test_of_the_tracking_launch_file(workspace):
     assert re.search(r"Ran 5 tests .*\n\s*\nOK", output), output[-4000:]  # the five active tests ran and passed
 
 
+def _interrupt(process: subprocess.Popen, timeout: float) -> str:
+    """SIGINT to ``process`` (if still running), its output; its process group is killed after ``timeout`` s."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=timeout)[0]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.communicate()[0]
+
+
 def _observer(env: dict[str, str]):
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
@@ -148,13 +159,7 @@ def test_ctrl_c_of_ros2_launch_ends_every_node_cleanly(workspace):
             output, _ = launch.communicate()
             pytest.fail(f"ros2 launch did not end within 60 s of Ctrl-C:\n{output[-4000:]}")
     finally:
-        if player.poll() is None:
-            player.send_signal(signal.SIGINT)
-        try:
-            player_output, _ = player.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(player.pid, signal.SIGKILL)
-            player_output, _ = player.communicate()
+        player_output = _interrupt(player, 30.0)
         if launch.poll() is None:
             os.killpg(launch.pid, signal.SIGKILL)
             launch.communicate()
