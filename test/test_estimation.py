@@ -116,9 +116,8 @@ def test_rendering_terms_point_towards_the_truth(hand, box, scene_data, term):
     start = _perturb(T_o, (0.006, 0.004, -0.005), (0.0, 0.0, 0.0))
     refiner = _refiner(hand, box, [term])
     obs = prepare_observation(frame, refiner.scene, start, ROISettings(size=64), DepthSettings())
-    from handypriors_core.estimation.modalities import associate_depth_points
-
-    points = associate_depth_points(refiner.scene, obs, start, refiner.depth_settings)
+    points = refiner.depth_association(obs, start)
+    assert (points is not None) == (term == "depth")
     delta = torch.zeros(1, 6, requires_grad=True)
     pose = apply_pose_delta(start[None], delta)
     loss = refiner.total(refiner.losses(pose, obs, TemporalContext(), 1.0, points))

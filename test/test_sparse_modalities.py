@@ -235,3 +235,87 @@ def test_filter_with_sparse_depth_recovers_a_perturbed_pose(scene_data):
     t_err = float((est.object2camera[:3, 3] - T_o[:3, 3]).norm())
     r_err = float(rotation_angle_between(est.object2camera[None, :3, :3], T_o[None, :3, :3])[0])
     assert t_err < 1e-3 and math.degrees(r_err) < 0.5, (t_err, math.degrees(r_err))
+
+
+def test_filter_and_refiner_use_one_depth_residual_function(scene_data, monkeypatch):
+    """The EKF's linearisation and the refiner's depth loss both evaluate ``point_to_plane_residuals``."""
+    from handypriors_core.estimation import sparse_depth
+    from handypriors_core.estimation.refiner import PoseRefiner
+    from handypriors_core.estimation.settings import RefineSettings
+    from handypriors_core.priors.losses import LossWeights
+
+    scene, _frame, obs, T_o, _out = scene_data
+    pose = _moved(T_o, (0.002, -0.001, 0.001), (0.01, 0.0, -0.01))
+    modality = SparseDepthModality(scene, SparseDepthSettings())
+    refiner = PoseRefiner(scene, RefineSettings(terms=["depth"]), LossWeights(lambda_depth=1.0), DepthSettings())
+
+    def evaluate():
+        assert modality.begin(obs, pose, HandOcclusion(scene, obs))
+        block = modality.linearize(pose, 0)
+        assoc = refiner.depth_association(obs, pose.float())
+        loss = refiner.losses(pose.float()[None], obs, TemporalContext(), 1.0, assoc)["depth"]
+        return block.residual, float(loss[0])
+
+    r0, loss0 = evaluate()
+    original = sparse_depth.point_to_plane_residuals
+    monkeypatch.setattr(sparse_depth, "point_to_plane_residuals", lambda *a: original(*a) + 0.003)
+    r1, loss1 = evaluate()
+    assert torch.allclose(r1, r0 + 0.003, atol=1e-9)
+    assert loss1 > loss0 + 0.1  # Geman-McClure with c = 4 mm: a 3 mm shift raises the mean clearly
+
+
+def _region(scene, tmp_path):
+    from handypriors_core.estimation.region import RegionModality
+    from handypriors_core.estimation.settings import RegionSettings
+
+    # lines scaled to the small test image (the box is ~30 px wide)
+    return RegionModality(scene, RegionSettings(view_subdivisions=1, cache_dir=str(tmp_path), line_length=6.0,
+                                                function_length=4.0))
+
+
+def test_region_jacobian_matches_finite_differences_near_the_silhouette(scene_data, tmp_path):
+    scene, _frame, obs, T_o, _out = scene_data
+    region = _region(scene, tmp_path)
+    g = torch.Generator().manual_seed(4)
+    for _ in range(3):
+        d = torch.randn(6, generator=g, dtype=_F64) * torch.tensor([0.004] * 3 + [0.05] * 3, dtype=_F64)
+        pose = retract(PoseState.from_pose(T_o), d).pose
+        lines = region.lines(pose, obs)
+        assert lines.centres.shape[0] >= 20
+        mu = torch.randn(lines.centres.shape[0], generator=g, dtype=_F64)
+        cam = obs.camera
+        f = (float(cam.fx), float(cam.fy), float(cam.cx), float(cam.cy))
+        # the contour points themselves lie on the silhouette edge: the residual at the pose is -mu exactly
+        r0 = region.residual(pose[None], lines, mu, *f)[0]
+        assert torch.allclose(r0, -mu, atol=1e-9)
+        p = lines.points_obj @ pose[:3, :3].T + pose[:3, 3]
+        from handypriors_core.estimation.region import projection_jacobian
+
+        gvec = (lines.normals[:, None, :] @ projection_jacobian(p, *f[:2]))[:, 0]
+        J = torch.cat((gvec, torch.linalg.cross(p - pose[:3, 3], gvec, dim=-1)), -1)
+        Jn = _numeric_jacobian(lambda P, lines=lines, mu=mu, f=f: region.residual(P[None], lines, mu, *f)[0], pose)
+        assert torch.allclose(J, Jn, atol=1e-5, rtol=1e-6), (J - Jn).abs().max()
+
+
+def test_region_modality_drops_lines_crossing_a_finger_and_caches_its_model(scene_data, tmp_path):
+    scene, _frame, obs, T_o, out = scene_data
+    region = _region(scene, tmp_path)
+    assert len(list(tmp_path.glob("viewpoint_*.npz"))) == 1
+    occlusion = HandOcclusion(scene, obs)
+    assert region.begin(obs, T_o, occlusion)
+    lines = region.lines(T_o, obs)
+    offsets = region._offsets(1.0)
+    pos, _cells = region._sample(lines, obs, offsets)
+    crossed = region._hand_crossed(lines, pos, occlusion)
+    # the fingers hide ~40 % of the box: a good part of its contour lines cross them, and those are dropped
+    assert 0.15 < float(crossed.double().mean()) < 0.85, crossed.double().mean()
+    _mu, _var, keep = region.contour_posterior(lines, obs, 1.0, occlusion)
+    assert not bool((keep & crossed).any())
+    # a kept line never runs over a hand pixel of the (independent) z-buffer render
+    px = pos[keep].round().long().reshape(-1, 2)
+    inside = (px[:, 0] >= 0) & (px[:, 0] < 160) & (px[:, 1] >= 0) & (px[:, 1] < 120)
+    instance = out.instance[0][px[inside, 1], px[inside, 0]]
+    assert int((instance == 0).sum()) == 0  # 0 = HAND
+    # the second modality of the same mesh reads the cached model
+    again = _region(scene, tmp_path)
+    assert torch.equal(again.model.points, region.model.points)

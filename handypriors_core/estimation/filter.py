@@ -41,8 +41,9 @@ from .iterated_update import iterated_update
 from .modalities import OBJECT, TemporalContext, render_scene
 from .observation import Observation
 from .pose_state import PoseState, retract
+from .region import RegionModality
 from .scene import HandObjectScene, PosedHand
-from .settings import ITERATED_OBSERVATIONS, DepthSettings, FilterSettings, SparseDepthSettings
+from .settings import ITERATED_OBSERVATIONS, DepthSettings, FilterSettings, RegionSettings, SparseDepthSettings
 from .sparse_depth import SparseDepthModality
 
 __all__ = ["FilterStep", "ObjectPoseFilter", "contact_context", "motion_jacobian"]
@@ -102,7 +103,7 @@ class ObjectPoseFilter:
 
     def __init__(self, scene: HandObjectScene, settings: FilterSettings, depth_settings: DepthSettings,
                  quasistatic: QuasistaticSettings | None = None,
-                 sparse_depth: SparseDepthSettings | None = None) -> None:
+                 sparse_depth: SparseDepthSettings | None = None, region: RegionSettings | None = None) -> None:
         self.scene = scene
         self.settings = settings
         self.depth_settings = depth_settings
@@ -111,6 +112,15 @@ class ObjectPoseFilter:
         self.sparse_depth = SparseDepthModality(scene, sparse_depth if sparse_depth is not None
                                                 else SparseDepthSettings())
         self.contacts = ContactModality(scene, settings)
+        self._region_settings = region if region is not None else RegionSettings()
+        self._region: RegionModality | None = None  # built on first use (viewpoint model)
+
+    @property
+    def region(self) -> RegionModality:
+        """The region modality (its viewpoint model is loaded or built on first use)."""
+        if self._region is None:
+            self._region = RegionModality(self.scene, self._region_settings)
+        return self._region
 
     # ------------------------------------------------------------------------------------------ state
     def initialize(self, object2camera: torch.Tensor, std_translation: float | None = None,
@@ -122,6 +132,8 @@ class ObjectPoseFilter:
         P = torch.diag(torch.tensor([st * st] * 3 + [sr * sr] * 3, dtype=_F64))
         state = PoseState.from_pose(object2camera.detach().to("cpu", _F64))
         self.ekf = ErrorStateEKF(state, P, EKFSettings(jacobian_mode="forward"))
+        if self._region is not None:
+            self._region.reset()
 
     @property
     def pose(self) -> torch.Tensor:
@@ -202,15 +214,20 @@ class ObjectPoseFilter:
         names = [n for n in self.settings.observations if n in ITERATED_OBSERVATIONS]
         pose = self.ekf.pose
         modalities = []
-        if "sparse_depth" in names and obs.frame.depth is not None:
-            occlusion = HandOcclusion(self.scene, obs)
-            if self.sparse_depth.begin(obs, pose, occlusion):
-                modalities.append(self.sparse_depth)
+        use_depth = "sparse_depth" in names and obs.frame.depth is not None
+        occlusion = HandOcclusion(self.scene, obs) if (use_depth or "region" in names) else None
+        if use_depth and self.sparse_depth.begin(obs, pose, occlusion):
+            modalities.append(self.sparse_depth)
+        if "region" in names and self.region.begin(obs, pose, occlusion):
+            modalities.append(self.region)
         if "contacts" in names and self.contacts.begin(obs, ctx, pose):
             modalities.append(self.contacts)
         if not modalities:
             return {}
-        return iterated_update(self.ekf, modalities, self.settings.iterations, gate)
+        results = iterated_update(self.ekf, modalities, self.settings.iterations, gate)
+        if "region" in names:
+            self.region.learn(obs, self.ekf.pose, occlusion)
+        return results
 
     def step(self, obs: Observation, ctx: TemporalContext) -> FilterStep:
         """Predict with the hand motion, then update with the observations of ``obs``."""

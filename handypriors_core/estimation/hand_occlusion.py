@@ -28,6 +28,7 @@ class HandOcclusion:
 
     def __init__(self, scene: HandObjectScene, obs: Observation, dilation: int = 1) -> None:
         self.camera = obs.roi_camera
+        self.full_camera = obs.camera
         with torch.no_grad():
             out = scene.renderer.hard(obs.hand.verts.float(), scene.hand_faces, self.camera)
         depth = torch.where(out.mask[0], out.zbuf[0], torch.full_like(out.zbuf[0], float("inf")))
@@ -42,6 +43,17 @@ class HandOcclusion:
         uv = self.camera.project(points_cam.to(self.depth)[None])[0].round().long()
         inside = (uv[:, 0] >= 0) & (uv[:, 0] < S_w) & (uv[:, 1] >= 0) & (uv[:, 1] < S_h)
         d = self.depth[uv[:, 1].clamp(0, S_h - 1), uv[:, 0].clamp(0, S_w - 1)]
+        return torch.where(inside, d, torch.full_like(d, float("inf")))
+
+    def depth_at_pixels(self, uv: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` hand depth [m] at full-image pixels ``uv (N, 2)`` (``inf``: no hand or outside the ROI)."""
+        full, roi = self.full_camera, self.camera
+        u = (uv[:, 0].to(self.depth) - full.cx) / full.fx * roi.fx + roi.cx
+        v = (uv[:, 1].to(self.depth) - full.cy) / full.fy * roi.fy + roi.cy
+        S_h, S_w = self.depth.shape
+        iu, iv = u.round().long(), v.round().long()
+        inside = (iu >= 0) & (iu < S_w) & (iv >= 0) & (iv < S_h)
+        d = self.depth[iv.clamp(0, S_h - 1), iu.clamp(0, S_w - 1)]
         return torch.where(inside, d, torch.full_like(d, float("inf")))
 
     def covers(self, points_cam: torch.Tensor, margin: float) -> torch.Tensor:

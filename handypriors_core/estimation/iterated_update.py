@@ -6,8 +6,10 @@ At the prior ``x-`` with covariance ``P``, iteration ``i`` linearises every moda
 
     (P^-1 + Lambda) Delta = -(g + P^-1 e),   Lambda = sum J^T W J / s^2,  g = sum J^T W r / s^2,  e = x_i [-] x-
 
-then ``x_{i+1} = x_i [+] Delta``. Modalities that are expensive to re-linearise (signed-distance queries) say
-so (``relinearize = False``) and are carried to later iterates to first order: ``r_i = r_0 + J_0 (x_i [-] x_0)``.
+then ``x_{i+1} = x- [+] (e + Delta)``: the iterates are kept as tangent vectors ``e`` at the prior (to first
+order ``x_i [+] Delta``; no local differences are formed). Modalities that are expensive to re-linearise
+(signed-distance queries) say so (``relinearize = False``) and are carried to later iterates to first order:
+``r_i = r_0 + J_0 e``.
 
 Gating as in :meth:`~.ekf.ErrorStateEKF.update_information`: each modality is tested once, at the prior,
 with the projected statistic ``eta^T (Lambda P Lambda + Lambda)^+ eta ~ chi2(rank)``; a gated modality takes
@@ -24,7 +26,7 @@ from typing import Protocol
 import torch
 
 from .ekf import ErrorStateEKF, StepResult, chi2_threshold, projected_nis
-from .pose_state import local_difference, retract
+from .pose_state import retract
 from .residuals import ResidualBlock, stack_normal_equations
 
 __all__ = ["PoseModality", "iterated_update"]
@@ -76,6 +78,7 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     frozen: dict[str, ResidualBlock] = {}  # first linearisation of the modalities not re-linearised
     active = list(modalities)
     x = prior
+    e = torch.zeros(n, dtype=_F64)  # x = prior [+] e
     Lam = torch.zeros(n, n, dtype=_F64)
     for it in range(max(1, iterations)):
         blocks: list[ResidualBlock] = []
@@ -83,7 +86,7 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
         for modality in active:
             if it > 0 and not modality.relinearize:
                 if modality.name in frozen:
-                    blocks.append(_first_order(frozen[modality.name], local_difference(x, prior).to(_F64)))
+                    blocks.append(_first_order(frozen[modality.name], e))
                     kept.append(modality)
                 continue
             block = modality.linearize(x.pose, it)
@@ -113,18 +116,18 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
         if not blocks:
             break
         Lam, g = stack_normal_equations(blocks)
-        e = local_difference(x, prior).to(_F64)
         A = P_inv + Lam
         step = -torch.linalg.solve(0.5 * (A + A.transpose(0, 1)), g + P_inv @ e)
         if not bool(torch.isfinite(step).all()):
             return {name: StepResult(False, "non_finite", correction=zero) for name in results}
-        x = retract(x, step)
+        e = e + step
+        x = retract(prior, e)
         if float(step.norm()) < min_step:
             break
     accepted = [name for name, r in results.items() if r.accepted]
     if not accepted:
         return results
-    delta = local_difference(x, prior).to(_F64)
+    delta = e
     eye = torch.eye(n, dtype=_F64)
     M = eye + L.transpose(0, 1) @ Lam @ L
     C = torch.linalg.cholesky(0.5 * (M + M.transpose(0, 1)))

@@ -14,7 +14,8 @@ hand + object scene at ROI resolution (:func:`render_scene`), where the rendered
   input image cropped by the mask.
 - ``depth``: robust (Geman-McClure) disagreement between observed depth and the object surface, as two
   parts: the rendered depth against the aligned depth image over the visible object (holes ignored), and
-  the signed distance of back-projected object depth points to the posed mesh (point-to-surface).
+  the sparse point-to-plane residuals of :mod:`.sparse_depth`, the same residual function the filter
+  linearises (associated once per refinement).
 
 Physics modalities (Sec. III-C) use the contact queries: ``penetration`` (Eq. 3, both directions),
 ``sliding`` (object-frame contact points of t-1 and t), ``con`` (Eq. 4) and ``smo`` (Eq. 5) on object
@@ -33,10 +34,10 @@ from ..render.renderer import RenderOutput
 from .observation import Observation
 from .scene import HAND, OBJECT, HandObjectScene
 from .settings import DepthSettings
+from .sparse_depth import DepthAssociation
 
 __all__ = [
     "TemporalContext",
-    "associate_depth_points",
     "consistency_term",
     "depth_loss",
     "geman_mcclure",
@@ -93,19 +94,6 @@ def geman_mcclure(residual: torch.Tensor, scale: float) -> torch.Tensor:
     return r2 / (r2 + scale * scale)
 
 
-def associate_depth_points(scene: HandObjectScene, obs: Observation, object2camera: torch.Tensor,
-                           settings: DepthSettings) -> torch.Tensor | None:
-    """Depth points ``(1, N, 3)`` within ``association_distance`` of the surface at pose ``(4, 4)``, or None."""
-    if obs.depth_points is None:
-        return None
-    with torch.no_grad():
-        d = scene.object_sdf.signed_distance(obs.depth_points, object2camera[None].to(obs.depth_points.dtype))
-    keep = d.distance[0].abs() < settings.association_distance
-    if int(keep.sum()) < 10:
-        return None
-    return obs.depth_points[:, keep]
-
-
 def mask_loss(render: RenderOutput, obs: Observation) -> torch.Tensor:
     """Eq. 2 over the ROI: ``(B,)`` mean squared difference of visible object silhouette and observed mask.
 
@@ -130,15 +118,19 @@ def image_loss(render: RenderOutput, obs: Observation) -> torch.Tensor:
 
 
 def depth_loss(render: RenderOutput | None, obs: Observation, scene: HandObjectScene, object2camera: torch.Tensor,
-               points: torch.Tensor | None, settings: DepthSettings) -> torch.Tensor:
-    """Robust depth term ``(B,)``: rendered vs observed depth over the visible object, plus point-to-surface."""
+               points: DepthAssociation | torch.Tensor | None, settings: DepthSettings) -> torch.Tensor:
+    """Robust depth term ``(B,)``: rendered vs observed depth over the visible object, plus the sparse
+    point-to-plane residuals of a :class:`~.sparse_depth.DepthAssociation` (the filter's residual function) or,
+    given back-projected depth points ``(1, N, 3)``, their signed distance to the posed mesh."""
     B = object2camera.shape[0]
     loss = object2camera.new_zeros(B)
     if render is not None and render.depth is not None and obs.depth is not None:
         w = render.visible[:, OBJECT].detach() * (obs.depth > 0)
         r = torch.where(obs.depth > 0, render.depth - obs.depth, torch.zeros_like(render.depth))
         loss = loss + (w * geman_mcclure(r, settings.robust_scale)).sum((-1, -2)) / w.sum((-1, -2)).clamp_min(1.0)
-    if points is not None:
+    if isinstance(points, DepthAssociation):
+        loss = loss + geman_mcclure(points.residual(object2camera), settings.robust_scale).mean(-1)
+    elif points is not None:
         d = scene.object_sdf.signed_distance(points.expand(B, -1, -1), object2camera).distance
         loss = loss + geman_mcclure(d, settings.robust_scale).mean(-1)
     return loss

@@ -33,7 +33,7 @@ import torch
 from ..errors import InvalidValueError
 from ..geometry.transforms import invert_transform, transform_points
 from ..io.frame import Frame
-from .modalities import TemporalContext, associate_depth_points
+from .modalities import TemporalContext
 from .observation import Observation, prepare_observation
 from .refiner import apply_pose_delta
 from .tracker import Estimate, ObjectTracker
@@ -200,8 +200,7 @@ class OfflineRefiner:
         delta = torch.zeros(W, 6, device=device, requires_grad=True)
         optimizer = torch.optim.Adam([delta], lr=1.0)
         scale = self.step_scale * torch.tensor([s.lr_translation] * 3 + [s.lr_rotation] * 3, device=device)
-        points = [associate_depth_points(self.tracker.scene, e.obs, e.pose, refiner.depth_settings)
-                  if "depth" in refiner.active_terms() else None for e in entries]
+        points = [refiner.depth_association(e.obs, e.pose) for e in entries]
         fixed = [(b.pose.detach(), b.obs.hand.contact_points) for b in self._before[-2:]]
         best_loss, best = math.inf, pose0.clone()
         initial = math.nan

@@ -25,7 +25,6 @@ from ..geometry.transforms import make_transform
 from ..priors.losses import LossWeights
 from .modalities import (
     TemporalContext,
-    associate_depth_points,
     consistency_term,
     depth_loss,
     image_loss,
@@ -37,7 +36,8 @@ from .modalities import (
 )
 from .observation import Observation
 from .scene import HandObjectScene
-from .settings import DepthSettings, RefineSettings
+from .settings import DepthSettings, RefineSettings, SparseDepthSettings
+from .sparse_depth import DepthAssociation, SparseDepthModality
 
 __all__ = ["PoseRefiner", "RefineResult", "apply_pose_delta"]
 
@@ -74,18 +74,28 @@ class PoseRefiner:
     """Adam refinement of the object pose over the weighted loss terms."""
 
     def __init__(self, scene: HandObjectScene, settings: RefineSettings, weights: LossWeights,
-                 depth_settings: DepthSettings) -> None:
+                 depth_settings: DepthSettings, sparse_depth: SparseDepthSettings | None = None) -> None:
         self.scene = scene
         self.settings = settings
         self.weights = weights
         self.depth_settings = depth_settings
+        #: the filter's point-to-plane depth residuals (same function), associated once per refinement
+        self.sparse_depth = SparseDepthModality(scene, sparse_depth if sparse_depth is not None
+                                                else SparseDepthSettings())
+
+    def depth_association(self, obs: Observation, object2camera: torch.Tensor) -> DepthAssociation | None:
+        """Model points associated with the depth image at ``object2camera (4, 4)`` within the depth settings'
+        association distance (None without depth or when the depth term is off)."""
+        if "depth" not in self.active_terms() or obs.frame.depth is None:
+            return None
+        return self.sparse_depth.association(obs, object2camera, self.depth_settings.association_distance)
 
     def active_terms(self) -> list[str]:
         """Terms selected in the settings whose weight is positive."""
         return [t for t in self.settings.terms if self.weights.weight(t) > 0]
 
     def losses(self, object2camera: torch.Tensor, obs: Observation, ctx: TemporalContext, sigma: float,
-               depth_points: torch.Tensor | None) -> dict[str, torch.Tensor]:
+               depth_points: DepthAssociation | None) -> dict[str, torch.Tensor]:
         """Unweighted value of each active term for poses ``(B, 4, 4)``: ``{name: (B,) or ()}``."""
         terms = self.active_terms()
         need_render = any(t in terms for t in ("mask", "img")) or ("depth" in terms and obs.depth is not None)
@@ -137,8 +147,7 @@ class PoseRefiner:
         optimizer = torch.optim.Adam(params, lr=1.0)
         # per-component step sizes: Adam's step is ~lr in each coordinate, so scale the parameters instead
         scale = torch.tensor([s.lr_translation] * 3 + [s.lr_rotation] * 3, device=device)
-        points = associate_depth_points(self.scene, obs, pose0[0], self.depth_settings) \
-            if "depth" in self.active_terms() else None
+        points = self.depth_association(obs, pose0[0])
         base_hand = obs.hand
         coarse = half_resolution(obs) if s.coarse_fraction > 0 and obs.roi_camera.width >= 32 else None
         best = (math.inf, pose0[0].clone(), torch.eye(4, device=device), {})

@@ -26,6 +26,7 @@ __all__ = [
     "ROISettings",
     "RecoverySettings",
     "RefineSettings",
+    "RegionSettings",
     "SparseDepthSettings",
     "TrackerSettings",
     "load_initialization_settings",
@@ -33,9 +34,9 @@ __all__ = [
 ]
 
 #: Observation models of the filter (paper Table I plus depth): see :mod:`.filter`.
-FilterObservation = Literal["centre", "fingertips", "silhouette", "depth", "sparse_depth", "contacts"]
+FilterObservation = Literal["centre", "fingertips", "silhouette", "depth", "sparse_depth", "contacts", "region"]
 #: Observations that enter the iterated (Gauss-Newton) update as ``(r, J, w)`` modalities.
-ITERATED_OBSERVATIONS = ("sparse_depth", "contacts")
+ITERATED_OBSERVATIONS = ("sparse_depth", "contacts", "region")
 #: Robust functions of the sparse modalities (:func:`.residuals.robust_weights`).
 RobustFunction = Literal["huber", "tukey", "cauchy", "geman_mcclure", "none"]
 #: Loss terms of the refiner (paper Eq. 1-5 plus depth): see :mod:`.modalities`.
@@ -122,6 +123,54 @@ class SparseDepthSettings:
                     f"sparse_depth.{name} must be a non-empty list of values > 0 m; got {values}")
         require(self.robust in RobustFunction.__args__, f"sparse_depth.robust must be one of "
                 f"{RobustFunction.__args__}; got {self.robust!r}")
+
+
+@dataclass
+class RegionSettings:
+    """Sparse region modality (:mod:`.region`): correspondence lines across the contour, colour histograms.
+
+    Attributes:
+        view_subdivisions: icosahedron subdivisions of the viewpoint model (3: 642 views).
+        points_per_view: contour points per view.
+        cache_dir: where viewpoint models are cached (``~`` expanded; empty: no cache).
+        line_length: half length [px] of each correspondence line.
+        function_length: length [px] of the step function's support (candidate positions keep this clear of
+            the line's ends).
+        scales: per iteration, the step [px] between line samples (coarse to fine).
+        standard_deviations: per iteration, the residual noise [px] (inflated: neighbouring lines correlate).
+        step_amplitude, step_slope: the smoothed step ``0.5 - a tanh(x / 2 b)`` (x in scale units).
+        min_variance: [px^2] lines whose contour variance is below this get weight 1 (else ``min / var``).
+        min_contrast: lines whose foreground posterior spans less than this are dropped.
+        min_lines: fewer lines than this and the modality says nothing.
+        histogram_bits: bits per colour channel of the histograms.
+        learning_rate: histogram update rate per frame.
+        learn_margin: [px] pixels this far inside / outside the contour are learnt as foreground / background.
+        hand_margin: [m] lines with a hand pixel in front of (or this close behind) the contour point are dropped.
+    """
+
+    view_subdivisions: int = ranged(3, 0, 5)
+    points_per_view: int = ranged(200, 8, 10_000)
+    cache_dir: str = "~/.cache/handypriors"
+    line_length: float = ranged(12.0, 2.0, 200.0)
+    function_length: float = ranged(8.0, 0.0, 200.0)
+    scales: list[float] = field(default_factory=lambda: [4.0, 2.0, 1.0])
+    standard_deviations: list[float] = field(default_factory=lambda: [5.0, 3.5, 1.5])
+    step_amplitude: float = ranged(0.43, 0.0, 0.5, low_open=True, high_open=True)
+    step_slope: float = ranged(0.5, 0.0, 100.0, low_open=True)
+    min_variance: float = ranged(1.0, 0.0, 1e4, low_open=True)
+    min_contrast: float = ranged(0.3, 0.0, 1.0)
+    min_lines: int = ranged(10, 1, 10_000)
+    histogram_bits: int = ranged(4, 1, 8)
+    learning_rate: float = ranged(0.2, 0.0, 1.0)
+    learn_margin: float = ranged(2.0, 0.0, 100.0)
+    hand_margin: float = ranged(0.005, 0.0, 0.1)
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "region")
+        for name in ("scales", "standard_deviations"):
+            values = getattr(self, name)
+            require(len(values) >= 1 and all(math.isfinite(v) and v > 0 for v in values),
+                    f"region.{name} must be a non-empty list of values > 0 px; got {values}")
 
 
 @dataclass
@@ -278,7 +327,7 @@ class TrackerSettings:
     Attributes:
         mode: ``"filter"`` (EKF only, fast), ``"refine"`` (EKF then a time-budgeted Adam refinement per frame).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        roi, depth, sparse_depth, refine, filter: component settings.
+        roi, depth, sparse_depth, region, refine, filter: component settings.
         recovery: loss-of-track detection and re-initialisation (:class:`RecoverySettings`).
         calibration: self-calibration of the hand-camera transform and joint offsets
             (:class:`~.calibration_settings.CalibrationSettings`).
@@ -290,6 +339,7 @@ class TrackerSettings:
     roi: ROISettings = field(default_factory=ROISettings)
     depth: DepthSettings = field(default_factory=DepthSettings)
     sparse_depth: SparseDepthSettings = field(default_factory=SparseDepthSettings)
+    region: RegionSettings = field(default_factory=RegionSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
     recovery: RecoverySettings = field(default_factory=RecoverySettings)

@@ -19,6 +19,8 @@ and robust (IRLS) weights. The refiner's depth term is the robust sum of the sam
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from .hand_occlusion import HandOcclusion
@@ -27,7 +29,8 @@ from .residuals import ResidualBlock, robust_weights
 from .scene import HandObjectScene
 from .settings import SparseDepthSettings
 
-__all__ = ["SparseDepthModality", "point_to_plane_jacobian", "point_to_plane_residuals", "visible_points"]
+__all__ = ["DepthAssociation", "SparseDepthModality", "point_to_plane_jacobian", "point_to_plane_residuals",
+           "visible_points"]
 
 _F64 = torch.float64
 
@@ -73,6 +76,22 @@ def visible_points(points_cam: torch.Tensor, normals_cam: torch.Tensor, camera, 
     zmin = torch.full((rows * cols,), float("inf"), dtype=z.dtype, device=z.device)
     zmin = zmin.scatter_reduce(0, key, z, reduce="amin")
     return inside & (z <= zmin[key] + tolerance)
+
+
+@dataclass(frozen=True)
+class DepthAssociation:
+    """Model points associated with depth targets (fixed while a pose is optimised, as the refiner does).
+
+    Attributes: modality; indices ``(M,)`` of its model points; targets ``(M, 3)`` [m, camera frame].
+    """
+
+    modality: SparseDepthModality
+    indices: torch.Tensor
+    targets: torch.Tensor
+
+    def residual(self, object2camera: torch.Tensor) -> torch.Tensor:
+        """``(B, M)`` point-to-plane residuals [m] at poses ``(B, 4, 4)`` (the modality's residual function)."""
+        return self.modality.residual(object2camera, self.indices, self.targets.to(object2camera))
 
 
 class SparseDepthModality:
@@ -141,10 +160,19 @@ class SparseDepthModality:
         return idx[ok], q[ok]
 
     def residual(self, object2camera: torch.Tensor, indices: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``(B, M)`` point-to-plane residuals [m] of the associated points at poses ``(B, 4, 4)``."""
-        pose = object2camera.to(targets.dtype)
-        return point_to_plane_residuals(pose, self.points_obj[indices].to(pose), self.normals_obj[indices].to(pose),
-                                        targets)
+        """``(B, M)`` point-to-plane residuals [m] of the associated points at poses ``(B, 4, 4)`` (in the poses'
+        dtype; differentiable)."""
+        return point_to_plane_residuals(object2camera, self.points_obj[indices].to(object2camera),
+                                        self.normals_obj[indices].to(object2camera), targets.to(object2camera))
+
+    def association(self, obs: Observation, object2camera: torch.Tensor, distance: float,
+                    occlusion: HandOcclusion | None = None) -> DepthAssociation | None:
+        """Visible points at ``object2camera (4, 4)`` associated once within ``distance`` [m] (None: too few)."""
+        pose = object2camera.detach().to(self.scene.device, _F64)
+        if not self.begin(obs, pose, occlusion if occlusion is not None else HandOcclusion(self.scene, obs)):
+            return None
+        assoc = self.associate(pose, distance)
+        return DepthAssociation(self, *assoc) if assoc is not None else None
 
     def linearize(self, object2camera: torch.Tensor, iteration: int) -> ResidualBlock | None:
         """``(r, J, w)`` at ``object2camera (4, 4)`` with the association range and noise of ``iteration``."""

@@ -104,8 +104,9 @@ class ObjectTracker:
         physics = physics_settings if physics_settings is not None else PhysicsSettings()
         self.scene = HandObjectScene(hand, obj, self.settings.device, render_settings, physics.contact)
         self.filter = ObjectPoseFilter(self.scene, self.settings.filter, self.settings.depth, physics.quasistatic,
-                                     self.settings.sparse_depth)
-        self.refiner = PoseRefiner(self.scene, self.settings.refine, self.settings.weights, self.settings.depth)
+                                     self.settings.sparse_depth, self.settings.region)
+        self.refiner = PoseRefiner(self.scene, self.settings.refine, self.settings.weights, self.settings.depth,
+                                   self.settings.sparse_depth)
         self.search = GlobalPoseSearch(self.scene, initialization, self.settings.weights)
         self.monitor = TrackingMonitor(self.settings.recovery)
         self.mask_source = mask_source
@@ -206,8 +207,8 @@ class ObjectTracker:
         t = time.perf_counter()
         quality = self.quality(obs, pose)
         mask_status = "ok" if mask is not None else getattr(self.mask_source, "status", "no mask source")
-        observation = "ok" if (obs.mask is not None or obs.depth is not None) else \
-            f"no mask and no depth ({mask_status})"
+        seen = obs.mask is not None or obs.depth is not None or ("region" in updates and updates["region"].accepted)
+        observation = "ok" if seen else f"no mask and no depth ({mask_status})"
         nis = [u.nis / u.dof for u in updates.values() if u.dof > 0 and math.isfinite(u.nis)]
         decision = self.monitor.observe(quality, pose, innovation=max(nis) if nis else None, observation=observation)
         if decision.inflate > 1:
@@ -241,9 +242,8 @@ class ObjectTracker:
 
     # --------------------------------------------------------------------------------------------- helpers
     def _needs_depth_points(self) -> bool:
-        """Whether a configured term uses the back-projected depth points (dense filter depth, refiner depth)."""
-        s = self.settings
-        return "depth" in s.filter.observations or (s.mode == "refine" and "depth" in s.refine.terms)
+        """Whether a configured term uses the back-projected depth points (the dense filter depth)."""
+        return "depth" in self.settings.filter.observations
 
     def quality(self, obs: Observation, object2camera: torch.Tensor) -> float:
         """Score in [0, 1] of how well the pose explains the frame, from the object's surface samples.
