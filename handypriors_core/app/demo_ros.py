@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,29 +48,17 @@ def frame_stamps_ns(seq_dir: Path) -> list[int]:
 
 @dataclass
 class RecordedRun:
-    """What the recorder wrote (``run.json``, the fields of ``handypriors_ros.demo_recorder.RosRun``).
-
-    ``poses``: frame index -> ``{"stamp_ns", "object2camera" (4x4 rows), "covariance" (6x6 rows), "frame_id"}``;
-    ``overlays``: frame index -> ``(H, W, 3)`` uint8 RGB of the node's ``~/overlay``. Times in seconds or
-    milliseconds as their names say; ``returncodes``: ``{process: exit code or None}``.
+    """What the recorder wrote: ``poses`` (frame index -> ``{"stamp_ns", "object2camera"`` (4x4 rows),
+    ``"covariance"`` (6x6 rows), ``"frame_id"}``), ``overlays`` (frame index -> ``(H, W, 3)`` uint8 RGB of the
+    node's ``~/overlay``) and ``info``: the other fields of ``run.json`` as
+    ``handypriors_ros.demo_run.write_run`` writes them (``ok``, ``reason``, ``num_frames``, ``fps``, ``dropped``,
+    ``wall_s``, ``node_ms``, ``stages_ms``, ``latency_ms``, ``startup_s``, ``log``, ``returncodes``,
+    ``unmatched``, ``diagnostics``; times in the units their names say).
     """
 
     poses: dict[int, dict]
     overlays: dict[int, Any]
-    num_frames: int
-    ok: bool
-    reason: str
-    wall_s: float
-    latency_ms: float
-    startup_s: float
-    diagnostics: dict[str, str]
-    node_ms: float
-    stages_ms: dict[str, float]
-    log: str
-    returncodes: dict[str, int | None]
-    unmatched: list[int]
-    fps: float
-    dropped: int
+    info: dict[str, Any]
 
 
 def run_recorder(bag: Path, stamps: list[int], mesh: Path, initial_pose: list[float], mode: str, rate: float,
@@ -99,9 +87,8 @@ def run_recorder(bag: Path, stamps: list[int], mesh: Path, initial_pose: list[fl
         data = json.loads((Path(tmp) / "run.json").read_text())
         with np.load(Path(tmp) / "overlays.npz") as images:
             overlays = {int(key.split("_")[1]): images[key] for key in images.files}
-    poses = {int(i): p for i, p in data["poses"].items()}
-    names = [f.name for f in fields(RecordedRun) if f.name not in ("poses", "overlays")]
-    return RecordedRun(poses=poses, overlays=overlays, **{name: data[name] for name in names})
+    poses = {int(i): p for i, p in data.pop("poses").items()}
+    return RecordedRun(poses=poses, overlays=overlays, info=data)
 
 
 def track_with_ros(seq_dir: Path, mesh: Path, mode: str, initial, out: Path, rate: float, out_dir: Path,
@@ -123,8 +110,9 @@ def track_with_ros(seq_dir: Path, mesh: Path, mode: str, initial, out: Path, rat
     except Exception as exc:  # noqa: BLE001 - any failure of the ROS path falls back to the offline path
         report(f"note: the ROS path failed ({type(exc).__name__}: {exc}); {mode} mode takes the offline path")
         return None
-    if not run.ok:
-        report(f"note: the ROS path produced no usable result ({run.reason}; node output: {run.log}); "
+    info = run.info
+    if not info["ok"]:
+        report(f"note: the ROS path produced no usable result ({info['reason']}; node output: {info['log']}); "
                f"{mode} mode takes the offline path")
         return None
     camera_frame = next(iter(run.poses.values()))["frame_id"]
@@ -146,12 +134,13 @@ def track_with_ros(seq_dir: Path, mesh: Path, mode: str, initial, out: Path, rat
         for index in sorted(run.overlays):
             writer.add(run.overlays[index])
         video = writer.close()
-    report(f"ROS path: poses for {len(run.poses)} of {run.num_frames} frames ({run.dropped} dropped by the node: "
-           f"the newest frame wins while it is busy); {run.fps:.2f} fps over {run.wall_s:.1f} s, node "
-           f"{run.node_ms:.0f} ms/frame")
-    return {"fps": run.fps, "posed": len(run.poses), "dropped": run.dropped, "wall_s": run.wall_s,
-            "node_ms_per_frame": run.node_ms, "node_stages_ms": run.stages_ms, "latency_ms": run.latency_ms,
-            "startup_s": run.startup_s, "rate": rate, "log": str(run.log), "video": str(video) if video else None,
-            "unmatched_poses": len(run.unmatched), "exit_codes": run.returncodes,
-            "diagnostics": {k: run.diagnostics.get(k) for k in ("frames_processed", "dropped_frames",
-                                                                 "images_received", "node_state", "quality")}}
+    report(f"ROS path: poses for {len(run.poses)} of {info['num_frames']} frames ({info['dropped']} dropped by the "
+           f"node: the newest frame wins while it is busy); {info['fps']:.2f} fps over {info['wall_s']:.1f} s, node "
+           f"{info['node_ms']:.0f} ms/frame")
+    keys = {"fps": "fps", "dropped": "dropped", "wall_s": "wall_s", "node_ms_per_frame": "node_ms",
+            "node_stages_ms": "stages_ms", "latency_ms": "latency_ms", "startup_s": "startup_s", "log": "log",
+            "exit_codes": "returncodes"}
+    return {**{key: info[name] for key, name in keys.items()}, "posed": len(run.poses), "rate": rate,
+            "video": str(video) if video else None, "unmatched_poses": len(info["unmatched"]),
+            "diagnostics": {k: info["diagnostics"].get(k) for k in ("frames_processed", "dropped_frames",
+                                                                     "images_received", "node_state", "quality")}}
