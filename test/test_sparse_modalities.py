@@ -319,3 +319,17 @@ def test_region_modality_drops_lines_crossing_a_finger_and_caches_its_model(scen
     # the second modality of the same mesh reads the cached model
     again = _region(scene, tmp_path)
     assert torch.equal(again.model.points, region.model.points)
+
+
+def test_one_forward_kinematics_pass_poses_the_same_hand(scene_data):
+    scene, frame, _obs, _T_o, _out = scene_data
+    from handypriors_core.geometry.transforms import transform_points
+
+    hand = scene.hand
+    q = frame.joint_angles[None] + 0.2
+    T = frame.hand2camera[None].float()
+    verts, contacts, surface, tips = hand.posed_surfaces(q, T)
+    assert torch.allclose(verts, transform_points(T, hand.mesh(q)[0]), atol=1e-6)
+    assert torch.allclose(contacts, transform_points(T, hand.contact_candidates(q)), atol=1e-6)
+    assert torch.allclose(surface, transform_points(T, hand.surface_points(q)), atol=1e-6)
+    assert torch.allclose(tips, transform_points(T, hand.fingertips(q)), atol=1e-6)

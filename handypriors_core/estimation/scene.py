@@ -108,6 +108,10 @@ class HandObjectScene:
         """Evaluate the hand at ``joint_angles (J,)`` [rad] and ``hand2camera (4, 4)`` in the camera frame."""
         q = joint_angles.to(self.device, self.dtype)[None]
         T = hand2camera.to(self.device, self.dtype)[None]
+        if hasattr(self.hand, "posed_surfaces"):  # one forward-kinematics pass (URDF hands)
+            verts, contacts, surface, tips = self.hand.posed_surfaces(q, T)
+            return PosedHand(verts=verts, contact_points=contacts, surface_points=surface, fingertip_centres=tips,
+                             joint_angles=q[0], hand2camera=T[0])
         verts, _, _ = self.hand.mesh(q)
         return PosedHand(
             verts=transform_points(T, verts),

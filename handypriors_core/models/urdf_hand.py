@@ -410,6 +410,19 @@ class URDFHand(HandNames, torch.nn.Module):
         return self._posed_points(joint_angles, self._contact_points, self._contact_normals,
                                   self.contact_candidate_link, with_normals)
 
+    def posed_surfaces(self, joint_angles: torch.Tensor, base: torch.Tensor | None = None):
+        """Everything a frame needs from one forward-kinematics pass: mesh vertices ``(B, V, 3)``, contact
+        candidates ``(B, C, 3)``, surface points ``(B, P, 3)`` and fingertip centres ``(B, T, 3)`` [m], in the
+        frame ``base (B, 4, 4)`` (e.g. hand2camera) or the hand frame when None; ``joint_angles (B, J)`` [rad]."""
+        q, _ = self._prepare(joint_angles)
+        poses = self._fk(q)
+        if base is not None:
+            poses = base.to(poses)[:, None] @ poses
+        return (_pose_points(poses, self._mesh_verts, self.vertex_link),
+                _pose_points(poses, self._contact_points, self.contact_candidate_link),
+                _pose_points(poses, self._points, self.point_link),
+                poses[:, self.fingertip_link, :3, 3])
+
     def _posed_points(self, joint_angles, points, normals, link, with_normals: bool):
         """Link-frame ``points`` / ``normals (N, 3)`` on links ``link (N,)`` posed into the hand frame."""
         q, unbatched = self._prepare(joint_angles)
