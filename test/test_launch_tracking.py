@@ -6,6 +6,7 @@ sourced (a sourced distro brings its own). These tests build a throwaway ament p
 
 * run ``test/launch_tests/allegro_tracking_launch.py`` with ``launch_test`` (the real launch file with
   ``use_robot_state_publisher:=false``, the bag played in; see that file for what it asserts),
+* list and run the package executables with ``ros2 pkg executables`` / ``ros2 run``,
 * run ``ros2 launch handypriors_ros allegro_tracking.launch.py`` with ``ros2 run handypriors_ros sequence_player``
   and press Ctrl-C the way a terminal does (SIGINT to the launch's whole process group, so every node gets
   SIGINT from the terminal and again from the launcher): every node must end with exit code 0, no traceback.
@@ -84,6 +85,22 @@ def workspace(tmp_path_factory):
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     env["PYTHONUNBUFFERED"] = "1"
     return sequence, params_file, env
+
+
+def test_ros2_run_finds_the_package_executables(workspace):
+    _, _, env = workspace
+    listed = subprocess.run(["ros2", "pkg", "executables", "handypriors_ros"], env=env, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert {line.split()[1] for line in listed.stdout.splitlines()} == {
+        "allegro_tracker", "sequence_player", "mano_tracker", "handypriors"}
+    run = subprocess.run(["ros2", "run", "handypriors_ros", "handypriors", "--help"], env=env, capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert run.returncode == 0 and "track" in run.stdout, run.stderr
+    player = subprocess.run(["ros2", "run", "handypriors_ros", "sequence_player", "--ros-args", "-p",
+                             "source:=/nonexistent"], env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert player.returncode == 2 and "/nonexistent" in player.stdout + player.stderr  # the node ran, said why
 
 
 def test_launch_test_of_the_tracking_launch_file(workspace):
