@@ -38,6 +38,7 @@ TOPICS = {
     "initial_pose": "~/initial_pose",
     "object_pose": "~/object_pose",
     "contacts": "~/contacts",
+    "object_mesh": "~/object_mesh",
     "overlay": "~/overlay",
     "diagnostics": "/diagnostics",
     "tf": "/tf",
