@@ -101,11 +101,14 @@ STEP_GOAL_MS = 8.0
 #: recorded in docs/benchmarks.md (about 1.5-2x the measured figure, at least +0.1 cm / +1 deg); tighten them
 #: when the tracker improves.
 REGRESSION_BOUNDS: dict[tuple[str, str], dict[str, float]] = {
+    # baseline (957f016) bounds; the worst start of block_lift_wrist (a 90 deg turned box) and the cylinder's
+    # rotation about its axis fail them at c081270 (docs/benchmarks.md)
     ("block_lift_wrist", "filter"): {"add_s_median_cm": 0.5, "rotation_median_deg": 13.0, "add_s_auc": 93.0},
-    ("mug_pivot_fixed", "filter"): {"add_s_median_cm": 0.7, "rotation_median_deg": 15.0, "add_s_auc": 93.0},
-    ("gen_box", "filter"): {"add_s_median_cm": 0.5, "rotation_median_deg": 16.0, "add_s_auc": 94.0},
-    ("gen_cylinder", "filter"): {"add_s_median_cm": 0.4, "rotation_median_deg": 22.0, "add_s_auc": 94.0},
-    ("gen_mesh", "filter"): {"add_s_median_cm": 0.35, "rotation_median_deg": 22.0, "add_s_auc": 94.0},
+    ("gen_cylinder", "filter"): {"add_s_median_cm": 0.25, "rotation_median_deg": 22.0, "add_s_auc": 97.5},
+    # from the c081270 runs (worst of 3 at 60 frames, worst of 2 with --quick)
+    ("mug_pivot_fixed", "filter"): {"add_s_median_cm": 0.15, "rotation_median_deg": 1.5, "add_s_auc": 97.0},
+    ("gen_box", "filter"): {"add_s_median_cm": 0.05, "rotation_median_deg": 0.5, "add_s_auc": 98.5},
+    ("gen_mesh", "filter"): {"add_s_median_cm": 0.2, "rotation_median_deg": 22.0, "add_s_auc": 97.5},
 }
 
 
