@@ -1,7 +1,7 @@
 """Benchmark of the hand model: FK / mesh timing, mesh size, and silhouette agreement with the real hand.
 
 Writes ``bench/results/models.json``. The silhouette part needs the public ``allegro_hand_description``
-(``$HANDYPRIORS_SHARED`` or ``../shared``) and is skipped without it: it projects both posed meshes
+(``$HANDYPRIORS_SHARED_DIR`` or ``../shared``) and is skipped without it: it projects both posed meshes
 orthographically along the hand's x, y and z axes (0.5 mm pixels) and reports the mask IoU.
 """
 
@@ -73,7 +73,7 @@ def main() -> dict:
         result[f"fk_ms_B{B}"] = median_ms(lambda q=q: hand.forward_kinematics(q), 100)
         result[f"mesh_ms_B{B}"] = median_ms(lambda q=q: hand.mesh(q), 50)
         result[f"mesh_fwd_bwd_ms_B{B}"] = median_ms(lambda qg=qg: hand.mesh(qg)[0].sum().backward(), 20)
-    shared = Path(os.environ.get("HANDYPRIORS_SHARED", ROOT.parent / "shared")) / "data" / "allegro_hand_description"
+    shared = Path(os.environ.get("HANDYPRIORS_SHARED_DIR", ROOT.parent / "shared")) / "data" / "allegro_hand_description"
     if shared.is_dir():
         public = URDFHand.from_urdf(shared / "allegro_hand_description_right.urdf", package_paths=[shared.parent],
                                     geometry="visual", points_per_link=0, contact_points_per_link=0)

@@ -6,17 +6,12 @@ independent numpy/scipy implementation (scipy rotations, explicit 4x4 products),
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 from scipy.spatial.transform import Rotation
 
 from handypriors_core.models import URDFHand, allegro_urdf
-
-REPO = Path(__file__).resolve().parent.parent
 
 # joint: (parent, child, xyz, rpy, axis, (lower, upper)) -- the published table
 FINGER_CHAIN = [((0, 0, 0.0164), (0, 1, 0), (-0.196, 1.61)),
@@ -143,18 +138,10 @@ def test_contact_candidates_are_on_the_palm_side(hand):
     assert set(hand.contact_link_names) >= set(TIPS) | {"link_1.0", "link_15.0", "base_link"}
 
 
-def _shared_root() -> Path | None:
-    env = os.environ.get("HANDYPRIORS_SHARED")
-    root = Path(env) if env else REPO.parent / "shared"
-    return root if (root / "data" / "allegro_hand_description").is_dir() else None
-
-
-SHARED = _shared_root()
-
-
-@pytest.mark.skipif(SHARED is None, reason="public allegro_hand_description not available (../shared)")
-def test_public_description_loads_with_meshes_and_agrees(hand):
-    desc = SHARED / "data" / "allegro_hand_description"
+def test_public_description_loads_with_meshes_and_agrees(hand, shared_dir):
+    desc = shared_dir / "data" / "allegro_hand_description"
+    if not desc.is_dir():
+        pytest.skip(f"public allegro_hand_description not in {shared_dir}")
     public = URDFHand.from_urdf(desc / "allegro_hand_description_right.urdf", package_paths=[desc.parent],
                                 geometry="visual", points_per_link=16, dtype=torch.float64)
     assert public.joint_names == hand.joint_names

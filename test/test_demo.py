@@ -67,8 +67,16 @@ def test_ros_path_end_to_end(out_dir, capsys):
     ros = results["ros"]["filter"]
     assert ros["posed"] == row["frames_posed"] and ros["dropped"] == FRAMES - row["frames_posed"]
     assert ros["unmatched_poses"] == 0 and ros["exit_codes"] == {"sequence_player": 0, "allegro_tracker": 0}, ros
-    assert row["add_s_median_cm"] < 1.5 and row["rotation_median_deg"] < 5.0, row
-    assert row["fps"] > 0
+    # measured (8 frames, 160x120, 2 loaded cores): filter ADD-S median 0.007 cm, rotation 0.06 deg; offline
+    # refine 0.14 cm, 0.48 deg. Bounds about 3x.
+    assert row["add_s_median_cm"] < 0.02 and row["rotation_median_deg"] < 0.2, row
+    refine = results["modes"]["refine"]
+    assert refine["add_s_median_cm"] < 0.4 and refine["rotation_median_deg"] < 1.2, refine
+    # fps = poses / wall time of the stream: it cannot beat the player's frame rate (30 x rate), and a node that
+    # keeps up (measured 8.3 fps against a 7.5 frames/s stream, 90 ms per frame) stays above half of it
+    stream_fps = 30 * ros["rate"]
+    assert row["fps"] == pytest.approx(ros["posed"] / ros["wall_s"]), (row, ros)
+    assert 0.5 * stream_fps < row["fps"] <= FRAMES / ((FRAMES - 1) / stream_fps), (row, ros)
     # the poses file holds exactly the frames that got a pose, scored over those frames
     poses = json.loads((out_dir / "poses_filter.json").read_text())["poses"]
     assert len(poses) == row["frames_posed"] and poses[0]["frame"] == 0
@@ -97,7 +105,7 @@ def test_no_ros_takes_the_offline_path(out_dir, capsys, monkeypatch):
     assert status == 0, printed
     row = _results(out_dir)["modes"]["filter"]
     assert row["path"] == "offline" and row["frames_posed"] == FRAMES, row
-    assert row["add_s_median_cm"] < 1.5, row
+    assert row["add_s_median_cm"] < 0.02 and row["rotation_median_deg"] < 0.2, row  # measured 0.007 cm, 0.06 deg
     assert not (out_dir / "ros_filter.log").exists() and _results(out_dir)["ros"] == {}
     _assert_scored_outputs(out_dir, "filter")
     assert list(out_dir.glob("overlay_filter.*"))

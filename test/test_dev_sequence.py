@@ -22,7 +22,6 @@ from handypriors_core.io import (
 )
 
 H, W, N = 12, 16, 3
-SHARED_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev"
 
 
 def _pose_entry(T: np.ndarray) -> dict:
@@ -183,10 +182,11 @@ def test_missing_image_is_reported(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ shipped dev sequences
-@pytest.mark.skipif(not SHARED_DEV.is_dir(), reason="../shared/data/dev not present")
 @pytest.mark.parametrize("name", ["mug_pivot_fixed", "block_lift_wrist"])
-def test_shipped_dev_sequences(name):
-    seq = DevSequence(SHARED_DEV / name)
+def test_shipped_dev_sequences(name, shared_dir):
+    if not (shared_dir / "data" / "dev" / name).is_dir():
+        pytest.skip(f"{shared_dir}/data/dev/{name} not present")
+    seq = DevSequence(shared_dir / "data" / "dev" / name)
     assert len(seq) == 60 and len(seq.joint_names) == 16 and seq.object_mesh_path.is_file()
     assert (seq.camera.width, seq.camera.height) == (640, 480)
     assert float(seq.camera.cx) == 319.5 and float(seq.camera.fx) == 615.0

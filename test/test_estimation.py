@@ -260,9 +260,13 @@ def test_sliding_term_keeps_contacts_fixed_on_the_object(hand, box, scene_data):
     assert float(delta.grad[0, 1]) > 0  # the 4 mm slide along +y costs; the gradient points back
 
 
-def test_refiner_corrects_a_hand2camera_calibration_error(hand, box, camera, scene_data):
-    """With optimize_hand2camera, a 6 mm error of the hand mount starts to be corrected (only the rendered hand's
-    occlusion of the object observes it here, a weak cue) without harming the object estimate."""
+def test_refiner_with_hand2camera_correction_keeps_the_object_and_a_small_correction(hand, box, camera,
+                                                                                       scene_data):
+    """With optimize_hand2camera and a 6 mm error of the hand mount, the object estimate is not harmed and the
+    correction stays small. Only the rendered hand's occlusion of the object observes the mount here, a weak cue:
+    measured, 40 iterations move the mount 0.54 mm (x -0.54, y 0.13, z -0.05) and 120 iterations drift the other
+    way, so this does NOT check that the error gets corrected (hand2camera self-calibration is a separate
+    estimator). Measured object error 0.12 mm / 0.0014 rad."""
     q, T_h, T_o, frame = scene_data
     wrong = T_h.clone()
     wrong[:3, 3] += torch.tensor([0.006, 0.0, 0.0])
@@ -277,8 +281,9 @@ def test_refiner_corrects_a_hand2camera_calibration_error(hand, box, camera, sce
     obs = prepare_observation(bad, scene, T_o, ROISettings(size=64), DepthSettings())
     result = on.refine(T_o, obs, TemporalContext())
     shift = result.hand2camera_correction[:3, 3]
-    assert float(shift[0]) < -0.0002 and abs(float(shift[0])) > abs(float(shift[1])), shift  # back towards the truth
-    assert _errors(result.object2camera, T_o)[0] < 0.004
+    assert float(shift.norm()) < 0.0015, shift  # the prior keeps a weakly observed correction small
+    translation, rotation = _errors(result.object2camera, T_o)
+    assert translation < 0.0005 and rotation < 0.005, (translation, rotation)
 
 
 def test_object_centre_observation_pulls_the_estimate_to_the_object(hand, box, scene_data):

@@ -1,8 +1,8 @@
 """Loss of track and recovery: the monitor's policy, then teleported and occluded objects on generated frames.
 
-The end-to-end runs emulate a tracker that holds its pose (no motion model), with the colour model as mask
-source, the silhouette IoU as quality, and the monitor's decisions driving re-initialisation (global search
-around the last good pose) and the colour model's learning. Ground truth is used for scoring only.
+The end-to-end runs go through ``ObjectTracker.track`` (filter mode) with the colour model as mask source: its
+monitor inflates the covariance, re-initialises by the global search around the last good pose and stops the
+colour model's learning while lost. Ground truth is used for scoring only.
 """
 
 from __future__ import annotations
@@ -15,13 +15,10 @@ import pytest
 import torch
 
 from handypriors_core.errors import ConfigError
-from handypriors_core.estimation.initialization import GlobalPoseSearch, InitializationSettings
-from handypriors_core.estimation.recovery import (
-    RecoverySettings,
-    TrackingMonitor,
-    load_recovery_settings,
-    reinitialize,
-)
+from handypriors_core.estimation.initialization import InitializationSettings
+from handypriors_core.estimation.recovery import RecoverySettings, TrackingMonitor, load_recovery_settings
+from handypriors_core.estimation.settings import TrackerSettings
+from handypriors_core.estimation.tracker import ObjectTracker
 from handypriors_core.geometry.rotations import axis_angle_to_matrix
 from handypriors_core.geometry.transforms import make_transform
 from handypriors_core.metrics.pose_errors import add_s
@@ -108,44 +105,35 @@ def scene():
     return make_scene("box")
 
 
-def _visible(scene, pose: torch.Tensor, hand, camera) -> torch.Tensor:
-    verts, faces, inst = scene.scene_mesh(pose[None].float(), hand)
-    with torch.no_grad():
-        return (scene.renderer.hard(verts, faces, camera, inst).instance[0] == 1).float()
-
-
-def _iou(a, b) -> float:
-    a, b = a.cpu() > 0.5, b.cpu() > 0.5
-    return float((a & b).sum()) / max(1.0, float((a | b).sum()))
-
-
-def _run(scene, views, pose0):
-    """Hold-the-pose tracker + colour model + monitor + re-initialisation; returns statuses and final pose."""
-    model = ColourModelMask(scene, ColourModelSettings(learn_from="update"))
-    monitor = TrackingMonitor(RecoverySettings(lost_after=2, recovered_after=2))
-    search = GlobalPoseSearch(scene, InitializationSettings(rotations=300))
-    pose = pose0.clone()
-    statuses, searches = [], 0
-    for view in views:
-        frame = view.frame
-        hand = scene.pose_hand(frame.joint_angles, frame.hand2camera)
-        mask = model(frame, pose.float(), hand)
-        quality = _iou(mask, _visible(scene, pose, hand, frame.camera)) if mask is not None else 0.0
-        d = monitor.observe(quality, pose, observation="ok" if mask is not None else model.status)
-        if d.reinitialize:
-            searches += 1
-            result, accepted = reinitialize(search, frame, hand, d, monitor, mask_source=model)
-            assert "(mask: depth near the hand)" in result.status
-            if accepted:
-                pose = result.object2camera
-        elif d.learn:
-            model.update(frame, pose.float(), hand)
-        statuses.append(d.status)
-    return statuses, pose, searches
-
-
 def _adds(scene, a, b) -> float:
     return float(add_s(scene.object.samples.double(), a[None].double(), b[None].double())[0])
+
+
+def _track(scene, views, pose0):
+    """``ObjectTracker.track`` (filter mode) over generated views with the colour model as mask source; records
+    each estimate, the covariance inflations and the re-initialisation searches the tracker runs."""
+    settings = TrackerSettings(mode="filter")
+    settings.recovery = RecoverySettings(lost_after=2, recovered_after=2)
+    tracker = ObjectTracker(scene.hand, scene.object, settings, initialization=InitializationSettings(rotations=300))
+    tracker.mask_source = ColourModelMask(tracker.scene, ColourModelSettings(learn_from="update"))
+    inflations: list[tuple[int, float]] = []
+    searches: list[int] = []
+    inflate, search = tracker.filter.inflate, tracker.search.search
+
+    def recording_inflate(factor):
+        inflations.append((frame_index, factor))
+        inflate(factor)
+
+    def recording_search(*args, **kwargs):
+        searches.append(frame_index)
+        return search(*args, **kwargs)
+
+    tracker.filter.inflate, tracker.search.search = recording_inflate, recording_search
+    tracker.initialize(pose0)
+    estimates = []
+    for frame_index, view in enumerate(views):
+        estimates.append(tracker.track(view.frame))
+    return estimates, inflations, searches
 
 
 def test_teleported_object_is_detected_and_recovered(scene):
@@ -157,14 +145,24 @@ def test_teleported_object_is_detected_and_recovered(scene):
                            start[:3, 3] + torch.tensor([0.025, 0.0, -0.01], dtype=F64))
     views = [view, move_object(scene, view, start, g, index=1)]
     views += [move_object(scene, view, moved, g, index=k) for k in range(2, 8)]
-    statuses, pose, searches = _run(scene, views, start)
-    assert statuses[:2] == ["tracking", "tracking"]
-    assert "lost" in statuses[2:5]  # detected within lost_after (+1) frames of the jump
-    assert statuses[-1] == "tracking" and searches >= 1
-    assert _adds(scene, pose, moved) < 0.1 * scene.object.diameter
+    estimates, inflations, searches = _track(scene, views, start)
+    statuses = [e.status for e in estimates]
+    errors = [_adds(scene, e.object2camera, v.object2camera) for e, v in zip(estimates, views, strict=True)]
+    # measured (seed 700): tracking 0.03-0.06 cm; the jump at frame 2 is a bad frame (1.3 cm off); lost at frame 3
+    # (lost_after 2): covariance inflated once, re-initialised there (0.16 cm), tracking again at frame 5
+    # (recovered_after 2), 0.02-0.03 cm on the last frames
+    assert statuses[:2] == ["tracking", "tracking"] and max(errors[:2]) < 0.002, (statuses, errors)
+    lost_at = statuses.index("lost")
+    assert 2 < lost_at <= 4, statuses  # detected within lost_after (+1) frames of the jump
+    assert inflations == [(lost_at, RecoverySettings().covariance_inflation)], inflations
+    assert searches and searches[0] == lost_at, searches
+    assert "re-initialised" in estimates[searches[-1]].reason, [e.reason for e in estimates]
+    recovered_at = statuses.index("tracking", lost_at)
+    assert recovered_at <= searches[-1] + 2 and set(statuses[recovered_at:]) == {"tracking"}, statuses
+    assert max(errors[recovered_at:]) < 0.001, errors  # back at the normal accuracy (measured <= 0.03 cm)
 
 
-def test_occluded_object_is_detected_and_recovered(scene):
+def test_occluded_object_is_held_through_the_occlusion(scene):
     g = torch.Generator().manual_seed(800)
     view = random_view(scene, g)
     pose = view.object2camera
@@ -180,8 +178,11 @@ def test_occluded_object_is_detected_and_recovered(scene):
 
     views = [view, move_object(scene, view, pose, g, index=1)] + [occluded(k) for k in range(2, 6)]
     views += [move_object(scene, view, pose, g, index=k) for k in range(6, 10)]
-    statuses, final, _ = _run(scene, views, pose)
-    assert statuses[:2] == ["tracking", "tracking"]
-    assert "lost" in statuses[2:5]
-    assert statuses[-1] == "tracking"
-    assert _adds(scene, final, pose) < 0.1 * scene.object.diameter
+    estimates, inflations, searches = _track(scene, views, pose)
+    statuses = [e.status for e in estimates]
+    errors = [_adds(scene, e.object2camera, v.object2camera) for e, v in zip(estimates, views, strict=True)]
+    # every visible sample of the object lies behind the board: nothing contradicts the held pose (quality 1.0 by
+    # design), so the track is held, not lost; measured (seed 800) 0.05-0.26 cm throughout
+    assert [e.quality for e in estimates[2:6]] == [1.0] * 4, [e.reason for e in estimates]
+    assert set(statuses) == {"tracking"} and not inflations and not searches, (statuses, inflations, searches)
+    assert max(errors) < 0.006, errors

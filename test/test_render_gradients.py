@@ -36,21 +36,24 @@ def _loss(out, obj, union, depth):
     return l_mask + l_depth
 
 
-def _fd_check(fn, x0: torch.Tensor, h: float, rtol: float):
-    """Autograd vs finite differences per component: the best of central, forward and backward differences
-    (a jump of the piecewise-smooth loss spoils one side only)."""
+def _fd_check(fn, x0: torch.Tensor, h: float, rtol: float) -> None:
+    """Autograd vs float64 central differences, component by component: ``|g_i - c_i| <= rtol |c_i| + atol``
+    with ``atol = 1e-6 |c|`` (only for components that are zero both ways); a wrong small component fails.
+
+    Measured at h = 1e-7: relative errors 1e-10 .. 4e-4 per component (the piecewise-smooth loss's jumps are
+    farther than h from x0 here)."""
+    assert x0.dtype == torch.float64
     x = x0.clone().requires_grad_(True)
     g, = torch.autograd.grad(fn(x), x)
-    f0 = float(fn(x0))
-    scale = float(g.norm())
-    assert scale > 1e-3
+    central = torch.zeros_like(x0)
     for i in range(x0.numel()):
         e = torch.zeros_like(x0)
         e.view(-1)[i] = h
-        fp, fm = float(fn(x0 + e)), float(fn(x0 - e))
-        candidates = ((fp - fm) / (2 * h), (fp - f0) / h, (f0 - fm) / h)
-        err = min(abs(float(g.view(-1)[i]) - c) for c in candidates) / scale
-        assert err < rtol, f"component {i}: autograd {float(g.view(-1)[i])} vs finite differences {candidates}"
+        central.view(-1)[i] = (float(fn(x0 + e)) - float(fn(x0 - e))) / (2 * h)
+    assert float(central.norm()) > 1e-3
+    tolerance = rtol * central.abs() + 1e-6 * float(central.norm())
+    bad = ((g - central).abs() > tolerance).nonzero().flatten().tolist()
+    assert not bad, f"components {bad}: autograd {g.tolist()} vs central differences {central.tolist()}"
 
 
 def test_object_pose_gradient_matches_finite_differences():
@@ -66,7 +69,7 @@ def test_object_pose_gradient_matches_finite_differences():
         out = r(verts, s.faces, cam, face_instance=s.face_instance, depth=True, gamma=1e-3)
         return _loss(out, obj, union, depth)
 
-    _fd_check(loss, torch.zeros(6, dtype=DT), 1e-7, 1e-3)
+    _fd_check(loss, torch.zeros(6, dtype=DT), 1e-7, 2e-3)
 
 
 def test_joint_angle_and_camera_pose_gradients_match_finite_differences():
@@ -85,11 +88,11 @@ def test_joint_angle_and_camera_pose_gradients_match_finite_differences():
         out = r(verts, s.faces, cam, face_instance=s.face_instance, depth=True, gamma=1e-3)
         return _loss(out, obj, union, depth)
 
-    _fd_check(loss_q, torch.zeros(3, dtype=DT), 1e-7, 1e-3)
+    _fd_check(loss_q, torch.zeros(3, dtype=DT), 1e-7, 2e-3)
 
     def loss_cam(xi):  # camera moves: every vertex gets the inverse motion
         verts = transform_points(se3_exp(xi), s.verts)
         out = r(verts, s.faces, cam, face_instance=s.face_instance, depth=True, gamma=1e-3)
         return _loss(out, obj, union, depth)
 
-    _fd_check(loss_cam, torch.zeros(6, dtype=DT), 1e-7, 1e-3)
+    _fd_check(loss_cam, torch.zeros(6, dtype=DT), 1e-7, 2e-3)

@@ -278,12 +278,18 @@ def test_player_and_tracker_processes_track_a_generated_sequence(tmp_path):
     errors = add_s(points, predicted, truth.object2camera[index])
     print(f"\ntracked {len(poses)} of {frames} frames (the rest dropped: newest frame wins); ADD-S median "
           f"{100 * float(errors.median()):.3f} cm, max {100 * float(errors.max()):.3f} cm")
-    assert float(errors.median()) < 0.015, f"ADD-S per frame [cm]: {(100 * errors).tolist()}"
+    # measured: median 0.015 cm, max 0.020 cm (12 of 12 frames, 2 loaded cores); bounds about 3x / 5x
+    assert float(errors.median()) < 0.0005 and float(errors.max()) < 0.001, \
+        f"ADD-S per frame [cm]: {(100 * errors).tolist()}"
     # markers, overlay, diagnostics
     mesh_markers = [m for a in got["markers"] for m in a.markers if m.ns == "object_mesh"]
     assert mesh_markers and len(mesh_markers[-1].points) % 3 == 0 and len(mesh_markers[-1].points) > 0
     overlay = got["overlay"][-1]
     assert (overlay.width, overlay.height) == (160, 120) and overlay.header.frame_id == CAMERA_FRAME
     values = {kv.key: kv.value for kv in got["diagnostics"][-1].status[0].values}
-    assert values["mode"] == "filter" and values["node_state"] in ("tracking", "lost", "initialising")
+    # the object is seen in every frame: the track never gets lost (measured quality 0.97)
+    reports = [{kv.key: kv.value for kv in d.status[0].values} for d in got["diagnostics"]]
+    states = [r["node_state"] for r in reports if int(r.get("frames_processed", 0)) >= 1]
+    assert states and set(states) == {"tracking"}, states
+    assert values["mode"] == "filter" and float(values["quality"]) > 0.8, values
     assert int(values["frames_processed"]) >= 4 and values["object_mesh"].endswith("model.obj")

@@ -245,7 +245,11 @@ def test_tracks_and_publishes_pose_covariance_markers_overlay_diagnostics(harnes
     assert pose.header.frame_id == CAMERA and cv.stamp_ns(pose) == stamps[-1]
     T_pose, T_tf = cv.pose_to_matrix(pose), cv.transform_to_matrix(h.got["tf"][-1])
     assert torch.allclose(T_pose, T_tf, atol=1e-9)
-    assert abs(float(T_pose[2, 3]) - 0.4) < 0.1  # near the initial pose (no real object in these images)
+    # nothing in these uniform images observes the object, and it is far from the hand (no contact motion): the
+    # estimate stays the initial pose
+    expected = torch.eye(4, dtype=T_pose.dtype)
+    expected[:3, 3] = torch.tensor(INITIAL[:3], dtype=T_pose.dtype)  # INITIAL: identity rotation
+    assert torch.allclose(T_pose, expected, atol=1e-4), T_pose
     covariance = cv.covariance_from_msg(pose)
     assert np.allclose(covariance, covariance.T) and np.linalg.eigvalsh(covariance).min() > 0
     markers = h.got["markers"][-1].markers
@@ -261,7 +265,8 @@ def test_tracks_and_publishes_pose_covariance_markers_overlay_diagnostics(harnes
     assert green.sum() > 10, "the object outline (green) is drawn"
     status, values = h.wait_status(lambda s, v: int(v.get("frames_processed", 0)) >= 3)
     assert status is not None, values
-    assert values["mode"] == "filter" and values["node_state"] in ("tracking", "initialising", "lost")
+    # no object in the images: every frame scores quality 0, so after lost_after (3) frames the track is lost
+    assert values["mode"] == "filter" and values["node_state"] == "lost" and float(values["quality"]) == 0.0, values
     assert float(values["tracker_ms"]) > 0 and values["tf_backend"] in ("tf_buffer", "tf2_ros")
     assert values["joint_map"] in ("ros1_allegro", "identity")
 

@@ -388,6 +388,12 @@ def test_bag_holds_the_sensor_data_only(carry_dir):
 def test_refuses_to_overwrite(carry_dir, carry_seq):
     from handypriors_core.errors import InvalidValueError
 
+    def snapshot() -> dict[str, tuple[int, int]]:
+        return {str(p.relative_to(carry_dir)): (p.stat().st_size, p.stat().st_mtime_ns)
+                for p in sorted(Path(carry_dir).rglob("*")) if p.is_file()}
+
+    before = snapshot()
+    assert before, "the fixture wrote a sequence"
     with pytest.raises(InvalidValueError, match="not empty"):
         write_sequence(carry_seq, carry_dir)
-    assert isinstance(Path(carry_dir), Path)
+    assert snapshot() == before  # nothing written, removed or touched
