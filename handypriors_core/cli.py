@@ -30,6 +30,7 @@ from typing import Any
 
 from . import defaults
 from .app.initial_pose import parse_initial_pose
+from .app.interrupts import sigterm_as_interrupt
 from .app.progress import quiet_warp
 from .app.track import TrackOptions, TrackSummary, run_track
 
@@ -76,8 +77,12 @@ def options_from_args(args: argparse.Namespace, **overrides: Any) -> TrackOption
 
 
 def _cmd_track(args: argparse.Namespace) -> int:
-    summary = run_track(options_from_args(args))
+    with sigterm_as_interrupt():  # SIGTERM, like Ctrl-C, writes what is done
+        summary = run_track(options_from_args(args))
     _print_track_summary(summary)
+    if summary.damaged:  # a damaged bag: the frames before the damage are written
+        print(f"handypriors track: error: {_one_line(summary.damaged)}", file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 

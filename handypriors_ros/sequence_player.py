@@ -289,6 +289,8 @@ class BagSource:
         for connection, _ in connections:
             if roles[connection.id] is not None:
                 by_role.setdefault(roles[connection.id], set()).add(connection.topic)
+        if remap_recorded_topics:
+            _check_required_roles(path, by_role, self._reader.connections)
         for role, names in by_role.items():
             if len(names) > 1:
                 warn(f"several recorded topics look like {role}: {sorted(names)}; they keep their recorded names")
@@ -335,9 +337,19 @@ class BagSource:
 
         if not self._connections:
             return
-        for connection, timestamp, raw in self._reader.messages(connections=self._connections):
-            topic, cls = self._out[connection.id]
-            yield PlaybackEvent(int(timestamp), [(topic, deserialize_message(raw, cls))])
+        count, last = 0, None
+        try:
+            for connection, timestamp, raw in self._reader.messages(connections=self._connections):
+                topic, cls = self._out[connection.id]
+                event = PlaybackEvent(int(timestamp), [(topic, deserialize_message(raw, cls))])
+                count, last = count + 1, int(timestamp)
+                yield event
+        except Exception as exc:  # a corrupted chunk / damaged page: stop there, saying what was played
+            where = "at its first message" if last is None else \
+                f"after {count} messages ({(last - self.start_ns) * 1e-9:.3f} s into the recording)"
+            reason = " ".join(str(exc).split()) or "unreadable"
+            raise InvalidValueError(f"rosbag2 {str(self.path)!r} is damaged {where}, the rest is not played: "
+                                    f"{type(exc).__name__}: {reason}") from exc
 
     def describe(self) -> str:
         text = (f"rosbag2 {str(self.path)!r}: {self._reader.message_count} messages over "
@@ -350,6 +362,25 @@ class BagSource:
 
     def close(self) -> None:
         self._reader.close()
+
+
+#: Streams the tracker needs from a bag (role -> what it is), checked when recorded topics are remapped.
+REQUIRED_ROLES = {"color": "colour image (sensor_msgs/msg/Image, 'color' or 'rgb' in the topic name)",
+                  "color_info": "colour camera info (sensor_msgs/msg/CameraInfo)",
+                  "joint_states": "joint states (sensor_msgs/msg/JointState)"}
+_ROLE_NAME_HINTS = {"color": ("image", "color", "rgb"), "color_info": ("camera_info",), "joint_states": ("joint",)}
+
+
+def _check_required_roles(path: Path, by_role: dict[str, set[str]], connections: Sequence[Any]) -> None:
+    """InvalidValueError naming the first stream of :data:`REQUIRED_ROLES` the bag lacks (and a topic whose name
+    looks like it but whose message type is another)."""
+    for role, what in REQUIRED_ROLES.items():
+        if role in by_role:
+            continue
+        lookalikes = [f"{c.topic} is a {c.msgtype}" for c in connections
+                      if any(h in c.topic.lower() for h in _ROLE_NAME_HINTS[role])]
+        hint = f" ({'; '.join(sorted(set(lookalikes)))})" if lookalikes else ""
+        raise InvalidValueError(f"rosbag2 {str(path)!r} has no {what}{hint}")
 
 
 def open_source(

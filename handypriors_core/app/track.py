@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .initial_pose import parse_initial_pose
+from .interrupts import deferred_interrupts
 from .progress import Progress
 
 __all__ = ["FrameResult", "TrackOptions", "TrackSummary", "run_track", "write_poses_json"]
@@ -107,6 +108,7 @@ class TrackSummary:
     offline: dict | None = None
     forward: list[FrameResult] | None = None
     forward_seconds: float = 0.0
+    damaged: str = ""  # the bag is damaged: what could not be read (the frames before it are in results)
 
     @property
     def num_tracked(self) -> int:
@@ -283,6 +285,9 @@ def run_track(opts: TrackOptions) -> TrackSummary:
             report(f"interrupted after {done} image(s): writing what is done")
         else:
             progress.close()
+        damaged = unread_images(reader, done)
+        if damaged:
+            report(damaged)
         if offline is not None:
             t0 = time.perf_counter()
             for est in offline.finish(optimize=not interrupted):
@@ -293,7 +298,7 @@ def run_track(opts: TrackOptions) -> TrackSummary:
         summary = TrackSummary(results=ordered, mode=mode, num_images=reader.num_images, skipped=skipped,
                                interrupted=interrupted, elapsed=0.0, tracking_seconds=tracking_seconds,
                                camera_frame=reader.camera_frame, outputs={}, choices=list(reader.choices),
-                               offline=None if offline is None else dict(vars(offline.stats)))
+                               offline=None if offline is None else dict(vars(offline.stats)), damaged=damaged)
         if offline is not None:
             # the forward pass is the online refine mode: keep it (the demo reports it as "refine")
             forward = {i: _result(e, None, 0.0) for i, e in offline.forward.items()}
@@ -304,7 +309,8 @@ def run_track(opts: TrackOptions) -> TrackSummary:
             report(f"{len(skipped)} image(s) could not be tracked (written as 'lost' with the last pose): "
                    f"{reasons[0]}{' ...' if len(reasons) > 1 else ''}")
         if opts.out is not None:
-            write_poses_json(opts, summary)
+            with deferred_interrupts():  # a second Ctrl-C / SIGTERM must not leave half a file
+                write_poses_json(opts, summary)
             summary.outputs["poses"] = Path(opts.out)
         if opts.out_bag is not None or opts.video is not None:
             from .track_outputs import write_visual_outputs
@@ -314,6 +320,14 @@ def run_track(opts: TrackOptions) -> TrackSummary:
         reader.close()
     summary.elapsed = time.perf_counter() - t_start
     return summary
+
+
+def unread_images(reader, done: int) -> str:
+    """One line naming the images a damaged bag could not give (``""`` when the bag was read to its end)."""
+    if reader.damage is None or done >= reader.num_images:
+        return ""
+    return (f"{reader.damage}: images {done}-{reader.num_images - 1} of {reader.num_images} not read (the "
+            f"{done} before are tracked and written)")
 
 
 def _shipped_config() -> Path | None:

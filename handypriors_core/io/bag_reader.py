@@ -26,7 +26,10 @@ colour image, its camera info, one joint-state topic, aligned depth by encoding)
 through the ``report`` callback. A topic named explicitly (``explicit``) must exist.
 
 Every problem is raised as a :class:`BagError` (or the core's typed errors, e.g. JointNameError) with one
-readable line; rosbags' own exceptions never escape.
+readable line; rosbags' own exceptions never escape. A configured topic of the wrong message type is not used.
+Damage met after the first messages (a corrupted chunk, a damaged sqlite3 page) does not raise: reading stops
+there, the frames before it are produced and :attr:`BagReader.damage` says where and why (the caller reports the
+images it could not read). One image message that cannot be decoded is a frame with a reason, not an error.
 """
 
 from __future__ import annotations
@@ -374,6 +377,7 @@ class BagReader:
         self.dtype = dtype
         self.choices: list[str] = []
         self._report = report
+        self.damage: str | None = None  # set when reading stopped at a damaged part of the bag
         self.typestore = _typestore()
         self.reader = open_bag(self.path)
         try:
@@ -409,13 +413,22 @@ class BagReader:
         except Exception as exc:
             raise BagError(f"bag {self.path}: cannot decode a {msgtype} message: {_describe(exc)}") from exc
 
-    def _messages(self, connections: list) -> Iterator[tuple[Any, int, bytes]]:
+    def _messages(self, connections: list, tolerate_damage: bool = False) -> Iterator[tuple[Any, int, bytes]]:
+        """Raw messages of ``connections`` in log order. With ``tolerate_damage``, an unreadable part of the bag
+        after the first message ends the iteration and sets :attr:`damage` (else: BagError)."""
+        last = None
         try:
-            yield from self.reader.messages(connections=connections)
+            for item in self.reader.messages(connections=connections):
+                last = int(item[1])
+                yield item
         except HandyPriorsError:
             raise
         except Exception as exc:
-            raise BagError(f"cannot read bag {self.path}: {_describe(exc)}") from exc
+            if not tolerate_damage or last is None:
+                raise BagError(f"cannot read bag {self.path}: {_describe(exc)}") from exc
+            if self.damage is None:
+                into = (last - int(self.reader.start_time)) * 1e-9
+                self.damage = f"bag {self.path} is damaged {into:.3f} s into the recording ({_describe(exc)})"
 
     def _first_message(self, conn) -> Any | None:
         for c, _, raw in self._messages([conn]):
@@ -469,13 +482,20 @@ class BagReader:
 
     def _choose(self, key: str, configured: str, accept: Callable[[str], bool], what: str, required: bool,
                 prefer: tuple[str, ...] = (), prefer_exact: str = "", prefer_prefix: str = "") -> str | None:
-        """The configured topic when present; else the one topic ``accept`` takes (reported)."""
+        """The configured topic when present (and of the right type); else the one topic ``accept`` takes
+        (reported)."""
+        wrong_type = ""
         if configured in self._by_topic:
-            return configured
-        if key in self.settings.explicit:
+            if accept(configured):
+                return configured
+            wrong_type = f"topic {configured} is a {self.topic_types[configured]}, not a {what}"
+            if key in self.settings.explicit:
+                raise MissingTopicError(f"bag {self.path}: {wrong_type}")
+            self._say(f"not using {wrong_type}")
+        elif key in self.settings.explicit:
             raise MissingTopicError(f"bag {self.path} has no topic {configured} ({what}); topics: "
                                     f"{', '.join(sorted(self._by_topic)) or 'none'}")
-        candidates = sorted(t for t in self._by_topic if accept(t))
+        candidates = sorted(t for t in self._by_topic if t != configured and accept(t))
         chosen = None
         if len(candidates) == 1:
             chosen = candidates[0]
@@ -493,8 +513,9 @@ class BagReader:
                     f"the {what}: {', '.join(candidates)}; pass --{key.replace('_', '-')}-topic")
         if chosen is None:
             if required:
-                raise MissingTopicError(f"bag {self.path} has no {what}: topic {configured} is missing and no other "
-                                        f"topic has that type (topics: {', '.join(sorted(self._by_topic)) or 'none'})")
+                missing = wrong_type or f"topic {configured} is missing"
+                raise MissingTopicError(f"bag {self.path} has no {what}: {missing} and no other topic has that type "
+                                        f"(topics: {', '.join(sorted(self._by_topic)) or 'none'})")
             self._say(f"no {what} in the bag (configured topic {configured} is missing): tracking without it")
             return None
         self._say(f"using {key} topic {chosen} (configured {configured} is not in the bag; picked by message type)")
@@ -508,7 +529,7 @@ class BagReader:
         joint_msgs: list[tuple[int, list[str], np.ndarray]] = []
         infos: list[tuple[int, Any]] = []
         static_topic = s.tf_static
-        for conn, t_log, raw in self._messages(small):
+        for conn, t_log, raw in self._messages(small, tolerate_damage=True):
             msg = self._deserialize(raw, conn.msgtype)
             if conn.msgtype == TF:
                 try:
@@ -520,6 +541,8 @@ class BagReader:
                 joint_msgs.append((stamp, [str(n) for n in msg.name], np.asarray(msg.position, dtype=np.float64)))
             else:
                 infos.append((stamp_to_ns(msg.header.stamp) or int(t_log), msg))
+        if self.damage is not None:
+            self._say(f"{self.damage}: reading stops there")
         if not joint_msgs:
             raise MissingTopicError(f"bag {self.path}: joint-state topic {self.joint_topic} has no messages")
         if not infos:
@@ -644,16 +667,19 @@ class BagReader:
         depths: deque[tuple[int, Any]] = deque()  # (stamp, msg)
         newest_depth = -(2 ** 62)
         index = 0
-        for conn, t_log, raw in self._messages(conns + depth_conns):
-            if conn.id in depth_ids:
+        for conn, t_log, raw in self._messages(conns + depth_conns, tolerate_damage=True):
+            try:
                 msg = self._deserialize(raw, conn.msgtype)
-                stamp = stamp_to_ns(msg.header.stamp) or int(t_log)
-                depths.append((stamp, msg))
-                newest_depth = max(newest_depth, stamp)
+            except BagError as exc:  # one undecodable message: a frame with a reason (depth: none)
+                msg, reason = None, str(exc)
+            if conn.id in depth_ids:
+                if msg is not None:
+                    stamp = stamp_to_ns(msg.header.stamp) or int(t_log)
+                    depths.append((stamp, msg))
+                    newest_depth = max(newest_depth, stamp)
             else:
-                msg_head = self._deserialize(raw, conn.msgtype)
-                stamp = stamp_to_ns(msg_head.header.stamp) or int(t_log)
-                pending.append((index, stamp, int(t_log), msg_head, conn.msgtype))
+                stamp = int(t_log) if msg is None else stamp_to_ns(msg.header.stamp) or int(t_log)
+                pending.append((index, stamp, int(t_log), msg, reason if msg is None else conn.msgtype))
                 index += 1
             # emit colour images whose depth partner can no longer arrive
             while pending and (not depth_conns or newest_depth > pending[0][1] + tol
@@ -664,6 +690,8 @@ class BagReader:
 
     def _emit(self, item, depths: deque, tol: int) -> BagFrame:
         index, stamp, t_log, msg, msgtype = item
+        if msg is None:  # undecodable message: msgtype holds the reason
+            return BagFrame(index, stamp, None, msgtype, t_log)
         while depths and depths[0][0] < stamp - tol:
             depths.popleft()
         depth_msg = None
@@ -671,7 +699,10 @@ class BagReader:
         for d_stamp, d_msg in depths:
             if abs(d_stamp - stamp) < best:
                 best, depth_msg = abs(d_stamp - stamp), d_msg
-        return self._build(index, stamp, t_log, msg, msgtype, depth_msg)
+        try:
+            return self._build(index, stamp, t_log, msg, msgtype, depth_msg)
+        except BagError as exc:  # a bad image (size, encoding, data): this frame only
+            return BagFrame(index, stamp, None, str(exc), t_log)
 
     def _build(self, index: int, stamp: int, t_log: int, msg: Any, msgtype: str, depth_msg: Any) -> BagFrame:
         rgb = decode_colour(msg, msgtype)

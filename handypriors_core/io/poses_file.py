@@ -186,11 +186,14 @@ def read_poses(path: str | os.PathLike) -> PosesFile:
 
 
 def write_poses(path: str | os.PathLike, poses: PosesFile) -> None:
-    """Validate and write ``poses`` as JSON (float64 values round-trip exactly)."""
+    """Validate and write ``poses`` as JSON (float64 values round-trip exactly). The file is replaced atomically
+    (written next to it, then renamed): an interrupted write leaves the previous file or none, never half."""
     data = poses.to_dict()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    os.replace(partial, path)
 
 
 # ----------------------------------------------------------------------------------------------- validation
