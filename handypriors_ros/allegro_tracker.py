@@ -68,7 +68,7 @@ from handypriors_core.models import JointMap, RigidObject, URDFHand, allegro_urd
 
 from . import conversions, markers, overlay
 from .calibration_outputs import calibration_messages, calibration_status
-from .diagnostics import HealthThresholds, TrackerHealth, diagnostic_array, tracker_status
+from .diagnostics import ErrorCounter, HealthThresholds, TrackerHealth, diagnostic_array, tracker_status
 from .joint_state_buffer import JointStateBuffer, JointStateLookupError
 from .node_runtime import exit_process, run_node
 from .params import NodeSettings, ParameterBinding, pose_from_parameter
@@ -182,6 +182,7 @@ class AllegroTracker(Node):
         super().__init__(node_name, **kwargs)
         self._state_lock = threading.RLock()
         self._inputs = threading.Condition()  # notified by every input callback
+        self._error_counts = ErrorCounter()  # input errors by kind, for /diagnostics
         self.params = ParameterBinding(self, on_change=self._on_parameters_changed)
         s = self.params.node
         torch.set_num_threads(s.torch_threads)
@@ -196,7 +197,8 @@ class AllegroTracker(Node):
         self._joint_error = ""
         if s.joint_map != "auto":
             self._joints = self._joint_buffer(self._load_joint_map(s.joint_map))
-        self._tf = make_tf_lookup(self, cache_time_s=10.0, max_extrapolation_s=s.stamp_tolerance)
+        self._tf = make_tf_lookup(self, cache_time_s=10.0, max_extrapolation_s=s.stamp_tolerance,
+                                  on_error=lambda message: self._report(message, warn=True))
         # -- outputs
         self._tf_pub = self.create_publisher(_tf_message_type(), TOPICS["tf"], TF_QOS)
         from diagnostic_msgs.msg import DiagnosticArray
@@ -506,13 +508,9 @@ class AllegroTracker(Node):
             if age > s.max_image_age:
                 self._count_drop("stale")
                 raise InvalidValueError(f"image is {age:.3f} s old (max_image_age {s.max_image_age:g} s); skipped")
-        if self._last_stamp_ns is not None and stamp <= self._last_stamp_ns:
-            if stamp == self._last_stamp_ns:
-                self._count_drop("duplicate")
-                raise InvalidValueError(f"image stamp {stamp / _NS:.6f} s repeats the previous one; skipped")
-            back = (self._last_stamp_ns - stamp) / _NS
-            self._report(f"image stamp went backwards by {back:.3f} s (looped bag or restarted camera?); "
-                         f"{self._reset_track('time went backwards')}", warn=True)
+        if stamp == self._last_stamp_ns:
+            self._count_drop("duplicate")
+            raise InvalidValueError(f"image stamp {stamp / _NS:.6f} s repeats the previous one; skipped")
         camera_frame = (s.camera_frame or msg.header.frame_id).lstrip("/")
         if not camera_frame:
             raise InvalidValueError("the image header has no frame_id and the camera_frame parameter is empty")
@@ -524,6 +522,10 @@ class AllegroTracker(Node):
         mask = self._matching_mask(stamp, rgb.shape[:2], deadline) if s.mask_source == "external" else None
         joints = self._joint_angles(stamp, deadline)
         hand2camera = self._hand2camera(camera_frame, stamp, deadline)
+        if self._last_stamp_ns is not None and stamp < self._last_stamp_ns:  # (a complete frame only: a broken
+            back = (self._last_stamp_ns - stamp) / _NS  # message with an old stamp must not reset the track)
+            self._report(f"image stamp went backwards by {back:.3f} s (looped bag or restarted camera?); "
+                         f"{self._reset_track('time went backwards')}", warn=True)
         self._last_stamp_ns = stamp
         frame = Frame(index=self._frame_index, stamp=stamp / _NS, rgb=torch.from_numpy(rgb), camera=camera,
                       joint_angles=joints.float(), hand2camera=hand2camera.float(),
@@ -633,17 +635,19 @@ class AllegroTracker(Node):
         """Apply a pose from ~/initial_pose, the parameter or the global search; False = not initialised yet."""
         pose_msg, self._pending_pose_msg = self._pending_pose_msg, None
         if pose_msg is not None:
-            pose = conversions.pose_to_matrix(pose_msg)
-            source = pose_msg.header.frame_id.lstrip("/")
-            if source and source != camera_frame:
-                stamp = conversions.stamp_ns(pose_msg)
-                try:
-                    pose = self._tf.lookup(camera_frame, source, stamp or None) @ pose
-                except TransformLookupError as exc:
-                    raise TransformLookupError(f"initial pose in frame {source!r} ignored: {exc}") from None
-            tracker.reset()
-            tracker.initialize(pose)
-            self.get_logger().info("track (re-)initialised from ~/initial_pose")
+            try:  # a bad pose is reported and ignored; the frame is still tracked
+                source = pose_msg.header.frame_id.lstrip("/")
+                pose = conversions.pose_to_matrix(pose_msg)
+                if source and source != camera_frame:
+                    pose = self._tf.lookup(camera_frame, source, conversions.stamp_ns(pose_msg) or None) @ pose
+                if not bool(torch.isfinite(pose).all()):
+                    raise InvalidValueError(f"pose is not finite: {pose[:3].tolist()}")
+            except (HandyPriorsError, TransformLookupError) as exc:
+                self._report(f"~/initial_pose in frame {pose_msg.header.frame_id!r} ignored: {exc}")
+            else:
+                tracker.reset()
+                tracker.initialize(pose)
+                self.get_logger().info("track (re-)initialised from ~/initial_pose")
         if tracker.initialized:
             return True
         pose = pose_from_parameter(self.params.node.initial_pose)
@@ -767,6 +771,7 @@ class AllegroTracker(Node):
         Returns whether it was logged.
         """
         now = time.monotonic()
+        self._error_counts.count(message)
         with self._state_lock:
             self._last_error = message
             self._last_error_time = now
@@ -825,6 +830,7 @@ class AllegroTracker(Node):
             }
             extra.update(self._stages_ms)
             extra.update({f"dropped_{reason.replace(' ', '_')}": count for reason, count in self._dropped.items()})
+            extra.update(self._error_counts.values())
         return health, extra
 
     def publish_diagnostics(self) -> None:

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
+import threading
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,7 +26,8 @@ from handypriors_core.errors import InvalidValueError
 
 from .conversions import make_header
 
-__all__ = ["TRACKER_STATES", "HealthThresholds", "TrackerHealth", "diagnostic_array", "key_values", "tracker_status"]
+__all__ = ["ERROR_KINDS", "TRACKER_STATES", "ErrorCounter", "HealthThresholds", "TrackerHealth", "diagnostic_array",
+           "error_kind", "key_values", "tracker_status"]
 
 #: States a tracker reports.
 TRACKER_STATES = ("initialising", "tracking", "lost")
@@ -139,3 +143,47 @@ def diagnostic_array(statuses: Sequence[Any], stamp: int | Any = 0) -> Any:
     from diagnostic_msgs.msg import DiagnosticArray
 
     return DiagnosticArray(header=make_header(stamp, ""), status=list(statuses))
+
+
+#: Kinds of input error a node counts (``errors_<kind>`` in its diagnostics), with the words that identify each in
+#: an error line; the first kind that matches wins (``depth image ...`` is ``depth``, not ``image``).
+ERROR_KINDS: tuple[tuple[str, re.Pattern], ...] = tuple((kind, re.compile(words, re.IGNORECASE)) for kind, words in (
+    ("internal", r"internal error"),
+    ("initial_pose", r"initial.pose"),
+    ("mask", r"mask"),
+    ("depth", r"depth"),
+    ("tf", r"^/tf|transform|hand2camera|\bTF\b|lookup|frame '|frame \"|extrapolat"),
+    ("joint_states", r"joint"),
+    ("camera_info", r"camera.?info|intrinsic|focal|distortion"),
+    ("stamp", r"stamp|backwards|max_image_age"),
+    ("image", r"image|encoding|step|bytes|pixel"),
+))
+
+
+def error_kind(message: str) -> str:
+    """The kind of an input error line (one of :data:`ERROR_KINDS`' names, else ``"other"``)."""
+    for kind, pattern in ERROR_KINDS:
+        if pattern.search(message):
+            return kind
+    return "other"
+
+
+class ErrorCounter:
+    """Thread-safe counts of input errors by kind (:func:`error_kind`), for ``/diagnostics``."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def count(self, message: str) -> str:
+        """Count one error line; returns its kind."""
+        kind = error_kind(message)
+        with self._lock:
+            self._counts[kind] += 1
+        return kind
+
+    def values(self) -> dict[str, int]:
+        """``{"errors_<kind>": count}`` of every kind seen, plus ``errors_total``."""
+        with self._lock:
+            counts = dict(self._counts)
+        return {**{f"errors_{kind}": n for kind, n in sorted(counts.items())}, "errors_total": sum(counts.values())}

@@ -43,6 +43,8 @@ __all__ = [
 ]
 
 _NS = 1_000_000_000
+#: Largest believable joint position magnitude [rad or m]; larger values (1e6, 1e300) are dropped like NaN.
+MAX_ABS_POSITION = 100.0
 
 
 class JointStateLookupError(HandyPriorsError, LookupError):
@@ -151,14 +153,14 @@ class JointStateBuffer:
             if target is None or target not in self._index:
                 continue
             value = float(value)
-            if not math.isfinite(value):
+            if not math.isfinite(value) or abs(value) > MAX_ABS_POSITION:
                 bad.append(name if name == target else f"{name} ({target})")
                 continue
             updates.append((self._index[target], sign[name] * value + offset[name]))
         if bad:
             issues.append(JointStateIssue(
-                "error", f"joint_states position is NaN/inf for joint(s) {', '.join(bad)} at "
-                         f"{stamp_ns / _NS:.6f} s; those values dropped"))
+                "error", f"joint_states position is NaN/inf or beyond +-{MAX_ABS_POSITION:g} for joint(s) "
+                         f"{', '.join(bad)} at {stamp_ns / _NS:.6f} s; those values dropped"))
         with self._lock:
             went_back = [
                 (self.joint_names[i], self._series[i].stamps[-1])

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from handypriors_core.errors import HandyPriorsError
 from handypriors_core.io.transform_buffer import (
     ExtrapolationError,
     NoPathError,
@@ -34,6 +35,7 @@ __all__ = [
     "TfLookup",
     "TransformLookupError",
     "UnknownFrameError",
+    "add_tf_message_safely",
     "interpolate_transform",
     "make_tf_lookup",
 ]
@@ -115,13 +117,34 @@ def _tf2_ros_lookup(node: Any, cache_time_s: float) -> TfLookup | None:
     return TfLookup(lookup, "tf2_ros", keep=(buffer, listener))
 
 
+def add_tf_message_safely(buffer: TfBuffer, msg: Any, static: bool, on_error: Callable[[str], None]) -> int:
+    """Add each transform of a ``TFMessage`` on its own; a bad one (non-finite or zero quaternion, a loop, a frame
+    to itself, an out-of-range stamp) is passed to ``on_error`` as one line and skipped, never raised (this runs
+    in a subscription callback: an exception there would stop the node). Returns the count added."""
+    topic = "/tf_static" if static else "/tf"
+    added = 0
+    for transform in getattr(msg, "transforms", []):
+        try:
+            added += buffer.add_tf_message(_OneTransform([transform]), static=static)
+        except (HandyPriorsError, ValueError, TypeError, OverflowError) as exc:
+            on_error(f"{topic}: {exc}")
+    return added
+
+
+class _OneTransform:
+    def __init__(self, transforms: list[Any]) -> None:
+        self.transforms = transforms
+
+
 def make_tf_lookup(
-    node: Any, cache_time_s: float = 10.0, max_extrapolation_s: float = 0.0, prefer_tf2_ros: bool = True
+    node: Any, cache_time_s: float = 10.0, max_extrapolation_s: float = 0.0, prefer_tf2_ros: bool = True,
+    on_error: Callable[[str], None] | None = None,
 ) -> TfLookup:
     """A :class:`TfLookup` for ``node``: tf2_ros-backed when importable (and ``prefer_tf2_ros``), else a
     :class:`TfBuffer` fed by subscriptions to ``/tf`` and ``/tf_static`` (tf2 listener QoS).
 
-    ``max_extrapolation_s`` applies to the :class:`TfBuffer` backend only (tf2 never extrapolates).
+    ``max_extrapolation_s`` applies to the :class:`TfBuffer` backend only (tf2 never extrapolates). Transforms
+    the :class:`TfBuffer` refuses go to ``on_error`` (default: the node's logger, as warnings).
     """
     if prefer_tf2_ros:
         found = _tf2_ros_lookup(node, cache_time_s)
@@ -132,12 +155,14 @@ def make_tf_lookup(
     from .qos import TF_LISTENER_QOS, TF_STATIC_LISTENER_QOS
 
     buffer = TfBuffer(cache_time_s=cache_time_s, max_extrapolation_s=max_extrapolation_s)
+    report = on_error if on_error is not None else node.get_logger().warning
     subscriptions = (
         node.create_subscription(
-            TFMessage, "/tf", lambda msg: buffer.add_tf_message(msg, static=False), TF_LISTENER_QOS
+            TFMessage, "/tf", lambda msg: add_tf_message_safely(buffer, msg, False, report), TF_LISTENER_QOS
         ),
         node.create_subscription(
-            TFMessage, "/tf_static", lambda msg: buffer.add_tf_message(msg, static=True), TF_STATIC_LISTENER_QOS
+            TFMessage, "/tf_static", lambda msg: add_tf_message_safely(buffer, msg, True, report),
+            TF_STATIC_LISTENER_QOS
         ),
     )
     return TfLookup(buffer.lookup, "tf_buffer", keep=subscriptions, buffer=buffer)

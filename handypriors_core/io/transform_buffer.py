@@ -44,6 +44,7 @@ from ..errors import HandyPriorsError, InvalidValueError, ShapeError
 from .sample_history import SampleHistory
 
 __all__ = [
+    "UNIT_QUATERNION_TOLERANCE",
     "ExtrapolationError",
     "NoPathError",
     "TransformBuffer",
@@ -57,6 +58,8 @@ log = logging.getLogger("handypriors.transform_buffer")
 
 _NS = 1_000_000_000
 _MAX_DEPTH = 10_000  # guards against parent cycles
+#: Largest accepted ``| |q|^2 - 1 |`` of a transform's quaternion (tf2 refuses denormalised quaternions the same way).
+UNIT_QUATERNION_TOLERANCE = 0.01
 
 
 class TransformLookupError(HandyPriorsError, LookupError):
@@ -85,9 +88,14 @@ def _frame(frame_id: str) -> str:
 
 
 def _normalise_quaternion(q: np.ndarray, where: str) -> np.ndarray:
+    """``q / |q|``; a quaternion that is not finite, or whose squared norm is off 1 by more than
+    :data:`UNIT_QUATERNION_TOLERANCE` (tf2's rule), is refused: it is not a rotation someone meant."""
     n = float(np.linalg.norm(q))
     if not math.isfinite(n) or n < 1e-9:
         raise InvalidValueError(f"{where}: quaternion (x, y, z, w) must be finite and non-zero; got {q.tolist()}")
+    if abs(n * n - 1.0) > UNIT_QUATERNION_TOLERANCE:
+        raise InvalidValueError(f"{where}: quaternion (x, y, z, w) is not a unit quaternion (norm {n:.6g}); got "
+                                f"{q.tolist()}")
     return q / n
 
 
