@@ -345,3 +345,26 @@ def test_diagnostics_levels_and_key_values():
     array_msg = diagnostic_array([healthy, lost], 99)
     assert cv.stamp_ns(array_msg) == 99
     assert len(deserialize_message(serialize_message(array_msg), DiagnosticArray).status) == 2
+
+
+def test_error_kinds_are_counted():
+    from handypriors_ros.diagnostics import ErrorCounter, error_kind
+
+    lines = {"depth image is 32x24 but the colour image is 64x48": "depth",
+             "object mask rejected (unsupported encoding 'bogus')": "mask",
+             "/tf: transform a <- b would close a loop in the frame tree": "tf",
+             "~/initial_pose in frame 'map' ignored: lookup 'map' -> 'camera': unknown frame": "initial_pose",
+             "joint_states position is NaN/inf or beyond +-100 for joint(s) joint_3.0": "joint_states",
+             "no CameraInfo received on /camera/camera/color/camera_info yet; frame skipped": "camera_info",
+             "image is 32x24 but its CameraInfo says 64x48; frame skipped": "camera_info",
+             "image stamp went backwards by 0.167 s (looped bag or restarted camera?)": "stamp",
+             "image encoding 'yuv422' is not supported": "image",
+             "internal error: ValueError('x')": "internal",
+             "something else": "other"}
+    assert {line: error_kind(line) for line in lines} == lines
+    counter = ErrorCounter()
+    for line in [*lines, *list(lines)[:2]]:
+        counter.count(line)
+    values = counter.values()
+    assert values["errors_depth"] == 2 and values["errors_mask"] == 2 and values["errors_camera_info"] == 2
+    assert values["errors_total"] == len(lines) + 2

@@ -87,6 +87,17 @@ def test_nan_values_are_rejected_naming_the_joint():
     assert buffer.positions_at(T0 + S // 10).status == "exact"
 
 
+def test_implausible_values_are_dropped_like_nan():
+    buffer = JointStateBuffer(HAND)
+    values = _ramp(T0)
+    values[[2, 5]] = [1e6, -1e300]  # no joint turns that far
+    issues = buffer.add(HAND, values.tolist(), T0)
+    assert len(issues) == 1 and "joint_2.0" in issues[0].message and "joint_5.0" in issues[0].message
+    assert "joint_0.0" not in issues[0].message
+    values[[2, 5]] = [99.0, -99.0]  # within the bound: kept
+    assert buffer.add(HAND, values.tolist(), T0 + S // 10) == []
+
+
 def test_unknown_names_are_reported_once():
     buffer = JointStateBuffer(HAND)
     names = [*HAND, "arm_joint_1"]

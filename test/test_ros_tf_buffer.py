@@ -17,6 +17,7 @@ from handypriors_ros.tf_buffer import (
     TfBuffer,
     TransformLookupError,
     UnknownFrameError,
+    add_tf_message_safely,
     interpolate_transform,
 )
 
@@ -182,6 +183,29 @@ def test_rejects_bad_input():
         buffer.add_transform("a", "b", 0, torch.full((4, 4), math.nan))
     with pytest.raises(ValueError):
         TfBuffer(cache_time_s=0.0)
+
+
+def test_bad_transforms_of_a_message_are_reported_and_the_good_ones_kept():
+    """A subscription callback must never raise: each bad transform is one reported line, the rest is added."""
+    from geometry_msgs.msg import TransformStamped
+    from tf2_msgs.msg import TFMessage
+
+    from handypriors_ros.conversions import matrix_to_transform_stamped
+
+    good = _transform([0.1, 0.2, 0.3], [0.0, 0.05, 0.45])
+    nan = TransformStamped()
+    nan.header.frame_id, nan.child_frame_id = "camera", "a"
+    nan.transform.rotation.w = math.nan
+    scaled = matrix_to_transform_stamped(good, "camera", "b", T0)
+    scaled.transform.rotation.w *= 3.0  # not a unit quaternion (tf2 refuses it too)
+    loop = matrix_to_transform_stamped(torch.eye(4, dtype=torch.float64), "hand_root", "camera", T0)
+    msg = TFMessage(transforms=[nan, matrix_to_transform_stamped(good, "camera", "hand_root", T0), scaled, loop])
+    buffer, errors = TfBuffer(), []
+    assert add_tf_message_safely(buffer, msg, False, errors.append) == 1
+    assert len(errors) == 3 and all(e.startswith("/tf: transform ") for e in errors), errors
+    assert "finite" in errors[0] and "unit quaternion" in errors[1] and "loop" in errors[2], errors
+    assert torch.allclose(buffer.lookup("camera", "hand_root", T0), good, atol=1e-12)
+    assert "a" not in buffer.frames and "b" not in buffer.frames
 
 
 # -- make_tf_lookup over DDS (fallback backend), in one process with a private domain (conftest.ros_context) ---
