@@ -73,7 +73,8 @@ def main() -> dict:
         result[f"fk_ms_B{B}"] = median_ms(lambda q=q: hand.forward_kinematics(q), 100)
         result[f"mesh_ms_B{B}"] = median_ms(lambda q=q: hand.mesh(q), 50)
         result[f"mesh_fwd_bwd_ms_B{B}"] = median_ms(lambda qg=qg: hand.mesh(qg)[0].sum().backward(), 20)
-    shared = Path(os.environ.get("HANDYPRIORS_SHARED_DIR", ROOT.parent / "shared")) / "data" / "allegro_hand_description"
+    shared_dir = Path(os.environ.get("HANDYPRIORS_SHARED_DIR", ROOT.parent / "shared"))
+    shared = shared_dir / "data" / "allegro_hand_description"
     if shared.is_dir():
         public = URDFHand.from_urdf(shared / "allegro_hand_description_right.urdf", package_paths=[shared.parent],
                                     geometry="visual", points_per_link=0, contact_points_per_link=0)
