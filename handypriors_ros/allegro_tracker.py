@@ -119,6 +119,11 @@ class Mailbox:
             self._closed = True
             self._cv.notify_all()
 
+    @property
+    def pending(self) -> bool:
+        """Whether an item waits to be taken (the mailbox holds at most one)."""
+        return self._item is not None
+
 
 @dataclasses.dataclass
 class _Image:
@@ -151,6 +156,9 @@ class _StampedBuffer:
 
     def clear(self) -> None:
         self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class _FrameSkipped(Exception):
@@ -831,7 +839,17 @@ class AllegroTracker(Node):
             extra.update(self._stages_ms)
             extra.update({f"dropped_{reason.replace(' ', '_')}": count for reason, count in self._dropped.items()})
             extra.update(self._error_counts.values())
+            extra.update(self._queue_sizes())
         return health, extra
+
+    def _queue_sizes(self) -> dict[str, int]:
+        """Items held by every buffer of the node (``queue_*`` in diagnostics; each is bounded)."""
+        tf_buffer = self._tf.buffer
+        return {"queue_mailbox": int(self._mailbox.pending), "queue_depth": len(self._depth),
+                "queue_masks": len(self._masks), "queue_joint_samples": self._joints.sample_count if self._joints
+                else 0, "queue_tf_samples": tf_buffer.sample_count if tf_buffer is not None else -1,
+                "queue_tf_frames": len(tf_buffer.frames) if tf_buffer is not None else -1,
+                "queue_error_log": len(self._logged), "queue_drop_times": len(self._drop_times)}
 
     def publish_diagnostics(self) -> None:
         """Publish one DiagnosticArray (timer callback; also callable directly)."""

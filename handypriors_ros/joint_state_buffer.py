@@ -45,6 +45,7 @@ __all__ = [
 _NS = 1_000_000_000
 #: Largest believable joint position magnitude [rad or m]; larger values (1e6, 1e300) are dropped like NaN.
 MAX_ABS_POSITION = 100.0
+_MAX_REPORTED_NAMES = 1024  # unknown joint names remembered (reported once each)
 
 
 class JointStateLookupError(HandyPriorsError, LookupError):
@@ -120,6 +121,12 @@ class JointStateBuffer:
         self._reported_unknown: set[str] = set()
         self._lock = threading.Lock()
 
+    @property
+    def sample_count(self) -> int:
+        """Stored samples over all joints (bounded by the history window; for diagnostics)."""
+        with self._lock:
+            return sum(len(series) for series in self._series)
+
     # -- filling -------------------------------------------------------------------------------------
     def add_message(self, msg: Any) -> list[JointStateIssue]:
         """Store a ``sensor_msgs/JointState`` (header stamp, ``name``, ``position``); returns the issues."""
@@ -139,6 +146,8 @@ class JointStateBuffer:
         unknown = [n for n in names if n not in mapping]
         with self._lock:
             new_unknown = [n for n in dict.fromkeys(unknown) if n not in self._reported_unknown]
+            if len(self._reported_unknown) + len(new_unknown) > _MAX_REPORTED_NAMES:  # hostile names: stay bounded
+                self._reported_unknown.clear()
             self._reported_unknown.update(new_unknown)
         if new_unknown:
             issues.append(JointStateIssue(

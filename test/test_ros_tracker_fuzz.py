@@ -400,7 +400,9 @@ def test_tracker_survives_fuzzed_input_and_recovers(sequence, tmp_path):
                     recovered_at = attempt + 1
                     break
             spin_until(lambda: False, 1.2)
-            counts = {kv.key: kv.value for kv in diagnostics[-1].status[0].values if kv.key.startswith("errors_")}
+            final = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+            counts = {k: v for k, v in final.items() if k.startswith("errors_")}
+            queues = {k: int(v) for k, v in final.items() if k.startswith("queue_")}
         finally:
             alive = process.poll() is None
             if alive:
@@ -414,7 +416,8 @@ def test_tracker_survives_fuzzed_input_and_recovers(sequence, tmp_path):
             node.destroy_node()
             rclpy.try_shutdown(context=context)
     output = log.read_text()
-    summary = (f"{messages} hostile messages in {fuzz_seconds:.0f} s ({fuzzer.sent}); RSS warm {rss_warm:.0f} MB, "
+    summary = (f"{messages} hostile messages in {fuzz_seconds:.0f} s ({fuzzer.sent}); queues {queues}; RSS warm "
+               f"{rss_warm:.0f} MB, "
                f"max {max(rss):.0f} MB, last {rss[-1]:.0f} MB; recovered after {recovered_at} frames, ADD-S "
                f"{[round(100 * e, 3) for e in errors]} cm; error counts {counts}")
     print("\n" + summary)
@@ -426,3 +429,8 @@ def test_tracker_survives_fuzzed_input_and_recovers(sequence, tmp_path):
     for kind in ("image", "depth", "camera_info", "joint_states", "tf", "initial_pose"):  # (masks: not read with
         assert int(counts.get(f"errors_{kind}", 0)) > 0, (kind, counts)  # mask_source none, only buffered)
     assert int(counts["errors_total"]) == sum(int(v) for k, v in counts.items() if k != "errors_total")
+    # every queue stayed bounded under hostile stamps and frame names (bounds by construction, see
+    # bench/bench_sustained_load.py: 30-message stamp buffers, 2 s of joint history, 10 s of TF per edge)
+    assert queues["queue_mailbox"] <= 1 and queues["queue_depth"] <= 30 and queues["queue_masks"] <= 30, queues
+    assert queues["queue_joint_samples"] <= 16 * 200 and queues["queue_error_log"] <= 257, queues
+    assert queues["queue_tf_frames"] <= 10 and queues["queue_tf_samples"] <= 2000, queues

@@ -345,6 +345,12 @@ class TransformBuffer:
         with self._lock:
             return self._frames()
 
+    @property
+    def sample_count(self) -> int:
+        """Stored transform samples over all edges (dynamic ones bounded by ``cache_time_s``; for diagnostics)."""
+        with self._lock:
+            return sum(len(edge.history) for edge in self._edges.values())
+
     def _frames(self) -> set[str]:
         out = set(self._edges)
         out.update(e.parent for e in self._edges.values())
