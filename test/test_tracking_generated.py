@@ -52,11 +52,14 @@ def test_tracker_on_generated_sequence(sequence, mode):
     tracker.initialize(start)
     pts = obj.samples.double()
     initial_error = float(add_s(pts, start[None], gt.object2camera[:1])[0])
-    errors = []
+    errors, statuses = [], []
     for i, frame in enumerate(frames):
         est = tracker.track(frame)
         errors.append(float(add_s(pts, est.object2camera[None], gt.object2camera[i:i + 1])[0]))
-        assert est.status in ("initialising", "tracking")
+        statuses.append(est.status)
     assert initial_error > 0.005
-    assert errors[-1] < 0.002, errors
-    assert sorted(errors)[len(errors) // 2] < 0.003, errors
+    assert statuses == ["tracking"] * FRAMES, statuses  # the object is in view throughout: never lost
+    # measured ADD-S: filter last 0.13 mm, median 0.44 mm; refine last 1.1 mm, median 1.2 mm (bounds about 2.5x)
+    last, median = {"filter": (0.0004, 0.0012), "refine": (0.0025, 0.003)}[mode]
+    assert errors[-1] < last, errors
+    assert sorted(errors)[len(errors) // 2] < median, errors
