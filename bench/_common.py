@@ -19,6 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
 
 
+def shared_dir() -> Path:
+    """The sibling checkout with the paper and the development data: ``$HANDYPRIORS_SHARED_DIR`` or ``../shared``
+    (the tests' ``shared_dir`` fixture reads the same variable). It may not exist: callers skip what needs it."""
+    return Path(os.environ.get("HANDYPRIORS_SHARED_DIR", ROOT.parent / "shared"))
+
+
 def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 1) -> float:
     """Median wall time [ms] of ``fn()`` over ``repeats`` calls, after ``warmup`` untimed calls (3 decimals)."""
     for _ in range(warmup):

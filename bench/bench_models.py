@@ -8,7 +8,6 @@ orthographically along the hand's x, y and z axes (0.5 mm pixels) and reports th
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._common import median_ms, write_results  # after the sys.path line above
+from bench._common import median_ms, shared_dir, write_results  # after the sys.path line above
 from handypriors_core.models import URDFHand, allegro_urdf
 
 
@@ -73,8 +72,7 @@ def main() -> dict:
         result[f"fk_ms_B{B}"] = median_ms(lambda q=q: hand.forward_kinematics(q), 100)
         result[f"mesh_ms_B{B}"] = median_ms(lambda q=q: hand.mesh(q), 50)
         result[f"mesh_fwd_bwd_ms_B{B}"] = median_ms(lambda qg=qg: hand.mesh(qg)[0].sum().backward(), 20)
-    shared_dir = Path(os.environ.get("HANDYPRIORS_SHARED_DIR", ROOT.parent / "shared"))
-    shared = shared_dir / "data" / "allegro_hand_description"
+    shared = shared_dir() / "data" / "allegro_hand_description"
     if shared.is_dir():
         public = URDFHand.from_urdf(shared / "allegro_hand_description_right.urdf", package_paths=[shared.parent],
                                     geometry="visual", points_per_link=0, contact_points_per_link=0)
