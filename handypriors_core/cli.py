@@ -83,6 +83,10 @@ def _cmd_track(args: argparse.Namespace) -> int:
     if summary.damaged:  # a damaged bag: the frames before the damage are written
         print(f"handypriors track: error: {_one_line(summary.damaged)}", file=sys.stderr)
         return EXIT_USAGE
+    if summary.skipped and not summary.num_tracked and not summary.interrupted:  # e.g. every image mis-sized
+        print(f"handypriors track: error: no image could be tracked: {_one_line(summary.skipped[0][1])}",
+              file=sys.stderr)
+        return EXIT_USAGE
     return EXIT_INTERRUPTED if summary.interrupted else EXIT_OK
 
 

@@ -77,11 +77,13 @@ def damage_sqlite_page(bag: Path, fraction: float) -> None:
     path.write_bytes(bytes(data))
 
 
-def rewrite_bag(source: Path, target: Path, drop: tuple[str, ...] = (), as_string: tuple[str, ...] = ()) -> Path:
+def rewrite_bag(source: Path, target: Path, drop: tuple[str, ...] = (), as_string: tuple[str, ...] = (),
+                edit: dict | None = None) -> Path:
     """A copy of ``source`` without the topics ``drop``; the topics ``as_string`` keep their name but carry
-    ``std_msgs/msg/String`` messages."""
+    ``std_msgs/msg/String`` messages; ``edit[topic](index, msg)`` changes that topic's messages in place."""
     from rosbags.rosbag2 import Reader, Writer
 
+    edit = edit or {}
     with Reader(source) as reader, Writer(target, version=8) as writer:
         out = {}
         for c in reader.connections:
@@ -90,11 +92,18 @@ def rewrite_bag(source: Path, target: Path, drop: tuple[str, ...] = (), as_strin
             msgtype = "std_msgs/msg/String" if c.topic in as_string else c.msgtype
             out[c.id] = writer.add_connection(c.topic, msgtype, typestore=TS)
         string = TS.types["std_msgs/msg/String"]
+        counts: dict[str, int] = {}
         for c, t, raw in reader.messages():
-            if c.id in out:
-                data = TS.serialize_cdr(string(data="not an image"), "std_msgs/msg/String") \
-                    if c.topic in as_string else raw
-                writer.write(out[c.id], t, data)
+            if c.id not in out:
+                continue
+            if c.topic in as_string:
+                raw = TS.serialize_cdr(string(data="not an image"), "std_msgs/msg/String")
+            elif c.topic in edit:
+                msg = TS.deserialize_cdr(raw, c.msgtype)
+                edit[c.topic](counts.setdefault(c.topic, 0), msg)
+                counts[c.topic] += 1
+                raw = TS.serialize_cdr(msg, c.msgtype)
+            writer.write(out[c.id], t, raw)
     return target
 
 
@@ -181,26 +190,28 @@ def test_track_keeps_the_frames_before_damage_in_the_middle(rig, tmp_path, capsy
 
 def test_one_undecodable_image_is_skipped_not_fatal(rig, tmp_path, capsys):
     """A message whose image data is cut short costs that frame only."""
-    from rosbags.rosbag2 import Reader, Writer
+    def cut_short(index, msg):
+        if index == 2:  # frame 2: a data array of 10 bytes
+            msg.data = msg.data[:10]
 
-    target = tmp_path / "short_image"
-    with Reader(rig["mcap"]) as reader, Writer(target, version=8) as writer:
-        out = {c.id: writer.add_connection(c.topic, c.msgtype, typestore=TS) for c in reader.connections}
-        images = 0
-        for c, t, raw in reader.messages():
-            if c.topic == "/camera/color/image_raw":
-                images += 1
-                if images == 3:  # frame 2: a data array of 10 bytes
-                    msg = TS.deserialize_cdr(raw, c.msgtype)
-                    msg.data = msg.data[:10]
-                    raw = TS.serialize_cdr(msg, c.msgtype)
-            writer.write(out[c.id], t, raw)
+    target = rewrite_bag(rig["mcap"], tmp_path / "short_image", edit={"/camera/color/image_raw": cut_short})
     poses = tmp_path / "poses.json"
     assert cli.main(_track(rig, target, poses, "--max-frames", "5")) == 0
     err = capsys.readouterr().err
     assert "1 image(s) could not be tracked" in err and "10 bytes" in err, err
     records = read_poses(poses).poses
     assert [p.frame for p in records] == [0, 1, 2, 3, 4] and records[2].status == "lost"
+
+
+def test_no_trackable_image_is_an_error(rig, tmp_path, capsys):
+    """Every image refused (camera info of another size): one line, exit status 2, not an empty success."""
+    def smaller(index, msg):
+        msg.width, msg.height = 80, 60
+
+    target = rewrite_bag(rig["mcap"], tmp_path / "small_info", edit={"/camera/color/camera_info": smaller})
+    assert cli.main(_track(rig, target, tmp_path / "poses.json", "--max-frames", "3")) == cli.EXIT_USAGE
+    line = _error_line(capsys)
+    assert "no image could be tracked" in line and "is 80x60 but the images" in line and "160x120" in line, line
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
