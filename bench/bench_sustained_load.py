@@ -10,7 +10,7 @@ on a private ROS domain; this process plays rendered 640x480 RGB-D frames of the
 - latency of the processed frames (image stamp -> object TF received here): median, p95, max;
 - RSS of the tracker sampled every second, and its slope [MB/min] after the warm-up (check: under
   ``--max-rss-slope``);
-- the size of every queue of the node, from its /diagnostics (``queue_*``: the mailbox, the depth / mask stamp
+- the size of every queue of the node, from its /diagnostics (``size_*``: the mailbox, the depth / mask stamp
   buffers, the TF history and frames, the joint-state history, the error-log keys), checked against the bound each
   has by construction (``no_growth`` compares the last third of the run with the middle one, for information).
 
@@ -53,10 +53,10 @@ def queue_bounds(rate_hz: float) -> dict[str, float]:
     """The most each queue can hold by construction at ``rate_hz`` frames (one joint state and one /tf per frame;
     +25 % for jitter of the publishing loop)."""
     per_window = 1.25 * rate_hz
-    return {"queue_mailbox": 1, "queue_depth": STAMPED_BUFFER, "queue_masks": STAMPED_BUFFER,
-            "queue_joint_samples": JOINTS * (JOINT_HISTORY_S * per_window + 2),
-            "queue_tf_samples": TF_CACHE_S * per_window + 2 + 4,  # the moving hand base + a few static edges
-            "queue_tf_frames": 8, "queue_error_log": 257, "queue_drop_times": 5.0 * per_window + 2}
+    return {"size_mailbox": 1, "size_depth": STAMPED_BUFFER, "size_masks": STAMPED_BUFFER,
+            "size_joint_samples": JOINTS * (JOINT_HISTORY_S * per_window + 2),
+            "size_tf_samples": TF_CACHE_S * per_window + 2 + 4,  # the moving hand base + a few static edges
+            "size_tf_frames": 8, "size_error_log": 257, "size_drop_times": 5.0 * per_window + 2}
 
 
 def slope_mb_per_min(times_s: list[float], rss_mb: list[float]) -> float:

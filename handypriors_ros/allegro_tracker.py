@@ -843,13 +843,13 @@ class AllegroTracker(Node):
         return health, extra
 
     def _queue_sizes(self) -> dict[str, int]:
-        """Items held by every buffer of the node (``queue_*`` in diagnostics; each is bounded)."""
+        """Items held by every buffer of the node (``size_*`` in diagnostics; each is bounded)."""
         tf_buffer = self._tf.buffer
-        return {"queue_mailbox": int(self._mailbox.pending), "queue_depth": len(self._depth),
-                "queue_masks": len(self._masks), "queue_joint_samples": self._joints.sample_count if self._joints
-                else 0, "queue_tf_samples": tf_buffer.sample_count if tf_buffer is not None else -1,
-                "queue_tf_frames": len(tf_buffer.frames) if tf_buffer is not None else -1,
-                "queue_error_log": len(self._logged), "queue_drop_times": len(self._drop_times)}
+        return {"size_mailbox": int(self._mailbox.pending), "size_depth": len(self._depth),
+                "size_masks": len(self._masks), "size_joint_samples": self._joints.sample_count if self._joints
+                else 0, "size_tf_samples": tf_buffer.sample_count if tf_buffer is not None else -1,
+                "size_tf_frames": len(tf_buffer.frames) if tf_buffer is not None else -1,
+                "size_error_log": len(self._logged), "size_drop_times": len(self._drop_times)}
 
     def publish_diagnostics(self) -> None:
         """Publish one DiagnosticArray (timer callback; also callable directly)."""

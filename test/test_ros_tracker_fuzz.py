@@ -402,7 +402,7 @@ def test_tracker_survives_fuzzed_input_and_recovers(sequence, tmp_path):
             spin_until(lambda: False, 1.2)
             final = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
             counts = {k: v for k, v in final.items() if k.startswith("errors_")}
-            queues = {k: int(v) for k, v in final.items() if k.startswith("queue_")}
+            queues = {k: int(v) for k, v in final.items() if k.startswith("size_")}
         finally:
             alive = process.poll() is None
             if alive:
@@ -431,6 +431,6 @@ def test_tracker_survives_fuzzed_input_and_recovers(sequence, tmp_path):
     assert int(counts["errors_total"]) == sum(int(v) for k, v in counts.items() if k != "errors_total")
     # every queue stayed bounded under hostile stamps and frame names (bounds by construction, see
     # bench/bench_sustained_load.py: 30-message stamp buffers, 2 s of joint history, 10 s of TF per edge)
-    assert queues["queue_mailbox"] <= 1 and queues["queue_depth"] <= 30 and queues["queue_masks"] <= 30, queues
-    assert queues["queue_joint_samples"] <= 16 * 200 and queues["queue_error_log"] <= 257, queues
-    assert queues["queue_tf_frames"] <= 10 and queues["queue_tf_samples"] <= 2000, queues
+    assert queues["size_mailbox"] <= 1 and queues["size_depth"] <= 30 and queues["size_masks"] <= 30, queues
+    assert queues["size_joint_samples"] <= 16 * 200 and queues["size_error_log"] <= 257, queues
+    assert queues["size_tf_frames"] <= 10 and queues["size_tf_samples"] <= 2000, queues
