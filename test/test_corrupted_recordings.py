@@ -31,6 +31,7 @@ from test_cli import write_test_config
 
 from handypriors_core import cli
 from handypriors_core.io import read_poses
+from handypriors_core.io.bag_reader import BagTopics
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (160, 120)
@@ -107,6 +108,11 @@ def rewrite_bag(source: Path, target: Path, drop: tuple[str, ...] = (), as_strin
     return target
 
 
+DEFAULTS = BagTopics()  # the configured topic names: the rig bags use them
+RIG_TOPICS = {"image": DEFAULTS.image, "info": DEFAULTS.camera_info, "depth": DEFAULTS.depth,
+              "joints": DEFAULTS.joint_states}
+
+
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("corrupted")
@@ -115,8 +121,9 @@ def rig(tmp_path_factory) -> dict:
     mesh = root / "box.obj"
     trimesh.creation.box(extents=[0.04, 0.06, 0.09]).export(mesh)
     return {"root": root, "mesh": mesh, "config": write_test_config(root / "tracking.yaml"),
-            "mcap": write_rig_bag(root / "mcap", Rig(frames=FRAMES), camera_k=K, size=SIZE),
-            "sqlite3": write_rig_bag(root / "sqlite3", Rig(frames=FRAMES), camera_k=K, size=SIZE, storage="sqlite3")}
+            "mcap": write_rig_bag(root / "mcap", Rig(frames=FRAMES), camera_k=K, size=SIZE, topics=RIG_TOPICS),
+            "sqlite3": write_rig_bag(root / "sqlite3", Rig(frames=FRAMES), camera_k=K, size=SIZE, storage="sqlite3",
+                                     topics=RIG_TOPICS)}
 
 
 def _copy(rig: dict, storage: str, tmp_path: Path) -> Path:
@@ -147,15 +154,15 @@ def _broken_at_start(rig: dict, tmp_path: Path, case: str) -> tuple[Path, str]:
         damage_sqlite_page(bag, 0.0)
         return bag, "bag_sqlite3"
     if case == "image topic of another type":
-        bag = rewrite_bag(rig["mcap"], tmp_path / "string_image", as_string=("/camera/color/image_raw",))
-        return bag, "topic /camera/color/image_raw is a std_msgs/msg/String, not a colour image"
+        bag = rewrite_bag(rig["mcap"], tmp_path / "string_image", as_string=(DEFAULTS.image,))
+        return bag, f"topic {DEFAULTS.image} is a std_msgs/msg/String, not a colour image"
     if case == "joint states of another type":
-        bag = rewrite_bag(rig["mcap"], tmp_path / "string_joints", as_string=("/allegroHand/joint_states",))
-        return bag, "topic /allegroHand/joint_states is a std_msgs/msg/String, not a joint states"
+        bag = rewrite_bag(rig["mcap"], tmp_path / "string_joints", as_string=(DEFAULTS.joint_states,))
+        return bag, f"topic {DEFAULTS.joint_states} is a std_msgs/msg/String, not a joint states"
     if case == "no camera info":
-        return rewrite_bag(rig["mcap"], tmp_path / "no_info", drop=("/camera/color/camera_info",)), "no camera info"
+        return rewrite_bag(rig["mcap"], tmp_path / "no_info", drop=(DEFAULTS.camera_info,)), "no camera info"
     assert case == "no joint states"
-    return rewrite_bag(rig["mcap"], tmp_path / "no_joints", drop=("/allegroHand/joint_states",)), "no joint states"
+    return rewrite_bag(rig["mcap"], tmp_path / "no_joints", drop=(DEFAULTS.joint_states,)), "no joint states"
 
 
 @pytest.mark.parametrize("case", ["truncated mcap", "sqlite3 header page", "image topic of another type",
@@ -194,7 +201,7 @@ def test_one_undecodable_image_is_skipped_not_fatal(rig, tmp_path, capsys):
         if index == 2:  # frame 2: a data array of 10 bytes
             msg.data = msg.data[:10]
 
-    target = rewrite_bag(rig["mcap"], tmp_path / "short_image", edit={"/camera/color/image_raw": cut_short})
+    target = rewrite_bag(rig["mcap"], tmp_path / "short_image", edit={DEFAULTS.image: cut_short})
     poses = tmp_path / "poses.json"
     assert cli.main(_track(rig, target, poses, "--max-frames", "5")) == 0
     err = capsys.readouterr().err
@@ -208,7 +215,7 @@ def test_no_trackable_image_is_an_error(rig, tmp_path, capsys):
     def smaller(index, msg):
         msg.width, msg.height = 80, 60
 
-    target = rewrite_bag(rig["mcap"], tmp_path / "small_info", edit={"/camera/color/camera_info": smaller})
+    target = rewrite_bag(rig["mcap"], tmp_path / "small_info", edit={DEFAULTS.camera_info: smaller})
     assert cli.main(_track(rig, target, tmp_path / "poses.json", "--max-frames", "3")) == cli.EXIT_USAGE
     line = _error_line(capsys)
     assert "no image could be tracked" in line and "is 80x60 but the images" in line and "160x120" in line, line
@@ -259,8 +266,8 @@ def test_player_refuses_a_broken_recording(rig, tmp_path, case):
         next(folder.glob("*.mcap")).write_bytes(bag.read_bytes())
         bag = folder
     words = {"truncated mcap": "cannot open rosbag2", "sqlite3 header page": "cannot open rosbag2",
-             "image topic of another type": "/camera/color/image_raw is a std_msgs/msg/String",
-             "joint states of another type": "/allegroHand/joint_states is a std_msgs/msg/String",
+             "image topic of another type": f"{DEFAULTS.image} is a std_msgs/msg/String",
+             "joint states of another type": f"{DEFAULTS.joint_states} is a std_msgs/msg/String",
              "no camera info": "no colour camera info", "no joint states": "no joint states"}[case]
     with pytest.raises(InvalidValueError) as info:
         source = open_source(bag, TopicNames())
