@@ -299,6 +299,14 @@ def test_bad_inputs_are_reported_and_the_node_recovers(harness_factory, mesh):
     h.send(bad_depth, depth_encoding="rgb8")
     assert h.spin_until(lambda: bad_depth in h.tf_stamps())
     assert h.wait_status(error_like("not a depth encoding"))[0] is not None
+    # a broken image with an old stamp is a broken image: it must not restart the track (fuzzing found that)
+    seen = len(h.got["diagnostics"])
+    h.send(good - 3 * PERIOD, encoding="yuv422")
+    status, values = h.wait_status(error_like("'yuv422' is not supported"))
+    assert status is not None, values
+    errors = [kv.value for d in h.got["diagnostics"][seen:] for kv in d.status[0].values if kv.key == "last_error"]
+    assert not any("went backwards" in e for e in errors), errors
+    assert int(values["errors_image"]) >= 3 and "errors_stamp" not in values, values  # counted by kind
     # stamps going backwards: reported, track restarted from the initial_pose parameter, frame tracked
     back = good - 5 * PERIOD
     h.send(back)
@@ -311,7 +319,7 @@ def test_bad_inputs_are_reported_and_the_node_recovers(harness_factory, mesh):
         assert h.spin_until(lambda s=s: s in h.tf_stamps())
     status, values = h.wait_status(lambda st, v: v.get("last_error") == "" and v.get("node_state") != "error")
     assert status is not None, values  # (the state itself may be "lost": these uniform images match no object)
-    assert int(values["dropped_frames"]) >= 4 and int(values.get("dropped_input", 0)) >= 4  # the four bad frames
+    assert int(values["dropped_frames"]) >= 5 and int(values.get("dropped_input", 0)) >= 5  # the five bad frames
 
 
 def test_unknown_joint_names_are_reported_until_a_known_driver_publishes(harness_factory, mesh):
