@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="clean,clean+calib,faults,+calib,+calib2pass",
                         help="tracking rows to run (faults X / +calib / +calib2pass apply to every scale)")
     parser.add_argument("--merge", action="store_true",
-                        help="update bench/results/calibration.json (other sequences, modes and rows are kept)")
+                        help="update the results file (other sequences, modes and rows are kept)")
+    parser.add_argument("--topic", default="calibration", help="results file bench/results/<topic>.json")
+    parser.add_argument("--merge-file", help="merge the sequences of another results file into this one first")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     try:
@@ -167,9 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     base = configured(base, {"refine.time_budget": 0.0})  # fixed iteration count: independent of machine load
     cal_settings = base.calibration
     results: dict = {"description": __doc__.split("\n\n")[0], "frames": args.frames, "sequences": {}}
-    previous = RESULTS_DIR / "calibration.json"
+    previous = RESULTS_DIR / f"{args.topic}.json"
     if args.merge and previous.is_file():
         results = json.loads(previous.read_text())
+    if args.merge_file:  # e.g. rows computed by a parallel run into another topic
+        for name, res in json.loads(Path(args.merge_file).read_text())["sequences"].items():
+            mine = results["sequences"].setdefault(name, {"calibration": {}, "tracking": {}})
+            mine["calibration"].update(res["calibration"])
+            for mode, rows in res["tracking"].items():
+                mine["tracking"].setdefault(mode, {}).update(rows)
     if not isinstance(results.get("load_average"), dict):
         results["load_average"] = {}
     results["load_average"][time.strftime("%Y-%m-%dT%H:%M:%S")] = os.getloadavg()  # per run (merged runs)
@@ -220,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"(x{row['ratio_to_clean']}) rot {row['rotation_median_deg']:.1f} deg "
                       f"{row['cpu_ms_median']:.0f} ms", flush=True)
         print(f"{seq.name}: {time.perf_counter() - t_seq:.0f} s", flush=True)
-        write_results("calibration", results)
+        write_results(args.topic, results)
     checks: dict[str, bool] = {}
     for name, res in results["sequences"].items():  # every check from what the file holds (merged runs too)
         for label, row in res["calibration"].items():
@@ -245,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                         min(calibrated) <= 1.2 * ref
     results["checks"] = checks
     results["all_checks_pass"] = all(checks.values())
-    print(f"wrote {write_results('calibration', results)}")
+    print(f"wrote {write_results(args.topic, results)}")
     for name, ok in checks.items():
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     return 0

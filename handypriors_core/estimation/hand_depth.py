@@ -106,6 +106,7 @@ class HandDepthModality:
         n = int(hand.point_link.numel())
         step = max(1, -(-n // self.settings.max_points))
         self.point_index = torch.arange(0, n, step, device=hand.point_link.device)
+        self._posed: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (q, points, normals): last FK
 
     @property
     def dof(self) -> int:
@@ -116,7 +117,12 @@ class HandDepthModality:
         """Hand-frame points ``(P, 3)``, normals ``(P, 3)`` (float64) at joint angles ``q (J,)``; with
         ``with_jacobian`` also ``d p / d q (P, 3, J)``; ``index`` selects a subset of the model points."""
         qb = q.to(self.hand.device, self.hand.dtype)[None]
-        pts, nrm = self.hand.surface_points(qb, with_normals=True)
+        cached = self._posed
+        if cached is not None and cached[0].shape == qb.shape and torch.equal(cached[0], qb):
+            pts, nrm = cached[1], cached[2]  # association and linearisation at the same state share one FK pass
+        else:
+            pts, nrm = self.hand.surface_points(qb, with_normals=True)
+            self._posed = (qb.clone(), pts, nrm)
         sel = self.point_index if index is None else self.point_index[index.to(self.point_index.device)]
         pts, nrm = pts[:, sel], nrm[:, sel]
         if not with_jacobian:
