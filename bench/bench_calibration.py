@@ -39,10 +39,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._common import RESULTS_DIR, write_results  # after the sys.path line above
-from bench.bench_tracking import configured, perturbed
+from bench.bench_tracking import configured
 from handypriors_core.estimation.calibration import HandCalibrator
 from handypriors_core.estimation.settings import load_tracking_settings
 from handypriors_core.estimation.tracker import ObjectTracker
+from handypriors_core.evaluation import perturbed_pose
 from handypriors_core.geometry.rotations import matrix_to_axis_angle
 from handypriors_core.io.dev_sequence import DevSequence, load_ground_truth
 from handypriors_core.metrics.pose_errors import add_s, rotation_error
@@ -124,7 +125,7 @@ def track(hand, seq: Sequence, frames: list, settings, calibration=None) -> dict
     tracker.mask_source = make_mask_source(load_segmentation_settings(), tracker.scene)
     if calibration is not None:
         tracker.set_calibration(calibration)
-    tracker.initialize(perturbed(seq.truth[0]))
+    tracker.initialize(perturbed_pose(seq.truth[0]))
     preds, cpu, calib = [], [], []
     for f in frames:
         t = time.thread_time()
