@@ -17,6 +17,7 @@ fault-free data: must not degrade), ``faults`` (no calibration), ``faults+calib`
 2x faults. Initial pose: frame-0 ground truth perturbed by 2 cm / 10 deg; masks: the built-in colour model.
 
     .venv/bin/python bench/bench_calibration.py [--frames 60] [--modes filter,refine] [--sequences NAME ...]
+        [--rows clean,faults,+calib2pass] [--topic NAME] [--merge] [--merge-file OTHER.json] [--quick]
 
 Writes ``bench/results/calibration.json`` with ``checks`` (goal -> pass/fail).
 """
@@ -157,7 +158,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="update the results file (other sequences, modes and rows are kept)")
     parser.add_argument("--topic", default="calibration", help="results file bench/results/<topic>.json")
     parser.add_argument("--merge-file", help="merge the sequences of another results file into this one first")
+    parser.add_argument("--quick", action="store_true", help="generated sequence, 30 frames, filter, 1x faults")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.frames, args.modes, args.scales = 30, "filter", "1x"
+        args.sequences = args.sequences or ["generated_carry_box"]
     torch.set_num_threads(1)
     try:
         import warp as wp
