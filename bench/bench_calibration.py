@@ -242,12 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     checks: dict[str, bool] = {}
     for name, res in results["sequences"].items():  # every check from what the file holds (merged runs too)
         for label, row in res["calibration"].items():
-            if label == "clean" or not name.startswith("generated"):
+            if label == "clean":
                 continue
-            a = row["absolute"]
-            checks[f"{name} {label}: correction within 1.5 mm / 0.3 deg"] = \
+            # generated: absolute; dev: relative to the fault-free estimate (the hand model differs from the
+            # rendered hand, see docs/benchmarks.md), the absolute figures are reported beside
+            kind = "absolute" if name.startswith("generated") else "relative_to_model_bias"
+            a = row[kind]
+            checks[f"{name} {label}: correction within 1.5 mm / 0.3 deg ({kind})"] = \
                 a["translation_mm"] <= 1.5 and a["rotation_deg"] <= 0.3
-            checks[f"{name} {label}: joint offsets within 0.5 deg (median)"] = a["offset_median_deg"] <= 0.5
+            checks[f"{name} {label}: joint offsets within 0.5 deg (median, {kind})"] = a["offset_median_deg"] <= 0.5
         for mode, rows in res["tracking"].items():
             if "clean" not in rows:
                 continue
