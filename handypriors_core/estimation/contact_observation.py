@@ -6,7 +6,8 @@ Points of the known hand (camera frame, fixed while the object pose varies), wit
 - fingertips that touched the object at t-1 stay on its surface: ``r = d(tip centre) - tip radius``; a tip
   that moved more than ``2 contact_distance`` off the predicted surface let go and gets weight 0;
 - non-penetration, one-sided: hand surface points near the object, ``r = min(d(c), 0)`` (weight 1 inside,
-  0 outside, so only penetrating points pull).
+  0 outside, so only penetrating points pull; 0 deeper than ``2 contact_distance``, where the closest face's
+  normal says little about the way out).
 
 Jacobian from the signed-distance normal ``n`` (:func:`~.residuals.sdf_point_jacobian`):
 ``dr/d delta = [-n^T, (n x (c - t))^T]``.
@@ -90,6 +91,8 @@ class ContactModality:
         r = hand_point_residuals(d, offsets, sided)
         J = sdf_point_jacobian(points.to(_F64), n, pose[:3, 3])
         J = torch.where((sided & (d > 0))[:, None], torch.zeros_like(J), J)  # the clamp's flat side
-        # tips that let go say nothing; outside points of the one-sided term say nothing
-        w = torch.where(sided, (d < 0).to(_F64), ((d - offsets).abs() < 2 * self.settings.contact_distance).to(_F64))
+        # tips that let go say nothing; outside points of the one-sided term say nothing; neither do points deeper
+        # than 2 contact distances inside (a prediction that far off: the closest face's normal is no guide)
+        near = (d - offsets).abs() < 2 * self.settings.contact_distance
+        w = (near & (~sided | (d < 0))).to(_F64)
         return ResidualBlock(self.name, r.cpu(), J.cpu(), w.cpu(), self.settings.contact_std)

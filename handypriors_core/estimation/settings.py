@@ -251,7 +251,7 @@ class FilterSettings:
         penetration: also observe one-sided non-penetration of the hand's surface points (``contacts``).
     """
 
-    observations: list[FilterObservation] = field(default_factory=lambda: ["sparse_depth", "contacts"])
+    observations: list[FilterObservation] = field(default_factory=lambda: ["sparse_depth"])
     motion_model: Literal["quasistatic", "constant_pose"] = "quasistatic"
     initial_std_translation: float = ranged(0.02, 0.0, 1.0, low_open=True)
     initial_std_rotation: float = ranged(0.2, 0.0, math.pi, low_open=True)
