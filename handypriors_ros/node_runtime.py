@@ -12,6 +12,10 @@ SIGINT/SIGTERM handlers), builds the node, spins it and always shuts down. Exit 
 
 Anything else propagates (a traceback and exit 1), as a bug should.
 
+Once the node stops (first SIGINT / SIGTERM, or the end of its work), further SIGINT / SIGTERM are ignored
+until the process ends: ``ros2 launch`` sends SIGINT to the group and then its own SIGINT / SIGTERM, which
+must not interrupt ``destroy_node`` with a ``KeyboardInterrupt`` traceback and exit code -2.
+
     def main(args=None):
         exit_process(run_node(MyNode, args))
 """
@@ -21,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
@@ -32,7 +38,7 @@ from rclpy.executors import ExternalShutdownException
 
 from handypriors_core.errors import HandyPriorsError
 
-__all__ = ["EXIT_BAD_CONFIG", "EXIT_OK", "declare_parameter", "exit_process", "run_node"]
+__all__ = ["EXIT_BAD_CONFIG", "EXIT_OK", "declare_parameter", "exit_process", "ignore_stop_signals", "run_node"]
 
 EXIT_OK = 0
 EXIT_BAD_CONFIG = 2
@@ -78,10 +84,21 @@ def run_node(
             raise
         return EXIT_OK
     finally:
+        ignore_stop_signals()
         if node is not None:
             with contextlib.suppress(Exception):  # the context may already be gone after a signal
                 node.destroy_node()
         rclpy.try_shutdown()
+        ignore_stop_signals()  # rclpy.try_shutdown restores the handlers it replaced
+
+
+def ignore_stop_signals() -> None:
+    """Ignore SIGINT and SIGTERM from now on (shutdown is under way); a no-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def exit_process(code: int) -> NoReturn:
@@ -92,6 +109,7 @@ def exit_process(code: int) -> NoReturn:
     abort (seen rarely after SIGINT under load). Nothing is left to clean up at that point, so the process exits
     directly after flushing its output. Every node's ``main`` (console script and ``python -m``) ends with it.
     """
+    ignore_stop_signals()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()

@@ -117,6 +117,8 @@ class NodeSettings:
         stamp_tolerance: largest stamp difference [s] when matching depth and masks to an image; joint states and
             TF may also be held this long past their newest sample.
         torch_threads: torch.set_num_threads of the node (1 is fastest for the tracker's small per-frame tensors).
+        tracker_process: run the tracker in a process of its own, so that its computation never delays the message
+            callbacks (docs/node_runtime.md); false: a worker thread of the node's process (tests, debugging).
         warm_up: after (re)building the tracker, run it once on a synthetic frame so that the first real frame does
             not pay for kernel loading.
         diagnostics_period: seconds between /diagnostics messages.
@@ -145,6 +147,7 @@ class NodeSettings:
     sync_timeout: float = ranged(0.05, 0.0, 10.0)
     stamp_tolerance: float = ranged(0.02, 0.0, 10.0)
     torch_threads: int = ranged(1, 1, 256)
+    tracker_process: bool = True
     warm_up: bool = True
     diagnostics_period: float = ranged(1.0, 0.0, 3600.0, low_open=True)
     error_hold: float = ranged(5.0, 0.0, 3600.0)
@@ -179,7 +182,7 @@ TRACKING_RANGES: dict[str, ValueRange] = settings_ranges(TrackerSettings)
 #: Ranges of the numeric NodeSettings fields, from the fields' metadata.
 NODE_RANGES: dict[str, ValueRange] = settings_ranges(NodeSettings)
 #: Node parameters that can only be set at start (the rest apply live).
-READ_ONLY_NODE_PARAMETERS = ("hand_urdf", "joint_map", "diagnostics_period")
+READ_ONLY_NODE_PARAMETERS = ("hand_urdf", "joint_map", "diagnostics_period", "tracker_process")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -487,9 +490,16 @@ class ParameterBinding:
             values[spec.name] = value
         self.tracking, self.node = self._build(values, live=False)
         self._pending: tuple[TrackerSettings, NodeSettings, set] | None = None
-        node.add_pre_set_parameters_callback(self._pre_set)
+        # Humble's rclpy has only the on-set callback: it then also applies the accepted values (and integers
+        # for float parameters are rejected by rclpy on live sets, as Humble does)
+        pre_set = getattr(node, "add_pre_set_parameters_callback", None)
+        post_set = getattr(node, "add_post_set_parameters_callback", None)
+        self.humble_fallback = pre_set is None or post_set is None
+        if pre_set is not None and not self.humble_fallback:
+            pre_set(self._pre_set)
         node.add_on_set_parameters_callback(self._on_set)
-        node.add_post_set_parameters_callback(self._post_set)
+        if not self.humble_fallback:
+            post_set(self._post_set)
 
     # -- helpers ----------------------------------------------------------------------------------------
     def _coerce_overrides(self) -> None:
@@ -542,6 +552,8 @@ class ParameterBinding:
             self._pending = None
             return SetParametersResult(successful=False, reason=str(exc))
         self._pending = (tracking, node, {p.name for p in ours})
+        if self.humble_fallback:  # no post-set callback: apply now (rclpy stores the values right after)
+            self._post_set(parameters)
         return SetParametersResult(successful=True)
 
     def _post_set(self, parameters: list[Parameter]) -> None:

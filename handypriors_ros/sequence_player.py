@@ -3,8 +3,9 @@
 Sources (parameter ``source``):
 
 - a **rosbag2** folder (or a file inside one; mcap or sqlite3 storage), read with the pure-Python
-  ``rosbags`` library. Raw CDR messages are deserialised into rclpy messages (``rclpy.serialization``) and
-  republished with their recorded types, at their recorded log times: joint states at their own rate.
+  ``rosbags`` library. The recorded CDR bytes are republished unchanged (no deserialisation; with ``restamp``
+  or ``loop`` only the header stamp is patched in the bytes, ``/tf`` is deserialised to restamp it), with their
+  recorded types, at their recorded log times: joint states at their own rate.
 - a **dev-sequence folder** (``meta.json`` + ``rgb/`` + ``depth/``; the format of the shared development
   data and of the project's generator) read with :class:`handypriors_core.io.dev_sequence.DevSequence`.
   Per frame: colour image (rgb8), its camera info, aligned depth (16UC1, mm, 0 = invalid), its camera info
@@ -25,7 +26,8 @@ has that many subscribers (at most ``wait_for_subscribers_timeout`` s). Stamps a
 messages that shared a stamp still do. With ``loop``, the sequence repeats; recorded stamps are then shifted
 by one sequence length (plus one frame period) per repetition so time never runs backwards.
 
-The node exits 0 when the sequence ends (without ``loop``) and on SIGINT / SIGTERM; 2 on a bad source.
+The player logs its own lag (publish time minus the recorded schedule: median, p99, max) every 5 s and at
+the end. The node exits 0 when the sequence ends (without ``loop``) and on SIGINT / SIGTERM; 2 on a bad source.
 
     python -m handypriors_ros.sequence_player --ros-args -p source:=/path/to/sequence -p rate:=1.0
 """
@@ -53,7 +55,8 @@ from rclpy.node import Node
 
 from handypriors_core.errors import InvalidValueError
 
-from . import conversions
+from . import cdr, conversions
+from .frame_sync import LagStats
 from .node_runtime import declare_parameter, exit_process, run_node
 from .qos import JOINT_STATES_QOS, SENSOR_PUBLISHER_QOS, TF_QOS, TF_STATIC_QOS
 
@@ -74,6 +77,7 @@ TF_STATIC_TOPIC = "/tf_static"
 DEFAULT_EXCLUDE_TOPICS = (r"ground_?truth", r"(^|/)gt(/|_|$)", r"mask", r"oracle")
 
 _SPIN_SLICE_S = 0.1  # longest single wait inside the playback loop (keeps shutdown prompt)
+_LAG_REPORT_S = 5.0  # period of the playback-lag log line
 _ACK_TIMEOUT_S = 3.0  # at the end: longest total wait for reliable subscribers to acknowledge the last messages
 # (Fast DDS learns about acknowledgements through its heartbeats, every few seconds)
 
@@ -328,20 +332,21 @@ class BagSource:
         from tf2_msgs.msg import TFMessage
 
         transforms = []
+        if not self._static_connections:  # (rosbags reads every connection when given none)
+            return None
         for connection, _, raw in self._reader.messages(connections=self._static_connections):
             transforms.extend(deserialize_message(raw, TFMessage).transforms)
         return _merge_static(transforms)
 
     def events(self) -> Iterator[PlaybackEvent]:
-        from rclpy.serialization import deserialize_message
-
+        """One event per recorded message, carrying the recorded CDR bytes (republished as they are)."""
         if not self._connections:
             return
         count, last = 0, None
         try:
             for connection, timestamp, raw in self._reader.messages(connections=self._connections):
-                topic, cls = self._out[connection.id]
-                event = PlaybackEvent(int(timestamp), [(topic, deserialize_message(raw, cls))])
+                topic, _ = self._out[connection.id]
+                event = PlaybackEvent(int(timestamp), [(topic, bytes(raw))])
                 count, last = count + 1, int(timestamp)
                 yield event
         except Exception as exc:  # a corrupted chunk / damaged page: stop there, saying what was played
@@ -408,6 +413,22 @@ def open_source(
 # ---------------------------------------------------------------------------------------------------------
 # Node
 # ---------------------------------------------------------------------------------------------------------
+def _header_first(cls: Any) -> bool:
+    """Whether the message type's first field is a ``std_msgs/Header`` (its stamp can be patched in the CDR)."""
+    fields = getattr(cls, "get_fields_and_field_types", dict)()
+    return next(iter(fields.items()), ("", ""))[1] == "std_msgs/Header"
+
+
+def _restamp_raw(data: bytes, cls: Any, shift: Callable[[int], int]) -> Any:
+    """Recorded CDR bytes with ``shift`` applied to the stamps: patched in place for header-first types, else
+    (``/tf``: stamps inside the transforms) deserialised, restamped and returned as a message."""
+    if _header_first(cls):
+        return cdr.restamp_header(data, shift(cdr.header_stamp_ns(data)))
+    from rclpy.serialization import deserialize_message
+
+    return _restamp(deserialize_message(data, cls), shift)
+
+
 def _restamp(msg: Any, shift: Callable[[int], int]) -> Any:
     """Apply ``shift`` (ns -> ns) to ``msg.header.stamp`` and to every transform of a TFMessage, in place."""
     if hasattr(msg, "header"):
@@ -458,6 +479,8 @@ class SequencePlayer(Node):
             self._outputs[TF_STATIC_TOPIC] = self.create_publisher(type(self._static), TF_STATIC_TOPIC,
                                                                       TF_STATIC_QOS)
         self.messages_published = 0
+        #: Publish time minus due time of every event [ns] (the player's own lag; see :meth:`_log_lag`).
+        self.lag = LagStats(size=100_000)
         self.get_logger().info(
             f"{self.source.describe()}; publishing {sorted(self._outputs)}; rate {self.rate:g}"
             f"{' (as fast as possible)' if self.rate == 0 else ''}, loop {self.loop}, restamp {self.restamp}"
@@ -546,6 +569,7 @@ class SequencePlayer(Node):
                 static = _restamp(copy.deepcopy(static), lambda _ns: now)
             self._outputs[TF_STATIC_TOPIC].publish(static)
         repetition = 0
+        next_report = time.monotonic() + _LAG_REPORT_S
         while True:
             published_before = self.messages_published
             wall_start = time.monotonic()
@@ -563,19 +587,28 @@ class SequencePlayer(Node):
                 if self.rate > 0:
                     due = wall_start + (event.time_ns - t0) / 1e9 / self.rate
                     self._wait(executor, due - time.monotonic())
+                    due_ns = round(due * 1e9)
                 else:
                     executor.spin_once(timeout_sec=0.0)
+                    due_ns = time.monotonic_ns()
                 if not rclpy.ok(context=self.context):
                     raise ExternalShutdownException()
                 if repetition == 0:
                     event_times.append(event.time_ns)
                     if any(topic == self._color_topic for topic, _ in event.messages):
                         color_times.append(event.time_ns)
+                self.lag.add(due_ns, time.monotonic_ns())
                 for topic, msg in event.messages:
                     if self.restamp or repetition:
-                        _restamp(msg, shift)
+                        if isinstance(msg, bytes):
+                            msg = _restamp_raw(msg, self._outputs[topic].msg_type, shift)
+                        else:
+                            _restamp(msg, shift)
                     self._outputs[topic].publish(msg)
                     self.messages_published += 1
+                if time.monotonic() >= next_report:
+                    next_report = time.monotonic() + _LAG_REPORT_S
+                    self._log_lag("playing")
             if repetition == 0 and event_times:
                 loop_period = _loop_period(t0, event_times[-1], color_times if len(color_times) > 1 else event_times)
             repetition += 1
@@ -585,7 +618,13 @@ class SequencePlayer(Node):
                 self.get_logger().warning("the source holds no messages to repeat; stopping the loop")
                 break
         self._wait_for_acks()
-        self.get_logger().info(f"sequence done: {self.messages_published} messages published")
+        self._log_lag(f"sequence done: {self.messages_published} messages published")
+
+    def _log_lag(self, prefix: str) -> None:
+        """Log how late the messages went out against their recorded schedule (the player's own lag)."""
+        lag = self.lag.summary()
+        self.get_logger().info(f"{prefix}; publish lag behind the recorded schedule: median {lag['median_ms']:.1f} ms, "
+                               f"p99 {lag['p99_ms']:.1f} ms, max {lag['max_ms']:.1f} ms")
 
     def _wait_for_acks(self) -> None:
         """Give reliable subscribers the chance to receive the last messages before the node goes away."""

@@ -137,14 +137,24 @@ class _OneTransform:
 
 
 def make_tf_lookup(
-    node: Any, cache_time_s: float = 10.0, max_extrapolation_s: float = 0.0, prefer_tf2_ros: bool = True,
+    node: Any,
+    cache_time_s: float = 10.0,
+    max_extrapolation_s: float = 0.0,
+    prefer_tf2_ros: bool = True,
+    *,
+    raw: bool = True,
+    callback_group: Any = None,
+    on_transform: Callable[[int], None] | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> TfLookup:
     """A :class:`TfLookup` for ``node``: tf2_ros-backed when importable (and ``prefer_tf2_ros``), else a
     :class:`TfBuffer` fed by subscriptions to ``/tf`` and ``/tf_static`` (tf2 listener QoS).
 
-    ``max_extrapolation_s`` applies to the :class:`TfBuffer` backend only (tf2 never extrapolates). Transforms
-    the :class:`TfBuffer` refuses go to ``on_error`` (default: the node's logger, as warnings).
+    The :class:`TfBuffer` backend subscribes with ``raw`` (the CDR bytes, parsed by :mod:`.cdr`: no message
+    object per ``/tf`` message) in ``callback_group``; ``on_transform(stamp_ns)`` is called for every dynamic
+    transform received (intake-lag statistics). Malformed messages and transforms the :class:`TfBuffer` refuses
+    go to ``on_error`` (default: the node's logger, as warnings).
+    ``max_extrapolation_s`` applies to the :class:`TfBuffer` backend only (tf2 never extrapolates).
     """
     if prefer_tf2_ros:
         found = _tf2_ros_lookup(node, cache_time_s)
@@ -152,17 +162,32 @@ def make_tf_lookup(
             return found
     from tf2_msgs.msg import TFMessage
 
+    from . import cdr
     from .qos import TF_LISTENER_QOS, TF_STATIC_LISTENER_QOS
 
     buffer = TfBuffer(cache_time_s=cache_time_s, max_extrapolation_s=max_extrapolation_s)
     report = on_error if on_error is not None else node.get_logger().warning
+
+    def callback(static: bool) -> Callable[[Any], None]:
+        def add(msg: Any) -> None:
+            if raw:
+                try:
+                    msg = cdr.parse_tf_message(msg)
+                except cdr.CdrError as exc:
+                    report(f"{'/tf_static' if static else '/tf'}: {exc}")
+                    return
+            add_tf_message_safely(buffer, msg, static, report)
+            if on_transform is not None and not static:
+                for transform in msg.transforms:
+                    stamp = transform.header.stamp
+                    on_transform(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
+
+        return add
+
     subscriptions = (
-        node.create_subscription(
-            TFMessage, "/tf", lambda msg: add_tf_message_safely(buffer, msg, False, report), TF_LISTENER_QOS
-        ),
-        node.create_subscription(
-            TFMessage, "/tf_static", lambda msg: add_tf_message_safely(buffer, msg, True, report),
-            TF_STATIC_LISTENER_QOS
-        ),
+        node.create_subscription(TFMessage, "/tf", callback(False), TF_LISTENER_QOS, raw=raw,
+                                 callback_group=callback_group),
+        node.create_subscription(TFMessage, "/tf_static", callback(True), TF_STATIC_LISTENER_QOS, raw=raw,
+                                 callback_group=callback_group),
     )
     return TfLookup(buffer.lookup, "tf_buffer", keep=subscriptions, buffer=buffer)

@@ -327,3 +327,25 @@ def test_specs_cover_only_supported_annotations():
         settings_specs(Odd)
     assert math.isfinite(max(high for _, high in TRACKING_RANGES.values()))
     assert sys.modules["handypriors_ros.params"].TRACKING_PREFIX == "tracking"
+
+
+def test_humble_without_pre_and_post_set_callbacks_still_validates_and_applies(ros_context, monkeypatch):
+    """Humble's rclpy Node has neither add_pre_set_parameters_callback nor add_post_set_parameters_callback."""
+    from rclpy.node import Node
+    from rclpy.parameter import Parameter
+
+    monkeypatch.delattr(Node, "add_pre_set_parameters_callback")
+    monkeypatch.delattr(Node, "add_post_set_parameters_callback")
+    changes = []
+    node, binding = make_node(ros_context, on_change=lambda t, n, changed: changes.append((t, n, changed)))
+    try:
+        assert binding.humble_fallback
+        [result] = node.set_parameters([Parameter("tracking.filter.motion_model", value="teleport")])
+        assert not result.successful and "motion_model" in result.reason
+        assert changes == [] and node.get_parameter("tracking.filter.motion_model").value == "quasistatic"
+        [result] = node.set_parameters([Parameter("tracking.mode", value="filter")])
+        assert result.successful, result.reason
+        assert binding.tracking.mode == "filter" and node.get_parameter("tracking.mode").value == "filter"
+        assert [c[2] for c in changes] == [{"tracking.mode"}] and changes[0][0] is binding.tracking
+    finally:
+        node.destroy_node()

@@ -179,15 +179,17 @@ class Collector:
         from tf2_msgs.msg import TFMessage
         from visualization_msgs.msg import MarkerArray
 
-        from handypriors_ros.qos import RELIABLE_SUBSCRIBER_QOS, TF_QOS
+        from handypriors_ros.qos import LATCHED_QOS, RELIABLE_SUBSCRIBER_QOS, TF_QOS
 
         deep = type(RELIABLE_SUBSCRIBER_QOS)(depth=100, reliability=RELIABLE_SUBSCRIBER_QOS.reliability)
         self.node = Node("integration_collector", context=context)
-        self.got = {"tf": [], "pose": [], "markers": [], "overlay": [], "diagnostics": []}
+        self.got = {"tf": [], "pose": [], "markers": [], "mesh": [], "overlay": [], "diagnostics": []}
         self.node.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS)
         self.node.create_subscription(PoseWithCovarianceStamped, "/allegro_tracker/object_pose",
                                       self.got["pose"].append, deep)
         self.node.create_subscription(MarkerArray, "/allegro_tracker/contacts", self.got["markers"].append, deep)
+        self.node.create_subscription(MarkerArray, "/allegro_tracker/object_mesh", self.got["mesh"].append,
+                                      LATCHED_QOS)  # sent once, latched
         self.node.create_subscription(Image, "/allegro_tracker/overlay", self.got["overlay"].append, deep)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self.got["diagnostics"].append, deep)
         self.executor = SingleThreadedExecutor(context=context)
@@ -282,7 +284,7 @@ def test_player_and_tracker_processes_track_a_generated_sequence(tmp_path):
     assert float(errors.median()) < 0.0005 and float(errors.max()) < 0.001, \
         f"ADD-S per frame [cm]: {(100 * errors).tolist()}"
     # markers, overlay, diagnostics
-    mesh_markers = [m for a in got["markers"] for m in a.markers if m.ns == "object_mesh"]
+    mesh_markers = [m for a in got["mesh"] for m in a.markers if m.ns == "object_mesh"]
     assert mesh_markers and len(mesh_markers[-1].points) % 3 == 0 and len(mesh_markers[-1].points) > 0
     overlay = got["overlay"][-1]
     assert (overlay.width, overlay.height) == (160, 120) and overlay.header.frame_id == CAMERA_FRAME

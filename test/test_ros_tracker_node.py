@@ -55,7 +55,7 @@ def params(**values):
     from rclpy.parameter import Parameter
 
     base = {"tracking.mode": "filter", "diagnostics_period": 0.1, "error_hold": 0.5, "warm_up": False,
-            "global_search": False, "sync_timeout": 0.3}
+            "global_search": False, "sync_timeout": 0.3, "tracker_process": False}  # (process: test_ros_replay)
     base.update(values)
     out = []
     for name, value in base.items():
@@ -79,7 +79,13 @@ class Harness:
         from visualization_msgs.msg import MarkerArray
 
         from handypriors_ros.allegro_tracker import AllegroTracker
-        from handypriors_ros.qos import RELIABLE_SUBSCRIBER_QOS, SENSOR_PUBLISHER_QOS, TF_QOS, TF_STATIC_QOS
+        from handypriors_ros.qos import (
+            LATCHED_QOS,
+            RELIABLE_SUBSCRIBER_QOS,
+            SENSOR_PUBLISHER_QOS,
+            TF_QOS,
+            TF_STATIC_QOS,
+        )
 
         self.tracker = tracker_node or AllegroTracker(context=context, parameter_overrides=overrides)
         self.node = Node("harness", context=context)
@@ -94,11 +100,12 @@ class Harness:
             "mask": n.create_publisher(Image, "/allegro_tracker/object_mask", SENSOR_PUBLISHER_QOS),
         }
         self.static = n.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
-        self.got = {key: [] for key in ("tf", "pose", "markers", "overlay", "diagnostics")}
+        self.got = {key: [] for key in ("tf", "pose", "markers", "mesh", "overlay", "diagnostics")}
         deep = type(RELIABLE_SUBSCRIBER_QOS)(depth=100, reliability=RELIABLE_SUBSCRIBER_QOS.reliability)
         n.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS)
         n.create_subscription(PoseWithCovarianceStamped, "/allegro_tracker/object_pose", self.got["pose"].append, deep)
         n.create_subscription(MarkerArray, "/allegro_tracker/contacts", self.got["markers"].append, deep)
+        n.create_subscription(MarkerArray, "/allegro_tracker/object_mesh", self.got["mesh"].append, LATCHED_QOS)
         n.create_subscription(Image, "/allegro_tracker/overlay", self.got["overlay"].append, deep)
         n.create_subscription(DiagnosticArray, "/diagnostics", self.got["diagnostics"].append, deep)
         self.executor = SingleThreadedExecutor(context=context)
@@ -254,10 +261,12 @@ def test_tracks_and_publishes_pose_covariance_markers_overlay_diagnostics(harnes
     assert np.allclose(covariance, covariance.T) and np.linalg.eigvalsh(covariance).min() > 0
     markers = h.got["markers"][-1].markers
     assert markers[0].action == Marker.DELETEALL
-    [mesh_marker] = [m for m in markers if m.ns == "object_mesh"]
+    assert not [m for m in markers if m.ns == "object_mesh"]  # the mesh goes out once, latched, not per frame
+    assert len(h.got["mesh"]) == 1, "one latched mesh message"
+    [mesh_marker] = h.got["mesh"][0].markers
     assert mesh_marker.type == Marker.TRIANGLE_LIST and len(mesh_marker.points) == 3 * 12  # a box: 12 triangles
-    assert mesh_marker.header.frame_id == CAMERA and torch.allclose(cv.pose_to_matrix(mesh_marker.pose), T_tf,
-                                                                       atol=1e-9)
+    assert mesh_marker.header.frame_id == "object"  # placed by RViz through the object's TF
+    assert torch.allclose(cv.pose_to_matrix(mesh_marker.pose), torch.eye(4, dtype=torch.float64))
     image = h.got["overlay"][-1]
     assert (image.width, image.height, image.encoding, cv.stamp_ns(image)) == (W, H, "rgb8", stamps[-1])
     rgb = cv.image_to_rgb(image, backend="numpy")
@@ -442,7 +451,7 @@ def test_initial_pose_topic_reset_service_and_pose_in_another_frame(harness_fact
     assert result.successful
     future = client.call_async(Trigger.Request())
     assert h.spin_until(future.done)
-    assert "re-initialised from the initial_pose parameter" in future.result().message
+    assert "the track restarts from the initial_pose parameter" in future.result().message
     h.send(T0 + 3 * PERIOD)
     assert h.spin_until(lambda: T0 + 3 * PERIOD in h.tf_stamps()), h.status()[1]
 
@@ -488,7 +497,7 @@ def test_colour_model_mask_source_builds_and_tracks(harness_factory, mesh):
     assert h.spin_until(lambda: T0 in h.tf_stamps()), h.status()[1]
     status, values = h.wait_status(lambda s, v: v.get("config_error") == "" and int(v["frames_processed"]) >= 1)
     assert status is not None, values
-    assert type(h.tracker._tracker.mask_source).__name__ == "ColourModelMask"
+    assert h.tracker.mask_source_type == "ColourModelMask"
 
 
 def test_detectron2_mask_source_is_selectable_and_says_how_to_install_it(harness_factory, mesh):
@@ -525,3 +534,34 @@ def test_missing_tf_is_reported_a_fixed_mount_override_works_and_stale_frames_ar
     status, values = h.wait_status(error_like(r"s old \(max_image_age 1 s\); skipped"))
     assert status is not None and int(values.get("dropped_stale", 0)) == 1, values
     assert T0 + 2 * PERIOD not in h.tf_stamps()
+
+
+def test_reset_answers_twenty_times_while_images_stream_and_no_frame_waits_for_it(harness_factory, mesh):
+    """~/reset is answered from the executor thread without waiting for the worker: frames streaming at 30 Hz keep
+    their joint states and TF (a reset that waited inside the executor would starve them: input drops)."""
+    from std_srvs.srv import Trigger
+
+    h = harness_factory(params(object_mesh=str(mesh), initial_pose=INITIAL, sync_timeout=1.0))
+    h.publish_static()
+    client = h.node.create_client(Trigger, "/allegro_tracker/reset")
+    assert h.spin_until(client.service_is_ready)
+    stamp, next_frame, waits = T0, time.monotonic(), []
+    for _ in range(20):
+        future = client.call_async(Trigger.Request())
+        start = time.monotonic()
+        while not future.done():
+            if time.monotonic() >= next_frame:  # the camera keeps streaming at 30 Hz
+                h.send(stamp)
+                stamp += PERIOD
+                next_frame += 1 / 30
+            h.executor.spin_once(timeout_sec=0.005)
+            assert time.monotonic() - start < 10.0, "no answer"
+        waits.append(time.monotonic() - start)
+        assert future.result().success, future.result().message
+        assert "restarts from the initial_pose parameter" in future.result().message
+    last = stamp - PERIOD
+    assert h.spin_until(lambda: last in h.tf_stamps()), h.status()[1]  # tracking goes on after the resets
+    status, values = h.wait_status(lambda s, v: int(v.get("frames_processed", 0)) >= 1)
+    assert status is not None, values
+    assert int(values.get("dropped_input", 0)) == 0, values
+    assert sorted(waits)[10] < 1.0, waits

@@ -93,7 +93,7 @@ class TestTrackingGraph(unittest.TestCase):
     def setUpClass(cls):
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseWithCovarianceStamped
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image
         from tf2_msgs.msg import TFMessage
         from visualization_msgs.msg import MarkerArray
@@ -103,11 +103,14 @@ class TestTrackingGraph(unittest.TestCase):
         cls.node = rclpy.create_node("launch_test_observer", context=cls.context)
         reliable = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
         best_effort = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
-        cls.got = {"tf": [], "pose": [], "contacts": [], "diagnostics": [], "images": []}
+        cls.got = {"tf": [], "pose": [], "contacts": [], "mesh": [], "diagnostics": [], "images": []}
         cls.node.create_subscription(TFMessage, "/tf", cls._on_tf, reliable)
         cls.node.create_subscription(PoseWithCovarianceStamped, NODE + "/object_pose", cls.got["pose"].append,
                                      reliable)
         cls.node.create_subscription(MarkerArray, NODE + "/contacts", cls.got["contacts"].append, reliable)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)  # the object mesh, sent once
+        cls.node.create_subscription(MarkerArray, NODE + "/object_mesh", cls.got["mesh"].append, latched)
         cls.node.create_subscription(DiagnosticArray, "/diagnostics", cls.got["diagnostics"].append, reliable)
         cls.node.create_subscription(Image, defaults.TOPICS["color"], cls._on_image, best_effort)
         cls.executor = rclpy.executors.SingleThreadedExecutor(context=cls.context)
@@ -172,7 +175,7 @@ class TestTrackingGraph(unittest.TestCase):
         self.assertLess(np.median(rotation), MEDIAN_ROTATION_BOUND_RAD, rotation)
 
     def test_2_object_pose_and_contacts_publish(self):
-        self.assertTrue(self.spin_until(lambda: self.got["pose"] and self.got["contacts"], 30.0),
+        self.assertTrue(self.spin_until(lambda: self.got["pose"] and self.got["contacts"] and self.got["mesh"], 30.0),
                         {k: len(v) for k, v in self.got.items()})
         pose = self.got["pose"][-1]
         self.assertEqual(pose.header.frame_id, defaults.CAMERA_FRAME)
@@ -180,6 +183,7 @@ class TestTrackingGraph(unittest.TestCase):
         self.assertTrue(np.all(np.linalg.eigvalsh(covariance) > 0))
         namespaces = {m.ns for array in self.got["contacts"] for m in array.markers}
         self.assertIn("contacts", namespaces)  # the fingers touch the carried box
+        self.assertIn("object_mesh", {m.ns for array in self.got["mesh"] for m in array.markers})  # latched
 
     def test_3_diagnostics_report_tracking_in_the_shipped_mode(self):
         self.assertTrue(self.spin_until(lambda: any(v.get("node_state") == "tracking"

@@ -1,0 +1,409 @@
+"""Frame assembly for the tracker node without rclpy: the mailbox, stamp matching and bounded waiting.
+
+One colour image is the pivot of a frame. Its depth image and object mask are matched to it by stamp with
+the approximate-time policy of ``message_filters`` (the candidate nearest in stamp, within ``slop``; while a
+nearer one could still arrive, i.e. while nothing newer than ``stamp + slop`` has been seen, the matcher keeps
+waiting); joint states and TF are interpolated at the image stamp by their own buffers. Every wait is bounded
+by one deadline per frame (the node's ``sync_timeout`` after the image arrived): an input that is late by less
+than that bound never costs the frame.
+
+- :class:`Mailbox`: one slot, the newest frame wins; a frame replaced before the worker took it is a frame
+  dropped because the tracker was busy (the only reason frames are dropped while inputs are on time).
+- :class:`StampedBuffer`: the last messages of one stream, matched by stamp.
+- :class:`InputSignal`: input callbacks notify it; the worker waits on it for a condition up to a deadline.
+- :class:`LagStats`: intake lag of a stream (arrival wall clock minus stamp), percentiles for diagnostics.
+- :class:`FrameAssembler`: holds the inputs (callbacks call its ``add_*`` methods) and turns one colour image
+  into a :class:`~handypriors_core.io.frame.Frame` (:meth:`FrameAssembler.assemble`, worker thread).
+
+Nothing here imports rclpy, so it is unit-tested without DDS (``test/test_ros_frame_sync.py``).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from handypriors_core.errors import HandyPriorsError, InvalidValueError, JointNameError
+from handypriors_core.geometry.transforms import transform_from_pose
+from handypriors_core.io.frame import Frame
+from handypriors_core.io.transform_buffer import ExtrapolationError, TransformLookupError, UnknownFrameError
+from handypriors_core.models.joint_maps import JointMap
+
+from . import conversions
+from .joint_state_buffer import JointStateBuffer
+
+__all__ = ["FrameAssembler", "ImageItem", "InputSignal", "LagStats", "Mailbox", "StampedBuffer", "pose_from_list"]
+
+_NS = 1_000_000_000
+
+_STREAM_ACTIVE_S = 1.0  # a depth / mask stream counts as active this long after its last message
+_BUFFERED = 30  # messages kept per stream for stamp matching
+
+
+class Mailbox:
+    """A one-slot mailbox: :meth:`put` replaces what is there (the newest wins), :meth:`take` waits for an item."""
+
+    def __init__(self) -> None:
+        self._item: Any = None
+        self._closed = False
+        self._cv = threading.Condition()
+
+    def put(self, item: Any) -> bool:
+        """Store ``item``; returns True when it replaced an item that was never taken (a dropped frame)."""
+        with self._cv:
+            replaced = self._item is not None
+            self._item = item
+            self._cv.notify()
+            return replaced
+
+    def take(self, timeout: float) -> Any:
+        """The item (removed), or None after ``timeout`` seconds or when closed."""
+        with self._cv:
+            if self._item is None and not self._closed:
+                self._cv.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def wake(self) -> None:
+        """Make a waiting :meth:`take` return now (e.g. a reset request to apply)."""
+        with self._cv:
+            self._cv.notify_all()
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    @property
+    def pending(self) -> bool:
+        """Whether an item waits to be taken (the mailbox holds at most one)."""
+        return self._item is not None
+
+
+@dataclasses.dataclass
+class ImageItem:
+    """A colour image waiting for the worker: the message, its stamp [ns] and its arrival (``time.monotonic``)."""
+
+    msg: Any
+    stamp_ns: int
+    received: float
+
+
+class StampedBuffer:
+    """The last ``size`` messages of one stream with their stamps [ns]; thread-safe (one writer, one reader).
+
+    :meth:`match` is the approximate-time rule for one pivot stamp: the message nearest in stamp within
+    ``slop_ns``. :meth:`settled` says whether waiting could still improve the match.
+    """
+
+    def __init__(self, size: int = _BUFFERED, active_s: float = _STREAM_ACTIVE_S) -> None:
+        self._items: collections.deque = collections.deque(maxlen=size)
+        self._active_s = active_s
+        self.last_received = -math.inf
+
+    def add(self, stamp_ns: int, msg: Any, now: float | None = None) -> None:
+        self._items.append((int(stamp_ns), msg))
+        self.last_received = time.monotonic() if now is None else now
+
+    def active(self, now: float | None = None) -> bool:
+        """Whether a message arrived in the last ``active_s`` seconds (an optional stream is in use)."""
+        return (time.monotonic() if now is None else now) - self.last_received < self._active_s
+
+    def match(self, stamp_ns: int, slop_ns: int) -> Any:
+        """The message whose stamp is nearest to ``stamp_ns`` and within ``slop_ns``, else None."""
+        best = min(list(self._items), key=lambda item: abs(item[0] - stamp_ns), default=None)
+        return best[1] if best is not None and abs(best[0] - stamp_ns) <= slop_ns else None
+
+    def settled(self, stamp_ns: int, slop_ns: int) -> bool:
+        """True when no better match for ``stamp_ns`` can arrive: a message at or after ``stamp_ns`` is buffered
+        (the stamps of one stream increase, so any later message is farther away). ``slop_ns`` is unused: a match
+        outside the slop cannot improve either once the stream has passed the stamp."""
+        newest = self.newest_stamp()
+        return newest is not None and newest >= stamp_ns
+
+    def newest_stamp(self) -> int | None:
+        items = list(self._items)
+        return max(s for s, _ in items) if items else None
+
+    def clear(self) -> None:
+        self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class InputSignal:
+    """Wakes the worker when an input arrives. Callbacks call :meth:`notify`; the worker calls :meth:`wait_for`."""
+
+    def __init__(self, poll_s: float = 0.005) -> None:
+        self._cv = threading.Condition()
+        self._poll_s = poll_s
+
+    def notify(self) -> None:
+        with self._cv:
+            self._cv.notify_all()
+
+    def wait_for(self, ready: Callable[[], bool], deadline: float, stop: threading.Event | None = None) -> bool:
+        """Wait until ``ready()`` or the monotonic ``deadline`` (or ``stop``); returns ``ready()``.
+
+        ``ready`` is re-checked on every notification and at least every ``poll_s`` (inputs such as a tf2_ros
+        buffer that do not notify).
+        """
+        while not ready():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or (stop is not None and stop.is_set()):
+                return ready()
+            with self._cv:
+                self._cv.wait(min(remaining, self._poll_s))
+        return True
+
+
+class LagStats:
+    """Intake lag of one stream [ns]: the wall clock when a message was handled minus its stamp.
+
+    Keeps the last ``size`` samples; :meth:`summary` gives median / p99 / max in milliseconds. Meaningful when
+    the publisher stamps with the same wall clock (a driver on this machine, a player with ``restamp``); with
+    recorded stamps it measures the offset to the recording instead.
+    """
+
+    def __init__(self, size: int = 2000) -> None:
+        self._lags: collections.deque = collections.deque(maxlen=size)
+        self.count = 0
+
+    def add(self, stamp_ns: int, now_ns: int | None = None) -> None:
+        self._lags.append((time.time_ns() if now_ns is None else now_ns) - int(stamp_ns))
+        self.count += 1
+
+    def summary(self) -> dict[str, float]:
+        """``{"median_ms", "p99_ms", "max_ms"}`` over the kept samples (NaN without samples)."""
+        values = np.asarray(list(self._lags), dtype=np.float64) / 1e6
+        if not values.size:
+            return {"median_ms": math.nan, "p99_ms": math.nan, "max_ms": math.nan}
+        return {"median_ms": float(np.median(values)), "p99_ms": float(np.percentile(values, 99)),
+                "max_ms": float(values.max())}
+
+    def clear(self) -> None:
+        self._lags.clear()
+
+
+def pose_from_list(values: Any) -> torch.Tensor | None:
+    """``[x y z qx qy qz qw]`` -> ``(4, 4)`` float64 pose (quaternion normalised); ``[]`` -> None."""
+    if not values:
+        return None
+    v = torch.tensor([float(x) for x in values], dtype=torch.float64)
+    return transform_from_pose(v[:3], v[3:] / v[3:].norm())
+
+
+class FrameAssembler:
+    """The inputs of the tracker's frames, and their assembly around one colour image.
+
+    Callbacks (executor thread) call :meth:`add_camera_info`, :meth:`add_depth_info`, :meth:`add_depth`,
+    :meth:`add_mask`, :meth:`add_joint_state`: they store and notify, never wait. The worker calls
+    :meth:`assemble`, which waits (up to ``sync_timeout`` after the image arrived) for what belongs to the image.
+
+    Args:
+        hand_joint_names: the hand model's joint names (order of ``Frame.joint_angles``).
+        settings: returns the current node settings (``camera_frame``, ``use_depth``, ``mask_source``,
+            ``sync_timeout`` [s], ``stamp_tolerance`` [s], ``hand2camera_override``, ``hand_root_frame``).
+        tf_lookup: ``(target, source, stamp_ns) -> source2target (4, 4)``, raising the transform buffer's errors.
+        report: ``report(message, warn)`` records an input problem (diagnostics, throttled log).
+        joint_map: a fixed joint map, or None to choose one from the first JointState's names.
+        tf_newest: ``frame -> newest stamp [ns] of its dynamic parent edge`` (None: static / unknown), used to wait
+            for the TF sample after the image stamp; None = do not wait for it.
+        topics: resolved topic names for messages (``joint_states``, ``color_info``).
+        stop: set when the node shuts down (ends every wait).
+    """
+
+    def __init__(self, hand_joint_names: Any, settings: Callable[[], Any], tf_lookup: Callable[..., torch.Tensor],
+                 report: Callable[[str, bool], Any], joint_map: JointMap | None = None,
+                 tf_newest: Callable[[str], int | None] | None = None, topics: dict[str, str] | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.hand_joint_names = tuple(hand_joint_names)
+        self._settings = settings
+        self._tf_lookup = tf_lookup
+        self._tf_newest = tf_newest
+        self._report = report
+        self._topics = {"joint_states": "/joint_states", "color_info": "camera_info", **(topics or {})}
+        self.stop = stop if stop is not None else threading.Event()
+        self.signal = InputSignal()
+        self.camera_info: Any = None
+        self.depth_info: Any = None
+        self.depth = StampedBuffer()
+        self.masks = StampedBuffer()
+        self.joint_lag = LagStats()
+        self.joint_error = ""
+        self.joints: JointStateBuffer | None = None if joint_map is None else self._joint_buffer(joint_map)
+
+    # -- intake (callbacks) ---------------------------------------------------------------------------
+    def _joint_buffer(self, joint_map: JointMap) -> JointStateBuffer:
+        return JointStateBuffer(self.hand_joint_names, joint_map, history_s=2.0,
+                                max_extrapolation_s=self._settings().stamp_tolerance)
+
+    def add_camera_info(self, msg: Any) -> None:
+        self.camera_info = msg
+        self.signal.notify()
+
+    def add_depth_info(self, msg: Any) -> None:
+        self.depth_info = msg
+
+    def add_depth(self, msg: Any) -> None:
+        self.depth.add(conversions.stamp_ns(msg), msg)
+        self.signal.notify()
+
+    def add_mask(self, msg: Any) -> None:
+        self.masks.add(conversions.stamp_ns(msg), msg)
+        self.signal.notify()
+
+    def add_joint_state(self, msg: Any) -> str:
+        """Store a JointState (message or :class:`~handypriors_ros.cdr.JointState`); returns a line to log
+        when a joint map was chosen for it (``joint_map: auto``), else ``""``."""
+        stamp = conversions.stamp_ns(msg)
+        self.joint_lag.add(stamp)
+        chosen = ""
+        if self.joints is None:
+            try:
+                joint_map = JointMap.best_match(list(msg.name), self.hand_joint_names)
+            except JointNameError as exc:
+                self.joint_error = f"joint_states: {exc}"
+                self._report(self.joint_error, False)
+                return ""
+            self.joints = self._joint_buffer(joint_map)
+            self.joint_error = ""
+            chosen = f"joint map {joint_map.name!r} chosen for joint names {list(msg.name)[:4]}..."
+        for issue in self.joints.add(msg.name, msg.position, stamp):
+            self._report(issue.message, issue.level == "warn")
+        self.signal.notify()
+        return chosen
+
+    def set_stamp_tolerance(self, seconds: float) -> None:
+        if self.joints is not None:
+            self.joints.max_extrapolation_ns = round(seconds * _NS)
+
+    # -- assembly (worker) ----------------------------------------------------------------------------
+    def wait_for(self, ready: Callable[[], bool], deadline: float) -> bool:
+        return self.signal.wait_for(ready, deadline, self.stop)
+
+    def assemble(self, item: ImageItem, index: int) -> tuple[Frame, str]:
+        """The :class:`Frame` of the colour image ``item`` and its camera frame id.
+
+        Raises :class:`~handypriors_core.errors.HandyPriorsError` (or a transform / joint-state lookup error)
+        naming the missing or bad input when the frame cannot be built by the deadline.
+        """
+        s = self._settings()
+        msg, stamp = item.msg, item.stamp_ns
+        camera_frame = (s.camera_frame or msg.header.frame_id).lstrip("/")
+        if not camera_frame:
+            raise InvalidValueError("the image header has no frame_id and the camera_frame parameter is empty")
+        rgb = conversions.image_to_rgb(msg)
+        deadline = item.received + s.sync_timeout
+        self.wait_for(lambda: self.camera_info is not None, deadline)  # a driver may send it just after
+        camera = self._camera(msg)
+        depth = self._matching_depth(stamp, rgb.shape[:2], deadline) if s.use_depth else None
+        mask = self._matching_mask(stamp, rgb.shape[:2], deadline) if s.mask_source == "external" else None
+        joints = self._joint_angles(stamp, deadline)
+        hand2camera = self._hand2camera(camera_frame, stamp, deadline)
+        frame = Frame(index=index, stamp=stamp / _NS, rgb=torch.from_numpy(rgb), camera=camera,
+                      joint_angles=joints.float(), hand2camera=hand2camera.float(),
+                      depth=None if depth is None else torch.from_numpy(depth),
+                      object_mask=None if mask is None else torch.from_numpy(mask),
+                      joint_names=self.hand_joint_names)
+        return frame, camera_frame
+
+    def _camera(self, image: Any) -> Any:
+        info = self.camera_info
+        if info is None:
+            raise InvalidValueError(f"no CameraInfo received on {self._topics['color_info']} yet; frame skipped")
+        if (int(info.width), int(info.height)) != (int(image.width), int(image.height)):
+            raise InvalidValueError(f"image is {image.width}x{image.height} but its CameraInfo says "
+                                    f"{info.width}x{info.height}; frame skipped")
+        return conversions.camera_info_to_camera(info)
+
+    def _matched(self, buffer: StampedBuffer, stamp: int, deadline: float) -> Any:
+        """The message of ``buffer`` matched to ``stamp`` (approximate time, slop = stamp_tolerance), waiting
+        until no better match can come or ``deadline``; None for an inactive stream or no match."""
+        slop = round(self._settings().stamp_tolerance * _NS)
+        if not buffer.active():
+            return None
+        self.wait_for(lambda: buffer.settled(stamp, slop), deadline)
+        return buffer.match(stamp, slop)
+
+    def _matching_depth(self, stamp: int, size: tuple[int, int], deadline: float) -> np.ndarray | None:
+        if not self.depth.active():
+            return None
+        msg = self._matched(self.depth, stamp, deadline)
+        if msg is None:
+            tolerance = self._settings().stamp_tolerance
+            self._report(f"no depth image within {1e3 * tolerance:.0f} ms of the colour image at {stamp / _NS:.3f} "
+                         f"s; tracking this frame without depth", True)
+            return None
+        try:
+            depth = conversions.image_to_depth(msg)
+        except HandyPriorsError as exc:
+            self._report(f"depth image rejected ({exc}); tracking without depth", False)
+            return None
+        if depth.shape != size:
+            self._report(f"depth image is {depth.shape[1]}x{depth.shape[0]} but the colour image is "
+                         f"{size[1]}x{size[0]} (depth must be aligned to colour); tracking without depth", False)
+            return None
+        info, colour = self.depth_info, self.camera_info
+        if info is not None and colour is not None and not np.allclose(info.k, colour.k, rtol=1e-3, atol=1e-3):
+            self._report("the depth CameraInfo has other intrinsics than the colour one: is the depth topic aligned "
+                         "to colour (aligned_depth_to_color)? Using it as aligned", True)
+        return depth
+
+    def _matching_mask(self, stamp: int, size: tuple[int, int], deadline: float) -> np.ndarray | None:
+        msg = self._matched(self.masks, stamp, deadline)
+        if msg is None:
+            return None
+        try:
+            if msg.encoding != "mono8":
+                raise InvalidValueError(f"Image.encoding {msg.encoding!r} of the object mask must be 'mono8'")
+            values = conversions.image_to_array(msg)
+        except HandyPriorsError as exc:
+            self._report(f"object mask rejected ({exc})", False)
+            return None
+        if values.shape != size:
+            self._report(f"object mask is {values.shape[1]}x{values.shape[0]} but the image is {size[1]}x{size[0]}",
+                         False)
+            return None
+        scale = 255.0 if values.max(initial=0) > 1 else 1.0
+        return (values.astype(np.float32) / np.float32(scale)).clip(0.0, 1.0)
+
+    def _joint_angles(self, stamp: int, deadline: float) -> torch.Tensor:
+        """Joint angles at ``stamp``: waits for a sample at or after it (interpolation), holds the newest one
+        within ``stamp_tolerance`` when none came by the deadline."""
+        def bracketed() -> bool:
+            buffer = self.joints
+            span = buffer.time_range_ns() if buffer is not None else None
+            return span is not None and span[1] >= stamp
+
+        self.wait_for(bracketed, deadline)
+        buffer = self.joints
+        if buffer is None:
+            raise InvalidValueError(self.joint_error or f"no JointState received on {self._topics['joint_states']} "
+                                    f"yet; frame skipped")
+        return buffer.positions_at(stamp).positions
+
+    def _hand2camera(self, camera_frame: str, stamp: int, deadline: float) -> torch.Tensor:
+        s = self._settings()
+        override = pose_from_list(s.hand2camera_override)
+        if override is not None:
+            return override
+        if self._tf_newest is not None:  # wait for the sample after the stamp: interpolate rather than hold
+            self.wait_for(lambda: (self._tf_newest(s.hand_root_frame) or stamp) >= stamp, deadline)
+        while True:
+            try:
+                return self._tf_lookup(camera_frame, s.hand_root_frame, stamp)
+            except (ExtrapolationError, UnknownFrameError) as exc:
+                future = isinstance(exc, UnknownFrameError) or "the future" in str(exc)
+                if not future or time.monotonic() >= deadline or self.stop.is_set():
+                    raise TransformLookupError(f"hand2camera: {exc}") from None
+                self.wait_for(lambda: False, min(deadline, time.monotonic() + 0.002))

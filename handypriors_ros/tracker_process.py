@@ -1,0 +1,365 @@
+"""The node's tracker in a process of its own: the compute never holds the interpreter lock of the ROS callbacks.
+
+Measured (``docs/node_runtime.md``): in one process, the tracker's Python work and rclpy's executor take turns on
+one interpreter lock, so joint states reach their buffer hundreds of milliseconds late at robot rates; making the
+executor get the lock sooner (a short ``sys.setswitchinterval``) slows the tracker several times over on a busy
+machine instead. Here the :class:`~handypriors_core.estimation.tracker.ObjectTracker` lives in a child interpreter
+(``python -m handypriors_ros.tracker_process``) and the ROS process keeps only intake, synchronisation and
+publishing.
+
+Protocol: length-prefixed pickles over the child's stdin / stdout (``(method, args)`` -> ``("ok", value)`` or
+``("error", exception)``). Tensors cross as numpy arrays (a plain memory copy; a 640x480 RGB-D frame is about
+2 MB). The child starts its own session (so the terminal's Ctrl-C to the node's process group does not reach it),
+ignores SIGINT / SIGTERM, and ends when its stdin closes (the node stopped or died). No rclpy in either half.
+
+    proxy = TrackerProcess()
+    info = proxy.build(hand_urdf, mesh, 1.0, settings, "none", warm_up=True)
+    proxy.initialize(pose); estimate = proxy.track(frame); proxy.close()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+
+from handypriors_core.errors import HandyPriorsError
+
+__all__ = ["InProcessTracker", "TrackerProcess", "TrackerProcessError"]
+
+_HEADER = struct.Struct("<Q")
+
+
+class TrackerProcessError(HandyPriorsError):
+    """The tracker process failed or ended (the message says how); the node reports it and starts a new one."""
+
+
+# -- tensors <-> numpy, through dataclasses, dicts and sequences ---------------------------------------------------
+class _Tensor:
+    __slots__ = ("array",)
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+
+def _pack(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return _Tensor(value.detach().cpu().numpy())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return (_Dataclass, type(value), {f.name: _pack(getattr(value, f.name)) for f in dataclasses.fields(value)
+                                          if f.init})
+    if isinstance(value, dict):
+        return {k: _pack(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_pack(v) for v in value)
+    return value
+
+
+@dataclasses.dataclass
+class CalibrationSnapshot:
+    """What the node publishes of the tracker's hand calibrator (``handypriors_ros.calibration_outputs`` reads it
+    as it reads a :class:`~handypriors_core.estimation.calibration.HandCalibrator`)."""
+
+    state: Any  # .correction (4, 4), .offsets (J,)
+    covariance: torch.Tensor
+    joint_names: tuple[str, ...]
+    summary_values: dict[str, Any]
+    warning: Any
+
+    @classmethod
+    def of(cls, calibrator: Any) -> CalibrationSnapshot:
+        state = _CalibrationState(calibrator.state.correction.detach().cpu(), calibrator.state.offsets.detach().cpu())
+        return cls(state, calibrator.covariance.detach().cpu(), tuple(calibrator.joint_names),
+                   dict(calibrator.summary()), calibrator.needs_recalibration())
+
+    def summary(self) -> dict[str, Any]:
+        return self.summary_values
+
+    def needs_recalibration(self) -> Any:
+        return self.warning
+
+
+@dataclasses.dataclass
+class _CalibrationState:
+    correction: torch.Tensor
+    offsets: torch.Tensor
+
+
+class _Dataclass:
+    """Marker of a packed dataclass ``(_Dataclass, cls, fields)``."""
+
+
+def _unpack(value: Any) -> Any:
+    if isinstance(value, _Tensor):
+        return torch.from_numpy(np.array(value.array, copy=True)) if value.array.ndim else torch.tensor(value.array)
+    if isinstance(value, tuple) and len(value) == 3 and value[0] is _Dataclass:
+        return value[1](**{k: _unpack(v) for k, v in value[2].items()})
+    if isinstance(value, dict):
+        return {k: _unpack(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_unpack(v) for v in value)
+    return value
+
+
+def _write(stream: BinaryIO, value: Any) -> None:
+    data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _read(stream: BinaryIO) -> Any:
+    header = stream.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError("the other end closed the pipe")
+    (size,) = _HEADER.unpack(header)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError("the pipe closed in the middle of a message")
+    return pickle.loads(data)
+
+
+# -- the child ----------------------------------------------------------------------------------------------------
+class _Server:
+    """Holds the tracker in the child and answers the proxy's calls."""
+
+    def __init__(self) -> None:
+        self.tracker: Any = None
+        self.hand: Any = None
+
+    def _state(self) -> dict[str, Any]:
+        tracker = self.tracker
+        calibrator = getattr(tracker, "calibration", None)
+        return {"initialized": bool(tracker is not None and tracker.initialized),
+                "status": tracker.status if tracker is not None else "initialising",
+                "calibration": None if calibrator is None else CalibrationSnapshot.of(calibrator)}
+
+    def build(self, hand_urdf: str, mesh: str, scale: float, settings: Any, mask_source: str,
+              warm_up: bool, threads: int, calibration_file: str = "", keep_calibration: bool = False
+              ) -> dict[str, Any]:
+        from handypriors_core.models import URDFHand, allegro_urdf
+
+        from .tracker_setup import build_tracker
+        from .tracker_setup import warm_up as run_warm_up
+
+        torch.set_num_threads(threads)
+        old, self.tracker = self.tracker, None
+        if self.hand is None or self.hand[0] != hand_urdf:
+            self.hand = (hand_urdf, URDFHand.from_urdf(hand_urdf or allegro_urdf()))
+        tracker = build_tracker(self.hand[1], mesh, scale, settings, mask_source)
+        warning = ""
+        if warm_up:
+            try:
+                run_warm_up(tracker, self.hand[1])
+            except Exception as exc:  # noqa: BLE001 - a warm-up failure must not stop the node
+                warning = f"tracker warm-up failed (the first frame will be slow): {exc!r}"
+        try:  # hand calibration: the previous tracker's estimate on a rebuild, the file (prior), or none
+            if keep_calibration and old is not None and getattr(old, "calibration", None) is not None:
+                calibration = old.calibration.result()
+            elif calibration_file:
+                from handypriors_core.io.calibration_file import load_calibration
+
+                calibration = load_calibration(Path(calibration_file).expanduser(), self.hand[1].joint_names)
+            else:
+                calibration = None
+            if calibration is not None or settings.calibration.enabled:
+                tracker.set_calibration(calibration)  # (after the warm-up: its synthetic frame is forgotten)
+        except HandyPriorsError as exc:
+            raise TrackerProcessError(f"calibration_file: {exc}") from None
+        self.tracker = tracker
+        obj = tracker.scene.object
+        return {"verts": obj.verts, "faces": obj.faces, "description": repr(obj), "warning": warning,
+                "mask_source": type(tracker.mask_source).__name__, **self._state()}
+
+    def initialize(self, pose: torch.Tensor) -> dict[str, Any]:
+        self.tracker.initialize(pose)
+        return self._state()
+
+    def reset(self, pose: torch.Tensor | None) -> dict[str, Any]:
+        self.tracker.reset()
+        if pose is not None:
+            self.tracker.initialize(pose)
+        return self._state()
+
+    def track(self, frame: Any) -> tuple[Any, dict[str, Any]]:
+        return self.tracker.track(frame), self._state()
+
+    def initialize_from_frame(self, frame: Any) -> tuple[Any, dict[str, Any]]:
+        return self.tracker.initialize_from_frame(frame), self._state()
+
+    def set_threads(self, threads: int) -> None:
+        torch.set_num_threads(threads)
+
+    def echo(self, value: Any) -> Any:
+        """The value back (a frame's round trip: the first transfer pays one-off costs at build time)."""
+        return value
+
+
+def serve(requests: BinaryIO, replies: BinaryIO) -> None:
+    """The child's loop: one reply per request until ``requests`` closes."""
+    server = _Server()
+    while True:
+        try:
+            method, args = _read(requests)
+        except EOFError:
+            return
+        try:
+            if method not in ("build", "initialize", "reset", "track", "initialize_from_frame", "set_threads", "echo"):
+                raise TrackerProcessError(f"unknown request {method!r}")
+            if server.tracker is None and method not in ("build", "set_threads", "echo"):
+                raise TrackerProcessError("no tracker built in the tracker process")
+            reply = ("ok", _pack(getattr(server, method)(*_unpack(args))))
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to the node
+            try:
+                pickle.dumps(exc)
+                reply = ("error", exc)
+            except Exception:  # noqa: BLE001 - an exception that does not pickle
+                reply = ("error", TrackerProcessError(f"{type(exc).__name__}: {exc}"))
+        _write(replies, reply)
+
+
+def main() -> None:
+    """``python -m handypriors_ros.tracker_process`` (started by :class:`TrackerProcess`)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not corrupt the protocol
+    # this file runs as __main__: pickle needs the classes under the package's module name
+    importlib.import_module("handypriors_ros.tracker_process").serve(sys.stdin.buffer, replies)
+    sys.stderr.flush()
+    os._exit(0)  # the node has gone: skip the interpreter's (slow) teardown of torch and warp
+
+
+# -- the proxies (node side) --------------------------------------------------------------------------------------
+class _TrackerProxy:
+    """The calls of an :class:`~handypriors_core.estimation.tracker.ObjectTracker` as the node makes them;
+    ``initialized`` and ``status`` are those of the tracker after the last call. Subclasses define ``_call``."""
+
+    def __init__(self) -> None:
+        self.initialized = False
+        self.status = "initialising"
+        #: :class:`CalibrationSnapshot` of the hand calibration after the last call (None without one).
+        self.calibration: CalibrationSnapshot | None = None
+
+    def _call(self, method: str, *args: Any) -> Any:
+        raise NotImplementedError
+
+    def _update(self, state: dict[str, Any]) -> None:
+        self.initialized, self.status = state["initialized"], state["status"]
+        self.calibration = state.get("calibration")
+
+    def build(self, hand_urdf: str, mesh: str, scale: float, settings: Any, mask_source: str, warm_up: bool,
+              threads: int = 1, calibration_file: str = "", keep_calibration: bool = False) -> dict[str, Any]:
+        """Build (or rebuild) the tracker; returns ``verts (V, 3)``, ``faces (F, 3)`` of the object, its
+        ``description``, a warm-up ``warning`` ("" if none) and the ``mask_source`` type name.
+
+        Hand calibration: ``keep_calibration`` carries the previous tracker's estimate over; else
+        ``calibration_file`` (when set) is the prior."""
+        self.initialized, self.status, self.calibration = False, "initialising", None
+        info = self._call("build", hand_urdf, mesh, scale, settings, mask_source, warm_up, threads,
+                          calibration_file, keep_calibration)
+        self._update(info)
+        if warm_up:  # a frame there and back: the first transfer's one-off costs are paid now, not by frame 1
+            from .tracker_setup import synthetic_frame
+
+            self._call("echo", synthetic_frame(16))
+        return info
+
+    def initialize(self, object2camera: torch.Tensor) -> None:
+        self._update(self._call("initialize", object2camera))
+
+    def reset(self, object2camera: torch.Tensor | None = None) -> None:
+        self._update(self._call("reset", object2camera))
+
+    def track(self, frame: Any) -> Any:
+        estimate, state = self._call("track", frame)
+        self._update(state)
+        return estimate
+
+    def initialize_from_frame(self, frame: Any) -> Any:
+        result, state = self._call("initialize_from_frame", frame)
+        self._update(state)
+        return result
+
+    def set_threads(self, threads: int) -> None:
+        self._call("set_threads", threads)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Release the tracker (and its process)."""
+
+
+class InProcessTracker(_TrackerProxy):
+    """The same calls on a tracker in this process (the node's ``tracker_process: false``: tests, debugging)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._server = _Server()
+
+    def _call(self, method: str, *args: Any) -> Any:
+        if self._server.tracker is None and method not in ("build", "set_threads"):
+            raise TrackerProcessError("no tracker built")
+        return getattr(self._server, method)(*args)
+
+
+class TrackerProcess(_TrackerProxy):
+    """The tracker in a child process (see the module docstring). Calls block the calling thread (the node's
+    worker) until the child answers; the child's errors are raised here with their own types. Thread-safe (one
+    call at a time)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._process: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+
+    def _start(self) -> subprocess.Popen:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "handypriors_ros.tracker_process"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, start_new_session=True)
+        return self._process
+
+    def _call(self, method: str, *args: Any) -> Any:
+        with self._lock:
+            process = self._start()
+            try:
+                _write(process.stdin, (method, _pack(args)))
+                kind, value = _read(process.stdout)
+            except (EOFError, OSError, pickle.UnpicklingError) as exc:
+                self.close()
+                raise TrackerProcessError(f"the tracker process ended during {method!r} ({exc}); it is restarted "
+                                          f"at the next build") from None
+        if kind == "error":
+            raise value
+        return _unpack(value)
+
+    def close(self, timeout: float = 1.0) -> None:
+        """End the child (closing its stdin ends its loop; killed after ``timeout`` seconds: it holds no state
+        worth waiting for, and ``ros2 launch`` escalates to SIGTERM 5 s after its SIGINT)."""
+        process, self._process = self._process, None
+        if process is None:
+            return
+        for stream in (process.stdin, process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,211 @@
+"""Frame assembly without DDS: CDR parsing of the high-rate inputs, stamp matching, bounded waiting, the mailbox.
+
+:mod:`handypriors_ros.frame_sync` and :mod:`handypriors_ros.cdr` must import without rclpy (checked in a child
+interpreter where importing rclpy fails); message classes are used as plain data (no node, no DDS).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from handypriors_core.io.transform_buffer import TransformBuffer
+from handypriors_ros import cdr
+from handypriors_ros import conversions as cv
+from handypriors_ros.frame_sync import FrameAssembler, ImageItem, LagStats, Mailbox, StampedBuffer
+from handypriors_ros.joint_state_buffer import JointStateLookupError
+
+MS = 1_000_000
+T0 = 1_700_000_000_000_000_000
+JOINTS = [f"joint_{i}.0" for i in range(16)]
+CAMERA = "camera_color_optical_frame"
+
+
+def test_frame_sync_and_cdr_import_without_rclpy():
+    code = ("import sys; sys.modules['rclpy'] = None\n"
+            "import handypriors_ros.frame_sync, handypriors_ros.cdr, handypriors_ros.tracker_setup\n"
+            "assert 'rclpy' not in [m for m in sys.modules if sys.modules[m] is not None]\n")
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+# -- CDR ---------------------------------------------------------------------------------------------------------
+def test_joint_state_cdr_matches_rclpy_serialization():
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import JointState
+
+    msg = JointState(header=cv.make_header(T0 + 123, "hand"), name=["a", "joint_12.0", "ab"],
+                     position=[0.5, -1.25, 3.0], velocity=[], effort=[7.0])
+    parsed = cdr.parse_joint_state(serialize_message(msg))
+    assert parsed.stamp_ns == T0 + 123 and parsed.header.frame_id == "hand"
+    assert parsed.name == ["a", "joint_12.0", "ab"]
+    assert parsed.position.tolist() == [0.5, -1.25, 3.0] and parsed.velocity.size == 0
+    assert parsed.effort.tolist() == [7.0]
+    assert cv.stamp_ns(parsed) == T0 + 123  # usable wherever a JointState message is
+
+
+def test_tf_message_cdr_matches_rclpy_serialization_and_feeds_the_transform_buffer():
+    from rclpy.serialization import serialize_message
+    from tf2_msgs.msg import TFMessage
+
+    T = np.eye(4)
+    T[:3, :3] = [[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]]
+    T[:3, 3] = [0.1, -0.2, 0.45]
+    msg = TFMessage(transforms=[cv.matrix_to_transform_stamped(T, CAMERA, "hand_root", T0 + 5),
+                                cv.matrix_to_transform_stamped(np.eye(4), "world", "camera_link", T0)])
+    parsed = cdr.parse_tf_message(serialize_message(msg))
+    assert [(t.header.frame_id, t.child_frame_id) for t in parsed.transforms] == [(CAMERA, "hand_root"),
+                                                                                  ("world", "camera_link")]
+    buffer = TransformBuffer()
+    assert buffer.add_tf_message(parsed) == 2
+    assert np.allclose(buffer.lookup(CAMERA, "hand_root", T0 + 5).numpy(), T, atol=1e-12)
+
+
+def test_malformed_cdr_raises_a_typed_error():
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import JointState
+
+    data = serialize_message(JointState(name=JOINTS, position=[0.0] * 16))
+    assert data[12:16] == b"\x01\x00\x00\x00" and data[20:24] == b"\x10\x00\x00\x00"  # frame_id "", 16 names
+    for bad in (data[:3], data[:40], b"\x01\x01\x00\x00" + data[4:], data[:20] + b"\xff\xff\xff\x7f" + data[24:]):
+        with pytest.raises(cdr.CdrError):
+            cdr.parse_joint_state(bad)
+    with pytest.raises(cdr.CdrError):
+        cdr.parse_tf_message(b"\x00\x01\x00\x00\x05\x00\x00\x00")  # 5 transforms announced, none there
+
+
+# -- stamp matching ----------------------------------------------------------------------------------------------
+def test_approximate_time_match_picks_the_nearest_within_the_slop_and_knows_when_it_is_settled():
+    buffer = StampedBuffer(size=5)
+    assert buffer.match(T0, 20 * MS) is None and not buffer.settled(T0, 20 * MS)
+    buffer.add(T0 - 12 * MS, "early")
+    assert buffer.match(T0, 20 * MS) == "early"
+    assert not buffer.settled(T0, 20 * MS)  # a nearer one may still come
+    buffer.add(T0 + 5 * MS, "late")
+    assert buffer.settled(T0, 20 * MS) and buffer.match(T0, 20 * MS) == "late"
+    assert buffer.match(T0, 4 * MS) is None  # outside the slop
+    for k in range(5):  # only the newest `size` are kept
+        buffer.add(T0 + (100 + k) * MS, k)
+    assert buffer.match(T0, 20 * MS) is None and buffer.newest_stamp() == T0 + 104 * MS
+
+
+def test_mailbox_newest_wins_and_wake_returns_early():
+    box = Mailbox()
+    assert box.put(1) is False and box.put(2) is True
+    assert box.take(0.0) == 2
+    threading.Timer(0.05, box.wake).start()
+    t = time.monotonic()
+    assert box.take(5.0) is None and time.monotonic() - t < 2.0
+
+
+def test_lag_stats_percentiles():
+    stats = LagStats(size=1000)
+    assert np.isnan(stats.summary()["p99_ms"])
+    for k in range(100):
+        stats.add(T0, now_ns=T0 + (k + 1) * MS)  # 1 .. 100 ms
+    summary = stats.summary()
+    assert summary["median_ms"] == pytest.approx(50.5) and summary["max_ms"] == pytest.approx(100.0)
+    assert 98.0 < summary["p99_ms"] <= 100.0 and stats.count == 100
+
+
+# -- frame assembly ----------------------------------------------------------------------------------------------
+def _settings(**values):
+    base = {"camera_frame": "", "use_depth": True, "mask_source": "none", "sync_timeout": 0.5,
+            "stamp_tolerance": 0.02, "hand2camera_override": [], "hand_root_frame": "hand_root"}
+    base.update(values)
+    return types.SimpleNamespace(**base)
+
+
+def _assembler(settings, tf: TransformBuffer, reports: list):
+    from handypriors_core.models import URDFHand, allegro_urdf
+
+    hand = URDFHand.from_urdf(allegro_urdf())
+    return FrameAssembler(hand.joint_names, lambda: settings, tf.lookup, lambda text, warn: reports.append(text),
+                          tf_newest=lambda frame: (tf.time_range(frame) or (None, None))[1])
+
+
+def _image_and_info(stamp: int, width: int = 8, height: int = 6):
+    from handypriors_core.geometry.camera import PinholeCamera
+
+    camera = PinholeCamera(torch.tensor([[10.0, 0, 3.5], [0, 10.0, 2.5], [0, 0, 1]]), width, height)
+    image = cv.rgb_to_image(np.full((height, width, 3), 90, np.uint8), stamp, CAMERA)
+    return image, cv.camera_to_camera_info(camera, stamp, CAMERA)
+
+
+def _joint_state(stamp: int, value: float):
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import JointState
+
+    return cdr.parse_joint_state(serialize_message(JointState(header=cv.make_header(stamp), name=JOINTS,
+                                                              position=[value] * 16)))
+
+
+def _wrist(tf: TransformBuffer, stamp: int, x: float) -> None:
+    T = np.eye(4)
+    T[:3, 3] = [x, 0.0, 0.4]
+    tf.add_transform(CAMERA, "hand_root", stamp, torch.from_numpy(T))
+
+
+def test_late_joint_states_and_tf_within_the_bound_are_waited_for_and_interpolated():
+    """Inputs that come 60 ms after the image (bound 500 ms) cost nothing: the frame gets the interpolated values."""
+    tf, reports = TransformBuffer(), []
+    assembler = _assembler(_settings(), tf, reports)
+    image, info = _image_and_info(T0)
+    assembler.add_camera_info(info)
+    assembler.add_joint_state(_joint_state(T0 - 10 * MS, 0.1))
+    _wrist(tf, T0 - 10 * MS, 0.0)
+
+    def late_inputs():
+        time.sleep(0.06)
+        _wrist(tf, T0 + 10 * MS, 0.02)
+        assembler.add_joint_state(_joint_state(T0 + 10 * MS, 0.3))
+
+    threading.Thread(target=late_inputs).start()
+    start = time.monotonic()
+    frame, camera_frame = assembler.assemble(ImageItem(image, T0, start), index=4)
+    assert time.monotonic() - start >= 0.05  # it waited for the sample after the stamp
+    assert camera_frame == CAMERA and frame.index == 4 and frame.rgb.shape == (6, 8, 3)
+    assert torch.allclose(frame.joint_angles, torch.full((16,), 0.2))  # interpolated, not held at 0.1
+    assert frame.hand2camera[0, 3].item() == pytest.approx(0.01)  # the wrist half-way
+    assert frame.depth is None and reports == []
+
+
+def test_inputs_missing_past_the_bound_fail_the_frame_with_a_clear_error():
+    tf, reports = TransformBuffer(), []
+    assembler = _assembler(_settings(sync_timeout=0.05), tf, reports)
+    image, info = _image_and_info(T0)
+    assembler.add_camera_info(info)
+    _wrist(tf, T0, 0.0)
+    assembler.add_joint_state(_joint_state(T0 - 100 * MS, 0.1))  # newest joint state 100 ms before the image
+    start = time.monotonic()
+    with pytest.raises(JointStateLookupError, match="after the newest"):
+        assembler.assemble(ImageItem(image, T0, start), index=0)
+    assert 0.04 <= time.monotonic() - start < 2.0  # waited up to the bound, not longer
+    assembler.add_joint_state(_joint_state(T0 - 5 * MS, 0.1))  # within the tolerance: held
+    frame, _ = assembler.assemble(ImageItem(image, T0, time.monotonic()), index=1)
+    assert torch.allclose(frame.joint_angles, torch.full((16,), 0.1))
+
+
+def test_depth_is_matched_by_stamp_and_a_missing_match_tracks_without_depth():
+    tf, reports = TransformBuffer(), []
+    assembler = _assembler(_settings(sync_timeout=0.1), tf, reports)
+    image, info = _image_and_info(T0)
+    assembler.add_camera_info(info)
+    assembler.add_joint_state(_joint_state(T0, 0.1))
+    _wrist(tf, T0, 0.0)
+    for offset, metres in ((-30, 1.0), (-12, 2.0), (4, 3.0), (40, 4.0)):
+        assembler.add_depth(cv.depth_to_image(np.full((6, 8), metres), T0 + offset * MS, CAMERA))
+    frame, _ = assembler.assemble(ImageItem(image, T0, time.monotonic()), index=0)
+    assert float(frame.depth[0, 0]) == pytest.approx(3.0)  # +4 ms is the nearest
+    image2, _ = _image_and_info(T0 + 100 * MS)
+    assembler.add_joint_state(_joint_state(T0 + 100 * MS, 0.1))
+    _wrist(tf, T0 + 100 * MS, 0.0)
+    frame, _ = assembler.assemble(ImageItem(image2, T0 + 100 * MS, time.monotonic()), index=1)
+    assert frame.depth is None and any("no depth image within 20 ms" in r for r in reports)
