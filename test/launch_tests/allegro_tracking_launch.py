@@ -239,9 +239,5 @@ class TestShutdown(unittest.TestCase):
         for output in proc_output:
             texts[output.process_name] += output.text.decode(errors="replace")
         for process in names:
-            if process.startswith(defaults.NODE_NAME):
-                # the tracker's exit code 0 without traceback on SIGINT: test_launch_tracking.py's Ctrl-C test
-                # (expected to fail until the node-side shutdown fix of issue 15 item 5 lands)
-                continue
             self.assertEqual(proc_info[process].returncode, 0, f"{process}:\n{texts[process][-3000:]}")
             self.assertNotIn("Traceback", texts[process], f"{process}:\n{texts[process][-3000:]}")
