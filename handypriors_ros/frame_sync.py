@@ -46,6 +46,7 @@ _NS = 1_000_000_000
 
 _STREAM_ACTIVE_S = 1.0  # a depth / mask stream counts as active this long after its last message
 _BUFFERED = 30  # messages kept per stream for stamp matching
+_RESTART_NS = 1_000_000_000  # a stamp this much older than the newest buffered one restarts a stream
 
 
 class Mailbox:
@@ -110,7 +111,14 @@ class StampedBuffer:
         self.last_received = -math.inf
 
     def add(self, stamp_ns: int, msg: Any, now: float | None = None) -> None:
-        self._items.append((int(stamp_ns), msg))
+        """Buffer ``msg``; a stamp more than ``_RESTART_NS`` older than the newest buffered one means the stream
+        restarted (a looped bag, a restarted driver) or the buffered stamps were garbage (far in the future): the
+        old messages are dropped, so they can neither match nor make :meth:`settled` stop the wait early."""
+        stamp_ns = int(stamp_ns)
+        newest = self.newest_stamp()
+        if newest is not None and stamp_ns < newest - _RESTART_NS:
+            self._items.clear()
+        self._items.append((stamp_ns, msg))
         self.last_received = time.monotonic() if now is None else now
 
     def active(self, now: float | None = None) -> bool:

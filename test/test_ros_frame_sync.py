@@ -96,6 +96,19 @@ def test_approximate_time_match_picks_the_nearest_within_the_slop_and_knows_when
     assert buffer.match(T0, 20 * MS) is None and buffer.newest_stamp() == T0 + 104 * MS
 
 
+def test_garbage_future_stamps_neither_match_nor_end_the_wait_once_the_stream_resumes():
+    buffer = StampedBuffer(size=5)
+    for k in range(5):  # hostile stamps far in the future fill the buffer
+        buffer.add(2**31 * 1_000_000_000 + k, "garbage")
+    assert buffer.settled(T0, 20 * MS)  # while they are buffered the stream looks past any pivot
+    buffer.add(T0 - 30 * MS, "valid")  # the stream resumes with real stamps: the garbage is dropped
+    assert len(buffer) == 1 and not buffer.settled(T0, 20 * MS)
+    buffer.add(T0 + 1 * MS, "match")
+    assert buffer.settled(T0, 20 * MS) and buffer.match(T0, 20 * MS) == "match"
+    buffer.add(T0 - 2 * MS, "slightly out of order")  # within the restart margin: kept, history intact
+    assert len(buffer) == 3
+
+
 def test_mailbox_newest_wins_and_wake_returns_early():
     box = Mailbox()
     assert box.put(1) is False and box.put(2) is True
