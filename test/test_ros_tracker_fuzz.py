@@ -252,7 +252,9 @@ class Fuzzer:
     def _initial_pose(self):
         r = self.rng
         msg = self.types["PoseStamped"]()
-        msg.header = self._header(str(r.choice(["unknown_frame", "", "world", "map"])) if r.random() < 0.6 else
+        # Frames that no fuzzed transform ever names. Not "" (the node reads it as the camera frame) and not "world"
+        # (a fuzzed /tf can make it real): a finite pose in a real frame is a valid command the node must obey.
+        msg.header = self._header(str(r.choice(["unknown_frame", "map", "odom"])) if r.random() < 0.6 else
                                   CAMERA_FRAME)
         if msg.header.frame_id == CAMERA_FRAME:  # a known frame: then the pose itself is not finite / not a rotation
             msg.pose.position.x = math.nan if r.random() < 0.5 else 0.1
