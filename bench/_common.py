@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -64,3 +66,16 @@ def quiet_warp() -> None:
         wp.config.quiet = True
     except ImportError:
         pass
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 30.0) -> str | None:
+    """SIGINT ``process`` (if still running) as Ctrl-C would, wait ``timeout`` seconds, then kill it; returns its
+    captured stdout (None when it was not piped)."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+    return output

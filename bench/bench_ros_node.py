@@ -38,7 +38,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "test"))
 
-from bench._common import write_results  # after the sys.path lines above
+from bench._common import stop_process, write_results  # after the sys.path lines above
 
 WIDTH, HEIGHT = 640, 480
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -314,12 +313,7 @@ def run_mode(mode: str, rates: list[tuple[str, float]], seconds: float, folder: 
     finally:
         feeder.executor.shutdown(timeout_sec=0.0)
         feeder.node.destroy_node()
-        process.send_signal(signal.SIGINT)
-        try:
-            output, _ = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
+        output = stop_process(process)
         results["exit_code"] = process.returncode
         if process.returncode != 0:
             results["log_tail"] = output[-2000:]
@@ -390,12 +384,7 @@ def run_replay(sequence: Path, env: dict, context) -> dict:
     finally:
         executor.shutdown(timeout_sec=0.0)
         node.destroy_node()
-        tracker.send_signal(signal.SIGINT)
-        try:
-            tracker.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            tracker.kill()
-            tracker.communicate()
+        stop_process(tracker)
         result["tracker_exit_code"] = tracker.returncode
     print(f"  replay {sequence.name}: posed {result.get('frames_posed')}/{offered}, drops "
           f"{result.get('node_dropped_by_reason')}, stages {result.get('node_stage_ms_median')}, "

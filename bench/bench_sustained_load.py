@@ -26,7 +26,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "test"))
 
-from bench._common import load_average, percentile, write_results  # after the sys.path lines above
+from bench._common import load_average, percentile, stop_process, write_results  # after the sys.path lines above
 from bench.bench_ros_node import HEIGHT, WIDTH, Feeder, load_frames, proc_cpu_seconds, proc_memory_mb
 
 WARM_UP_S = 20.0
@@ -130,13 +129,7 @@ def run(duration: float, rate: float, frames_count: int, max_rss_slope: float) -
             feeder.executor.shutdown(timeout_sec=0.0)
             feeder.node.destroy_node()
             rclpy.try_shutdown(context=context)
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
             log.close()
             results["exit_code"] = process.returncode
             text = (work / "tracker.log").read_text()
