@@ -1,11 +1,14 @@
 """Pose estimation: the scene, observations, modalities, the Adam refiner, the EKF filter and the tracker.
 
 See ``pose_state`` for the retraction ``x [+] delta`` / local difference convention used everywhere here and
-``ekf`` for the filter's math; ``settings`` holds every estimator's settings (it imports nothing of this package).
+``ekf`` for the filter's math (Jacobians in ``linearization``, gate statistics in ``gating``); ``settings``
+holds every estimator's settings (it imports nothing of this package).
 May import geometry, models, render, physics, priors, io (and errors/checks/config); never segmentation or app.
 """
 
-from .ekf import EKFSettings, ErrorStateEKF, StepResult, chi2_threshold, linearize, linearize_rowwise, tangent_jacobian
+from .ekf import EKFSettings, ErrorStateEKF, StepResult
+from .gating import chi2_threshold
+from .linearization import linearize, linearize_rowwise, tangent_jacobian
 from .pose_state import (
     POSE_DIM,
     PoseState,

@@ -18,8 +18,8 @@ taken with respect to ``delta`` at 0:
   the rotation block, identity elsewhere); switch off with ``EKFSettings.covariance_reset``.
 
 Gating: an update is rejected when its normalised innovation squared ``y^T S^-1 y`` exceeds the chi-square
-quantile ``chi2.ppf(gate_probability, dof)``. Rejected updates (gated, NaN/inf anywhere, non-positive-definite
-``S``) leave state and covariance untouched and say why in the returned :class:`StepResult`.
+quantile ``chi2.ppf(gate_probability, dof)`` (``gating``). Rejected updates (gated, NaN/inf anywhere,
+non-positive-definite ``S``) leave state and covariance untouched and say why in the returned :class:`StepResult`.
 
 Dense observations (:meth:`ErrorStateEKF.update_information`) arrive already reduced to the normal equations
 ``Lambda = J^T R^-1 J (n, n)`` and ``eta = J^T R^-1 r (n,)`` (``r = z - h(x)`` of thousands of pixels,
@@ -39,44 +39,32 @@ equals :meth:`update` exactly. Its gate uses one of two statistics:
 
 Precision: state and covariance are kept in float64 on the device of the initial pose. ``f`` and ``h``
 receive float64 states; they may compute in float32 internally (casting back), which only costs Jacobian
-precision. Jacobians use ``torch.func.jacfwd`` by default (other modes in :func:`linearize`); for the
+precision. Jacobians use ``torch.func.jacfwd`` by default (other modes in :func:`.linearization.linearize`); for the
 ``torch.func`` modes ``f``/``h`` must be torch operations without data-dependent Python control flow on the state.
 Rotations of every new nominal state are re-orthonormalised (quaternion round trip) so they cannot drift.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from scipy.special import chdtri
 
 from ..checks import check_shape
 from ..errors import ConfigError, InvalidValueError, ShapeError
-from ..geometry.rotations import matrix_to_quaternion, quaternion_to_matrix, skew
-from .pose_state import POSE_DIM, PoseState, retract, retract_first_order, so3_left_jacobian
+from ..geometry.rotations import matrix_to_quaternion, quaternion_to_matrix
+from .gating import chi2_threshold, projected_nis
+from .linearization import JACOBIAN_MODES, JacobianMode, linearize, pose_tangent_jacobian
+from .pose_state import PoseState, retract, so3_left_jacobian
 
-__all__ = [
-    "EKFSettings",
-    "ErrorStateEKF",
-    "StepResult",
-    "chi2_threshold",
-    "linearize",
-    "linearize_rowwise",
-    "pose_tangent_jacobian",
-    "projected_nis",
-    "tangent_jacobian",
-]
+__all__ = ["EKFSettings", "ErrorStateEKF", "StepResult"]
 
-JacobianMode = Literal["forward", "reverse", "reverse_loop", "central_difference"]
 StepStatus = Literal["accepted", "gated", "non_finite", "not_positive_definite"]
 
 _F64 = torch.float64
-_MODES = ("forward", "reverse", "reverse_loop", "central_difference")
 
 
 @dataclass
@@ -85,7 +73,8 @@ class EKFSettings:
 
     Attributes:
         jacobian_mode: how Jacobians of ``f``/``h`` over the tangent are computed when not given (see
-            :func:`linearize`): ``"forward"`` (default), ``"reverse"``, ``"reverse_loop"`` or ``"central_difference"``.
+            :func:`.linearization.linearize`): ``"forward"`` (default), ``"reverse"``, ``"reverse_loop"`` or
+            ``"central_difference"``.
         difference_step: step of the central differences, in tangent units [m or rad]. Default 1e-6.
         covariance_reset: re-express the covariance at the corrected nominal state after each update
             (``P <- G P G^T``). Default True.
@@ -99,8 +88,8 @@ class EKFSettings:
     rank_tolerance: float = 1e-10
 
     def __post_init__(self) -> None:
-        if self.jacobian_mode not in _MODES:
-            raise ConfigError(f"jacobian_mode must be one of {_MODES}; got {self.jacobian_mode!r}")
+        if self.jacobian_mode not in JACOBIAN_MODES:
+            raise ConfigError(f"jacobian_mode must be one of {JACOBIAN_MODES}; got {self.jacobian_mode!r}")
         if not self.difference_step > 0:
             raise ConfigError(f"difference_step must be > 0; got {self.difference_step}")
         if not 0 < self.rank_tolerance < 1:
@@ -131,120 +120,6 @@ class StepResult:
     jacobian: torch.Tensor | None = None
 
 
-@functools.lru_cache(maxsize=1024)
-def chi2_threshold(probability: float, dof: int) -> float:
-    """Quantile ``chi2.ppf(probability, dof)`` of the chi-square distribution (cached). ``scipy.special`` is
-    imported with this module, not here: a lazy import cost the node's first real frame about 0.5-1 s."""
-    if not 0 < probability < 1:
-        raise InvalidValueError(f"gate_probability must be in (0, 1); got {probability}")
-    if dof < 1:
-        raise InvalidValueError(f"dof must be >= 1; got {dof}")
-    return float(chdtri(dof, 1.0 - probability))  # inverse survival function: chi2.ppf(p) = chdtri(dof, 1 - p)
-
-
-def linearize(
-    fn: Callable[[PoseState], torch.Tensor],
-    state: PoseState,
-    mode: JacobianMode = "forward",
-    step: float = 1e-6,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Value ``fn(state) (k,)`` and Jacobian ``d fn(state [+] delta) / d delta`` at ``delta = 0`` ``(k, n)``.
-
-    Args:
-        fn: maps a :class:`PoseState` to a tensor (flattened to ``(k,)``; differentiable for autodiff modes).
-        state: linearisation point.
-        mode: ``"forward"``: ``torch.func.jacfwd`` (vmap over ``n`` tangents); ``"reverse"``: ``torch.func.jacrev``
-            (vmap over ``k`` outputs; often faster on CPU); ``"reverse_loop"``: ``torch.autograd.functional.jacobian``
-            (one backward pass per output; works with custom ``autograd.Function`` s that only define ``backward``,
-            e.g. a warp bridge); ``"central_difference"``: ``2 n + 1`` plain calls (works with anything).
-        step: central-difference step in tangent units [m or rad].
-    The autodiff modes perturb with :func:`retract_first_order` (same Jacobian as the exponential retraction,
-    far cheaper to differentiate); central differences use the exact :func:`retract`. Both outputs are detached.
-    """
-    n = state.dim
-    zero = torch.zeros(n, dtype=state.pose.dtype, device=state.pose.device)
-    move = retract if mode == "central_difference" else retract_first_order
-
-    def g(delta: torch.Tensor) -> torch.Tensor:
-        return fn(move(state, delta)).reshape(-1)
-
-    def g_aux(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = g(delta)
-        return out, out
-
-    if mode == "forward":
-        jac, value = torch.func.jacfwd(g_aux, has_aux=True)(zero)
-        return value.detach(), jac.detach()
-    if mode == "reverse":
-        jac, value = torch.func.jacrev(g_aux, has_aux=True)(zero)
-        return value.detach(), jac.detach()
-    if mode == "reverse_loop":
-        with torch.enable_grad():
-            jac = torch.autograd.functional.jacobian(g, zero)
-        with torch.no_grad():
-            value = g(zero)
-        return value.detach(), jac.detach()
-    if mode == "central_difference":
-        with torch.no_grad():
-            value = g(zero)
-            eye = torch.eye(n, dtype=zero.dtype, device=zero.device) * step
-            cols = [(g(eye[i]) - g(-eye[i])) / (2 * step) for i in range(n)]
-            jac = torch.stack(cols, -1) if cols else value.new_zeros(value.shape[0], 0)
-        return value.detach(), jac.detach()
-    raise ConfigError(f"unknown jacobian mode {mode!r}")
-
-
-def linearize_rowwise(
-    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    state: PoseState,
-    rows: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Value ``(k,)`` and pose Jacobian ``(k, 6)`` of a model whose outputs each depend on the pose alone, by one
-    reverse-mode pass.
-
-    ``fn(R (k, 3, 3), t (k, 3)) -> (k,)`` evaluates output ``i`` at pose ``(R[i], t[i])`` (e.g. the signed
-    distance of depth point ``i``). Every output gets its own copy of the tangent ``delta_i (6,)``, all zero,
-    moved by :func:`retract_first_order`; since output ``i`` depends on ``delta_i`` only, the gradient of the
-    sum with respect to ``delta (k, 6)`` is the Jacobian, row by row: exact autodiff, the same result as
-    :func:`linearize` in ``"forward"`` mode, without ``k``- or ``n``-fold vectorisation (about 7x faster on
-    the CPU for a few hundred points). Extras of ``state`` are not part of the Jacobian.
-    """
-    R0, t0 = state.rotation.detach(), state.translation.detach()
-    delta = torch.zeros(rows, POSE_DIM, dtype=R0.dtype, device=R0.device, requires_grad=True)
-    with torch.enable_grad():
-        R = R0 + skew(delta[:, 3:]) @ R0
-        t = t0 + delta[:, :3]
-        value = fn(R, t).reshape(-1)
-        if value.shape[0] != rows:
-            raise ShapeError(f"fn returned {value.shape[0]} values for {rows} rows")
-        jac = torch.autograd.grad(value.sum(), delta, allow_unused=True)[0] if value.requires_grad else None
-    if jac is None:
-        jac = torch.zeros(rows, POSE_DIM, dtype=R0.dtype, device=R0.device)
-    return value.detach(), jac.detach()
-
-
-def pose_tangent_jacobian(dpose: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """Pose rows ``(6, n)`` of a Jacobian from raw pose derivatives.
-
-    ``dpose (n, 3|4, 4)`` holds ``d pose / d delta_j`` of a pose-valued function at the pose whose rotation is
-    ``rotation (3, 3)``; the local difference ``(. [-] pose)`` has derivative ``(dt, vee(skew(dR R^T)))`` there.
-    """
-    A = dpose[:, :3, :3] @ rotation.transpose(0, 1)
-    A = 0.5 * (A - A.transpose(1, 2))
-    dphi = torch.stack((A[:, 2, 1], A[:, 0, 2], A[:, 1, 0]), 0)  # (3, n)
-    return torch.cat((dpose[:, :3, 3].transpose(0, 1), dphi), 0)
-
-
-def tangent_jacobian(
-    fn: Callable[[PoseState], torch.Tensor],
-    state: PoseState,
-    mode: JacobianMode = "forward",
-    step: float = 1e-6,
-) -> torch.Tensor:
-    """Jacobian ``d fn(state [+] delta) / d delta`` at ``delta = 0``: ``(k, n)`` (see :func:`linearize`)."""
-    return linearize(fn, state, mode, step)[1]
-
-
 def _finite(*tensors: torch.Tensor | None) -> bool:
     return all(t is None or bool(torch.isfinite(t).all()) for t in tensors)
 
@@ -265,22 +140,6 @@ def _orthonormalised(state: PoseState) -> PoseState:
     pose = state.pose.detach().clone()
     pose[:3, :3] = quaternion_to_matrix(matrix_to_quaternion(pose[:3, :3]))
     return PoseState(pose, state.extra.detach().clone())
-
-
-def projected_nis(information: torch.Tensor, information_vector: torch.Tensor, covariance: torch.Tensor,
-                  rank_tolerance: float) -> tuple[float, int]:
-    """The projected gate statistic of a dense observation: ``eta^T C^+ eta`` with ``C = Lambda P Lambda + Lambda``.
-
-    Args: ``information (n, n)`` ``Lambda``, ``information_vector (n,)`` ``eta``, ``covariance (n, n)`` ``P``,
-    relative eigenvalue tolerance of the pseudo-inverse. Returns ``(nis, dof = rank C)``.
-    """
-    Lam, eta = information, information_vector
-    cov_eta = Lam @ covariance @ Lam + Lam
-    evals, evecs = torch.linalg.eigh(0.5 * (cov_eta + cov_eta.transpose(0, 1)))
-    keep = evals > rank_tolerance * evals.abs().max().clamp_min(1e-300)
-    dof = int(keep.sum())
-    proj = evecs.transpose(0, 1) @ eta
-    return (float((proj[keep] ** 2 / evals[keep]).sum()) if dof > 0 else 0.0), dof
 
 
 class ErrorStateEKF:

@@ -7,10 +7,10 @@ Motion model ``f`` (control ``u`` = the hand's joint angles and hand2camera): th
 dynamics of Eq. 9. The hand contact candidates that touched the object at t-1 are followed to t; the rigid
 motion carrying them (weighted Kabsch) moves the object. Without enough contacts the pose is held
 (constant pose) and the larger "free" process noise applies. ``F = blockdiag(R_m, R_m)`` in closed form
-(:func:`motion_jacobian`).
+(:func:`.linearization.motion_jacobian`).
 
 Observation models (``FilterSettings.observations``), Jacobians by autodiff (one reverse-mode pass for the
-point-wise fingertip and depth models, :func:`.ekf.linearize_rowwise`) or, for the rendered ones, by central
+point-wise fingertip and depth models, :func:`.linearization.linearize_rowwise`) or, for the rendered ones, by central
 differences of one batched render of the 12 perturbed poses:
 
 - ``fingertips``: fingertips that touched the object at t-1 stay on its surface: ``z = 0``,
@@ -35,9 +35,10 @@ from ..geometry.transforms import invert_transform, transform_points
 from ..physics.quasistatic import contact_motion, contact_motion_fit
 from ..physics.settings import QuasistaticSettings
 from .contact_observation import ContactModality
-from .ekf import EKFSettings, ErrorStateEKF, StepResult, linearize_rowwise
+from .ekf import EKFSettings, ErrorStateEKF, StepResult
 from .hand_occlusion import HandOcclusion
 from .iterated_update import iterated_update
+from .linearization import linearize_rowwise, motion_jacobian
 from .modalities import OBJECT, TemporalContext, render_scene
 from .observation import Observation
 from .pose_state import PoseState, retract
@@ -46,7 +47,7 @@ from .scene import HandObjectScene, PosedHand
 from .settings import ITERATED_OBSERVATIONS, DepthSettings, FilterSettings, RegionSettings, SparseDepthSettings
 from .sparse_depth import SparseDepthModality
 
-__all__ = ["FilterStep", "ObjectPoseFilter", "contact_context", "motion_jacobian"]
+__all__ = ["FilterStep", "ObjectPoseFilter", "contact_context"]
 
 _F64 = torch.float64
 _PERTURB_T, _PERTURB_R = 1e-3, 1e-2  # central-difference steps [m], [rad]
@@ -75,20 +76,6 @@ def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torc
                            previous_contact_points=hand.contact_points.detach().clone(),
                            previous_contact_distances=candidates, previous_contact_normals=sd.normal[:, :C],
                            tips_in_contact=tips < distance, previous_joint_angles=joint_angles.detach().clone())
-
-
-def motion_jacobian(motion: torch.Tensor, state: PoseState) -> torch.Tensor:
-    """``F (6, 6)`` of the motion model ``x -> motion @ x`` over the tangent (closed form, float64).
-
-    With ``x [+] d = (exp([phi]x) R, t + rho)`` and ``M = (R_m, t_m)``: ``M (x [+] d) = (R_m exp([phi]x) R,
-    R_m (t + rho) + t_m)``, whose local difference to ``M x`` is ``(R_m rho, log(R_m exp([phi]x) R_m^T) = R_m phi)``,
-    so ``F = blockdiag(R_m, R_m)`` exactly (independent of ``state``, which only sets dtype and device).
-    """
-    R_m = motion[:3, :3].to(state.pose)
-    F = torch.zeros(6, 6, dtype=R_m.dtype, device=R_m.device)
-    F[:3, :3] = R_m
-    F[3:, 3:] = R_m
-    return F
 
 
 def _perturbations(device) -> torch.Tensor:
@@ -182,7 +169,7 @@ class ObjectPoseFilter:
         def f(state: PoseState, u) -> PoseState:
             return PoseState(motion.to(state.pose) @ state.pose, state.extra)
 
-        self.ekf.predict(f, None, Q, jacobian=motion_jacobian(motion, self.ekf.state))
+        self.ekf.predict(f, None, Q, jacobian=motion_jacobian(motion[:3, :3].to(self.ekf.pose)))
         return valid
 
     # ----------------------------------------------------------------------------------------- update
@@ -247,7 +234,7 @@ class ObjectPoseFilter:
 
         First-order model ``d0 + n_obj . (p_obj(pose) - p_obj(x))``, exact to first order (the SDF gradient is
         the outward normal), written in torch and differentiated over the tangent by reverse-mode autodiff
-        (:func:`~.ekf.linearize_rowwise`: each point depends on the pose alone).
+        (:func:`~.linearization.linearize_rowwise`: each point depends on the pose alone).
         """
         pose = self.ekf.pose
         R0, t0 = pose[:3, :3], pose[:3, 3]

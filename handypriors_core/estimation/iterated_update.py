@@ -25,7 +25,8 @@ from typing import Protocol
 
 import torch
 
-from .ekf import ErrorStateEKF, StepResult, chi2_threshold, projected_nis
+from .ekf import ErrorStateEKF, StepResult
+from .gating import chi2_threshold, projected_nis
 from .pose_state import retract
 from .residuals import ResidualBlock, stack_normal_equations
 

@@ -38,7 +38,7 @@ Euclidean extras ``e = (global_orient (3), transl (3), hand_pose (J))``; tangent
   keypoint) [px]; ``"centre"``: the 2D projection of the object centre [px]; optionally ``"contact"``: the
   physics prior that hand vertices in contact at ``t-1`` stay on the object surface (``z = 0`` [m]).
   Table I's O_hand is ``("fingertips",)``, O_object ``("centre",)``, O_hand+object both.
-- Jacobians ``F`` and ``H`` by reverse-mode autodiff (:func:`~handypriors_core.estimation.ekf.linearize`, mode
+- Jacobians ``F`` and ``H`` by reverse-mode autodiff (:func:`~handypriors_core.estimation.linearization.linearize`, mode
   ``"reverse_loop"``: Kabsch's rotation is a custom autograd function that torch.func cannot trace).
 
 Modules: :mod:`.params` (parameters, observations, JSON), :mod:`.settings`, :mod:`.optimizer`, :mod:`.ekf`.

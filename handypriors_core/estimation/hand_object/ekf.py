@@ -22,6 +22,7 @@ from ...physics.quasistatic import contact_motion
 from ...physics.sdf import ObjectSDF
 from ...physics.settings import ContactSettings
 from ..ekf import EKFSettings, ErrorStateEKF, StepResult
+from ..linearization import motion_jacobian, pose_tangent_jacobian
 from ..pose_state import PoseState
 from .params import _F64, FINGERTIP_KEYPOINTS, HandObjectObservation, ManoParams
 from .settings import HandObjectEKFSettings
@@ -37,11 +38,8 @@ class HandObjectEKFStep:
 
 
 def _pose_jacobian_to_tangent(J: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-    """``d pose / d p`` ``(4, 4, m)`` at ``pose (4, 4)`` -> the left tangent ``(rho, phi)`` rows ``(6, m)``:
-    ``d rho = d t``, ``[d phi]x = skew part of dR R^T``."""
-    A = J[:3, :3].permute(2, 0, 1) @ pose[:3, :3].transpose(0, 1)
-    A = 0.5 * (A - A.transpose(1, 2))
-    return torch.cat((J[:3, 3], torch.stack((A[:, 2, 1], A[:, 0, 2], A[:, 1, 0]), 0)), 0)
+    """``d pose / d p`` ``(4, 4, m)`` at ``pose (4, 4)`` -> the left tangent ``(rho, phi)`` rows ``(6, m)``."""
+    return pose_tangent_jacobian(J.permute(2, 0, 1), pose[:3, :3])
 
 
 class HandObjectEKF:
@@ -200,9 +198,7 @@ class HandObjectEKF:
                     lambda prev_, uu: object_motion(prev_, uu, pose0), (extra0, u))  # (4, 4, m) each
             with torch.no_grad():
                 pose_pred = object_motion(extra0, u, pose0)
-            R_M = pose_pred[:3, :3] @ pose0[:3, :3].transpose(0, 1)
-            F[:3, :3] = R_M
-            F[3:6, 3:6] = R_M
+            F[:6, :6] = motion_jacobian(pose_pred[:3, :3] @ pose0[:3, :3].transpose(0, 1))
             F[:6, 6:] = _pose_jacobian_to_tangent(J_prev, pose_pred)
             G[:6] = _pose_jacobian_to_tangent(J_u, pose_pred)
         else:
