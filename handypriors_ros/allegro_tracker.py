@@ -49,9 +49,7 @@ an error state and loads the mesh when the parameter is set.
 
 from __future__ import annotations
 
-import collections
 import math
-import re
 import sys
 import threading
 import time
@@ -71,9 +69,10 @@ from handypriors_core.models import URDFHand, allegro_urdf
 
 from . import cdr, conversions, outputs
 from .calibration_outputs import calibration_messages, calibration_status
-from .diagnostics import ErrorCounter, HealthThresholds, TrackerHealth, diagnostic_array, tracker_status
+from .diagnostics import HealthThresholds, TrackerHealth, diagnostic_array, tracker_status
 from .frame_sync import FrameAssembler, ImageItem, LagStats, Mailbox
 from .joint_state_buffer import JointStateLookupError
+from .node_activity import NodeActivity
 from .node_runtime import exit_process, run_node
 from .params import NodeSettings, ParameterBinding, pose_from_parameter
 from .qos import JOINT_STATES_QOS, LATCHED_QOS, OUTPUT_QOS, SENSOR_SUBSCRIBER_QOS, TF_QOS
@@ -91,11 +90,8 @@ TOPICS = {**defaults.TOPICS, "object_mesh": "~/object_mesh"}
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 _NS = 1_000_000_000
-_RATE_WINDOW_S = 2.0  # processed frames counted over this window for the rate
-_DROP_WINDOW_S = 5.0  # "recent" dropped frames
 _POLL_S = 0.1  # worker wake-up period without frames (applies requests)
 _SEARCH_RETRY_S = 2.0  # global search: least time between two attempts
-_NUMBERS = re.compile(r"\d+(\.\d+)?")
 
 
 class _FrameSkipped(Exception):
@@ -108,7 +104,7 @@ class AllegroTracker(Node):
     def __init__(self, node_name: str = "allegro_tracker", **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self._state_lock = threading.RLock()
-        self._error_counts = ErrorCounter()  # input errors by kind, for /diagnostics
+        self.activity = NodeActivity()  # counters, timings and input errors, for /diagnostics
         self.params = ParameterBinding(self, on_change=self._on_parameters_changed)
         s = self.params.node
         if s.tracker_process:  # (with the tracker in this process a short interval slows it down several times)
@@ -165,19 +161,6 @@ class AllegroTracker(Node):
         self._last_stamp_ns: int | None = None
         self._last_search = -math.inf
         self._frame_index = 0
-        self._images_received = 0
-        self._tracked_count = 0
-        self._processed_times: collections.deque = collections.deque()
-        self._drop_times: collections.deque = collections.deque()
-        self._dropped: collections.Counter = collections.Counter()
-        self._latency_s = math.nan
-        self._processing_s = math.nan
-        self._last_timings: dict[str, float] = {}
-        self._stages_ms: dict[str, float] = {}
-        self._last_error = ""
-        self._last_error_time = -math.inf
-        self._logged: dict[str, float] = {}
-        self._waiting_reason = "no frame yet"
         self._build_tracker()
         # -- subscriptions and services last: a sequence player waiting for subscribers starts when we are ready
         from geometry_msgs.msg import PoseStamped
@@ -264,7 +247,7 @@ class AllegroTracker(Node):
 
     # ========================================================================================== callbacks
     def _on_image(self, msg: Any) -> None:
-        self._images_received += 1
+        self.activity.image_received()
         if self._mailbox.put(ImageItem(msg, conversions.stamp_ns(msg), time.monotonic())):
             self._count_drop("busy")
 
@@ -309,7 +292,7 @@ class AllegroTracker(Node):
             try:
                 self._process(item, time.monotonic())
             except _FrameSkipped as skip:
-                self._waiting_reason = str(skip)
+                self.activity.waiting_reason = str(skip)
             except (HandyPriorsError, TransformLookupError, JointStateLookupError) as exc:
                 self._count_drop("input")
                 self._report(str(exc))
@@ -376,10 +359,9 @@ class AllegroTracker(Node):
         with self._state_lock:
             self._last_estimate = estimate
         self._publish(estimate, frame, camera_frame, stamp, item)
-        with self._state_lock:
-            self._stages_ms = {"queue_ms": 1e3 * (taken - item.received), "inputs_ms": 1e3 * (inputs_done - taken),
-                               "track_ms": 1e3 * (tracked - inputs_done),
-                               "publish_ms": 1e3 * (time.monotonic() - tracked)}
+        self.activity.set_stages({"queue_ms": 1e3 * (taken - item.received), "inputs_ms": 1e3 * (inputs_done - taken),
+                                  "track_ms": 1e3 * (tracked - inputs_done),
+                                  "publish_ms": 1e3 * (time.monotonic() - tracked)})
 
     def _ensure_initialized(self, tracker: TrackerProcess | InProcessTracker, frame: Frame, camera_frame: str) -> None:
         """Apply a pose from ~/initial_pose, the parameter or the tracker's global search; raises
@@ -425,50 +407,27 @@ class AllegroTracker(Node):
         self._tf_pub.publish(outputs.object_tf(pose, camera_frame, s.object_frame, stamp))
         now = self.get_clock().now().nanoseconds
         self._pose_pub.publish(outputs.object_pose(pose, estimate.covariance, camera_frame, stamp))
-        self._tracked_count += 1
+        tracked = self.activity.frame_tracked()
         if s.publish_markers and self._marker_pub.get_subscription_count() > 0:
             self._marker_pub.publish(outputs.contact_marker_array(estimate, camera_frame, stamp))
         mesh = self._object_mesh
-        if (s.publish_overlay and mesh is not None and self._tracked_count % s.overlay_every_n == 0
+        if (s.publish_overlay and mesh is not None and tracked % s.overlay_every_n == 0
                 and self._overlay_pub.get_subscription_count() > 0):
             self._overlay_pub.publish(outputs.overlay_image(estimate, frame, mesh, self._hand, pose,
                                                             self.params.tracking.mode, camera_frame, stamp))
-        done = time.monotonic()
-        with self._state_lock:
-            self._latency_s = (now - stamp) / _NS
-            self._processing_s = done - item.received
-            self._last_timings = dict(estimate.timings)
-            self._processed_times.append(done)
-            while self._processed_times and done - self._processed_times[0] > _RATE_WINDOW_S:
-                self._processed_times.popleft()
-            self._waiting_reason = ""
+        self.activity.frame_published((now - stamp) / _NS, time.monotonic() - item.received, estimate.timings)
 
     # ========================================================================================= diagnostics
     def _count_drop(self, reason: str) -> None:
-        now = time.monotonic()
-        with self._state_lock:
-            self._dropped[reason] += 1
-            self._drop_times.append(now)
-            while self._drop_times and now - self._drop_times[0] > _DROP_WINDOW_S:
-                self._drop_times.popleft()
+        self.activity.count_drop(reason)
 
     def _report(self, message: str, warn: bool = False) -> bool:
         """Record an input problem for diagnostics and log it (the same message at most once per error_hold).
 
         Returns whether it was logged.
         """
-        now = time.monotonic()
-        self._error_counts.count(message)
-        with self._state_lock:
-            self._last_error = message
-            self._last_error_time = now
-            key = _NUMBERS.sub("#", message)  # the same problem at another stamp is the same problem
-            last = self._logged.get(key, -math.inf)
-            if now - last < max(self.params.node.error_hold, 1.0):
-                return False
-            self._logged[key] = now
-            if len(self._logged) > 256:
-                self._logged.clear()
+        if not self.activity.report(message, self.params.node.error_hold):
+            return False
         if warn:  # (rclpy ties one severity to each logging call site)
             self.get_logger().warning(message)
         else:
@@ -477,59 +436,40 @@ class AllegroTracker(Node):
 
     def health(self) -> tuple[TrackerHealth, dict[str, Any]]:
         """The node's current health (for /diagnostics) and extra key-values."""
-        now = time.monotonic()
         s = self.params.node
         with self._state_lock:
-            tracker, estimate = self._tracker, self._last_estimate
-            times = [t for t in self._processed_times if now - t <= _RATE_WINDOW_S]
-            rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) >= 2 and times[-1] > times[0] else (
-                0.0 if self._tracked_count else math.nan)
-            recent_drops = sum(1 for t in self._drop_times if now - t <= _DROP_WINDOW_S)
-            error = self._last_error if now - self._last_error_time <= s.error_hold else ""
-            state = "initialising" if tracker is None or not tracker.initialized else tracker.status
-            health = TrackerHealth(
-                state=state, rate_hz=rate, latency_s=self._latency_s, quality=(
-                    estimate.quality if estimate is not None else math.nan),
-                frames_processed=self._tracked_count, dropped_frames=sum(self._dropped.values()),
-                dropped_frames_recent=recent_drops,
-                seconds_since_last_frame=(now - self._processed_times[-1]) if self._processed_times else math.nan,
-                last_error=error)
-            if self._config_error:
-                node_state = "error"
-            elif tracker is not None and not tracker.initialized:
-                node_state = "waiting for initial pose"
-            else:
-                node_state = state
-            extra: dict[str, Any] = {
-                "node_state": node_state,
-                "images_received": self._images_received,
-                "config_error": self._config_error,
-                "waiting": self._waiting_reason,
-                "mode": self.params.tracking.mode,
-                "device": self.params.tracking.device,
-                "object_mesh": s.object_mesh,
-                "processing_ms": 1e3 * self._processing_s,
-                "tracker_ms": 1e3 * self._last_timings.get("total", math.nan),
-                "joint_map": self._inputs.joints.joint_map.name if self._inputs.joints is not None else "",
-                "tf_backend": self._tf.backend,
-                "joint_states_received": self._inputs.joint_lag.count,
-            }
-            extra.update(self._stages_ms)
-            for name, stats in (("joint_states", self._inputs.joint_lag), ("tf", self._tf_lag)):
-                extra.update({f"{name}_lag_{key}": value for key, value in stats.summary().items()})
-            extra.update({f"dropped_{reason.replace(' ', '_')}": count for reason, count in self._dropped.items()})
-            extra.update(self._error_counts.values())
-            extra.update(self._queue_sizes())
+            tracker, estimate, config_error = self._tracker, self._last_estimate, self._config_error
+        state = "initialising" if tracker is None or not tracker.initialized else tracker.status
+        health = self.activity.health(state, estimate.quality if estimate is not None else math.nan, s.error_hold)
+        if config_error:
+            node_state = "error"
+        elif tracker is not None and not tracker.initialized:
+            node_state = "waiting for initial pose"
+        else:
+            node_state = state
+        extra: dict[str, Any] = {
+            "node_state": node_state,
+            "config_error": config_error,
+            "mode": self.params.tracking.mode,
+            "device": self.params.tracking.device,
+            "object_mesh": s.object_mesh,
+            "joint_map": self._inputs.joints.joint_map.name if self._inputs.joints is not None else "",
+            "tf_backend": self._tf.backend,
+            "joint_states_received": self._inputs.joint_lag.count,
+        }
+        extra.update(self.activity.values())
+        for name, stats in (("joint_states", self._inputs.joint_lag), ("tf", self._tf_lag)):
+            extra.update({f"{name}_lag_{key}": value for key, value in stats.summary().items()})
+        extra.update(self._queue_sizes())
         return health, extra
 
     def _queue_sizes(self) -> dict[str, int]:
-        """Items held by every buffer of the node (``size_*`` in diagnostics; each is bounded)."""
+        """Items held by the node's input buffers (``size_*`` in diagnostics; each is bounded)."""
         tf_buffer, inputs = self._tf.buffer, self._inputs
         return {"size_mailbox": int(self._mailbox.pending), "size_depth": len(inputs.depth),
                 "size_masks": len(inputs.masks), "size_joint_samples": inputs.joints.sample_count if inputs.joints
                 else 0, "size_tf_samples": tf_buffer.sample_count if tf_buffer is not None else -1,
-                "size_tf_frames": len(tf_buffer.frames) if tf_buffer is not None else -1,
-                "size_error_log": len(self._logged), "size_drop_times": len(self._drop_times)}
+                "size_tf_frames": len(tf_buffer.frames) if tf_buffer is not None else -1}
 
     def publish_diagnostics(self) -> None:
         """Publish one DiagnosticArray (timer callback; also callable directly)."""

@@ -462,7 +462,7 @@ def test_newest_frame_wins_under_load_and_drops_are_counted(harness_factory, mes
     stamps = [T0 + i * PERIOD for i in range(12)]
     for i, stamp in enumerate(stamps):  # back to back, far faster than the tracker
         h.send(stamp)
-        assert h.spin_until(lambda i=i: h.tracker._images_received == i + 1)  # the node got it (no DDS loss)
+        assert h.spin_until(lambda i=i: h.tracker.activity.images_received == i + 1)  # the node got it (no DDS loss)
     assert h.spin_until(lambda: stamps[-1] in h.tf_stamps()), h.status()[1]  # the newest frame is processed
     processed = h.tf_stamps()
     assert len(processed) < len(stamps) and processed == sorted(processed)
