@@ -257,7 +257,7 @@ def test_signal_during_track_leaves_a_valid_poses_file(rig, tmp_path, signum):
                                   "joint states of another type", "no camera info", "no joint states"])
 def test_player_refuses_a_broken_recording(rig, tmp_path, case):
     from handypriors_core.errors import InvalidValueError
-    from handypriors_ros.sequence_player import TopicNames, open_source
+    from handypriors_ros.playback_sources import TopicNames, open_source
 
     bag, _ = _broken_at_start(rig, tmp_path, case)
     if case == "truncated mcap":  # the player takes a bag folder
@@ -277,7 +277,7 @@ def test_player_refuses_a_broken_recording(rig, tmp_path, case):
 
 def test_player_publishes_up_to_a_damaged_chunk_then_exits_2(rig, tmp_path, ros_env):
     from handypriors_core.errors import InvalidValueError
-    from handypriors_ros.sequence_player import TopicNames, open_source
+    from handypriors_ros.playback_sources import TopicNames, open_source
 
     bag = _copy(rig, "mcap", tmp_path)
     damage_mcap_chunk(bag, 1)

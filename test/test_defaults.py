@@ -67,7 +67,7 @@ def test_node_parameters_and_the_shipped_file_use_the_defaults():
     assert typing.get_args(typing.get_type_hints(NodeSettings)["mask_source"]) == defaults.MASK_SOURCES
     assert allegro_tracker.TOPICS == defaults.TOPICS
     from handypriors_ros.launch_here import CAMERA_TOPICS, parse_args
-    from handypriors_ros.sequence_player import TopicNames
+    from handypriors_ros.playback_sources import TopicNames
 
     player = TopicNames()
     assert {role: getattr(player, role) for role in (*defaults.CAMERA_TOPIC_SUFFIXES, "joint_states")} == {

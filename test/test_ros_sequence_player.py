@@ -358,7 +358,7 @@ def test_bad_source_exits_with_code_2(ros, tmp_path):
 
 
 def test_topics_and_events_of_a_folder_source(tmp_path):
-    from handypriors_ros.sequence_player import TopicNames, open_source
+    from handypriors_ros.playback_sources import TopicNames, open_source
 
     source = open_source(write_dev_sequence(tmp_path / "s", base_moving=True), TopicNames(joint_states="/js"))
     assert source.kind == "dev_sequence"
@@ -373,7 +373,7 @@ def test_topics_and_events_of_a_folder_source(tmp_path):
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])
 def test_bag_source_roles_static_merge_and_exclusion(tmp_path, storage):
-    from handypriors_ros.sequence_player import BagSource, TopicNames, open_source
+    from handypriors_ros.playback_sources import BagSource, TopicNames, open_source
 
     bag = write_bag(tmp_path, storage)
     source = open_source(bag, TopicNames())

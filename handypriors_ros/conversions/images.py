@@ -1,0 +1,273 @@
+"""``sensor_msgs/Image`` <-> numpy arrays: colour ``(H, W, 3) uint8`` RGB, depth ``(H, W) float32`` [m].
+
+:func:`image_to_array` decodes an image into its native array (dtype and channels of the encoding), honouring a
+padded ``step`` and ``is_bigendian``. :func:`image_to_rgb` and :func:`image_to_depth` normalise it: colour to RGB
+uint8, depth to metres float32.
+
+Depth conventions: ``16UC1`` / ``mono16`` hold millimetres (RealSense ``aligned_depth_to_color``) with 0 = no
+return; ``32FC1`` holds metres (REP 118) with NaN / +-inf = no return. Every invalid pixel (and every value <= 0)
+comes out as ``invalid_value``: **NaN by default**, as :class:`handypriors_core.io.frame.Frame` expects (an
+invalid pixel can never pass as a distance; ``np.isfinite(depth)`` is the validity mask); pass
+``invalid_value=0.0`` for a zero-filled image.
+
+With a ROS 2 ``cv_bridge`` importable (a real ROS system; the look-alike PyPI ``cv-bridge`` is detected and
+ignored because it corrupts 16UC1) it decodes the raw array; otherwise the numpy converter here does.
+Unsupported encodings and inconsistent sizes raise :class:`InvalidValueError` naming the field.
+"""
+
+from __future__ import annotations
+
+import array
+import dataclasses
+import functools
+import inspect
+import sys
+from typing import Any
+
+import numpy as np
+
+from handypriors_core.errors import InvalidValueError, ShapeError
+
+from .stamps import make_header
+
+__all__ = [
+    "COLOR_ENCODINGS",
+    "DEPTH_ENCODINGS",
+    "SUPPORTED_ENCODINGS",
+    "array_to_image",
+    "decode_image_buffer",
+    "depth_to_image",
+    "depth_to_metres",
+    "image_to_array",
+    "image_to_depth",
+    "image_to_rgb",
+    "rgb_to_color",
+    "rgb_to_image",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Encoding:
+    dtype: str  # numpy kind+size without byte order: "u1", "u2", "f4"
+    channels: int
+
+
+_ENCODINGS = {
+    "rgb8": _Encoding("u1", 3),
+    "bgr8": _Encoding("u1", 3),
+    "rgba8": _Encoding("u1", 4),
+    "bgra8": _Encoding("u1", 4),
+    "mono8": _Encoding("u1", 1),
+    "mono16": _Encoding("u2", 1),
+    "16UC1": _Encoding("u2", 1),
+    "32FC1": _Encoding("f4", 1),
+}
+
+#: Encodings :func:`decode_image_buffer` / :func:`array_to_image` handle.
+SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
+#: Encodings :func:`image_to_rgb` accepts (mono ones are replicated to 3 channels, mono16 keeps its high byte).
+COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
+#: Encodings :func:`image_to_depth` accepts (16-bit ones in millimetres, 32FC1 in metres).
+DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
+
+#: Millimetres -> metres for 16-bit depth.
+_MM_TO_M = 0.001
+_MAX_DEPTH_MM = np.iinfo(np.uint16).max
+
+
+def _encoding(encoding: str) -> _Encoding:
+    try:
+        return _ENCODINGS[encoding]
+    except KeyError:
+        raise InvalidValueError(
+            f"Image.encoding {encoding!r} is not supported (use one of {', '.join(SUPPORTED_ENCODINGS)})"
+        ) from None
+
+
+def decode_image_buffer(
+    data: Any, height: int, width: int, step: int, encoding: str, is_bigendian: bool = False
+) -> np.ndarray:
+    """Raw ``sensor_msgs/Image`` fields -> a new native-byte-order array.
+
+    Returns ``(H, W)`` for one-channel encodings and ``(H, W, C)`` otherwise, in the encoding's dtype
+    (uint8, uint16 or float32) and channel order (``bgr8`` stays BGR here). Rows may be padded
+    (``step >= width * channels * bytes``); ``data`` must hold exactly ``height * step`` bytes.
+    """
+    spec = _encoding(encoding)
+    height, width, step = int(height), int(width), int(step)
+    if height <= 0 or width <= 0:
+        raise InvalidValueError(f"Image height and width must be > 0; got height={height}, width={width}")
+    itemsize = int(spec.dtype[1:])
+    row_bytes = width * spec.channels * itemsize
+    if step < row_bytes:
+        raise InvalidValueError(
+            f"Image.step {step} is smaller than width * channels * bytes = {width} * {spec.channels} * {itemsize} "
+            f"= {row_bytes} for encoding {encoding!r}"
+        )
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    if buffer.size != height * step:
+        raise InvalidValueError(
+            f"Image.data holds {buffer.size} bytes but height * step = {height} * {step} = {height * step} "
+            f"(encoding {encoding!r})"
+        )
+    rows = np.ascontiguousarray(buffer.reshape(height, step)[:, :row_bytes])
+    wire = np.dtype(spec.dtype).newbyteorder(">" if is_bigendian else "<")
+    values = rows.view(wire).astype(np.dtype(spec.dtype), copy=True)  # -> native byte order, owned copy
+    shape = (height, width) if spec.channels == 1 else (height, width, spec.channels)
+    return values.reshape(shape)
+
+
+@functools.lru_cache(maxsize=1)
+def _ros2_cv_bridge() -> Any:
+    """A ``cv_bridge.CvBridge`` of a real ROS 2 install, or ``None``.
+
+    The PyPI ``cv-bridge`` package is a ROS 1 port that silently corrupts 16UC1 images; it lacks the ROS 2
+    ``header`` argument of ``cv2_to_imgmsg``, which is how it is told apart.
+    """
+    try:
+        from cv_bridge import CvBridge  # type: ignore
+    except Exception:  # noqa: BLE001 - absent or broken
+        return None
+    try:
+        if "header" not in inspect.signature(CvBridge.cv2_to_imgmsg).parameters:
+            return None
+        return CvBridge()
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def image_to_array(msg: Any, backend: str = "auto") -> np.ndarray:
+    """``sensor_msgs/Image`` -> native array as in :func:`decode_image_buffer`.
+
+    ``backend``: ``"auto"`` (ROS 2 cv_bridge when importable, else numpy), ``"numpy"`` or ``"cv_bridge"``.
+    """
+    if backend not in ("auto", "numpy", "cv_bridge"):
+        raise InvalidValueError(f"backend must be 'auto', 'numpy' or 'cv_bridge'; got {backend!r}")
+    bridge = None if backend == "numpy" else _ros2_cv_bridge()
+    if backend == "cv_bridge" and bridge is None:
+        raise InvalidValueError("backend 'cv_bridge' requested but no ROS 2 cv_bridge is importable")
+    if bridge is not None:
+        spec = _encoding(msg.encoding)  # same encoding checks as the numpy path
+        result = np.asarray(bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough"))
+        expected = (msg.height, msg.width) if spec.channels == 1 else (msg.height, msg.width, spec.channels)
+        if result.shape != expected:
+            raise InvalidValueError(f"Image of encoding {msg.encoding!r} decoded to shape {result.shape}")
+        return np.array(result, dtype=np.dtype(spec.dtype), copy=True)
+    return decode_image_buffer(msg.data, msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian))
+
+
+def rgb_to_color(values: np.ndarray, encoding: str) -> np.ndarray:
+    """Native array of a colour ``encoding`` -> contiguous RGB ``(H, W, 3) uint8``."""
+    if encoding not in COLOR_ENCODINGS:
+        raise InvalidValueError(
+            f"Image.encoding {encoding!r} is not a colour encoding (use one of {', '.join(COLOR_ENCODINGS)})"
+        )
+    if encoding == "rgb8":
+        out = values
+    elif encoding == "bgr8":
+        out = values[..., ::-1]
+    elif encoding == "rgba8":
+        out = values[..., :3]
+    elif encoding == "bgra8":
+        out = values[..., 2::-1]
+    elif encoding == "mono8":
+        out = np.repeat(values[..., None], 3, axis=-1)
+    else:  # mono16: keep the most significant byte
+        out = np.repeat((values >> 8).astype(np.uint8)[..., None], 3, axis=-1)
+    return np.ascontiguousarray(out, dtype=np.uint8)
+
+
+def depth_to_metres(values: np.ndarray, encoding: str, invalid_value: float = float("nan")) -> np.ndarray:
+    """Native array of a depth ``encoding`` -> ``(H, W) float32`` [m]; invalid pixels -> ``invalid_value``."""
+    if encoding in ("16UC1", "mono16"):
+        depth = values.astype(np.float32) * np.float32(_MM_TO_M)
+        invalid = values == 0
+    elif encoding == "32FC1":
+        depth = values.astype(np.float32, copy=True)
+        invalid = ~np.isfinite(depth) | (depth <= 0)
+    else:
+        raise InvalidValueError(
+            f"Image.encoding {encoding!r} is not a depth encoding (use one of {', '.join(DEPTH_ENCODINGS)})"
+        )
+    depth[invalid] = invalid_value
+    return depth
+
+
+def image_to_rgb(msg: Any, backend: str = "auto") -> np.ndarray:
+    """Colour ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8, mono16) -> RGB ``(H, W, 3) uint8``."""
+    if msg.encoding not in COLOR_ENCODINGS:
+        _encoding(msg.encoding)
+        raise InvalidValueError(
+            f"Image.encoding {msg.encoding!r} is not a colour encoding (use one of {', '.join(COLOR_ENCODINGS)})"
+        )
+    return rgb_to_color(image_to_array(msg, backend), msg.encoding)
+
+
+def image_to_depth(msg: Any, invalid_value: float = float("nan"), backend: str = "auto") -> np.ndarray:
+    """Depth ``sensor_msgs/Image`` (16UC1 / mono16 in mm, 32FC1 in m) -> ``(H, W) float32`` [m].
+
+    Pixels without a return (0 mm; NaN, inf or <= 0 m) become ``invalid_value`` (default NaN).
+    """
+    if msg.encoding not in DEPTH_ENCODINGS:
+        _encoding(msg.encoding)
+        raise InvalidValueError(
+            f"Image.encoding {msg.encoding!r} is not a depth encoding (use one of {', '.join(DEPTH_ENCODINGS)})"
+        )
+    return depth_to_metres(image_to_array(msg, backend), msg.encoding, invalid_value)
+
+
+def array_to_image(values: np.ndarray, encoding: str, stamp: int | Any = 0, frame_id: str = "") -> Any:
+    """Native array ``(H, W)`` or ``(H, W, C)`` of ``encoding``'s dtype -> ``sensor_msgs/Image`` (unpadded)."""
+    from sensor_msgs.msg import Image
+
+    spec = _encoding(encoding)
+    values = np.asarray(values)
+    expected_ndim = 2 if spec.channels == 1 else 3
+    if values.ndim != expected_ndim or (spec.channels > 1 and values.shape[2] != spec.channels):
+        want = "(H, W)" if spec.channels == 1 else f"(H, W, {spec.channels})"
+        raise ShapeError(f"Expected image for encoding {encoding!r} to have shape {want}; got {values.shape}")
+    if values.dtype != np.dtype(spec.dtype):
+        raise InvalidValueError(
+            f"image for encoding {encoding!r} must have dtype {np.dtype(spec.dtype)}; got {values.dtype}"
+        )
+    height, width = values.shape[:2]
+    if height == 0 or width == 0:
+        raise InvalidValueError(f"image must not be empty; got shape {values.shape}")
+    native = np.ascontiguousarray(values)
+    msg = Image()
+    msg.header = make_header(stamp, frame_id)
+    msg.height, msg.width = int(height), int(width)
+    msg.encoding = encoding
+    msg.is_bigendian = sys.byteorder == "big"
+    msg.step = int(width * spec.channels * native.dtype.itemsize)
+    msg.data = array.array("B", native.tobytes())
+    return msg
+
+
+def rgb_to_image(rgb: np.ndarray, stamp: int | Any = 0, frame_id: str = "", encoding: str = "rgb8") -> Any:
+    """RGB ``(H, W, 3) uint8`` -> ``sensor_msgs/Image`` in ``rgb8`` or ``bgr8``."""
+    rgb = np.asarray(rgb)
+    if encoding == "bgr8":
+        return array_to_image(np.ascontiguousarray(rgb[..., ::-1]) if rgb.ndim == 3 else rgb, "bgr8", stamp, frame_id)
+    if encoding != "rgb8":
+        raise InvalidValueError(f"rgb_to_image encoding must be 'rgb8' or 'bgr8'; got {encoding!r}")
+    return array_to_image(rgb, "rgb8", stamp, frame_id)
+
+
+def depth_to_image(depth_m: np.ndarray, stamp: int | Any = 0, frame_id: str = "", encoding: str = "16UC1") -> Any:
+    """Depth ``(H, W)`` float [m] -> ``sensor_msgs/Image`` in ``16UC1`` (mm, rounded) or ``32FC1`` (m).
+
+    Invalid depths (NaN, inf, <= 0, and for 16UC1 anything that rounds outside 1 .. 65535 mm) are written
+    as 0 (16UC1) or NaN (32FC1).
+    """
+    depth = np.asarray(depth_m, dtype=np.float64)
+    if depth.ndim != 2:
+        raise ShapeError(f"Expected depth_m to have shape (H, W); got {depth.shape}")
+    invalid = ~np.isfinite(depth) | (depth <= 0)
+    if encoding == "16UC1":
+        mm = np.rint(np.where(invalid, 0.0, depth) / _MM_TO_M)
+        mm[(mm < 0) | (mm > _MAX_DEPTH_MM)] = 0
+        return array_to_image(mm.astype(np.uint16), "16UC1", stamp, frame_id)
+    if encoding == "32FC1":
+        return array_to_image(np.where(invalid, np.nan, depth).astype(np.float32), "32FC1", stamp, frame_id)
+    raise InvalidValueError(f"depth_to_image encoding must be '16UC1' or '32FC1'; got {encoding!r}")
