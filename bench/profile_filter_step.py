@@ -143,7 +143,8 @@ def profile_sequence(path: Path, frames: int, settings, masks: str, hand: URDFHa
     stages = {}
     for n in names:
         values = [f.get(n, 0.0) for f in timed]
-        stages[n] = {"median_ms": round(1e3 * percentile(values, 50), 2), "p90_ms": round(1e3 * percentile(values, 90), 2)}
+        stages[n] = {"median_ms": round(1e3 * percentile(values, 50), 2),
+                     "p90_ms": round(1e3 * percentile(values, 90), 2)}
     return {"frames": len(seq.frames), "stages_cpu_ms": stages,
             "add_s_median_cm": round(100 * float(err.median()), 4), "rotation_median_deg":
             round(float(torch.rad2deg(rot.median())), 3)}

@@ -41,7 +41,7 @@ Precision: state and covariance are kept in float64 on the device of the initial
 receive float64 states; they may compute in float32 internally (casting back), which only costs Jacobian
 precision. Jacobians use ``torch.func.jacfwd`` by default (other modes in :func:`.linearization.linearize`); for the
 ``torch.func`` modes ``f``/``h`` must be torch operations without data-dependent Python control flow on the state.
-Rotations of every new nominal state are re-orthonormalised (quaternion round trip) so they cannot drift.
+Rotations of every new nominal state are re-orthonormalised (nearest rotation, through the SVD) so they cannot drift.
 """
 
 from __future__ import annotations
@@ -55,10 +55,9 @@ import torch
 
 from ..checks import check_shape
 from ..errors import ConfigError, InvalidValueError, ShapeError
-from ..geometry.rotations import matrix_to_quaternion, quaternion_to_matrix
 from .gating import chi2_threshold, projected_nis
 from .linearization import JACOBIAN_MODES, JacobianMode, linearize, pose_tangent_jacobian
-from .pose_state import PoseState, retract, so3_left_jacobian
+from .pose_state import PoseState, retract_value, so3_left_jacobian
 
 __all__ = ["EKFSettings", "ErrorStateEKF", "StepResult"]
 
@@ -136,9 +135,11 @@ def _cholesky(A: torch.Tensor) -> torch.Tensor | None:
 
 
 def _orthonormalised(state: PoseState) -> PoseState:
-    """Detached copy whose rotation is exactly orthonormal (through the unit quaternion)."""
+    """Detached copy whose rotation is exactly orthonormal: the nearest rotation ``U V^T`` of its SVD ``U S V^T``
+    (the rotations here stay within rounding of SO(3), so ``det(U V^T) = +1``)."""
     pose = state.pose.detach().clone()
-    pose[:3, :3] = quaternion_to_matrix(matrix_to_quaternion(pose[:3, :3]))
+    U, _, Vh = torch.linalg.svd(pose[:3, :3])
+    pose[:3, :3] = U @ Vh
     return PoseState(pose, state.extra.detach().clone())
 
 
@@ -213,7 +214,7 @@ class ErrorStateEKF:
         """Apply ``x [+] delta`` with covariance ``P``; refuse (return the reason) if anything is non-finite."""
         if not _finite(delta, P):
             return "non_finite"
-        new_state = retract(self.state, delta)
+        new_state = retract_value(self.state, delta)
         P = self._reset(delta, P)
         if not (new_state.is_finite() and _finite(P)):
             return "non_finite"

@@ -27,7 +27,7 @@ import torch
 
 from .ekf import ErrorStateEKF, StepResult
 from .gating import chi2_threshold, projected_nis
-from .pose_state import retract
+from .pose_state import retract_value
 from .residuals import ResidualBlock, stack_normal_equations
 
 __all__ = ["PoseModality", "iterated_update"]
@@ -122,7 +122,7 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
         if not bool(torch.isfinite(step).all()):
             return {name: StepResult(False, "non_finite", correction=zero) for name in results}
         e = e + step
-        x = retract(prior, e)
+        x = retract_value(prior, e)
         if float(step.norm()) < min_step:
             break
     accepted = [name for name, r in results.items() if r.accepted]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..geometry.camera import MIN_DEPTH
 from .hand_occlusion import HandOcclusion
 from .observation import Observation
 from .residuals import ResidualBlock, robust_weights
@@ -49,12 +50,14 @@ def point_to_plane_residuals(object2camera: torch.Tensor, points_obj: torch.Tens
 def point_to_plane_jacobian(object2camera: torch.Tensor, points_obj: torch.Tensor, normals_obj: torch.Tensor,
                             targets_cam: torch.Tensor) -> torch.Tensor:
     """``(M, 6)`` exact derivative of :func:`point_to_plane_residuals` at ``object2camera (4, 4)`` over the tangent
-    ``(rho, phi)``: ``[n^T, (n x (p - q) + (p - t) x n)^T]``."""
-    R, t = object2camera[:3, :3], object2camera[:3, 3]
-    p = points_obj @ R.transpose(0, 1) + t
-    n = normals_obj @ R.transpose(0, 1)
-    rot = torch.linalg.cross(n, p - targets_cam, dim=-1) + torch.linalg.cross(p - t, n, dim=-1)
-    return torch.cat((n, rot), -1)
+    ``(rho, phi)``: ``[n^T, (n x (p - q) + (p - t) x n)^T] = [n^T, ((q - t) x n)^T]`` (``points_obj`` drops out of
+    the rotation part: it only moves ``p`` within its own tangent plane)."""
+    return _plane_jacobian(normals_obj @ object2camera[:3, :3].transpose(0, 1), targets_cam, object2camera[:3, 3])
+
+
+def _plane_jacobian(normals_cam: torch.Tensor, targets_cam: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    """``(M, 6)`` ``[n^T, ((q - t) x n)^T]`` from camera-frame normals ``n (M, 3)`` and targets ``q (M, 3)``."""
+    return torch.cat((normals_cam, torch.linalg.cross(targets_cam - translation, normals_cam, dim=-1)), -1)
 
 
 def visible_points(points_cam: torch.Tensor, normals_cam: torch.Tensor, camera, cell: float,
@@ -76,6 +79,24 @@ def visible_points(points_cam: torch.Tensor, normals_cam: torch.Tensor, camera, 
     zmin = torch.full((rows * cols,), float("inf"), dtype=z.dtype, device=z.device)
     zmin = zmin.scatter_reduce(0, key, z, reduce="amin")
     return inside & (z <= zmin[key] + tolerance)
+
+
+@dataclass(frozen=True)
+class _FrameSample:
+    """One frame's visible model points (chosen by :meth:`SparseDepthModality.begin`) and what associating them
+    reads: the points ``(M, 3)`` and normals ``(M, 3)`` [object frame, float64], the flat depth image ``(H * W,)``
+    [m], the full camera's focal lengths and principal point ``(2,)`` float64 and its size."""
+
+    obs: Observation
+    indices: torch.Tensor
+    occlusion: HandOcclusion | None
+    points: torch.Tensor
+    normals: torch.Tensor
+    depth: torch.Tensor
+    focal: torch.Tensor
+    centre: torch.Tensor
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -109,7 +130,7 @@ class SparseDepthModality:
         area = 0.5 * torch.linalg.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]], dim=-1).norm(dim=-1).sum()
         #: mean distance [m] between neighbouring surface samples (sets the z-buffer cell)
         self.sample_spacing = float((area / self.points_obj.shape[0]).sqrt())
-        self._frame = None
+        self._frame: _FrameSample | None = None
 
     def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None) -> bool:
         """Choose this frame's visible model points at ``object2camera (4, 4)``; False without depth."""
@@ -131,33 +152,49 @@ class SparseDepthModality:
             return False
         if idx.numel() > s.max_points:
             idx = idx[torch.linspace(0, idx.numel() - 1, s.max_points, device=idx.device).round().long()]
-        self._frame = (obs, idx, occlusion)
+        cam = obs.camera
+        focal = torch.stack((cam.fx, cam.fy)).to(self.scene.device, _F64)
+        centre = torch.stack((cam.cx, cam.cy)).to(self.scene.device, _F64)
+        depth = obs.frame.depth.to(self.scene.device).reshape(-1)  # (H * W,) read at the projected pixels only
+        self._frame = _FrameSample(obs, idx, occlusion, self.points_obj[idx], self.normals_obj[idx], depth,
+                                   focal, centre, int(cam.width), int(cam.height))
         return True
 
     def associate(self, object2camera: torch.Tensor, distance: float) -> tuple[torch.Tensor, torch.Tensor] | None:
         """Projective association at ``object2camera (4, 4)``: ``(indices (M,), targets (M, 3) [m])`` of the
         frame's points whose depth pixel is valid, not hand, and within ``distance`` [m] of their plane."""
-        if self._frame is None:
+        found = self._associate(object2camera, distance)
+        return None if found is None else (self._frame.indices[found[0]], found[1])
+
+    def _associate(self, object2camera: torch.Tensor, distance: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """:meth:`associate` as ``(keep (M,) positions among the frame's points, targets (M, 3) [m] float64)``.
+
+        Each point is projected (float64) to its nearest pixel ``(u, v)``; the target is that pixel's depth
+        back-projected, so it lies on the same pixel and the hand test reads the hand z-buffer there directly.
+        """
+        fs = self._frame
+        if fs is None:
             return None
-        obs, idx, occlusion = self._frame
         pose = object2camera.to(self.scene.device, _F64)
-        p = self.points_obj[idx] @ pose[:3, :3].T + pose[:3, 3]
-        depth = obs.frame.depth
-        H, W = depth.shape
-        uv = obs.camera.project(p.float()[None])[0]
-        u, v = uv[:, 0].round().long(), uv[:, 1].round().long()
+        R, t = pose[:3, :3], pose[:3, 3]
+        p = fs.points @ R.T + t
+        uv = (p[:, :2] / p[:, 2:].clamp_min(MIN_DEPTH) * fs.focal + fs.centre).round()
+        uv = uv.clamp(-1.0, float(max(fs.width, fs.height)))  # finite and small: exact in int64
+        u, v = uv[:, 0].long(), uv[:, 1].long()
+        W, H = fs.width, fs.height
         inside = (u >= 0) & (u < W) & (v >= 0) & (v < H) & (p[:, 2] > 0)
-        z = depth[v.clamp(0, H - 1).cpu(), u.clamp(0, W - 1).cpu()].to(p)
+        z = fs.depth[v.clamp(0, H - 1) * W + u.clamp(0, W - 1)].to(_F64)
         ok = inside & torch.isfinite(z) & (z > 0)
         z = torch.where(ok, z, torch.ones_like(z))
-        q = obs.camera.unproject(torch.stack((u, v), -1).to(obs.camera.fx.dtype)[None], z.float()[None])[0].to(_F64)
-        if occlusion is not None:
-            ok &= ~occlusion.covers(q, self.settings.hand_margin)
-        n = self.normals_obj[idx] @ pose[:3, :3].T
+        q = torch.cat(((uv - fs.centre) / fs.focal * z[:, None], z[:, None]), -1)
+        if fs.occlusion is not None:
+            ok &= fs.occlusion.depth_at_pixels(uv) >= (z + self.settings.hand_margin).to(fs.occlusion.depth)
+        n = fs.normals @ R.T
         ok &= ((n * (p - q)).sum(-1)).abs() < distance
-        if int(ok.sum()) < self.settings.min_points:
+        keep = torch.nonzero(ok)[:, 0]
+        if keep.numel() < self.settings.min_points:
             return None
-        return idx[ok], q[ok]
+        return keep, q[keep]
 
     def residual(self, object2camera: torch.Tensor, indices: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``(B, M)`` point-to-plane residuals [m] of the associated points at poses ``(B, 4, 4)`` (in the poses'
@@ -178,12 +215,13 @@ class SparseDepthModality:
         """``(r, J, w)`` at ``object2camera (4, 4)`` with the association range and noise of ``iteration``."""
         s = self.settings
         level = min(iteration, len(s.considered_distances) - 1)
-        assoc = self.associate(object2camera, s.considered_distances[level])
-        if assoc is None:
+        found = self._associate(object2camera, s.considered_distances[level])
+        if found is None:
             return None
-        indices, targets = assoc
+        keep, targets = found
         pose = object2camera.to(self.scene.device, _F64)
-        r = self.residual(pose[None], indices, targets)[0]
-        J = point_to_plane_jacobian(pose, self.points_obj[indices], self.normals_obj[indices], targets)
+        points, normals = self._frame.points[keep], self._frame.normals[keep]
+        r = point_to_plane_residuals(pose[None], points, normals, targets)[0]
+        J = _plane_jacobian(normals @ pose[:3, :3].T, targets, pose[:3, 3])
         w = robust_weights(r, s.robust_scales[level], s.robust)
         return ResidualBlock(self.name, r.cpu(), J.cpu(), w.cpu(), s.standard_deviations[level])

@@ -233,7 +233,10 @@ class RasterizeFunction(torch.autograd.Function):
             _wrap(bary, k.vec3, (P, K)),
             _wrap(count, wp.int32),
         ]
-        if n > 0:
+        if n > 0 and hard and K == 1 and bins.margin == 0:  # plain z-buffer: the nearest face only
+            nearest = shared[:9]
+            _launch_pixels(rk.raster_nearest, P, lambda c, off: nearest + [off] + outs, device, threads)
+        elif n > 0:
             _launch_pixels(rk.raster_forward, P, lambda c, off: shared + [off] + outs, device, threads)
         else:
             face.fill_(-1)

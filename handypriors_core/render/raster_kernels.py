@@ -1,6 +1,7 @@
 """Rasterization kernels: ``raster_forward`` (one thread per pixel walks its tile's face list and keeps up to K
-fragments front to back: face, signed squared distance, depth, barycentrics) and its hand-written backward
-kernel ``raster_backward``; one warp module per scalar type and fragment count K.
+fragments front to back: face, signed squared distance, depth, barycentrics), ``raster_nearest`` (its hard
+z-buffer case, K = 1 without blur margin: only the nearest face containing the pixel centre, no fragment list)
+and the hand-written backward kernel ``raster_backward``; one warp module per scalar type and fragment count K.
 """
 
 from types import SimpleNamespace
@@ -222,6 +223,81 @@ def make_raster(scalar, K: int) -> SimpleNamespace:
         out_count[p] = total
 
     @wp.kernel(enable_backward=False, module=module)
+    def raster_nearest(
+        face_data: wp.array(dtype=FaceData),
+        tile_start: wp.array(dtype=wp.int32),
+        tile_faces: wp.array(dtype=wp.int32),
+        n_faces: int,
+        width: int,
+        height: int,
+        tile: int,
+        tiles_x: int,
+        n_tiles: int,
+        offset: int,
+        # outputs, as raster_forward's with K = 1
+        out_face: wp.array2d(dtype=wp.int32),
+        out_z: wp.array2d(dtype=scalar),
+        out_dist: wp.array2d(dtype=scalar),
+        out_bary: wp.array2d(dtype=vec3),
+        out_count: wp.array(dtype=wp.int32),
+    ):
+        # raster_forward with hard = 1, margin = 0 and K = 1: the same faces, depths and ties (the first face of
+        # the tile list wins among equally near ones), without the fragment list.
+        p = wp.tid() + offset
+        hw = width * height
+        b = p / hw
+        rem = p - b * hw
+        y = rem / width
+        x = rem - y * width
+        t = b * n_tiles + (y / tile) * tiles_x + x / tile
+        px = scalar(x)
+        py = scalar(y)
+        ph = vec3(px, py, one)
+        best = int(-1)  # noqa: UP018, RUF046 - warp needs typed dynamic variables
+        total = int(0)  # noqa: UP018, RUF046
+        best_iz = scalar(0.0)
+        best_d = scalar(0.0)
+        best_a = scalar(0.0)
+        best_b = scalar(0.0)
+        base = b * n_faces
+        for e in range(tile_start[t], tile_start[t + 1]):
+            f = tile_faces[e]
+            bf = base + f
+            fd = face_data[bf]
+            bb = fd.bbox
+            if px < bb[0] or px > bb[1] or py < bb[2] or py > bb[3]:
+                continue
+            ed = fd.edge * ph
+            emin = wp.min(wp.min(ed[0], ed[1]), ed[2])
+            if emin < zero:
+                continue
+            sc = fd.scale
+            la = ed[0] * sc[0]
+            lb = ed[1] * sc[1]
+            w = fd.w
+            iz = la * w[0] + lb * w[1] + (one - la - lb) * w[2]
+            total += 1
+            if best < 0 or iz > best_iz:
+                best = f
+                best_iz = iz
+                best_d = emin * emin
+                best_a = la
+                best_b = lb
+        if best >= 0:
+            w = face_data[base + best].w
+            z = one / best_iz
+            out_face[p, 0] = best
+            out_z[p, 0] = z
+            out_dist[p, 0] = best_d
+            out_bary[p, 0] = vec3(best_a * w[0] * z, best_b * w[1] * z, (one - best_a - best_b) * w[2] * z)
+        else:
+            out_face[p, 0] = -1
+            out_z[p, 0] = zero
+            out_dist[p, 0] = zero
+            out_bary[p, 0] = vec3(zero, zero, zero)
+        out_count[p] = total
+
+    @wp.kernel(enable_backward=False, module=module)
     def raster_backward(
         verts2d: wp.array(dtype=vec2),  # (B*V,)
         inv_depth: wp.array(dtype=scalar),  # (B*V,)
@@ -404,5 +480,6 @@ def make_raster(scalar, K: int) -> SimpleNamespace:
                 wp.atomic_add(grad_w, i1, gw[1])
                 wp.atomic_add(grad_w, i2, gw[2])
 
-    return SimpleNamespace(raster_forward=raster_forward, raster_backward=raster_backward, K=K)
+    return SimpleNamespace(raster_forward=raster_forward, raster_nearest=raster_nearest,
+                           raster_backward=raster_backward, K=K)
 

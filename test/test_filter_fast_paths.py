@@ -1,0 +1,93 @@
+"""The filter step's value-only fast paths equal the differentiable functions they stand in for (float64)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from handypriors_core.estimation.ekf import _orthonormalised
+from handypriors_core.estimation.pose_state import (
+    PoseState,
+    retract,
+    retract_value,
+    rotation_from_axis_angle_value,
+)
+from handypriors_core.geometry.rotations import axis_angle_to_matrix
+
+_F64 = torch.float64
+
+
+def _axis_angles() -> list[torch.Tensor]:
+    """Angles across Rodrigues' branches: 0, inside the series (t^2 < 1e-4), at its edge, large, near pi."""
+    g = torch.Generator().manual_seed(3)
+    out = [torch.zeros(3, dtype=_F64)]
+    for angle in (1e-9, 1e-5, 3e-3, 9.9e-3, 1.01e-2, 0.3, 2.0, math.pi - 1e-6):
+        axis = torch.randn(3, generator=g, dtype=_F64)
+        out.append(axis / axis.norm() * angle)
+    return out
+
+
+@pytest.mark.parametrize("phi", _axis_angles(), ids=lambda p: f"{float(p.norm()):.3g}")
+def test_value_rotation_equals_rodrigues(phi):
+    R = rotation_from_axis_angle_value(phi)
+    assert R.dtype == _F64
+    torch.testing.assert_close(R, axis_angle_to_matrix(phi), atol=1e-14, rtol=0)
+
+
+def test_retract_value_equals_retract_with_extras():
+    g = torch.Generator().manual_seed(5)
+    R0 = axis_angle_to_matrix(torch.tensor([0.3, -1.1, 0.4], dtype=_F64))
+    pose = torch.eye(4, dtype=_F64)
+    pose[:3, :3], pose[:3, 3] = R0, torch.tensor([0.05, -0.02, 0.45], dtype=_F64)
+    state = PoseState(pose, torch.tensor([0.1, -0.2], dtype=_F64))
+    for scale in (0.0, 1e-4, 0.05, 0.8):
+        delta = scale * torch.randn(8, generator=g, dtype=_F64)
+        fast, slow = retract_value(state, delta), retract(state, delta)
+        torch.testing.assert_close(fast.pose, slow.pose, atol=1e-14, rtol=0)
+        torch.testing.assert_close(fast.extra, slow.extra, atol=0, rtol=0)
+    assert torch.equal(state.pose, pose)  # the input state is not modified
+    with pytest.raises(Exception, match="delta"):
+        retract_value(state, torch.zeros(6, dtype=_F64))
+
+
+def test_orthonormalised_is_the_nearest_rotation():
+    R = axis_angle_to_matrix(torch.tensor([0.7, 0.2, -0.5], dtype=_F64))
+    noise = 1e-7 * torch.randn(3, 3, generator=torch.Generator().manual_seed(1), dtype=_F64)
+    pose = torch.eye(4, dtype=_F64)
+    pose[:3, :3] = R + noise
+    pose[:3, 3] = torch.tensor([0.1, 0.2, 0.3], dtype=_F64)
+    out = _orthonormalised(PoseState(pose, torch.zeros(0, dtype=_F64))).pose
+    Q = out[:3, :3]
+    torch.testing.assert_close(Q.T @ Q, torch.eye(3, dtype=_F64), atol=1e-14, rtol=0)
+    assert float(torch.linalg.det(Q)) == pytest.approx(1.0, abs=1e-14)
+    assert float((Q - R).abs().max()) < 3e-7  # within the noise of the rotation it came from
+    torch.testing.assert_close(out[:3, 3], pose[:3, 3], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hard_zbuffer_kernel_equals_the_fragment_kernels_nearest(dtype):
+    """The hard rasterizer's nearest-face kernel (K = 1) picks the first fragment of the general kernel (K = 2)."""
+    from handypriors_core.geometry import PinholeCamera
+    from handypriors_core.render import RasterSettings
+    from handypriors_core.render.rasterizer import HardRasterizer
+
+    g = torch.Generator().manual_seed(11)
+    B, F = 2, 40
+    centres = torch.rand(B, F, 1, 3, generator=g, dtype=dtype) * torch.tensor([0.1, 0.08, 0.1], dtype=dtype) \
+        + torch.tensor([-0.05, -0.04, 0.3], dtype=dtype)
+    verts = (centres + 0.03 * torch.randn(B, F, 3, 3, generator=g, dtype=dtype)).reshape(B, 3 * F, 3)
+    faces = torch.arange(3 * F).reshape(F, 3)
+    faces[::3] = faces[::3].flip(-1)  # both windings
+    verts[:, 6:9] = verts[:, 3:6]  # a duplicated face: equal depths, the first one wins
+    K = torch.tensor([[120.0, 0, 31.5], [0, 120.0, 23.5], [0, 0, 1]], dtype=dtype)
+    cam = PinholeCamera(K=K, width=64, height=48)
+    raster = HardRasterizer(RasterSettings(cpu_threads=1))
+    hard = raster(verts, faces, cam)
+    general = raster._rasterize(verts, faces, cam, raster.settings.sigma, 0.0, 2, True)
+    assert int((hard.face >= 0).sum()) > 500 and int((hard.count > 1).sum()) > 100  # overlapping faces
+    torch.testing.assert_close(hard.face[..., 0], general.face[..., 0], atol=0, rtol=0)
+    for a, b in ((hard.zbuf, general.zbuf), (hard.dist, general.dist), (hard.bary, general.bary)):
+        torch.testing.assert_close(a[:, :, :, 0], b[:, :, :, 0], atol=0, rtol=0)
+    torch.testing.assert_close(hard.count, general.count, atol=0, rtol=0)
