@@ -1,7 +1,7 @@
 """The one place for the names every entry point shares: topics, frames, tracking modes, mask sources.
 
 The ROS node (``handypriors_ros.allegro_tracker`` / ``params``), the command line (``handypriors track``), the
-bag reader (:class:`handypriors_core.io.bag_reader.BagTopics`), the sequence generator, the launch file and
+bag reader (:class:`handypriors_core.io.bag_settings.BagTopics`), the sequence generator, the launch file and
 ``config/allegro_tracking.yaml`` all read their defaults from here; ``test/test_defaults.py`` checks that they
 agree. Standard library only (the launch file imports it inside ``ros2 launch``).
 

@@ -21,7 +21,9 @@ from rosbags.typesys import Stores, get_typestore
 from scipy.spatial.transform import Rotation
 
 from handypriors_core.errors import ConfigError, HandyPriorsError, JointNameError
-from handypriors_core.io.bag_reader import BagError, BagReader, BagTopics, MissingTopicError, find_bags, open_bag
+from handypriors_core.io.bag_files import BagError, MissingTopicError, find_bags, open_bag
+from handypriors_core.io.bag_reader import BagReader
+from handypriors_core.io.bag_settings import BagTopics
 
 TS = get_typestore(Stores.ROS2_HUMBLE)
 T = TS.types
@@ -332,7 +334,7 @@ def test_errors_are_one_line_typed(tmp_path):
 def test_bag_settings_from_config(tmp_path):
     import yaml
 
-    from handypriors_core.io.bag_reader import load_bag_settings
+    from handypriors_core.io.bag_settings import load_bag_settings
 
     path = tmp_path / "tracking.yaml"
     params = {"joint_map": "menagerie", "hand_root_frame": "palm", "camera_frame": "", "hand2camera_override": [],

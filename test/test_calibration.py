@@ -292,7 +292,8 @@ def small_bag(tmp_path_factory):
 
 
 def test_inject_faults_rewrites_joint_states_and_hand_transform(tmp_path, hand, small_bag):
-    from handypriors_core.io.bag_reader import BagReader, load_bag_settings
+    from handypriors_core.io.bag_reader import BagReader
+    from handypriors_core.io.bag_settings import load_bag_settings
     from handypriors_core.synthetic.fault_bags import inject_faults_into_bag
 
     faults = sample_faults(FaultSettings(enabled=True), 16, seed=4)

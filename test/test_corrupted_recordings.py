@@ -31,7 +31,7 @@ from test_cli import write_test_config
 
 from handypriors_core import cli
 from handypriors_core.io import read_poses
-from handypriors_core.io.bag_reader import BagTopics
+from handypriors_core.io.bag_settings import BagTopics
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (160, 120)

@@ -20,7 +20,7 @@ import yaml
 from handypriors_core import cli, defaults
 from handypriors_core.estimation.settings import TrackerSettings
 from handypriors_core.io import result_bag
-from handypriors_core.io.bag_reader import BagTopics
+from handypriors_core.io.bag_settings import BagTopics
 from handypriors_core.synthetic.scenario import BagSettings
 from handypriors_core.synthetic.writer import HAND_ROOT_FRAME as GENERATOR_HAND_FRAME
 

@@ -1,7 +1,7 @@
 """``handypriors batch FOLDER --object-mesh MESH --out DIR``: track every bag of a folder, resumably.
 
 Every bag below ``FOLDER`` (rosbag2 folders, ``.mcap`` / ``.db3`` files;
-:func:`~handypriors_core.io.bag_reader.find_bags`) gets a sub-folder ``DIR/<name>/`` with ``poses.json`` (and
+:func:`~handypriors_core.io.bag_files.find_bags`) gets a sub-folder ``DIR/<name>/`` with ``poses.json`` (and
 ``overlay.mp4`` with ``--video``), ``log.txt`` (what the tracker reported) and, once it finished, ``done.json``
 (the run's summary). A bag whose ``done.json`` exists is skipped, so an interrupted batch continues where it
 stopped; ``--redo`` runs everything again.
@@ -157,7 +157,7 @@ class BatchOptions:
 
 def run_batch(opts: BatchOptions) -> BatchReport:
     """Track every bag below ``opts.folder`` into ``opts.out/<name>/`` (see the module docstring)."""
-    from ..io.bag_reader import find_bags
+    from ..io.bag_files import find_bags
 
     folder, out, object_mesh = Path(opts.folder), Path(opts.out), opts.object_mesh
     workers, report = opts.workers, opts.report

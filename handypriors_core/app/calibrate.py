@@ -33,7 +33,7 @@ class CalibrateOptions:
         bag: rosbag2 folder or ``.mcap`` / ``.db3`` file. out: the calibration YAML to write (None: not written).
         config: tracking config whose ``tracking.calibration`` block is used (default: the shipped one).
         initial: a calibration YAML to start from (its values are the prior mean).
-        topics: overrides of :class:`~handypriors_core.io.bag_reader.BagTopics` fields (None = config value).
+        topics: overrides of :class:`~handypriors_core.io.bag_settings.BagTopics` fields (None = config value).
         max_frames: stop after this many image messages. report: where informational lines go.
     """
 
@@ -79,7 +79,8 @@ def run_calibrate(opts: CalibrateOptions) -> CalibrateSummary:
     """Estimate the calibration from ``opts.bag`` (see the module docstring) and write ``opts.out``."""
     from ..estimation.calibration import HandCalibrator
     from ..estimation.settings import load_tracking_settings
-    from ..io.bag_reader import BagReader, load_bag_settings
+    from ..io.bag_reader import BagReader
+    from ..io.bag_settings import load_bag_settings
     from ..io.calibration_file import load_calibration, save_calibration
     from ..models import URDFHand, allegro_urdf
     from .track import _shipped_config

@@ -33,7 +33,7 @@ class TrackOptions:
         config: tracking config (default: the shipped ``allegro_tracking.yaml``). mode: filter | refine | offline
             (None: the config's). initial_pose: ``(4, 4)`` object2camera of the first tracked frame, or None for
             the global search. out: poses.json path (None: not written). out_bag, video: optional outputs.
-        topics: overrides of :class:`~handypriors_core.io.bag_reader.BagTopics` fields (None = config value).
+        topics: overrides of :class:`~handypriors_core.io.bag_settings.BagTopics` fields (None = config value).
         mask_source: ``none`` | ``colour`` | ``external`` | ``detectron2`` or None (the segmentation config's).
         device: torch device (None: the config's). max_frames: stop after this many image messages.
         object_frame: child frame id of the pose outputs. offline_*: window settings of the offline mode.
@@ -201,7 +201,8 @@ def run_track(opts: TrackOptions) -> TrackSummary:
     from ..errors import InvalidValueError
     from ..estimation.settings import load_tracking_settings
     from ..estimation.tracker import ObjectTracker
-    from ..io.bag_reader import BagReader, load_bag_settings
+    from ..io.bag_reader import BagReader
+    from ..io.bag_settings import load_bag_settings
     from ..models import RigidObject, URDFHand, allegro_urdf
     from ..physics.settings import load_physics_settings
     from ..render.settings import load_render_settings

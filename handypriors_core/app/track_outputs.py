@@ -64,7 +64,8 @@ def write_visual_outputs(opts: TrackOptions, reader, scene, summary: TrackSummar
     """One pass over the input bag: overlays for the video, and the result bag (input topics + results)."""
     import numpy as np
 
-    from ..io.bag_reader import decode_colour, open_bag, stamp_to_ns
+    from ..io.bag_files import open_bag
+    from ..io.bag_messages import decode_colour, stamp_to_ns
 
     by_index = {r.index: r for r in summary.results}
     stamps = sorted(r.stamp_ns for r in summary.results)

@@ -3,7 +3,8 @@
 What a real rig records (``/work/shared/data/dev/README.md`` describes one such bag): a colour image
 (``sensor_msgs/Image``), its ``CameraInfo``, optionally the depth image aligned to colour, the hand's
 ``sensor_msgs/JointState`` and ``/tf_static`` (camera mount) plus ``/tf`` (a hand on a moving arm publishes its
-base there). The bag may be a rosbag2 folder, a single ``.mcap`` file or a single ``.db3`` (sqlite3) file.
+base there). The bag may be a rosbag2 folder, a single ``.mcap`` file or a single ``.db3`` (sqlite3) file
+(``bag_files``; messages are deserialised and decoded by ``bag_messages``).
 
 For every colour image message (in log order; ``Frame.index`` = its position among the image messages):
 
@@ -20,299 +21,50 @@ A frame whose joint states or transforms are more than ``max_gap_s`` away from i
 reason and no :class:`Frame` (the caller decides; the CLI skips it). Stamps are header stamps (the log time
 where a header stamp is zero).
 
-Topic names come from :class:`BagTopics` (defaults: the RealSense / Allegro driver names). A configured topic
-that is not in the bag is replaced by the one topic of the right message type where that is unambiguous (one
-colour image, its camera info, one joint-state topic, aligned depth by encoding); each choice is reported
-through the ``report`` callback. A topic named explicitly (``explicit``) must exist.
+Topic names come from :class:`~.bag_settings.BagTopics` (defaults: the RealSense / Allegro driver names). A
+configured topic that is not in the bag is replaced by the one topic of the right message type where that is
+unambiguous (one colour image, its camera info, one joint-state topic, aligned depth by encoding); each choice is
+reported through the ``report`` callback. A topic named explicitly (``explicit``) must exist.
 
-Every problem is raised as a :class:`BagError` (or the core's typed errors, e.g. JointNameError) with one
-readable line; rosbags' own exceptions never escape. A configured topic of the wrong message type is not used.
-Damage met after the first messages (a corrupted chunk, a damaged sqlite3 page) does not raise: reading stops
-there, the frames before it are produced and :attr:`BagReader.damage` says where and why (the caller reports the
-images it could not read). One image message that cannot be decoded is a frame with a reason, not an error.
+Every problem is raised as a :class:`~.bag_files.BagError` (or the core's typed errors, e.g. JointNameError) with
+one readable line; rosbags' own exceptions never escape. A configured topic of the wrong message type is not used.
+Damage met after the first messages (a corrupted chunk, a damaged sqlite3 page) does not raise: reading stops there,
+the frames before it are produced and :attr:`BagReader.damage` says where and why (the caller reports the images it
+could not read). One image message that cannot be decoded is a frame with a reason, not an error.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .. import defaults
-from ..config import load_yaml
-from ..errors import ConfigError, HandyPriorsError, InvalidValueError, JointNameError
+from ..errors import HandyPriorsError, InvalidValueError, JointNameError
 from ..geometry.camera import PinholeCamera
+from .bag_files import BagError, MissingTopicError, error_line, open_bag
+from .bag_messages import (
+    CAMERA_INFO,
+    COLOUR_ENCODINGS,
+    COMPRESSED,
+    IMAGE,
+    JOINT_STATE,
+    TF,
+    decode_colour,
+    decode_depth,
+    stamp_to_ns,
+    typestore,
+)
+from .bag_settings import BagTopics
 from .frame import Frame
 from .transform_buffer import TransformBuffer, TransformLookupError
 
-__all__ = [
-    "COLOUR_ENCODINGS",
-    "DEPTH_ENCODINGS",
-    "BagError",
-    "BagFrame",
-    "BagReader",
-    "BagTopics",
-    "MissingTopicError",
-    "decode_colour",
-    "decode_depth",
-    "find_bags",
-    "is_bag",
-    "load_bag_settings",
-    "open_bag",
-    "stamp_to_ns",
-]
-
-IMAGE = "sensor_msgs/msg/Image"
-COMPRESSED = "sensor_msgs/msg/CompressedImage"
-CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
-JOINT_STATE = "sensor_msgs/msg/JointState"
-TF = "tf2_msgs/msg/TFMessage"
-
-#: Colour encodings decoded to RGB.
-COLOUR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
-#: Depth encodings (z-depth): 16-bit millimetres or 32-bit float metres.
-DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
-
-
-class BagError(HandyPriorsError):
-    """A bag cannot be read or does not hold what the tracker needs (the message names bag and topic)."""
-
-
-class MissingTopicError(BagError):
-    """A required topic is not in the bag (and no unambiguous replacement exists)."""
-
-
-def _typestore():
-    from rosbags.typesys import Stores, get_typestore
-
-    return get_typestore(Stores.ROS2_HUMBLE)
-
-
-def stamp_to_ns(stamp: Any) -> int:
-    """``builtin_interfaces/Time`` -> int nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-# ----------------------------------------------------------------------------------------------- settings
-@dataclass
-class BagTopics:
-    """Where the rig's data is in a bag, and how to turn it into frames.
-
-    Attributes:
-        image: colour image topic (``sensor_msgs/Image`` rgb8/bgr8/rgba8/bgra8/mono8, or CompressedImage).
-        camera_info: its CameraInfo topic.
-        depth: aligned depth image topic (``16UC1`` mm or ``32FC1`` m); ``""`` = do not use depth.
-        joint_states: the hand's ``sensor_msgs/JointState`` topic.
-        tf, tf_static: the TF topics.
-        hand_frame: TF frame of the hand root (the URDF root link).
-        camera_frame: TF frame of the camera optical frame; ``""`` = the image header's ``frame_id``.
-        joint_map: ``"auto"`` (best match among the shipped maps), a shipped map name or a map YAML path.
-        hand2camera_override: ``[x, y, z, qx, qy, qz, qw]`` of a fixed hand mount in the camera frame (TF is then
-            not needed); empty = look hand2camera up in TF for every image.
-        depth_tolerance_s: largest stamp difference between a colour image and its depth image [s].
-        max_gap_s: largest distance of an image stamp from joint-state / TF data it may be clamped to [s].
-        explicit: names of the fields set explicitly (command line): those topics must exist in the bag.
-    """
-
-    image: str = defaults.TOPICS["color"]
-    camera_info: str = defaults.TOPICS["color_info"]
-    depth: str = defaults.TOPICS["depth"]
-    joint_states: str = defaults.JOINT_STATES_TOPIC
-    tf: str = defaults.TOPICS["tf"]
-    tf_static: str = defaults.TOPICS["tf_static"]
-    hand_frame: str = defaults.HAND_ROOT_FRAME
-    camera_frame: str = ""
-    joint_map: str = defaults.JOINT_MAP
-    hand2camera_override: list[float] = field(default_factory=list)
-    depth_tolerance_s: float = 0.02
-    max_gap_s: float = 0.1
-    explicit: set[str] = field(default_factory=set)
-
-    def __post_init__(self) -> None:
-        o = list(self.hand2camera_override or [])
-        if o and (len(o) != 7 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in o)
-                  or math.sqrt(sum(v * v for v in o[3:])) < 1e-6):
-            raise ConfigError(f"hand2camera_override must be [x, y, z, qx, qy, qz, qw] (7 numbers, non-zero "
-                              f"quaternion) or empty; got {self.hand2camera_override!r}")
-        self.hand2camera_override = [float(v) for v in o]
-        for name in ("depth_tolerance_s", "max_gap_s"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ConfigError(f"bag.{name} must be a number >= 0 [s]; got {value!r}")
-
-    def override(self, **values: Any) -> BagTopics:
-        """Copy with the non-None ``values`` set (and marked explicit)."""
-        known = {f.name for f in fields(self)} - {"explicit"}
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["explicit"] = set(self.explicit)
-        for key, value in values.items():
-            if key not in known:
-                raise ConfigError(f"unknown bag setting {key!r} (known: {sorted(known)})")
-            if value is not None:
-                data[key] = value
-                data["explicit"].add(key)
-        return BagTopics(**data)
-
-
-#: Node parameters of the tracking config (next to ``tracking``) that mean the same for a bag.
-_NODE_KEYS = {"joint_map": "joint_map", "hand_root_frame": "hand_frame", "camera_frame": "camera_frame",
-              "hand2camera_override": "hand2camera_override"}
-
-
-def load_bag_settings(path: str | os.PathLike | None) -> BagTopics:
-    """:class:`BagTopics` from a tracking config (defaults for what it does not say).
-
-    The node's parameters ``joint_map``, ``hand_root_frame`` and ``camera_frame`` (next to ``tracking``) are
-    used; an optional ``bag`` section (plain YAML or a ROS 2 parameter file) overrides them and names topics::
-
-        bag:
-          topics: {image: /camera/camera/color/image_raw, camera_info: ..., depth: ..., joint_states: ...}
-          hand_frame: hand_root
-          joint_map: auto
-    """
-    if path is None:
-        return BagTopics()
-    data = load_yaml(path)
-    for value in data.values():
-        if isinstance(value, dict) and isinstance(value.get("ros__parameters"), dict):
-            data = value["ros__parameters"]
-            break
-    values = {ours: data[key] for key, ours in _NODE_KEYS.items()
-              if (isinstance(data.get(key), str) and (data[key] or ours == "camera_frame"))
-              or (isinstance(data.get(key), list) and data[key])}
-    section = data.get("bag")
-    if section is None:
-        section = {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: 'bag' must be a mapping")
-    values.update(section)
-    topics = values.pop("topics", None) or {}
-    if not isinstance(topics, dict):
-        raise ConfigError(f"{path}: bag.topics must be a mapping")
-    values.update(topics)
-    known = {f.name for f in fields(BagTopics)} - {"explicit"}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{path}: unknown bag setting(s) {unknown} (known: {sorted(known)})")
-    try:
-        return BagTopics(**values)
-    except (TypeError, ConfigError) as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-
-
-# ----------------------------------------------------------------------------------------------- decoding
-def _image_array(msg: Any, channels: int, dtype: np.dtype) -> np.ndarray:
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    itemsize = np.dtype(dtype).itemsize
-    data = np.asarray(msg.data, dtype=np.uint8)
-    if h <= 0 or w <= 0 or step < w * channels * itemsize or data.size < h * step:
-        raise BagError(f"image message of {w}x{h} ({msg.encoding}) has {data.size} bytes of data and step {step}; "
-                       f"expected {h} rows of >= {w * channels * itemsize} bytes")
-    rows = data[: h * step].reshape(h, step)[:, : w * channels * itemsize]
-    dt = np.dtype(dtype).newbyteorder(">" if msg.is_bigendian else "<")
-    arr = np.ascontiguousarray(rows).view(dt).reshape(h, w, channels) if channels > 1 \
-        else np.ascontiguousarray(rows).view(dt).reshape(h, w)
-    return np.array(arr, dtype=np.dtype(dtype).newbyteorder("="), copy=True)  # own, writable memory
-
-
-def decode_colour(msg: Any, msgtype: str = IMAGE) -> np.ndarray:
-    """``(H, W, 3)`` uint8 RGB from a colour ``sensor_msgs/Image`` (or CompressedImage)."""
-    if msgtype == COMPRESSED:
-        import cv2
-
-        buf = np.asarray(msg.data, dtype=np.uint8)
-        bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise BagError(f"cannot decode compressed image (format {msg.format!r})")
-        return np.ascontiguousarray(bgr[..., ::-1])
-    enc = str(msg.encoding).lower()
-    if enc == "rgb8":
-        return _image_array(msg, 3, np.uint8)
-    if enc == "bgr8":
-        return np.ascontiguousarray(_image_array(msg, 3, np.uint8)[..., ::-1])
-    if enc == "rgba8":
-        return np.ascontiguousarray(_image_array(msg, 4, np.uint8)[..., :3])
-    if enc == "bgra8":
-        return np.ascontiguousarray(_image_array(msg, 4, np.uint8)[..., 2::-1])
-    if enc == "mono8":
-        return np.repeat(_image_array(msg, 1, np.uint8)[..., None], 3, axis=2)
-    raise BagError(f"colour image encoding {msg.encoding!r} is not supported (supported: "
-                   f"{', '.join(COLOUR_ENCODINGS)})")
-
-
-def decode_depth(msg: Any) -> np.ndarray:
-    """``(H, W)`` float32 z-depth [m], NaN where invalid, from a ``16UC1``/``mono16`` [mm] or ``32FC1`` [m] image."""
-    enc = str(msg.encoding)
-    if enc.upper() in ("16UC1",) or enc.lower() == "mono16":
-        raw = _image_array(msg, 1, np.uint16)
-        depth = raw.astype(np.float32) * np.float32(0.001)
-        depth[raw == 0] = np.nan
-        return depth
-    if enc.upper() == "32FC1":
-        depth = _image_array(msg, 1, np.float32).astype(np.float32, copy=True)
-        depth[~np.isfinite(depth) | (depth <= 0)] = np.nan
-        return depth
-    raise BagError(f"depth image encoding {enc!r} is not supported (supported: {', '.join(DEPTH_ENCODINGS)})")
-
-
-# ----------------------------------------------------------------------------------------------- bag files
-def is_bag(path: str | os.PathLike) -> bool:
-    """Whether ``path`` looks like a rosbag2: a folder with ``metadata.yaml`` or a ``.mcap`` / ``.db3`` file."""
-    p = Path(path)
-    if p.is_dir():
-        return (p / "metadata.yaml").is_file()
-    return p.is_file() and p.suffix in (".mcap", ".db3")
-
-
-def find_bags(folder: str | os.PathLike) -> list[Path]:
-    """Every bag below ``folder`` (bag folders are not searched inside), sorted by path."""
-    root = Path(folder)
-    if not root.is_dir():
-        raise InvalidValueError(f"bag folder not found: {root}")
-    found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        if "metadata.yaml" in filenames and here != root:
-            found.append(here)
-            dirnames[:] = []
-            continue
-        if "metadata.yaml" in filenames and here == root:
-            return [root]
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(here / f for f in sorted(filenames) if f.endswith((".mcap", ".db3")))
-    return sorted(found)
-
-
-def open_bag(path: str | os.PathLike):
-    """An opened ``rosbags.rosbag2.Reader`` for a bag folder or a single ``.mcap`` / ``.db3`` file.
-
-    Raises BagError (missing path, unknown format, corrupt or unreadable bag) with one line naming the bag.
-    """
-    from rosbags.rosbag2 import Reader
-
-    p = Path(path)
-    if not p.exists():
-        raise BagError(f"bag not found: {p}")
-    if p.is_dir() and not (p / "metadata.yaml").is_file():
-        raise BagError(f"{p} is not a rosbag2 folder (no metadata.yaml)")
-    try:
-        reader = Reader(p)
-        reader.open()
-    except Exception as exc:
-        raise BagError(f"cannot read bag {p}: {_describe(exc)}") from exc
-    return reader
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+__all__ = ["BagFrame", "BagReader"]
 
 
 # ----------------------------------------------------------------------------------------------- frames
@@ -378,7 +130,7 @@ class BagReader:
         self.choices: list[str] = []
         self._report = report
         self.damage: str | None = None  # set when reading stopped at a damaged part of the bag
-        self.typestore = _typestore()
+        self.typestore = typestore()
         self.reader = open_bag(self.path)
         try:
             self._setup()
@@ -411,7 +163,7 @@ class BagReader:
         try:
             return self.typestore.deserialize_cdr(raw, msgtype)
         except Exception as exc:
-            raise BagError(f"bag {self.path}: cannot decode a {msgtype} message: {_describe(exc)}") from exc
+            raise BagError(f"bag {self.path}: cannot decode a {msgtype} message: {error_line(exc)}") from exc
 
     def _messages(self, connections: list, tolerate_damage: bool = False) -> Iterator[tuple[Any, int, bytes]]:
         """Raw messages of ``connections`` in log order. With ``tolerate_damage``, an unreadable part of the bag
@@ -425,10 +177,10 @@ class BagReader:
             raise
         except Exception as exc:
             if not tolerate_damage or last is None:
-                raise BagError(f"cannot read bag {self.path}: {_describe(exc)}") from exc
+                raise BagError(f"cannot read bag {self.path}: {error_line(exc)}") from exc
             if self.damage is None:
                 into = (last - int(self.reader.start_time)) * 1e-9
-                self.damage = f"bag {self.path} is damaged {into:.3f} s into the recording ({_describe(exc)})"
+                self.damage = f"bag {self.path} is damaged {into:.3f} s into the recording ({error_line(exc)})"
 
     def _first_message(self, conn) -> Any | None:
         for c, _, raw in self._messages([conn]):

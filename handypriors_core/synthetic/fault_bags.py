@@ -52,7 +52,7 @@ def inject_faults_into_bag(src: str | os.PathLike, out: str | os.PathLike, fault
     from rosbags.rosbag2 import Writer
     from rosbags.typesys import Stores, get_typestore
 
-    from ..io.bag_reader import open_bag
+    from ..io.bag_files import open_bag
     from ..models.joint_maps import JointMap
 
     out = Path(out)
