@@ -3,8 +3,8 @@
 Thin by design: it converts messages into a :class:`~handypriors_core.io.frame.Frame`, hands it to
 :class:`~handypriors_core.estimation.tracker.ObjectTracker` and converts the
 :class:`~handypriors_core.estimation.tracker.Estimate` back into messages. Parameters are described in
-:mod:`handypriors_ros.params` (``tracking.*`` = TrackerSettings, the rest = NodeSettings) and loaded from
-``config/allegro_tracking.yaml``::
+:mod:`handypriors_ros.params` (``tracking.*`` = TrackerSettings, the rest = :class:`~.node_settings.NodeSettings`)
+and loaded from ``config/allegro_tracking.yaml``::
 
     python -m handypriors_ros.allegro_tracker --ros-args --params-file config/allegro_tracking.yaml \\
         -p object_mesh:=/path/model.obj -p initial_pose:="[0.0, 0.0, 0.4, 0.0, 0.0, 0.0, 1.0]"
@@ -74,7 +74,8 @@ from .frame_sync import FrameAssembler, ImageItem, LagStats, Mailbox
 from .joint_state_buffer import JointStateLookupError
 from .node_activity import NodeActivity
 from .node_runtime import exit_process, run_node
-from .params import NodeSettings, ParameterBinding, pose_from_parameter
+from .node_settings import NodeSettings, pose_from_parameter
+from .params import ParameterBinding
 from .qos import JOINT_STATES_QOS, LATCHED_QOS, OUTPUT_QOS, SENSOR_SUBSCRIBER_QOS, TF_QOS
 from .tf_buffer import TransformLookupError, make_tf_lookup
 from .tracker_process import InProcessTracker, TrackerProcess

@@ -1,10 +1,11 @@
 """One source of truth: the defaults of every entry point (topics, frames, modes, mask sources) are
 handypriors_core.defaults.
 
-Compared here: the node's parameter declarations (``handypriors_ros.params.NodeSettings``, ``allegro_tracker.TOPICS``),
-the shipped parameter file ``config/allegro_tracking.yaml``, the command line (``handypriors track`` / ``batch``),
-the bag reader (``BagTopics``), the sequence generator (the topics and frames of the bags it writes), the result
-bag of ``track --out-bag``, the segmentation registry, the tracker settings and the launch file's arguments.
+Compared here: the node's parameter declarations (``handypriors_ros.node_settings.NodeSettings``,
+``allegro_tracker.TOPICS``), the shipped parameter file ``config/allegro_tracking.yaml``, the command line
+(``handypriors track`` / ``batch``), the bag reader (``BagTopics``), the sequence generator (the topics and frames
+of the bags it writes), the result bag of ``track --out-bag``, the segmentation registry, the tracker settings and
+the launch file's arguments.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def test_topics_agree_with_the_realsense_and_wonik_drivers():
 def test_node_parameters_and_the_shipped_file_use_the_defaults():
     pytest.importorskip("rclpy")
     from handypriors_ros import allegro_tracker
-    from handypriors_ros.params import MASK_SOURCES, NodeSettings
+    from handypriors_ros.node_settings import MASK_SOURCES, NodeSettings
 
     node = NodeSettings()
     assert (node.object_frame, node.hand_root_frame, node.joint_map, node.mask_source) == (

@@ -18,17 +18,17 @@ import torch
 from handypriors_core import defaults
 from handypriors_core.errors import ConfigError
 from handypriors_core.estimation.settings import TrackerSettings, load_tracking_settings
-from handypriors_ros.params import (
+from handypriors_ros.node_settings import NodeSettings
+from handypriors_ros.parameter_specs import (
     NODE_RANGES,
     TRACKING_RANGES,
-    NodeSettings,
-    ParameterBinding,
     attribute_docs,
     node_parameter_specs,
     parameters_from_settings,
     settings_from_values,
     tracking_parameter_specs,
 )
+from handypriors_ros.params import ParameterBinding
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "config" / "allegro_tracking.yaml"
@@ -311,7 +311,7 @@ def test_live_updates_are_validated_and_applied(ros_context, tmp_path):
 
 def test_specs_cover_only_supported_annotations():
     # a field type without a ROS parameter type is reported by name instead of being skipped
-    from handypriors_ros.params import settings_specs
+    from handypriors_ros.parameter_specs import settings_specs
 
     @dataclasses.dataclass
     class Odd:
@@ -326,7 +326,7 @@ def test_specs_cover_only_supported_annotations():
     with pytest.raises(TypeError, match="Odd.table"):
         settings_specs(Odd)
     assert math.isfinite(max(high for _, high in TRACKING_RANGES.values()))
-    assert sys.modules["handypriors_ros.params"].TRACKING_PREFIX == "tracking"
+    assert sys.modules["handypriors_ros.parameter_specs"].TRACKING_PREFIX == "tracking"
 
 
 def test_humble_without_pre_and_post_set_callbacks_still_validates_and_applies(ros_context, monkeypatch):
