@@ -18,11 +18,11 @@ from handypriors_core.estimation.contact_refinement import (
     contact_agreement,
     contact_colors,
     load_contact_target,
-    vertex_normals,
 )
 from handypriors_core.estimation.hand_object import ManoParams, load_mano_params
+from handypriors_core.geometry.mesh import vertex_normals
 from handypriors_core.geometry.transforms import make_transform, transform_points
-from handypriors_core.models import URDFHand, allegro_urdf
+from handypriors_core.models import URDFHand, allegro_urdf, primitives
 from handypriors_core.models.mano import ManoHand
 from handypriors_core.models.rigid_object import RigidObject
 from handypriors_core.physics import ObjectSDF, contact_value
@@ -81,9 +81,11 @@ def test_contact_module_reproduces_the_grasp_contact_map(refiner, truth, grasp, 
     assert contact_agreement(co[0], grasp.contact_map)["iou"] == 1.0
 
 
-def test_vertex_normals_match_the_mano_layer(hand, truth):
+def test_vertex_normals_match_the_mano_layer_and_the_numpy_ones(hand, truth):
     verts = truth.forward(hand).vertices
     assert torch.allclose(vertex_normals(verts, hand.faces), hand.vertex_normals(verts), atol=1e-5)
+    independent = primitives.vertex_normals(verts[0].double().numpy(), hand.faces.numpy())  # numpy, load-time code
+    assert torch.allclose(hand.vertex_normals(verts)[0].double(), torch.from_numpy(independent), atol=1e-5)
 
 
 @pytest.mark.parametrize("seed", [0])

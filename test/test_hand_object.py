@@ -27,7 +27,8 @@ from handypriors_core.estimation.pose_state import PoseState, local_difference, 
 from handypriors_core.geometry.rotations import matrix_to_axis_angle
 from handypriors_core.geometry.transforms import invert_transform, transform_points
 from handypriors_core.metrics import mpjpe
-from handypriors_core.models.mano import MANO_KEYPOINT_NAMES, ManoHand
+from handypriors_core.models.mano import ManoHand
+from handypriors_core.models.mano_model import MANO_KEYPOINT_NAMES
 from handypriors_core.synthetic.mano_sequences import ManoSequenceSettings, make_mano_sequence
 from handypriors_core.synthetic.mano_test_model import build_synthetic_mano
 

@@ -13,13 +13,9 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from handypriors_core.errors import InvalidValueError, ModelFileError, ShapeError
-from handypriors_core.models.mano import (
-    MANO_KEYPOINT_NAMES,
-    MANO_PARENTS,
-    OFFICIAL_FINGERTIP_VERTEX_IDS,
-    ManoHand,
-)
+from handypriors_core.models.mano import ManoHand
 from handypriors_core.models.mano_loading import load_mano_pickle, loads_mano_pickle
+from handypriors_core.models.mano_model import MANO_KEYPOINT_NAMES, MANO_PARENTS, OFFICIAL_FINGERTIP_VERTEX_IDS
 from handypriors_core.synthetic.mano_test_model import (
     NUM_FACES,
     NUM_VERTS,

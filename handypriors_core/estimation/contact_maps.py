@@ -1,4 +1,4 @@
-"""Contact maps on a hand mesh (paper Sec. IV-D): per-vertex normals, target maps read from ``.npy`` / ``.json``,
+"""Contact maps on a hand mesh (paper Sec. IV-D): target maps (and their normals) read from ``.npy`` / ``.json``,
 agreement between a predicted and a target map, and images of the hand coloured by contact value.
 Used by :mod:`.contact_refinement` and ``handypriors refine-contact``.
 """
@@ -16,18 +16,7 @@ from ..checks import check_finite, check_shape
 from ..errors import InvalidValueError, ModelFileError, ShapeError
 from ..geometry.transforms import make_transform, transform_points
 
-__all__ = ["contact_agreement", "contact_colors", "load_contact_target", "render_contact_image", "vertex_normals"]
-
-
-def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Unit area-weighted vertex normals ``(B, V, 3)`` of ``verts (B, V, 3)`` with triangles ``faces (F, 3)``."""
-    check_shape(verts, (None, None, 3), "verts")
-    tri = verts[:, faces]
-    fn = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
-    acc = torch.zeros_like(verts)
-    for c in range(3):  # three corners, not a loop over vertices
-        acc = acc.index_add(1, faces[:, c], fn)
-    return torch.nn.functional.normalize(acc, dim=-1)
+__all__ = ["contact_agreement", "contact_colors", "load_contact_target", "render_contact_image"]
 
 
 def _check_target(values: torch.Tensor, num_vertices: int, name: str = "target") -> None:

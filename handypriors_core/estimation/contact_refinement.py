@@ -37,6 +37,7 @@ import torch
 
 from ..checks import check_finite, check_shape
 from ..errors import ConfigError, InvalidValueError, ShapeError
+from ..geometry.mesh import vertex_normals
 from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..geometry.transforms import make_transform, transform_points
 from ..models.mano import ManoHand
@@ -53,7 +54,6 @@ from .contact_maps import (
     contact_colors,
     load_contact_target,
     render_contact_image,
-    vertex_normals,
 )
 from .hand_object import ManoParams, pose_delta
 
@@ -65,7 +65,6 @@ __all__ = [
     "contact_colors",
     "load_contact_target",
     "render_contact_image",
-    "vertex_normals",
 ]
 
 _MM = 0.001

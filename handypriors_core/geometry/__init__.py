@@ -1,4 +1,5 @@
-"""Pure-torch geometry: rotations, rigid transforms, Kabsch/Procrustes alignment and the pinhole camera.
+"""Pure-torch geometry: rotations, rigid transforms, Kabsch/Procrustes alignment, the pinhole camera and mesh
+vertex normals.
 
 Everything is batched over leading dims, differentiable and follows its inputs' device and dtype.
 May import only errors/checks/config (the bottom layer of the core).

@@ -42,53 +42,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse
 import torch
 
 from ..checks import check_finite, check_shape
 from ..errors import InvalidValueError, ModelFileError, ShapeError
+from ..geometry.mesh import vertex_normals
 from ..geometry.rotations import axis_angle_to_matrix
 from ..geometry.transforms import make_transform
 from . import primitives
 from .hand_interface import HandNames
 from .mano_loading import load_mano_pickle
-
-__all__ = [
-    "MANO_FINGERTIP_NAMES",
-    "MANO_JOINT_NAMES",
-    "MANO_KEYPOINT_NAMES",
-    "MANO_KEYPOINT_SOURCES",
-    "MANO_PARENTS",
-    "OFFICIAL_FINGERTIP_VERTEX_IDS",
-    "ManoHand",
-    "ManoOutput",
-]
-
-#: The 16 joints in MANO's file order.
-MANO_JOINT_NAMES: tuple[str, ...] = (
-    "wrist",
-    "index1", "index2", "index3",
-    "middle1", "middle2", "middle3",
-    "little1", "little2", "little3",
-    "ring1", "ring2", "ring3",
-    "thumb1", "thumb2", "thumb3",
+from .mano_model import (
+    MANO_FINGERTIP_NAMES,
+    MANO_JOINT_NAMES,
+    MANO_KEYPOINT_NAMES,
+    MANO_KEYPOINT_SOURCES,
+    MANO_PARENTS,
+    OFFICIAL_FINGERTIP_VERTEX_IDS,
+    read_mano_arrays,
 )
-#: Parent joint of each joint (-1 for the wrist), as in the official ``kintree_table``.
-MANO_PARENTS: tuple[int, ...] = (-1, 0, 1, 2, 0, 4, 5, 0, 7, 8, 0, 10, 11, 0, 13, 14)
-#: Fingertip keypoints, in the order of ``fingertip_vertex_ids``.
-MANO_FINGERTIP_NAMES: tuple[str, ...] = ("thumb_tip", "index_tip", "middle_tip", "ring_tip", "little_tip")
-#: Fingertip vertices of the official MANO topology (thumb, index, middle, ring, little).
-OFFICIAL_FINGERTIP_VERTEX_IDS: tuple[int, ...] = (745, 317, 444, 556, 673)
-#: The 21 keypoints: wrist, then per finger (thumb, index, middle, ring, little) joints 1-3 and the tip.
-MANO_KEYPOINT_NAMES: tuple[str, ...] = ("wrist",) + tuple(
-    f"{finger}{k}" if k != 4 else f"{finger}_tip"
-    for finger in ("thumb", "index", "middle", "ring", "little")
-    for k in (1, 2, 3, 4)
-)
-#: Source of each keypoint in ``cat(joints (16), fingertip vertices (5))``.
-MANO_KEYPOINT_SOURCES: tuple[int, ...] = (0, 13, 14, 15, 16, 1, 2, 3, 17, 4, 5, 6, 18, 10, 11, 12, 19, 7, 8, 9, 20)
 
-_ROOT_PARENT_VALUES = (-1, 4294967295)
+__all__ = ["ManoHand", "ManoOutput"]
+
 # tree levels of MANO_PARENTS: each level's parents are in the previous one
 _LEVELS = ((0,), (1, 4, 7, 10, 13), (2, 5, 8, 11, 14), (3, 6, 9, 12, 15))
 _DISTAL_JOINTS = (15, 3, 6, 12, 9)  # the joint carrying each fingertip (thumb, index, middle, ring, little)
@@ -116,51 +91,10 @@ class ManoOutput:
     full_pose: torch.Tensor
 
 
-def _model_array(model: Mapping[str, Any], key: str, source: str, dtype=np.float64) -> np.ndarray:
-    if key not in model:
-        raise ModelFileError(f"{source}: MANO model has no entry {key!r}")
-    value = model[key]
-    if scipy.sparse.issparse(value):
-        value = value.toarray()
-    try:
-        arr = np.asarray(value, dtype=dtype)
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{source}: entry {key!r} is not a numeric array ({exc})") from exc
-    if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
-        raise ModelFileError(f"{source}: entry {key!r} holds NaN/inf")
-    return arr
-
-
-def _expect_shape(arr: np.ndarray, shape: tuple, key: str, source: str) -> None:
-    ok = arr.ndim == len(shape) and all(s is None or s == d for s, d in zip(shape, arr.shape))
-    if not ok:
-        pretty = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
-        raise ModelFileError(f"{source}: entry {key!r} should have shape {pretty}; got {arr.shape}")
-
-
 def _left_matmul(M: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
     """``M (m, n) @ X (B, n, k) -> (B, m, k)`` as one 2-D matmul (a broadcast batched matmul is slower on CPU)."""
     B, n, k = X.shape
     return (M @ X.transpose(0, 1).reshape(n, B * k)).reshape(-1, B, k).transpose(0, 1)
-
-
-def _vertex_normals_np(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    n = np.cross(verts[faces[:, 1]] - verts[faces[:, 0]], verts[faces[:, 2]] - verts[faces[:, 0]])
-    out = np.zeros_like(verts)
-    for c in range(3):
-        np.add.at(out, faces[:, c], n)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-20)
-
-
-def _barycentric(points: np.ndarray, tri: np.ndarray) -> np.ndarray:
-    """Barycentric coordinates ``(N, 3)`` of ``points (N, 3)`` in triangles ``tri (N, 3, 3)``."""
-    e0, e1, p = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], points - tri[:, 0]
-    d00, d01, d11 = (e0 * e0).sum(1), (e0 * e1).sum(1), (e1 * e1).sum(1)
-    d20, d21 = (p * e0).sum(1), (p * e1).sum(1)
-    den = np.maximum(d00 * d11 - d01 * d01, 1e-30)
-    b1 = (d11 * d20 - d01 * d21) / den
-    b2 = (d00 * d21 - d01 * d20) / den
-    return np.stack([1 - b1 - b2, b1, b2], 1)
 
 
 class ManoHand(HandNames, torch.nn.Module):
@@ -209,44 +143,10 @@ class ManoHand(HandNames, torch.nn.Module):
         self.side = side
 
         # ---- arrays, checked against each other
-        v_template = _model_array(model, "v_template", source)
-        _expect_shape(v_template, (None, 3), "v_template", source)
+        arrays = read_mano_arrays(model, source, self.use_pca, num_pca_comps, self.flat_hand_mean)
+        v_template, faces, weights, regressor = arrays.v_template, arrays.faces, arrays.weights, arrays.J_regressor
         V = v_template.shape[0]
-        kintree = _model_array(model, "kintree_table", source, dtype=np.int64)
-        _expect_shape(kintree, (2, 16), "kintree_table", source)
-        parents = dict(zip(kintree[1].tolist(), kintree[0].tolist()))
-        parents = [parents.get(j, -2) for j in range(16)]
-        parents = [-1 if p in _ROOT_PARENT_VALUES else p for p in parents]
-        if parents != list(MANO_PARENTS):
-            raise ModelFileError(f"{source}: kintree_table is not MANO's 16-joint hand tree (parents {parents})")
-        shapedirs = _model_array(model, "shapedirs", source)
-        _expect_shape(shapedirs, (V, 3, None), "shapedirs", source)
-        posedirs = _model_array(model, "posedirs", source)
-        _expect_shape(posedirs, (V, 3, 135), "posedirs", source)
-        regressor = _model_array(model, "J_regressor", source)
-        _expect_shape(regressor, (16, V), "J_regressor", source)
-        weights = _model_array(model, "weights", source)
-        _expect_shape(weights, (V, 16), "weights", source)
-        faces = _model_array(model, "f", source, dtype=np.int64)
-        _expect_shape(faces, (None, 3), "f", source)
-        if faces.size and (faces.min() < 0 or faces.max() >= V):
-            raise ModelFileError(f"{source}: entry 'f' indexes vertices outside [0, {V})")
-        self.num_betas = shapedirs.shape[2]
-
-        pose_mean = np.zeros(45)
-        components = np.zeros((0, 45))
-        if self.use_pca:
-            if not 1 <= int(num_pca_comps) <= 45:
-                raise InvalidValueError(f"num_pca_comps must be in [1, 45]; got {num_pca_comps}")
-            components = _model_array(model, "hands_components", source)
-            _expect_shape(components, (None, 45), "hands_components", source)
-            if components.shape[0] < int(num_pca_comps):
-                raise ModelFileError(f"{source}: hands_components has {components.shape[0]} rows; "
-                                     f"num_pca_comps={num_pca_comps} requested")
-            components = components[: int(num_pca_comps)]
-        if not self.flat_hand_mean:
-            pose_mean = _model_array(model, "hands_mean", source)
-            _expect_shape(pose_mean, (45,), "hands_mean", source)
+        self.num_betas = arrays.shapedirs.shape[2]
         self.num_pca_comps = int(num_pca_comps) if self.use_pca else 0
 
         # ---- keypoints, contact candidates, surface samples (from the rest template)
@@ -263,7 +163,7 @@ class ManoHand(HandNames, torch.nn.Module):
             along = rest_joints[4] - rest_joints[0]  # middle knuckle - wrist
             palm = np.cross(across, along) * (1.0 if side == "right" else -1.0)
             palm /= max(np.linalg.norm(palm), 1e-12)
-            facing = _vertex_normals_np(v_template, faces) @ palm >= _CONTACT_COS
+            facing = primitives.vertex_normals(v_template, faces) @ palm >= _CONTACT_COS
             near_tip = np.linalg.norm(v_template[:, None] - v_template[tips][None], axis=-1).min(1) < _TIP_RADIUS
             contact = np.flatnonzero(facing | near_tip)
         else:
@@ -273,7 +173,7 @@ class ManoHand(HandNames, torch.nn.Module):
         if int(num_surface_points) < 0:
             raise InvalidValueError(f"num_surface_points must be >= 0; got {num_surface_points}")
         pts, _, face_idx = primitives.sample_surface_even(v_template, faces, int(num_surface_points), seed=0)
-        bary = _barycentric(pts, v_template[faces[face_idx]])
+        bary = primitives.barycentric_coordinates(pts, v_template[faces[face_idx]])
         point_link = vertex_link[faces[face_idx, bary.argmax(1)]]
 
         # ---- hand interface names
@@ -293,12 +193,12 @@ class ManoHand(HandNames, torch.nn.Module):
         J = len(self.joint_names)
         bufs = {
             "_v_template": torch.tensor(v_template, dtype=f64),
-            "_shapedirs": torch.tensor(shapedirs.reshape(V * 3, -1).T.copy(), dtype=f64),  # (S, V*3)
-            "_posedirs": torch.tensor(posedirs.reshape(V * 3, 135).T.copy(), dtype=f64),  # (135, V*3)
+            "_shapedirs": torch.tensor(arrays.shapedirs.reshape(V * 3, -1).T.copy(), dtype=f64),  # (S, V*3)
+            "_posedirs": torch.tensor(arrays.posedirs.reshape(V * 3, 135).T.copy(), dtype=f64),  # (135, V*3)
             "_J_regressor": torch.tensor(regressor, dtype=f64),
             "_weights": torch.tensor(weights, dtype=f64),
-            "_components": torch.tensor(components, dtype=f64),
-            "_pose_mean": torch.tensor(pose_mean, dtype=f64),
+            "_components": torch.tensor(arrays.components, dtype=f64),
+            "_pose_mean": torch.tensor(arrays.pose_mean, dtype=f64),
             "_eye": torch.eye(3, dtype=f64),
             "_surface_face": torch.tensor(face_idx, dtype=torch.long),
             "_surface_bary": torch.tensor(bary, dtype=f64),
@@ -551,12 +451,7 @@ class ManoHand(HandNames, torch.nn.Module):
     def vertex_normals(self, vertices: torch.Tensor) -> torch.Tensor:
         """Unit area-weighted vertex normals ``(B, V, 3)`` of posed ``vertices (B, V, 3)`` (outward)."""
         check_shape(vertices, (None, self.num_vertices, 3), "vertices")
-        tri = vertices[:, self.faces]  # (B, F, 3, 3)
-        fn = torch.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
-        acc = torch.zeros_like(vertices)
-        for c in range(3):
-            acc = acc.index_add(1, self.faces[:, c], fn)
-        return torch.nn.functional.normalize(acc, dim=-1)
+        return vertex_normals(vertices, self.faces)
 
     def extra_repr(self) -> str:
         return (f"source={self.source!r}, side={self.side!r}, use_pca={self.use_pca}, "

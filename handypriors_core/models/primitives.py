@@ -18,12 +18,14 @@ import numpy as np
 from ..errors import InvalidValueError
 
 __all__ = [
+    "barycentric_coordinates",
     "box_mesh",
     "concatenate_meshes",
     "cylinder_mesh",
     "face_normals",
     "sample_surface_even",
     "sphere_mesh",
+    "vertex_normals",
 ]
 
 
@@ -177,6 +179,28 @@ def face_normals(verts: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.n
     norm = np.linalg.norm(cross, axis=1)
     normals = np.where(norm[:, None] > 0, cross / np.maximum(norm, 1e-300)[:, None], 0.0)
     return normals, 0.5 * norm
+
+
+def vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals ``(V, 3)`` (outward for outward-wound faces; zero for unreferenced
+    vertices)."""
+    normals, area = face_normals(verts, faces)
+    acc = np.zeros_like(verts)
+    for k in range(3):  # the three corners, not a loop over vertices
+        np.add.at(acc, faces[:, k], normals * area[:, None])
+    norm = np.linalg.norm(acc, axis=1, keepdims=True)
+    return np.where(norm > 0, acc / np.maximum(norm, 1e-300), 0.0)
+
+
+def barycentric_coordinates(points: np.ndarray, tri: np.ndarray) -> np.ndarray:
+    """Barycentric coordinates ``(N, 3)`` of ``points (N, 3)`` in the triangles ``tri (N, 3, 3)``."""
+    e0, e1, p = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], points - tri[:, 0]
+    d00, d01, d11 = (e0 * e0).sum(1), (e0 * e1).sum(1), (e1 * e1).sum(1)
+    d20, d21 = (p * e0).sum(1), (p * e1).sum(1)
+    den = np.maximum(d00 * d11 - d01 * d01, 1e-30)
+    b1 = (d11 * d20 - d01 * d21) / den
+    b2 = (d00 * d21 - d01 * d20) / den
+    return np.stack([1 - b1 - b2, b1, b2], 1)
 
 
 def _farthest_point_indices(points: np.ndarray, count: int) -> np.ndarray:

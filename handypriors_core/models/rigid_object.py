@@ -47,16 +47,6 @@ def _hull_diameter(verts: np.ndarray) -> float:
     return best
 
 
-def _vertex_normals(verts: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted vertex normals ``(V, 3)`` (unit; zero for unreferenced vertices)."""
-    fn, area = primitives.face_normals(verts, faces)
-    acc = np.zeros_like(verts)
-    for k in range(3):
-        np.add.at(acc, faces[:, k], fn * area[:, None])
-    norm = np.linalg.norm(acc, axis=1, keepdims=True)
-    return np.where(norm > 0, acc / np.maximum(norm, 1e-300), 0.0)
-
-
 class RigidObject:
     """Object model in its own frame (metres).
 
@@ -116,7 +106,7 @@ class RigidObject:
         self.center = (v.min(0) + v.max(0)) / 2.0
         tensors = {
             "verts": v,
-            "vertex_normals": _vertex_normals(v, f),
+            "vertex_normals": primitives.vertex_normals(v, f),
             "samples": samples,
             "sample_normals": sample_normals,
             "center": self.center,

@@ -36,18 +36,13 @@ vertices have exactly zero weight). ``shapedirs`` hold size, finger length, palm
 smooth random fields; ``posedirs`` are small random correctives localised around each joint (fixed seed).
 ``hands_components`` are orthonormal with flexion / spread / curl first; ``hands_mean`` is a relaxed curl.
 
-:func:`write_synthetic_mano` writes either a plain numpy pickle or a *chumpy-style* one (protocol 2 with the
-Python-2-era global names ``numpy.core.multiarray``, ``scipy.sparse.csc`` and ``shapedirs`` as a
-``chumpy.ch.Ch`` object whose state holds the array under ``"x"``, array bytes as latin-1 text as a Python 2
-``str`` reads back), so the loader's chumpy path is exercised without chumpy installed.
+:func:`write_synthetic_mano` writes either a plain numpy pickle or a *chumpy-style* one like the official files
+(:mod:`.mano_pickle`), so the loader's chumpy path is exercised without chumpy installed.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
-import pickletools
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +50,7 @@ import numpy as np
 import scipy.sparse
 
 from ..errors import InvalidValueError
+from .mano_pickle import write_mano_pickle
 
 __all__ = [
     "NUM_FACES",
@@ -428,56 +424,6 @@ def build_synthetic_mano(side: str = "right", seed: int = 0) -> dict[str, Any]:
     return _mirror(model) if side == "left" else model
 
 
-# ------------------------------------------------------------------------------------------------- writing
-
-
-class _ChumpyCh:
-    """Written as ``chumpy.ch.Ch``: the attributes a pickled chumpy array carries (value under ``x``)."""
-
-    def __init__(self, x: np.ndarray):
-        self.x = x
-        self._dirty_vars = set()
-        self._itr = None
-        self._make_dense = False
-        self._make_sparse = False
-        self._depends_on_deps = {}
-
-
-_NUMPY_RECONSTRUCT = np.zeros(1).__reduce__()[0]  # numpy's array reconstructor, whichever module holds it
-
-
-class _LegacyPickler(pickle.Pickler):
-    """Protocol-2 pickler writing numpy arrays the way Python 2 numpy did (raw bytes as a latin-1 ``str``)."""
-
-    def reducer_override(self, obj):
-        if type(obj) is np.ndarray:
-            fortran = bool(obj.flags.f_contiguous and not obj.flags.c_contiguous)
-            raw = obj.tobytes(order="F" if fortran else "C")
-            state = (1, obj.shape, obj.dtype, fortran, raw.decode("latin-1"))
-            return (_NUMPY_RECONSTRUCT, (np.ndarray, (0,), "b"), state)
-        return NotImplemented
-
-
-def _legacy_names(data: bytes) -> bytes:
-    """Rewrite the GLOBAL opcodes of a protocol-2 pickle to the names a Python 2 MANO file uses."""
-    rename = {
-        (_ChumpyCh.__module__, _ChumpyCh.__qualname__): ("chumpy.ch", "Ch"),
-        ("numpy._core.multiarray", "_reconstruct"): ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "scalar"): ("numpy.core.multiarray", "scalar"),
-        ("scipy.sparse._csc", "csc_matrix"): ("scipy.sparse.csc", "csc_matrix"),
-    }
-    ops = list(pickletools.genops(data))
-    out = io.BytesIO()
-    for k, (op, arg, pos) in enumerate(ops):
-        end = ops[k + 1][2] if k + 1 < len(ops) else len(data)
-        if op.name == "GLOBAL":
-            module, name = rename.get(tuple(arg.split(" ", 1)), tuple(arg.split(" ", 1)))
-            out.write(b"c" + f"{module}\n{name}\n".encode("ascii"))
-        else:
-            out.write(data[pos:end])
-    return out.getvalue()
-
-
 def write_synthetic_mano(
     path: str | os.PathLike,
     side: str = "right",
@@ -498,16 +444,4 @@ def write_synthetic_mano(
         seed: seed of :func:`build_synthetic_mano`.
         model: write this dict instead of building one (e.g. a modified copy).
     """
-    if style not in ("numpy", "chumpy"):
-        raise InvalidValueError(f"style must be 'numpy' or 'chumpy'; got {style!r}")
-    model = build_synthetic_mano(side, seed) if model is None else model
-    path = Path(path)
-    if style == "numpy":
-        path.write_bytes(pickle.dumps(model, protocol=protocol))
-        return path
-    legacy = dict(model)
-    legacy["shapedirs"] = _ChumpyCh(np.asarray(model["shapedirs"]))
-    buf = io.BytesIO()
-    _LegacyPickler(buf, protocol=2).dump(legacy)
-    path.write_bytes(_legacy_names(buf.getvalue()))
-    return path
+    return write_mano_pickle(path, build_synthetic_mano(side, seed) if model is None else model, style, protocol)

@@ -10,7 +10,7 @@ written as JSON by :func:`load_mano_params` / :func:`save_mano_params`; an exter
 initialisation, or the EKF control) comes in that way or from a topic.
 
 2D keypoints (:class:`HandObjectObservation`) are the 21 MANO keypoints in
-:data:`~handypriors_core.models.mano.MANO_KEYPOINT_NAMES` order [px] with per-keypoint confidences (0 = not
+:data:`~handypriors_core.models.mano_model.MANO_KEYPOINT_NAMES` order [px] with per-keypoint confidences (0 = not
 detected), so a fingertip-only detector gives the 5 tips and zero confidence elsewhere
 (:func:`load_keypoints` reads a JSON file of named keypoints).
 

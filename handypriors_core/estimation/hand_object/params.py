@@ -20,7 +20,8 @@ from ...geometry.camera import PinholeCamera
 from ...geometry.rotations import axis_angle_to_matrix
 from ...geometry.transforms import make_transform
 from ...io.json_file import read_json
-from ...models.mano import MANO_KEYPOINT_NAMES, ManoHand
+from ...models.mano import ManoHand
+from ...models.mano_model import MANO_KEYPOINT_NAMES
 
 #: Indices of the 5 fingertips (thumb, index, middle, ring, little) among the 21 keypoints.
 FINGERTIP_KEYPOINTS: tuple[int, ...] = tuple(MANO_KEYPOINT_NAMES.index(f"{f}_tip")
@@ -269,7 +270,7 @@ def load_keypoints(path: str | os.PathLike, device: torch.device | str = "cpu") 
     """2D keypoints of a detector from JSON -> ``keypoints (T, 21, 2)`` [px] and ``confidence (T, 21)``.
 
     Format: ``{"frames": [{"keypoints": {"thumb_tip": [u, v, (confidence)], ...}}, ...]}`` (names from
-    :data:`~handypriors_core.models.mano.MANO_KEYPOINT_NAMES`; missing names get confidence 0) or
+    :data:`~handypriors_core.models.mano_model.MANO_KEYPOINT_NAMES`; missing names get confidence 0) or
     ``{"frames": [{"keypoints": [[u, v(, c)] x 21]}]}`` in that order; a single frame may omit ``"frames"``.
     """
     data = read_json(path, "keypoint file", ModelFileError)
