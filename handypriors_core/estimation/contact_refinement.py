@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ..checks import check_finite, check_shape
-from ..errors import ConfigError, InvalidValueError, ShapeError
+from ..config import check_ranges, ranged
+from ..errors import InvalidValueError, ShapeError
 from ..geometry.mesh import vertex_normals
 from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..geometry.transforms import make_transform, transform_points
@@ -90,40 +91,28 @@ class ContactRefineSettings:
         penetration_reverse_weight: weight of object samples inside the hand.
     """
 
-    iterations: int = 250
-    lr_pose: float = 0.02
-    lr_rotation: float = 0.01
-    lr_translation: float = 0.001
-    lr_final_fraction: float = 0.05
+    iterations: int = ranged(250, 0, 1_000_000)
+    lr_pose: float = ranged(0.02, 0.0, 1e9)
+    lr_rotation: float = ranged(0.01, 0.0, 1e9)
+    lr_translation: float = ranged(0.001, 0.0, 1e9)
+    lr_final_fraction: float = ranged(0.05, 0.0, 1.0, low_open=True)
     optimize_hand_pose: bool = True
     optimize_hand_global: bool = True
     optimize_object: bool = False
-    lambda_contact: float = 1.0
-    lambda_distance: float = 10.0
-    lambda_penetration: float = 100.0
-    lambda_normal: float = 0.01
-    lambda_prior: float = 0.0
-    contact_floor: float = 0.02
-    distance_scale: float = 0.001
-    sharpness_per_mm: float = 4.0
+    lambda_contact: float = ranged(1.0, 0.0, 1e9)
+    lambda_distance: float = ranged(10.0, 0.0, 1e9)
+    lambda_penetration: float = ranged(100.0, 0.0, 1e9)
+    lambda_normal: float = ranged(0.01, 0.0, 1e9)
+    lambda_prior: float = ranged(0.0, 0.0, 1e9)
+    contact_floor: float = ranged(0.02, 0.0, 1.0, low_open=True, high_open=True)
+    distance_scale: float = ranged(0.001, 0.0, 1e9, low_open=True)
+    sharpness_per_mm: float = ranged(4.0, 0.0, 1e9, low_open=True)
     normal_threshold: float = 0.5
-    object_samples: int = 400
-    penetration_reverse_weight: float = 1.0
+    object_samples: int = ranged(400, 1, 1_000_000)
+    penetration_reverse_weight: float = ranged(1.0, 0.0, 1e9)
 
     def __post_init__(self) -> None:
-        for name in ("lr_pose", "lr_rotation", "lr_translation", "lambda_contact", "lambda_distance",
-                     "lambda_penetration", "lambda_normal", "lambda_prior", "penetration_reverse_weight"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ConfigError(f"{name} must be a finite number >= 0; got {value}")
-        if self.iterations < 0:
-            raise ConfigError(f"iterations must be >= 0; got {self.iterations}")
-        if not 0 < self.lr_final_fraction <= 1:
-            raise ConfigError("lr_final_fraction must be in (0, 1]")
-        if not 0 < self.contact_floor < 1:
-            raise ConfigError(f"contact_floor must be in (0, 1); got {self.contact_floor}")
-        if not (self.distance_scale > 0 and self.sharpness_per_mm > 0 and self.object_samples >= 1):
-            raise ConfigError("distance_scale, sharpness_per_mm and object_samples must be > 0")
+        check_ranges(self)
 
 
 @dataclass

@@ -33,6 +33,7 @@ import torch
 from ..errors import InvalidValueError
 from ..geometry.transforms import invert_transform, transform_points
 from ..io.frame import Frame
+from .adam_steps import guarded_step
 from .modalities import TemporalContext
 from .observation import Observation, prepare_observation
 from .refiner import apply_pose_delta
@@ -219,15 +220,10 @@ class OfflineRefiner:
                 best_loss, best = value, poses.detach().clone()
             if it == self.iterations:
                 break
-            if not loss.requires_grad:
-                stopped = "no_gradient"
+            reason = guarded_step(optimizer, loss)
+            if reason is not None:
+                stopped = reason
                 break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if delta.grad is None or not bool(torch.isfinite(delta.grad).all()):
-                stopped = "non_finite_gradient"
-                break
-            optimizer.step()
         for e, pose in zip(entries, best):
             e.pose = pose
         st = self.stats

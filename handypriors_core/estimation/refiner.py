@@ -23,6 +23,7 @@ import torch
 from ..geometry.rotations import axis_angle_to_matrix
 from ..geometry.transforms import make_transform
 from ..priors.losses import LossWeights
+from .adam_steps import Plateau, guarded_step
 from .modalities import (
     TemporalContext,
     consistency_term,
@@ -152,8 +153,7 @@ class PoseRefiner:
         coarse = half_resolution(obs) if s.coarse_fraction > 0 and obs.roi_camera.width >= 32 else None
         best = (math.inf, pose0[0].clone(), torch.eye(4, device=device), {})
         initial = math.nan
-        previous = math.inf
-        flat = 0
+        plateau = Plateau(s.convergence_tolerance, patience=3)
         stopped = "iterations"
         it = 0
         for it in range(iterations + 1):
@@ -189,22 +189,13 @@ class PoseRefiner:
             if budget > 0 and time.perf_counter() - start > budget:
                 stopped = "time_budget"
                 break
-            rel = abs(previous - value) / max(abs(value), 1e-12)
-            flat = flat + 1 if rel < s.convergence_tolerance else 0
-            if flat >= 3:
+            if plateau.reached(value):
                 stopped = "converged"
                 break
-            previous = value
-            optimizer.zero_grad(set_to_none=True)
-            if not loss.requires_grad:
-                stopped = "no_gradient"
+            reason = guarded_step(optimizer, loss)
+            if reason is not None:
+                stopped = reason
                 break
-            loss.backward()
-            grads = [p.grad for p in (delta, hand_delta) if p is not None and p.grad is not None]
-            if any(not bool(torch.isfinite(g).all()) for g in grads):
-                stopped = "non_finite_gradient"
-                break
-            optimizer.step()
         return RefineResult(object2camera=best[1], hand2camera_correction=best[2], loss=best[0],
                             initial_loss=initial, iterations=it, elapsed=time.perf_counter() - start,
                             stopped=stopped, terms=best[3])

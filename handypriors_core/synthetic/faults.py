@@ -20,7 +20,7 @@ import math
 
 import numpy as np
 
-from ..config import require
+from ..config import check_ranges, ranged, require
 
 __all__ = ["FaultSettings", "SensorFaults", "sample_faults"]
 
@@ -40,18 +40,15 @@ class FaultSettings:
     """
 
     enabled: bool = False
-    joint_bias_std_deg: float = 2.0
-    joint_bias_clip_deg: float = 4.0
-    translation_mm: float = 5.0
-    rotation_deg: float = 1.0
-    scale: float = 1.0
+    joint_bias_std_deg: float = ranged(2.0, 0.0, 1e6)
+    joint_bias_clip_deg: float = ranged(4.0, 0.0, 1e6)
+    translation_mm: float = ranged(5.0, 0.0, 1e6)
+    rotation_deg: float = ranged(1.0, 0.0, 1e6)
+    scale: float = ranged(1.0, 0.0, 1e6)
     seed: int = -1
 
     def __post_init__(self) -> None:
-        for name in ("joint_bias_std_deg", "joint_bias_clip_deg", "translation_mm", "rotation_deg", "scale"):
-            value = getattr(self, name)
-            require(isinstance(value, (int, float)) and math.isfinite(value) and value >= 0,
-                    f"faults.{name} must be a finite number >= 0; got {value!r}")
+        check_ranges(self, "faults")
         require(self.rotation_deg * self.scale < 90, "faults.rotation_deg * scale must be < 90 deg")
         require(isinstance(self.seed, int) and self.seed >= -1, f"faults.seed must be an int >= -1; got {self.seed}")
 

@@ -26,6 +26,7 @@ from ...physics.settings import ContactSettings
 from ...priors.losses import consistency_loss, penetration_loss, sliding_loss, smoothness_loss
 from ...render.renderer import Renderer, join_meshes
 from ...render.settings import RenderSettings
+from ..adam_steps import Plateau, guarded_step
 from .params import _PARAM_NAMES, HandObjectObservation, ManoParams
 from .settings import _PHYSICS_TERMS, HandObjectSettings
 
@@ -267,7 +268,8 @@ class HandObjectOptimizer:
 
         best = (math.inf, init_params.detach(), pose0[0].clone(), {})
         initial = math.nan
-        stopped, it, flat, previous_value = "iterations", 0, 0, math.inf
+        stopped, it = "iterations", 0
+        plateau = Plateau(s.convergence_tolerance, patience=5)
         for it in range(iterations + 1):
             frac = it / max(iterations, 1)
             sigma = s.sigma_start * (s.sigma_end / s.sigma_start) ** frac
@@ -291,22 +293,13 @@ class HandObjectOptimizer:
                         {k: float(s.weight(k) * v.detach()) for k, v in terms.items()})
             if it == iterations:
                 break
-            rel = abs(previous_value - value) / max(abs(value), 1e-12)
-            flat = flat + 1 if rel < s.convergence_tolerance else 0
-            if flat >= 5:
+            if plateau.reached(value):
                 stopped = "converged"
                 break
-            previous_value = value
-            if optimizer is None or not loss.requires_grad:
-                stopped = "no_gradient"
+            reason = guarded_step(optimizer, loss)
+            if reason is not None:
+                stopped = reason
                 break
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-            if any(not bool(torch.isfinite(g).all()) for g in grads):
-                stopped = "non_finite_gradient"
-                break
-            optimizer.step()
         weights, contacts = self.contact_state(best[1], best[2])
         return HandObjectResult(params=best[1], object2camera=best[2], loss=best[0], initial_loss=initial,
                                 iterations=it, elapsed=time.perf_counter() - start, stopped=stopped,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Literal
 
-from ...config import require
+from ...config import check_ranges, ranged, require
 from ...errors import ConfigError
 from ...physics.settings import QuasistaticSettings
 from ...priors.losses import LossWeights
@@ -54,48 +54,38 @@ class HandObjectSettings:
             The best iterate is chosen by the fully weighted loss.
     """
 
-    iterations: int = 60
-    roi_size: int = 96
-    roi_margin: float = 0.12
-    roi_min_box: float = 32.0
+    iterations: int = ranged(60, 0, 1_000_000)
+    roi_size: int = ranged(96, 16, 1024)
+    roi_margin: float = ranged(0.12, 0.0, 3.0)
+    roi_min_box: float = ranged(32.0, 4.0, 1e4)
     sigma_start: float = 0.3
-    sigma_end: float = 0.02
-    lr_translation: float = 0.002
-    lr_rotation: float = 0.02
-    lr_hand_pose: float = 0.02
-    lr_betas: float = 0.05
-    lr_final_fraction: float = 0.1
+    sigma_end: float = ranged(0.02, 0.0, 1e6, low_open=True)
+    lr_translation: float = ranged(0.002, 0.0, 1e9)
+    lr_rotation: float = ranged(0.02, 0.0, 1e9)
+    lr_hand_pose: float = ranged(0.02, 0.0, 1e9)
+    lr_betas: float = ranged(0.05, 0.0, 1e9)
+    lr_final_fraction: float = ranged(0.1, 0.0, 1.0, low_open=True)
     optimize_hand_pose: bool = True
     optimize_hand_global: bool = True
     optimize_betas: bool = False
     optimize_object: bool = True
     terms: tuple[str, ...] = _OPTIMIZER_TERMS
     weights: LossWeights = field(default_factory=LossWeights)
-    lambda_keypoints: float = 0.2
-    keypoint_scale: float = 0.1
-    lambda_pose_prior: float = 0.02
-    lambda_shape_prior: float = 0.001
-    contact_distance: float = 0.002
-    object_samples: int = 200
+    lambda_keypoints: float = ranged(0.2, 0.0, 1e9)
+    keypoint_scale: float = ranged(0.1, 0.0, 1e9, low_open=True)
+    lambda_pose_prior: float = ranged(0.02, 0.0, 1e9)
+    lambda_shape_prior: float = ranged(0.001, 0.0, 1e9)
+    contact_distance: float = ranged(0.002, 0.0, 1e9)
+    object_samples: int = ranged(200, 1, 1_000_000)
     convergence_tolerance: float = 0.0
-    physics_ramp: float = 0.5
+    physics_ramp: float = ranged(0.5, 0.0, 1.0)
 
     def __post_init__(self) -> None:
         self.terms = tuple(self.terms)
         unknown = sorted(set(self.terms) - set(_OPTIMIZER_TERMS))
         require(not unknown, f"unknown optimizer terms {unknown} (known: {list(_OPTIMIZER_TERMS)})")
-        require(self.iterations >= 0, f"iterations must be >= 0; got {self.iterations}")
-        require(16 <= self.roi_size <= 1024, f"roi_size must be in [16, 1024]; got {self.roi_size}")
-        require(0 <= self.roi_margin <= 3 and self.roi_min_box >= 4, "roi_margin in [0, 3] and roi_min_box >= 4")
-        require(0 < self.sigma_end <= self.sigma_start, "need 0 < sigma_end <= sigma_start")
-        for name in ("lr_translation", "lr_rotation", "lr_hand_pose", "lr_betas", "lambda_keypoints",
-                     "keypoint_scale", "lambda_pose_prior", "lambda_shape_prior", "contact_distance"):
-            value = getattr(self, name)
-            require(math.isfinite(value) and value >= 0, f"{name} must be a finite number >= 0; got {value}")
-        require(0 < self.lr_final_fraction <= 1, "lr_final_fraction must be in (0, 1]")
-        require(self.keypoint_scale > 0, "keypoint_scale must be > 0")
-        require(self.object_samples >= 1, "object_samples must be >= 1")
-        require(0 <= self.physics_ramp <= 1, f"physics_ramp must be in [0, 1]; got {self.physics_ramp}")
+        check_ranges(self)
+        require(self.sigma_end <= self.sigma_start, "need 0 < sigma_end <= sigma_start")
         if isinstance(self.weights, Mapping):
             self.weights = LossWeights(**self.weights)
 
