@@ -144,32 +144,33 @@ def attribute_docs(cls: type) -> dict[str, str]:
     return {name: _clean(" ".join(text)) for names, text in entries for name in names}
 
 
+_SCALAR_TYPES = {bool: Parameter.Type.BOOL, int: Parameter.Type.INTEGER, float: Parameter.Type.DOUBLE,
+                 str: Parameter.Type.STRING}
+_ARRAY_TYPES = {bool: Parameter.Type.BOOL_ARRAY, int: Parameter.Type.INTEGER_ARRAY,
+                float: Parameter.Type.DOUBLE_ARRAY, str: Parameter.Type.STRING_ARRAY}
+
+
+def _string_choices(hint: Any) -> tuple[str, ...] | None:
+    """The strings of a ``Literal["a", "b"]`` annotation, else None."""
+    args = typing.get_args(hint)
+    return tuple(args) if typing.get_origin(hint) is Literal and all(isinstance(a, str) for a in args) else None
+
+
 def _leaf_type(hint: Any, where: str) -> tuple[Parameter.Type, tuple[str, ...]]:
     """rclpy type and choices of a leaf annotation."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if hint is bool:
-        return Parameter.Type.BOOL, ()
-    if hint is int:
-        return Parameter.Type.INTEGER, ()
-    if hint is float:
-        return Parameter.Type.DOUBLE, ()
-    if hint is str:
-        return Parameter.Type.STRING, ()
-    if origin is Literal and all(isinstance(a, str) for a in args):
-        return Parameter.Type.STRING, tuple(args)
-    if origin in (list, tuple) and args:
+    if hint in _SCALAR_TYPES:
+        return _SCALAR_TYPES[hint], ()
+    choices = _string_choices(hint)
+    if choices is not None:
+        return Parameter.Type.STRING, choices
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (list, tuple) and args:
         inner = args[0]
-        inner_origin, inner_args = typing.get_origin(inner), typing.get_args(inner)
-        if inner is str:
-            return Parameter.Type.STRING_ARRAY, ()
-        if inner_origin is Literal and all(isinstance(a, str) for a in inner_args):
-            return Parameter.Type.STRING_ARRAY, tuple(inner_args)
-        if inner is float:
-            return Parameter.Type.DOUBLE_ARRAY, ()
-        if inner is int:
-            return Parameter.Type.INTEGER_ARRAY, ()
-        if inner is bool:
-            return Parameter.Type.BOOL_ARRAY, ()
+        if inner in _ARRAY_TYPES:
+            return _ARRAY_TYPES[inner], ()
+        choices = _string_choices(inner)
+        if choices is not None:
+            return Parameter.Type.STRING_ARRAY, choices
     raise TypeError(f"settings field {where} has annotation {hint!r}, which has no ROS parameter type")
 
 
