@@ -71,6 +71,7 @@ from . import cdr, conversions, outputs
 from .calibration_outputs import calibration_messages, calibration_status
 from .diagnostics import HealthThresholds, TrackerHealth, diagnostic_array, tracker_status
 from .frame_sync import FrameAssembler, ImageItem, LagStats, Mailbox
+from .initial_pose import InitialPoseSource, WaitingForPose
 from .joint_state_buffer import JointStateLookupError
 from .node_activity import NodeActivity
 from .node_runtime import exit_process, run_node
@@ -92,11 +93,10 @@ GIL_SWITCH_INTERVAL_S = 0.0005
 
 _NS = 1_000_000_000
 _POLL_S = 0.1  # worker wake-up period without frames (applies requests)
-_SEARCH_RETRY_S = 2.0  # global search: least time between two attempts
 
 
 class _FrameSkipped(Exception):
-    """A frame is not processed for a reason that is not an input error (waiting for an initial pose)."""
+    """A frame is not processed for a reason that is not an input error (no tracker: a configuration error)."""
 
 
 class AllegroTracker(Node):
@@ -157,10 +157,9 @@ class AllegroTracker(Node):
         self._rebuild_requested = False
         self._keep_track = True
         self._reset_requested = False
-        self._pending_pose_msg: Any = None
+        self._initial_pose = InitialPoseSource(self._tf.lookup, self._report, self.get_logger().info)
         self._last_estimate: Estimate | None = None
         self._last_stamp_ns: int | None = None
-        self._last_search = -math.inf
         self._frame_index = 0
         self._build_tracker()
         # -- subscriptions and services last: a sequence player waiting for subscribers starts when we are ready
@@ -263,7 +262,7 @@ class AllegroTracker(Node):
             self.get_logger().info(chosen)
 
     def _on_initial_pose(self, msg: Any) -> None:
-        self._pending_pose_msg = msg
+        self._initial_pose.received(msg)
         self._mailbox.wake()
         self.get_logger().info(f"initial pose received in frame {msg.header.frame_id!r}; applied at the next frame")
 
@@ -292,7 +291,7 @@ class AllegroTracker(Node):
             self._apply_requests_safely()  # a reset asked for while waiting applies before this frame
             try:
                 self._process(item, time.monotonic())
-            except _FrameSkipped as skip:
+            except (_FrameSkipped, WaitingForPose) as skip:
                 self.activity.waiting_reason = str(skip)
             except (HandyPriorsError, TransformLookupError, JointStateLookupError) as exc:
                 self._count_drop("input")
@@ -353,7 +352,7 @@ class AllegroTracker(Node):
                          f"{self._reset_track('time went backwards')}", warn=True)
         self._last_stamp_ns = stamp
         self._frame_index += 1
-        self._ensure_initialized(tracker, frame, camera_frame)
+        self._initial_pose.ensure(tracker, frame, camera_frame, pose_from_parameter(s.initial_pose), s.global_search)
         inputs_done = time.monotonic()
         estimate = tracker.track(frame)
         tracked = time.monotonic()
@@ -363,43 +362,6 @@ class AllegroTracker(Node):
         self.activity.set_stages({"queue_ms": 1e3 * (taken - item.received), "inputs_ms": 1e3 * (inputs_done - taken),
                                   "track_ms": 1e3 * (tracked - inputs_done),
                                   "publish_ms": 1e3 * (time.monotonic() - tracked)})
-
-    def _ensure_initialized(self, tracker: TrackerProcess | InProcessTracker, frame: Frame, camera_frame: str) -> None:
-        """Apply a pose from ~/initial_pose, the parameter or the tracker's global search; raises
-        :class:`_FrameSkipped` while there is none."""
-        pose_msg, self._pending_pose_msg = self._pending_pose_msg, None
-        if pose_msg is not None:
-            try:  # a bad pose is reported and ignored; the frame is still tracked
-                source = pose_msg.header.frame_id.lstrip("/")
-                pose = conversions.pose_to_matrix(pose_msg)
-                if source and source != camera_frame:
-                    pose = self._tf.lookup(camera_frame, source, conversions.stamp_ns(pose_msg) or None) @ pose
-                if not bool(torch.isfinite(pose).all()):
-                    raise InvalidValueError(f"pose is not finite: {pose[:3].tolist()}")
-            except (HandyPriorsError, TransformLookupError) as exc:
-                self._report(f"~/initial_pose in frame {pose_msg.header.frame_id!r} ignored: {exc}")
-            else:
-                tracker.reset(pose)
-                self.get_logger().info("track (re-)initialised from ~/initial_pose")
-        if tracker.initialized:
-            return
-        pose = pose_from_parameter(self.params.node.initial_pose)
-        if pose is not None:
-            tracker.initialize(pose)
-            return
-        if self.params.node.global_search and time.monotonic() - self._last_search >= _SEARCH_RETRY_S:
-            self._last_search = time.monotonic()
-            try:
-                result = tracker.initialize_from_frame(frame)  # initialises the tracker on success
-            except HandyPriorsError as exc:
-                self._report(f"global pose search failed: {exc}", warn=True)
-            else:
-                if result.ok:
-                    self.get_logger().info(f"initial pose from the global search (score {result.score:.2f}, "
-                                           f"{time.monotonic() - self._last_search:.1f} s)")
-                    return
-                self._report(f"global pose search found no pose ({result.status})", warn=True)
-        raise _FrameSkipped("waiting for an initial pose (initial_pose parameter or ~/initial_pose)")
 
     # -- outputs -----------------------------------------------------------------------------------------
     def _publish(self, estimate: Estimate, frame: Frame, camera_frame: str, stamp: int, item: ImageItem) -> None:

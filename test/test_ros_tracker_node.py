@@ -428,7 +428,7 @@ def test_initial_pose_topic_reset_service_and_pose_in_another_frame(harness_fact
     object2hand[:3, :3] = axis_angle_to_matrix(torch.tensor([0.0, 0.0, 0.3], dtype=torch.float64)).numpy()
     object2hand[:3, 3] = [0.05, 0.0, 0.04]
     h.pub["pose"].publish(cv.matrix_to_pose_stamped(object2hand, "hand_root", T0))
-    assert h.spin_until(lambda: h.tracker._pending_pose_msg is not None)
+    assert h.spin_until(lambda: h.tracker._initial_pose.pending is not None)
     h.send(T0 + PERIOD)
     assert h.spin_until(lambda: T0 + PERIOD in h.tf_stamps()), h.status()[1]
     expected = hand2camera() @ object2hand
