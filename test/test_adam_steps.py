@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from handypriors_core.estimation.adam_steps import Plateau, guarded_step
+from handypriors_core.estimation.adam_steps import AdamRun, Plateau, guarded_step
 
 
 def test_plateau_needs_patience_flat_iterations_in_a_row():
@@ -30,3 +30,19 @@ def test_guarded_step_steps_or_says_why_not():
     unrelated = torch.optim.Adam([y], lr=0.1)
     assert guarded_step(unrelated, (x ** 2).sum()) == "non_finite_gradient"  # nothing of its own got a gradient
     assert torch.equal(y.detach(), torch.zeros(2))
+
+
+def test_adam_run_records_the_initial_loss_and_why_it_stopped():
+    x = torch.tensor([3.0], requires_grad=True)
+    run = AdamRun(torch.optim.Adam([x], lr=0.5), tolerance=1e-3, patience=2)
+    assert run.stopped == "iterations"
+    assert run.finite(9.0) and run.initial == 9.0
+    assert run.step(9.0, (x ** 2).sum()) and x.item() != 3.0
+    assert run.finite(4.0) and run.initial == 9.0  # only the first loss is the initial one
+    assert not run.finite(float("nan")) and run.stopped == "non_finite_loss"
+    flat = AdamRun(torch.optim.Adam([x], lr=0.5), tolerance=1e-3, patience=2)
+    assert flat.step(1.0, (x ** 2).sum()) and flat.step(1.0, (x ** 2).sum())
+    assert not flat.step(1.0, (x ** 2).sum()) and flat.stopped == "converged"
+    no_plateau = AdamRun(torch.optim.Adam([x], lr=0.5))  # the offline windows: steps until told otherwise
+    assert all(no_plateau.step(1.0, (x ** 2).sum()) for _ in range(5)) and no_plateau.stopped == "iterations"
+    assert not no_plateau.step(1.0, torch.tensor(1.0)) and no_plateau.stopped == "no_gradient"

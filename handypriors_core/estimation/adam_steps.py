@@ -1,5 +1,6 @@
-"""Bookkeeping shared by the Adam loops (the refiner, the hand-object optimizer, the offline windows): the plateau
-test that ends a run as converged, and one guarded optimizer step that says why a run must stop instead.
+"""Bookkeeping shared by the Adam loops (the refiner, the hand-object optimizer, the offline windows): one
+:class:`AdamRun` per run records the initial loss and why the run stopped, tests for the plateau that ends it as
+converged and takes guarded optimizer steps that say why a run must stop instead.
 
 Stop reasons (``stopped`` of the results): ``"converged"``, ``"no_gradient"``, ``"non_finite_gradient"`` (and,
 decided by the loops themselves, ``"iterations"``, ``"non_finite_loss"``, ``"time_budget"``).
@@ -11,7 +12,7 @@ import math
 
 import torch
 
-__all__ = ["Plateau", "guarded_step"]
+__all__ = ["AdamRun", "Plateau", "guarded_step"]
 
 
 class Plateau:
@@ -45,3 +46,48 @@ def guarded_step(optimizer: torch.optim.Optimizer | None, loss: torch.Tensor) ->
         return "non_finite_gradient"
     optimizer.step()
     return None
+
+
+class AdamRun:
+    """One Adam run: its initial loss, why it stopped (``stopped``, ``"iterations"`` until something else ends it),
+    the plateau test (when ``tolerance`` is given: ``patience`` flat iterations) and the guarded steps.
+
+    The loop::
+
+        run = AdamRun(optimizer, tolerance, patience)
+        for it in range(iterations + 1):
+            value = float(loss)
+            if not run.finite(value):
+                break
+            ...  # keep the result of this iterate
+            if it == iterations or not run.step(value, loss):
+                break
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer | None, tolerance: float | None = None,
+                 patience: int = 1) -> None:
+        self.optimizer = optimizer
+        self.plateau = Plateau(tolerance, patience) if tolerance is not None else None
+        self.initial = math.nan
+        self.stopped = "iterations"
+        self._first = True
+
+    def finite(self, value: float) -> bool:
+        """Record an iterate's loss (the first one is :attr:`initial`); False (``"non_finite_loss"``) on NaN/inf."""
+        if self._first:
+            self.initial, self._first = value, False
+        if not math.isfinite(value):
+            self.stopped = "non_finite_loss"
+            return False
+        return True
+
+    def step(self, value: float, loss: torch.Tensor) -> bool:
+        """The plateau test, then one :func:`guarded_step`; False (with :attr:`stopped` set) when the run ends."""
+        if self.plateau is not None and self.plateau.reached(value):
+            self.stopped = "converged"
+            return False
+        reason = guarded_step(self.optimizer, loss)
+        if reason is not None:
+            self.stopped = reason
+            return False
+        return True

@@ -33,7 +33,7 @@ import torch
 from ..errors import InvalidValueError
 from ..geometry.transforms import invert_transform, transform_points
 from ..io.frame import Frame
-from .adam_steps import guarded_step
+from .adam_steps import AdamRun
 from .modalities import TemporalContext
 from .observation import Observation, prepare_observation
 from .refiner import apply_pose_delta
@@ -204,35 +204,29 @@ class OfflineRefiner:
         points = [refiner.depth_association(e.obs, e.pose) for e in entries]
         fixed = [(b.pose.detach(), b.obs.hand.contact_points) for b in self._before[-2:]]
         best_loss, best = math.inf, pose0.clone()
-        initial = math.nan
-        stopped = "iterations"
+        run = AdamRun(optimizer)
         it = 0
         for it in range(self.iterations + 1):
             poses = apply_pose_delta(pose0, delta * scale)
             loss = self._window_loss(poses, entries, fixed, points, self.sigma)
             value = float(loss.detach())
-            if it == 0:
-                initial = value
-            if not math.isfinite(value):
-                stopped = "non_finite_loss"
+            if not run.finite(value):
                 break
             if value < best_loss:
                 best_loss, best = value, poses.detach().clone()
             if it == self.iterations:
                 break
-            reason = guarded_step(optimizer, loss)
-            if reason is not None:
-                stopped = reason
+            if not run.step(value, loss):
                 break
         for e, pose in zip(entries, best):
             e.pose = pose
         st = self.stats
         st.windows += 1
         st.iterations += it
-        st.initial_loss += initial if math.isfinite(initial) else 0.0
+        st.initial_loss += run.initial if math.isfinite(run.initial) else 0.0
         st.final_loss += best_loss if math.isfinite(best_loss) else 0.0
         st.elapsed += time.perf_counter() - start
-        st.stopped[stopped] = st.stopped.get(stopped, 0) + 1
+        st.stopped[run.stopped] = st.stopped.get(run.stopped, 0) + 1
 
     def _window_loss(self, poses: torch.Tensor, entries: list[_Entry], fixed: list[tuple[torch.Tensor, torch.Tensor]],
                      points: list, sigma: float) -> torch.Tensor:

@@ -23,7 +23,7 @@ import torch
 from ..geometry.rotations import axis_angle_to_matrix
 from ..geometry.transforms import make_transform
 from ..priors.losses import LossWeights
-from .adam_steps import Plateau, guarded_step
+from .adam_steps import AdamRun
 from .modalities import (
     TemporalContext,
     consistency_term,
@@ -152,9 +152,7 @@ class PoseRefiner:
         base_hand = obs.hand
         coarse = half_resolution(obs) if s.coarse_fraction > 0 and obs.roi_camera.width >= 32 else None
         best = (math.inf, pose0[0].clone(), torch.eye(4, device=device), {})
-        initial = math.nan
-        plateau = Plateau(s.convergence_tolerance, patience=3)
-        stopped = "iterations"
+        run = AdamRun(optimizer, s.convergence_tolerance, patience=3)
         it = 0
         for it in range(iterations + 1):
             frac = it / max(iterations, 1)
@@ -175,10 +173,7 @@ class PoseRefiner:
                 loss = loss + s.hand2camera_prior * (hand_delta[:, :3] ** 2).sum() \
                     + s.hand2camera_prior * 0.01 * (hand_delta[:, 3:] ** 2).sum()
             value = float(loss.detach())
-            if it == 0:
-                initial = value
-            if not math.isfinite(value):
-                stopped = "non_finite_loss"
+            if not run.finite(value):
                 break
             # the latest finite iterate is the result: losses at different blur levels are not comparable, so
             # "best so far" would favour the blurry start; Adam's decaying steps settle the last iterates
@@ -187,18 +182,13 @@ class PoseRefiner:
             if it == iterations:
                 break
             if budget > 0 and time.perf_counter() - start > budget:
-                stopped = "time_budget"
+                run.stopped = "time_budget"
                 break
-            if plateau.reached(value):
-                stopped = "converged"
-                break
-            reason = guarded_step(optimizer, loss)
-            if reason is not None:
-                stopped = reason
+            if not run.step(value, loss):
                 break
         return RefineResult(object2camera=best[1], hand2camera_correction=best[2], loss=best[0],
-                            initial_loss=initial, iterations=it, elapsed=time.perf_counter() - start,
-                            stopped=stopped, terms=best[3])
+                            initial_loss=run.initial, iterations=it, elapsed=time.perf_counter() - start,
+                            stopped=run.stopped, terms=best[3])
 
 
 def half_resolution(obs: Observation) -> Observation:

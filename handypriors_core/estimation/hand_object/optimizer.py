@@ -26,7 +26,7 @@ from ...physics.settings import ContactSettings
 from ...priors.losses import consistency_loss, penetration_loss, sliding_loss, smoothness_loss
 from ...render.renderer import Renderer, join_meshes
 from ...render.settings import RenderSettings
-from ..adam_steps import Plateau, guarded_step
+from ..adam_steps import AdamRun
 from .params import _PARAM_NAMES, HandObjectObservation, ManoParams
 from .settings import _PHYSICS_TERMS, HandObjectSettings
 
@@ -267,9 +267,7 @@ class HandObjectOptimizer:
             return p, pose_delta(pose0, d_object * object_scale)
 
         best = (math.inf, init_params.detach(), pose0[0].clone(), {})
-        initial = math.nan
-        stopped, it = "iterations", 0
-        plateau = Plateau(s.convergence_tolerance, patience=5)
+        run, it = AdamRun(optimizer, s.convergence_tolerance, patience=5), 0
         for it in range(iterations + 1):
             frac = it / max(iterations, 1)
             sigma = s.sigma_start * (s.sigma_end / s.sigma_start) ** frac
@@ -283,26 +281,18 @@ class HandObjectOptimizer:
             ramp = min(1.0, frac / s.physics_ramp) if s.physics_ramp > 0 else 1.0
             loss = full if ramp >= 1.0 else full - (1.0 - ramp) * self.total(
                 {k: v for k, v in terms.items() if k in _PHYSICS_TERMS})
-            if it == 0:
-                initial = value
-            if not math.isfinite(value):
-                stopped = "non_finite_loss"
+            if not run.finite(value):
                 break
             if value < best[0]:
                 best = (value, params.detach(), pose[0].detach().clone(),
                         {k: float(s.weight(k) * v.detach()) for k, v in terms.items()})
             if it == iterations:
                 break
-            if plateau.reached(value):
-                stopped = "converged"
-                break
-            reason = guarded_step(optimizer, loss)
-            if reason is not None:
-                stopped = reason
+            if not run.step(value, loss):
                 break
         weights, contacts = self.contact_state(best[1], best[2])
-        return HandObjectResult(params=best[1], object2camera=best[2], loss=best[0], initial_loss=initial,
-                                iterations=it, elapsed=time.perf_counter() - start, stopped=stopped,
+        return HandObjectResult(params=best[1], object2camera=best[2], loss=best[0], initial_loss=run.initial,
+                                iterations=it, elapsed=time.perf_counter() - start, stopped=run.stopped,
                                 terms=best[3], contact_weights=weights, contacts_object=contacts)
 
     def optimize_sequence(self, observations: Sequence[HandObjectObservation], init_params: ManoParams,
