@@ -91,3 +91,29 @@ def test_hard_zbuffer_kernel_equals_the_fragment_kernels_nearest(dtype):
     for a, b in ((hard.zbuf, general.zbuf), (hard.dist, general.dist), (hard.bary, general.bary)):
         torch.testing.assert_close(a[:, :, :, 0], b[:, :, :, 0], atol=0, rtol=0)
     torch.testing.assert_close(hard.count, general.count, atol=0, rtol=0)
+
+
+def test_observation_crops_are_made_on_first_read_only():
+    """ROI crops given as functions run once, on the first read; tensors pass through; the dataclass stays frozen."""
+    import dataclasses
+
+    from handypriors_core.estimation.observation import Observation
+
+    calls = []
+
+    def crop():
+        calls.append(1)
+        return torch.ones(1, 4, 4, 3)
+
+    obs = Observation(frame=None, hand=None, box=(0.0, 0.0, 4.0, 4.0), camera=None, roi_camera=None, mask=None,
+                      rgb=crop, depth=torch.zeros(1, 4, 4), depth_points=None, mask_full=None)
+    assert calls == []
+    assert torch.equal(obs.rgb, torch.ones(1, 4, 4, 3)) and obs.rgb is obs.rgb
+    assert calls == [1]
+    assert torch.equal(obs.depth, torch.zeros(1, 4, 4))
+    half = dataclasses.replace(obs, depth=None)
+    assert half.depth is None and torch.equal(half.rgb, obs.rgb) and calls == [1]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        obs.rgb = torch.zeros(1)
+    with pytest.raises(TypeError):
+        Observation(frame=None, hand=None, box=(0.0, 0.0, 1.0, 1.0), camera=None, roi_camera=None, mask=None)

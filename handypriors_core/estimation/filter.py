@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import torch
 
-from ..geometry.transforms import invert_transform, transform_points
 from ..physics.quasistatic import contact_motion, contact_motion_fit
 from ..physics.settings import QuasistaticSettings
 from .contact_observation import ContactModality
@@ -64,17 +63,20 @@ class FilterStep:
 def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torch.Tensor, distance: float,
                     previous_poses: list[torch.Tensor], joint_angles: torch.Tensor) -> TemporalContext:
     """Contact bookkeeping after a frame: which hand candidates and fingertips touch the estimated object."""
-    pose = object2camera.to(scene.device, torch.float32)[None]
+    pose = object2camera.to(scene.device, torch.float32)
+    R, t = pose[:3, :3], pose[:3, 3]
     C = hand.contact_points.shape[1]
-    with torch.no_grad():  # one query for the contact candidates and the fingertips
-        sd = scene.object_sdf.signed_distance(torch.cat((hand.contact_points, hand.fingertip_centres), 1), pose)
+    with torch.no_grad():  # one object-frame query for the contact candidates and the fingertips
+        points_obj = (torch.cat((hand.contact_points, hand.fingertip_centres), 1) - t) @ R  # (1, C + T, 3)
+        sd = scene.object_sdf.query(points_obj)
         candidates = sd.distance[:, :C]  # (1, C)
         tips = sd.distance[0, C:] - scene.fingertip_radius
-        contacts_obj = transform_points(invert_transform(pose), hand.contact_points)
+        contacts_obj = points_obj[:, :C]
+        normals = sd.normal[:, :C] @ R.T  # camera frame
     return TemporalContext(previous_poses=[p.detach().clone() for p in previous_poses[-2:]],
                            contact_weights=(candidates < distance).float(), contacts_object_prev=contacts_obj,
                            previous_contact_points=hand.contact_points.detach().clone(),
-                           previous_contact_distances=candidates, previous_contact_normals=sd.normal[:, :C],
+                           previous_contact_distances=candidates, previous_contact_normals=normals,
                            tips_in_contact=tips < distance, previous_joint_angles=joint_angles.detach().clone())
 
 

@@ -10,6 +10,7 @@ camera resolution.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +23,27 @@ from .settings import DepthSettings, ROISettings
 __all__ = ["Observation", "prepare_observation", "roi_box"]
 
 
+class _MadeOnFirstRead:
+    """Dataclass field holding a tensor, or a function without arguments that makes it on the first read (then
+    kept). The ROI crops of colour and depth cost about a millisecond per frame, and only the dense modalities
+    (refinement, the filter's dense observations) read them: the sparse filter step never pays for them."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = f"_{name}_value"
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            raise AttributeError(self.slot)  # no class-level default: the field stays required
+        value = obj.__dict__[self.slot]
+        if callable(value) and not isinstance(value, torch.Tensor):
+            value = value()
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj, value) -> None:  # the frozen dataclass's __init__ sets fields through object.__setattr__
+        obj.__dict__[self.slot] = value
+
+
 @dataclass(frozen=True)
 class Observation:
     """A frame prepared for the modalities (device tensors).
@@ -32,8 +54,8 @@ class Observation:
         box: ``(x0, y0, x1, y1)`` ROI in full-image pixels.
         camera: full-image camera on the device; roi_camera: the ROI's camera (``roi.size`` square).
         mask: ``(1, S, S)`` object mask in [0, 1] over the ROI, or None.
-        rgb: ``(1, S, S, 3)`` colour in [0, 1] over the ROI.
-        depth: ``(1, S, S)`` depth [m] over the ROI, 0 where invalid; None without depth.
+        rgb: ``(1, S, S, 3)`` colour in [0, 1] over the ROI (cropped on first read).
+        depth: ``(1, S, S)`` depth [m] over the ROI, 0 where invalid; None without depth (cropped on first read).
         depth_points: ``(1, N, 3)`` back-projected valid depth pixels of the ROI that are not hand [m, camera
             frame], or None.
         mask_full: ``(H, W)`` full-resolution object mask on the device, or None.
@@ -45,8 +67,8 @@ class Observation:
     camera: PinholeCamera
     roi_camera: PinholeCamera
     mask: torch.Tensor | None
-    rgb: torch.Tensor
-    depth: torch.Tensor | None
+    rgb: torch.Tensor = _MadeOnFirstRead()
+    depth: torch.Tensor | None = _MadeOnFirstRead()
     depth_points: torch.Tensor | None
     mask_full: torch.Tensor | None
 
@@ -148,7 +170,7 @@ def prepare_observation(
     size = roi.size
     roi_camera = camera.crop_and_resize(box, size, size)
     hand = hand if hand is not None else scene.pose_hand(frame.joint_angles, frame.hand2camera)
-    rgb_roi = _crop_rgb(frame.rgb, box, size, device)
+    rgb_roi = partial(_crop_rgb, frame.rgb, box, size, device)  # cropped on first read
     mask_src = object_mask if object_mask is not None else frame.object_mask
     mask_full = mask_roi = None
     if mask_src is not None:
@@ -163,7 +185,7 @@ def prepare_observation(
     depth_roi = points = None
     if frame.depth is not None:
         depth_full = frame.depth.to(device, torch.float32)
-        depth_roi = _crop_depth(depth_full, box, size)
+        depth_roi = partial(_crop_depth, depth_full, box, size)
         points = _depth_points(depth_full, camera, box, depth_settings.max_points) if depth_points else None
         if points is not None:
             # drop finger pixels: depth points on or inside the known hand surface

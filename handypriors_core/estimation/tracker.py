@@ -207,7 +207,8 @@ class ObjectTracker:
         t = time.perf_counter()
         quality = self.quality(obs, pose)
         mask_status = "ok" if mask is not None else getattr(self.mask_source, "status", "no mask source")
-        seen = obs.mask is not None or obs.depth is not None or ("region" in updates and updates["region"].accepted)
+        seen = obs.mask is not None or obs.frame.depth is not None or \
+            ("region" in updates and updates["region"].accepted)
         observation = "ok" if seen else f"no mask and no depth ({mask_status})"
         nis = [u.nis / u.dof for u in updates.values() if u.dof > 0 and math.isfinite(u.nis)]
         decision = self.monitor.observe(quality, pose, innovation=max(nis) if nis else None, observation=observation)

@@ -16,7 +16,7 @@ import torch
 from ..checks import check_finite, check_shape
 from ..errors import InvalidValueError, ShapeError
 
-__all__ = ["kabsch_is_well_conditioned", "similarity_procrustes", "weighted_kabsch"]
+__all__ = ["kabsch_is_well_conditioned", "similarity_procrustes", "weighted_kabsch", "weighted_kabsch_with_spread"]
 
 
 class _ClosestRotation(torch.autograd.Function):
@@ -85,13 +85,34 @@ def weighted_kabsch(
     Returns:
         ``R (B, 3, 3)`` with det +1 (reflections fixed) and ``t (B, 3)`` [m], so ``dst ~ src @ R^T + t``.
     """
-    w = _check_pair(src, dst, weights)
+    R, t, _ = _kabsch(src, dst, _check_pair(src, dst, weights), spread=False)
+    return R, t
+
+
+def weighted_kabsch_with_spread(
+    src: torch.Tensor, dst: torch.Tensor, weights: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`weighted_kabsch` plus the second principal spread ``(B,)`` [m] of the weighted ``src`` (what
+    :func:`kabsch_is_well_conditioned` compares with its threshold), from one centring of the points."""
+    return _kabsch(src, dst, _check_pair(src, dst, weights), spread=True)
+
+
+def _kabsch(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor, spread: bool):
+    """``(R, t, spread or None)`` for normalised weights ``w (B, N)`` (see :func:`weighted_kabsch`)."""
     src_centroid, src_c = _centre(src, w)
     dst_centroid, dst_c = _centre(dst, w)
-    M = dst_c.transpose(-1, -2) @ (w[..., None] * src_c)  # sum_i w_i dst_i src_i^T
+    weighted = w[..., None] * src_c
+    M = dst_c.transpose(-1, -2) @ weighted  # sum_i w_i dst_i src_i^T
     R = _ClosestRotation.apply(M)
     t = dst_centroid - (R @ src_centroid[..., None])[..., 0]
-    return R, t
+    if not spread:
+        return R, t, None
+    return R, t, _second_spread((src_c.transpose(-1, -2) @ weighted).detach())
+
+
+def _second_spread(covariance: torch.Tensor) -> torch.Tensor:
+    """Square root of the second-largest eigenvalue of weighted point covariances ``(B, 3, 3)`` [m]."""
+    return torch.linalg.eigvalsh(covariance)[..., 1].clamp_min(0).sqrt()  # eigenvalues ascending
 
 
 def kabsch_is_well_conditioned(
@@ -110,9 +131,7 @@ def kabsch_is_well_conditioned(
     else:
         w = _normalised_weights(weights, src)
     _, src_c = _centre(src, w)
-    covariance = src_c.transpose(-1, -2) @ (w[..., None] * src_c)
-    eigenvalues = torch.linalg.eigvalsh(covariance)  # ascending
-    return eigenvalues[..., 1].clamp_min(0).sqrt() > min_singular_value
+    return _second_spread(src_c.transpose(-1, -2) @ (w[..., None] * src_c)) > min_singular_value
 
 
 def similarity_procrustes(

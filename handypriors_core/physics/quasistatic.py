@@ -21,8 +21,8 @@ Fallbacks (per batch element, chosen with tensor ops, no per-element Python bran
 Contacts lost or made between the frames must get weight 0 (:func:`.contact.persistent_contact_weights`).
 
 Gradients: the prediction is differentiable with respect to both contact sets, the weights and the previous
-pose(s) (the rotation's derivative comes from :func:`..geometry.kabsch.weighted_kabsch`); ``used_contacts`` is
-boolean. Its Jacobian feeds the EKF.
+pose(s) (the rotation's derivative comes from :func:`..geometry.kabsch.weighted_kabsch_with_spread`);
+``used_contacts`` is boolean. Its Jacobian feeds the EKF.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 
 from ..checks import check_finite, check_shape
 from ..errors import InvalidValueError
-from ..geometry.kabsch import kabsch_is_well_conditioned, weighted_kabsch
+from ..geometry.kabsch import weighted_kabsch_with_spread
 from ..geometry.transforms import invert_transform, make_transform
 from .settings import QuasistaticSettings
 
@@ -64,16 +64,15 @@ def contact_motion(
     B = contacts_prev.shape[0]
     dtype, device = contacts_prev.dtype, contacts_prev.device
     valid = (weights > 0).sum(-1) >= settings.min_contacts
+    eye = torch.eye(4, dtype=dtype, device=device)
+    motion = eye.expand(B, 4, 4)
     enough = valid.nonzero()[:, 0]
-    if enough.numel() > 0:
-        spread_ok = kabsch_is_well_conditioned(contacts_prev[enough].detach(), weights[enough].detach(),
-                                               settings.min_spread)
+    if enough.numel() > 0:  # one weighted centring gives the spread test and the motion
+        R, t, spread = weighted_kabsch_with_spread(contacts_prev[enough], contacts_cur[enough],
+                                                   weights[enough].to(dtype))
+        spread_ok = spread > settings.min_spread
         valid = valid.index_put((enough,), spread_ok)
-    motion = torch.eye(4, dtype=dtype, device=device).expand(B, 4, 4)
-    used = valid.nonzero()[:, 0]
-    if used.numel() > 0:
-        R, t = weighted_kabsch(contacts_prev[used], contacts_cur[used], weights[used].to(dtype))
-        motion = motion.index_put((used,), make_transform(R, t))
+        motion = motion.index_put((enough,), torch.where(spread_ok[:, None, None], make_transform(R, t), eye))
     return motion, valid
 
 
