@@ -162,6 +162,17 @@ def test_motion_model_jacobian_equals_the_filters_forward_mode_jacobian():
              - local_difference(PoseState(motion @ retract(state, -eps * e).pose, state.extra), moved)) / (2 * eps)
             for e in torch.eye(6, dtype=F64)]
     torch.testing.assert_close(F, torch.stack(cols, -1), atol=1e-8, rtol=0)
+    # the EKF's closed-form rigid-motion predict (extras carried unchanged) is the autodiff predict
+    state2 = _random_state(gen, m=2)
+    P0, Q = torch.eye(8, dtype=F64) * 1e-3, torch.eye(8, dtype=F64) * 1e-6
+    auto, closed = ErrorStateEKF(state2, P0), ErrorStateEKF(state2, P0)
+    a = auto.predict(lambda s, u: PoseState(motion @ s.pose, s.extra), None, Q)
+    c = closed.predict_motion(motion, Q)
+    assert a.accepted and c.accepted
+    torch.testing.assert_close(c.jacobian, a.jacobian, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(closed.covariance, auto.covariance, atol=1e-14, rtol=1e-10)
+    torch.testing.assert_close(closed.state.pose, auto.state.pose, atol=1e-14, rtol=0)
+    torch.testing.assert_close(closed.state.extra, state2.extra.to(F64))
 
 
 def test_so3_left_jacobian_matches_finite_differences():

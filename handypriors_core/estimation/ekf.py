@@ -56,7 +56,7 @@ import torch
 from ..checks import check_shape
 from ..errors import ConfigError, InvalidValueError, ShapeError
 from .gating import chi2_threshold, projected_nis
-from .linearization import JACOBIAN_MODES, JacobianMode, linearize, pose_tangent_jacobian
+from .linearization import JACOBIAN_MODES, JacobianMode, linearize, motion_jacobian, pose_tangent_jacobian
 from .pose_state import PoseState, retract_value, so3_left_jacobian
 
 __all__ = ["EKFSettings", "ErrorStateEKF", "StepResult"]
@@ -277,6 +277,15 @@ class ErrorStateEKF:
         self.covariance = P
         self.prior_state, self.prior_covariance = self.state, P.clone()
         return StepResult(True, "accepted", correction=torch.zeros(self.dim, dtype=_F64, device=P.device), jacobian=F)
+
+    def predict_motion(self, motion: torch.Tensor, Q: torch.Tensor) -> StepResult:
+        """Predict with a rigid motion of the pose: ``x- = (motion @ pose, extra)``, ``motion (4, 4)``, with the
+        closed-form ``F = blockdiag(R_motion, R_motion, I)`` (:func:`~.linearization.motion_jacobian`)."""
+        check_shape(motion, (4, 4), "motion")
+        M = self._as64(motion).detach()
+        F = torch.eye(self.dim, dtype=_F64, device=M.device)
+        F[:6, :6] = motion_jacobian(M[:3, :3])
+        return self.predict(lambda state, _u: PoseState(M @ state.pose, state.extra), None, Q, jacobian=F)
 
     # ------------------------------------------------------------------ update
     def update(

@@ -7,7 +7,7 @@ Motion model ``f`` (control ``u`` = the hand's joint angles and hand2camera): th
 dynamics of Eq. 9. The hand contact candidates that touched the object at t-1 are followed to t; the rigid
 motion carrying them (weighted Kabsch) moves the object. Without enough contacts the pose is held
 (constant pose) and the larger "free" process noise applies. ``F = blockdiag(R_m, R_m)`` in closed form
-(:func:`.linearization.motion_jacobian`).
+(:meth:`.ekf.ErrorStateEKF.predict_motion`).
 
 Observation models (``FilterSettings.observations``), Jacobians by autodiff (one reverse-mode pass for the
 point-wise fingertip and depth models, :func:`.linearization.linearize_rowwise`) or, for the rendered ones, by central
@@ -37,7 +37,7 @@ from .contact_observation import ContactModality
 from .ekf import EKFSettings, ErrorStateEKF, StepResult
 from .hand_occlusion import HandOcclusion
 from .iterated_update import iterated_update
-from .linearization import linearize_rowwise, motion_jacobian
+from .linearization import linearize_rowwise
 from .modalities import OBJECT, TemporalContext, render_scene
 from .observation import Observation
 from .pose_state import PoseState, retract
@@ -167,11 +167,7 @@ class ObjectPoseFilter:
         std_t, std_r = (s.process_std_translation, s.process_std_rotation) if valid else \
             (s.free_std_translation, s.free_std_rotation)
         Q = torch.diag(torch.tensor([std_t ** 2] * 3 + [std_r ** 2] * 3, dtype=_F64))
-
-        def f(state: PoseState, u) -> PoseState:
-            return PoseState(motion.to(state.pose) @ state.pose, state.extra)
-
-        self.ekf.predict(f, None, Q, jacobian=motion_jacobian(motion[:3, :3].to(self.ekf.pose)))
+        self.ekf.predict_motion(motion, Q)
         return valid
 
     # ----------------------------------------------------------------------------------------- update
