@@ -7,10 +7,12 @@ machine instead. Here the :class:`~handypriors_core.estimation.tracker.ObjectTra
 (``python -m handypriors_ros.tracker_process``) and the ROS process keeps only intake, synchronisation and
 publishing.
 
-Protocol: length-prefixed pickles over the child's stdin / stdout (``(method, args)`` -> ``("ok", value)`` or
-``("error", exception)``). Tensors cross as numpy arrays (a plain memory copy; a 640x480 RGB-D frame is about
-2 MB). The child starts its own session (so the terminal's Ctrl-C to the node's process group does not reach it),
-ignores SIGINT / SIGTERM, and ends when its stdin closes (the node stopped or died). No rclpy in either half.
+Protocol: length-prefixed pickles over the child's stdin / stdout (``(method, args, shared)`` -> ``("ok", value)``
+or ``("error", exception)``). Tensors cross as numpy arrays; those of at least ``SHARED_MIN_BYTES`` (a frame's
+colour, depth and mask) cross through shared memory instead (:mod:`.shared_frames`: the pipe carries ``shared``,
+their descriptor; measured in ``docs/node_runtime.md``). The child starts its own session (so the terminal's
+Ctrl-C to the node's process group does not reach it), ignores SIGINT / SIGTERM, and ends when its stdin closes
+(the node stopped or died). No rclpy in either half.
 
     proxy = TrackerProcess()
     info = proxy.build(hand_urdf, mesh, 1.0, settings, "none", warm_up=True)
@@ -28,6 +30,7 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,9 +39,14 @@ import torch
 
 from handypriors_core.errors import HandyPriorsError
 
-__all__ = ["InProcessTracker", "TrackerProcess", "TrackerProcessError"]
+from .shared_frames import FrameRing, FrameRingReader
+
+__all__ = ["SHARED_MIN_BYTES", "InProcessTracker", "TrackerProcess", "TrackerProcessError"]
 
 _HEADER = struct.Struct("<Q")
+
+#: Tensors of at least this many bytes go to the tracker process through shared memory, smaller ones in the pipe.
+SHARED_MIN_BYTES = 64 * 1024
 
 
 class TrackerProcessError(HandyPriorsError):
@@ -53,16 +61,31 @@ class _Tensor:
         self.array = array
 
 
-def _pack(value: Any) -> Any:
+class _Shared:
+    """Stands for the ``index``-th array of the call's shared-memory write."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+def _pack(value: Any, shared: list[np.ndarray] | None = None) -> Any:
+    """``value`` with tensors as numpy arrays; with ``shared``, large ones are appended to it and left as
+    :class:`_Shared` placeholders."""
     if isinstance(value, torch.Tensor):
-        return _Tensor(value.detach().cpu().numpy())
+        array = value.detach().cpu().numpy()
+        if shared is not None and array.nbytes >= SHARED_MIN_BYTES:
+            shared.append(array)
+            return _Shared(len(shared) - 1)
+        return _Tensor(array)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return (_Dataclass, type(value), {f.name: _pack(getattr(value, f.name)) for f in dataclasses.fields(value)
-                                          if f.init})
+        return (_Dataclass, type(value), {f.name: _pack(getattr(value, f.name), shared)
+                                          for f in dataclasses.fields(value) if f.init})
     if isinstance(value, dict):
-        return {k: _pack(v) for k, v in value.items()}
+        return {k: _pack(v, shared) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_pack(v) for v in value)
+        return type(value)(_pack(v, shared) for v in value)
     return value
 
 
@@ -100,15 +123,18 @@ class _Dataclass:
     """Marker of a packed dataclass ``(_Dataclass, cls, fields)``."""
 
 
-def _unpack(value: Any) -> Any:
+def _unpack(value: Any, shared: Sequence[np.ndarray] = ()) -> Any:
+    """The inverse of :func:`_pack`; ``shared``: the arrays read from shared memory (copies, owned here)."""
     if isinstance(value, _Tensor):
         return torch.from_numpy(np.array(value.array, copy=True)) if value.array.ndim else torch.tensor(value.array)
+    if isinstance(value, _Shared):
+        return torch.from_numpy(shared[value.index])
     if isinstance(value, tuple) and len(value) == 3 and value[0] is _Dataclass:
-        return value[1](**{k: _unpack(v) for k, v in value[2].items()})
+        return value[1](**{k: _unpack(v, shared) for k, v in value[2].items()})
     if isinstance(value, dict):
-        return {k: _unpack(v) for k, v in value.items()}
+        return {k: _unpack(v, shared) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_unpack(v) for v in value)
+        return type(value)(_unpack(v, shared) for v in value)
     return value
 
 
@@ -209,17 +235,20 @@ class _Server:
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:
     """The child's loop: one reply per request until ``requests`` closes."""
     server = _Server()
+    frames = FrameRingReader()
     while True:
         try:
-            method, args = _read(requests)
+            method, args, shared = _read(requests)
         except EOFError:
+            frames.close()
             return
         try:
             if method not in ("build", "initialize", "reset", "track", "initialize_from_frame", "set_threads", "echo"):
                 raise TrackerProcessError(f"unknown request {method!r}")
             if server.tracker is None and method not in ("build", "set_threads", "echo"):
                 raise TrackerProcessError("no tracker built in the tracker process")
-            reply = ("ok", _pack(getattr(server, method)(*_unpack(args))))
+            arrays = frames.read(shared) if shared is not None else ()
+            reply = ("ok", _pack(getattr(server, method)(*_unpack(args, arrays))))
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the node
             try:
                 pickle.dumps(exc)
@@ -321,6 +350,7 @@ class TrackerProcess(_TrackerProxy):
         super().__init__()
         self._process: subprocess.Popen | None = None
         self._lock = threading.Lock()
+        self._frames: FrameRing | None = None  # created with the first large tensor (a frame)
 
     def _start(self) -> subprocess.Popen:
         if self._process is None or self._process.poll() is not None:
@@ -332,8 +362,12 @@ class TrackerProcess(_TrackerProxy):
     def _call(self, method: str, *args: Any) -> Any:
         with self._lock:
             process = self._start()
+            arrays: list[np.ndarray] = []
+            packed = _pack(args, arrays)
+            if arrays and self._frames is None:
+                self._frames = FrameRing()
             try:
-                _write(process.stdin, (method, _pack(args)))
+                _write(process.stdin, (method, packed, self._frames.write(arrays) if arrays else None))
                 kind, value = _read(process.stdout)
             except (EOFError, OSError, pickle.UnpicklingError) as exc:
                 self.close()
@@ -347,6 +381,9 @@ class TrackerProcess(_TrackerProxy):
         """End the child (closing its stdin ends its loop; killed after ``timeout`` seconds: it holds no state
         worth waiting for, and ``ros2 launch`` escalates to SIGTERM 5 s after its SIGINT)."""
         process, self._process = self._process, None
+        frames, self._frames = self._frames, None
+        if frames is not None:
+            frames.close()
         if process is None:
             return
         for stream in (process.stdin, process.stdout):

@@ -1,0 +1,109 @@
+"""Frames on their way to the tracker process: the shared-memory ring and the proxy's use of it (no rclpy)."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from handypriors_core.geometry.camera import PinholeCamera
+from handypriors_core.io.frame import Frame
+from handypriors_ros.shared_frames import FrameRing, FrameRingReader, SlotOverwritten
+from handypriors_ros.tracker_process import SHARED_MIN_BYTES, TrackerProcess, _pack, _unpack
+
+
+def _frame(width: int = 640, height: int = 480) -> Frame:
+    """A frame of random images at the RealSense's size (colour uint8, depth and mask float32)."""
+    generator = torch.Generator().manual_seed(0)
+    camera = PinholeCamera(torch.tensor([[615.0, 0.0, 319.5], [0.0, 615.0, 239.5], [0.0, 0.0, 1.0]]), width, height)
+    return Frame(index=3, stamp=1.5, rgb=torch.randint(0, 256, (height, width, 3), dtype=torch.uint8,
+                                                       generator=generator),
+                 camera=camera, joint_angles=torch.rand(16, generator=generator), hand2camera=torch.eye(4),
+                 depth=torch.rand(height, width, generator=generator),
+                 object_mask=torch.rand(height, width, generator=generator))
+
+
+@pytest.fixture
+def ring():
+    ring = FrameRing(slot_bytes=1 << 16, slots=2)
+    yield ring
+    ring.close()
+
+
+def test_ring_round_trip_keeps_values_dtypes_and_shapes(ring):
+    reader = FrameRingReader()
+    arrays = [np.arange(12, dtype=np.uint8).reshape(2, 2, 3), np.linspace(0, 1, 7, dtype=np.float32),
+              np.array([[1.5, -2.0]], dtype=np.float64), np.zeros((0, 3), dtype=np.int64)]
+    for _ in range(3):  # every slot, and one of them again
+        out = reader.read(ring.write(arrays))
+        for a, b in zip(arrays, out):
+            assert b.dtype == a.dtype and b.shape == a.shape and np.array_equal(a, b)
+    out[0][...] = 99  # copies: the reader owns them, the segment is untouched
+    assert np.array_equal(reader.read(ring.write(arrays))[0], arrays[0])
+    reader.close()
+
+
+def test_a_frame_larger_than_a_slot_moves_to_a_larger_segment(ring):
+    reader = FrameRingReader()
+    small_name = ring.name
+    big = np.random.default_rng(0).random((300, 300))  # 720 kB > 64 kB slots
+    shared = ring.write([big])
+    assert ring.name != small_name and ring.slot_bytes >= big.nbytes
+    assert np.array_equal(reader.read(shared)[0], big)
+    with pytest.raises(FileNotFoundError):  # the old segment is gone
+        FrameRingReader().read(shared.__class__(small_name, 0, 1, ()))
+    reader.close()
+
+
+def test_newest_wins_a_stale_descriptor_is_refused_not_read():
+    ring = FrameRing(slot_bytes=1 << 12, slots=1)
+    reader = FrameRingReader()
+    try:
+        first = ring.write([np.full(8, 1.0)])
+        second = ring.write([np.full(8, 2.0)])  # same slot: the newer frame wins
+        with pytest.raises(SlotOverwritten):
+            reader.read(first)
+        assert reader.read(second)[0].tolist() == [2.0] * 8
+    finally:
+        reader.close()
+        ring.close()
+
+
+def test_close_unlinks_the_segment():
+    ring = FrameRing(slot_bytes=1 << 12)
+    shared = ring.write([np.ones(4)])
+    ring.close()
+    ring.close()  # idempotent
+    with pytest.raises(FileNotFoundError):
+        FrameRingReader().read(shared)
+
+
+def test_a_frames_images_go_to_shared_memory_and_only_a_descriptor_through_the_pipe():
+    frame = _frame()
+    arrays: list[np.ndarray] = []
+    packed = _pack((frame,), arrays)
+    assert sorted(a.nbytes for a in arrays) == [640 * 480 * 3, 640 * 480 * 4, 640 * 480 * 4]
+    assert all(a.nbytes >= SHARED_MIN_BYTES for a in arrays)
+    assert len(pickle.dumps(packed, protocol=pickle.HIGHEST_PROTOCOL)) < 8192  # was 3.4 MB
+    (restored,) = _unpack(packed, [a.copy() for a in arrays])
+    for name in ("rgb", "depth", "object_mask", "joint_angles", "hand2camera"):
+        assert torch.equal(getattr(restored, name), getattr(frame, name)), name
+    assert restored.camera.width == 640
+
+
+def test_tracker_process_receives_the_frame_through_shared_memory():
+    proxy = TrackerProcess()
+    try:
+        frame = _frame()
+        for _ in range(3):  # both slots and a reused one
+            echoed = proxy._call("echo", frame)
+            for name in ("rgb", "depth", "object_mask", "joint_angles"):
+                assert torch.equal(getattr(echoed, name), getattr(frame, name)), name
+        assert proxy._frames is not None and proxy._frames.name
+        name = proxy._frames.name
+    finally:
+        proxy.close()
+    with pytest.raises(FileNotFoundError):  # closing the proxy unlinks the segment
+        FrameRingReader()._attach(name)
