@@ -320,6 +320,16 @@ def run_mode(mode: str, rates: list[tuple[str, float]], seconds: float, folder: 
     return results
 
 
+def _settled(diagnostics: list, offered: int, posed: int) -> bool:
+    """The node received ``offered`` images and accounts for each (``posed`` here, or dropped), mailbox empty."""
+    if not diagnostics:
+        return False
+    values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values}
+    dropped = sum(_drops(values).values())
+    return (int(values.get("images_received", 0)) >= offered and values.get("size_mailbox") == "0"
+            and int(values.get("frames_processed", -1)) == posed and posed + dropped >= offered)
+
+
 def run_replay(sequence: Path, env: dict, context) -> dict:
     """A shared dev bag played at its recorded rate by sequence_player into the tracker (EKF mode)."""
     import torch
@@ -364,8 +374,8 @@ def run_replay(sequence: Path, env: dict, context) -> dict:
             [sys.executable, "-m", "handypriors_ros.sequence_player", "--ros-args", "-p",
              f"source:={sequence / 'bag'}", "-p", "rate:=1.0", "-p", "wait_for_subscribers:=1"],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
-        end = time.monotonic() + 2.0
-        while time.monotonic() < end:
+        end = time.monotonic() + 20.0  # until the node accounts for every image (posed or dropped)
+        while time.monotonic() < end and not _settled(diagnostics, offered, len(posed)):
             executor.spin_once(timeout_sec=0.05)
         result["tracker_cpu_s"] = proc_cpu_seconds(tracker.pid) - cpu0
         values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values} if diagnostics else {}

@@ -119,7 +119,7 @@ class AllegroTracker(Node):
         self._stop = threading.Event()
         self._tf_lag = LagStats()
         self._tf = make_tf_lookup(self, cache_time_s=10.0, max_extrapolation_s=s.stamp_tolerance, raw=True,
-                                  callback_group=self._intake_group, on_transform=self._tf_lag.add,
+                                  callback_group=self._intake_group, on_transform=self._on_tf_sample,
                                   on_error=lambda message: self._report(message, warn=True))
         buffer = self._tf.buffer
         self._inputs = FrameAssembler(
@@ -250,6 +250,10 @@ class AllegroTracker(Node):
         self.activity.image_received()
         if self._mailbox.put(ImageItem(msg, conversions.stamp_ns(msg), time.monotonic())):
             self._count_drop("busy")
+
+    def _on_tf_sample(self, stamp_ns: int, child_frame_id: str) -> None:
+        if child_frame_id != self.params.node.object_frame:  # (the intake lag of inputs, not of our own poses)
+            self._tf_lag.add(stamp_ns)
 
     def _on_joint_state(self, data: bytes) -> None:
         try:

@@ -144,16 +144,16 @@ def make_tf_lookup(
     *,
     raw: bool = True,
     callback_group: Any = None,
-    on_transform: Callable[[int], None] | None = None,
+    on_transform: Callable[[int, str], None] | None = None,
     on_error: Callable[[str], None] | None = None,
 ) -> TfLookup:
     """A :class:`TfLookup` for ``node``: tf2_ros-backed when importable (and ``prefer_tf2_ros``), else a
     :class:`TfBuffer` fed by subscriptions to ``/tf`` and ``/tf_static`` (tf2 listener QoS).
 
     The :class:`TfBuffer` backend subscribes with ``raw`` (the CDR bytes, parsed by :mod:`.cdr`: no message
-    object per ``/tf`` message) in ``callback_group``; ``on_transform(stamp_ns)`` is called for every dynamic
-    transform received (intake-lag statistics). Malformed messages and transforms the :class:`TfBuffer` refuses
-    go to ``on_error`` (default: the node's logger, as warnings).
+    object per ``/tf`` message) in ``callback_group``; ``on_transform(stamp_ns, child_frame_id)`` is called for
+    every dynamic transform received (intake-lag statistics). Malformed messages and transforms the
+    :class:`TfBuffer` refuses go to ``on_error`` (default: the node's logger, as warnings).
     ``max_extrapolation_s`` applies to the :class:`TfBuffer` backend only (tf2 never extrapolates).
     """
     if prefer_tf2_ros:
@@ -180,7 +180,8 @@ def make_tf_lookup(
             if on_transform is not None and not static:
                 for transform in msg.transforms:
                     stamp = transform.header.stamp
-                    on_transform(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec))
+                    on_transform(int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec),
+                                 transform.child_frame_id)
 
         return add
 
