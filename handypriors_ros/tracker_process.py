@@ -255,7 +255,11 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
                 reply = ("error", exc)
             except Exception:  # noqa: BLE001 - an exception that does not pickle
                 reply = ("error", TrackerProcessError(f"{type(exc).__name__}: {exc}"))
-        _write(replies, reply)
+        try:
+            _write(replies, reply)
+        except BrokenPipeError:  # the node closed the pipe while this call ran (it is shutting down)
+            frames.close()
+            return
 
 
 def main() -> None:
