@@ -161,8 +161,8 @@ class JointPublisher:
         while not self._stop.is_set():
             self._pub.publish(restamp_header(self._data, time.time_ns()))
             self.sent += 1
-            due += self._period
-            time.sleep(max(0.0, due - time.monotonic()))
+            due = max(due + self._period, time.monotonic())  # a driver starved by the machine does not burst
+            time.sleep(max(0.0, due - time.monotonic()))  # (a burst overflows the depth-100 history: lost to DDS)
 
     def stop(self) -> None:
         self._stop.set()
@@ -270,9 +270,9 @@ def test_recorded_rate_replay_poses_nine_frames_in_ten(joints, rendered, ros_con
     assert posed + int(values.get("dropped_busy", 0)) == FRAMES, report  # the only other reason: busy
     assert posed >= POSED_FRACTION * FRAMES, report
     received = int(values.get("joint_states_received", 0))
-    if live:  # (measured: all at a load average of 2-4; 86-87 % at 8.7-9 on 2 cores, where the node's process
-        # does not get the ~1 ms of CPU per message that rclpy's executor costs and the reliable depth-100 queue
-        # overflows; frames are posed all the same, from the joint states that did arrive)
-        assert publisher.sent > 333 and received >= 0.8 * publisher.sent, report
-    else:
-        assert received >= 0.95 * 150 * (FRAMES - 1) / CAMERA_HZ, report
+    sent = publisher.sent if live else round(150 * (FRAMES - 1) / CAMERA_HZ)
+    # Measured: at least 95 % at a load average of 4-5; at 8-9 on the 2 cores 94-99 % of the recorded 150 Hz and
+    # 86-87 % of the live 333 Hz, where the node's process does not get the ~1 ms of CPU per message that rclpy's
+    # executor costs and the reliable depth-100 queue overflows; frames are posed all the same, from the joint
+    # states that did arrive. So: most of them (a node that stops taking them in fails this), not all of them.
+    assert sent > 333 and received >= 0.8 * sent, report
