@@ -117,3 +117,25 @@ def test_observation_crops_are_made_on_first_read_only():
         obs.rgb = torch.zeros(1)
     with pytest.raises(TypeError):
         Observation(frame=None, hand=None, box=(0.0, 0.0, 1.0, 1.0), camera=None, roi_camera=None, mask=None)
+
+
+def test_forward_kinematics_equals_rodrigues_of_the_joint_axes():
+    """The URDF hand's FK (Rodrigues about the cached unit-axis cross matrices) equals the composition of
+    ``origin @ [exp([a q]x), a q_prismatic]`` down the tree, float64, batched; posed points follow their links."""
+    from handypriors_core.geometry.transforms import make_transform
+    from handypriors_core.models import URDFHand, allegro_urdf
+
+    hand = URDFHand.from_urdf(allegro_urdf()).to(dtype=_F64)
+    q = hand.clamp(torch.rand(3, hand.num_joints, generator=torch.Generator().manual_seed(2), dtype=_F64) * 2 - 0.5)
+    q_ext = torch.cat((q, q.new_zeros(3, 1)), 1)
+    ql = q_ext[:, hand._q_index] * hand._q_mult + hand._q_offset
+    local = hand._origin @ make_transform(axis_angle_to_matrix(hand._axis * (ql * hand._rev)[..., None]),
+                                          hand._axis * (ql * hand._pri)[..., None])
+    expected = torch.empty_like(local)
+    for i, parent in enumerate(hand.link_parents):  # parents come before children in link order
+        expected[:, i] = local[:, i] if parent < 0 else expected[:, parent] @ local[:, i]
+    poses = hand.forward_kinematics(q)
+    torch.testing.assert_close(poses, expected, atol=1e-14, rtol=0)
+    verts, _, link = hand.mesh(q)
+    ref = (expected[:, link, :3, :3] @ hand._mesh_verts[None, :, :, None])[..., 0] + expected[:, link, :3, 3]
+    torch.testing.assert_close(verts, ref, atol=1e-14, rtol=0)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import InvalidValueError, ModelFileError, ShapeError
-from ..geometry.rotations import axis_angle_to_matrix, rpy_to_matrix
+from ..geometry.rotations import rpy_to_matrix, skew
 from ..geometry.transforms import make_transform
 from . import primitives
 from .hand_interface import HandNames
@@ -60,9 +60,11 @@ _CONTACT_COS = 0.5
 
 def _pose_points(poses: torch.Tensor, points: torch.Tensor, link: torch.Tensor, rotate_only: bool = False):
     """Points ``(N, 3)`` given in the frames of links ``link (N,)`` -> hand frame ``(B, N, 3)``."""
-    M = poses[:, :, :3, :].index_select(1, link)  # (B, N, 3, 4)
-    out = (M[..., :3] @ points[None, :, :, None]).squeeze(-1)
-    return out if rotate_only else out + M[..., 3]
+    B, N = poses.shape[0], link.shape[0]
+    M = poses[:, :, :3, :].index_select(1, link).reshape(B * N, 3, 4)
+    p = points.expand(B, -1, -1).reshape(B * N, 3, 1)
+    out = torch.bmm(M[..., :3], p) if rotate_only else torch.baddbmm(M[..., 3:], M[..., :3], p)
+    return out.view(B, N, 3)
 
 
 class URDFHand(HandNames, torch.nn.Module):
@@ -358,19 +360,35 @@ class URDFHand(HandNames, torch.nn.Module):
             raise InvalidValueError(f"joint_angles holds NaN/inf for joint(s) {', '.join(names)}")
         return q, unbatched
 
+    def _axis_cross_matrices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(I, [a]x, [a]x^2)`` ``(3, 3)``, ``(L, 3, 3)``, ``(L, 3, 3)`` of the unit joint axes (URDF axes are
+        normalised when parsed), cached per device and dtype."""
+        key = (self._axis.device, self._axis.dtype)
+        cache = self.__dict__.setdefault("_axis_cross_cache", {})
+        if key not in cache:
+            K = skew(self._axis)
+            cache.clear()
+            cache[key] = (torch.eye(3, dtype=K.dtype, device=K.device), K, K @ K)
+        return cache[key]
+
     def _fk(self, q: torch.Tensor) -> torch.Tensor:
         B = q.shape[0]
         q_ext = torch.cat([q, q.new_zeros(B, 1)], 1)
-        ql = q_ext[:, self._q_index] * self._q_mult + self._q_offset  # (B, L)
-        R = axis_angle_to_matrix(self._axis * (ql * self._rev)[..., None])  # (B, L, 3, 3)
+        ql = q_ext.index_select(1, self._q_index) * self._q_mult + self._q_offset  # (B, L)
+        eye, K, K2 = self._axis_cross_matrices()
+        angle = (ql * self._rev)[..., None, None]
+        half = torch.sin(0.5 * angle)
+        # Rodrigues about the unit joint axis: I + sin(q) [a]x + (1 - cos q) [a]x^2 (prismatic / fixed: q = 0)
+        R = eye + torch.sin(angle) * K + (2 * half * half) * K2
         t = self._axis * (ql * self._pri)[..., None]  # (B, L, 3)
-        local = self._origin @ make_transform(R, t)  # link2parent, (B, L, 4, 4)
-        world = [local[:, self._level0]]  # the root: identity
+        bottom = self._origin[:, 3:].expand(B, -1, -1, -1)  # (0, 0, 0, 1) rows
+        local = self._origin @ torch.cat((torch.cat((R, t[..., None]), -1), bottom), -2)  # link2parent (B, L, 4, 4)
+        world = [local.index_select(1, self._level0)]  # the root: identity
         for k in range(1, self._n_levels):
             links = getattr(self, f"_level{k}")
             parent = getattr(self, f"_level{k}_parent")
-            world.append(world[-1][:, parent] @ local[:, links])
-        return torch.cat(world, 1)[:, self._inv_perm]
+            world.append(world[-1].index_select(1, parent) @ local.index_select(1, links))
+        return torch.cat(world, 1).index_select(1, self._inv_perm)
 
     # --------------------------------------------------------------------------------------------- surface
 
