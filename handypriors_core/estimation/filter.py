@@ -36,7 +36,7 @@ from ..physics.settings import QuasistaticSettings
 from .contact_observation import ContactModality
 from .ekf import EKFSettings, ErrorStateEKF, StepResult
 from .hand_occlusion import HandOcclusion
-from .iterated_update import iterated_update
+from .iterated_update import CovarianceOptions, UpdateDiagnostics, iterated_update
 from .linearization import linearize_rowwise
 from .modalities import OBJECT, TemporalContext, render_scene
 from .observation import Observation
@@ -103,6 +103,10 @@ class ObjectPoseFilter:
         self.contacts = ContactModality(scene, settings)
         self._region_settings = region if region is not None else RegionSettings()
         self._region: RegionModality | None = None  # built on first use (viewpoint model)
+        self._initial_variances: torch.Tensor | None = None
+        self._settled = 0  # converged updates since the last initialisation
+        #: what the last iterated update did (iterations, convergence, each block's noise)
+        self.last_update: UpdateDiagnostics | None = None
 
     @property
     def region(self) -> RegionModality:
@@ -121,8 +125,22 @@ class ObjectPoseFilter:
         P = torch.diag(torch.tensor([st * st] * 3 + [sr * sr] * 3, dtype=_F64))
         state = PoseState.from_pose(object2camera.detach().to("cpu", _F64))
         self.ekf = ErrorStateEKF(state, P, EKFSettings(jacobian_mode="forward"))
+        self._initial_variances = P.diagonal().clone()
+        self._settled = 0
         if self._region is not None:
             self._region.reset()
+
+    def _settle(self) -> None:
+        """After a (re)initialisation the first converged updates may still sit in a wrong basin: the k-th one's
+        variances stay at least the initial ones times ``settle_factor^k``."""
+        factor = self.settings.settle_factor ** self._settled
+        self._settled += 1
+        if self.settings.settle_factor <= 0 or factor <= 1e-12 or self._initial_variances is None:
+            return
+        P = self.ekf.covariance
+        raise_by = (factor * self._initial_variances - P.diagonal()).clamp_min(0)
+        if bool((raise_by > 0).any()):
+            self.ekf.covariance = P + torch.diag(raise_by)
 
     @property
     def pose(self) -> torch.Tensor:
@@ -209,7 +227,14 @@ class ObjectPoseFilter:
             modalities.append(self.contacts)
         if not modalities:
             return {}
-        results = iterated_update(self.ekf, modalities, self.settings.iterations, gate)
+        s = self.settings
+        options = CovarianceOptions(s.max_iterations, (s.converged_translation, s.converged_rotation),
+                                    s.noise_estimation, s.keep_prior_unconverged)
+        self.last_update = UpdateDiagnostics()
+        results = iterated_update(self.ekf, modalities, s.iterations, gate, options=options,
+                                  diagnostics=self.last_update)
+        if self.last_update.converged and any(r.accepted for r in results.values()):
+            self._settle()
         if "region" in names:
             self.region.learn(obs, self.ekf.pose, occlusion)
         return results

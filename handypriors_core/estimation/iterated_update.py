@@ -20,7 +20,9 @@ no part in the update. Covariance at the final iterate in Joseph form,
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import torch
@@ -30,7 +32,7 @@ from .gating import chi2_threshold, projected_nis
 from .pose_state import retract_value
 from .residuals import ResidualBlock, stack_normal_equations
 
-__all__ = ["PoseModality", "iterated_update"]
+__all__ = ["CovarianceOptions", "PoseModality", "UpdateDiagnostics", "iterated_update", "with_estimated_noise"]
 
 _F64 = torch.float64
 
@@ -58,8 +60,54 @@ def _first_order(block: ResidualBlock, delta: torch.Tensor) -> ResidualBlock:
                          block.weight, block.std)
 
 
+@dataclass(frozen=True)
+class CovarianceOptions:
+    """How the iterated update stops and what covariance it reports (:func:`iterated_update`).
+
+    Attributes:
+        max_iterations: Gauss-Newton iterations go on past ``iterations`` (at the finest level) until the step
+            falls below ``converged_step`` or this many were done.
+        converged_step: ``(translation [m], rotation [rad])`` norms of a step below which the update has converged.
+        estimate_noise: blocks with a ``noise_floor`` are weighed with the noise their own residuals show
+            (:func:`with_estimated_noise`) and the covariance's ``K R K^T`` uses the noise at the final iterate.
+        keep_prior_unconverged: an update that did not converge moves the state but leaves the covariance at the
+            prior's (it has not shown where the minimum is).
+    """
+
+    max_iterations: int = 0
+    converged_step: tuple[float, float] = (2e-4, 2e-3)
+    estimate_noise: bool = False
+    keep_prior_unconverged: bool = False
+
+
+@dataclass
+class UpdateDiagnostics:
+    """What one iterated update did: Gauss-Newton iterations, whether it converged, each block's noise.
+
+    Attributes: iterations; converged; noise_std: block name -> per-residual noise [block units] its residuals
+    show at the final iterate; variance_factor: block name -> that noise over the one it was weighed with
+    (times its ``correlation``).
+    """
+
+    iterations: int = 0
+    converged: bool = False
+    noise_std: dict[str, float] = field(default_factory=dict)
+    variance_factor: dict[str, float] = field(default_factory=dict)
+
+
+def with_estimated_noise(block: ResidualBlock) -> ResidualBlock:
+    """``block`` weighed with the noise its own residuals show (:meth:`~.residuals.ResidualBlock.noise_std`, times
+    ``sqrt(correlation)``), never with more than its configured ``std``; unchanged for blocks without a
+    ``noise_floor`` (those whose residuals say nothing of their noise, e.g. contacts held at zero)."""
+    if block.noise_floor <= 0 or float(block.weight.sum()) <= block.jacobian.shape[1]:
+        return block
+    return dataclasses.replace(block, std=min(block.std, block.noise_std() * math.sqrt(block.correlation)))
+
+
 def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iterations: int,
-                    gate_probability: float | None, min_step: float = 1e-7) -> dict[str, StepResult]:
+                    gate_probability: float | None, min_step: float = 1e-7,
+                    options: CovarianceOptions | None = None,
+                    diagnostics: UpdateDiagnostics | None = None) -> dict[str, StepResult]:
     """One iterated update of ``ekf`` (pose-only state) by ``modalities``; returns each modality's result.
 
     Args:
@@ -68,7 +116,11 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
         iterations: Gauss-Newton iterations (>= 1).
         gate_probability: chi-square gate probability; None disables gating.
         min_step: stop when the step's norm (m and rad together) falls below this.
+        options: stopping and covariance options (default: none of them: ``iterations`` steps, configured noise).
+        diagnostics: filled in when given.
     """
+    opt = options if options is not None else CovarianceOptions()
+    diag = diagnostics if diagnostics is not None else UpdateDiagnostics()
     prior = ekf.state
     P = ekf.covariance
     n = P.shape[0]
@@ -81,7 +133,10 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     x = prior
     e = torch.zeros(n, dtype=_F64)  # x = prior [+] e
     Lam = torch.zeros(n, n, dtype=_F64)
-    for it in range(max(1, iterations)):
+    final_blocks: list[ResidualBlock] = []
+    step = torch.zeros(n, dtype=_F64)
+    converged = False
+    for it in range(max(1, iterations, opt.max_iterations)):
         blocks: list[ResidualBlock] = []
         kept = []
         for modality in active:
@@ -91,6 +146,8 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
                     kept.append(modality)
                 continue
             block = modality.linearize(x.pose, it)
+            if opt.estimate_noise and block is not None:
+                block = with_estimated_noise(block)
             if block is None or block.count == 0 or float(block.weight.sum()) <= 0:
                 if it == 0:
                     continue
@@ -123,7 +180,12 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
             return {name: StepResult(False, "non_finite", correction=zero) for name in results}
         e = e + step
         x = retract_value(prior, e)
-        if float(step.norm()) < min_step:
+        final_blocks = blocks
+        diag.iterations = it + 1
+        converged = float(step[:3].norm()) <= opt.converged_step[0] \
+            and float(step[3:6].norm()) <= opt.converged_step[1]
+        diag.converged = converged
+        if float(step.norm()) < min_step or (it + 1 >= iterations and converged):
             break
     accepted = [name for name, r in results.items() if r.accepted]
     if not accepted:
@@ -136,7 +198,17 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     P_plus = W.transpose(0, 1) @ W  # (P^-1 + Lambda)^-1
     KH = P_plus @ Lam
     A = eye - KH
-    P_new = A @ P @ A.transpose(0, 1) + P_plus @ Lam @ P_plus  # Joseph form
+    # K R K^T with the noise each block's residuals show at the final iterate (the Joseph form holds for any gain)
+    Lam_R = torch.zeros(n, n, dtype=_F64)
+    for b in final_blocks:
+        r_final = b.residual + b.jacobian @ step.to(b.jacobian)
+        f = b.variance_factor(r_final) if (opt.estimate_noise and b.noise_floor > 0) else 1.0
+        diag.noise_std[b.name] = b.noise_std(r_final)
+        diag.variance_factor[b.name] = f
+        Lam_R = Lam_R + f * b.normal_equations()[0].to(_F64)
+    P_new = A @ P @ A.transpose(0, 1) + P_plus @ Lam_R @ P_plus  # Joseph form
+    if opt.keep_prior_unconverged and not converged:
+        P_new = P.clone()
     P_new = 0.5 * (P_new + P_new.transpose(0, 1))
     status = ekf.correct(delta, P_new)
     for name in accepted:

@@ -52,7 +52,12 @@ class ResidualBlock:
         jacobian: ``(k, 6)`` ``d residual / d delta`` over the pose tangent ``(rho [m], phi [rad])``; ``(k, D)``
             over the parameters of a modality of other states (the hand calibration: ``6 + J``).
         weight: ``(k,)`` robust (IRLS) weights in [0, 1].
-        std: per-residual noise standard deviation (same units as ``residual``).
+        std: per-residual noise standard deviation (same units as ``residual``) the update weighs the block
+            with.
+        noise_floor: smallest per-residual noise the covariance assumes (quantisation, model error; units of
+            ``residual``); with ``correlation``, see :meth:`variance_factor`.
+        correlation: how many residuals carry one independent residual's information (>= 1: neighbouring
+            pixels / surface points share their errors); the covariance is inflated by it.
     """
 
     name: str
@@ -60,6 +65,8 @@ class ResidualBlock:
     jacobian: torch.Tensor
     weight: torch.Tensor
     std: float
+    noise_floor: float = 0.0
+    correlation: float = 1.0
 
     def __post_init__(self) -> None:
         k = self.residual.shape[0]
@@ -70,6 +77,9 @@ class ResidualBlock:
                                     f"{tuple(self.weight.shape)}")
         if not self.std > 0:
             raise InvalidValueError(f"ResidualBlock {self.name!r}: std must be > 0; got {self.std}")
+        if not (self.noise_floor >= 0 and self.correlation >= 1):
+            raise InvalidValueError(f"ResidualBlock {self.name!r}: noise_floor must be >= 0 and correlation >= 1; "
+                                    f"got {self.noise_floor}, {self.correlation}")
 
     @property
     def count(self) -> int:
@@ -80,6 +90,23 @@ class ResidualBlock:
         """``(Lambda (D, D), g (D,))`` = ``J^T W J / std^2`` and ``J^T W r / std^2``."""
         Jw = self.jacobian * (self.weight / self.std ** 2)[:, None]
         return Jw.transpose(0, 1) @ self.jacobian, Jw.transpose(0, 1) @ self.residual
+
+
+    def noise_std(self, residual: torch.Tensor | None = None, dof: int = 6) -> float:
+        """Per-residual noise standard deviation estimated from the block's own residuals (robust weights kept):
+        ``sqrt(sum w r^2 / (sum w - dof))`` with ``residual (k,)`` (default: the block's; pass the residuals at
+        the final iterate), at least :attr:`noise_floor`."""
+        r = self.residual if residual is None else residual
+        w = self.weight.to(r)
+        used = float(w.sum())
+        if used <= dof:
+            return max(self.std, self.noise_floor)
+        return max(float(((w * r * r).sum() / (used - dof)).sqrt()), self.noise_floor)
+
+    def variance_factor(self, residual: torch.Tensor | None = None, dof: int = 6) -> float:
+        """Ratio of the real noise variance to the one the update weighed the block with: ``correlation *
+        noise_std^2 / std^2`` (1 when the configured ``std`` is right and the residuals are independent)."""
+        return self.correlation * self.noise_std(residual, dof) ** 2 / self.std ** 2
 
 
 def stack_normal_equations(blocks: list[ResidualBlock]) -> tuple[torch.Tensor, torch.Tensor]:

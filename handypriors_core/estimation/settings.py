@@ -102,6 +102,11 @@ class SparseDepthSettings:
             object's distance), so that each cell holds a sample of the nearest surface.
         hand_margin: points (and depth targets) with the rendered hand in front of them or within this distance
             [m] behind them are dropped.
+        noise_floor: smallest per-point noise [m] the per-frame noise estimate may give (with
+            ``filter.noise_estimation``; 0 = the configured ``standard_deviations`` only).
+        correlation: residuals per independent one (>= 1): the estimated noise variance is multiplied by it.
+        symmetry_ratio: object motions whose point-to-plane information over the whole surface is below this
+            fraction of the largest (rotation about the axis of a surface of revolution) get none from depth.
     """
 
     max_points: int = ranged(300, 3, 100_000)
@@ -114,6 +119,9 @@ class SparseDepthSettings:
     zbuffer_cell: float = ranged(4.0, 0.0, 1000.0, low_open=True)
     zbuffer_spacings: float = ranged(2.5, 0.0, 100.0, low_open=True)
     hand_margin: float = ranged(0.005, 0.0, 0.1, low_open=True)
+    noise_floor: float = ranged(1e-4, 0.0, 1.0)
+    correlation: float = ranged(1.0, 1.0, 1e6)
+    symmetry_ratio: float = ranged(0.01, 0.0, 1.0)
 
     def __post_init__(self) -> None:
         check_ranges(self, "sparse_depth")
@@ -249,6 +257,15 @@ class FilterSettings:
         contact_std: standard deviation of the contact pseudo-observations [m] (contacts of t-1 stay on the
             surface; hand points stay outside).
         penetration: also observe one-sided non-penetration of the hand's surface points (``contacts``).
+        noise_estimation: the ``(r, J, w)`` blocks that have a noise floor (``sparse_depth``) are weighed with the
+            noise their own residuals show in this frame, and the covariance uses it (:mod:`.iterated_update`).
+        max_iterations: the iterated update goes on past ``iterations`` (at the finest level) until it has
+            converged, at most this many iterations.
+        converged_translation, converged_rotation: the iterated update has converged when its step is below both
+            [m], [rad].
+        keep_prior_unconverged: an update that did not converge moves the pose but keeps the prior covariance.
+        settle_factor: after a (re)initialisation the k-th converged update keeps at least the initial
+            variances times ``settle_factor^k`` (the first fits may sit in a wrong basin; 0 = off).
     """
 
     observations: list[FilterObservation] = field(default_factory=lambda: ["sparse_depth"])
@@ -271,6 +288,12 @@ class FilterSettings:
     iterations: int = ranged(3, 1, 10)
     contact_std: float = ranged(0.015, 0.0, 1.0, low_open=True)
     penetration: bool = True
+    noise_estimation: bool = True
+    max_iterations: int = ranged(10, 1, 50)
+    converged_translation: float = ranged(2e-4, 0.0, 1.0)
+    converged_rotation: float = ranged(2e-3, 0.0, math.pi)
+    keep_prior_unconverged: bool = True
+    settle_factor: float = ranged(0.03, 0.0, 1.0)
 
     def __post_init__(self) -> None:
         known = set(FilterObservation.__args__)

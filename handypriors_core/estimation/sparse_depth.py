@@ -31,7 +31,7 @@ from .scene import HandObjectScene
 from .settings import SparseDepthSettings
 
 __all__ = ["DepthAssociation", "SparseDepthModality", "point_to_plane_jacobian", "point_to_plane_residuals",
-           "visible_points"]
+           "unseen_motions", "visible_points", "without_unseen"]
 
 _F64 = torch.float64
 
@@ -79,6 +79,30 @@ def visible_points(points_cam: torch.Tensor, normals_cam: torch.Tensor, camera, 
     zmin = torch.full((rows * cols,), float("inf"), dtype=z.dtype, device=z.device)
     zmin = zmin.scatter_reduce(0, key, z, reduce="amin")
     return inside & (z <= zmin[key] + tolerance)
+
+
+def unseen_motions(points_obj: torch.Tensor, normals_obj: torch.Tensor, radius: float, ratio: float
+                   ) -> torch.Tensor:
+    """``(6, k)`` orthonormal object-frame twists ``(v [m], radius * w [m])`` along which the surface
+    ``points_obj (S, 3)`` / ``normals_obj (S, 3)`` barely moves in its normals' direction: the eigenvectors of the
+    shape's point-to-plane information ``sum j j^T``, ``j = [n, (p x n) / radius]``, whose eigenvalue is below
+    ``ratio`` times the largest (a rotation about the axis of a cylinder or any surface of revolution; depth
+    cannot see it, only the tessellation does)."""
+    j = torch.cat((normals_obj, torch.linalg.cross(points_obj, normals_obj, dim=-1) / radius), -1)
+    values, vectors = torch.linalg.eigh(j.transpose(0, 1) @ j)
+    return vectors[:, values < ratio * values[-1]]
+
+
+def without_unseen(jacobian: torch.Tensor, unseen: torch.Tensor, rotation: torch.Tensor, radius: float
+                   ) -> torch.Tensor:
+    """``jacobian (M, 6)`` over the camera tangent ``(rho, phi)`` with its part along the object's ``unseen (6, k)``
+    twists (:func:`unseen_motions`, posed by ``rotation (3, 3)``) removed: those directions get no information."""
+    R = rotation.to(jacobian)
+    Y = unseen.to(jacobian)
+    Y = torch.cat((R @ Y[:3], R @ Y[3:]), 0)  # camera frame, still orthonormal
+    scale = torch.tensor([1.0, 1.0, 1.0, radius, radius, radius], dtype=jacobian.dtype, device=jacobian.device)
+    Js = jacobian / scale  # over (rho, radius * phi)
+    return (Js - (Js @ Y) @ Y.transpose(0, 1)) * scale
 
 
 @dataclass(frozen=True)
@@ -130,6 +154,9 @@ class SparseDepthModality:
         area = 0.5 * torch.linalg.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]], dim=-1).norm(dim=-1).sum()
         #: mean distance [m] between neighbouring surface samples (sets the z-buffer cell)
         self.sample_spacing = float((area / self.points_obj.shape[0]).sqrt())
+        self.radius = float(self.points_obj.norm(dim=-1).max().clamp_min(1e-6))
+        #: ``(6, k)`` object-frame twists the shape does not see (:func:`unseen_motions`)
+        self.unseen = unseen_motions(self.points_obj, self.normals_obj, self.radius, settings.symmetry_ratio)
         self._frame: _FrameSample | None = None
 
     def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None) -> bool:
@@ -223,5 +250,8 @@ class SparseDepthModality:
         points, normals = self._frame.points[keep], self._frame.normals[keep]
         r = point_to_plane_residuals(pose[None], points, normals, targets)[0]
         J = _plane_jacobian(normals @ pose[:3, :3].T, targets, pose[:3, 3])
+        if self.unseen.shape[1] > 0:
+            J = without_unseen(J, self.unseen, pose[:3, :3], self.radius)
         w = robust_weights(r, s.robust_scales[level], s.robust)
-        return ResidualBlock(self.name, r.cpu(), J.cpu(), w.cpu(), s.standard_deviations[level])
+        return ResidualBlock(self.name, r.cpu(), J.cpu(), w.cpu(), s.standard_deviations[level], s.noise_floor,
+                             s.correlation)
