@@ -253,5 +253,8 @@ class SparseDepthModality:
         if self.unseen.shape[1] > 0:
             J = without_unseen(J, self.unseen, pose[:3, :3], self.radius)
         w = robust_weights(r, s.robust_scales[level], s.robust)
+        # points that read the same depth pixel share its noise: residuals per independent pixel
+        pixels = int(torch.unique(targets, dim=0).shape[0])
+        correlation = s.correlation * indices.numel() / max(pixels, 1)
         return ResidualBlock(self.name, r.cpu(), J.cpu(), w.cpu(), s.standard_deviations[level], s.noise_floor,
-                             s.correlation)
+                             correlation)
