@@ -255,6 +255,6 @@ class SparseDepthModality:
         w = robust_weights(r, s.robust_scales[level], s.robust)
         # points that read the same depth pixel share its noise: residuals per independent pixel
         pixels = int(torch.unique(targets, dim=0).shape[0])
-        correlation = s.correlation * indices.numel() / max(pixels, 1)
+        correlation = s.correlation * targets.shape[0] / max(pixels, 1)
         return ResidualBlock(self.name, r.cpu(), J.cpu(), w.cpu(), s.standard_deviations[level], s.noise_floor,
                              correlation)
