@@ -48,14 +48,14 @@ TF_CACHE_S = 10.0  # allegro_tracker's TfBuffer cache time
 STAMPED_BUFFER = 30  # depth / mask buffers of the node
 
 
-def queue_bounds(rate_hz: float) -> dict[str, float]:
-    """The most each queue can hold by construction at ``rate_hz`` frames (one joint state and one /tf per frame;
-    +25 % for jitter of the publishing loop)."""
-    per_window = 1.25 * rate_hz
+def queue_bounds(rate_hz: float, robot_rates: dict[str, float]) -> dict[str, float]:
+    """The most each queue can hold by construction with frames at ``rate_hz`` and the feeder's joint states and
+    /tf at ``robot_rates`` (``{"joints": Hz, "tf": Hz}``); +25 % for jitter of the publishing loop."""
+    frames, joints, tf = (1.25 * r for r in (rate_hz, robot_rates["joints"], robot_rates["tf"]))
     return {"size_mailbox": 1, "size_depth": STAMPED_BUFFER, "size_masks": STAMPED_BUFFER,
-            "size_joint_samples": JOINTS * (JOINT_HISTORY_S * per_window + 2),
-            "size_tf_samples": TF_CACHE_S * per_window + 2 + 4,  # the moving hand base + a few static edges
-            "size_tf_frames": 8, "size_error_log": 257, "size_drop_times": 5.0 * per_window + 2}
+            "size_joint_samples": JOINTS * (JOINT_HISTORY_S * joints + 2),
+            "size_tf_samples": TF_CACHE_S * tf + 2 + 4,  # the moving hand base + a few static edges
+            "size_tf_frames": 8, "size_error_log": 257, "size_drop_times": 5.0 * frames + 2}
 
 
 def slope_mb_per_min(times_s: list[float], rss_mb: list[float]) -> float:
@@ -150,7 +150,7 @@ def summarize(feeder: Feeder, stamps: list[int], wall: float, diagnostics: list,
     snapshots = [{kv.key: kv.value for kv in d.status[0].values} for d in diagnostics]
     after_warm_up = [(t, m) for t, m in zip(rss_t, rss, strict=True) if t >= min(60.0, 0.2 * rss_t[-1])]
     slope = slope_mb_per_min([t for t, _ in after_warm_up], [m for _, m in after_warm_up])
-    bounds = queue_bounds(rate)
+    bounds = queue_bounds(rate, feeder.robot_rates)
     queues: dict[str, dict] = {}
     third = max(1, len(snapshots) // 3)
     for key, bound in bounds.items():
