@@ -139,3 +139,41 @@ def test_forward_kinematics_equals_rodrigues_of_the_joint_axes():
     verts, _, link = hand.mesh(q)
     ref = (expected[:, link, :3, :3] @ hand._mesh_verts[None, :, :, None])[..., 0] + expected[:, link, :3, 3]
     torch.testing.assert_close(verts, ref, atol=1e-14, rtol=0)
+
+
+def test_hand_zbuffer_of_the_camera_facing_faces_equals_the_full_render():
+    """The Allegro mesh is closed and outward: the hand occlusion z-buffer drawn from the faces turned to the
+    camera equals the render of every face, over several hand poses; an open mesh is not culled."""
+    from handypriors_core.estimation.hand_occlusion import HandOcclusion
+    from handypriors_core.estimation.observation import prepare_observation
+    from handypriors_core.estimation.scene import HandObjectScene
+    from handypriors_core.estimation.settings import DepthSettings, ROISettings
+    from handypriors_core.geometry import PinholeCamera
+    from handypriors_core.geometry.transforms import make_transform
+    from handypriors_core.io.frame import Frame
+    from handypriors_core.models import RigidObject, URDFHand, allegro_urdf
+
+    hand = URDFHand.from_urdf(allegro_urdf())
+    scene = HandObjectScene(hand, RigidObject.box([0.04, 0.06, 0.09]))
+    camera = PinholeCamera.from_camera_info([150.0, 0, 79.5, 0, 150.0, 59.5, 0, 0, 1], [], 160, 120)
+    object2camera = make_transform(axis_angle_to_matrix(torch.tensor([0.4, -0.5, 0.2])),
+                                   torch.tensor([-0.04, 0.02, 0.5]))
+    g = torch.Generator().manual_seed(4)
+    drawn = 0
+    for k in range(3):
+        hand2camera = make_transform(axis_angle_to_matrix(torch.randn(3, generator=g) * 0.5 + torch.tensor(
+            [0.0, -1.5, 0.0])), torch.tensor([0.0, 0.03, 0.47]))
+        q = hand.clamp(hand.default_joint_angles() + 0.3 * torch.rand(hand.num_joints, generator=g))
+        frame = Frame(index=k, stamp=0.0, rgb=torch.zeros(120, 160, 3, dtype=torch.uint8), camera=camera,
+                      joint_angles=q, hand2camera=hand2camera)
+        obs = prepare_observation(frame, scene, object2camera, ROISettings(size=64), DepthSettings(),
+                                  depth_points=False)
+        culled = HandOcclusion(scene, obs, dilation=0).depth
+        full = scene.renderer.hard(obs.hand.verts.float(), scene.hand_faces, obs.roi_camera)
+        reference = torch.where(full.mask[0], full.zbuf[0], torch.full_like(full.zbuf[0], float("inf")))
+        torch.testing.assert_close(culled, reference, atol=0, rtol=0)
+        drawn += int(full.mask.sum())
+    assert scene.hand_surface_closed(obs.hand.verts) and drawn > 500
+    open_scene = HandObjectScene(hand, RigidObject.box([0.04, 0.06, 0.09]))
+    open_scene.hand_faces = scene.hand_faces[1:]  # one face missing: three edges lose their partner
+    assert not open_scene.hand_surface_closed(obs.hand.verts)

@@ -2,7 +2,8 @@
 
 The hand is known (joint states + hand2camera), so instead of guessing occlusions from the data, the sparse
 modalities render it once per frame (:meth:`~handypriors_core.render.renderer.Renderer.hard`, ROI resolution
-only) and drop the depth points and contour lines it covers.
+only) and drop the depth points and contour lines it covers. A closed hand surface is drawn with the faces
+turned towards the camera only (the nearest face at every pixel is one of them; same z-buffer, half the faces).
 """
 
 from __future__ import annotations
@@ -29,8 +30,14 @@ class HandOcclusion:
     def __init__(self, scene: HandObjectScene, obs: Observation, dilation: int = 1) -> None:
         self.camera = obs.roi_camera
         self.full_camera = obs.camera
+        verts, faces = obs.hand.verts.float(), scene.hand_faces
         with torch.no_grad():
-            out = scene.renderer.hard(obs.hand.verts.float(), scene.hand_faces, self.camera)
+            if scene.hand_surface_closed(verts):  # the faces turned away are never the nearest: half the work
+                v = verts[0]
+                a = v[faces[:, 0]]
+                facing = (torch.linalg.cross(v[faces[:, 1]] - a, v[faces[:, 2]] - a, dim=-1) * a).sum(-1) < 0
+                faces = faces[facing]
+            out = scene.renderer.hard(verts, faces, self.camera)
         depth = torch.where(out.mask[0], out.zbuf[0], torch.full_like(out.zbuf[0], float("inf")))
         if dilation > 0:
             k = 2 * dilation + 1

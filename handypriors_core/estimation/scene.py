@@ -102,6 +102,7 @@ class HandObjectScene:
         colors = self.object.vertex_colors
         self.object_vertex_colors = colors if colors is not None else torch.full_like(verts, 0.6)
         self.num_hand_verts = int(self.hand.template_verts.shape[0]) if hasattr(self.hand, "template_verts") else None
+        self._hand_closed: bool | None = None
 
     # ----------------------------------------------------------------------------------------- hand
     def pose_hand(self, joint_angles: torch.Tensor, hand2camera: torch.Tensor) -> PosedHand:
@@ -121,6 +122,21 @@ class HandObjectScene:
             joint_angles=q[0],
             hand2camera=T[0],
         )
+
+    def hand_surface_closed(self, hand_verts: torch.Tensor) -> bool:
+        """Whether the hand mesh is closed with outward (counter-clockwise) faces, judged once at posed vertices
+        ``hand_verts (1, Vh, 3)``: every edge shared by exactly two faces in opposite directions and a positive
+        enclosed volume. Then the nearest hand face at any pixel outside the hand faces the camera, so a hand
+        z-buffer may skip the faces turned away (the Allegro URDF meshes are; MANO's is open at the wrist)."""
+        if self._hand_closed is None:
+            f = self.hand_faces
+            directed = torch.cat((f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]), 0)
+            _, counts = torch.unique(directed.sort(1).values, dim=0, return_counts=True)
+            paired = bool((counts == 2).all()) and torch.unique(directed, dim=0).shape[0] == directed.shape[0]
+            v = hand_verts[0].double()
+            volume = float((v[f[:, 0]] * torch.linalg.cross(v[f[:, 1]], v[f[:, 2]], dim=-1)).sum()) / 6
+            self._hand_closed = paired and volume > 0
+        return self._hand_closed
 
     # --------------------------------------------------------------------------------------- object
     @property
