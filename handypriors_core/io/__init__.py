@@ -1,5 +1,5 @@
 """Input/output without ROS: the ``Frame`` record, the sequence-folder reader, bags (read and write, the result
-bag) and ``poses.json``.
+bag), raw image buffers (``image_encoding``, also used by the ROS node) and ``poses.json``.
 
 Ground truth and oracle masks of a sequence are read only through the explicitly named
 ``load_ground_truth`` / ``load_oracle_masks`` / ``oracle_masks`` / ``with_oracle_masks`` (scoring and

@@ -11,14 +11,14 @@ invalid pixel can never pass as a distance; ``np.isfinite(depth)`` is the validi
 ``invalid_value=0.0`` for a zero-filled image.
 
 With a ROS 2 ``cv_bridge`` importable (a real ROS system; the look-alike PyPI ``cv-bridge`` is detected and
-ignored because it corrupts 16UC1) it decodes the raw array; otherwise the numpy converter here does.
+ignored because it corrupts 16UC1) it decodes the raw array; otherwise the core's numpy decoder does
+(:mod:`handypriors_core.io.image_encoding`, shared with the bag reader).
 Unsupported encodings and inconsistent sizes raise :class:`InvalidValueError` naming the field.
 """
 
 from __future__ import annotations
 
 import array
-import dataclasses
 import functools
 import inspect
 import sys
@@ -27,6 +27,17 @@ from typing import Any
 import numpy as np
 
 from handypriors_core.errors import InvalidValueError, ShapeError
+from handypriors_core.io.image_encoding import (
+    COLOR_ENCODINGS,
+    DEPTH_ENCODINGS,
+    MAX_DEPTH_MM,
+    MM_TO_M,
+    SUPPORTED_ENCODINGS,
+    decode_image_buffer,
+    depth_to_metres,
+    encoding_spec,
+    rgb_to_color,
+)
 
 from .stamps import make_header
 
@@ -44,77 +55,6 @@ __all__ = [
     "rgb_to_color",
     "rgb_to_image",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class _Encoding:
-    dtype: str  # numpy kind+size without byte order: "u1", "u2", "f4"
-    channels: int
-
-
-_ENCODINGS = {
-    "rgb8": _Encoding("u1", 3),
-    "bgr8": _Encoding("u1", 3),
-    "rgba8": _Encoding("u1", 4),
-    "bgra8": _Encoding("u1", 4),
-    "mono8": _Encoding("u1", 1),
-    "mono16": _Encoding("u2", 1),
-    "16UC1": _Encoding("u2", 1),
-    "32FC1": _Encoding("f4", 1),
-}
-
-#: Encodings :func:`decode_image_buffer` / :func:`array_to_image` handle.
-SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
-#: Encodings :func:`image_to_rgb` accepts (mono ones are replicated to 3 channels, mono16 keeps its high byte).
-COLOR_ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "mono16")
-#: Encodings :func:`image_to_depth` accepts (16-bit ones in millimetres, 32FC1 in metres).
-DEPTH_ENCODINGS = ("16UC1", "mono16", "32FC1")
-
-#: Millimetres -> metres for 16-bit depth.
-_MM_TO_M = 0.001
-_MAX_DEPTH_MM = np.iinfo(np.uint16).max
-
-
-def _encoding(encoding: str) -> _Encoding:
-    try:
-        return _ENCODINGS[encoding]
-    except KeyError:
-        raise InvalidValueError(
-            f"Image.encoding {encoding!r} is not supported (use one of {', '.join(SUPPORTED_ENCODINGS)})"
-        ) from None
-
-
-def decode_image_buffer(
-    data: Any, height: int, width: int, step: int, encoding: str, is_bigendian: bool = False
-) -> np.ndarray:
-    """Raw ``sensor_msgs/Image`` fields -> a new native-byte-order array.
-
-    Returns ``(H, W)`` for one-channel encodings and ``(H, W, C)`` otherwise, in the encoding's dtype
-    (uint8, uint16 or float32) and channel order (``bgr8`` stays BGR here). Rows may be padded
-    (``step >= width * channels * bytes``); ``data`` must hold exactly ``height * step`` bytes.
-    """
-    spec = _encoding(encoding)
-    height, width, step = int(height), int(width), int(step)
-    if height <= 0 or width <= 0:
-        raise InvalidValueError(f"Image height and width must be > 0; got height={height}, width={width}")
-    itemsize = int(spec.dtype[1:])
-    row_bytes = width * spec.channels * itemsize
-    if step < row_bytes:
-        raise InvalidValueError(
-            f"Image.step {step} is smaller than width * channels * bytes = {width} * {spec.channels} * {itemsize} "
-            f"= {row_bytes} for encoding {encoding!r}"
-        )
-    buffer = np.frombuffer(data, dtype=np.uint8)
-    if buffer.size != height * step:
-        raise InvalidValueError(
-            f"Image.data holds {buffer.size} bytes but height * step = {height} * {step} = {height * step} "
-            f"(encoding {encoding!r})"
-        )
-    rows = np.ascontiguousarray(buffer.reshape(height, step)[:, :row_bytes])
-    wire = np.dtype(spec.dtype).newbyteorder(">" if is_bigendian else "<")
-    values = rows.view(wire).astype(np.dtype(spec.dtype), copy=True)  # -> native byte order, owned copy
-    shape = (height, width) if spec.channels == 1 else (height, width, spec.channels)
-    return values.reshape(shape)
 
 
 @functools.lru_cache(maxsize=1)
@@ -147,7 +87,7 @@ def image_to_array(msg: Any, backend: str = "auto") -> np.ndarray:
     if backend == "cv_bridge" and bridge is None:
         raise InvalidValueError("backend 'cv_bridge' requested but no ROS 2 cv_bridge is importable")
     if bridge is not None:
-        spec = _encoding(msg.encoding)  # same encoding checks as the numpy path
+        spec = encoding_spec(msg.encoding)  # same encoding checks as the numpy path
         result = np.asarray(bridge.imgmsg_to_cv2(msg, desired_encoding="passthrough"))
         expected = (msg.height, msg.width) if spec.channels == 1 else (msg.height, msg.width, spec.channels)
         if result.shape != expected:
@@ -156,47 +96,10 @@ def image_to_array(msg: Any, backend: str = "auto") -> np.ndarray:
     return decode_image_buffer(msg.data, msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian))
 
 
-def rgb_to_color(values: np.ndarray, encoding: str) -> np.ndarray:
-    """Native array of a colour ``encoding`` -> contiguous RGB ``(H, W, 3) uint8``."""
-    if encoding not in COLOR_ENCODINGS:
-        raise InvalidValueError(
-            f"Image.encoding {encoding!r} is not a colour encoding (use one of {', '.join(COLOR_ENCODINGS)})"
-        )
-    if encoding == "rgb8":
-        out = values
-    elif encoding == "bgr8":
-        out = values[..., ::-1]
-    elif encoding == "rgba8":
-        out = values[..., :3]
-    elif encoding == "bgra8":
-        out = values[..., 2::-1]
-    elif encoding == "mono8":
-        out = np.repeat(values[..., None], 3, axis=-1)
-    else:  # mono16: keep the most significant byte
-        out = np.repeat((values >> 8).astype(np.uint8)[..., None], 3, axis=-1)
-    return np.ascontiguousarray(out, dtype=np.uint8)
-
-
-def depth_to_metres(values: np.ndarray, encoding: str, invalid_value: float = float("nan")) -> np.ndarray:
-    """Native array of a depth ``encoding`` -> ``(H, W) float32`` [m]; invalid pixels -> ``invalid_value``."""
-    if encoding in ("16UC1", "mono16"):
-        depth = values.astype(np.float32) * np.float32(_MM_TO_M)
-        invalid = values == 0
-    elif encoding == "32FC1":
-        depth = values.astype(np.float32, copy=True)
-        invalid = ~np.isfinite(depth) | (depth <= 0)
-    else:
-        raise InvalidValueError(
-            f"Image.encoding {encoding!r} is not a depth encoding (use one of {', '.join(DEPTH_ENCODINGS)})"
-        )
-    depth[invalid] = invalid_value
-    return depth
-
-
 def image_to_rgb(msg: Any, backend: str = "auto") -> np.ndarray:
     """Colour ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8, mono16) -> RGB ``(H, W, 3) uint8``."""
     if msg.encoding not in COLOR_ENCODINGS:
-        _encoding(msg.encoding)
+        encoding_spec(msg.encoding)
         raise InvalidValueError(
             f"Image.encoding {msg.encoding!r} is not a colour encoding (use one of {', '.join(COLOR_ENCODINGS)})"
         )
@@ -209,7 +112,7 @@ def image_to_depth(msg: Any, invalid_value: float = float("nan"), backend: str =
     Pixels without a return (0 mm; NaN, inf or <= 0 m) become ``invalid_value`` (default NaN).
     """
     if msg.encoding not in DEPTH_ENCODINGS:
-        _encoding(msg.encoding)
+        encoding_spec(msg.encoding)
         raise InvalidValueError(
             f"Image.encoding {msg.encoding!r} is not a depth encoding (use one of {', '.join(DEPTH_ENCODINGS)})"
         )
@@ -220,7 +123,7 @@ def array_to_image(values: np.ndarray, encoding: str, stamp: int | Any = 0, fram
     """Native array ``(H, W)`` or ``(H, W, C)`` of ``encoding``'s dtype -> ``sensor_msgs/Image`` (unpadded)."""
     from sensor_msgs.msg import Image
 
-    spec = _encoding(encoding)
+    spec = encoding_spec(encoding)
     values = np.asarray(values)
     expected_ndim = 2 if spec.channels == 1 else 3
     if values.ndim != expected_ndim or (spec.channels > 1 and values.shape[2] != spec.channels):
@@ -265,8 +168,8 @@ def depth_to_image(depth_m: np.ndarray, stamp: int | Any = 0, frame_id: str = ""
         raise ShapeError(f"Expected depth_m to have shape (H, W); got {depth.shape}")
     invalid = ~np.isfinite(depth) | (depth <= 0)
     if encoding == "16UC1":
-        mm = np.rint(np.where(invalid, 0.0, depth) / _MM_TO_M)
-        mm[(mm < 0) | (mm > _MAX_DEPTH_MM)] = 0
+        mm = np.rint(np.where(invalid, 0.0, depth) / MM_TO_M)
+        mm[(mm < 0) | (mm > MAX_DEPTH_MM)] = 0
         return array_to_image(mm.astype(np.uint16), "16UC1", stamp, frame_id)
     if encoding == "32FC1":
         return array_to_image(np.where(invalid, np.nan, depth).astype(np.float32), "32FC1", stamp, frame_id)
