@@ -193,8 +193,10 @@ class SparseDepthModality:
         found = self._associate(object2camera, distance)
         return None if found is None else (self._frame.indices[found[0]], found[1])
 
-    def _associate(self, object2camera: torch.Tensor, distance: float) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """:meth:`associate` as ``(keep (M,) positions among the frame's points, targets (M, 3) [m] float64)``.
+    def _associate(self, object2camera: torch.Tensor, distance: float
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """:meth:`associate` as ``(keep (M,) positions among the frame's points, targets (M, 3) [m] float64,
+        pixels (M,) flat index of each target's depth pixel)``.
 
         Each point is projected (float64) to its nearest pixel ``(u, v)``; the target is that pixel's depth
         back-projected, so it lies on the same pixel and the hand test reads the hand z-buffer there directly.
@@ -221,7 +223,7 @@ class SparseDepthModality:
         keep = torch.nonzero(ok)[:, 0]
         if keep.numel() < self.settings.min_points:
             return None
-        return keep, q[keep]
+        return keep, q[keep], (v * W + u)[keep]
 
     def residual(self, object2camera: torch.Tensor, indices: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """``(B, M)`` point-to-plane residuals [m] of the associated points at poses ``(B, 4, 4)`` (in the poses'
@@ -245,7 +247,7 @@ class SparseDepthModality:
         found = self._associate(object2camera, s.considered_distances[level])
         if found is None:
             return None
-        keep, targets = found
+        keep, targets, target_pixels = found
         pose = object2camera.to(self.scene.device, _F64)
         points, normals = self._frame.points[keep], self._frame.normals[keep]
         r = point_to_plane_residuals(pose[None], points, normals, targets)[0]
@@ -254,7 +256,7 @@ class SparseDepthModality:
             J = without_unseen(J, self.unseen, pose[:3, :3], self.radius)
         w = robust_weights(r, s.robust_scales[level], s.robust)
         # points that read the same depth pixel share its noise: residuals per independent pixel
-        pixels = int(torch.unique(targets, dim=0).shape[0])
+        pixels = int(torch.unique(target_pixels).shape[0])  # a target is its pixel's depth back-projected
         correlation = s.correlation * targets.shape[0] / max(pixels, 1)
         return ResidualBlock(self.name, r.cpu(), J.cpu(), w.cpu(), s.standard_deviations[level], s.noise_floor,
                              correlation)
