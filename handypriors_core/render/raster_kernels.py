@@ -33,6 +33,16 @@ def make_raster(scalar, K: int) -> SimpleNamespace:
     FaceData = face_struct(scalar)
     module = f"handypriors_render_raster_{scalar.__name__}_k{K}"
 
+    @wp.func
+    def pixel_and_tile(p: int, width: int, height: int, tile: int, tiles_x: int, n_tiles: int) -> wp.vec4i:
+        """``(image b, column x, row y, tile t)`` of flat pixel index ``p`` over ``B`` images of ``height x width``."""
+        hw = width * height
+        b = p / hw
+        rem = p - b * hw
+        y = rem / width
+        x = rem - y * width
+        return wp.vec4i(b, x, y, b * n_tiles + (y / tile) * tiles_x + x / tile)
+
     @wp.kernel(enable_backward=False, module=module)
     def raster_forward(
         face_data: wp.array(dtype=FaceData),
@@ -60,14 +70,11 @@ def make_raster(scalar, K: int) -> SimpleNamespace:
         # found, the list grows to 2K and is then cut back to the K contributing most to their instance's
         # silhouette, D_j * prod_{i in front, same instance} (1 - D_i); in hard mode to the K nearest.
         p = wp.tid() + offset
-        hw = width * height
-        b = p / hw
-        rem = p - b * hw
-        y = rem / width
-        x = rem - y * width
-        t = b * n_tiles + (y / tile) * tiles_x + x / tile
-        px = scalar(x)
-        py = scalar(y)
+        pix = pixel_and_tile(p, width, height, tile, tiles_x, n_tiles)
+        b = pix[0]
+        t = pix[3]
+        px = scalar(pix[1])
+        py = scalar(pix[2])
         pp = vec2(px, py)
         ph = vec3(px, py, one)
         margin2 = margin * margin
@@ -244,14 +251,11 @@ def make_raster(scalar, K: int) -> SimpleNamespace:
         # raster_forward with hard = 1, margin = 0 and K = 1: the same faces, depths and ties (the first face of
         # the tile list wins among equally near ones), without the fragment list.
         p = wp.tid() + offset
-        hw = width * height
-        b = p / hw
-        rem = p - b * hw
-        y = rem / width
-        x = rem - y * width
-        t = b * n_tiles + (y / tile) * tiles_x + x / tile
-        px = scalar(x)
-        py = scalar(y)
+        pix = pixel_and_tile(p, width, height, tile, tiles_x, n_tiles)
+        b = pix[0]
+        t = pix[3]
+        px = scalar(pix[1])
+        py = scalar(pix[2])
         ph = vec3(px, py, one)
         best = int(-1)  # noqa: UP018, RUF046 - warp needs typed dynamic variables
         total = int(0)  # noqa: UP018, RUF046
