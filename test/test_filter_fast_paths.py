@@ -174,6 +174,20 @@ def test_hand_zbuffer_of_the_camera_facing_faces_equals_the_full_render():
         torch.testing.assert_close(culled, reference, atol=0, rtol=0)
         drawn += int(full.mask.sum())
     assert scene.hand_surface_closed(obs.hand.verts) and drawn > 500
+    # the hand 1 m to the side of the region: no render, no hand anywhere
+    far = Frame(index=9, stamp=0.0, rgb=torch.zeros(120, 160, 3, dtype=torch.uint8), camera=camera,
+                joint_angles=q, hand2camera=make_transform(hand2camera[:3, :3], torch.tensor([1.0, 0.0, 0.47])))
+    far_obs = prepare_observation(far, scene, object2camera, ROISettings(size=64), DepthSettings(),
+                                  depth_points=False)
+
+    def no_render(*args, **kwargs):
+        raise AssertionError("the hand z-buffer was rendered for a hand outside the region")
+
+    scene.renderer.hard, render = no_render, scene.renderer.hard
+    try:
+        assert bool(torch.isinf(HandOcclusion(scene, far_obs).depth).all())
+    finally:
+        scene.renderer.hard = render
     open_scene = HandObjectScene(hand, RigidObject.box([0.04, 0.06, 0.09]))
     open_scene.hand_faces = scene.hand_faces[1:]  # one face missing: three edges lose their partner
     assert not open_scene.hand_surface_closed(obs.hand.verts)

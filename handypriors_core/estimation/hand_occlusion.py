@@ -3,7 +3,8 @@
 The hand is known (joint states + hand2camera), so instead of guessing occlusions from the data, the sparse
 modalities render it once per frame (:meth:`~handypriors_core.render.renderer.Renderer.hard`, ROI resolution
 only) and drop the depth points and contour lines it covers. A closed hand surface is drawn with the faces
-turned towards the camera only (the nearest face at every pixel is one of them; same z-buffer, half the faces).
+turned towards the camera only (the nearest face at every pixel is one of them; same z-buffer, half the faces),
+and not at all when the hand projects outside the region.
 """
 
 from __future__ import annotations
@@ -11,10 +12,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..geometry.camera import MIN_DEPTH
 from .observation import Observation
 from .scene import HandObjectScene
 
 __all__ = ["HandOcclusion"]
+
+
+def _may_cover(verts: torch.Tensor, camera, margin: float) -> bool:
+    """Whether hand vertices ``verts (V, 3)`` [m, camera frame] may cover a pixel of ``camera``'s image: False only
+    when all lie in front of the camera and their projected bounding box (which holds every projected face) stays
+    more than ``margin`` + 1 px outside the image."""
+    if not bool((verts[:, 2] > MIN_DEPTH).all()):
+        return True
+    uv = camera.project(verts[None])[0]
+    lo, hi = uv.min(0).values, uv.max(0).values
+    pad = margin + 1.0
+    return bool(hi[0] >= -pad and hi[1] >= -pad and lo[0] <= camera.width - 1 + pad
+                and lo[1] <= camera.height - 1 + pad)
 
 
 class HandOcclusion:
@@ -31,6 +46,10 @@ class HandOcclusion:
         self.camera = obs.roi_camera
         self.full_camera = obs.camera
         verts, faces = obs.hand.verts.float(), scene.hand_faces
+        S_w, S_h = int(self.camera.width), int(self.camera.height)
+        if not _may_cover(verts[0], self.camera, dilation):  # the hand lies outside the region: nothing to draw
+            self.depth = torch.full((S_h, S_w), float("inf"), device=verts.device)
+            return
         with torch.no_grad():
             if scene.hand_surface_closed(verts):  # the faces turned away are never the nearest: half the work
                 v = verts[0]
