@@ -306,7 +306,9 @@ class _TrackerProxy:
         if warm_up:  # a frame there and back: the first transfer's one-off costs are paid now, not by frame 1
             from .tracker_setup import synthetic_frame
 
-            self._call("echo", synthetic_frame(16))
+            # (with an image large enough to go through shared memory: the ring, Python's resource tracker for it
+            # and the tracker process's mapping are set up here, not by the first camera frame)
+            self._call("echo", (synthetic_frame(16), torch.zeros(SHARED_MIN_BYTES, dtype=torch.uint8)))
         return info
 
     def initialize(self, object2camera: torch.Tensor) -> None:

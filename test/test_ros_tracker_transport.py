@@ -107,3 +107,20 @@ def test_tracker_process_receives_the_frame_through_shared_memory():
         proxy.close()
     with pytest.raises(FileNotFoundError):  # closing the proxy unlinks the segment
         FrameRingReader()._attach(name)
+
+
+def test_the_warm_up_sets_up_the_shared_memory_before_the_first_frame():
+    """Creating the ring (and Python's resource tracker process for it) cost the first camera frame otherwise."""
+    from handypriors_ros.tracker_process import _TrackerProxy
+
+    calls = []
+
+    class Recording(_TrackerProxy):
+        def _call(self, method, *args):
+            calls.append((method, args))
+            return {"warning": "", "initialized": False, "status": "initialising"} if method == "build" else None
+
+    Recording().build("", "model.obj", 1.0, None, "none", warm_up=True)
+    arrays: list[np.ndarray] = []
+    _pack([args for method, args in calls if method == "echo"], arrays)
+    assert arrays, "the warm-up sends nothing through shared memory"
