@@ -15,7 +15,8 @@ Wall times depend on the machine's load (written beside them); CPU times much le
 
     .venv/bin/python bench/bench_tracker_transport.py [--frames 40] [--sequence block_lift_wrist]
 
-Writes ``bench/results/tracker_transport.json``.
+Writes ``bench/results/tracker_transport.json``; exits 1 when shared memory no longer halves the node thread's CPU
+per frame against the pipe.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ def measure(transport: str, frames: list, pose, settings, mesh: str) -> dict:
 
     proxy = tracker_process.TrackerProcess()
     saved = tracker_process.SHARED_MIN_BYTES
-    tracker_process.SHARED_MIN_BYTES = saved if transport == "shared_memory" else 1 << 62
     try:
         proxy.build("", mesh, 1.0, settings, "none", warm_up=True, threads=1)
         proxy.initialize(pose)
+        tracker_process.SHARED_MIN_BYTES = saved if transport == "shared_memory" else 1 << 62  # (pipe: no tensor)
         proxy.track(frames[0])  # (first frame at this size)
         child = proxy._process.pid  # (the tracker process of this proxy)
         node_cpu, child_cpu, wall = [], [], []
@@ -100,7 +101,15 @@ def main(argv: list[str] | None = None) -> int:
               f" ms (p95 {result['call_wall_ms']['p95']:.1f}) per frame; load {result['load_average'][0]:.1f}",
               flush=True)
     results["load_average_at_end"] = os.getloadavg()
+    cost = {name: float(np.mean([r["node_thread_cpu_ms"]["mean"] for r in runs]))
+            for name, runs in results["transports"].items()}
+    # check: shared memory must save the node's thread at least half of what the pipe costs it (measured 2.7x)
+    results["check_shared_memory_halves_node_cpu"] = ok = cost["shared_memory"] <= 0.5 * cost["pipe"]
     print(f"wrote {write_results('tracker_transport', results)}")
+    if not ok:
+        print(f"REGRESSION: node thread CPU per frame {cost['shared_memory']:.1f} ms with shared memory, "
+              f"{cost['pipe']:.1f} ms with the pipe")
+        return 1
     return 0
 
 
