@@ -163,3 +163,31 @@ def test_tracker_nees_on_a_generated_sequence_is_consistent(carried_box):
     assert 1.5 <= float(mean[0]) <= 6 and 1.5 <= float(mean[1]) <= 6, (mean, nees)
     assert 0.7 <= float(median[0]) <= 6 and 0.7 <= float(median[1]) <= 6, (median, nees)
     assert not math.isnan(float(mean.sum()))
+
+
+def test_refine_takes_no_adam_step_where_the_filter_converged(carried_box):
+    """Refine warm-starts from the filter: where the filter's iterated update converged its pose is the optimum
+    of the shared residuals and refine keeps it (``refine.converged_iterations`` = 0; Adam's first steps move
+    every coordinate by about its step size, measured 0.006 -> 0.27 cm in 3 steps on ``block_lift_wrist``)."""
+    seq, frames, gt = carried_box
+    hand = URDFHand.from_urdf(allegro_urdf())
+    settings = TrackerSettings(mode="refine")
+    settings.refine.time_budget = 0.0
+    settings.refine.iterations = 2
+    tracker = ObjectTracker(hand, seq.object_model(), settings)
+    tracker.initialize(gt.object2camera[0])
+    stops = []
+    for frame in frames[:3]:
+        est = tracker.track(frame)
+        stops.append(est.refine.stopped)
+        converged = tracker.filter.last_update is not None and tracker.filter.last_update.converged
+        assert (est.refine.stopped == "filter_converged") == converged, (est.refine, tracker.filter.last_update)
+        if converged:
+            assert est.refine.iterations == 0 and torch.equal(est.object2camera, tracker.filter.pose)
+    assert "filter_converged" in stops, stops
+    # with steps allowed after a converged update, Adam runs them
+    settings.refine.converged_iterations = 1
+    tracker = ObjectTracker(hand, seq.object_model(), settings)
+    tracker.initialize(gt.object2camera[0])
+    est = tracker.track(frames[0])
+    assert est.refine.iterations >= 1 and est.refine.stopped != "filter_converged", est.refine

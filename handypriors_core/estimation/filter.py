@@ -192,6 +192,7 @@ class ObjectPoseFilter:
     def update(self, obs: Observation, ctx: TemporalContext) -> dict[str, StepResult]:
         """Apply the configured observations in order; returns each one's :class:`StepResult`."""
         results: dict[str, StepResult] = {}
+        self.last_update = None
         gate = None if self.settings.gate_probability >= 1 else self.settings.gate_probability
         for name in self.settings.observations:
             if name in ITERATED_OBSERVATIONS:

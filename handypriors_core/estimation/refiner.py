@@ -70,6 +70,12 @@ class RefineResult:
     stopped: str
     terms: dict[str, float] = field(default_factory=dict)
 
+    @classmethod
+    def unchanged(cls, object2camera: torch.Tensor, reason: str) -> RefineResult:
+        """No Adam step taken (``reason``): ``object2camera (4, 4)`` kept."""
+        pose = object2camera.detach().float()
+        return cls(pose, torch.eye(4, device=pose.device), math.nan, math.nan, 0, 0.0, reason)
+
 
 class PoseRefiner:
     """Adam refinement of the object pose over the weighted loss terms."""

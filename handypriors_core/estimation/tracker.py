@@ -199,7 +199,11 @@ class ObjectTracker:
         refine = None
         if self.settings.mode == "refine":
             t = time.perf_counter()
-            refine = self.refiner.refine(self.filter.pose.float(), obs, self.context)
+            converged = self.filter.last_update is not None and self.filter.last_update.converged \
+                and any(u.accepted for u in updates.values())
+            steps = self.settings.refine.converged_iterations if converged else None
+            refine = self.refiner.refine(self.filter.pose.float(), obs, self.context, iterations=steps) \
+                if steps != 0 else RefineResult.unchanged(self.filter.pose.float(), "filter_converged")
             if refine.iterations > 0 and torch.isfinite(refine.object2camera).all():
                 self.filter.set_pose(refine.object2camera.double().cpu())
             timings["refine"] = time.perf_counter() - t
