@@ -110,6 +110,13 @@ REGRESSION_BOUNDS: dict[tuple[str, str], dict[str, float]] = {
     ("gen_box", "filter"): {"add_s_median_cm": 0.05, "rotation_median_deg": 0.5, "add_s_auc": 98.5},
     ("gen_mesh", "filter"): {"add_s_median_cm": 0.2, "rotation_median_deg": 22.0, "add_s_auc": 97.5},
 }
+# covariance consistency (per-frame noise estimate, 9a5373d): mean NEES of every filter row within [1/12, 12]
+# (measured 1.4-4.0 with --quick, the bottle's rotation 19.9; 1.6-9.2 over the right-pose starts of the 10-start
+# run); the axis of the cylinder and the bottle no longer drifts with the facets (2.8-9.7 deg over 10 starts, was 27)
+for _bounds in REGRESSION_BOUNDS.values():
+    _bounds.update(nees_translation_mean=12.0, nees_rotation_mean=12.0)
+REGRESSION_BOUNDS[("gen_cylinder", "filter")]["rotation_median_deg"] = 15.0
+REGRESSION_BOUNDS[("gen_mesh", "filter")].update(rotation_median_deg=15.0, nees_rotation_mean=40.0)  # --quick: 19.9
 
 
 # --------------------------------------------------------------------------------------------------- sequences
