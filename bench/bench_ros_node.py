@@ -370,19 +370,24 @@ def run_replay(sequence: Path, env: dict, context) -> dict:
                 raise RuntimeError(f"tracker did not start: {tracker.communicate()[0][-3000:]}")
             executor.spin_once(timeout_sec=0.1)
         cpu0 = proc_cpu_seconds(tracker.pid)
-        player = subprocess.run(
+        player = subprocess.Popen(
             [sys.executable, "-m", "handypriors_ros.sequence_player", "--ros-args", "-p",
              f"source:={sequence / 'bag'}", "-p", "rate:=1.0", "-p", "wait_for_subscribers:=1"],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        end = time.monotonic() + 120.0  # spin while it plays: a probe that does not read /tf loses poses
+        while player.poll() is None and time.monotonic() < end:  # (its depth-100 queue beside 100 Hz wrist TF)
+            executor.spin_once(timeout_sec=0.05)
+        player_output = player.communicate(timeout=30)[0]
         end = time.monotonic() + 20.0  # until the node accounts for every image (posed or dropped)
         while time.monotonic() < end and not _settled(diagnostics, offered, len(posed)):
             executor.spin_once(timeout_sec=0.05)
         result["tracker_cpu_s"] = proc_cpu_seconds(tracker.pid) - cpu0
         values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values} if diagnostics else {}
-        lag_lines = [line for line in (player.stdout + player.stderr).splitlines() if "publish lag" in line]
+        lag_lines = [line for line in player_output.splitlines() if "publish lag" in line]
         result.update({
             "frames_posed": len(posed), "posed_fraction": len(posed) / max(offered, 1),
             "images_received_by_node": int(values.get("images_received", 0)),
+            "frames_processed_by_node": int(values.get("frames_processed", 0)),
             "node_dropped_by_reason": _drops(values),
             "node_tracker_ms_last": float(values.get("tracker_ms", "nan")),
             "node_stage_ms_median": {k: float(np.median([float(v[k]) for v in (
