@@ -51,8 +51,11 @@ def _assert_scored_outputs(out: Path, mode: str) -> None:
 
 def test_ros_path_end_to_end(out_dir, capsys):
     lines: list[str] = []
+    # 3 frames/s instead of the demo's 7.5: under `pytest -n 2` beside another test, at load 7, the node posed
+    # 4 of 8 frames at 7.5 frames/s (busy drops); the node's speed is bench_ros_node's figure, not this test's
     status = demo.run_demo(demo.DemoOptions(out_dir, frames=FRAMES, width=WIDTH, height=HEIGHT,
-                                            modes=["filter", "refine"], use_ros=True, report=lines.append))
+                                            modes=["filter", "refine"], use_ros=True, ros_rate=0.1,
+                                            report=lines.append))
     printed = capsys.readouterr().out
     log = "\n".join(lines)
     ros_log = out_dir / "ros_filter.log"
@@ -73,7 +76,7 @@ def test_ros_path_end_to_end(out_dir, capsys):
     assert row["add_s_median_cm"] < 0.02 and row["rotation_median_deg"] < 0.2, row
     refine = results["modes"]["refine"]
     assert refine["add_s_median_cm"] < 0.02 and refine["rotation_median_deg"] < 0.25, refine
-    # fps = poses / wall time of the stream (measured 8.3 fps against a 7.5 frames/s stream): it cannot beat the
+    # fps = poses / wall time of the stream (about the 3 frames/s of the stream here): it cannot beat the
     # player's frame rate (30 x rate) over the stream's span; how fast the node is, is bench_ros_node's figure
     stream_fps = 30 * ros["rate"]
     assert row["fps"] == pytest.approx(ros["posed"] / ros["wall_s"]), (row, ros)
