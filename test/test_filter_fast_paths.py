@@ -93,6 +93,48 @@ def test_hard_zbuffer_kernel_equals_the_fragment_kernels_nearest(dtype):
     torch.testing.assert_close(hard.count, general.count, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_face_by_face_depth_equals_the_hard_zbuffer(dtype):
+    """``nearest_depth`` (face by face) gives the hard rasterizer's depth at every pixel bit for bit, its ``grow``
+    the min-filter of it, and with ``cull_back`` on a closed outward mesh (a box) the same depth again."""
+    import torch.nn.functional as F
+
+    from handypriors_core.geometry import PinholeCamera
+    from handypriors_core.models import RigidObject
+    from handypriors_core.render import RasterSettings
+    from handypriors_core.render.rasterizer import HardRasterizer
+
+    g = torch.Generator().manual_seed(12)
+    B, Fn = 2, 40
+    centres = torch.rand(B, Fn, 1, 3, generator=g, dtype=dtype) * torch.tensor([0.1, 0.08, 0.1], dtype=dtype) \
+        + torch.tensor([-0.05, -0.04, 0.3], dtype=dtype)
+    verts = (centres + 0.03 * torch.randn(B, Fn, 3, 3, generator=g, dtype=dtype)).reshape(B, 3 * Fn, 3)
+    faces = torch.arange(3 * Fn).reshape(Fn, 3)
+    faces[::3] = faces[::3].flip(-1)  # both windings
+    verts[0, 9, 2] = -0.1  # a vertex behind the camera: its face is not drawn
+    K = torch.tensor([[120.0, 0, 31.5], [0, 120.0, 23.5], [0, 0, 1]], dtype=dtype)
+    cam = PinholeCamera(K=K, width=64, height=48)
+    raster = HardRasterizer(RasterSettings(cpu_threads=1))
+
+    def reference(v, f):
+        hard = raster(v, f, cam)
+        return torch.where(hard.face[..., 0] >= 0, hard.zbuf[..., 0], torch.full_like(hard.zbuf[..., 0], math.inf))
+
+    ref = reference(verts, faces)
+    assert int(torch.isfinite(ref).sum()) > 500
+    torch.testing.assert_close(raster.nearest_depth(verts, faces, cam), ref, atol=0, rtol=0)
+    grown = -F.max_pool2d(-ref[:, None], 5, stride=1, padding=2)[:, 0]
+    torch.testing.assert_close(raster.nearest_depth(verts, faces, cam, grow=2), grown, atol=0, rtol=0)
+    box = RigidObject.box([0.04, 0.06, 0.03])
+    R = axis_angle_to_matrix(torch.tensor([0.5, -0.3, 0.2], dtype=dtype))
+    box_verts = (box.verts.to(dtype) @ R.T + torch.tensor([0.01, 0.0, 0.25], dtype=dtype))[None]
+    box_ref = reference(box_verts, box.faces)
+    assert int(torch.isfinite(box_ref).sum()) > 300
+    torch.testing.assert_close(raster.nearest_depth(box_verts, box.faces, cam, cull_back=True), box_ref, atol=0,
+                               rtol=0)
+    assert int(torch.isfinite(raster.nearest_depth(verts[:, :0], faces[:0], cam)).sum()) == 0  # an empty mesh
+
+
 def test_observation_crops_are_made_on_first_read_only():
     """ROI crops given as functions run once, on the first read; tensors pass through; the dataclass stays frozen."""
     import dataclasses
@@ -143,7 +185,8 @@ def test_forward_kinematics_equals_rodrigues_of_the_joint_axes():
 
 def test_hand_zbuffer_of_the_camera_facing_faces_equals_the_full_render():
     """The Allegro mesh is closed and outward: the hand occlusion z-buffer drawn from the faces turned to the
-    camera equals the render of every face, over several hand poses; an open mesh is not culled."""
+    camera equals the render of every face (and its dilation the min-filter of it), over several hand poses; an
+    open mesh is not culled."""
     from handypriors_core.estimation.hand_occlusion import HandOcclusion
     from handypriors_core.estimation.observation import prepare_observation
     from handypriors_core.estimation.scene import HandObjectScene
@@ -172,22 +215,16 @@ def test_hand_zbuffer_of_the_camera_facing_faces_equals_the_full_render():
         full = scene.renderer.hard(obs.hand.verts.float(), scene.hand_faces, obs.roi_camera)
         reference = torch.where(full.mask[0], full.zbuf[0], torch.full_like(full.zbuf[0], float("inf")))
         torch.testing.assert_close(culled, reference, atol=0, rtol=0)
+        grown = -torch.nn.functional.max_pool2d(-reference[None, None], 3, stride=1, padding=1)[0, 0]
+        torch.testing.assert_close(HandOcclusion(scene, obs, dilation=1).depth, grown, atol=0, rtol=0)
         drawn += int(full.mask.sum())
     assert scene.hand_surface_closed(obs.hand.verts) and drawn > 500
-    # the hand 1 m to the side of the region: no render, no hand anywhere
+    # the hand 1 m to the side of the region: no hand anywhere
     far = Frame(index=9, stamp=0.0, rgb=torch.zeros(120, 160, 3, dtype=torch.uint8), camera=camera,
                 joint_angles=q, hand2camera=make_transform(hand2camera[:3, :3], torch.tensor([1.0, 0.0, 0.47])))
     far_obs = prepare_observation(far, scene, object2camera, ROISettings(size=64), DepthSettings(),
                                   depth_points=False)
-
-    def no_render(*args, **kwargs):
-        raise AssertionError("the hand z-buffer was rendered for a hand outside the region")
-
-    scene.renderer.hard, render = no_render, scene.renderer.hard
-    try:
-        assert bool(torch.isinf(HandOcclusion(scene, far_obs).depth).all())
-    finally:
-        scene.renderer.hard = render
+    assert bool(torch.isinf(HandOcclusion(scene, far_obs).depth).all())
     open_scene = HandObjectScene(hand, RigidObject.box([0.04, 0.06, 0.09]))
     open_scene.hand_faces = scene.hand_faces[1:]  # one face missing: three edges lose their partner
     assert not open_scene.hand_surface_closed(obs.hand.verts)

@@ -1,35 +1,20 @@
 """Where the known hand hides the object: a hard z-buffer of the posed hand mesh over the region of interest.
 
 The hand is known (joint states + hand2camera), so instead of guessing occlusions from the data, the sparse
-modalities render it once per frame (:meth:`~handypriors_core.render.renderer.Renderer.hard`, ROI resolution
-only) and drop the depth points and contour lines it covers. A closed hand surface is drawn with the faces
-turned towards the camera only (the nearest face at every pixel is one of them; same z-buffer, half the faces),
-and not at all when the hand projects outside the region.
+modalities draw its z-buffer once per frame at the resolution of the region of interest (face by face:
+:meth:`~handypriors_core.render.renderer.Renderer.hard_depth`, the depth of ``Renderer.hard``) and drop the depth
+points and contour lines it covers. A closed hand surface is drawn with the faces turned towards the camera only (the
+nearest face at every pixel is one of them; same z-buffer, half the faces).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..geometry.camera import MIN_DEPTH
 from .observation import Observation
 from .scene import HandObjectScene
 
 __all__ = ["HandOcclusion"]
-
-
-def _may_cover(verts: torch.Tensor, camera, margin: float) -> bool:
-    """Whether hand vertices ``verts (V, 3)`` [m, camera frame] may cover a pixel of ``camera``'s image: False only
-    when all lie in front of the camera and their projected bounding box (which holds every projected face) stays
-    more than ``margin`` + 1 px outside the image."""
-    if not bool((verts[:, 2] > MIN_DEPTH).all()):
-        return True
-    uv = camera.project(verts[None])[0]
-    lo, hi = uv.min(0).values, uv.max(0).values
-    pad = margin + 1.0
-    return bool(hi[0] >= -pad and hi[1] >= -pad and lo[0] <= camera.width - 1 + pad
-                and lo[1] <= camera.height - 1 + pad)
 
 
 class HandOcclusion:
@@ -45,23 +30,10 @@ class HandOcclusion:
     def __init__(self, scene: HandObjectScene, obs: Observation, dilation: int = 1) -> None:
         self.camera = obs.roi_camera
         self.full_camera = obs.camera
-        verts, faces = obs.hand.verts.float(), scene.hand_faces
-        S_w, S_h = int(self.camera.width), int(self.camera.height)
-        if not _may_cover(verts[0], self.camera, dilation):  # the hand lies outside the region: nothing to draw
-            self.depth = torch.full((S_h, S_w), float("inf"), device=verts.device)
-            return
-        with torch.no_grad():
-            if scene.hand_surface_closed(verts):  # the faces turned away are never the nearest: half the work
-                v = verts[0]
-                a = v[faces[:, 0]]
-                facing = (torch.linalg.cross(v[faces[:, 1]] - a, v[faces[:, 2]] - a, dim=-1) * a).sum(-1) < 0
-                faces = faces[facing]
-            out = scene.renderer.hard(verts, faces, self.camera)
-        depth = torch.where(out.mask[0], out.zbuf[0], torch.full_like(out.zbuf[0], float("inf")))
-        if dilation > 0:
-            k = 2 * dilation + 1
-            depth = -F.max_pool2d(-depth[None, None], k, stride=1, padding=dilation)[0, 0]
-        self.depth = depth
+        verts = obs.hand.verts.float()
+        # the faces turned away are never the nearest of a closed outward surface: half the work
+        self.depth = scene.renderer.hard_depth(verts, scene.hand_faces, self.camera,
+                                               cull_back=scene.hand_surface_closed(verts), grow=dilation)[0]
 
     def hand_depth_at(self, points_cam: torch.Tensor) -> torch.Tensor:
         """``(N,)`` hand depth [m] at the ROI pixels of ``points_cam (N, 3)`` (``inf``: no hand or outside the ROI)."""

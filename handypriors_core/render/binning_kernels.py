@@ -146,4 +146,49 @@ def make_binning(scalar, module: str) -> SimpleNamespace:
                 slot = wp.atomic_add(tile_cursor, t, 1)
                 tile_faces[tile_start[t] + slot] = f
 
-    return SimpleNamespace(face_setup=face_setup, bin_count=bin_count, bin_fill=bin_fill)
+    @wp.kernel(enable_backward=False, module=module)
+    def splat_nearest(
+        face_data: wp.array(dtype=FaceData),  # (B*F,) from face_setup
+        face_pixels: wp.array(dtype=wp.vec4i),  # (B*F,) face_setup's ranges with tile = 1: x0, x1, y0, y1 [px]
+        verts: wp.array(dtype=vec3),  # (B*V,) camera-frame vertices [m] (read when cull_back)
+        faces: wp.array(dtype=wp.vec3i),  # (F,)
+        n_verts: int,
+        n_faces: int,
+        width: int,
+        height: int,
+        cull_back: int,  # 1: skip the faces turned away from the camera
+        grow: int,  # each covered pixel also writes its neighbours within this many px (a min-filter of depth)
+        # output, zeroed by the caller
+        inv_depth_out: wp.array(dtype=scalar),  # (B*H*W,) largest 1/z [1/m] of a face over the pixel, 0 = none
+    ):
+        # per face, the pixel centres it contains, with raster_nearest's edge test and depth: the largest inverse
+        # depth per pixel is that of raster_nearest's face (ties give the same value)
+        bf = wp.tid()
+        b = bf / n_faces
+        f = bf - b * n_faces
+        r = face_pixels[bf]
+        if r[0] > r[1]:
+            return
+        if cull_back != 0:
+            ids = faces[f]
+            a = verts[b * n_verts + ids[0]]
+            n = wp.cross(verts[b * n_verts + ids[1]] - a, verts[b * n_verts + ids[2]] - a)
+            if wp.dot(n, a) >= zero:
+                return
+        fd = face_data[bf]
+        sc = fd.scale
+        w = fd.w
+        for y in range(r[2], r[3] + 1):
+            for x in range(r[0], r[1] + 1):
+                ed = fd.edge * vec3(scalar(x), scalar(y), one)
+                emin = wp.min(wp.min(ed[0], ed[1]), ed[2])
+                if emin < zero:
+                    continue
+                la = ed[0] * sc[0]
+                lb = ed[1] * sc[1]
+                iz = la * w[0] + lb * w[1] + (one - la - lb) * w[2]
+                for yy in range(wp.max(y - grow, 0), wp.min(y + grow, height - 1) + 1):
+                    for xx in range(wp.max(x - grow, 0), wp.min(x + grow, width - 1) + 1):
+                        wp.atomic_max(inv_depth_out, (b * height + yy) * width + xx, iz)
+
+    return SimpleNamespace(face_setup=face_setup, bin_count=bin_count, bin_fill=bin_fill, splat_nearest=splat_nearest)

@@ -25,7 +25,8 @@ import warp as wp
 
 from . import warp_kernels as wk
 
-__all__ = ["Bins", "DepthBlendFunction", "RasterizeFunction", "SilhouetteFunction", "build_bins", "resolve_threads"]
+__all__ = ["Bins", "DepthBlendFunction", "RasterizeFunction", "SilhouetteFunction", "build_bins",
+           "nearest_inverse_depth", "resolve_threads"]
 
 _MIN_PIXELS_PER_LAUNCH = 1024
 _pool: ThreadPoolExecutor | None = None
@@ -183,6 +184,52 @@ def build_bins(
             device,
         )
     return Bins(face_data, tile_start, tile_faces, tile, tiles_x, n_tiles, margin)
+
+
+def nearest_inverse_depth(
+    verts: torch.Tensor,
+    verts2d: torch.Tensor,
+    inv_depth: torch.Tensor,
+    vert_ok: torch.Tensor,
+    faces: torch.Tensor,
+    width: int,
+    height: int,
+    cull_back: bool,
+    grow: int,
+) -> torch.Tensor:
+    """``(B, H, W)`` largest inverse depth [1/m] of the faces containing each pixel centre (0: none), not
+    differentiable: the depth of :class:`RasterizeFunction`'s nearest face (``hard``, ``K = 1``) as ``1 / value``.
+
+    Work per face over the pixels of its screen box (no tiles, no per-pixel face lists: for a z-buffer of a
+    region, where pixels times faces per tile outweighs the faces' own pixels). ``verts (B, V, 3)`` [m, camera
+    frame] (read with ``cull_back``: faces turned away from the camera are skipped), ``verts2d (B, V, 2)`` [px],
+    ``inv_depth (B, V)`` [1/m], ``vert_ok (B, V)`` bool as :func:`build_bins` takes them, ``faces (F, 3)`` int32.
+    ``grow`` > 0 spreads each covered pixel's value over its neighbours within ``grow`` px (a min-filter of depth).
+    """
+    B, V = vert_ok.shape
+    F = faces.shape[0]
+    dev = verts2d.device
+    k = wk.common_kernels(verts2d.dtype)
+    device = _device(verts2d)
+    out = torch.zeros(B * height * width, dtype=verts2d.dtype, device=dev)
+    n = B * F
+    if n == 0:
+        return out.view(B, height, width)
+    face_data = wp.empty(n, dtype=k.FaceData, device=device)
+    face_pixels = torch.empty((n, 4), dtype=torch.int32, device=dev)
+    w_face_pixels = _wrap(face_pixels, wp.vec4i, (n,))
+    # the tensors the warp views read stay referenced here until the launches are done
+    xy, w = verts2d.detach().contiguous(), inv_depth.detach().contiguous()
+    ok = vert_ok.to(torch.int32).contiguous()
+    instance = torch.zeros(F, dtype=torch.int32, device=dev)
+    points = verts.detach().to(verts2d.dtype).contiguous()
+    faces_w = _wrap(faces, wp.vec3i, (F,))
+    _launch(k.face_setup, n, [
+        _wrap(xy, k.vec2, (B * V,)), _wrap(w, k.scalar, (B * V,)), _wrap(ok, wp.int32, (B * V,)), faces_w,
+        _wrap(instance, wp.int32, (F,)), V, F, k.scalar(0.0), width, height, 1, face_data, w_face_pixels], device)
+    _launch(k.splat_nearest, n, [face_data, w_face_pixels, _wrap(points, k.vec3, (B * V,)), faces_w, V, F, width,
+                                 height, int(cull_back), int(grow), _wrap(out, k.scalar)], device)
+    return out.view(B, height, width)
 
 
 # ------------------------------------------------------------------------------------------ rasterization

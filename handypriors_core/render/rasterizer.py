@@ -130,3 +130,20 @@ class HardRasterizer(SoftRasterizer):
 
     def __call__(self, verts: torch.Tensor, faces: torch.Tensor, camera, sigma: float | None = None) -> Fragments:
         return self._rasterize(verts, faces, camera, self.settings.sigma, 0.0, 1, True)
+
+    def nearest_depth(self, verts: torch.Tensor, faces: torch.Tensor, camera, cull_back: bool = False,
+                      grow: int = 0) -> torch.Tensor:
+        """``(B, H, W)`` depth [m] of the nearest face containing each pixel centre, ``inf`` where none: the
+        ``zbuf`` of :meth:`__call__` where its ``face >= 0`` (not differentiable), drawn face by face
+        (:func:`.bridge.nearest_inverse_depth`). ``cull_back``: skip the faces turned away from the camera (for a
+        closed outward mesh the nearest face is never one of them); ``grow`` [px]: the minimum over each pixel's
+        ``(2 grow + 1)^2`` neighbourhood instead (a min-filter)."""
+        check_mesh(verts, faces)
+        if grow < 0:
+            raise InvalidValueError(f"grow must be >= 0; got {grow}")
+        with torch.no_grad():
+            xy, inv_depth, ok = project_vertices(verts, camera, self.settings.near)
+            _, _, width, height = _intrinsics(camera, verts)
+            faces32 = faces.to(device=verts.device, dtype=torch.int32).contiguous()
+            iz = bridge.nearest_inverse_depth(verts, xy, inv_depth, ok, faces32, width, height, cull_back, grow)
+            return torch.where(iz > 0, 1.0 / iz, torch.full_like(iz, float("inf")))

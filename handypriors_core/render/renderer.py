@@ -129,6 +129,13 @@ class Renderer:
             rgb = self.blend_shader.rgb(fragments, verts, faces, vertex_colors, uv, texture, vertex_normals, gamma)
         return RenderOutput(sil.full, sil.visible, sil.union, soft_depth, rgb, fragments)
 
+    def hard_depth(self, verts: torch.Tensor, faces: torch.Tensor, camera, cull_back: bool = False,
+                   grow: int = 0) -> torch.Tensor:
+        """``(B, H, W)`` nearest depth [m] per pixel, ``inf`` where no face: :meth:`hard`'s ``zbuf`` where its ``mask``
+        (see :meth:`~.rasterizer.HardRasterizer.nearest_depth` for ``cull_back`` and ``grow``), much cheaper for a
+        small image."""
+        return self.hard_rasterizer.nearest_depth(verts, faces, camera, cull_back, grow)
+
     def hard(
         self, verts: torch.Tensor, faces: torch.Tensor, camera, face_instance: torch.Tensor | None = None
     ) -> HardRenderOutput:
