@@ -173,6 +173,50 @@ def test_robust_weights_are_the_irls_weights_of_the_loss():
         assert torch.allclose(grad[nz] * c * c / r.detach()[nz], w[nz], atol=1e-9), kind
 
 
+def test_robust_weights_of_numpy_arrays_equal_those_of_tensors():
+    r = torch.linspace(-0.05, 0.05, 41, dtype=_F64)
+    for kind in ("huber", "tukey", "cauchy", "geman_mcclure", "none"):
+        w = robust_weights(r, 0.01, kind)
+        assert isinstance(w, torch.Tensor) and float(w.min()) >= 0 and float(w.max()) <= 1
+        torch.testing.assert_close(torch.from_numpy(robust_weights(r.numpy(), 0.01, kind)), w, atol=0, rtol=0)
+    assert float(robust_weights(r, 0.01, "tukey")[0]) == 0.0 and float(robust_weights(r, 0.01, "huber")[0]) == 0.2
+
+
+@pytest.mark.parametrize("shape", ["box", "cylinder"])
+def test_sparse_depth_numpy_path_equals_the_torch_path(scene_data, shape):
+    """On the CPU the modality linearises in numpy; the torch path (other devices) gives the same association,
+    residuals, Jacobians (also with the unseen motions of a cylinder removed), weights and correlation."""
+    import dataclasses
+
+    scene, _frame, obs, T_o, _out = scene_data
+    if shape == "cylinder":
+        scene = HandObjectScene(scene.hand, RigidObject.cylinder(0.03, 0.09))
+    modality = SparseDepthModality(scene, SparseDepthSettings(max_points=400))
+    assert (modality.unseen.shape[1] > 0) == (shape == "cylinder")
+    occlusion = HandOcclusion(scene, obs)
+    compared = 0
+    for k, (dt, rot) in enumerate([((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)), ((0.003, -0.002, 0.004), (0.03, -0.02, 0.01)),
+                                   ((-0.006, 0.004, -0.01), (-0.05, 0.04, 0.02))]):
+        pose = _moved(T_o, dt, rot)
+        assert modality.begin(obs, pose, occlusion) and modality._frame.arrays is not None
+        for iteration in range(3):
+            fast = modality.linearize(pose, iteration)
+            frame = modality._frame
+            modality._frame = dataclasses.replace(frame, arrays=None)
+            reference = modality.linearize(pose, iteration)
+            modality._frame = frame
+            assert (fast is None) == (reference is None)
+            if reference is None:
+                continue
+            compared += 1
+            for a, b in ((fast.residual, reference.residual), (fast.jacobian, reference.jacobian),
+                         (fast.weight, reference.weight)):
+                torch.testing.assert_close(a, b, atol=1e-15, rtol=1e-12)
+            assert (fast.std, fast.noise_floor, fast.correlation) == \
+                (reference.std, reference.noise_floor, reference.correlation)
+    assert compared >= 6
+
+
 class _Linear:
     """A linear modality ``r = J (x [-] x0) + b`` for the update tests."""
 

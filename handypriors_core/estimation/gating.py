@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 from scipy.special import chdtri
 
@@ -29,18 +30,24 @@ def chi2_threshold(probability: float, dof: int) -> float:
 
 
 
-def projected_nis(information: torch.Tensor, information_vector: torch.Tensor, covariance: torch.Tensor,
-                  rank_tolerance: float) -> tuple[float, int]:
+def _float64(a) -> np.ndarray:
+    """A CPU float64 numpy array of a tensor or array (no copy where it already is one)."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu()
+    return np.asarray(a, dtype=np.float64)
+
+
+def projected_nis(information, information_vector, covariance, rank_tolerance: float) -> tuple[float, int]:
     """The projected gate statistic of a dense observation: ``eta^T C^+ eta`` with ``C = Lambda P Lambda + Lambda``.
 
-    Args: ``information (n, n)`` ``Lambda``, ``information_vector (n,)`` ``eta``, ``covariance (n, n)`` ``P``,
-    relative eigenvalue tolerance of the pseudo-inverse. Returns ``(nis, dof = rank C)``.
+    Args: ``information (n, n)`` ``Lambda``, ``information_vector (n,)`` ``eta``, ``covariance (n, n)`` ``P``
+    (tensors or numpy arrays; evaluated in float64 numpy: n is small), relative eigenvalue tolerance of the
+    pseudo-inverse. Returns ``(nis, dof = rank C)``.
     """
-    Lam, eta = information, information_vector
-    cov_eta = Lam @ covariance @ Lam + Lam
-    evals, evecs = torch.linalg.eigh(0.5 * (cov_eta + cov_eta.transpose(0, 1)))
-    keep = evals > rank_tolerance * evals.abs().max().clamp_min(1e-300)
+    Lam, eta, P = _float64(information), _float64(information_vector), _float64(covariance)
+    cov_eta = Lam @ P @ Lam + Lam
+    evals, evecs = np.linalg.eigh(0.5 * (cov_eta + cov_eta.T))
+    keep = evals > rank_tolerance * max(float(np.abs(evals).max()), 1e-300)
     dof = int(keep.sum())
-    proj = evecs.transpose(0, 1) @ eta
+    proj = evecs.T @ eta
     return (float((proj[keep] ** 2 / evals[keep]).sum()) if dof > 0 else 0.0), dof
-

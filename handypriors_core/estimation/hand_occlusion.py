@@ -9,12 +9,36 @@ nearest face at every pixel is one of them; same z-buffer, half the faces).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import torch
 
 from .observation import Observation
 from .scene import HandObjectScene
 
-__all__ = ["HandOcclusion"]
+__all__ = ["HandDepthLookup", "HandOcclusion"]
+
+
+@dataclass(frozen=True)
+class HandDepthLookup:
+    """:meth:`HandOcclusion.depth_at_pixels` in numpy (the CPU path of the sparse modalities): the z-buffer
+    ``depth (S_h, S_w)`` float32 [m] and the float32 constants mapping full-image pixels to its pixels."""
+
+    depth: np.ndarray
+    full: tuple[np.float32, np.float32, np.float32, np.float32]  # full camera cx, fx, cy, fy [px]
+    roi: tuple[np.float32, np.float32, np.float32, np.float32]  # region camera cx, fx, cy, fy [px]
+
+    def at_pixels(self, uv: np.ndarray) -> np.ndarray:
+        """``(N,)`` float32 hand depth [m] at full-image pixels ``uv (N, 2)`` (``inf``: no hand or outside)."""
+        (fcx, ffx, fcy, ffy), (rcx, rfx, rcy, rfy) = self.full, self.roi
+        u = (uv[:, 0].astype(np.float32) - fcx) / ffx * rfx + rcx
+        v = (uv[:, 1].astype(np.float32) - fcy) / ffy * rfy + rcy
+        S_h, S_w = self.depth.shape
+        iu, iv = np.round(u).astype(np.int64), np.round(v).astype(np.int64)
+        inside = (iu >= 0) & (iu < S_w) & (iv >= 0) & (iv < S_h)
+        d = self.depth[np.minimum(np.maximum(iv, 0), S_h - 1), np.minimum(np.maximum(iu, 0), S_w - 1)]
+        return np.where(inside, d, np.float32(np.inf))
 
 
 class HandOcclusion:
@@ -53,6 +77,13 @@ class HandOcclusion:
         inside = (iu >= 0) & (iu < S_w) & (iv >= 0) & (iv < S_h)
         d = self.depth[iv.clamp(0, S_h - 1), iu.clamp(0, S_w - 1)]
         return torch.where(inside, d, torch.full_like(d, float("inf")))
+
+    def lookup(self) -> HandDepthLookup:
+        """The numpy form of :meth:`depth_at_pixels` (CPU only)."""
+        def consts(cam):
+            return tuple(np.float32(float(c)) for c in (cam.cx, cam.fx, cam.cy, cam.fy))
+
+        return HandDepthLookup(self.depth.detach().cpu().numpy(), consts(self.full_camera), consts(self.camera))
 
     def covers(self, points_cam: torch.Tensor, margin: float) -> torch.Tensor:
         """``(N,)`` bool: the hand lies in front of (or within ``margin`` [m] behind) each point's pixel."""

@@ -25,12 +25,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
 import torch
 
 from .ekf import ErrorStateEKF, StepResult
 from .gating import chi2_threshold, projected_nis
-from .pose_state import retract_value
-from .residuals import ResidualBlock, stack_normal_equations
+from .pose_state import PoseState, rotation_from_axis_angle_array
+from .residuals import ResidualBlock
 
 __all__ = ["CovarianceOptions", "PoseModality", "UpdateDiagnostics", "iterated_update", "with_estimated_noise"]
 
@@ -54,10 +55,27 @@ class PoseModality(Protocol):
         ...
 
 
-def _first_order(block: ResidualBlock, delta: torch.Tensor) -> ResidualBlock:
+def _first_order(block: ResidualBlock, delta: np.ndarray) -> ResidualBlock:
     """``block`` moved to ``x_0 [+] delta`` to first order (same Jacobian and weights)."""
-    return ResidualBlock(block.name, block.residual + block.jacobian @ delta.to(block.jacobian), block.jacobian,
-                         block.weight, block.std)
+    return ResidualBlock(block.name, block.residual + block.jacobian @ delta, block.jacobian, block.weight, block.std,
+                         block.noise_floor, block.correlation)
+
+
+def _numpy_block(block: ResidualBlock) -> ResidualBlock:
+    """``block`` with its arrays as CPU float64 numpy arrays (no copy where they already are CPU float64)."""
+    def arr(t):
+        return t.detach().to("cpu", _F64).numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float64)
+
+    return ResidualBlock(block.name, arr(block.residual), arr(block.jacobian), arr(block.weight), block.std,
+                         block.noise_floor, block.correlation)
+
+
+def _retracted_pose(prior: PoseState, e: np.ndarray) -> torch.Tensor:
+    """``(4, 4)`` float64 pose of ``prior [+] e`` (the value of :func:`~.pose_state.retract_value`, in numpy)."""
+    pose = prior.pose.detach().to("cpu", _F64).numpy().copy()
+    pose[:3, :3] = rotation_from_axis_angle_array(e[3:6]) @ pose[:3, :3]
+    pose[:3, 3] += e[:3]
+    return torch.from_numpy(pose).to(prior.pose.device)
 
 
 @dataclass(frozen=True)
@@ -121,20 +139,23 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     """
     opt = options if options is not None else CovarianceOptions()
     diag = diagnostics if diagnostics is not None else UpdateDiagnostics()
+    # the 6 x 6 algebra in float64 numpy (the filter's state lives on the CPU; a torch call on matrices this small
+    # costs several times its arithmetic); the modalities' blocks are read as numpy arrays
     prior = ekf.state
-    P = ekf.covariance
+    P = ekf.covariance.detach().to("cpu", _F64).numpy()
     n = P.shape[0]
     zero = torch.zeros(n, dtype=_F64)
-    L = torch.linalg.cholesky(P)
-    P_inv = torch.cholesky_inverse(L)
+    L = np.linalg.cholesky(P)
+    L_inv = np.linalg.inv(L)
+    P_inv = L_inv.T @ L_inv
     results: dict[str, StepResult] = {}
     frozen: dict[str, ResidualBlock] = {}  # first linearisation of the modalities not re-linearised
     active = list(modalities)
-    x = prior
-    e = torch.zeros(n, dtype=_F64)  # x = prior [+] e
-    Lam = torch.zeros(n, n, dtype=_F64)
+    pose = prior.pose
+    e = np.zeros(n)  # x = prior [+] e
+    Lam = np.zeros((n, n))
     final_blocks: list[ResidualBlock] = []
-    step = torch.zeros(n, dtype=_F64)
+    step = np.zeros(n)
     converged = False
     for it in range(max(1, iterations, opt.max_iterations)):
         blocks: list[ResidualBlock] = []
@@ -145,20 +166,22 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
                     blocks.append(_first_order(frozen[modality.name], e))
                     kept.append(modality)
                 continue
-            block = modality.linearize(x.pose, it)
-            if opt.estimate_noise and block is not None:
-                block = with_estimated_noise(block)
+            block = modality.linearize(pose, it)
+            if block is not None:
+                block = _numpy_block(block)
+                if opt.estimate_noise:
+                    block = with_estimated_noise(block)
             if block is None or block.count == 0 or float(block.weight.sum()) <= 0:
                 if it == 0:
                     continue
                 kept.append(modality)  # lost its correspondences at this iterate: sits out this iteration
                 continue
-            if not (bool(torch.isfinite(block.residual).all()) and bool(torch.isfinite(block.jacobian).all())):
+            if not (np.isfinite(block.residual).all() and np.isfinite(block.jacobian).all()):
                 results[modality.name] = StepResult(False, "non_finite", correction=zero)
                 continue
             if it == 0:
                 Lb, gb = block.normal_equations()
-                nis, dof = projected_nis(Lb.to(_F64), -gb.to(_F64), P, ekf.settings.rank_tolerance)
+                nis, dof = projected_nis(Lb, -gb, P, ekf.settings.rank_tolerance)
                 threshold = math.inf if (gate_probability is None or dof == 0) else \
                     chi2_threshold(float(gate_probability), dof)
                 if not math.isfinite(nis) or nis > threshold:
@@ -173,47 +196,48 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
         active = kept
         if not blocks:
             break
-        Lam, g = stack_normal_equations(blocks)
+        Lam, g = np.zeros((n, n)), np.zeros(n)
+        for block in blocks:
+            Lb, gb = block.normal_equations()
+            Lam, g = Lam + Lb, g + gb
         A = P_inv + Lam
-        step = -torch.linalg.solve(0.5 * (A + A.transpose(0, 1)), g + P_inv @ e)
-        if not bool(torch.isfinite(step).all()):
+        step = -np.linalg.solve(0.5 * (A + A.T), g + P_inv @ e)
+        if not np.isfinite(step).all():
             return {name: StepResult(False, "non_finite", correction=zero) for name in results}
         e = e + step
-        x = retract_value(prior, e)
+        pose = _retracted_pose(prior, e)
         final_blocks = blocks
         diag.iterations = it + 1
-        converged = float(step[:3].norm()) <= opt.converged_step[0] \
-            and float(step[3:6].norm()) <= opt.converged_step[1]
+        converged = float(np.linalg.norm(step[:3])) <= opt.converged_step[0] \
+            and float(np.linalg.norm(step[3:6])) <= opt.converged_step[1]
         diag.converged = converged
-        if float(step.norm()) < min_step or (it + 1 >= iterations and converged):
+        if float(np.linalg.norm(step)) < min_step or (it + 1 >= iterations and converged):
             break
     accepted = [name for name, r in results.items() if r.accepted]
     if not accepted:
         return results
-    delta = e
-    eye = torch.eye(n, dtype=_F64)
-    M = eye + L.transpose(0, 1) @ Lam @ L
-    C = torch.linalg.cholesky(0.5 * (M + M.transpose(0, 1)))
-    W = torch.linalg.solve_triangular(C, L.transpose(0, 1), upper=False)
-    P_plus = W.transpose(0, 1) @ W  # (P^-1 + Lambda)^-1
-    KH = P_plus @ Lam
-    A = eye - KH
+    eye = np.eye(n)
+    M = eye + L.T @ Lam @ L
+    C = np.linalg.cholesky(0.5 * (M + M.T))
+    W = np.linalg.solve(C, L.T)
+    P_plus = W.T @ W  # (P^-1 + Lambda)^-1
+    A = eye - P_plus @ Lam  # I - K H
     # K R K^T with the noise each block's residuals show at the final iterate (the Joseph form holds for any gain)
-    Lam_R = torch.zeros(n, n, dtype=_F64)
+    Lam_R = np.zeros((n, n))
     for b in final_blocks:
-        r_final = b.residual + b.jacobian @ step.to(b.jacobian)
+        r_final = b.residual + b.jacobian @ step
         f = b.variance_factor(r_final) if (opt.estimate_noise and b.noise_floor > 0) else 1.0
         diag.noise_std[b.name] = b.noise_std(r_final)
         diag.variance_factor[b.name] = f
-        Lam_R = Lam_R + f * b.normal_equations()[0].to(_F64)
-    P_new = A @ P @ A.transpose(0, 1) + P_plus @ Lam_R @ P_plus  # Joseph form
+        Lam_R = Lam_R + f * b.normal_equations()[0]
+    P_new = A @ P @ A.T + P_plus @ Lam_R @ P_plus  # Joseph form
     if opt.keep_prior_unconverged and not converged:
-        P_new = P.clone()
-    P_new = 0.5 * (P_new + P_new.transpose(0, 1))
-    status = ekf.correct(delta, P_new)
+        P_new = P.copy()
+    P_new = 0.5 * (P_new + P_new.T)
+    delta = torch.from_numpy(e)
+    status = ekf.correct(delta, torch.from_numpy(P_new))
     for name in accepted:
         r = results[name]
         results[name] = StepResult(status == "accepted", status, r.nis, r.dof, r.threshold,
                                    delta if status == "accepted" else zero)
     return results
-

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..checks import check_finite, check_shape
@@ -42,6 +43,7 @@ __all__ = [
     "retract_value",
     "ros_covariance_list",
     "ros_pose_covariance",
+    "rotation_from_axis_angle_array",
     "rotation_from_axis_angle_value",
     "so3_left_jacobian",
 ]
@@ -132,14 +134,9 @@ def retract(state: PoseState, delta: torch.Tensor) -> PoseState:
     return PoseState(pose, state.extra + delta[POSE_DIM:])
 
 
-def rotation_from_axis_angle_value(phi: torch.Tensor) -> torch.Tensor:
-    """``exp([phi]x) (3, 3)`` of one axis-angle ``phi (3,)`` [rad], evaluated in Python floats (not differentiable).
-
-    Rodrigues' formula with the series of ``sin(t)/t`` and ``(1 - cos t)/t^2`` below ``t^2 = 1e-4``; the same
-    values as :func:`~handypriors_core.geometry.rotations.axis_angle_to_matrix` in a few torch calls instead of
-    about fifty (the filter moves its state with it several times per frame).
-    """
-    x, y, z = (float(v) for v in phi.detach().cpu().tolist())
+def _rodrigues_rows(x: float, y: float, z: float) -> list[list[float]]:
+    """Rows of ``exp([phi]x)`` for ``phi = (x, y, z)`` [rad] in Python floats: Rodrigues' formula with the series of
+    ``sin(t)/t`` and ``(1 - cos t)/t^2`` below ``t^2 = 1e-4``."""
     t2 = x * x + y * y + z * z
     if t2 < 1e-4:
         a = 1 - t2 / 6 * (1 - t2 / 20 * (1 - t2 / 42))
@@ -150,10 +147,25 @@ def rotation_from_axis_angle_value(phi: torch.Tensor) -> torch.Tensor:
         h = math.sin(0.5 * t)
         b = 2 * h * h / t2
     xx, yy, zz, xy, xz, yz = x * x, y * y, z * z, x * y, x * z, y * z
-    rows = [[1 - b * (yy + zz), b * xy - a * z, b * xz + a * y],
+    return [[1 - b * (yy + zz), b * xy - a * z, b * xz + a * y],
             [b * xy + a * z, 1 - b * (xx + zz), b * yz - a * x],
             [b * xz - a * y, b * yz + a * x, 1 - b * (xx + yy)]]
-    return torch.tensor(rows, dtype=phi.dtype, device=phi.device)
+
+
+def rotation_from_axis_angle_value(phi: torch.Tensor) -> torch.Tensor:
+    """``exp([phi]x) (3, 3)`` of one axis-angle ``phi (3,)`` [rad], evaluated in Python floats (not differentiable).
+
+    The same values as :func:`~handypriors_core.geometry.rotations.axis_angle_to_matrix` in a few torch calls instead
+    of about fifty (the filter moves its state with it several times per frame).
+    """
+    x, y, z = (float(v) for v in phi.detach().cpu().tolist())
+    return torch.tensor(_rodrigues_rows(x, y, z), dtype=phi.dtype, device=phi.device)
+
+
+def rotation_from_axis_angle_array(phi: np.ndarray) -> np.ndarray:
+    """:func:`rotation_from_axis_angle_value` of a numpy ``phi (3,)`` [rad]: ``(3, 3)`` float64 numpy."""
+    x, y, z = (float(v) for v in phi)
+    return np.array(_rodrigues_rows(x, y, z))
 
 
 def retract_value(state: PoseState, delta: torch.Tensor) -> PoseState:

@@ -44,7 +44,8 @@ RobustKind = Literal["huber", "tukey", "cauchy", "geman_mcclure", "none"]
 
 @dataclass(frozen=True)
 class ResidualBlock:
-    """One modality's linearisation at a pose (float64, CPU or the scene's device).
+    """One modality's linearisation at a pose (float64, CPU or the scene's device; the iterated update reads it as
+    CPU numpy arrays, for which the methods below work alike).
 
     Attributes:
         name: the modality.
@@ -70,7 +71,7 @@ class ResidualBlock:
 
     def __post_init__(self) -> None:
         k = self.residual.shape[0]
-        if self.residual.dim() != 1 or self.jacobian.dim() != 2 or self.jacobian.shape[0] != k \
+        if self.residual.ndim != 1 or self.jacobian.ndim != 2 or self.jacobian.shape[0] != k \
                 or self.weight.shape != (k,):
             raise InvalidValueError(f"ResidualBlock {self.name!r}: expected residual (k,), jacobian (k, D), weight "
                                     f"(k,); got {tuple(self.residual.shape)}, {tuple(self.jacobian.shape)}, "
@@ -89,7 +90,7 @@ class ResidualBlock:
     def normal_equations(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(Lambda (D, D), g (D,))`` = ``J^T W J / std^2`` and ``J^T W r / std^2``."""
         Jw = self.jacobian * (self.weight / self.std ** 2)[:, None]
-        return Jw.transpose(0, 1) @ self.jacobian, Jw.transpose(0, 1) @ self.residual
+        return Jw.T @ self.jacobian, Jw.T @ self.residual
 
 
     def noise_std(self, residual: torch.Tensor | None = None, dof: int = 6) -> float:
@@ -97,11 +98,11 @@ class ResidualBlock:
         ``sqrt(sum w r^2 / (sum w - dof))`` with ``residual (k,)`` (default: the block's; pass the residuals at
         the final iterate), at least :attr:`noise_floor`."""
         r = self.residual if residual is None else residual
-        w = self.weight.to(r)
+        w = self.weight
         used = float(w.sum())
         if used <= dof:
             return max(self.std, self.noise_floor)
-        return max(float(((w * r * r).sum() / (used - dof)).sqrt()), self.noise_floor)
+        return max(float((w * r * r).sum() / (used - dof)) ** 0.5, self.noise_floor)
 
     def variance_factor(self, residual: torch.Tensor | None = None, dof: int = 6) -> float:
         """Ratio of the real noise variance to the one the update weighed the block with: ``correlation *
@@ -124,18 +125,20 @@ def robust_weights(residual: torch.Tensor, scale: float, kind: RobustKind) -> to
 
     ``huber``: 1 inside ``c``, ``c / |r|`` outside; ``tukey``: ``(1 - (r/c)^2)^2`` inside ``c``, 0 outside;
     ``cauchy``: ``1 / (1 + (r/c)^2)``; ``geman_mcclure``: ``1 / (1 + (r/c)^2)^2``; ``none``: 1.
+    ``residual (k,)`` is a tensor or a numpy array (the result is of the same kind).
     """
-    a = (residual / scale).abs()
+    a = abs(residual / scale)
     if kind == "huber":
-        return torch.where(a <= 1, torch.ones_like(a), 1.0 / a.clamp_min(1e-12))
+        return 1.0 / a.clip(min=1.0)
     if kind == "tukey":
-        return torch.where(a < 1, (1 - a * a) ** 2, torch.zeros_like(a))
+        inside = a.clip(max=1.0)
+        return (1 - inside * inside) ** 2
     if kind == "cauchy":
         return 1.0 / (1 + a * a)
     if kind == "geman_mcclure":
         return 1.0 / (1 + a * a) ** 2
     if kind == "none":
-        return torch.ones_like(a)
+        return a ** 0  # 1 everywhere (x^0 = 1 for every x, inf and NaN included)
     raise InvalidValueError(f"unknown robust function {kind!r}")
 
 

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..geometry.camera import MIN_DEPTH
-from .hand_occlusion import HandOcclusion
+from .hand_occlusion import HandDepthLookup, HandOcclusion
 from .observation import Observation
 from .residuals import ResidualBlock, robust_weights
 from .scene import HandObjectScene
@@ -40,10 +41,11 @@ def point_to_plane_residuals(object2camera: torch.Tensor, points_obj: torch.Tens
                              targets_cam: torch.Tensor) -> torch.Tensor:
     """``(B, M)`` signed distance [m] of targets ``(M, 3)`` [camera frame] to the tangent planes of the model
     points ``(M, 3)`` / normals ``(M, 3)`` [object frame] posed by ``object2camera (B, 4, 4)`` (positive: the
-    model point lies in front of the target along its normal). Differentiable in torch."""
+    model point lies in front of the target along its normal). Differentiable in torch; numpy arrays work alike
+    (the modality's CPU path)."""
     R, t = object2camera[:, :3, :3], object2camera[:, None, :3, 3]
-    p = points_obj @ R.transpose(-1, -2) + t
-    n = normals_obj @ R.transpose(-1, -2)
+    p = points_obj @ R.mT + t
+    n = normals_obj @ R.mT
     return (n * (p - targets_cam)).sum(-1)
 
 
@@ -121,6 +123,21 @@ class _FrameSample:
     centre: torch.Tensor
     width: int
     height: int
+    arrays: _FrameArrays | None = None
+
+
+@dataclass(frozen=True)
+class _FrameArrays:
+    """:class:`_FrameSample`'s arrays as CPU numpy arrays (points, normals, focal, centre float64; depth float32;
+    the hand z-buffer's lookup) for the CPU path of :meth:`SparseDepthModality.linearize`, where a few hundred
+    points make numpy calls several times cheaper than torch's."""
+
+    points: np.ndarray
+    normals: np.ndarray
+    depth: np.ndarray
+    focal: np.ndarray
+    centre: np.ndarray
+    hand: HandDepthLookup | None
 
 
 @dataclass(frozen=True)
@@ -144,6 +161,8 @@ class SparseDepthModality:
 
     name = "sparse_depth"
     relinearize = True
+    #: linearise on the CPU with numpy (same values as the torch path, which other devices take)
+    use_arrays = True
 
     def __init__(self, scene: HandObjectScene, settings: SparseDepthSettings) -> None:
         self.scene = scene
@@ -157,6 +176,7 @@ class SparseDepthModality:
         self.radius = float(self.points_obj.norm(dim=-1).max().clamp_min(1e-6))
         #: ``(6, k)`` object-frame twists the shape does not see (:func:`unseen_motions`)
         self.unseen = unseen_motions(self.points_obj, self.normals_obj, self.radius, settings.symmetry_ratio)
+        self._unseen_array = self.unseen.detach().to("cpu", _F64).numpy()
         self._frame: _FrameSample | None = None
 
     def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None) -> bool:
@@ -183,8 +203,13 @@ class SparseDepthModality:
         focal = torch.stack((cam.fx, cam.fy)).to(self.scene.device, _F64)
         centre = torch.stack((cam.cx, cam.cy)).to(self.scene.device, _F64)
         depth = obs.frame.depth.to(self.scene.device).reshape(-1)  # (H * W,) read at the projected pixels only
-        self._frame = _FrameSample(obs, idx, occlusion, self.points_obj[idx], self.normals_obj[idx], depth,
-                                   focal, centre, int(cam.width), int(cam.height))
+        points, normals = self.points_obj[idx], self.normals_obj[idx]
+        arrays = None
+        if self.use_arrays and depth.device.type == "cpu":
+            arrays = _FrameArrays(points.numpy(), normals.numpy(), depth.numpy(), focal.numpy(), centre.numpy(),
+                                  occlusion.lookup() if occlusion is not None else None)
+        self._frame = _FrameSample(obs, idx, occlusion, points, normals, depth, focal, centre, int(cam.width),
+                                   int(cam.height), arrays)
         return True
 
     def associate(self, object2camera: torch.Tensor, distance: float) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -244,6 +269,8 @@ class SparseDepthModality:
         """``(r, J, w)`` at ``object2camera (4, 4)`` with the association range and noise of ``iteration``."""
         s = self.settings
         level = min(iteration, len(s.considered_distances) - 1)
+        if self._frame is not None and self._frame.arrays is not None:
+            return self._linearize_arrays(object2camera.detach().to("cpu", _F64).numpy(), level)
         found = self._associate(object2camera, s.considered_distances[level])
         if found is None:
             return None
@@ -260,3 +287,47 @@ class SparseDepthModality:
         correlation = s.correlation * targets.shape[0] / max(pixels, 1)
         return ResidualBlock(self.name, r.cpu(), J.cpu(), w.cpu(), s.standard_deviations[level], s.noise_floor,
                              correlation)
+
+    def _linearize_arrays(self, pose: np.ndarray, level: int) -> ResidualBlock | None:
+        """:meth:`linearize` at ``pose (4, 4)`` float64 on the CPU in numpy: the torch path's association, residual
+        function, Jacobian and weights, step for step (same values; ``test_sparse_depth_numpy_path``)."""
+        s, fa, fs = self.settings, self._frame.arrays, self._frame
+        R, t = pose[:3, :3], pose[:3, 3]
+        W, H = fs.width, fs.height
+        p = fa.points @ R.T + t
+        # (np.maximum / np.minimum: the ufuncs themselves, without ndarray.clip's Python wrapper)
+        uv = np.round(p[:, :2] / np.maximum(p[:, 2:], MIN_DEPTH) * fa.focal + fa.centre)
+        uv = np.minimum(np.maximum(uv, -1.0), float(max(W, H)))
+        u, v = uv[:, 0].astype(np.int64), uv[:, 1].astype(np.int64)
+        inside = (u >= 0) & (u < W) & (v >= 0) & (v < H) & (p[:, 2] > 0)
+        z = fa.depth[np.minimum(np.maximum(v, 0), H - 1) * W + np.minimum(np.maximum(u, 0), W - 1)].astype(np.float64)
+        ok = inside & np.isfinite(z) & (z > 0)
+        z = np.where(ok, z, 1.0)
+        q = np.concatenate(((uv - fa.centre) / fa.focal * z[:, None], z[:, None]), 1)
+        if fa.hand is not None:
+            ok &= fa.hand.at_pixels(uv) >= (z + s.hand_margin).astype(np.float32)
+        n = fa.normals @ R.T
+        ok &= np.abs((n * (p - q)).sum(-1)) < s.considered_distances[level]
+        keep = np.flatnonzero(ok)
+        if keep.size < s.min_points:
+            return None
+        targets, target_pixels = q[keep], (v * W + u)[keep]
+        points, normals = fa.points[keep], fa.normals[keep]
+        r = point_to_plane_residuals(pose[None], points, normals, targets)[0]
+        n_cam = normals @ R.T
+        a = targets - t
+        J = np.empty((keep.size, 6))
+        J[:, :3] = n_cam
+        J[:, 3] = a[:, 1] * n_cam[:, 2] - a[:, 2] * n_cam[:, 1]  # (q - t) x n
+        J[:, 4] = a[:, 2] * n_cam[:, 0] - a[:, 0] * n_cam[:, 2]
+        J[:, 5] = a[:, 0] * n_cam[:, 1] - a[:, 1] * n_cam[:, 0]
+        if self._unseen_array.shape[1] > 0:
+            Y = np.concatenate((R @ self._unseen_array[:3], R @ self._unseen_array[3:]), 0)
+            scale = np.array([1.0, 1.0, 1.0, self.radius, self.radius, self.radius])
+            Js = J / scale
+            J = (Js - (Js @ Y) @ Y.T) * scale
+        w = robust_weights(r, s.robust_scales[level], s.robust)
+        pixels = np.unique(target_pixels).size  # points that read the same depth pixel share its noise
+        correlation = s.correlation * targets.shape[0] / max(pixels, 1)
+        return ResidualBlock(self.name, torch.from_numpy(r), torch.from_numpy(J), torch.from_numpy(w),
+                             s.standard_deviations[level], s.noise_floor, correlation)
