@@ -9,6 +9,7 @@ Points of the known hand (camera frame, fixed while the object pose varies), wit
   0 outside, so only penetrating points pull; 0 deeper than ``2 contact_distance``, where the closest face's
   normal says little about the way out).
 
+Residuals by :func:`~.residuals.hand_point_residuals` (the signed-distance residual every estimator shares);
 Jacobian from the signed-distance normal ``n`` (:func:`~.residuals.sdf_point_jacobian`):
 ``dr/d delta = [-n^T, (n x (c - t))^T]``.
 """
@@ -17,22 +18,16 @@ from __future__ import annotations
 
 import torch
 
+from . import residuals
 from .modalities import TemporalContext
 from .observation import Observation
 from .residuals import ResidualBlock, sdf_point_jacobian
 from .scene import HandObjectScene
 from .settings import FilterSettings
 
-__all__ = ["ContactModality", "hand_point_residuals"]
+__all__ = ["ContactModality"]
 
 _F64 = torch.float64
-
-
-def hand_point_residuals(distance: torch.Tensor, offsets: torch.Tensor, one_sided: torch.Tensor) -> torch.Tensor:
-    """Residuals ``(..., K)`` [m] from signed distances ``(..., K)``: ``d - offset``, clamped at 0 from above
-    where ``one_sided (K,)`` (non-penetration)."""
-    r = distance - offsets
-    return torch.where(one_sided, r.clamp(max=0.0), r)
 
 
 class ContactModality:
@@ -77,7 +72,7 @@ class ContactModality:
         B = object2camera.shape[0]
         pts = points.to(object2camera.dtype)[None].expand(B, -1, -1)
         d = self.scene.object_sdf.signed_distance(pts, object2camera).distance
-        return hand_point_residuals(d, offsets.to(d), sided)
+        return residuals.hand_point_residuals(d, offsets.to(d), sided)
 
     def linearize(self, object2camera: torch.Tensor, iteration: int) -> ResidualBlock | None:
         """``(r, J, w)`` at ``object2camera (4, 4)`` (one signed-distance query)."""
@@ -88,7 +83,7 @@ class ContactModality:
         with torch.no_grad():
             sd = self.scene.object_sdf.signed_distance(points.to(_F64)[None], pose[None])
         d, n = sd.distance[0], sd.normal[0]
-        r = hand_point_residuals(d, offsets, sided)
+        r = residuals.hand_point_residuals(d, offsets, sided)
         J = sdf_point_jacobian(points.to(_F64), n, pose[:3, 3])
         J = torch.where((sided & (d > 0))[:, None], torch.zeros_like(J), J)  # the clamp's flat side
         # tips that let go say nothing; outside points of the one-sided term say nothing; neither do points deeper

@@ -11,8 +11,10 @@ its rigid pose relative to the object (and the object pose when asked) with Adam
 - ``distance``: the same target read as distances, which keeps a useful gradient where ``CO`` is flat (far
   vertices, ``dCO/ds = -1/s^2``): ``CO* = 1`` asks ``s_i <= 1 mm`` (one-sided), ``floor < CO* < 1`` asks
   ``s_i = 1 / CO*`` mm, ``CO* <= floor`` asks ``s_i >= 1 / floor`` mm (one-sided); residuals are weighted by
-  ``max(CO*, floor)`` and robust (Charbonnier, ``distance_scale``);
-- ``penetration`` (Eq. 3, both directions): hand vertices inside the object, object samples inside the hand;
+  ``max(CO*, floor)`` and robust (Charbonnier, ``distance_scale``); they are the shared signed-distance
+  residuals (:func:`~.residuals.hand_point_residuals`) with a target offset per vertex;
+- ``penetration`` (Eq. 3, both directions): hand vertices inside the object, object samples inside the hand
+  (:func:`~.modalities.penetration_penalty`, the object tracker's term);
 - ``normal`` (with target normals): at target contacts the hand's outward vertex normal opposes the object
   normal: ``mean (1 + n_hand . n*)``;
 - ``prior``: ``mean (q - q_init)^2`` on the articulation (off by default).
@@ -24,7 +26,7 @@ angles, kept inside their limits, and ``hand2object``). The rigid correction ``R
 its wrist (MANO) or its root link origin (URDF) and is folded back into the parameters at the end.
 
 Everything is in the object's parent frame ("world"; the object sits at ``object2world``, identity by
-default), metres.
+default), metres. The contact queries and object samples are those of a :class:`~.scene.HandObjectScene`.
 """
 
 from __future__ import annotations
@@ -44,10 +46,8 @@ from ..geometry.transforms import make_transform, transform_points
 from ..models.mano import ManoHand
 from ..models.rigid_object import RigidObject
 from ..physics.contact import contact_value, contact_value_smooth
-from ..physics.hand_geometry import HandGeometry
-from ..physics.sdf import ObjectSDF
 from ..physics.settings import ContactSettings
-from ..priors.losses import penetration_loss
+from . import modalities, residuals
 from .contact_maps import (
     _check_normals,
     _check_target,
@@ -56,7 +56,9 @@ from .contact_maps import (
     load_contact_target,
     render_contact_image,
 )
-from .hand_object import ManoParams, pose_delta
+from .hand_object import ManoParams
+from .refiner import apply_pose_delta
+from .scene import HandObjectScene
 
 __all__ = [
     "ContactRefineResult",
@@ -165,15 +167,14 @@ class ContactRefiner:
         self.is_mano = isinstance(hand, ManoHand)
         self.settings = settings if settings is not None else ContactRefineSettings()
         self.device, self.dtype = hand.device, hand.dtype
-        self.object = obj.to(self.device, self.dtype)
-        self.object_sdf = ObjectSDF(self.object.verts, self.object.faces, contact_settings)
-        q0 = hand.default_joint_angles()[None]
-        _, faces, _ = hand.mesh(q0) if not self.is_mano else (None, hand.faces, None)
-        self.faces = faces.to(self.device)
-        self.hand_geometry = HandGeometry(self.faces, contact_settings)
-        samples = self.object.samples
-        step = max(1, samples.shape[0] // self.settings.object_samples)
-        self.object_samples = samples[::step][: self.settings.object_samples].contiguous()
+        #: the contact queries and object samples of the object tracker's terms
+        self.scene = HandObjectScene(hand, obj, self.device, contact_settings=contact_settings,
+                                     object_samples=self.settings.object_samples, dtype=self.dtype)
+        self.object = self.scene.object
+        self.object_sdf = self.scene.object_sdf
+        self.faces = self.scene.hand_faces
+        self.hand_geometry = self.scene.hand_geometry
+        self.object_samples = self.scene.object_samples
 
     @property
     def num_vertices(self) -> int:
@@ -252,7 +253,6 @@ class ContactRefiner:
                target_normals: torch.Tensor | None, q: torch.Tensor, q_init: torch.Tensor) -> dict[str, torch.Tensor]:
         """Unweighted terms for world vertices ``verts (B, V, 3)`` and ``object2world (B, 4, 4)``."""
         s = self.settings
-        B = verts.shape[0]
         sd = self.object_sdf.signed_distance(verts, object2world)
         d = sd.distance  # (B, V)
         terms: dict[str, torch.Tensor] = {}
@@ -261,20 +261,17 @@ class ContactRefiner:
             terms["contact"] = ((co - target) ** 2).mean()
         if s.lambda_distance > 0:
             floor = s.contact_floor
-            contact = target >= 0.999
-            far = target <= floor
-            goal = _MM / target.clamp_min(floor)
-            r = torch.where(contact, torch.relu(d - _MM), torch.where(far, torch.relu(goal - d), d - goal))
+            contact = target >= 0.999  # at most 1 mm away
+            far = target <= floor  # at least 1 / floor mm away
+            goal = torch.where(contact, torch.full_like(target, _MM), _MM / target.clamp_min(floor))
+            r = residuals.hand_point_residuals(d, goal, below=far, above=contact)
             w = target.clamp_min(floor)
             eps = s.distance_scale
-            rho = torch.sqrt(r * r + eps * eps) - eps
+            rho = eps * residuals.robust_loss(r, eps, "charbonnier")  # sqrt(r^2 + eps^2) - eps [m]
             terms["distance"] = (w * rho).sum(-1).mean() / w.sum()
         if s.lambda_penetration > 0:
-            d_obj = None
-            if s.penetration_reverse_weight > 0:
-                samples = transform_points(object2world, self.object_samples.expand(B, -1, -1))
-                d_obj = self.hand_geometry.signed_distance(samples, verts).distance
-            terms["penetration"] = penetration_loss(d, d_obj, s.penetration_reverse_weight)
+            reverse = s.penetration_reverse_weight
+            terms["penetration"] = modalities.penetration_penalty(self.scene, d, verts, object2world, reverse)
         if s.lambda_normal > 0 and target_normals is not None:
             sel = target >= s.normal_threshold
             if bool(sel.any()):
@@ -331,7 +328,7 @@ class ContactRefiner:
             verts = self._posed(q, rigid)
             R_d = axis_angle_to_matrix(delta[:, 3:])
             verts = (verts - pivot) @ R_d.transpose(-1, -2) + pivot + delta[:, None, :3]
-            pose = pose_delta(pose0, d_obj * scale)
+            pose = apply_pose_delta(pose0, d_obj * scale)
             return q, delta, verts, pose
 
         best = None

@@ -12,14 +12,17 @@ hand + object scene at ROI resolution (:func:`render_scene`), where the rendered
 - ``img`` (Eq. 1): ``sum_px w |S_vis I_r - M_obj I_in|^2 / sum w`` with ``w`` the observed object mask: the
   rendered object colour where the object is visible (hand pixels excluded by the occlusion) against the
   input image cropped by the mask.
-- ``depth``: robust (Geman-McClure) disagreement between observed depth and the object surface, as two
-  parts: the rendered depth against the aligned depth image over the visible object (holes ignored), and
-  the sparse point-to-plane residuals of :mod:`.sparse_depth`, the same residual function the filter
-  linearises (associated once per refinement).
+- ``depth``: robust (Geman-McClure, :func:`~.residuals.robust_loss`) disagreement between observed depth and
+  the object surface, as two parts: the rendered depth against the aligned depth image over the visible
+  object (holes ignored), and the sparse point-to-plane residuals of :mod:`.sparse_depth`, the same residual
+  function the filter linearises (associated once per refinement).
 
-Physics modalities (Sec. III-C) use the contact queries: ``penetration`` (Eq. 3, both directions),
-``sliding`` (object-frame contact points of t-1 and t), ``con`` (Eq. 4) and ``smo`` (Eq. 5) on object
-surface samples against the previous estimates.
+Physics modalities (Sec. III-C) use the contact queries: ``penetration`` (Eq. 3, both directions: the
+penetration residuals of :mod:`.residuals`, the filter's non-penetration residual), ``sliding`` (object-frame
+contact points of t-1 and t), ``con`` (Eq. 4) and ``smo`` (Eq. 5) on object surface samples against the
+previous estimates. The point-set forms (:func:`penetration_penalty`, :func:`contact_sliding`,
+:func:`silhouette_loss`) take any hand's points, so the MANO optimizer and the contact refiner use the same
+terms.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import torch
 from ..geometry.transforms import invert_transform, transform_points
 from ..priors.losses import consistency_loss, penetration_loss, sliding_loss, smoothness_loss
 from ..render.renderer import RenderOutput
+from . import residuals
 from .observation import Observation
 from .scene import HAND, OBJECT, HandObjectScene
 from .settings import DepthSettings
@@ -39,12 +43,15 @@ from .sparse_depth import DepthAssociation
 __all__ = [
     "TemporalContext",
     "consistency_term",
+    "contact_sliding",
     "depth_loss",
     "geman_mcclure",
     "image_loss",
     "mask_loss",
+    "penetration_penalty",
     "penetration_term",
     "render_scene",
+    "silhouette_loss",
     "sliding_term",
     "smoothness_term",
 ]
@@ -89,9 +96,16 @@ def render_scene(scene: HandObjectScene, object2camera: torch.Tensor, obs: Obser
 
 
 def geman_mcclure(residual: torch.Tensor, scale: float) -> torch.Tensor:
-    """Robust penalty ``r^2 / (r^2 + c^2)`` in [0, 1) (bounded: outliers cost at most 1)."""
-    r2 = residual * residual
-    return r2 / (r2 + scale * scale)
+    """Robust penalty ``r^2 / (r^2 + c^2)`` in [0, 1) (bounded: outliers cost at most 1): twice the shared
+    :func:`~.residuals.robust_loss` ``"geman_mcclure"``."""
+    return 2.0 * residuals.robust_loss(residual, scale, "geman_mcclure")
+
+
+def silhouette_loss(visible: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 2: ``(B,)`` mean over the pixels of ``weight (S_vis - M)^2`` between a rendered visible soft silhouette
+    ``visible (B, H, W)`` and an observed mask ``mask (.., H, W)`` in [0, 1] (``weight`` default 1)."""
+    diff2 = (visible - mask) ** 2
+    return (diff2 if weight is None else weight * diff2).mean((-1, -2))
 
 
 def mask_loss(render: RenderOutput, obs: Observation) -> torch.Tensor:
@@ -103,8 +117,7 @@ def mask_loss(render: RenderOutput, obs: Observation) -> torch.Tensor:
     """
     if obs.mask is None:
         return render.visible.new_zeros(render.visible.shape[0])
-    weight = 1.0 - render.full[:, HAND].detach()
-    return (weight * (render.visible[:, OBJECT] - obs.mask) ** 2).mean((-1, -2))
+    return silhouette_loss(render.visible[:, OBJECT], obs.mask, 1.0 - render.full[:, HAND].detach())
 
 
 def image_loss(render: RenderOutput, obs: Observation) -> torch.Tensor:
@@ -136,17 +149,37 @@ def depth_loss(render: RenderOutput | None, obs: Observation, scene: HandObjectS
     return loss
 
 
+def penetration_penalty(scene: HandObjectScene, hand_distances: torch.Tensor, hand_verts: torch.Tensor,
+                        object2camera: torch.Tensor, reverse_weight: float) -> torch.Tensor:
+    """Eq. 3 in both directions [m], 0-dim: the mean depth of the penetration residuals
+    (:func:`~.residuals.penetration_residuals`) of hand points at signed distances ``hand_distances (B, K)`` [m]
+    to the object and, with ``reverse_weight > 0``, of the scene's object samples inside the hand mesh
+    ``hand_verts (B, V, 3)`` [m] at poses ``object2camera (B, 4, 4)``."""
+    r_obj = None
+    if reverse_weight > 0:
+        samples = scene.object_sample_points(object2camera)
+        r_obj = residuals.penetration_residuals(scene.hand_geometry.signed_distance(samples, hand_verts).distance)
+    return penetration_loss(residuals.penetration_residuals(hand_distances), r_obj, reverse_weight=reverse_weight,
+                            reduction="mean")
+
+
 def penetration_term(scene: HandObjectScene, obs: Observation, object2camera: torch.Tensor,
                      reverse_weight: float) -> torch.Tensor:
     """Eq. 3 in both directions [m]: hand points inside the object and object samples inside the hand."""
     B = object2camera.shape[0]
     hand_points = torch.cat((obs.hand.surface_points, obs.hand.contact_points), 1).expand(B, -1, -1)
     d_hand = scene.object_sdf.signed_distance(hand_points, object2camera).distance
-    d_obj = None
-    if reverse_weight > 0:
-        samples = scene.object_sample_points(object2camera)
-        d_obj = scene.hand_geometry.signed_distance(samples, obs.hand.verts.expand(B, -1, -1)).distance
-    return penetration_loss(d_hand, d_obj, reverse_weight=reverse_weight, reduction="mean")
+    return penetration_penalty(scene, d_hand, obs.hand.verts.expand(B, -1, -1), object2camera, reverse_weight)
+
+
+def contact_sliding(object2camera: torch.Tensor, contact_points: torch.Tensor, contacts_object_prev: torch.Tensor,
+                    contact_weights: torch.Tensor) -> torch.Tensor:
+    """L_sliding [m], 0-dim: hand contact points ``contact_points (B, C, 3)`` [m, camera frame], seen in the frame of
+    the object at ``object2camera (B, 4, 4)``, against where they were at t-1 ``contacts_object_prev (1, C, 3)``
+    [m, object frame], weighted by ``contact_weights (1, C)``."""
+    B = object2camera.shape[0]
+    cur = transform_points(invert_transform(object2camera), contact_points)
+    return sliding_loss(contacts_object_prev.expand(B, -1, -1), cur, contact_weights.expand(B, -1))
 
 
 def sliding_term(obs: Observation, object2camera: torch.Tensor, ctx: TemporalContext) -> torch.Tensor:
@@ -154,17 +187,19 @@ def sliding_term(obs: Observation, object2camera: torch.Tensor, ctx: TemporalCon
     if ctx.contact_weights is None or ctx.contacts_object_prev is None or not bool((ctx.contact_weights > 0).any()):
         return object2camera.new_zeros(())
     B = object2camera.shape[0]
-    cur = transform_points(invert_transform(object2camera), obs.hand.contact_points.expand(B, -1, -1))
-    return sliding_loss(ctx.contacts_object_prev.expand(B, -1, -1), cur, ctx.contact_weights.expand(B, -1))
+    return contact_sliding(object2camera, obs.hand.contact_points.expand(B, -1, -1), ctx.contacts_object_prev,
+                           ctx.contact_weights)
 
 
-def consistency_term(scene: HandObjectScene, object2camera: torch.Tensor, ctx: TemporalContext) -> torch.Tensor:
-    """Eq. 4 for the object [m^2]: its surface samples at t against the estimate of t-1."""
+def consistency_term(scene: HandObjectScene, object2camera: torch.Tensor, ctx: TemporalContext,
+                     theta: torch.Tensor | None = None, theta_prev: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 4 [m^2 (+ rad^2)]: the object's surface samples at t against the estimate of t-1 and, given
+    ``theta (B, J)`` / ``theta_prev (B, J)`` [rad], the hand articulation at t against t-1."""
     if not ctx.previous_poses:
         return object2camera.new_zeros(())
     cur = scene.object_sample_points(object2camera)
     prev = scene.object_sample_points(ctx.previous_poses[-1][None].to(object2camera)).expand_as(cur)
-    return consistency_loss(cur, prev, None, None)
+    return consistency_loss(cur, prev, theta, theta_prev)
 
 
 def smoothness_term(scene: HandObjectScene, object2camera: torch.Tensor, ctx: TemporalContext) -> torch.Tensor:

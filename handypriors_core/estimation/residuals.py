@@ -17,11 +17,20 @@ Closed-form Jacobians of the two point models every modality is built from (came
 
 - a point rigidly attached to the object, ``p = R p_obj + t``: ``dp/d delta = [I, -[p - t]x]``;
 - the signed distance of a fixed camera-frame point ``c`` to the posed object, with outward normal ``n``:
-  ``dd/d delta = [-n^T, (n x (c - t))^T]``.
+  ``dd/d delta = [-n^T, (n x (c - t))^T]``; where ``c = c(theta)`` is a point of a hand whose parameters
+  ``theta`` are estimated too (MANO), the row gains the block ``n^T dc/dtheta`` (:func:`hand_point_jacobian`,
+  ``dc/dtheta`` by autodiff of the hand's forward kinematics).
+
+The signed-distance terms of every estimator (the object filter's contacts, the refiner's, the hand-object
+optimizer's and the contact refiner's penetration, the hand-object EKF's contact prior, the contact refiner's
+distance targets) are :func:`hand_point_residuals` of the object SDF's distances; every robust penalty is
+:func:`robust_loss` (IRLS weights :func:`robust_weights`). Callers reach them through this module
+(``residuals.hand_point_residuals``), so there is one implementation to test and to change.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,14 +41,19 @@ from ..errors import InvalidValueError
 __all__ = [
     "ResidualBlock",
     "RobustKind",
+    "hand_parameter_jacobian",
+    "hand_point_jacobian",
+    "hand_point_residuals",
+    "penetration_residuals",
     "robust_loss",
+    "robust_loss_squared",
     "robust_weights",
     "sdf_point_jacobian",
     "stack_normal_equations",
 ]
 
 _F64 = torch.float64
-RobustKind = Literal["huber", "tukey", "cauchy", "geman_mcclure", "none"]
+RobustKind = Literal["huber", "tukey", "cauchy", "geman_mcclure", "charbonnier", "none"]
 
 
 @dataclass(frozen=True)
@@ -124,8 +138,9 @@ def robust_weights(residual: torch.Tensor, scale: float, kind: RobustKind) -> to
     """IRLS weights ``w(r) = rho'(r) / r`` in [0, 1] of the robust function ``kind`` with scale ``c``.
 
     ``huber``: 1 inside ``c``, ``c / |r|`` outside; ``tukey``: ``(1 - (r/c)^2)^2`` inside ``c``, 0 outside;
-    ``cauchy``: ``1 / (1 + (r/c)^2)``; ``geman_mcclure``: ``1 / (1 + (r/c)^2)^2``; ``none``: 1.
-    ``residual (k,)`` is a tensor or a numpy array (the result is of the same kind).
+    ``cauchy``: ``1 / (1 + (r/c)^2)``; ``geman_mcclure``: ``1 / (1 + (r/c)^2)^2``; ``charbonnier``:
+    ``1 / sqrt(1 + (r/c)^2)``; ``none``: 1. ``residual (k,)`` is a tensor or a numpy array (the result is of the
+    same kind).
     """
     a = abs(residual / scale)
     if kind == "huber":
@@ -137,6 +152,8 @@ def robust_weights(residual: torch.Tensor, scale: float, kind: RobustKind) -> to
         return 1.0 / (1 + a * a)
     if kind == "geman_mcclure":
         return 1.0 / (1 + a * a) ** 2
+    if kind == "charbonnier":
+        return 1.0 / (1 + a * a) ** 0.5
     if kind == "none":
         return a ** 0  # 1 everywhere (x^0 = 1 for every x, inf and NaN included)
     raise InvalidValueError(f"unknown robust function {kind!r}")
@@ -147,18 +164,32 @@ def robust_loss(residual: torch.Tensor, scale: float, kind: RobustKind) -> torch
 
     The IRLS weights of :func:`robust_weights` are ``rho'(r) / r`` up to the constant ``1 / c^2``.
     """
-    a = residual / scale
-    a2 = a * a
     if kind == "huber":
+        a = residual / scale
         absa = a.abs()
-        return torch.where(absa <= 1, 0.5 * a2, absa - 0.5)
+        return torch.where(absa <= 1, 0.5 * a * a, absa - 0.5)
+    return robust_loss_squared(residual * residual, scale, kind)
+
+
+def robust_loss_squared(squared: torch.Tensor, scale: float, kind: RobustKind) -> torch.Tensor:
+    """:func:`robust_loss` of residuals given by their squared norms ``|r|^2`` (any shape; vector residuals such as
+    2D keypoint errors [px^2]): ``rho(|r|)`` without a square root where the function needs none.
+
+    ``tukey``: ``(1 - (1 - a^2)^3) / 6`` inside, ``1/6`` outside; ``cauchy``: ``log(1 + a^2) / 2``;
+    ``geman_mcclure``: ``a^2 / (2 (1 + a^2))``; ``charbonnier``: ``sqrt(1 + a^2) - 1``; ``none``: ``a^2 / 2``
+    (``a = |r| / c``).
+    """
+    a2 = squared / (scale * scale)
+    if kind == "huber":
+        return torch.where(a2 <= 1, 0.5 * a2, a2.clamp_min(1.0).sqrt() - 0.5)
     if kind == "tukey":
-        inside = (1 - (1 - a2.clamp(max=1)) ** 3) / 6
-        return inside
+        return (1 - (1 - a2.clamp(max=1)) ** 3) / 6
     if kind == "cauchy":
         return 0.5 * torch.log1p(a2)
     if kind == "geman_mcclure":
         return 0.5 * a2 / (1 + a2)
+    if kind == "charbonnier":
+        return torch.sqrt(1 + a2) - 1
     if kind == "none":
         return 0.5 * a2
     raise InvalidValueError(f"unknown robust function {kind!r}")
@@ -173,3 +204,54 @@ def sdf_point_jacobian(points_cam: torch.Tensor, normals_cam: torch.Tensor, tran
     Returns ``[-n^T, (n x (c - t))^T]`` per point.
     """
     return torch.cat((-normals_cam, torch.linalg.cross(normals_cam, points_cam - translation, dim=-1)), -1)
+
+
+def hand_point_residuals(distance: torch.Tensor, offsets: torch.Tensor | float,
+                         below: torch.Tensor | None = None, above: torch.Tensor | None = None) -> torch.Tensor:
+    """Residuals ``(..., K)`` [m] of hand points from their signed distances ``distance (..., K)`` to the object
+    (negative inside): ``r = d - offset`` (``offsets (K,)`` or a number [m]).
+
+    ``below (K,)`` bool: one-sided, only ``min(r, 0)`` counts there (non-penetration: only points inside pull);
+    ``above (K,)`` bool: only ``max(r, 0)`` (at most ``offset`` away, e.g. a target contact).
+    """
+    r = distance - offsets
+    if below is not None:
+        r = torch.where(below, r.clamp(max=0.0), r)
+    if above is not None:
+        r = torch.where(above, r.clamp(min=0.0), r)
+    return r
+
+
+def penetration_residuals(distance: torch.Tensor) -> torch.Tensor:
+    """``(..., K)`` [m] non-penetration residuals of points at signed distances ``distance (..., K)``: ``min(d, 0)``
+    (how deep each point lies inside; 0 outside), the one-sided :func:`hand_point_residuals`; the penetration
+    loss of Eq. 3 is their mean magnitude."""
+    return hand_point_residuals(distance, 0.0, below=torch.ones((), dtype=torch.bool, device=distance.device))
+
+
+def hand_point_jacobian(points_cam: torch.Tensor, normals_cam: torch.Tensor, translation: torch.Tensor,
+                        hand_block: torch.Tensor | None = None) -> torch.Tensor:
+    """``(K, 6 [+ D])`` derivative of the signed distance of hand points to the posed object over the pose tangent
+    ``(rho [m], phi [rad])`` (closed form, :func:`sdf_point_jacobian`) and, given ``hand_block (K, D)``
+    (:func:`hand_parameter_jacobian`: ``n^T dc/dtheta``), over the hand parameters ``theta`` after it.
+
+    Args: points_cam ``(K, 3)`` [m, camera frame]; normals_cam ``(K, 3)`` outward unit normals there;
+    translation ``(3,)`` object origin [m, camera frame].
+    """
+    J = sdf_point_jacobian(points_cam, normals_cam, translation)
+    return J if hand_block is None else torch.cat((J, hand_block.to(J)), -1)
+
+
+def hand_parameter_jacobian(points_fn: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor,
+                            normals_cam: torch.Tensor) -> torch.Tensor:
+    """``(K, D)`` hand block ``n_k^T dc_k/dtheta`` of signed-distance rows, by reverse-mode autodiff of the hand's
+    forward kinematics ``points_fn(theta (D,)) -> (K, 3)`` [m, camera frame] at ``theta``, with the outward normals
+    ``normals_cam (K, 3)`` held fixed (to first order the SDF's gradient at ``c_k``)."""
+    n = normals_cam.detach()
+    theta = theta.detach()
+
+    def along_normals(th: torch.Tensor) -> torch.Tensor:
+        return (points_fn(th) * n.to(th)).sum(-1)
+
+    with torch.enable_grad():
+        return torch.autograd.functional.jacobian(along_normals, theta, vectorize=True).detach()

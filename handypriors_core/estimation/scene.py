@@ -73,6 +73,8 @@ class HandObjectScene:
         render_settings, contact_settings: component settings (defaults if None).
         fingertip_radius: radius [m] of the fingertip spheres around ``fingertip_centres`` (Allegro: 0.012).
         object_samples: number of object surface samples used by the temporal terms and reverse penetration.
+        dtype: floating-point type of the object model and the per-frame work (float32; the MANO optimizer and
+            the contact refiner follow their hand's).
     """
 
     def __init__(
@@ -84,9 +86,10 @@ class HandObjectScene:
         contact_settings: ContactSettings | None = None,
         fingertip_radius: float = 0.012,
         object_samples: int = 256,
+        dtype: torch.dtype = torch.float32,
     ) -> None:
         self.device = torch.device(device)
-        self.dtype = torch.float32
+        self.dtype = dtype
         self.hand = hand.to(self.device) if hasattr(hand, "to") else hand
         self.object = obj.to(self.device, self.dtype)
         self.renderer = Renderer(render_settings)

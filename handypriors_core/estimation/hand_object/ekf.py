@@ -21,6 +21,7 @@ from ...models.rigid_object import RigidObject
 from ...physics.quasistatic import contact_motion
 from ...physics.sdf import ObjectSDF
 from ...physics.settings import ContactSettings
+from .. import residuals
 from ..ekf import EKFSettings, ErrorStateEKF, StepResult
 from ..linearization import motion_jacobian, pose_tangent_jacobian
 from ..pose_state import PoseState
@@ -256,26 +257,30 @@ class HandObjectEKF:
         return self.ekf.update(z, h_keypoints, var, gate_probability=gate)
 
     def _update_contact(self, gate) -> StepResult | None:
+        """Contact prior: hand vertices in contact at t-1 stay on the object surface, ``z = 0``,
+        ``h = d(v(theta), object2camera)`` (:func:`~..residuals.hand_point_residuals`, the object filter's contact
+        residual); Jacobian ``[-n^T, (n x (v - t))^T | n^T dv/dtheta]``: the pose block closed form, the hand block
+        by autodiff of MANO (:func:`~..residuals.hand_point_jacobian`)."""
         ids = self._contact_ids
         if ids.numel() == 0:
             return None
         hand, betas = self.hand, self.betas
         pose0 = self.ekf.pose
+        extra0 = self.ekf.state.extra.detach()
         with torch.no_grad():
-            verts = self._hand_vertices(self.ekf.state.extra)[ids]
+            verts = self._hand_vertices(extra0)[ids]
             sd = self.object_sdf.signed_distance(verts[None], pose0[None])
-        d0 = sd.distance[0]
-        n_obj = sd.normal[0] @ pose0[:3, :3]  # outward normals in the object frame
-        p_obj0 = (verts - pose0[:3, 3]) @ pose0[:3, :3]
+        d0, normals = sd.distance[0], sd.normal[0]
+        r = residuals.hand_point_residuals(d0, 0.0)
 
-        def h_contact(state: PoseState) -> torch.Tensor:
-            v = ManoParams.from_vector(state.extra[None], betas[None]).forward(hand).vertices[0, ids]
-            p_obj = (v - state.pose[:3, 3]) @ state.pose[:3, :3]
-            return d0 + ((p_obj - p_obj0) * n_obj).sum(-1)  # first-order signed distance [m]
+        def contact_points(extra: torch.Tensor) -> torch.Tensor:  # (6 + J,) -> (K, 3) [m, camera frame]
+            return ManoParams.from_vector(extra[None], betas[None]).forward(hand).vertices[0, ids]
 
+        block = residuals.hand_parameter_jacobian(contact_points, extra0, normals)
+        J = residuals.hand_point_jacobian(verts, normals, pose0[:3, 3], block)
         z = torch.zeros(ids.numel(), dtype=_F64)
-        return self.ekf.update(z, h_contact, torch.full((ids.numel(),), self.settings.contact_std ** 2,
-                                                        dtype=_F64), gate_probability=gate)
+        return self.ekf.update(z, lambda state: r, torch.full((ids.numel(),), self.settings.contact_std ** 2,
+                                                                dtype=_F64), jacobian=J, gate_probability=gate)
 
     def step(self, observation: HandObjectObservation | None, control: ManoParams | None) -> HandObjectEKFStep:
         """Predict with ``control`` (the external hand estimate), then update with ``observation``."""

@@ -1,5 +1,10 @@
 """Joint hand-object optimizer (paper Sec. III-D): Adam over MANO hand parameters and the object pose on
 rendering, keypoint and physics terms (see :mod:`handypriors_core.estimation.hand_object`).
+
+The terms are the object tracker's (:mod:`..modalities`: silhouette, penetration, sliding, con, smo; robust
+penalties of :mod:`..residuals`) evaluated on the MANO hand's vertices, with the contact queries, renderer and
+object samples of one :class:`~..scene.HandObjectScene`; the pose moves by the refiner's retraction
+(:func:`~..refiner.apply_pose_delta`).
 """
 
 from __future__ import annotations
@@ -15,26 +20,23 @@ import torch.nn.functional as F
 
 from ...checks import check_finite, check_shape
 from ...errors import InvalidValueError, ShapeError
-from ...geometry.camera import crop_and_resize_image
-from ...geometry.rotations import axis_angle_to_matrix
-from ...geometry.transforms import invert_transform, make_transform, transform_points
+from ...geometry.camera import crop_and_resize_image, square_crop_box
+from ...geometry.transforms import invert_transform, transform_points
 from ...models.mano import ManoHand
 from ...models.rigid_object import RigidObject
-from ...physics.hand_geometry import HandGeometry
-from ...physics.sdf import ObjectSDF
 from ...physics.settings import ContactSettings
-from ...priors.losses import consistency_loss, penetration_loss, sliding_loss, smoothness_loss
-from ...render.renderer import Renderer, join_meshes
+from ...render.renderer import join_meshes
 from ...render.settings import RenderSettings
+from .. import modalities, residuals
 from ..adam_steps import AdamRun
+from ..modalities import TemporalContext
+from ..refiner import apply_pose_delta
+from ..scene import HAND, OBJECT, HandObjectScene
 from .params import _PARAM_NAMES, HandObjectObservation, ManoParams
 from .settings import _PHYSICS_TERMS, HandObjectSettings
 
-#: Instance ids of the rendered silhouettes.
-HAND, OBJECT = 0, 1
-
-
-
+#: ``pose (B, 4, 4)`` moved by ``delta (B, 6) = (rho [m], phi [rad])``: the refiner's retraction (one definition).
+pose_delta = apply_pose_delta
 
 
 @dataclass
@@ -62,21 +64,6 @@ class HandObjectResult:
     contacts_object: torch.Tensor | None = None
 
 
-def pose_delta(pose: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """``pose (B, 4, 4)`` moved by ``delta (B, 6) = (rho [m], phi [rad])``: ``R <- exp(phi) R``, ``t <- t + rho``."""
-    R = axis_angle_to_matrix(delta[:, 3:]) @ pose[:, :3, :3]
-    return make_transform(R, pose[:, :3, 3] + delta[:, :3])
-
-
-def _square_box(uv: torch.Tensor, margin: float, min_box: float) -> tuple[float, float, float, float]:
-    """Square ``(x0, y0, x1, y1)`` around pixels ``uv (N, 2)``, grown by ``margin`` per side, at least ``min_box``."""
-    lo, hi = uv.min(0).values, uv.max(0).values
-    centre = 0.5 * (lo + hi)
-    half = max(0.5 * float((hi - lo).max()) * (1 + 2 * margin), 0.5 * min_box)
-    cx, cy = float(centre[0]), float(centre[1])
-    return (cx - half, cy - half, cx + half, cy + half)
-
-
 def _crop_mask(mask: torch.Tensor, box, size: int) -> torch.Tensor:
     """``mask (H, W)`` resampled into the ROI ``(1, size, size)`` (area-averaged when it shrinks a lot)."""
     m = mask.float()[None, None]
@@ -85,12 +72,6 @@ def _crop_mask(mask: torch.Tensor, box, size: int) -> torch.Tensor:
         k = round(shrink) | 1
         m = F.avg_pool2d(m, k, stride=1, padding=k // 2, count_include_pad=False)
     return crop_and_resize_image(m, box, size, size)[0].clamp(0, 1)
-
-
-def _geman_mcclure(r2: torch.Tensor, scale: float) -> torch.Tensor:
-    """``c^2 r^2 / (r^2 + c^2)`` of squared residuals (``~ r^2`` near 0, at most ``c^2``)."""
-    c2 = scale * scale
-    return c2 * r2 / (r2 + c2)
 
 
 class HandObjectOptimizer:
@@ -108,13 +89,14 @@ class HandObjectOptimizer:
         self.hand = hand
         self.settings = settings if settings is not None else HandObjectSettings()
         self.device, self.dtype = hand.device, hand.dtype
-        self.object = obj.to(self.device, self.dtype)
-        self.renderer = Renderer(render_settings)
-        self.object_sdf = ObjectSDF(self.object.verts, self.object.faces, contact_settings)
-        self.hand_geometry = HandGeometry(hand.faces, contact_settings)
-        samples = self.object.samples
-        step = max(1, samples.shape[0] // self.settings.object_samples)
-        self.object_samples = samples[::step][: self.settings.object_samples].contiguous()
+        #: the contact queries, renderer and object samples of the object tracker's terms
+        self.scene = HandObjectScene(hand, obj, self.device, render_settings, contact_settings,
+                                     object_samples=self.settings.object_samples, dtype=self.dtype)
+        self.object = self.scene.object
+        self.renderer = self.scene.renderer
+        self.object_sdf = self.scene.object_sdf
+        self.hand_geometry = self.scene.hand_geometry
+        self.object_samples = self.scene.object_samples
 
     # ------------------------------------------------------------------------------------------ helpers
     def active_terms(self) -> list[str]:
@@ -124,7 +106,7 @@ class HandObjectOptimizer:
 
     def object_points(self, object2camera: torch.Tensor) -> torch.Tensor:
         """Object surface samples ``(B, S, 3)`` [m, camera frame]."""
-        return transform_points(object2camera, self.object_samples.expand(object2camera.shape[0], -1, -1))
+        return self.scene.object_sample_points(object2camera)
 
     def region_of_interest(self, observation: HandObjectObservation, params: ManoParams,
                            object2camera: torch.Tensor) -> tuple[float, float, float, float]:
@@ -133,9 +115,8 @@ class HandObjectOptimizer:
             cam = observation.camera.to(self.device, self.dtype)
             verts = params.forward(self.hand).vertices[0]
             obj = transform_points(object2camera[None], self.object.verts[None])[0]
-            uv = cam.project(torch.cat((verts, obj))[None])[0]
         s = self.settings
-        return _square_box(uv, s.roi_margin, s.roi_min_box)
+        return square_crop_box(cam, torch.cat((verts, obj)), s.roi_margin, s.roi_min_box)
 
     def contact_state(self, params: ManoParams, object2camera: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(1, C)`` contact weights of the hand contact vertices and ``(1, C, 3)`` their object-frame positions."""
@@ -176,38 +157,32 @@ class HandObjectOptimizer:
             loss = verts.new_zeros(())
             for k, key in ((HAND, "hand"), (OBJECT, "object")):
                 if crops[key] is not None:
-                    loss = loss + ((render.visible[:, k] - crops[key]) ** 2).mean()
+                    loss = loss + modalities.silhouette_loss(render.visible[:, k], crops[key]).mean()
             result["mask"] = loss
         if "keypoints" in terms and observation.keypoints is not None:
             conf = observation.confidences().to(self.device, self.dtype)
             uv = cam.project(out.keypoints)
             r2 = ((uv - observation.keypoints.to(uv)) / box_edge).pow(2).sum(-1)  # (B, 21), ROI edge units
-            rho = _geman_mcclure(r2, s.keypoint_scale) / s.keypoint_scale ** 2
+            rho = 2.0 * residuals.robust_loss_squared(r2, s.keypoint_scale, "geman_mcclure")  # r2 / (r2 + c^2)
             result["keypoints"] = (rho * conf).sum(-1).mean() / conf.sum().clamp_min(1e-9)
         if "penetration" in terms:
             d_hand = self.object_sdf.signed_distance(verts, object2camera).distance
-            d_obj = None
-            if s.weights.penetration_reverse_weight > 0:
-                d_obj = self.hand_geometry.signed_distance(self.object_points(object2camera), verts).distance
-            result["penetration"] = penetration_loss(d_hand, d_obj, s.weights.penetration_reverse_weight)
+            result["penetration"] = modalities.penetration_penalty(self.scene, d_hand, verts, object2camera,
+                                                                   s.weights.penetration_reverse_weight)
         prev = list(previous)[-2:]
+        ctx = TemporalContext(previous_poses=[p.object2camera for p in prev])
         if "sliding" in terms and prev and prev[-1].contact_weights is not None \
                 and bool((prev[-1].contact_weights > 0).any()):
-            cur = transform_points(invert_transform(object2camera), verts[:, self.hand.contact_vertex_ids])
-            result["sliding"] = sliding_loss(prev[-1].contacts_object.to(cur).expand(B, -1, -1), cur,
-                                             prev[-1].contact_weights.to(cur).expand(B, -1))
+            result["sliding"] = modalities.contact_sliding(object2camera, verts[:, self.hand.contact_vertex_ids],
+                                                           prev[-1].contacts_object.to(verts),
+                                                           prev[-1].contact_weights.to(verts))
         if "con" in terms and prev:
             p1 = prev[-1]
             theta = torch.cat((params.global_orient, params.hand_pose), 1)
             theta1 = torch.cat((p1.params.global_orient, p1.params.hand_pose), 1).to(theta).expand_as(theta)
-            result["con"] = consistency_loss(self.object_points(object2camera),
-                                             self.object_points(p1.object2camera[None].to(object2camera)).expand(
-                                                 B, -1, -1), theta, theta1)
+            result["con"] = modalities.consistency_term(self.scene, object2camera, ctx, theta, theta1)
         if "smo" in terms and len(prev) >= 2:
-            cur = self.object_points(object2camera)
-            p1 = self.object_points(prev[-1].object2camera[None].to(object2camera)).expand_as(cur)
-            p2 = self.object_points(prev[-2].object2camera[None].to(object2camera)).expand_as(cur)
-            result["smo"] = smoothness_loss(cur, p1, p2)
+            result["smo"] = modalities.smoothness_term(self.scene, object2camera, ctx)
         if "pose_prior" in terms and init is not None:
             result["pose_prior"] = ((params.hand_pose - init.hand_pose.to(params.hand_pose)) ** 2).mean()
         if "shape_prior" in terms and s.optimize_betas:
