@@ -158,7 +158,7 @@ def test_robust_loss_of_squared_norms_is_the_robust_loss_of_the_norm():
 
 def test_hand_point_jacobian_with_the_mano_block_matches_finite_differences(mano):
     """``d/d(delta, theta)`` of the signed distance of MANO contact vertices to the posed box, float64."""
-    hand32, obj, truth = mano
+    _, obj, truth = mano
     hand = ManoHand(build_synthetic_mano("right")).to(dtype=_F64)
     box = obj.to("cpu", _F64)
     sdf = ObjectSDF(box.verts, box.faces)
@@ -193,3 +193,32 @@ def test_hand_point_jacobian_with_the_mano_block_matches_finite_differences(mano
     ok = (J - Jn).abs().max(-1).values < 1e-5
     assert float(ok.double().mean()) > 0.9, (J - Jn).abs().max()
     assert float(J[:, 6:].abs().max()) > 0.01  # the hand block is not empty
+
+
+def test_hand_object_optimizer_and_ekf_share_the_keypoint_residual(mano, monkeypatch):
+    hand, obj, truth = mano
+    params = ManoParams(truth.global_orient, truth.hand_pose, truth.betas, truth.transl + torch.tensor([0, 0, 0.4]))
+    object2camera = make_transform(torch.eye(3), torch.tensor([0.0, 0.0, 0.4]))
+    keypoints = CAMERA.project(params.forward(hand).keypoints)[0] + torch.tensor([2.0, -1.0])
+    obs = HandObjectObservation(camera=CAMERA, keypoints=keypoints, object_centre=CAMERA.project(
+        object2camera[None, :3, 3][None])[0, 0] + 1.5)
+    optimizer = HandObjectOptimizer(hand, obj, HandObjectSettings(terms=("keypoints",)))
+
+    def evaluate() -> tuple[float, torch.Tensor, torch.Tensor]:
+        with torch.no_grad():
+            loss = float(optimizer.losses(params, object2camera[None], obs, (0.0, 0.0, 320.0, 320.0),
+                                          1.0)["keypoints"])
+        ekf = HandObjectEKF(hand, obj, HandObjectEKFSettings(observations=("fingertips", "centre")))
+        ekf.initialize(params, object2camera)
+        updates = ekf.update(obs)
+        return loss, updates["fingertips"].correction, updates["centre"].correction
+
+    before = evaluate()
+    original = residuals.reprojection_residuals
+    # the residuals without the observed offsets: zero at the start, so nothing to correct and no loss
+    monkeypatch.setattr(residuals, "reprojection_residuals",
+                        lambda cam, points, pixels: original(cam, points, cam.project(points).detach()))
+    after = evaluate()
+    assert before[0] > 1e-4 and after[0] == pytest.approx(0.0, abs=1e-12)
+    for b, a in zip(before[1:], after[1:]):
+        assert float(b.norm()) > 1e-4 and float(a.norm()) < 1e-9

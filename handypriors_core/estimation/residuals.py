@@ -45,6 +45,7 @@ __all__ = [
     "hand_point_jacobian",
     "hand_point_residuals",
     "penetration_residuals",
+    "reprojection_residuals",
     "robust_loss",
     "robust_loss_squared",
     "robust_weights",
@@ -179,6 +180,8 @@ def robust_loss_squared(squared: torch.Tensor, scale: float, kind: RobustKind) -
     ``geman_mcclure``: ``a^2 / (2 (1 + a^2))``; ``charbonnier``: ``sqrt(1 + a^2) - 1``; ``none``: ``a^2 / 2``
     (``a = |r| / c``).
     """
+    if kind == "geman_mcclure":  # as r^2 / (r^2 + c^2): the same floating-point value as the refiner always had
+        return 0.5 * squared / (squared + scale * scale)
     a2 = squared / (scale * scale)
     if kind == "huber":
         return torch.where(a2 <= 1, 0.5 * a2, a2.clamp_min(1.0).sqrt() - 0.5)
@@ -186,8 +189,6 @@ def robust_loss_squared(squared: torch.Tensor, scale: float, kind: RobustKind) -
         return (1 - (1 - a2.clamp(max=1)) ** 3) / 6
     if kind == "cauchy":
         return 0.5 * torch.log1p(a2)
-    if kind == "geman_mcclure":
-        return 0.5 * a2 / (1 + a2)
     if kind == "charbonnier":
         return torch.sqrt(1 + a2) - 1
     if kind == "none":
@@ -255,3 +256,10 @@ def hand_parameter_jacobian(points_fn: Callable[[torch.Tensor], torch.Tensor], t
 
     with torch.enable_grad():
         return torch.autograd.functional.jacobian(along_normals, theta, vectorize=True).detach()
+
+
+def reprojection_residuals(camera, points_cam: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """``(B, N, 2)`` [px] projections of ``points_cam (B, N, 3)`` [m, camera frame] by ``camera`` (a
+    :class:`~handypriors_core.geometry.camera.PinholeCamera`) minus the observed ``pixels (N, 2)`` [px] (2D keypoints,
+    a detected object centre). Differentiable."""
+    return camera.project(points_cam) - pixels

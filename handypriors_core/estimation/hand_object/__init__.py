@@ -39,7 +39,16 @@ Euclidean extras ``e = (global_orient (3), transl (3), hand_pose (J))``; tangent
   physics prior that hand vertices in contact at ``t-1`` stay on the object surface (``z = 0`` [m]).
   Table I's O_hand is ``("fingertips",)``, O_object ``("centre",)``, O_hand+object both.
 - Jacobians ``F`` and ``H`` by reverse-mode autodiff (:func:`~handypriors_core.estimation.linearization.linearize`, mode
-  ``"reverse_loop"``: Kabsch's rotation is a custom autograd function that torch.func cannot trace).
+  ``"reverse_loop"``: Kabsch's rotation is a custom autograd function that torch.func cannot trace), except the
+  contact prior's: its pose block is the closed form ``[-n^T, (n x (v - t))^T]`` and its hand block ``n^T dv/dtheta``
+  comes from autodiff of MANO (:func:`~handypriors_core.estimation.residuals.hand_point_jacobian`).
+
+**Shared terms.** Every term is the object tracker's code (:mod:`~handypriors_core.estimation.residuals`,
+:mod:`~handypriors_core.estimation.modalities`): the contact prior is the object filter's signed-distance
+residual, penetration / sliding / con / smo / the silhouettes are the refiner's terms on the MANO vertices, the
+keypoint and centre residuals are one reprojection residual for the optimizer and the EKF, robust penalties are
+:func:`~handypriors_core.estimation.residuals.robust_loss`; contact queries and object samples come from a
+:class:`~handypriors_core.estimation.scene.HandObjectScene`, the pose moves by the refiner's retraction.
 
 Modules: :mod:`.params` (parameters, observations, JSON), :mod:`.settings`, :mod:`.optimizer`, :mod:`.ekf`.
 """

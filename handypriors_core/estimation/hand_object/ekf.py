@@ -18,13 +18,13 @@ from ...geometry.camera import PinholeCamera
 from ...geometry.transforms import transform_points
 from ...models.mano import ManoHand
 from ...models.rigid_object import RigidObject
-from ...physics.quasistatic import contact_motion
-from ...physics.sdf import ObjectSDF
+from ...physics.quasistatic import contact_motion, contact_motion_fit
 from ...physics.settings import ContactSettings
 from .. import residuals
 from ..ekf import EKFSettings, ErrorStateEKF, StepResult
 from ..linearization import motion_jacobian, pose_tangent_jacobian
 from ..pose_state import PoseState
+from ..scene import HandObjectScene
 from .params import _F64, FINGERTIP_KEYPOINTS, HandObjectObservation, ManoParams
 from .settings import HandObjectEKFSettings
 
@@ -59,8 +59,10 @@ class HandObjectEKF:
                  contact_settings: ContactSettings | None = None):
         self.settings = settings if settings is not None else HandObjectEKFSettings()
         self.hand = copy.deepcopy(hand).to(device="cpu", dtype=_F64)
-        self.object = obj.to("cpu", _F64)
-        self.object_sdf = ObjectSDF(self.object.verts, self.object.faces, contact_settings)
+        #: the contact queries of the object tracker's terms (float64 object model)
+        self.scene = HandObjectScene(self.hand, obj, "cpu", contact_settings=contact_settings, dtype=_F64)
+        self.object = self.scene.object
+        self.object_sdf = self.scene.object_sdf
         self.centre = torch.as_tensor(self.object.center, dtype=_F64)
         self.ekf: ErrorStateEKF | None = None
         self.betas: torch.Tensor | None = None
@@ -155,10 +157,8 @@ class HandObjectEKF:
                 w = torch.ones(1, ids.numel(), dtype=_F64)
                 motion, ok = contact_motion(prev, cur, w, s.quasistatic)
                 valid = bool(ok[0])
-                if valid:
-                    moved = transform_points(motion, prev)
-                    rms = float(((moved - cur) ** 2).sum(-1).mean().sqrt())
-                    valid = rms < s.rigid_contact_tolerance
+                if valid:  # the object filter's rigidity test: the motion explains the contacts' displacement
+                    valid = float(contact_motion_fit(prev, cur, w, motion)[0][0]) < s.rigid_contact_tolerance
         hand, betas = self.hand, self.betas
 
         def object_motion(extra_prev: torch.Tensor, u_: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
@@ -222,19 +222,25 @@ class HandObjectEKF:
             if name == "fingertips" and observation.keypoints is not None:
                 res = self._update_keypoints(observation, cam, gate)
             elif name == "centre" and observation.object_centre is not None:
-                z = observation.object_centre.to("cpu", _F64)
-
-                def h_centre(state: PoseState, centre: torch.Tensor = self.centre) -> torch.Tensor:
-                    return cam.project(transform_points(state.pose[None], centre[None, None]))[0, 0]
-
-                res = self.ekf.update(z, h_centre, torch.full((2,), s.centre_std ** 2, dtype=_F64),
-                                      gate_probability=gate)
+                res = self._update_centre(observation, cam, gate)
             elif name == "contact":
                 res = self._update_contact(gate)
             if res is not None:
                 results[name] = res
         self._update_contacts()
         return results
+
+    def _update_centre(self, observation: HandObjectObservation, cam: PinholeCamera, gate) -> StepResult:
+        """O_object: the projected object centre against the detected one [px] (z = 0)."""
+        pixel = observation.object_centre.to("cpu", _F64)[None]
+        centre = self.centre[None, None]
+
+        def h_centre(state: PoseState) -> torch.Tensor:
+            posed = transform_points(state.pose[None], centre)
+            return residuals.reprojection_residuals(cam, posed, pixel)[0, 0]
+
+        return self.ekf.update(torch.zeros(2, dtype=_F64), h_centre,
+                               torch.full((2,), self.settings.centre_std ** 2, dtype=_F64), gate_probability=gate)
 
     def _update_keypoints(self, observation: HandObjectObservation, cam: PinholeCamera, gate) -> StepResult | None:
         s = self.settings
@@ -249,12 +255,13 @@ class HandObjectEKF:
         z = observation.keypoints.to("cpu", _F64)[idx].reshape(-1)
         var = (s.keypoint_std ** 2 / conf[idx]).repeat_interleave(2)
         hand, betas = self.hand, self.betas
+        pixels = z.reshape(-1, 2)
 
-        def h_keypoints(state: PoseState) -> torch.Tensor:
+        def h_keypoints(state: PoseState) -> torch.Tensor:  # the optimizer's keypoint residuals [px], z = 0
             out = ManoParams.from_vector(state.extra[None], betas[None]).forward(hand)
-            return cam.project(out.keypoints[:, idx])[0].reshape(-1)
+            return residuals.reprojection_residuals(cam, out.keypoints[:, idx], pixels)[0].reshape(-1)
 
-        return self.ekf.update(z, h_keypoints, var, gate_probability=gate)
+        return self.ekf.update(torch.zeros_like(z), h_keypoints, var, gate_probability=gate)
 
     def _update_contact(self, gate) -> StepResult | None:
         """Contact prior: hand vertices in contact at t-1 stay on the object surface, ``z = 0``,

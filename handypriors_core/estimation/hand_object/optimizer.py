@@ -161,8 +161,8 @@ class HandObjectOptimizer:
             result["mask"] = loss
         if "keypoints" in terms and observation.keypoints is not None:
             conf = observation.confidences().to(self.device, self.dtype)
-            uv = cam.project(out.keypoints)
-            r2 = ((uv - observation.keypoints.to(uv)) / box_edge).pow(2).sum(-1)  # (B, 21), ROI edge units
+            r = residuals.reprojection_residuals(cam, out.keypoints, observation.keypoints.to(out.keypoints))
+            r2 = (r / box_edge).pow(2).sum(-1)  # (B, 21), ROI edge units
             rho = 2.0 * residuals.robust_loss_squared(r2, s.keypoint_scale, "geman_mcclure")  # r2 / (r2 + c^2)
             result["keypoints"] = (rho * conf).sum(-1).mean() / conf.sum().clamp_min(1e-9)
         if "penetration" in terms:
