@@ -20,7 +20,7 @@ from ..io.frame import Frame
 from .scene import HandObjectScene, PosedHand
 from .settings import DepthSettings, ROISettings
 
-__all__ = ["Observation", "prepare_observation", "roi_box"]
+__all__ = ["Observation", "crop_mask", "prepare_observation", "roi_box"]
 
 
 class _MadeOnFirstRead:
@@ -81,6 +81,17 @@ def roi_box(scene: HandObjectScene, camera: PinholeCamera, object2camera: torch.
     to at least ``settings.min_box`` px; it may extend past the image border (padding renders as empty).
     """
     return scene.object_box(camera, object2camera, settings.margin, settings.min_box)
+
+
+def crop_mask(mask: torch.Tensor, box, size: int) -> torch.Tensor:
+    """``mask (H, W)`` float in [0, 1] resampled into the square ``box = (x0, y0, x1, y1)`` [px] -> ``(1, size,
+    size)``: area-style (blurred before the bilinear sampling) when the crop shrinks it a lot."""
+    shrink = (box[2] - box[0]) / size
+    m = mask[None, None]
+    if shrink > 1.5:
+        k = round(shrink) | 1
+        m = F.avg_pool2d(m, k, stride=1, padding=k // 2, count_include_pad=False)
+    return crop_and_resize_image(m, box, size, size)[0].clamp(0, 1)
 
 
 def _crop_depth(depth: torch.Tensor, box, size: int) -> torch.Tensor:
@@ -175,13 +186,7 @@ def prepare_observation(
     mask_full = mask_roi = None
     if mask_src is not None:
         mask_full = mask_src.to(device, torch.float32)
-        # area-style downsampling: blur before bilinear sampling when the crop shrinks a lot
-        shrink = (box[2] - box[0]) / size
-        m = mask_full[None, None]
-        if shrink > 1.5:
-            k = round(shrink) | 1
-            m = F.avg_pool2d(m, k, stride=1, padding=k // 2, count_include_pad=False)
-        mask_roi = crop_and_resize_image(m, box, size, size)[0].clamp(0, 1)
+        mask_roi = crop_mask(mask_full, box, size)
     depth_roi = points = None
     if frame.depth is not None:
         depth_full = frame.depth.to(device, torch.float32)

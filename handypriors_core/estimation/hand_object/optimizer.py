@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 from ...checks import check_finite, check_shape
 from ...errors import InvalidValueError, ShapeError
-from ...geometry.camera import crop_and_resize_image, square_crop_box
+from ...geometry.camera import square_crop_box
 from ...geometry.transforms import invert_transform, transform_points
 from ...models.mano import ManoHand
 from ...models.rigid_object import RigidObject
@@ -30,6 +29,7 @@ from ...render.settings import RenderSettings
 from .. import modalities, residuals
 from ..adam_steps import AdamRun
 from ..modalities import TemporalContext
+from ..observation import crop_mask
 from ..refiner import apply_pose_delta
 from ..scene import HAND, OBJECT, HandObjectScene
 from .params import _PARAM_NAMES, HandObjectObservation, ManoParams
@@ -62,16 +62,6 @@ class HandObjectResult:
     terms: dict[str, float] = field(default_factory=dict)
     contact_weights: torch.Tensor | None = None
     contacts_object: torch.Tensor | None = None
-
-
-def _crop_mask(mask: torch.Tensor, box, size: int) -> torch.Tensor:
-    """``mask (H, W)`` resampled into the ROI ``(1, size, size)`` (area-averaged when it shrinks a lot)."""
-    m = mask.float()[None, None]
-    shrink = (box[2] - box[0]) / size
-    if shrink > 1.5:
-        k = round(shrink) | 1
-        m = F.avg_pool2d(m, k, stride=1, padding=k // 2, count_include_pad=False)
-    return crop_and_resize_image(m, box, size, size)[0].clamp(0, 1)
 
 
 class HandObjectOptimizer:
@@ -199,7 +189,7 @@ class HandObjectOptimizer:
 
     def _crops(self, observation: HandObjectObservation, roi) -> dict:
         size = self.settings.roi_size
-        return {key: None if m is None else _crop_mask(m.to(self.device, self.dtype), roi, size)
+        return {key: None if m is None else crop_mask(m.to(self.device, self.dtype).float(), roi, size)
                 for key, m in (("hand", observation.hand_mask), ("object", observation.object_mask))}
 
     # ------------------------------------------------------------------------------------- optimization
