@@ -222,3 +222,32 @@ def test_hand_object_optimizer_and_ekf_share_the_keypoint_residual(mano, monkeyp
     assert before[0] > 1e-4 and after[0] == pytest.approx(0.0, abs=1e-12)
     for b, a in zip(before[1:], after[1:]):
         assert float(b.norm()) > 1e-4 and float(a.norm()) < 1e-9
+
+
+def test_hand_object_contact_prior_jacobian_equals_autodiff_of_its_first_order_model(mano):
+    """The EKF's contact prior: closed-form pose block + MANO autodiff hand block == reverse-mode autodiff of the
+    first-order signed distance through MANO and the pose (its former linearisation), float64."""
+    from handypriors_core.estimation.linearization import linearize
+
+    hand, obj, truth = mano
+    ekf = HandObjectEKF(hand, obj, HandObjectEKFSettings(observations=("contact",), gate_probability=1.0))
+    pose0 = make_transform(axis_angle_to_matrix(torch.tensor([0.01, -0.02, 0.01])), torch.tensor([0.001, 0, -0.001]))
+    ekf.initialize(truth, pose0)
+    ids, state = ekf.contact_vertex_ids, ekf.ekf.state
+    assert ids.numel() >= 10
+    betas = ekf.betas
+    with torch.no_grad():
+        v0 = ManoParams.from_vector(state.extra[None], betas[None]).forward(ekf.hand).vertices[0, ids]
+        sd = ekf.object_sdf.signed_distance(v0[None], state.pose[None])
+    n_obj = sd.normal[0] @ state.pose[:3, :3]
+    p_obj0 = (v0 - state.pose[:3, 3]) @ state.pose[:3, :3]
+
+    def first_order(s: PoseState) -> torch.Tensor:  # d0 + n_obj . (p_obj - p_obj0)
+        v = ManoParams.from_vector(s.extra[None], betas[None]).forward(ekf.hand).vertices[0, ids]
+        return sd.distance[0] + ((((v - s.pose[:3, 3]) @ s.pose[:3, :3]) - p_obj0) * n_obj).sum(-1)
+
+    value, H_autodiff = linearize(first_order, state, "reverse_loop")
+    result = ekf.update(HandObjectObservation(camera=CAMERA))["contact"]
+    assert result.jacobian.shape == H_autodiff.shape == (ids.numel(), state.dim)
+    assert torch.allclose(result.jacobian, H_autodiff, atol=1e-10)
+    assert torch.allclose(value, sd.distance[0], atol=1e-12)
