@@ -52,6 +52,85 @@ def test_retract_value_equals_retract_with_extras():
         retract_value(state, torch.zeros(6, dtype=_F64))
 
 
+@pytest.mark.parametrize("extras", [0, 2])
+def test_ekf_numpy_commit_and_motion_predict_equal_the_torch_path(extras):
+    """On the CPU the EKF commits corrections and predicts rigid motions in numpy: the same states, covariances
+    and Jacobians as its torch path (other devices), with and without extras and covariance reset."""
+    from handypriors_core.estimation.ekf import EKFSettings, ErrorStateEKF
+    from handypriors_core.geometry.transforms import make_transform
+
+    g = torch.Generator().manual_seed(5)
+    n = 6 + extras
+    for reset in (True, False):
+        for phi in _axis_angles()[::2]:
+            pose = make_transform(axis_angle_to_matrix(torch.randn(3, generator=g, dtype=_F64)),
+                                  torch.randn(3, generator=g, dtype=_F64))
+            state = PoseState.from_pose(pose, torch.randn(extras, generator=g, dtype=_F64))
+            A = torch.randn(n, n, generator=g, dtype=_F64)
+            P = A @ A.T * 1e-3 + torch.eye(n, dtype=_F64) * 1e-6
+            delta = torch.cat((torch.randn(3, generator=g, dtype=_F64) * 0.01, phi,
+                               torch.randn(extras, generator=g, dtype=_F64)))
+            motion = make_transform(axis_angle_to_matrix(phi), torch.randn(3, generator=g, dtype=_F64) * 0.01)
+            Q = torch.eye(n, dtype=_F64) * 1e-5
+            fast, reference = (ErrorStateEKF(state, P, EKFSettings(covariance_reset=reset)) for _ in range(2))
+            reference.use_arrays = False
+            for ekf in (fast, reference):
+                assert ekf.correct(delta, P) == "accepted"
+            assert fast._on_cpu() and not reference._on_cpu()
+            for a, b in ((fast.state.pose, reference.state.pose), (fast.state.extra, reference.state.extra),
+                         (fast.covariance, reference.covariance)):
+                torch.testing.assert_close(a, b, atol=1e-14, rtol=1e-12)
+            a, b = fast.predict_motion(motion, Q), reference.predict_motion(motion, Q)
+            assert a.accepted and b.accepted
+            torch.testing.assert_close(a.jacobian, b.jacobian, atol=0, rtol=0)
+            for x, y in ((fast.state.pose, reference.state.pose), (fast.covariance, reference.covariance),
+                         (fast.prior_covariance, reference.prior_covariance)):
+                torch.testing.assert_close(x, y, atol=1e-14, rtol=1e-12)
+    bad = ErrorStateEKF(state, P)
+    assert bad.correct(torch.full((n,), math.nan, dtype=_F64), P) == "non_finite"
+    torch.testing.assert_close(bad.state.pose, state.pose)
+
+
+def test_contact_motion_in_numpy_equals_the_torch_contact_motion():
+    """The filter's CPU prediction (numpy Kabsch, spread test, rigidity fit) gives contact_motion's values: a
+    carried contact set, too few contacts, collinear contacts, a reflection-prone set."""
+    from handypriors_core.geometry.transforms import make_transform
+    from handypriors_core.physics.quasistatic import (
+        contact_motion,
+        contact_motion_array,
+        contact_motion_fit,
+        contact_motion_fit_array,
+    )
+    from handypriors_core.physics.settings import QuasistaticSettings
+
+    g = torch.Generator().manual_seed(8)
+    settings = QuasistaticSettings()
+    M = make_transform(axis_angle_to_matrix(torch.tensor([0.05, -0.02, 0.03], dtype=_F64)),
+                       torch.tensor([0.004, -0.002, 0.001], dtype=_F64))
+    prev = torch.randn(60, 3, generator=g, dtype=_F64) * 0.03
+    cur = prev @ M[:3, :3].T + M[:3, 3] + torch.randn(60, 3, generator=g, dtype=_F64) * 1e-4
+    w = (torch.rand(60, generator=g, dtype=_F64) > 0.6).double()
+    line = torch.linspace(0, 0.05, 60, dtype=_F64)[:, None] * torch.tensor([1.0, 0.5, 0.2], dtype=_F64)
+    flat = prev.clone()
+    flat[:, 2] = 0  # planar contacts
+    cases = [(prev, cur, w), (prev, cur, torch.zeros(60, dtype=_F64).index_fill(0, torch.tensor([3, 9]), 1.0)),
+             (line, line + 0.001, w), (flat, -flat, w)]
+    valid_seen = set()
+    for p, c, weights in cases:
+        ref_m, ref_ok = contact_motion(p[None], c[None], weights[None], settings)
+        m, ok = contact_motion_array(p.numpy(), c.numpy(), weights.numpy(), settings)
+        assert ok == bool(ref_ok[0])
+        valid_seen.add(ok)
+        torch.testing.assert_close(torch.from_numpy(m), ref_m[0], atol=1e-14, rtol=0)
+        ref_fit = contact_motion_fit(p[None], c[None], weights[None], ref_m)
+        fit = contact_motion_fit_array(p.numpy(), c.numpy(), weights.numpy(), m)
+        for a, b in zip(fit, ref_fit):
+            assert a == pytest.approx(float(b[0]), rel=1e-12, abs=1e-16)
+    assert valid_seen == {True, False}
+    with pytest.raises(Exception, match="non-negative"):
+        contact_motion_array(prev.numpy(), cur.numpy(), -w.numpy(), settings)
+
+
 def test_orthonormalised_is_the_nearest_rotation():
     R = axis_angle_to_matrix(torch.tensor([0.7, 0.2, -0.5], dtype=_F64))
     noise = 1e-7 * torch.randn(3, 3, generator=torch.Generator().manual_seed(1), dtype=_F64)

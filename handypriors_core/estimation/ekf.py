@@ -51,13 +51,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from ..checks import check_shape
 from ..errors import ConfigError, InvalidValueError, ShapeError
 from .gating import chi2_threshold, projected_nis
 from .linearization import JACOBIAN_MODES, JacobianMode, linearize, motion_jacobian, pose_tangent_jacobian
-from .pose_state import PoseState, retract_value, so3_left_jacobian
+from .pose_state import (
+    POSE_DIM,
+    PoseState,
+    nearest_rotation_array,
+    retract_value,
+    retracted_pose_array,
+    so3_left_jacobian,
+    so3_left_jacobian_array,
+)
 
 __all__ = ["EKFSettings", "ErrorStateEKF", "StepResult"]
 
@@ -152,6 +161,9 @@ class ErrorStateEKF:
         posterior_state / posterior_covariance: after the last accepted update.
     """
 
+    #: CPU states: commit and rigid-motion predict in numpy (tests compare with the torch path by clearing it)
+    use_arrays = True
+
     def __init__(self, state: PoseState, covariance: torch.Tensor, settings: EKFSettings | None = None) -> None:
         """``state``: initial state; ``covariance``: ``(n, n)`` SPD, tangent units [m^2, rad^2, ...]."""
         self.settings = settings if settings is not None else EKFSettings()
@@ -210,8 +222,15 @@ class ErrorStateEKF:
         ``(n, n)`` at ``x`` (then reset to the new nominal state); returns the status (refused if non-finite)."""
         return self._commit(self._as64(delta), self._as64(covariance))
 
+    def _on_cpu(self) -> bool:
+        """Whether the state lives on the CPU: the pose algebra then runs in float64 numpy (same values; a torch call
+        on matrices this small costs several times its arithmetic)."""
+        return self.use_arrays and self.state.pose.device.type == "cpu"
+
     def _commit(self, delta: torch.Tensor, P: torch.Tensor) -> StepStatus:
         """Apply ``x [+] delta`` with covariance ``P``; refuse (return the reason) if anything is non-finite."""
+        if self._on_cpu():
+            return self._commit_arrays(delta.detach().cpu().numpy(), P.detach().cpu().numpy())
         if not _finite(delta, P):
             return "non_finite"
         new_state = retract_value(self.state, delta)
@@ -221,6 +240,24 @@ class ErrorStateEKF:
         new_state = _orthonormalised(new_state)
         self.state, self.covariance = new_state, P
         self.posterior_state, self.posterior_covariance = new_state, P.clone()
+        return "accepted"
+
+    def _commit_arrays(self, delta: np.ndarray, P: np.ndarray) -> StepStatus:
+        """:meth:`_commit` in numpy (CPU state)."""
+        if not (np.isfinite(delta).all() and np.isfinite(P).all()):
+            return "non_finite"
+        pose = retracted_pose_array(self.state.pose.detach().numpy(), delta)
+        extra = self.state.extra.detach().numpy() + delta[POSE_DIM:]
+        if self.settings.covariance_reset:
+            G = np.eye(P.shape[0])
+            G[3:6, 3:6] = so3_left_jacobian_array(delta[3:6])
+            P = G @ P @ G.T
+            P = 0.5 * (P + P.T)
+        if not (np.isfinite(pose).all() and np.isfinite(extra).all() and np.isfinite(P).all()):
+            return "non_finite"
+        pose[:3, :3] = nearest_rotation_array(pose[:3, :3])
+        self.state, self.covariance = PoseState(torch.from_numpy(pose), torch.from_numpy(extra)), torch.from_numpy(P)
+        self.posterior_state, self.posterior_covariance = self.state, self.covariance.clone()
         return "accepted"
 
     # ------------------------------------------------------------------ predict
@@ -283,9 +320,29 @@ class ErrorStateEKF:
         closed-form ``F = blockdiag(R_motion, R_motion, I)`` (:func:`~.linearization.motion_jacobian`)."""
         check_shape(motion, (4, 4), "motion")
         M = self._as64(motion).detach()
+        if self._on_cpu():
+            return self._predict_motion_arrays(M.numpy(), self._check_covariance(Q, "Q").numpy())
         F = torch.eye(self.dim, dtype=_F64, device=M.device)
         F[:6, :6] = motion_jacobian(M[:3, :3])
         return self.predict(lambda state, _u: PoseState(M @ state.pose, state.extra), None, Q, jacobian=F)
+
+    def _predict_motion_arrays(self, M: np.ndarray, Q: np.ndarray) -> StepResult:
+        """:meth:`predict_motion` in numpy (CPU state)."""
+        F = np.eye(self.dim)
+        F[:3, :3] = F[3:6, 3:6] = M[:3, :3]  # motion_jacobian
+        pose = M @ self.state.pose.detach().numpy()
+        F_t = torch.from_numpy(F)
+        if not np.isfinite(pose).all():
+            return StepResult(False, "non_finite", jacobian=F_t)
+        P = F @ self.covariance.detach().numpy() @ F.T + Q
+        P = 0.5 * (P + P.T)
+        if not (np.isfinite(F).all() and np.isfinite(P).all()):
+            return StepResult(False, "non_finite", jacobian=F_t)
+        pose[:3, :3] = nearest_rotation_array(pose[:3, :3])
+        self.state = PoseState(torch.from_numpy(pose), self.state.extra.detach().clone())
+        self.covariance = torch.from_numpy(P)
+        self.prior_state, self.prior_covariance = self.state, self.covariance.clone()
+        return StepResult(True, "accepted", correction=torch.zeros(self.dim, dtype=_F64), jacobian=F_t)
 
     # ------------------------------------------------------------------ update
     def update(

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..physics.quasistatic import contact_motion, contact_motion_fit
+from ..physics.quasistatic import contact_motion_array, contact_motion_fit_array
 from ..physics.settings import QuasistaticSettings
 from .contact_observation import ContactModality
 from .ekf import EKFSettings, ErrorStateEKF, StepResult
@@ -169,19 +169,18 @@ class ObjectPoseFilter:
         valid = False
         if s.motion_model == "quasistatic" and ctx.contact_weights is not None \
                 and ctx.previous_contact_points is not None:
-            prev = ctx.previous_contact_points.double().cpu()
-            cur = hand.contact_points.double().cpu()
-            w = ctx.contact_weights.double().cpu()
-            m, ok = contact_motion(prev, cur, w, self.quasistatic)
-            valid = bool(ok[0])
+            # one contact set, a few hundred points: float64 numpy on the CPU (contact_motion's values)
+            prev, cur, w = (a[0].detach().to("cpu", _F64).numpy() for a in
+                            (ctx.previous_contact_points, hand.contact_points, ctx.contact_weights))
+            m, valid = contact_motion_array(prev, cur, w, self.quasistatic)
             if valid:
                 # contacts that do not move rigidly (a finger closing on the object, fingers rolling it against a
                 # fixed palm, points near the surface that are not touching it) are no evidence of the object's
                 # motion: accept the contact motion only where it explains the contacts' displacement
-                misfit, displacement = contact_motion_fit(prev, cur, w, m)
-                valid = float(misfit[0]) <= s.rigid_contact_tolerance + s.rigid_contact_ratio * float(displacement[0])
+                misfit, displacement = contact_motion_fit_array(prev, cur, w, m)
+                valid = misfit <= s.rigid_contact_tolerance + s.rigid_contact_ratio * displacement
             if valid:
-                motion = m[0].detach()
+                motion = torch.from_numpy(m)
         std_t, std_r = (s.process_std_translation, s.process_std_rotation) if valid else \
             (s.free_std_translation, s.free_std_rotation)
         Q = torch.diag(torch.tensor([std_t ** 2] * 3 + [std_r ** 2] * 3, dtype=_F64))

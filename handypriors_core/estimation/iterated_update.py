@@ -30,7 +30,7 @@ import torch
 
 from .ekf import ErrorStateEKF, StepResult
 from .gating import chi2_threshold, projected_nis
-from .pose_state import PoseState, rotation_from_axis_angle_array
+from .pose_state import PoseState, retracted_pose_array
 from .residuals import ResidualBlock
 
 __all__ = ["CovarianceOptions", "PoseModality", "UpdateDiagnostics", "iterated_update", "with_estimated_noise"]
@@ -72,9 +72,7 @@ def _numpy_block(block: ResidualBlock) -> ResidualBlock:
 
 def _retracted_pose(prior: PoseState, e: np.ndarray) -> torch.Tensor:
     """``(4, 4)`` float64 pose of ``prior [+] e`` (the value of :func:`~.pose_state.retract_value`, in numpy)."""
-    pose = prior.pose.detach().to("cpu", _F64).numpy().copy()
-    pose[:3, :3] = rotation_from_axis_angle_array(e[3:6]) @ pose[:3, :3]
-    pose[:3, 3] += e[:3]
+    pose = retracted_pose_array(prior.pose.detach().to("cpu", _F64).numpy(), e)
     return torch.from_numpy(pose).to(prior.pose.device)
 
 

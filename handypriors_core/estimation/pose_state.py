@@ -38,14 +38,17 @@ __all__ = [
     "covariance_to_body_frame",
     "covariance_to_se3_left",
     "local_difference",
+    "nearest_rotation_array",
     "retract",
     "retract_first_order",
     "retract_value",
+    "retracted_pose_array",
     "ros_covariance_list",
     "ros_pose_covariance",
     "rotation_from_axis_angle_array",
     "rotation_from_axis_angle_value",
     "so3_left_jacobian",
+    "so3_left_jacobian_array",
 ]
 
 #: Dimension of the pose part of the tangent: (rho [m], phi [rad]).
@@ -209,6 +212,14 @@ def local_difference(a: PoseState, b: PoseState) -> torch.Tensor:
     return torch.cat((a.translation - b.translation, phi, a.extra - b.extra))
 
 
+def _left_jacobian_coefficients(t2: float) -> tuple[float, float]:
+    """``((1 - cos t)/t^2, (t - sin t)/t^3)`` for ``t^2 = t2``, with series below ``t^2 = 1e-4``."""
+    if t2 < 1e-4:
+        return 0.5 - t2 / 24 + t2 * t2 / 720, 1 / 6 - t2 / 120 + t2 * t2 / 5040
+    t = math.sqrt(t2)
+    return (1 - math.cos(t)) / t2, (t - math.sin(t)) / (t2 * t)
+
+
 def so3_left_jacobian(phi: torch.Tensor) -> torch.Tensor:
     """Left Jacobian of SO(3) ``J_l(phi) (3, 3)`` for ``phi (3,)`` [rad]: ``exp(phi + e) ~= exp(J_l e) exp(phi)``.
 
@@ -216,16 +227,32 @@ def so3_left_jacobian(phi: torch.Tensor) -> torch.Tensor:
     Not meant for autodiff (plain evaluation).
     """
     check_shape(phi, (3,), "phi")
-    t2 = float((phi * phi).sum())
-    if t2 < 1e-4:
-        b = 0.5 - t2 / 24 + t2 * t2 / 720
-        c = 1 / 6 - t2 / 120 + t2 * t2 / 5040
-    else:
-        t = math.sqrt(t2)
-        b = (1 - math.cos(t)) / t2
-        c = (t - math.sin(t)) / (t2 * t)
+    b, c = _left_jacobian_coefficients(float((phi * phi).sum()))
     K = skew(phi)
     return torch.eye(3, dtype=phi.dtype, device=phi.device) + b * K + c * (K @ K)
+
+
+def so3_left_jacobian_array(phi: np.ndarray) -> np.ndarray:
+    """:func:`so3_left_jacobian` of a numpy ``phi (3,)`` [rad]: ``(3, 3)`` float64 numpy."""
+    x, y, z = (float(v) for v in phi)
+    b, c = _left_jacobian_coefficients(x * x + y * y + z * z)
+    K = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + b * K + c * (K @ K)
+
+
+def nearest_rotation_array(rotation: np.ndarray) -> np.ndarray:
+    """The rotation nearest ``rotation (3, 3)`` (numpy, within rounding of SO(3)): ``U V^T`` of its SVD."""
+    U, _, Vh = np.linalg.svd(rotation)
+    return U @ Vh
+
+
+def retracted_pose_array(pose: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``(4, 4)`` pose of ``pose [+] delta`` (:func:`retract_value`'s pose) for numpy ``pose (4, 4)`` and the pose
+    part of ``delta (>= 6,)`` (float64; a new array)."""
+    out = pose.copy()
+    out[:3, :3] = rotation_from_axis_angle_array(delta[3:6]) @ pose[:3, :3]
+    out[:3, 3] += delta[:3]
+    return out
 
 
 def ros_pose_covariance(covariance: torch.Tensor) -> torch.Tensor:

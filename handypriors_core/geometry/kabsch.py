@@ -11,12 +11,21 @@ undetermined directions get zero gradient; use :func:`kabsch_is_well_conditioned
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from ..checks import check_finite, check_shape
 from ..errors import InvalidValueError, ShapeError
 
-__all__ = ["kabsch_is_well_conditioned", "similarity_procrustes", "weighted_kabsch", "weighted_kabsch_with_spread"]
+__all__ = [
+    "kabsch_is_well_conditioned",
+    "similarity_procrustes",
+    "weighted_kabsch",
+    "weighted_kabsch_array",
+    "weighted_kabsch_with_spread",
+]
 
 
 class _ClosestRotation(torch.autograd.Function):
@@ -113,6 +122,24 @@ def _kabsch(src: torch.Tensor, dst: torch.Tensor, w: torch.Tensor, spread: bool)
 def _second_spread(covariance: torch.Tensor) -> torch.Tensor:
     """Square root of the second-largest eigenvalue of weighted point covariances ``(B, 3, 3)`` [m]."""
     return torch.linalg.eigvalsh(covariance)[..., 1].clamp_min(0).sqrt()  # eigenvalues ascending
+
+
+def weighted_kabsch_array(src: np.ndarray, dst: np.ndarray, weights: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`weighted_kabsch_with_spread` of one point set in float64 numpy (no gradient; for small CPU problems,
+    where torch's per-call cost outweighs the arithmetic): ``src, dst (N, 3)`` [m], ``weights (N,)`` non-negative
+    with a positive sum -> ``(R (3, 3), t (3,), spread [m])``, the same values."""
+    w = weights / weights.sum()
+    src_centroid = (w[:, None] * src).sum(0)
+    dst_centroid = (w[:, None] * dst).sum(0)
+    src_c, dst_c = src - src_centroid, dst - dst_centroid
+    weighted = w[:, None] * src_c
+    U, _, Vh = np.linalg.svd(dst_c.T @ weighted)
+    sign = float(np.sign(np.linalg.det(U @ Vh))) or 1.0
+    R = (U * np.array([1.0, 1.0, sign])) @ Vh
+    t = dst_centroid - R @ src_centroid
+    spread = math.sqrt(max(float(np.linalg.eigvalsh(src_c.T @ weighted)[1]), 0.0))
+    return R, t, spread
 
 
 def kabsch_is_well_conditioned(

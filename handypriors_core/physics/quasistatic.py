@@ -27,15 +27,24 @@ pose(s) (the rotation's derivative comes from :func:`..geometry.kabsch.weighted_
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from ..checks import check_finite, check_shape
 from ..errors import InvalidValueError
-from ..geometry.kabsch import weighted_kabsch_with_spread
+from ..geometry.kabsch import weighted_kabsch_array, weighted_kabsch_with_spread
 from ..geometry.transforms import invert_transform, make_transform
 from .settings import QuasistaticSettings
 
-__all__ = ["contact_motion", "contact_motion_fit", "quasistatic_step"]
+__all__ = [
+    "contact_motion",
+    "contact_motion_array",
+    "contact_motion_fit",
+    "contact_motion_fit_array",
+    "quasistatic_step",
+]
 
 
 def contact_motion(
@@ -99,6 +108,36 @@ def contact_motion_fit(
     total = w.sum(-1).clamp_min(1e-12)
     misfit = torch.sqrt((w * ((moved - contacts_cur) ** 2).sum(-1)).sum(-1) / total)
     displacement = torch.sqrt((w * ((contacts_cur - contacts_prev) ** 2).sum(-1)).sum(-1) / total)
+    return misfit, displacement
+
+
+def contact_motion_array(contacts_prev: np.ndarray, contacts_cur: np.ndarray, weights: np.ndarray,
+                         settings: QuasistaticSettings | None = None) -> tuple[np.ndarray, bool]:
+    """:func:`contact_motion` of one contact set in float64 numpy (the filter's CPU prediction; same values):
+    ``(N, 3)``, ``(N, 3)`` [m], ``(N,)`` -> ``(motion (4, 4), valid)``."""
+    settings = settings if settings is not None else QuasistaticSettings()
+    for array, name in ((contacts_prev, "contacts_prev"), (contacts_cur, "contacts_cur"), (weights, "weights")):
+        if not np.isfinite(array).all():
+            raise InvalidValueError(f"{name} contains NaN/inf")
+    if (weights < 0).any():
+        raise InvalidValueError("weights must be non-negative")
+    motion = np.eye(4)
+    if int((weights > 0).sum()) < settings.min_contacts:
+        return motion, False
+    R, t, spread = weighted_kabsch_array(contacts_prev, contacts_cur, weights)
+    if not spread > settings.min_spread:
+        return motion, False
+    motion[:3, :3], motion[:3, 3] = R, t
+    return motion, True
+
+
+def contact_motion_fit_array(contacts_prev: np.ndarray, contacts_cur: np.ndarray, weights: np.ndarray,
+                             motion: np.ndarray) -> tuple[float, float]:
+    """:func:`contact_motion_fit` of one contact set in float64 numpy: ``(misfit, displacement)`` [m]."""
+    moved = contacts_prev @ motion[:3, :3].T + motion[:3, 3]
+    total = max(float(weights.sum()), 1e-12)
+    misfit = math.sqrt(float((weights * ((moved - contacts_cur) ** 2).sum(-1)).sum()) / total)
+    displacement = math.sqrt(float((weights * ((contacts_cur - contacts_prev) ** 2).sum(-1)).sum()) / total)
     return misfit, displacement
 
 
