@@ -175,7 +175,7 @@ def test_robust_weights_are_the_irls_weights_of_the_loss():
 
 def test_robust_weights_of_numpy_arrays_equal_those_of_tensors():
     r = torch.linspace(-0.05, 0.05, 41, dtype=_F64)
-    for kind in ("huber", "tukey", "cauchy", "geman_mcclure", "none"):
+    for kind in ("huber", "tukey", "cauchy", "geman_mcclure", "charbonnier", "none"):
         w = robust_weights(r, 0.01, kind)
         assert isinstance(w, torch.Tensor) and float(w.min()) >= 0 and float(w.max()) <= 1
         torch.testing.assert_close(torch.from_numpy(robust_weights(r.numpy(), 0.01, kind)), w, atol=0, rtol=0)
