@@ -143,9 +143,16 @@ def measure(executor_name: str, raw: bool, switch_ms: float, worker: str, second
             cdr.parse_tf_message(msg)
         counts["tf"] += 1
 
-    group = MutuallyExclusiveCallbackGroup() if executor_name == "multi" else None
-    node.create_subscription(JointState, "/joint_states", on_joints, JOINT_STATES_QOS, raw=raw, callback_group=group)
-    node.create_subscription(TFMessage, "/tf", on_tf, TF_LISTENER_QOS, raw=raw, callback_group=group)
+    if executor_name == "intake":  # the node's design: a RawIntake thread drains the raw high-rate streams
+        from handypriors_ros.raw_intake import ServedElsewhere
+
+        group = ServedElsewhere()
+    else:
+        group = MutuallyExclusiveCallbackGroup() if executor_name == "multi" else None
+    high_rate = [
+        node.create_subscription(JointState, "/joint_states", on_joints, JOINT_STATES_QOS, raw=raw,
+                                 callback_group=group),
+        node.create_subscription(TFMessage, "/tf", on_tf, TF_LISTENER_QOS, raw=raw, callback_group=group)]
     def counter(key: str):
         return lambda msg: counts.__setitem__(key, counts[key] + 1)
 
@@ -161,6 +168,12 @@ def measure(executor_name: str, raw: bool, switch_ms: float, worker: str, second
     else:
         executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
+    intake = None
+    if executor_name == "intake":
+        from handypriors_ros.raw_intake import RawIntake
+
+        intake = RawIntake(context, high_rate)
+        intake.start()
     stand_in = TrackerStandIn() if worker == "busy" else None
     publisher = subprocess.Popen([sys.executable, __file__, "--publish", str(seconds)], env=env)
     if stand_in is not None:
@@ -174,6 +187,8 @@ def measure(executor_name: str, raw: bool, switch_ms: float, worker: str, second
     if stand_in is not None:
         stand_in.stop.set()
         stand_in.thread.join()
+    if intake is not None:
+        intake.stop()
     executor.shutdown(timeout_sec=1.0)
     node.destroy_node()
     rclpy.try_shutdown(context=context)
@@ -187,6 +202,7 @@ def measure(executor_name: str, raw: bool, switch_ms: float, worker: str, second
         "lag_ms_p99": float(np.percentile(lag_ms, 99)) if lag_ms.size else None,
         "worker_steps_per_s": (stand_in.steps / seconds) if stand_in is not None else None,
         "process_cpu_s": cpu,
+        "process_cpu_ms_per_high_rate_message": 1e3 * cpu / max(1, len(lags) + counts["tf"]),
         "load_average": os.getloadavg()[0],
     }
 
@@ -200,6 +216,10 @@ VARIANTS = [
     ("single", True, 0.5, "busy"),
     ("single", True, 0.2, "busy"),
     ("single", True, 0.5, "none"),
+    ("intake", True, 0.5, "none"),
+    ("intake", True, 0.5, "busy"),
+    ("single", True, 5.0, "none"),
+    ("intake", True, 5.0, "busy"),
 ]
 
 
@@ -229,7 +249,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"worker={row['worker']:4s}: "
                   f"joint states {row['joint_states_received']}/{row['joint_states_offered']}, lag median "
                   f"{row['lag_ms_median']:.2f} ms p99 {row['lag_ms_p99']:.2f} ms, worker "
-                  f"{row['worker_steps_per_s'] or 0:.1f} steps/s, load {row['load_average']:.2f}", flush=True)
+                  f"{row['worker_steps_per_s'] or 0:.1f} steps/s, CPU "
+                  f"{row['process_cpu_ms_per_high_rate_message']:.2f} "
+                  f"ms per high-rate message, load {row['load_average']:.2f}", flush=True)
     write_results("node_intake", {"description": __doc__.splitlines()[0], "seconds_per_variant": args.seconds,
                                   "cpus": os.cpu_count(), "variants": rows})
     return 0

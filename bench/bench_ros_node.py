@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,46 @@ def proc_cpu_seconds(pid: int) -> float:
             continue
         total += (int(fields[11]) + int(fields[12])) / _CLK_TCK
     return total
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """utime + stime [s] of each thread of ``pid`` (not its children), summed by role: ``executor`` (the main
+    thread, where rclpy spins), the node's named threads (``hp_worker``, ``hp_intake``), ``dds`` (Fast DDS's own
+    threads) and ``other`` (torch, logging...)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(task.name) == pid:
+            role = "executor"
+        elif comm.startswith("hp_"):
+            role = comm[3:]
+        elif comm.startswith("dds."):
+            role = "dds"
+        else:
+            role = "other"
+        out[role] = out.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return out
+
+
+def cpu_split(pid: int) -> dict[str, float]:
+    """CPU seconds of the node's threads by role (:func:`thread_cpu_seconds`) plus ``tracker_process`` (its
+    children) and ``node_process`` (the node's threads together)."""
+    threads = thread_cpu_seconds(pid)
+    threads["node_process"] = proc_cpu_seconds_self(pid)
+    threads["tracker_process"] = proc_cpu_seconds(pid) - proc_cpu_seconds_self(pid)
+    return threads
+
+
+def proc_cpu_seconds_self(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
 def _children(pid: int) -> list[int]:
@@ -138,7 +179,7 @@ class Feeder:
         self.sent: dict[int, float] = {}
         self.arrived: dict[int, float] = {}
         self.diagnostics: list = []
-        n.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS)
+        n.create_subscription(TFMessage, "/tf", self._on_tf, TF_QOS, raw=True)  # (its own 100 Hz too: keep it cheap)
         n.create_subscription(DiagnosticArray, "/diagnostics", self.diagnostics.append, 10)
         self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(n)
@@ -148,23 +189,41 @@ class Feeder:
         self._robot_due = dict.fromkeys(self.robot_rates, 0.0)
         self.robot_sent = dict.fromkeys(self.robot_rates, 0)
 
+    def _serialized(self, frame: dict) -> dict[str, bytes]:
+        """The CDR bytes of every message of ``frame`` (made once per rendered frame; each publish only patches
+        the stamp, so the feeder costs little CPU beside the node on the 2 cores)."""
+        if "cdr" not in frame:
+            from rclpy.serialization import serialize_message
+            from sensor_msgs.msg import JointState
+            from tf2_msgs.msg import TFMessage
+
+            cv = self.cv
+            info = serialize_message(cv.camera_to_camera_info(self.camera, 0, self.frame_id))
+            frame["cdr"] = {
+                "joints": serialize_message(JointState(header=cv.make_header(0), name=self.joint_names,
+                                                       position=frame["joints"])),
+                "tf": serialize_message(TFMessage(transforms=[cv.matrix_to_transform_stamped(
+                    frame["hand2camera"], self.frame_id, "hand_root", 0)])),
+                "info": info, "depth_info": info,
+                "depth": serialize_message(cv.array_to_image(frame["depth"], "16UC1", 0, self.frame_id)),
+                "image": serialize_message(cv.rgb_to_image(frame["rgb"], 0, self.frame_id))}
+        return frame["cdr"]
+
     def pump_robot_streams(self) -> None:
         """Publish the joint states (333 Hz) and hand base TF (100 Hz) that are due, stamped now."""
-        from sensor_msgs.msg import JointState
-        from tf2_msgs.msg import TFMessage
+        from handypriors_ros.cdr import restamp_header
 
         now = time.monotonic()
         for key, rate in self.robot_rates.items():
             if now < self._robot_due[key]:
                 continue
             self._robot_due[key] = max(self._robot_due[key] + 1.0 / rate, now)
-            stamp = time.time_ns()
+            data = self._serialized(self.frame)[key]
             if key == "joints":
-                self.pub["joints"].publish(JointState(header=self.cv.make_header(stamp), name=self.joint_names,
-                                                      position=self.frame["joints"]))
-            else:
-                self.tf_pub.publish(TFMessage(transforms=[self.cv.matrix_to_transform_stamped(
-                    self.frame["hand2camera"], self.frame_id, "hand_root", stamp)]))
+                self.pub["joints"].publish(restamp_header(data, time.time_ns()))
+            else:  # TFMessage: a uint32 count, then the first transform's header (its stamp at byte 8)
+                patched = restamp_header(data[:4] + data[8:], time.time_ns())
+                self.tf_pub.publish(patched[:4] + data[4:8] + patched[4:])
             self.robot_sent[key] += 1
 
     def spin_once(self, timeout: float) -> None:
@@ -177,9 +236,11 @@ class Feeder:
             if time.monotonic() >= end:
                 return
 
-    def _on_tf(self, msg):
+    def _on_tf(self, data: bytes) -> None:
+        from handypriors_ros.cdr import parse_tf_message
+
         now = time.time_ns()
-        for t in msg.transforms:
+        for t in parse_tf_message(data).transforms:
             if t.child_frame_id == "object":
                 self.arrived[self.cv.stamp_ns(t)] = now
 
@@ -187,18 +248,17 @@ class Feeder:
         return all(p.get_subscription_count() > 0 for p in self.pub.values())
 
     def publish_next(self) -> int:
-        cv = self.cv
+        from handypriors_ros.cdr import restamp_header
+
         period = 2 * len(self.frames) - 2
         k = self.count % period
         frame = self.frames[k if k < len(self.frames) else period - k]  # ping-pong: continuous motion
         self.frame = frame  # the robot streams carry this frame's joints and base pose from now on
         self.count += 1
         stamp = time.time_ns()
-        info = cv.camera_to_camera_info(self.camera, stamp, self.frame_id)
-        self.pub["info"].publish(info)
-        self.pub["depth_info"].publish(info)
-        self.pub["depth"].publish(cv.array_to_image(frame["depth"], "16UC1", stamp, self.frame_id))
-        self.pub["image"].publish(cv.rgb_to_image(frame["rgb"], stamp, self.frame_id))
+        data = self._serialized(frame)
+        for key in ("info", "depth_info", "depth", "image"):
+            self.pub[key].publish(restamp_header(data[key], stamp))
         self.sent[stamp] = time.time_ns()
         return stamp
 
@@ -294,21 +354,39 @@ def run_mode(mode: str, rates: list[tuple[str, float]], seconds: float, folder: 
         feeder.run(10.0, 3.0)  # warm-up: first frames, joint map, TF buffer
         feeder.spin_for(2.5)  # (the node's intake-lag window: 2000 samples, about 6 s at 333 Hz)
         for name, rate in rates:
-            cpu0, wall0 = proc_cpu_seconds(process.pid), time.monotonic()
+            cpu0, wall0, feeder_cpu0 = cpu_split(process.pid), time.monotonic(), time.process_time()
+            sent0 = dict(feeder.robot_sent)
             first_diagnostic = len(feeder.diagnostics)
             stamps, start, end = feeder.run(rate, seconds) if rate > 0 else feeder.run_closed_loop(seconds)
             feeder.spin_for(1.0)  # let the last poses arrive
-            cpu = proc_cpu_seconds(process.pid) - cpu0
+            cpu1 = cpu_split(process.pid)
+            cpu = {role: cpu1[role] - cpu0.get(role, 0.0) for role in cpu1}
             wall = time.monotonic() - wall0
             summary = summarize(feeder, stamps, end - start, feeder.diagnostics[first_diagnostic:])
-            summary["tracker_cpu_percent_of_one_core"] = 100.0 * cpu / wall
+            summary["tracker_cpu_percent_of_one_core"] = 100.0 * (cpu["node_process"] + cpu["tracker_process"]) / wall
+            summary["cpu_percent_of_one_core"] = {role: round(100.0 * value / wall, 1) for role, value in cpu.items()}
+            summary["cpu_percent_of_one_core"]["feeder_process"] = round(
+                100.0 * (time.process_time() - feeder_cpu0) / wall, 1)
+            high_rate = sum(feeder.robot_sent[k] - sent0[k] for k in sent0)
+            posed = max(1, summary["poses_received"])
+            summary["cpu_ms_per_unit"] = {  # /proc counts CPU in 10 ms ticks: meaningful over a whole run
+                "node_process_per_image": 1e3 * cpu["node_process"] / max(1, len(stamps)),
+                "executor_per_image": 1e3 * cpu.get("executor", 0.0) / max(1, len(stamps)),
+                "intake_per_high_rate_message": 1e3 * cpu.get("intake", 0.0) / max(1, high_rate),
+                "worker_per_posed_frame": 1e3 * cpu.get("worker", 0.0) / posed,
+                "tracker_process_per_posed_frame": 1e3 * cpu["tracker_process"] / posed,
+                "dds_per_image": 1e3 * cpu.get("dds", 0.0) / max(1, len(stamps)),
+            }
+            summary["high_rate_messages_sent"] = high_rate
             summary.update({f"tracker_{k}_mb": v for k, v in proc_memory_mb(process.pid).items()})
             results[name] = summary
             print(f"  {mode:7s} {name:8s} offered {summary['offered_rate_hz']:5.1f} Hz -> sustained "
                   f"{summary['sustained_rate_hz']:5.1f} Hz, latency median {summary['latency_ms_median']} ms, "
                   f"p95 {summary['latency_ms_p95']} ms, stages {summary['node_stage_ms_median']}, joint-state "
-                  f"intake lag {summary['joint_states_intake_lag_ms']}, CPU "
-                  f"{summary['tracker_cpu_percent_of_one_core']:.0f} %, drops {summary['node_dropped_by_reason']}, "
+                  f"intake lag {summary['joint_states_intake_lag_ms']}, CPU % of a core "
+                  f"{summary['cpu_percent_of_one_core']}, CPU ms per unit "
+                  f"{ {k: round(v, 3) for k, v in summary['cpu_ms_per_unit'].items()} }, "
+                  f"drops {summary['node_dropped_by_reason']}, "
                   f"load {summary['load_average'][0]:.1f}", flush=True)
     finally:
         feeder.executor.shutdown(timeout_sec=0.0)
@@ -369,7 +447,8 @@ def run_replay(sequence: Path, env: dict, context) -> dict:
             if tracker.poll() is not None or time.monotonic() - t0 > 180:
                 raise RuntimeError(f"tracker did not start: {tracker.communicate()[0][-3000:]}")
             executor.spin_once(timeout_sec=0.1)
-        cpu0 = proc_cpu_seconds(tracker.pid)
+        cpu0, children0 = cpu_split(tracker.pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+        played = time.monotonic()
         player = subprocess.Popen(
             [sys.executable, "-m", "handypriors_ros.sequence_player", "--ros-args", "-p",
              f"source:={sequence / 'bag'}", "-p", "rate:=1.0", "-p", "wait_for_subscribers:=1"],
@@ -378,10 +457,19 @@ def run_replay(sequence: Path, env: dict, context) -> dict:
         while player.poll() is None and time.monotonic() < end:  # (its depth-100 queue beside 100 Hz wrist TF)
             executor.spin_once(timeout_sec=0.05)
         player_output = player.communicate(timeout=30)[0]
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)  # (the player is the only child reaped meanwhile)
+        player_cpu = (children.ru_utime + children.ru_stime) - (children0.ru_utime + children0.ru_stime)
+        player_wall = time.monotonic() - played
+        cpu_play = cpu_split(tracker.pid)
         end = time.monotonic() + 20.0  # until the node accounts for every image (posed or dropped)
         while time.monotonic() < end and not _settled(diagnostics, offered, len(posed)):
             executor.spin_once(timeout_sec=0.05)
-        result["tracker_cpu_s"] = proc_cpu_seconds(tracker.pid) - cpu0
+        result["tracker_cpu_s"] = proc_cpu_seconds(tracker.pid) - cpu0["node_process"] - cpu0["tracker_process"]
+        result["cpu_percent_of_one_core_while_playing"] = {
+            **{role: round(100.0 * (cpu_play[role] - cpu0.get(role, 0.0)) / player_wall, 1) for role in cpu_play},
+            "player_process": round(100.0 * player_cpu / player_wall, 1)}
+        result["player_cpu_s"] = player_cpu
+        result["player_wall_s"] = player_wall
         values = {kv.key: kv.value for kv in diagnostics[-1].status[0].values} if diagnostics else {}
         lag_lines = [line for line in player_output.splitlines() if "publish lag" in line]
         result.update({
@@ -405,6 +493,38 @@ def run_replay(sequence: Path, env: dict, context) -> dict:
           f"{result.get('node_dropped_by_reason')}, stages {result.get('node_stage_ms_median')}, "
           f"{result.get('player_lag')}, load {os.getloadavg()[0]:.1f}", flush=True)
     return result
+
+
+#: Regression bounds on the node process's CPU per message / frame (CPU time: meaningful under load too), about
+#: 1.5x what was measured (docs/benchmarks.md, "Node intake"); exceeding one makes the benchmark exit 1.
+CPU_BOUNDS_MS = {"intake_per_high_rate_message": 0.25, "executor_per_image": 4.0, "worker_per_posed_frame": 12.0}
+
+
+def _check(value: float | None, bound: float, below: bool = True) -> dict:
+    ok = value is not None and (value <= bound if below else value >= bound)
+    return {"value": value, "bound": bound, "pass": bool(ok)}
+
+
+def goal_checks(results: dict) -> dict:
+    """The issue's goals (pass / fail; not met on a 2-core machine with the tracker's step as it is) and the
+    regression checks of the node's CPU per unit (``regression_*``: the benchmark fails when one fails)."""
+    checks: dict = {}
+    live = results.get("modes", {}).get("filter", {}).get("30hz")
+    if live:
+        lag = live["joint_states_intake_lag_ms"].get("p99")
+        checks["goal_joint_state_intake_lag_p99_below_5_ms"] = _check(lag, 5.0)
+        checks["goal_sustained_30_hz"] = _check(live["sustained_rate_hz"], 0.95 * live["offered_rate_hz"], below=False)
+        step = live["node_stage_ms_median"].get("track_ms")
+        checks["goal_latency_median_within_tracker_step_plus_10_ms"] = _check(
+            live["latency_ms_median"], (step or 0.0) + 10.0)
+        for key, bound in CPU_BOUNDS_MS.items():
+            checks[f"regression_cpu_ms_{key}"] = _check(live["cpu_ms_per_unit"].get(key), bound)
+    for replay in results.get("replays", []):
+        name = replay["sequence"]
+        checks[f"goal_replay_{name}_posed_95_percent"] = _check(replay.get("posed_fraction"), 0.95, below=False)
+        checks[f"goal_replay_{name}_no_input_drops"] = _check(
+            float(replay.get("node_dropped_by_reason", {}).get("input", 0)), 0.0)
+    return checks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -465,8 +585,12 @@ def main(argv: list[str] | None = None) -> int:
             rclpy.try_shutdown(context=context)
             shutil.rmtree(work, ignore_errors=True)
     results["machine"]["load_average_at_end"] = os.getloadavg()
+    results["checks"] = goal_checks(results)
+    for name, check in results["checks"].items():
+        print(f"  {'PASS' if check['pass'] else 'FAIL'} {name}: {check['value']} (bound {check['bound']})")
     print(f"wrote {write_results('ros_node', results)}")
-    return 0
+    failed = [name for name, check in results["checks"].items() if name.startswith("regression") and not check["pass"]]
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

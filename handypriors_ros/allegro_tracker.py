@@ -57,7 +57,6 @@ import traceback
 from typing import Any, NoReturn
 
 import torch
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
 from handypriors_core import defaults
@@ -74,10 +73,11 @@ from .frame_sync import FrameAssembler, ImageItem, LagStats, Mailbox
 from .initial_pose import InitialPoseSource, WaitingForPose
 from .joint_state_buffer import JointStateLookupError
 from .node_activity import NodeActivity
-from .node_runtime import exit_process, run_node
+from .node_runtime import exit_process, name_os_thread, profiled_thread, run_node
 from .node_settings import NodeSettings, pose_from_parameter
 from .params import ParameterBinding
 from .qos import JOINT_STATES_QOS, LATCHED_QOS, OUTPUT_QOS, SENSOR_SUBSCRIBER_QOS, TF_QOS
+from .raw_intake import RawIntake, ServedElsewhere
 from .tf_buffer import TransformLookupError, make_tf_lookup
 from .tracker_process import InProcessTracker, TrackerProcess
 from .tracker_setup import load_joint_map
@@ -112,9 +112,8 @@ class AllegroTracker(Node):
             sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_INTERVAL_S))
         torch.set_num_threads(s.torch_threads)
         self._hand = URDFHand.from_urdf(s.hand_urdf or allegro_urdf())
-        # -- inputs (callbacks only store; the high-rate streams have their own callback group)
-        self._intake_group = MutuallyExclusiveCallbackGroup()
-        self._image_group = MutuallyExclusiveCallbackGroup()
+        # -- inputs (callbacks only store; the high-rate streams are drained by an intake thread of their own)
+        self._intake_group = ServedElsewhere()
         self._mailbox = Mailbox()
         self._stop = threading.Event()
         self._tf_lag = LagStats()
@@ -167,16 +166,19 @@ class AllegroTracker(Node):
         from sensor_msgs.msg import CameraInfo, JointState
         from std_srvs.srv import Trigger
 
-        inputs, images = self._inputs, {"callback_group": self._image_group}
-        self.create_subscription(Image, TOPICS["color"], self._on_image, SENSOR_SUBSCRIBER_QOS, **images)
-        self.create_subscription(CameraInfo, TOPICS["color_info"], inputs.add_camera_info, SENSOR_SUBSCRIBER_QOS,
-                                 **images)
-        self.create_subscription(Image, TOPICS["depth"], inputs.add_depth, SENSOR_SUBSCRIBER_QOS, **images)
-        self.create_subscription(CameraInfo, TOPICS["depth_info"], inputs.add_depth_info, SENSOR_SUBSCRIBER_QOS,
-                                 **images)
-        self.create_subscription(Image, TOPICS["object_mask"], inputs.add_mask, SENSOR_SUBSCRIBER_QOS, **images)
-        self.create_subscription(JointState, TOPICS["joint_states"], self._on_joint_state, JOINT_STATES_QOS,
-                                 raw=True, callback_group=self._intake_group)
+        inputs, raw = self._inputs, {"raw": True, "callback_group": self._intake_group}
+        streams = [  # (every input as CDR bytes, parsed by .cdr in the intake thread: no message objects)
+            (JointState, "joint_states", cdr.parse_joint_state, self._on_joint_state, JOINT_STATES_QOS),
+            (Image, "color", cdr.parse_image, self._on_image, SENSOR_SUBSCRIBER_QOS),
+            (CameraInfo, "color_info", cdr.parse_camera_info, inputs.add_camera_info, SENSOR_SUBSCRIBER_QOS),
+            (Image, "depth", cdr.parse_image, inputs.add_depth, SENSOR_SUBSCRIBER_QOS),
+            (CameraInfo, "depth_info", cdr.parse_camera_info, inputs.add_depth_info, SENSOR_SUBSCRIBER_QOS),
+            (Image, "object_mask", cdr.parse_image, inputs.add_mask, SENSOR_SUBSCRIBER_QOS)]
+        subscriptions = [self.create_subscription(kind, TOPICS[key], self._parsed(key, parse, handler), qos, **raw)
+                         for kind, key, parse, handler, qos in streams]
+        self._intake = RawIntake(self.context, [*subscriptions, *self._tf.subscriptions],
+                                 on_error=lambda message: self._report(message, warn=True))
+        self._intake.start()
         self.create_subscription(PoseStamped, TOPICS["initial_pose"], self._on_initial_pose, OUTPUT_QOS)
         self.create_service(Trigger, TOPICS["reset"], self._on_reset)
         self.create_timer(s.diagnostics_period, self.publish_diagnostics)
@@ -255,12 +257,19 @@ class AllegroTracker(Node):
         if child_frame_id != self.params.node.object_frame:  # (the intake lag of inputs, not of our own poses)
             self._tf_lag.add(stamp_ns)
 
-    def _on_joint_state(self, data: bytes) -> None:
-        try:
-            msg = cdr.parse_joint_state(data)
-        except cdr.CdrError as exc:
-            self._report(f"joint_states: {exc}")
-            return
+    def _parsed(self, key: str, parse: Any, handler: Any) -> Any:
+        """A raw subscription's callback: ``handler(parse(data))``; malformed bytes are reported, not raised."""
+        def callback(data: bytes) -> None:
+            try:
+                msg = parse(data)
+            except cdr.CdrError as exc:
+                self._report(f"{key}: {exc}")
+                return
+            handler(msg)
+
+        return callback
+
+    def _on_joint_state(self, msg: Any) -> None:
         chosen = self._inputs.add_joint_state(msg)
         if chosen:
             self.get_logger().info(chosen)
@@ -287,6 +296,11 @@ class AllegroTracker(Node):
 
     # ============================================================================================== worker
     def _work(self) -> None:
+        name_os_thread("hp_worker")
+        with profiled_thread("worker"):
+            self._work_loop()
+
+    def _work_loop(self) -> None:
         while not self._stop.is_set():
             self._apply_requests_safely()
             item = self._mailbox.take(_POLL_S)
@@ -466,6 +480,9 @@ class AllegroTracker(Node):
 
     # ============================================================================================ teardown
     def destroy_node(self) -> None:
+        intake = getattr(self, "_intake", None)
+        if intake is not None:
+            intake.stop()
         stop = getattr(self, "_stop", None)
         if stop is not None:
             stop.set()

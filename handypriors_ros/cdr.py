@@ -1,8 +1,10 @@
-"""A compact reader of the CDR bytes of the two high-rate inputs: ``sensor_msgs/JointState`` and ``tf2_msgs/TFMessage``.
+"""A compact reader of the CDR bytes of the node's inputs: ``sensor_msgs/JointState``, ``tf2_msgs/TFMessage``,
+``sensor_msgs/Image`` and ``sensor_msgs/CameraInfo``.
 
-The node subscribes to joint states (100-333 Hz) and ``/tf`` (100 Hz or more) with ``raw=True`` and parses
-the serialized bytes here: no rclpy message object is built per message, which keeps the intake callbacks
-short while the tracker computes (see ``docs/node_runtime.md``). No rclpy import: unit-tested against
+The node subscribes to joint states (100-333 Hz), ``/tf`` (100 Hz or more) and the camera streams with
+``raw=True`` and parses the serialized bytes here: no rclpy message object is built per message (an Image's
+pixels stay a view of the received bytes until the worker decodes them), which keeps the intake short while the
+tracker computes (see ``docs/node_runtime.md``). No rclpy import: unit-tested against
 ``rclpy.serialization.serialize_message``.
 
 Format (ROS 2 / Fast DDS, XCDR1 plain CDR): a 4-byte encapsulation header (``00 01``: little endian,
@@ -25,7 +27,8 @@ import numpy as np
 
 from handypriors_core.errors import InvalidValueError
 
-__all__ = ["CdrError", "header_stamp_ns", "parse_joint_state", "parse_tf_message", "restamp_header"]
+__all__ = ["CdrError", "header_stamp_ns", "parse_camera_info", "parse_image", "parse_joint_state", "parse_tf_message",
+           "restamp_header"]
 
 _NS = 1_000_000_000
 
@@ -84,6 +87,33 @@ class TransformStamped(NamedTuple):
 
 class TFMessage(NamedTuple):
     transforms: list[TransformStamped]
+
+
+class Image(NamedTuple):
+    """``sensor_msgs/Image``; ``data`` is a read-only view of the message's bytes (no copy)."""
+
+    header: Header
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: memoryview
+
+
+class CameraInfo(NamedTuple):
+    """``sensor_msgs/CameraInfo`` (without ``roi``): ``d`` a float64 array, ``k`` / ``r`` / ``p`` tuples."""
+
+    header: Header
+    height: int
+    width: int
+    distortion_model: str
+    d: np.ndarray
+    k: tuple
+    r: tuple
+    p: tuple
+    binning_x: int
+    binning_y: int
 
 
 class _Reader:
@@ -145,18 +175,44 @@ class _Reader:
         self.pos += size
         return values.astype(np.float64)  # a copy: the message buffer is not kept
 
+    def uint8(self) -> int:
+        return self._take("B", 1, 1)[0]
+
+    def byte_view(self) -> memoryview:
+        """A ``uint8[]`` sequence as a view of the message (no copy)."""
+        count = self.uint32()
+        if self.pos + count > self.end:
+            raise CdrError(f"CDR byte sequence of {count} elements runs past the end of the message")
+        view = self.data[self.pos:self.pos + count]
+        self.pos += count
+        return view
+
     def fixed_doubles(self, count: int) -> tuple:
         return self._take(f"{count}d", 8 * count, 8)
 
 
+#: The last name list parsed: ``(its CDR bytes, the names)``. A driver sends the same names in every message, so
+#: the next message's names are one byte comparison instead of a string parse per joint (the bytes of a name list
+#: do not depend on where it starts: its count is 4-aligned and so is every string length after it).
+_last_names: tuple[bytes, list[str]] = (b"", [])
+
+
 def parse_joint_state(data: bytes | memoryview) -> JointState:
     """``sensor_msgs/msg/JointState`` CDR bytes -> :class:`JointState`; :class:`CdrError` if malformed."""
+    global _last_names
     r = _Reader(data)
     header = r.header()
-    count = r.uint32()
-    if count > r.end:
-        raise CdrError(f"JointState claims {count} names in {r.end} bytes")
-    names = [r.string() for _ in range(count)]
+    start = r.pos
+    cached_bytes, cached_names = _last_names
+    if cached_bytes and r.data[start:start + len(cached_bytes)] == cached_bytes:
+        r.pos = start + len(cached_bytes)
+        names = list(cached_names)
+    else:
+        count = r.uint32()
+        if count > r.end:
+            raise CdrError(f"JointState claims {count} names in {r.end} bytes")
+        names = [r.string() for _ in range(count)]
+        _last_names = (bytes(r.data[start:r.pos]), list(names))
     return JointState(header, names, r.doubles(), r.doubles(), r.doubles())
 
 
@@ -173,6 +229,29 @@ def parse_tf_message(data: bytes | memoryview) -> TFMessage:
         values = r.fixed_doubles(7)
         transforms.append(TransformStamped(header, child, Transform(Vector3(*values[:3]), Quaternion(*values[3:]))))
     return TFMessage(transforms)
+
+
+def parse_image(data: bytes | memoryview) -> Image:
+    """``sensor_msgs/msg/Image`` CDR bytes -> :class:`Image` (pixels not copied); :class:`CdrError` if malformed."""
+    r = _Reader(data)
+    header = r.header()
+    height, width = r.uint32(), r.uint32()
+    encoding = r.string()
+    is_bigendian = r.uint8()
+    step = r.uint32()
+    return Image(header, height, width, encoding, is_bigendian, step, r.byte_view())
+
+
+def parse_camera_info(data: bytes | memoryview) -> CameraInfo:
+    """``sensor_msgs/msg/CameraInfo`` CDR bytes -> :class:`CameraInfo`; :class:`CdrError` if malformed."""
+    r = _Reader(data)
+    header = r.header()
+    height, width = r.uint32(), r.uint32()
+    distortion_model = r.string()
+    d = r.doubles()
+    k, rectification, projection = r.fixed_doubles(9), r.fixed_doubles(9), r.fixed_doubles(12)
+    binning_x, binning_y = r.uint32(), r.uint32()
+    return CameraInfo(header, height, width, distortion_model, d, k, rectification, projection, binning_x, binning_y)
 
 
 def header_stamp_ns(data: bytes | memoryview) -> int:

@@ -274,7 +274,6 @@ class FrameAssembler:
         """Store a JointState (message or :class:`~handypriors_ros.cdr.JointState`); returns a line to log
         when a joint map was chosen for it (``joint_map: auto``), else ``""``."""
         stamp = conversions.stamp_ns(msg)
-        self.joint_lag.add(stamp)
         chosen = ""
         if self.joints is None:
             try:
@@ -282,12 +281,14 @@ class FrameAssembler:
             except JointNameError as exc:
                 self.joint_error = f"joint_states: {exc}"
                 self._report(self.joint_error, False)
+                self.joint_lag.add(stamp)  # (counted as received)
                 return ""
             self.joints = self._joint_buffer(joint_map)
             self.joint_error = ""
             chosen = f"joint map {joint_map.name!r} chosen for joint names {list(msg.name)[:4]}..."
         for issue in self.joints.add(msg.name, msg.position, stamp):
             self._report(issue.message, issue.level == "warn")
+        self.joint_lag.add(stamp)  # (once the sample is in the buffer: the lag the worker sees)
         self.signal.notify()
         return chosen
 

@@ -74,6 +74,9 @@ class TfLookup:
         #: The :class:`TfBuffer` of the ``"tf_buffer"`` backend (``None`` for tf2_ros).
         self.buffer = buffer
         self._keep = keep
+        #: The ``/tf`` and ``/tf_static`` subscriptions of the ``"tf_buffer"`` backend (for a
+        #: :class:`~handypriors_ros.raw_intake.RawIntake`; empty for tf2_ros).
+        self.subscriptions = tuple(keep) if buffer is not None and keep is not None else ()
 
     def lookup(self, target_frame: str, source_frame: str, stamp_ns: int | None = None) -> torch.Tensor:
         """See :meth:`TfBuffer.lookup`; the same errors whichever backend."""

@@ -81,6 +81,56 @@ def test_malformed_cdr_raises_a_typed_error():
         cdr.parse_tf_message(b"\x00\x01\x00\x00\x05\x00\x00\x00")  # 5 transforms announced, none there
 
 
+def test_joint_state_names_are_reparsed_when_they_change():
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import JointState
+
+    first = JointState(header=cv.make_header(T0, "a"), name=["x", "y"], position=[1.0, 2.0])
+    other = JointState(header=cv.make_header(T0, "frame"), name=["x", "z"], position=[3.0, 4.0])
+    for msg in (first, first, other, first, other):  # (the second of a pair reuses the cached name list)
+        parsed = cdr.parse_joint_state(serialize_message(msg))
+        assert parsed.name == list(msg.name) and parsed.position.tolist() == list(msg.position)
+        assert parsed.header.frame_id == msg.header.frame_id
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "16UC1"])
+def test_image_cdr_matches_rclpy_serialization_and_decodes_like_the_message(encoding):
+    from rclpy.serialization import serialize_message
+
+    rng = np.random.default_rng(3)
+    if encoding == "16UC1":
+        values = rng.integers(0, 2000, (5, 7), dtype=np.uint16)
+        msg = cv.array_to_image(values, encoding, T0 + 9, CAMERA)
+    else:
+        values = rng.integers(0, 255, (5, 7, 3), dtype=np.uint8)
+        msg = cv.rgb_to_image(values, T0 + 9, CAMERA, encoding=encoding)
+    parsed = cdr.parse_image(serialize_message(msg))
+    assert (parsed.height, parsed.width, parsed.encoding, parsed.step) == (5, 7, encoding, msg.step)
+    assert cv.stamp_ns(parsed) == T0 + 9 and parsed.header.frame_id == CAMERA
+    if encoding == "16UC1":
+        assert np.array_equal(cv.image_to_depth(parsed), cv.image_to_depth(msg), equal_nan=True)
+    else:
+        assert np.array_equal(cv.image_to_rgb(parsed), values)
+    with pytest.raises(cdr.CdrError):
+        cdr.parse_image(serialize_message(msg)[:-1])  # one pixel byte short
+
+
+def test_camera_info_cdr_matches_rclpy_serialization():
+    from rclpy.serialization import serialize_message
+
+    from handypriors_core.geometry.camera import PinholeCamera
+
+    camera = PinholeCamera.from_camera_info([500.0, 0, 320.5, 0, 501.0, 240.25, 0, 0, 1],
+                                            [0.1, -0.02, 0.001, 0.002, 0.003], 640, 480, "plumb_bob")
+    msg = cv.camera_to_camera_info(camera, T0 + 1, CAMERA)
+    parsed = cdr.parse_camera_info(serialize_message(msg))
+    assert (parsed.width, parsed.height, parsed.distortion_model) == (640, 480, "plumb_bob")
+    assert list(parsed.k) == list(msg.k) and list(parsed.p) == list(msg.p) and parsed.d.tolist() == list(msg.d)
+    assert torch.equal(cv.camera_info_to_camera(parsed).K, cv.camera_info_to_camera(msg).K)
+    with pytest.raises(cdr.CdrError):
+        cdr.parse_camera_info(serialize_message(msg)[:60])
+
+
 # -- stamp matching ----------------------------------------------------------------------------------------------
 def test_approximate_time_match_picks_the_nearest_within_the_slop_and_knows_when_it_is_settled():
     buffer = StampedBuffer(size=5)

@@ -36,8 +36,13 @@ class SampleHistory(Generic[V]):
 
     def insert(self, stamp: int, value: V) -> None:
         """Add a sample; a sample at an already stored stamp replaces it (the newer message wins)."""
-        index = bisect.bisect_left(self.stamps, stamp)
-        if index < len(self.stamps) and self.stamps[index] == stamp:
+        stamps = self.stamps
+        if not stamps or stamp > stamps[-1]:  # the usual case: a newer sample
+            stamps.append(stamp)
+            self.values.append(value)
+            return
+        index = bisect.bisect_left(stamps, stamp)
+        if index < len(stamps) and stamps[index] == stamp:
             self.values[index] = value
         else:
             self.stamps.insert(index, stamp)
@@ -45,7 +50,7 @@ class SampleHistory(Generic[V]):
 
     def prune(self, window_ns: int) -> None:
         """Drop the samples older than ``newest - window_ns``."""
-        if not self.stamps:
+        if not self.stamps or self.stamps[0] >= self.stamps[-1] - window_ns:  # (nothing to drop: the usual case)
             return
         cut = bisect.bisect_left(self.stamps, self.stamps[-1] - window_ns)
         if cut:

@@ -83,7 +83,8 @@ def image_to_array(msg: Any, backend: str = "auto") -> np.ndarray:
     """
     if backend not in ("auto", "numpy", "cv_bridge"):
         raise InvalidValueError(f"backend must be 'auto', 'numpy' or 'cv_bridge'; got {backend!r}")
-    bridge = None if backend == "numpy" else _ros2_cv_bridge()
+    # (an image parsed from raw CDR bytes, handypriors_ros.cdr.Image, holds a memoryview: the numpy decoder reads it)
+    bridge = None if backend == "numpy" or isinstance(msg.data, memoryview) else _ros2_cv_bridge()
     if backend == "cv_bridge" and bridge is None:
         raise InvalidValueError("backend 'cv_bridge' requested but no ROS 2 cv_bridge is importable")
     if bridge is not None:

@@ -1,0 +1,149 @@
+"""A dedicated intake thread for the node's high-rate raw subscriptions (joint states, ``/tf``): drained in batches.
+
+rclpy's Python executor (``SingleThreadedExecutor``) rebuilds a wait set of every entity of the node (the
+parameter services, timers, all subscriptions) for each message it hands out and wraps each one in a task and a
+coroutine: about 0.5-1 ms of Python per message (``docs/node_runtime.md``), which at 333 Hz joint states + 100 Hz
+``/tf`` is a third of a core and, while that thread waits for the interpreter lock, the intake lag.
+
+:class:`RawIntake` serves the subscriptions it is given in a thread of its own: one small wait set (those
+subscriptions and a stop guard condition), and on every wake-up each ready subscription is drained
+(``take_message`` until it is empty) and its callback called with the CDR bytes. The subscriptions are created
+through the node as usual but in :data:`SERVED_ELSEWHERE`'s callback group, which the node's executor never
+waits on, so no message is taken twice and the executor keeps only the low-rate work (images, services, timers).
+
+    group = served_elsewhere_group()
+    sub = node.create_subscription(JointState, "/joint_states", on_bytes, qos, raw=True, callback_group=group)
+    intake = RawIntake(node.context, [sub]); intake.start(); ...; intake.stop()
+
+Callbacks run in the intake thread; they must be short and thread-safe (the node's are: parse, store, notify).
+An exception in a callback is passed to ``on_error`` (never ends the thread).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from rclpy.callback_groups import CallbackGroup
+from rclpy.guard_condition import GuardCondition
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
+
+from .node_runtime import name_os_thread, profiled_thread
+
+__all__ = ["RawIntake", "ServedElsewhere"]
+
+_WAIT_NS = 200_000_000  # wake-up period without messages [ns] (the stop guard ends a wait at once)
+
+
+class ServedElsewhere(CallbackGroup):
+    """A callback group the executor never runs: its entities are served by a :class:`RawIntake`."""
+
+    def can_execute(self, entity: Any) -> bool:
+        return False
+
+    def beginning_execution(self, entity: Any) -> bool:
+        return False
+
+    def ending_execution(self, entity: Any) -> None:
+        return None
+
+
+class RawIntake:
+    """Serve ``subscriptions`` (created with ``raw=True`` in a :class:`ServedElsewhere` group) in one thread.
+
+    Attributes:
+        taken: messages handed to callbacks, per topic name.
+        wakeups: wait-set wake-ups that found messages (``sum(taken) / wakeups`` is the mean batch). The thread's
+            CPU is read from ``/proc`` by the benchmark (its Linux name is ``hp_intake``).
+    """
+
+    def __init__(self, context: Any, subscriptions: Sequence[Any],
+                 on_error: Callable[[str], Any] | None = None, name: str = "raw_intake") -> None:
+        self._context = context
+        self._subscriptions = list(subscriptions)
+        self._on_error = on_error
+        self._stop = threading.Event()
+        self._guard = GuardCondition(None, None, context=context)
+        self.taken = {sub.topic_name: 0 for sub in self._subscriptions}
+        self.wakeups = 0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """End the thread (before the subscriptions or the context are destroyed); idempotent."""
+        self._stop.set()
+        try:
+            self._guard.trigger()
+        except Exception:  # noqa: BLE001 - the context may be gone already; the wait then times out
+            pass
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if not self._thread.is_alive():
+            self._guard.destroy()
+
+    def _run(self) -> None:
+        name_os_thread("hp_intake")
+        with profiled_thread("intake"):
+            self._serve()
+
+    def _serve(self) -> None:
+        subscriptions = self._subscriptions
+        while not self._stop.is_set():
+            try:
+                ready = self._wait(subscriptions)
+            except Exception as exc:  # noqa: BLE001 - context shut down, handles destroyed: stop serving
+                if not self._stop.is_set() and self._context.ok():
+                    self._error(f"intake wait failed: {exc!r}")
+                    time.sleep(0.1)
+                    continue
+                return
+            if not ready:
+                continue
+            self.wakeups += 1
+            for sub in ready:
+                self._drain(sub)
+
+    def _wait(self, subscriptions: list[Any]) -> list[Any]:
+        """Block (without the interpreter lock) until a subscription has data; returns those that have."""
+        handles = [sub.handle for sub in subscriptions]
+        for handle in handles:
+            handle.__enter__()
+        try:
+            with self._guard.handle, self._context.handle:
+                wait_set = _rclpy.WaitSet(len(handles), 1, 0, 0, 0, 0, self._context.handle)
+                wait_set.clear_entities()
+                for handle in handles:
+                    wait_set.add_subscription(handle)
+                wait_set.add_guard_condition(self._guard.handle)
+                wait_set.wait(_WAIT_NS)
+                ready = wait_set.get_ready_entities("subscription")
+        finally:
+            for handle in handles:
+                handle.__exit__(None, None, None)
+        return [sub for sub in subscriptions if sub.handle.pointer in ready]
+
+    def _drain(self, sub: Any) -> None:
+        callback, count = sub.callback, 0
+        try:
+            with sub.handle:
+                while not self._stop.is_set():
+                    taken = sub.handle.take_message(sub.msg_type, True)
+                    if taken is None:
+                        break
+                    count += 1
+                    try:
+                        callback(taken[0])
+                    except Exception as exc:  # noqa: BLE001 - one bad message must not stop the intake
+                        self._error(f"{sub.topic_name}: callback failed: {exc!r}")
+        except Exception as exc:  # noqa: BLE001 - the subscription was destroyed while draining
+            if not self._stop.is_set():
+                self._error(f"{sub.topic_name}: {exc!r}")
+        self.taken[sub.topic_name] += count
+
+    def _error(self, message: str) -> None:
+        if self._on_error is not None:
+            self._on_error(message)

@@ -1,0 +1,72 @@
+"""RawIntake: the node's high-rate subscriptions drained by a thread of their own, never by the executor."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from handypriors_ros import cdr
+from handypriors_ros import conversions as cv
+
+pytest.importorskip("rclpy")
+
+
+def _wait(condition, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while not condition() and time.monotonic() < end:
+        time.sleep(0.01)
+    return condition()
+
+
+def test_intake_thread_takes_every_message_in_order_and_the_executor_none(ros_context):
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.serialization import serialize_message
+    from sensor_msgs.msg import JointState
+
+    from handypriors_ros.qos import JOINT_STATES_QOS
+    from handypriors_ros.raw_intake import RawIntake, ServedElsewhere
+
+    node = Node("raw_intake_test", context=ros_context)
+    stamps: list[int] = []
+    threads: set[str] = set()
+    errors: list[str] = []
+
+    def on_bytes(data: bytes) -> None:
+        threads.add(threading.current_thread().name)
+        stamp = cdr.parse_joint_state(data).stamp_ns
+        if stamp == 13:
+            raise ValueError("a callback that fails")  # reported, and the intake goes on
+        stamps.append(stamp)
+
+    sub = node.create_subscription(JointState, "/joint_states", on_bytes, JOINT_STATES_QOS, raw=True,
+                                   callback_group=ServedElsewhere())
+    executor = SingleThreadedExecutor(context=ros_context)
+    executor.add_node(node)
+    spinner = threading.Thread(target=executor.spin, name="executor", daemon=True)
+    spinner.start()
+    intake = RawIntake(ros_context, [sub], on_error=errors.append, name="intake_under_test")
+    intake.start()
+    publisher = node.create_publisher(JointState, "/joint_states", JOINT_STATES_QOS)
+    assert _wait(lambda: publisher.get_subscription_count() > 0, 10.0)
+    data = serialize_message(JointState(header=cv.make_header(0), name=["a"], position=[0.5]))
+    try:
+        count = 60
+        for stamp in range(1, count + 1):
+            publisher.publish(cdr.restamp_header(data, stamp))
+            if stamp % 20 == 0:
+                time.sleep(0.05)  # (within the reliable depth-100 queue)
+        assert _wait(lambda: len(stamps) == count - 1, 10.0), f"{len(stamps)} of {count - 1}"
+        assert stamps == [s for s in range(1, count + 1) if s != 13]
+        assert threads == {"intake_under_test"}  # never the executor's thread
+        assert len(errors) == 1 and "a callback that fails" in errors[0]
+        assert intake.taken["/joint_states"] == count and 1 <= intake.wakeups <= count
+    finally:
+        start = time.monotonic()
+        intake.stop()
+        stopped = time.monotonic() - start
+        executor.shutdown(timeout_sec=1.0)
+        node.destroy_node()
+    assert stopped < 1.0 and not intake._thread.is_alive()  # the guard condition ends the wait at once
