@@ -54,6 +54,8 @@ sys.path.insert(0, str(ROOT / "test"))
 from bench._common import stop_process, write_results  # after the sys.path lines above
 
 WIDTH, HEIGHT = 640, 480
+#: The node's per-frame stages in /diagnostics: wall times, and its worker thread's CPU per stage [ms].
+STAGES = ("queue_ms", "inputs_ms", "track_ms", "publish_ms", "inputs_cpu_ms", "track_cpu_ms", "publish_cpu_ms")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -300,7 +302,7 @@ def summarize(feeder: Feeder, stamps: list[int], wall: float, diagnostics: list)
     snapshots = [{kv.key: kv.value for kv in d.status[0].values} for d in diagnostics]
     values = snapshots[-1] if snapshots else {}
     stages = {k: float(np.median([float(v[k]) for v in snapshots if k in v]))
-              for k in ("queue_ms", "inputs_ms", "track_ms", "publish_ms") if any(k in v for v in snapshots)}
+              for k in STAGES if any(k in v for v in snapshots)}
     out = {
         "frames_offered": len(stamps),
         "offered_rate_hz": len(stamps) / wall,
@@ -480,7 +482,7 @@ def run_replay(sequence: Path, env: dict, context) -> dict:
             "node_tracker_ms_last": float(values.get("tracker_ms", "nan")),
             "node_stage_ms_median": {k: float(np.median([float(v[k]) for v in (
                 {kv.key: kv.value for kv in d.status[0].values} for d in diagnostics) if k in v]))
-                for k in ("queue_ms", "inputs_ms", "track_ms", "publish_ms") if k in values},
+                for k in STAGES if k in values},
             "player_exit_code": player.returncode, "player_lag": lag_lines[-1].split("]: ")[-1] if lag_lines else "",
             "load_average_at_end": os.getloadavg(),
         })

@@ -349,6 +349,7 @@ class AllegroTracker(Node):
         return message
 
     def _process(self, item: ImageItem, taken: float) -> None:
+        cpu_taken = time.thread_time()
         s = self.params.node
         stamp = item.stamp_ns
         tracker = self._tracker
@@ -371,15 +372,19 @@ class AllegroTracker(Node):
         self._last_stamp_ns = stamp
         self._frame_index += 1
         self._initial_pose.ensure(tracker, frame, camera_frame, pose_from_parameter(s.initial_pose), s.global_search)
-        inputs_done = time.monotonic()
+        inputs_done, cpu_inputs_done = time.monotonic(), time.thread_time()
         estimate = tracker.track(frame)
-        tracked = time.monotonic()
+        tracked, cpu_tracked = time.monotonic(), time.thread_time()
         with self._state_lock:
             self._last_estimate = estimate
         self._publish(estimate, frame, camera_frame, stamp, item)
         self.activity.set_stages({"queue_ms": 1e3 * (taken - item.received), "inputs_ms": 1e3 * (inputs_done - taken),
                                   "track_ms": 1e3 * (tracked - inputs_done),
-                                  "publish_ms": 1e3 * (time.monotonic() - tracked)})
+                                  "publish_ms": 1e3 * (time.monotonic() - tracked),
+                                  # this thread's CPU per stage (track: sending the frame, reading the estimate)
+                                  "inputs_cpu_ms": 1e3 * (cpu_inputs_done - cpu_taken),
+                                  "track_cpu_ms": 1e3 * (cpu_tracked - cpu_inputs_done),
+                                  "publish_cpu_ms": 1e3 * (time.thread_time() - cpu_tracked)})
 
     # -- outputs -----------------------------------------------------------------------------------------
     def _publish(self, estimate: Estimate, frame: Frame, camera_frame: str, stamp: int, item: ImageItem) -> None:
