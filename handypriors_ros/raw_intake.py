@@ -92,9 +92,11 @@ class RawIntake:
 
     def _serve(self) -> None:
         subscriptions = self._subscriptions
+        with self._context.handle:  # one wait set for the thread's life (making one per wake-up costs more)
+            wait_set = _rclpy.WaitSet(len(subscriptions), 1, 0, 0, 0, 0, self._context.handle)
         while not self._stop.is_set():
             try:
-                ready = self._wait(subscriptions)
+                ready = self._wait(wait_set, subscriptions)
             except Exception as exc:  # noqa: BLE001 - context shut down, handles destroyed: stop serving
                 if not self._stop.is_set() and self._context.ok():
                     self._error(f"intake wait failed: {exc!r}")
@@ -107,14 +109,13 @@ class RawIntake:
             for sub in ready:
                 self._drain(sub)
 
-    def _wait(self, subscriptions: list[Any]) -> list[Any]:
+    def _wait(self, wait_set: Any, subscriptions: list[Any]) -> list[Any]:
         """Block (without the interpreter lock) until a subscription has data; returns those that have."""
         handles = [sub.handle for sub in subscriptions]
         for handle in handles:
             handle.__enter__()
         try:
             with self._guard.handle, self._context.handle:
-                wait_set = _rclpy.WaitSet(len(handles), 1, 0, 0, 0, 0, self._context.handle)
                 wait_set.clear_entities()
                 for handle in handles:
                     wait_set.add_subscription(handle)
