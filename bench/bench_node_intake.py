@@ -15,7 +15,9 @@ Variants (each ``--seconds`` long):
 - ``switch``: ``sys.setswitchinterval`` [ms] (CPython's default 5 ms is the longest a thread that wants the
   interpreter lock waits while another thread runs Python code);
 - ``worker``: ``busy`` (the tracker stand-in) or ``none`` (no compute in this process: the lower bound for a
-  design that runs the tracker in its own process, before the cost of moving frames to it).
+  design that runs the tracker in its own process, before the cost of moving frames to it);
+- ``intake``: the node's design since session 5: joint states and TF raw, drained by a
+  :class:`~handypriors_ros.raw_intake.RawIntake` thread (the executor keeps the images here).
 
     .venv/bin/python bench/bench_node_intake.py [--seconds 6]
 
@@ -228,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--publish", type=float, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--only", default="", help="comma-separated variant indices")
+    parser.add_argument("--output", default="node_intake", help="results name (bench/results/<name>.json)")
     args = parser.parse_args(argv if argv is not None or __name__ == "__main__" else [])
     if args.publish is not None:
         publish(args.publish)
@@ -252,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{row['worker_steps_per_s'] or 0:.1f} steps/s, CPU "
                   f"{row['process_cpu_ms_per_high_rate_message']:.2f} "
                   f"ms per high-rate message, load {row['load_average']:.2f}", flush=True)
-    write_results("node_intake", {"description": __doc__.splitlines()[0], "seconds_per_variant": args.seconds,
+    write_results(args.output, {"description": __doc__.splitlines()[0], "seconds_per_variant": args.seconds,
                                   "cpus": os.cpu_count(), "variants": rows})
     return 0
 
