@@ -5,6 +5,7 @@ parameters are derived from these fields by :mod:`.parameter_specs`.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -135,14 +136,20 @@ READ_ONLY_NODE_PARAMETERS = ("hand_urdf", "joint_map", "diagnostics_period", "tr
 
 
 def pose_from_parameter(values: Sequence[float]):
-    """``[x y z qx qy qz qw]`` -> ``(4, 4)`` float64 torch pose; ``[]`` -> None."""
+    """``[x y z qx qy qz qw]`` -> ``(4, 4)`` float64 torch pose (a new tensor); ``[]`` -> None."""
     if not values:
         return None
+    return _pose_from_values(tuple(float(x) for x in values)).clone()
+
+
+@functools.lru_cache(maxsize=8)
+def _pose_from_values(values: tuple[float, ...]):
+    """(The node asks for the parameter's pose every frame: built once per value.)"""
     import torch
 
     from handypriors_core.geometry.transforms import transform_from_pose
 
-    v = torch.tensor([float(x) for x in values], dtype=torch.float64)
+    v = torch.tensor(values, dtype=torch.float64)
     return transform_from_pose(v[:3], v[3:] / v[3:].norm())
 
 
