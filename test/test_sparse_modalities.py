@@ -184,8 +184,9 @@ def test_robust_weights_of_numpy_arrays_equal_those_of_tensors():
 
 @pytest.mark.parametrize("shape", ["box", "cylinder"])
 def test_sparse_depth_numpy_path_equals_the_torch_path(scene_data, shape):
-    """On the CPU the modality linearises in numpy; the torch path (other devices) gives the same association,
-    residuals, Jacobians (also with the unseen motions of a cylinder removed), weights and correlation."""
+    """On the CPU the modality chooses its visible points and linearises in numpy; the torch path (other devices)
+    gives the same points, association, residuals, Jacobians (also with the unseen motions of a cylinder removed),
+    weights and correlation."""
     import dataclasses
 
     scene, _frame, obs, T_o, _out = scene_data
@@ -194,11 +195,22 @@ def test_sparse_depth_numpy_path_equals_the_torch_path(scene_data, shape):
     modality = SparseDepthModality(scene, SparseDepthSettings(max_points=400))
     assert (modality.unseen.shape[1] > 0) == (shape == "cylinder")
     occlusion = HandOcclusion(scene, obs)
+    choosers = {}
+    for max_points in (400, 100_000):  # the even subsample, and every visible point
+        for use_arrays in (True, False):
+            choosers[max_points, use_arrays] = SparseDepthModality(scene, SparseDepthSettings(max_points=max_points))
+            choosers[max_points, use_arrays].use_arrays = use_arrays
     compared = 0
     for k, (dt, rot) in enumerate([((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)), ((0.003, -0.002, 0.004), (0.03, -0.02, 0.01)),
                                    ((-0.006, 0.004, -0.01), (-0.05, 0.04, 0.02))]):
         pose = _moved(T_o, dt, rot)
         assert modality.begin(obs, pose, occlusion) and modality._frame.arrays is not None
+        # the visible points (z-buffer of the samples, hand cover) chosen in numpy are the torch path's
+        for max_points in (400, 100_000):
+            fast, reference = choosers[max_points, True], choosers[max_points, False]
+            assert fast.begin(obs, pose, occlusion) and reference.begin(obs, pose, occlusion)
+            assert reference._frame.arrays is None
+            assert torch.equal(fast._frame.indices, reference._frame.indices)
         for iteration in range(3):
             fast = modality.linearize(pose, iteration)
             frame = modality._frame

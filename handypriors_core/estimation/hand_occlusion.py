@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..geometry.camera import MIN_DEPTH
 from .observation import Observation
 from .scene import HandObjectScene
 
@@ -40,6 +41,18 @@ class HandDepthLookup:
         d = self.depth[np.minimum(np.maximum(iv, 0), S_h - 1), np.minimum(np.maximum(iu, 0), S_w - 1)]
         return np.where(inside, d, np.float32(np.inf))
 
+    def covers(self, points_cam: np.ndarray, margin: float) -> np.ndarray:
+        """:meth:`HandOcclusion.covers` of float64 ``points_cam (N, 3)`` [m] (projected in float32 as there)."""
+        p = points_cam.astype(np.float32)
+        z = np.maximum(p[:, 2], np.float32(MIN_DEPTH))
+        cx, fx, cy, fy = self.roi
+        iu = np.round(p[:, 0] / z * fx + cx).astype(np.int64)
+        iv = np.round(p[:, 1] / z * fy + cy).astype(np.int64)
+        S_h, S_w = self.depth.shape
+        inside = (iu >= 0) & (iu < S_w) & (iv >= 0) & (iv < S_h)
+        d = self.depth[np.minimum(np.maximum(iv, 0), S_h - 1), np.minimum(np.maximum(iu, 0), S_w - 1)]
+        return np.where(inside, d, np.float32(np.inf)) < p[:, 2] + np.float32(margin)
+
 
 class HandOcclusion:
     """Nearest hand depth per ROI pixel, grown by ``dilation`` px (the hand model's outline is approximate).
@@ -54,6 +67,7 @@ class HandOcclusion:
     def __init__(self, scene: HandObjectScene, obs: Observation, dilation: int = 1) -> None:
         self.camera = obs.roi_camera
         self.full_camera = obs.camera
+        self._lookup: HandDepthLookup | None = None
         verts = obs.hand.verts.float()
         # the faces turned away are never the nearest of a closed outward surface: half the work
         self.depth = scene.renderer.hard_depth(verts, scene.hand_faces, self.camera,
@@ -79,11 +93,14 @@ class HandOcclusion:
         return torch.where(inside, d, torch.full_like(d, float("inf")))
 
     def lookup(self) -> HandDepthLookup:
-        """The numpy form of :meth:`depth_at_pixels` (CPU only)."""
-        def consts(cam):
-            return tuple(np.float32(float(c)) for c in (cam.cx, cam.fx, cam.cy, cam.fy))
+        """The numpy form of :meth:`depth_at_pixels` and :meth:`covers` (CPU only; made once)."""
+        if self._lookup is None:
+            def consts(cam):
+                return tuple(np.float32(float(c)) for c in (cam.cx, cam.fx, cam.cy, cam.fy))
 
-        return HandDepthLookup(self.depth.detach().cpu().numpy(), consts(self.full_camera), consts(self.camera))
+            self._lookup = HandDepthLookup(self.depth.detach().cpu().numpy(), consts(self.full_camera),
+                                           consts(self.camera))
+        return self._lookup
 
     def covers(self, points_cam: torch.Tensor, margin: float) -> torch.Tensor:
         """``(N,)`` bool: the hand lies in front of (or within ``margin`` [m] behind) each point's pixel."""

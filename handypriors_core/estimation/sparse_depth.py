@@ -32,7 +32,7 @@ from .scene import HandObjectScene
 from .settings import SparseDepthSettings
 
 __all__ = ["DepthAssociation", "SparseDepthModality", "point_to_plane_jacobian", "point_to_plane_residuals",
-           "unseen_motions", "visible_points", "without_unseen"]
+           "unseen_motions", "visible_points", "visible_points_array", "without_unseen"]
 
 _F64 = torch.float64
 
@@ -80,6 +80,24 @@ def visible_points(points_cam: torch.Tensor, normals_cam: torch.Tensor, camera, 
     z = torch.where(inside, points_cam[:, 2], torch.full_like(points_cam[:, 2], float("inf")))
     zmin = torch.full((rows * cols,), float("inf"), dtype=z.dtype, device=z.device)
     zmin = zmin.scatter_reduce(0, key, z, reduce="amin")
+    return inside & (z <= zmin[key] + tolerance)
+
+
+def visible_points_array(points_cam: np.ndarray, normals_cam: np.ndarray, focal: np.ndarray, centre: np.ndarray,
+                         width: int, height: int, cell: float, tolerance: float) -> np.ndarray:
+    """:func:`visible_points` in float64 numpy (the CPU path): ``focal``, ``centre (2,)`` [px] and the image size of
+    the camera instead of the camera; the same choice."""
+    facing = ((normals_cam * points_cam).sum(-1) < 0) & (points_cam[:, 2] > 0)
+    uv = points_cam[:, :2] / np.maximum(points_cam[:, 2:], MIN_DEPTH) * focal + centre
+    cols = int(width // cell) + 1
+    rows = int(height // cell) + 1
+    cx = np.floor(uv[:, 0] / cell).astype(np.int64)
+    cy = np.floor(uv[:, 1] / cell).astype(np.int64)
+    inside = facing & (cx >= 0) & (cx < cols) & (cy >= 0) & (cy < rows)
+    key = np.minimum(np.maximum(cy, 0), rows - 1) * cols + np.minimum(np.maximum(cx, 0), cols - 1)
+    z = np.where(inside, points_cam[:, 2], np.inf)
+    zmin = np.full(rows * cols, np.inf)
+    np.minimum.at(zmin, key, z)
     return inside & (z <= zmin[key] + tolerance)
 
 
@@ -177,6 +195,8 @@ class SparseDepthModality:
         #: ``(6, k)`` object-frame twists the shape does not see (:func:`unseen_motions`)
         self.unseen = unseen_motions(self.points_obj, self.normals_obj, self.radius, settings.symmetry_ratio)
         self._unseen_array = self.unseen.detach().to("cpu", _F64).numpy()
+        self._points_array = self.points_obj.detach().to("cpu", _F64).numpy()
+        self._normals_array = self.normals_obj.detach().to("cpu", _F64).numpy()
         self._frame: _FrameSample | None = None
 
     def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None) -> bool:
@@ -186,15 +206,26 @@ class SparseDepthModality:
             return False
         s = self.settings
         pose = object2camera.to(self.scene.device, _F64)
-        p = self.points_obj @ pose[:3, :3].T + pose[:3, 3]
-        n = self.normals_obj @ pose[:3, :3].T
         # a cell must hold a sample of the nearest surface wherever it exists: about 2.5 sample spacings
         depth = float(pose[2, 3].clamp_min(0.05))
         cell = max(s.zbuffer_cell, s.zbuffer_spacings * self.sample_spacing * float(obs.camera.fx) / depth)
-        vis = visible_points(p, n, obs.camera, cell, s.self_occlusion)
-        if occlusion is not None:
-            vis &= ~occlusion.covers(p, s.hand_margin)
-        idx = torch.nonzero(vis)[:, 0]
+        if self.use_arrays and pose.device.type == "cpu":  # the same choice in numpy
+            pose_np = pose.numpy()
+            p = self._points_array @ pose_np[:3, :3].T + pose_np[:3, 3]
+            cam = obs.camera
+            focal, centre = np.array([float(cam.fx), float(cam.fy)]), np.array([float(cam.cx), float(cam.cy)])
+            vis = visible_points_array(p, self._normals_array @ pose_np[:3, :3].T, focal, centre, int(cam.width),
+                                       int(cam.height), cell, s.self_occlusion)
+            if occlusion is not None:
+                vis &= ~occlusion.lookup().covers(p, s.hand_margin)
+            idx = torch.from_numpy(np.flatnonzero(vis))
+        else:
+            p = self.points_obj @ pose[:3, :3].T + pose[:3, 3]
+            n = self.normals_obj @ pose[:3, :3].T
+            vis = visible_points(p, n, obs.camera, cell, s.self_occlusion)
+            if occlusion is not None:
+                vis &= ~occlusion.covers(p, s.hand_margin)
+            idx = torch.nonzero(vis)[:, 0]
         if idx.numel() < s.min_points:
             return False
         if idx.numel() > s.max_points:
