@@ -131,6 +131,53 @@ def test_contact_motion_in_numpy_equals_the_torch_contact_motion():
         contact_motion_array(prev.numpy(), cur.numpy(), -w.numpy(), settings)
 
 
+def test_sdf_query_in_numpy_equals_the_torch_query():
+    """``ObjectSDF.query_array`` (values only, numpy) gives ``query``'s distances and normals: points inside,
+    outside, near edges and corners of a box and around a sphere, and one beyond ``max_query_distance``."""
+    from handypriors_core.models import RigidObject
+    from handypriors_core.physics.sdf import ObjectSDF
+    from handypriors_core.physics.settings import ContactSettings
+
+    g = torch.Generator().manual_seed(9)
+    for obj in (RigidObject.box([0.04, 0.06, 0.09]), RigidObject.sphere(0.03)):
+        sdf = ObjectSDF.from_rigid_object(obj, ContactSettings(max_query_distance=0.2))
+        points = torch.cat((torch.randn(400, 3, generator=g) * 0.04, obj.verts.float() * 1.01,
+                            torch.tensor([[0.5, 0.0, 0.0]]))).float()
+        reference = sdf.query(points[None])
+        distance, normal = sdf.query_array(points.numpy())
+        assert bool((reference.distance < 0).any()) and int(reference.face[0, -1]) == -1
+        torch.testing.assert_close(torch.from_numpy(distance), reference.distance[0], atol=1e-7, rtol=1e-6)
+        torch.testing.assert_close(torch.from_numpy(normal), reference.normal[0], atol=1e-6, rtol=1e-5)
+
+
+def test_contact_bookkeeping_in_numpy_equals_the_torch_path():
+    """The filter's contact context on the CPU (numpy query and algebra) equals its torch path: a hand grasping a
+    box, with candidates in contact and fingertips on its surface."""
+    from handypriors_core.estimation.filter import contact_context
+    from handypriors_core.estimation.scene import HandObjectScene
+    from handypriors_core.geometry.transforms import make_transform
+    from handypriors_core.models import RigidObject, URDFHand, allegro_urdf
+
+    hand = URDFHand.from_urdf(allegro_urdf())
+    scene = HandObjectScene(hand, RigidObject.box([0.04, 0.06, 0.09]))
+    q = hand.default_joint_angles()
+    posed = scene.pose_hand(q, torch.eye(4))
+    tip = posed.fingertip_centres[0, 0].double()
+    # the box's face 1 cm from a fingertip centre (the tip sphere radius is 1.2 cm): touching, candidates near
+    object2camera = make_transform(torch.eye(3, dtype=_F64), tip + torch.tensor([0.0, 0.0, 0.02 + 0.01],
+                                                                                dtype=_F64))
+    fast = contact_context(scene, posed, object2camera, 0.006, [object2camera.float()], q)
+    reference = contact_context(scene, posed, object2camera, 0.006, [object2camera.float()], q, arrays=False)
+    assert bool(fast.tips_in_contact.any()) and int(fast.contact_weights.sum()) > 0
+    assert torch.equal(fast.tips_in_contact, reference.tips_in_contact)
+    assert torch.equal(fast.contact_weights, reference.contact_weights)
+    for a, b in ((fast.previous_contact_distances, reference.previous_contact_distances),
+                 (fast.contacts_object_prev, reference.contacts_object_prev),
+                 (fast.previous_contact_normals, reference.previous_contact_normals)):
+        assert a.shape == b.shape and a.dtype == b.dtype
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
 def test_orthonormalised_is_the_nearest_rotation():
     R = axis_angle_to_matrix(torch.tensor([0.7, 0.2, -0.5], dtype=_F64))
     noise = 1e-7 * torch.randn(3, 3, generator=torch.Generator().manual_seed(1), dtype=_F64)

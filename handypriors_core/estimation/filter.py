@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..physics.quasistatic import contact_motion_array, contact_motion_fit_array
@@ -61,11 +62,27 @@ class FilterStep:
 
 
 def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torch.Tensor, distance: float,
-                    previous_poses: list[torch.Tensor], joint_angles: torch.Tensor) -> TemporalContext:
-    """Contact bookkeeping after a frame: which hand candidates and fingertips touch the estimated object."""
+                    previous_poses: list[torch.Tensor], joint_angles: torch.Tensor,
+                    arrays: bool = True) -> TemporalContext:
+    """Contact bookkeeping after a frame: which hand candidates and fingertips touch the estimated object.
+
+    On the CPU (unless ``arrays`` is False) the query and its algebra run in numpy (a few hundred points; the same
+    values up to float32 rounding)."""
+    C = hand.contact_points.shape[1]
+    if arrays and scene.device.type == "cpu":
+        pose = object2camera.detach().to("cpu", torch.float32).numpy()
+        R, t = pose[:3, :3], pose[:3, 3]
+        points = np.concatenate((hand.contact_points[0].detach().float().numpy(),
+                                 hand.fingertip_centres[0].detach().float().numpy()), 0)
+        points_obj = (points - t) @ R  # (C + T, 3)
+        signed, normal = scene.object_sdf.query_array(points_obj)
+        candidates = torch.from_numpy(signed[None, :C])
+        tips = torch.from_numpy(signed[C:] - np.float32(scene.fingertip_radius))
+        contacts_obj = torch.from_numpy(points_obj[None, :C])
+        normals = torch.from_numpy((normal[:C] @ R.T)[None])
+        return _context(previous_poses, candidates, distance, contacts_obj, hand, normals, tips, joint_angles)
     pose = object2camera.to(scene.device, torch.float32)
     R, t = pose[:3, :3], pose[:3, 3]
-    C = hand.contact_points.shape[1]
     with torch.no_grad():  # one object-frame query for the contact candidates and the fingertips
         points_obj = (torch.cat((hand.contact_points, hand.fingertip_centres), 1) - t) @ R  # (1, C + T, 3)
         sd = scene.object_sdf.query(points_obj)
@@ -73,6 +90,10 @@ def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torc
         tips = sd.distance[0, C:] - scene.fingertip_radius
         contacts_obj = points_obj[:, :C]
         normals = sd.normal[:, :C] @ R.T  # camera frame
+    return _context(previous_poses, candidates, distance, contacts_obj, hand, normals, tips, joint_angles)
+
+
+def _context(previous_poses, candidates, distance, contacts_obj, hand, normals, tips, joint_angles) -> TemporalContext:
     return TemporalContext(previous_poses=[p.detach().clone() for p in previous_poses[-2:]],
                            contact_weights=(candidates < distance).float(), contacts_object_prev=contacts_obj,
                            previous_contact_points=hand.contact_points.detach().clone(),

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ..checks import check_finite, check_shape
@@ -146,6 +147,7 @@ class ObjectSDF:
         self._faces = faces.detach().to(torch.int64).clone()
         self._warp: dict[torch.device, WarpMeshSet] = {}
         self._torch: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None  # float32 vertices, faces (query_array)
 
     @classmethod
     def from_trimesh(cls, mesh, settings: ContactSettings | None = None, dtype: torch.dtype = torch.float64,
@@ -196,6 +198,40 @@ class ObjectSDF:
         mesh_index = torch.zeros(B, dtype=torch.int64, device=points_obj.device)
         return evaluate_closest_faces(points_obj, verts, faces, mesh_index, face.view(B, N), bary.view(B, N, 2),
                                       sign.view(B, N), self.settings.max_query_distance)
+
+    def query_array(self, points_obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`query`'s values for CPU points without gradient, evaluated in numpy (a few hundred points cost
+        less there than in torch calls): ``points_obj (N, 3)`` float32 [m, object frame] -> ``distance (N,)`` [m,
+        negative inside] and ``normal (N, 3)`` float32 (the same values up to float32 rounding)."""
+        if points_obj.ndim != 2 or points_obj.shape[1] != 3:
+            raise ShapeError(f"Expected points_obj to have shape (N, 3); got {tuple(points_obj.shape)}")
+        if not np.isfinite(points_obj).all():
+            raise InvalidValueError("points_obj contains NaN/inf")
+        p = np.ascontiguousarray(points_obj, dtype=np.float32)
+        face, bary, sign = closest_faces(self._mesh_on(torch.device("cpu")), torch.from_numpy(p), max(len(p), 1),
+                                         self.settings)
+        if self._arrays is None:
+            self._arrays = (self._verts.detach().to("cpu", torch.float32).numpy(), self._faces.cpu().numpy())
+        verts, faces = self._arrays
+        face, bary, sign = face.numpy(), bary.numpy(), sign.numpy()
+        found = face >= 0
+        corners = verts[faces[np.maximum(face, 0)]]  # (N, 3 corners, 3)
+        u, v = bary[:, 0:1], bary[:, 1:2]
+        w = 1 - u - v
+        closest = u * corners[:, 0] + v * corners[:, 1] + w * corners[:, 2]
+        diff = p - closest
+        radius = np.sqrt((diff * diff).sum(-1))[:, None]
+        a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+        face_normal = np.cross(b - a, c - a)
+        face_normal = face_normal / np.maximum(np.sqrt((face_normal * face_normal).sum(-1))[:, None],
+                                               np.finfo(np.float32).tiny)
+        interior = (u > _INTERIOR_BARY) & (v > _INTERIOR_BARY) & (w > _INTERIOR_BARY)
+        s = sign[:, None]
+        along = np.where(radius > _SURFACE_TOL, s * diff / np.maximum(radius, np.float32(_SURFACE_TOL)), face_normal)
+        direction = np.where(interior, face_normal, along)
+        direction = np.where(found[:, None], direction, np.float32(0.0))
+        value = np.where(found, (s * radius)[:, 0], np.float32(self.settings.max_query_distance))
+        return value.astype(np.float32), direction.astype(np.float32)
 
     def signed_distance(self, points_cam: torch.Tensor, object2camera: torch.Tensor) -> SignedDistance:
         """Signed distance of ``points_cam (B, N, 3)`` [m, camera frame] to the object posed by ``object2camera``.

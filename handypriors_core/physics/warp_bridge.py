@@ -32,8 +32,9 @@ from .settings import ContactSettings
 
 __all__ = ["WarpMeshSet", "closest_faces", "warp_device"]
 
-# Below this many points per thread a CPU query is not split across threads.
-_MIN_POINTS_PER_THREAD = 256
+# Below this many points per thread a CPU query is not split across threads (handing a chunk to a pool thread
+# costs more CPU than a few hundred points' query: the filter's 516-point contact query stays on one thread).
+_MIN_POINTS_PER_THREAD = 1024
 
 # Positions in the argument list of kernels.closest_face_kernel.
 _OFFSET_ARG = 5
