@@ -147,7 +147,7 @@ class ObjectSDF:
         self._faces = faces.detach().to(torch.int64).clone()
         self._warp: dict[torch.device, WarpMeshSet] = {}
         self._torch: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
-        self._arrays: tuple[np.ndarray, np.ndarray] | None = None  # float32 vertices, faces (query_array)
+        self._arrays: tuple[np.ndarray, np.ndarray] | None = None  # float32 face corners, normals (query_array)
 
     @classmethod
     def from_trimesh(cls, mesh, settings: ContactSettings | None = None, dtype: torch.dtype = torch.float64,
@@ -210,21 +210,21 @@ class ObjectSDF:
         p = np.ascontiguousarray(points_obj, dtype=np.float32)
         face, bary, sign = closest_faces(self._mesh_on(torch.device("cpu")), torch.from_numpy(p), max(len(p), 1),
                                          self.settings)
-        if self._arrays is None:
-            self._arrays = (self._verts.detach().to("cpu", torch.float32).numpy(), self._faces.cpu().numpy())
-        verts, faces = self._arrays
+        if self._arrays is None:  # float32 corners and unit normals per face (fixed: the mesh is rigid)
+            corners = self._verts.detach().to("cpu", torch.float32).numpy()[self._faces.cpu().numpy()]
+            normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+            length = np.sqrt((normal * normal).sum(-1))[:, None]
+            self._arrays = (corners, normal / np.maximum(length, np.finfo(np.float32).tiny))
         face, bary, sign = face.numpy(), bary.numpy(), sign.numpy()
         found = face >= 0
-        corners = verts[faces[np.maximum(face, 0)]]  # (N, 3 corners, 3)
+        nearest = np.maximum(face, 0)
+        corners = self._arrays[0][nearest]  # (N, 3 corners, 3)
+        face_normal = self._arrays[1][nearest]
         u, v = bary[:, 0:1], bary[:, 1:2]
         w = 1 - u - v
         closest = u * corners[:, 0] + v * corners[:, 1] + w * corners[:, 2]
         diff = p - closest
         radius = np.sqrt((diff * diff).sum(-1))[:, None]
-        a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
-        face_normal = np.cross(b - a, c - a)
-        face_normal = face_normal / np.maximum(np.sqrt((face_normal * face_normal).sum(-1))[:, None],
-                                               np.finfo(np.float32).tiny)
         interior = (u > _INTERIOR_BARY) & (v > _INTERIOR_BARY) & (w > _INTERIOR_BARY)
         s = sign[:, None]
         along = np.where(radius > _SURFACE_TOL, s * diff / np.maximum(radius, np.float32(_SURFACE_TOL)), face_normal)
