@@ -21,8 +21,12 @@ image plane at the object's depth [cm]; 3D = Chamfer distance [cm]; plus ADD [cm
 - contact refinement (Sec. IV-D): grasps perturbed at random (3 seeds), contact map agreement and fingertip /
   mesh errors before and after.
 
-torch runs with one intra-op thread (shared 2-core machine). ``python bench/bench_hand_object.py [--frames N]
-[--iterations N] [--quick]``.
+torch runs with one intra-op thread (shared 2-core machine); ``cpu_seconds_per_frame`` is process CPU time
+(reliable under load), ``seconds_per_frame`` wall time. ``python bench/bench_hand_object.py [--frames N]
+[--iterations N] [--quick]``. With the default sizes the run ends with ``checks`` (:data:`REGRESSION_BOUNDS`:
+accuracy about 1.3x the errors measured in session 5, the contact-prior EKF's CPU per frame 1.75x its measurement,
+below the 0.72-0.93 s of its autodiff linearisation before);
+the exit status is 1 when one fails.
 """
 
 from __future__ import annotations
@@ -64,6 +68,21 @@ from handypriors_core.synthetic.mano_test_model import build_synthetic_mano
 
 TORCH_THREADS = 1
 
+#: ``(section, row, metric, "max" | "min", bound)``: regression checks of the default run (10 frames, 60
+#: iterations, 3 contact seeds). Measured in session 5 (s5unify, load 5-7), the terms on the shared residual code.
+REGRESSION_BOUNDS: tuple[tuple[str, str, str, str, float], ...] = (
+    ("optimization", "+L_render", "joint_cm", "max", 1.1),
+    ("optimization", "+L_physics", "joint_cm", "max", 0.75),
+    ("optimization", "+L_physics", "object_3d_cm", "max", 0.5),
+    ("optimization", "+L_physics", "collision_cm3", "max", 0.5),
+    ("filtering", "O_hand+object", "object_add_cm", "max", 0.9),
+    ("filtering", "O_hand+object", "joint_cm", "max", 1.1),
+    ("filtering", "O_hand+object+contact_prior", "object_add_cm", "max", 1.95),
+    ("filtering", "O_hand+object+contact_prior", "cpu_seconds_per_frame", "max", 0.5),
+    ("contact_refinement", "worst", "iou", "min", 0.9),
+    ("contact_refinement", "worst", "fingertip_mm", "max", 8.0),
+)
+
 
 def object_estimates(seq, std_t: float = 0.005, std_r: float = 0.05, bias_fraction: float = 0.5,
                      seed: int = 2) -> torch.Tensor:
@@ -76,7 +95,7 @@ def object_estimates(seq, std_t: float = 0.005, std_r: float = 0.05, bias_fracti
     return pose_delta(seq.object2camera.double(), (bias + white).double()).to(seq.object2camera)
 
 
-def evaluate(seq, params: ManoParams, poses: torch.Tensor, seconds: float) -> dict:
+def evaluate(seq, params: ManoParams, poses: torch.Tensor, seconds: float, cpu_seconds: float = 0.0) -> dict:
     """Object (paper Table I/III) and hand (Table II) errors of a run, in cm / px."""
     hand = seq.hand
     out = params.to(dtype=torch.float32).forward(hand)
@@ -100,26 +119,27 @@ def evaluate(seq, params: ManoParams, poses: torch.Tensor, seconds: float) -> di
         "joint_auc": round(joint_auc(out.keypoints.detach(), gt_kp), 4),
         "collision_cm3": round(float(volume.mean()), 4),
         "seconds_per_frame": round(seconds / poses.shape[0], 4),
+        "cpu_seconds_per_frame": round(cpu_seconds / poses.shape[0], 4),
     }
 
 
 def run_optimizer(seq, observations, hand_init, object_init, terms, iterations: int) -> dict:
     settings = HandObjectSettings(terms=terms, iterations=iterations)
     opt = HandObjectOptimizer(seq.hand, seq.obj, settings)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     results = opt.optimize_sequence(observations, hand_init, object_init, object_init="given")
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     params = ManoParams.cat([r.params for r in results])
     poses = torch.stack([r.object2camera for r in results])
-    return evaluate(seq, params, poses, seconds)
+    return evaluate(seq, params, poses, seconds, cpu)
 
 
 def run_filter(seq, observations, controls, object_init, observations_used) -> dict:
     ekf = HandObjectEKF(seq.hand, seq.obj, HandObjectEKFSettings(observations=observations_used))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     params, poses, steps = ekf.track(observations, controls, controls[0], object_init[0])
-    seconds = time.perf_counter() - start
-    row = evaluate(seq, params, poses, seconds)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    row = evaluate(seq, params, poses, seconds, cpu)
     row["frames_with_contact_motion"] = sum(s.used_contacts for s in steps)
     return row
 
@@ -151,6 +171,19 @@ def run_contact_refinement(hand: ManoHand, seq, seeds=(0, 1, 2), iterations: int
         })
     return {"iterations": iterations, "perturbation": "global orient 0.08 rad, finger pose 0.15 rad, "
                                                       "translation 8 mm (std)", "runs": rows}
+
+
+def check(result: dict) -> list[dict]:
+    """:data:`REGRESSION_BOUNDS` against a default run's ``result``; ``contact_refinement / worst`` is the worst
+    seed (lowest IoU, largest refined fingertip error)."""
+    runs = result["contact_refinement"]["runs"]
+    worst = {"iou": min(r["refined"]["iou"] for r in runs), "fingertip_mm": max(r["fingertip_mm"][1] for r in runs)}
+    checks = []
+    for section, row, metric, kind, bound in REGRESSION_BOUNDS:
+        value = worst[metric] if section == "contact_refinement" else result[section][row][metric]
+        ok = value <= bound if kind == "max" else value >= bound
+        checks.append({"name": f"{section}/{row}/{metric}", "value": value, "bound": bound, "kind": kind, "ok": ok})
+    return checks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,9 +231,14 @@ def main(argv: list[str] | None = None) -> int:
         "contact_refinement": contact,
         "seconds": round(time.perf_counter() - start, 1),
     }
+    default = args.frames == 10 and args.iterations == 60 and not args.quick
+    result["checks"] = check(result) if default else []
     write_results("hand_object", result)
-    print(json.dumps({"optimization": optimization, "filtering": filtering}, indent=1))
-    return 0
+    print(json.dumps({"optimization": optimization, "filtering": filtering, "checks": result["checks"]}, indent=1))
+    failed = [c["name"] for c in result["checks"] if not c["ok"]]
+    if failed:
+        print("regression: " + ", ".join(failed), file=sys.stderr)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
