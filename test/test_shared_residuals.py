@@ -251,3 +251,40 @@ def test_hand_object_contact_prior_jacobian_equals_autodiff_of_its_first_order_m
     assert result.jacobian.shape == H_autodiff.shape == (ids.numel(), state.dim)
     assert torch.allclose(result.jacobian, H_autodiff, atol=1e-10)
     assert torch.allclose(value, sd.distance[0], atol=1e-12)
+
+
+def test_reprojection_jacobian_of_object_points_matches_finite_differences():
+    g = torch.Generator().manual_seed(7)
+    pose = make_transform(axis_angle_to_matrix(torch.randn(3, generator=g, dtype=_F64)),
+                          torch.tensor([0.03, -0.02, 0.45], dtype=_F64))
+    points_obj = torch.randn(20, 3, generator=g, dtype=_F64) * 0.05
+    camera = CAMERA.to("cpu", _F64)
+    pixels = torch.randn(20, 2, generator=g, dtype=_F64) * 5 + 150
+
+    def reprojection(delta: torch.Tensor) -> torch.Tensor:
+        P = retract(PoseState.from_pose(pose), delta).pose
+        return residuals.reprojection_residuals(camera, (points_obj @ P[:3, :3].T + P[:3, 3])[None], pixels)[0]
+
+    J = residuals.reprojection_jacobian(camera, points_obj @ pose[:3, :3].T + pose[:3, 3], pose[:3, 3])
+    eps = 1e-6
+    eye = torch.eye(6, dtype=_F64) * eps
+    Jn = torch.stack([(reprojection(eye[i]) - reprojection(-eye[i])) / (2 * eps) for i in range(6)], -1)
+    assert J.shape == (20, 2, 6)
+    assert torch.allclose(J, Jn, atol=1e-5 * float(Jn.abs().max())), (J - Jn).abs().max()
+
+
+def test_hand_object_centre_jacobian_equals_autodiff_of_the_projection(mano):
+    from handypriors_core.estimation.linearization import linearize
+    from handypriors_core.geometry.transforms import transform_points
+
+    hand, obj, truth = mano
+    ekf = HandObjectEKF(hand, obj, HandObjectEKFSettings(observations=("centre",), gate_probability=1.0))
+    pose0 = make_transform(axis_angle_to_matrix(torch.tensor([0.3, -0.2, 0.1])), torch.tensor([0.02, -0.01, 0.4]))
+    ekf.initialize(truth, pose0)
+    camera = CAMERA.to("cpu", _F64)
+    centre = ekf.centre[None, None]
+    _, H = linearize(lambda s: camera.project(transform_points(s.pose[None], centre))[0, 0], ekf.ekf.state,
+                     "reverse_loop")
+    result = ekf.update(HandObjectObservation(camera=CAMERA, object_centre=torch.tensor([150.0, 130.0])))["centre"]
+    assert torch.allclose(result.jacobian, H, atol=1e-9)
+    assert float(H[:, :6].abs().max()) > 10 and float(H[:, 6:].abs().max()) == 0

@@ -15,7 +15,8 @@ Sign: ``r`` is *prediction minus measurement* (0 when the pose explains the data
 Closed-form Jacobians of the two point models every modality is built from (camera-frame vectors,
 ``t`` the object origin in the camera frame):
 
-- a point rigidly attached to the object, ``p = R p_obj + t``: ``dp/d delta = [I, -[p - t]x]``;
+- a point rigidly attached to the object, ``p = R p_obj + t``: ``dp/d delta = [I, -[p - t]x]``; projected,
+  ``d(u, v)/dp = [[fx / z, 0, -fx x / z^2], [0, fy / z, -fy y / z^2]]`` (:func:`reprojection_jacobian`);
 - the signed distance of a fixed camera-frame point ``c`` to the posed object, with outward normal ``n``:
   ``dd/d delta = [-n^T, (n x (c - t))^T]``; where ``c = c(theta)`` is a point of a hand whose parameters
   ``theta`` are estimated too (MANO), the row gains the block ``n^T dc/dtheta`` (:func:`hand_point_jacobian`,
@@ -45,6 +46,7 @@ __all__ = [
     "hand_point_jacobian",
     "hand_point_residuals",
     "penetration_residuals",
+    "reprojection_jacobian",
     "reprojection_residuals",
     "robust_loss",
     "robust_loss_squared",
@@ -263,3 +265,16 @@ def reprojection_residuals(camera, points_cam: torch.Tensor, pixels: torch.Tenso
     :class:`~handypriors_core.geometry.camera.PinholeCamera`) minus the observed ``pixels (N, 2)`` [px] (2D keypoints,
     a detected object centre). Differentiable."""
     return camera.project(points_cam) - pixels
+
+
+def reprojection_jacobian(camera, points_cam: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    """``(N, 2, 6)`` [px per m or rad] closed-form derivative of :func:`reprojection_residuals` of points rigidly
+    attached to the object, ``points_cam (N, 3)`` [m, camera frame, in front of the camera], over the pose tangent
+    ``(rho, phi)``: ``d(u, v)/dp @ [I, -[p - t]x]`` with ``translation (3,)`` the object origin [m]."""
+    focal = torch.stack((torch.as_tensor(camera.fx), torch.as_tensor(camera.fy))).to(points_cam)
+    x, y, z = points_cam.unbind(-1)
+    zero = torch.zeros_like(z)
+    d_uv = torch.stack((torch.stack((1 / z, zero, -x / z ** 2), -1),
+                        torch.stack((zero, 1 / z, -y / z ** 2), -1)), -2) * focal[:, None]  # (N, 2, 3)
+    lever = points_cam - translation
+    return torch.cat((d_uv, torch.linalg.cross(lever[:, None, :].expand(-1, 2, -1), d_uv, dim=-1)), -1)

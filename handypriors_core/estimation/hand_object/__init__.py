@@ -40,7 +40,8 @@ Euclidean extras ``e = (global_orient (3), transl (3), hand_pose (J))``; tangent
   Table I's O_hand is ``("fingertips",)``, O_object ``("centre",)``, O_hand+object both.
 - Jacobians ``F`` and ``H`` by reverse-mode autodiff (:func:`~handypriors_core.estimation.linearization.linearize`, mode
   ``"reverse_loop"``: Kabsch's rotation is a custom autograd function that torch.func cannot trace), except the
-  contact prior's: its pose block is the closed form ``[-n^T, (n x (v - t))^T]`` and its hand block ``n^T dv/dtheta``
+  centre's (closed form, :func:`~handypriors_core.estimation.residuals.reprojection_jacobian`) and the contact
+  prior's: its pose block is the closed form ``[-n^T, (n x (v - t))^T]`` and its hand block ``n^T dv/dtheta``
   comes from autodiff of MANO (:func:`~handypriors_core.estimation.residuals.hand_point_jacobian`).
 
 **Shared terms.** Every term is the object tracker's code (:mod:`~handypriors_core.estimation.residuals`,

@@ -231,16 +231,16 @@ class HandObjectEKF:
         return results
 
     def _update_centre(self, observation: HandObjectObservation, cam: PinholeCamera, gate) -> StepResult:
-        """O_object: the projected object centre against the detected one [px] (z = 0)."""
-        pixel = observation.object_centre.to("cpu", _F64)[None]
-        centre = self.centre[None, None]
-
-        def h_centre(state: PoseState) -> torch.Tensor:
-            posed = transform_points(state.pose[None], centre)
-            return residuals.reprojection_residuals(cam, posed, pixel)[0, 0]
-
-        return self.ekf.update(torch.zeros(2, dtype=_F64), h_centre,
-                               torch.full((2,), self.settings.centre_std ** 2, dtype=_F64), gate_probability=gate)
+        """O_object: the projected object centre against the detected one [px] (z = 0); closed-form Jacobian
+        (:func:`~..residuals.reprojection_jacobian`; the hand block is 0)."""
+        pose = self.ekf.pose
+        posed = transform_points(pose[None], self.centre[None, None])  # (1, 1, 3)
+        r = residuals.reprojection_residuals(cam, posed, observation.object_centre.to("cpu", _F64)[None])[0, 0]
+        J = torch.zeros(2, 6 + self.num_hand, dtype=_F64)
+        J[:, :6] = residuals.reprojection_jacobian(cam, posed[0], pose[:3, 3])[0]
+        return self.ekf.update(torch.zeros(2, dtype=_F64), lambda state: r,
+                               torch.full((2,), self.settings.centre_std ** 2, dtype=_F64), jacobian=J,
+                               gate_probability=gate)
 
     def _update_keypoints(self, observation: HandObjectObservation, cam: PinholeCamera, gate) -> StepResult | None:
         s = self.settings
