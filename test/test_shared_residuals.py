@@ -154,6 +154,14 @@ def test_robust_loss_of_squared_norms_is_the_robust_loss_of_the_norm():
     for kind in ("huber", "tukey", "cauchy", "geman_mcclure", "charbonnier", "none"):
         assert torch.allclose(residuals.robust_loss_squared(r * r, 0.01, kind), residuals.robust_loss(r, 0.01, kind),
                               atol=1e-12), kind
+    # the contact refiner's Charbonnier: c * rho(r) = sqrt(r^2 + c^2) - c, IRLS weights rho'(r) c^2 / r
+    c = 0.01
+    rr = r.clone().requires_grad_(True)
+    rho = residuals.robust_loss(rr, c, "charbonnier")
+    assert torch.allclose(c * rho, torch.sqrt(r * r + c * c) - c, atol=1e-15)
+    (grad,) = torch.autograd.grad(rho.sum(), rr)
+    nz = r.abs() > 1e-9
+    assert torch.allclose(grad[nz] * c * c / r[nz], residuals.robust_weights(r, c, "charbonnier")[nz], atol=1e-12)
 
 
 def test_hand_point_jacobian_with_the_mano_block_matches_finite_differences(mano):
