@@ -242,7 +242,7 @@ class ObjectPoseFilter:
         occlusion = HandOcclusion(self.scene, obs) if (use_depth or "region" in names) else None
         if use_depth and self.sparse_depth.begin(obs, pose, occlusion):
             modalities.append(self.sparse_depth)
-        if "region" in names and self.region.begin(obs, pose, occlusion):
+        if "region" in names and self.region.begin(obs, pose, occlusion, self._contour_uncertainty(obs)):
             modalities.append(self.region)
         if "contacts" in names and self.contacts.begin(obs, ctx, pose):
             modalities.append(self.contacts)
@@ -259,6 +259,12 @@ class ObjectPoseFilter:
         if "region" in names:
             self.region.learn(obs, self.ekf.pose, occlusion)
         return results
+
+    def _contour_uncertainty(self, obs: Observation) -> float:
+        """How far [px] the object's contour may lie from its projection at the estimate: the largest translation
+        standard deviation, projected at the object's distance."""
+        sd = float(self.ekf.covariance.diagonal()[:3].max().sqrt())
+        return float(obs.camera.fx) * sd / max(float(self.ekf.pose[2, 3]), 1e-3)
 
     def step(self, obs: Observation, ctx: TemporalContext) -> FilterStep:
         """Predict with the hand motion, then update with the observations of ``obs``."""

@@ -91,61 +91,70 @@ class RegionModality:
         self._frame = None
 
     # ------------------------------------------------------------------------------------------- lines
-    def lines(self, object2camera: torch.Tensor, obs: Observation) -> CorrespondenceLines:
-        """The correspondence lines of ``object2camera (4, 4)`` (closest view, inside the image)."""
+    def lines(self, object2camera: torch.Tensor, obs: Observation, half_length: float | None = None
+              ) -> CorrespondenceLines:
+        """The correspondence lines of ``object2camera (4, 4)`` (closest view) whose ``half_length`` [px] (default:
+        the finest level's) lies inside the image."""
         pose = object2camera.to("cpu", _F64)
         v = self.model.closest_view(pose)
         valid = self.model.valid[v]
         lines = CorrespondenceLines(self.model.points[v][valid].to(_F64), self.model.normals[v][valid].to(_F64),
                                     pose, obs.camera)
-        L = self.settings.line_length
+        L = self.half_length(len(self.settings.scales) - 1) if half_length is None else half_length
         W, H = obs.camera.width, obs.camera.height
         c = lines.centres
         inside = (c[:, 0] > L) & (c[:, 0] < W - 1 - L) & (c[:, 1] > L) & (c[:, 1] < H - 1 - L) & (lines.depth > 0)
         return lines.select(inside)
 
-    def _offsets(self, scale: float) -> torch.Tensor:
-        K = int(self.settings.line_length // scale)
-        return torch.arange(-K, K + 1, dtype=_F64) * scale
+    def half_length(self, level: int) -> float:
+        """Half length [px] of the lines of coarse-to-fine ``level``: ``(function + distribution) / 2`` segments of
+        ``scales[level]`` px."""
+        s = self.settings
+        return 0.5 * (s.function_length + s.distribution_length) * s.scales[level]
 
-    def _sample(self, lines: CorrespondenceLines, obs: Observation, offsets: torch.Tensor):
-        """Pixels along the lines: ``(L, K, 2)`` positions, ``(L, K)`` colour cells."""
-        pos = lines.centres[:, None] + offsets[None, :, None] * lines.normals[:, None]
-        px = pos.round().long()
+    def _cells(self, pos: torch.Tensor, obs: Observation) -> torch.Tensor:
+        """Colour cells ``(...)`` of the image pixels nearest to positions ``pos (..., 2)`` [px]."""
         H, W = obs.frame.rgb.shape[:2]
+        px = pos.round().long()
         u, v = px[..., 0].clamp(0, W - 1), px[..., 1].clamp(0, H - 1)
-        rgb = obs.frame.rgb[v, u].long()  # (L, K, 3) uint8 -> long
-        shift = 8 - self.settings.histogram_bits
+        rgb = obs.frame.rgb[v, u].long()  # (..., 3) uint8 -> long
         b = self.settings.histogram_bits
-        cells = ((rgb[..., 0] >> shift) << (2 * b)) | ((rgb[..., 1] >> shift) << b) | (rgb[..., 2] >> shift)
-        return pos, cells
+        shift = 8 - b
+        return ((rgb[..., 0] >> shift) << (2 * b)) | ((rgb[..., 1] >> shift) << b) | (rgb[..., 2] >> shift)
+
+    def _hand_pixels(self, lines: CorrespondenceLines, pos: torch.Tensor, occlusion: HandOcclusion | None):
+        """``(L, K)`` bool: the hand lies in front of (or ``hand_margin`` behind) the contour point at the pixels
+        ``pos (L, K, 2)`` [px] of each line."""
+        if occlusion is None:
+            return torch.zeros(pos.shape[:2], dtype=torch.bool)
+        hand = occlusion.depth_at_pixels(pos.reshape(-1, 2)).reshape(pos.shape[:2]).to(_F64)
+        return hand < lines.depth[:, None] + self.settings.hand_margin
 
     def _hand_crossed(self, lines: CorrespondenceLines, pos: torch.Tensor, occlusion: HandOcclusion | None):
-        """``(L,)`` bool: a hand pixel in front of the contour point lies on the line."""
-        if occlusion is None:
-            return torch.zeros(pos.shape[0], dtype=torch.bool)
-        hand = occlusion.depth_at_pixels(pos.reshape(-1, 2)).reshape(pos.shape[:2]).to(_F64)
-        return (hand < lines.depth[:, None] + self.settings.hand_margin).any(-1)
+        """``(L,)`` bool: a hand pixel in front of the contour point lies on the line (pixels ``pos (L, K, 2)``)."""
+        return self._hand_pixels(lines, pos, occlusion).any(-1)
 
     # -------------------------------------------------------------------------------------- histograms
     def learn(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None,
-              rate: float | None = None) -> None:
-        """Update the histograms from the lines at the (estimated) pose ``object2camera (4, 4)``."""
+              rate: float | None = None, margin: float | None = None) -> None:
+        """Update the histograms from the lines at the (estimated) pose ``object2camera (4, 4)``: pixels from
+        ``margin`` (default ``learn_margin``) to ``margin + learn_length`` [px] inside the contour are foreground,
+        outside background."""
         s = self.settings
-        lines = self.lines(object2camera, obs)
+        gap = s.learn_margin if margin is None else max(margin, s.learn_margin)
+        lines = self.lines(object2camera, obs, gap + s.learn_length)
         if lines.centres.shape[0] < s.min_lines:
             return
-        offsets = self._offsets(1.0)
-        pos, cells = self._sample(lines, obs, offsets)
+        outer = torch.arange(int(gap), int(gap + s.learn_length) + 1, dtype=_F64)
+        offsets = torch.cat((-outer.flip(0), outer))
+        pos = lines.centres[:, None] + offsets[None, :, None] * lines.normals[:, None]
         keep = ~self._hand_crossed(lines, pos, occlusion)
         if int(keep.sum()) < s.min_lines:
             return
-        cells = cells[keep]
+        cells = self._cells(pos[keep], obs)
         nb = 1 << (3 * s.histogram_bits)
-        inner = offsets < -s.learn_margin
-        outer = offsets > s.learn_margin
-        hf = torch.bincount(cells[:, inner].reshape(-1), minlength=nb).to(_F64)
-        hb = torch.bincount(cells[:, outer].reshape(-1), minlength=nb).to(_F64)
+        hf = torch.bincount(cells[:, offsets < 0].reshape(-1), minlength=nb).to(_F64)
+        hb = torch.bincount(cells[:, offsets > 0].reshape(-1), minlength=nb).to(_F64)
         hf, hb = hf / hf.sum().clamp_min(1), hb / hb.sum().clamp_min(1)
         if self.hist_f is None:
             self.hist_f, self.hist_b = hf, hb
@@ -155,35 +164,63 @@ class RegionModality:
             self.hist_b = (1 - r) * self.hist_b + r * hb
 
     # ------------------------------------------------------------------------------------------ update
-    def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None) -> bool:
-        """Prepare a frame (learning the histograms at this pose the first time); False without histograms."""
+    def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None,
+              uncertainty: float = 0.0) -> bool:
+        """Prepare a frame; False without histograms. The first time (a new track) the histograms are learnt at
+        this pose from pixels at least ``uncertainty`` [px] (how far the contour may lie from the projected one)
+        inside / outside the contour."""
         if self.hist_f is None:
-            self.learn(obs, object2camera, occlusion, rate=1.0)
+            self.learn(obs, object2camera, occlusion, rate=1.0, margin=uncertainty)
         self._frame = (obs, occlusion) if self.hist_f is not None else None
         return self._frame is not None
 
-    def contour_posterior(self, lines: CorrespondenceLines, obs: Observation, scale: float,
-                          occlusion: HandOcclusion | None):
-        """Mean ``(L,)`` and variance ``(L,)`` [px] of the contour position along each line, and the kept lines."""
+    def segment_offsets(self, level: int) -> torch.Tensor:
+        """``(S, k)`` pixel offsets [px] along a line of ``level``: ``S = function_length + distribution_length - 1``
+        segments of ``k = scales[level]`` pixels each, centred on the contour point."""
         s = self.settings
-        offsets = self._offsets(scale)
-        pos, cells = self._sample(lines, obs, offsets)
-        keep = ~self._hand_crossed(lines, pos, occlusion)
-        pf = self.hist_f[cells] / (self.hist_f[cells] + self.hist_b[cells]).clamp_min(1e-12)
-        pf = torch.where((self.hist_f[cells] + self.hist_b[cells]) > 0, pf, torch.full_like(pf, 0.5))
-        # candidate contour positions: the inner part of the line, so the step function always fits
-        K = offsets.numel()
-        m = int(s.function_length // (2 * scale))
-        cand = offsets[m:K - m]  # (D,)
-        x = (offsets[None, :] - cand[:, None]) / scale  # (D, K) [scale units]
+        scale = s.scales[level]
+        k = max(1, int(round(scale)))
+        segments = s.function_length + s.distribution_length - 1
+        centres = (torch.arange(segments, dtype=_F64) - 0.5 * (segments - 1)) * scale
+        within = (torch.arange(k, dtype=_F64) - 0.5 * (k - 1)) * (scale / k)
+        return centres[:, None] + within[None, :]
+
+    def contour_posterior(self, lines: CorrespondenceLines, obs: Observation, level: int,
+                          occlusion: HandOcclusion | None):
+        """Mean ``(L,)`` and variance ``(L,)`` [px] of the contour position along each line at coarse-to-fine
+        ``level``, and which lines are kept ``(L,)`` (not crossing the hand, enough colour contrast).
+
+        Each segment's foreground probability is ``prod h_f / (prod h_f + prod h_b)`` over its pixels; each of the
+        ``distribution_length`` candidate contour positions (segment boundaries) is scored with the smoothed step
+        over the ``function_length`` segments around it.
+        """
+        s = self.settings
+        scale = s.scales[level]
+        offsets = self.segment_offsets(level)  # (S, k)
+        pos = lines.centres[:, None, None] + offsets[None, :, :, None] * lines.normals[:, None, None]  # (L, S, k, 2)
+        L_, S, k = pos.shape[:3]
+        hand = self._hand_pixels(lines, pos.reshape(L_, -1, 2), occlusion).reshape(L_, S, k)
+        # the hand hides the contour near the line's centre: dropped; farther hand pixels tell nothing
+        near = offsets.abs() <= self.half_length(len(s.scales) - 1)
+        keep = ~(hand & near[None]).any((-1, -2))
+        cells = self._cells(pos, obs)
+        hf, hb = self.hist_f[cells], self.hist_b[cells]  # (L, S, k)
+        eps = 1e-6
+        log_ratio = torch.where(hand, 0.0, torch.log(hf + eps) - torch.log(hb + eps)).sum(-1)  # (L, S)
+        pf = torch.sigmoid(log_ratio).clamp(1e-4, 1 - 1e-4)  # segment foreground probability
+        F_len, D = s.function_length, s.distribution_length
+        seg = torch.arange(S, dtype=_F64) - 0.5 * (S - 1)  # segment centres [segments]
+        cand = torch.arange(D, dtype=_F64) - 0.5 * (D - 1)  # candidate contour positions [segments]
+        index = torch.arange(D)[:, None] + torch.arange(F_len)[None, :]  # (D, F) segments of each window
+        x = seg[index] - cand[:, None]  # (D, F): segment centre relative to the candidate [segments]
         step = 0.5 - s.step_amplitude * torch.tanh(x / (2 * s.step_slope))  # foreground probability model
-        like = step[None] * pf[:, None, :] + (1 - step[None]) * (1 - pf[:, None, :])  # (L, D, K)
-        logp = torch.log(like.clamp_min(1e-12)).sum(-1)  # (L, D)
-        post = torch.softmax(logp, -1)
+        p = pf[:, index]  # (L, D, F)
+        like = step[None] * p + (1 - step[None]) * (1 - p)
+        post = torch.softmax(torch.log(like).sum(-1), -1)  # (L, D)
         mu = (post * cand).sum(-1)
-        var = (post * (cand - mu[:, None]) ** 2).sum(-1) + scale ** 2 / 12
+        var = (post * (cand - mu[:, None]) ** 2).sum(-1)
         contrast = (pf.max(-1).values - pf.min(-1).values) > s.min_contrast
-        return mu, var, keep & contrast
+        return mu * scale, (var + 1.0 / 12) * scale ** 2, keep & contrast
 
     def residual(self, object2camera: torch.Tensor, lines: CorrespondenceLines, mu: torch.Tensor,
                  fx: float, fy: float, cx: float, cy: float) -> torch.Tensor:
@@ -194,17 +231,17 @@ class RegionModality:
         return ((uv - lines.centres.to(uv)) * lines.normals.to(uv)).sum(-1) - mu.to(uv)
 
     def linearize(self, object2camera: torch.Tensor, iteration: int) -> ResidualBlock | None:
-        """``(r, J, w)`` at ``object2camera (4, 4)`` with the line scale of ``iteration``."""
+        """``(r, J, w)`` at ``object2camera (4, 4)`` with the line scale of ``iteration`` (coarse to fine)."""
         if self._frame is None:
             return None
         obs, occlusion = self._frame
         s = self.settings
         level = min(iteration, len(s.scales) - 1)
         pose = object2camera.to("cpu", _F64)
-        lines = self.lines(pose, obs)
+        lines = self.lines(pose, obs, self.half_length(level))
         if lines.centres.shape[0] < s.min_lines:
             return None
-        mu, var, keep = self.contour_posterior(lines, obs, s.scales[level], occlusion)
+        mu, var, keep = self.contour_posterior(lines, obs, level, occlusion)
         if int(keep.sum()) < s.min_lines:
             return None
         lines, mu, var = lines.select(keep), mu[keep], var[keep]
@@ -215,5 +252,6 @@ class RegionModality:
         dpi = projection_jacobian(p, fx, fy)  # (L, 2, 3)
         g = (lines.normals[:, None, :] @ dpi)[:, 0]  # (L, 3): n^T dpi/dp
         J = torch.cat((g, torch.linalg.cross(p - pose[:3, 3], g, dim=-1)), -1)
-        w = (s.min_variance / var).clamp(max=1.0)
-        return ResidualBlock(self.name, r, J, w, s.standard_deviations[level])
+        std = s.standard_deviations[min(level, len(s.standard_deviations) - 1)]
+        w = (std * std / var).clamp(max=1.0)  # information 1 / max(var, std^2) per line
+        return ResidualBlock(self.name, r, J, w, std)

@@ -28,6 +28,7 @@ from ..render.renderer import Renderer
 __all__ = ["ViewpointModel", "ViewpointModelSettings", "geodesic_directions"]
 
 _F32 = torch.float32
+_MODEL_VERSION = 2  # part of the cache key: models built by earlier code are not read
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,7 @@ class ViewpointModel:
         h.update(verts.detach().cpu().to(torch.float32).numpy().tobytes())
         h.update(faces.detach().cpu().to(torch.int64).numpy().tobytes())
         h.update(repr(settings).encode())
+        h.update(f"model version {_MODEL_VERSION}".encode())
         return h.hexdigest()[:24]
 
     @classmethod
@@ -163,10 +165,11 @@ class ViewpointModel:
                 pick = torch.randperm(ys.numel(), generator=torch.Generator().manual_seed(start + b))[:N]
                 ys, xs = ys[pick], xs[pick]
                 z = out.zbuf[b, ys, xs].double()
-                uv = torch.stack((xs, ys), -1).double()
-                p_cam = camera.to(dtype=torch.float64).unproject(uv[None], z[None])[0]
                 n2 = -torch.stack((gx[b, 0, ys, xs], gy[b, 0, ys, xs]), -1).double()
                 n2 = F.normalize(n2, dim=-1)
+                # the silhouette's edge lies half a pixel outside the centre of its last pixel
+                uv = torch.stack((xs, ys), -1).double() + 0.5 * n2
+                p_cam = camera.to(dtype=torch.float64).unproject(uv[None], z[None])[0]
                 n_cam = torch.cat((n2, torch.zeros_like(n2[:, :1])), -1)
                 R, t = T[b, :3, :3], T[b, :3, 3]
                 k = ys.numel()
