@@ -125,6 +125,7 @@ class ObjectPoseFilter:
         self._region_settings = region if region is not None else RegionSettings()
         self._region: RegionModality | None = None  # built on first use (viewpoint model)
         self._initial_variances: torch.Tensor | None = None
+        self._colour_only: tuple[FilterSettings, FilterSettings] | None = None  # (settings, colour-only variant)
         self._settled = 0  # converged updates since the last initialisation
         #: what the last iterated update did (iterations, convergence, each block's noise)
         self.last_update: UpdateDiagnostics | None = None
@@ -183,9 +184,18 @@ class ObjectPoseFilter:
         self.ekf.covariance = self.ekf.covariance * factor
 
     # ---------------------------------------------------------------------------------------- predict
-    def predict(self, hand: PosedHand, ctx: TemporalContext) -> bool:
-        """Quasistatic prediction from the contacts of t-1; returns whether contacts drove it."""
-        s = self.settings
+    def settings_for(self, has_depth: bool) -> FilterSettings:
+        """The settings of a frame with or without depth (:meth:`.settings.FilterSettings.for_frame`)."""
+        if has_depth:
+            return self.settings
+        if self._colour_only is None or self._colour_only[0] is not self.settings:
+            self._colour_only = (self.settings, self.settings.for_frame(False))
+        return self._colour_only[1]
+
+    def predict(self, hand: PosedHand, ctx: TemporalContext, has_depth: bool = True) -> bool:
+        """Quasistatic prediction from the contacts of t-1 (process noise of a frame with or without depth);
+        returns whether contacts drove it."""
+        s = self.settings_for(has_depth)
         motion = torch.eye(4, dtype=_F64)
         valid = False
         if s.motion_model == "quasistatic" and ctx.contact_weights is not None \
@@ -213,11 +223,12 @@ class ObjectPoseFilter:
         """Apply the configured observations in order; returns each one's :class:`StepResult`."""
         results: dict[str, StepResult] = {}
         self.last_update = None
-        gate = None if self.settings.gate_probability >= 1 else self.settings.gate_probability
-        for name in self.settings.observations:
+        settings = self.settings_for(obs.frame.depth is not None)
+        gate = None if settings.gate_probability >= 1 else settings.gate_probability
+        for name in settings.observations:
             if name in ITERATED_OBSERVATIONS:
-                if name == next(n for n in self.settings.observations if n in ITERATED_OBSERVATIONS):
-                    results.update(self._update_iterated(obs, ctx, gate))
+                if name == next(n for n in settings.observations if n in ITERATED_OBSERVATIONS):
+                    results.update(self._update_iterated(obs, ctx, gate, settings))
                 continue
             if name == "fingertips":
                 res = self._update_fingertips(obs, ctx, gate)
@@ -233,9 +244,10 @@ class ObjectPoseFilter:
                 results[name] = res
         return results
 
-    def _update_iterated(self, obs: Observation, ctx: TemporalContext, gate) -> dict[str, StepResult]:
+    def _update_iterated(self, obs: Observation, ctx: TemporalContext, gate,
+                         settings: FilterSettings) -> dict[str, StepResult]:
         """The ``(r, J, w)`` observations together, by the iterated update (:mod:`.iterated_update`)."""
-        names = [n for n in self.settings.observations if n in ITERATED_OBSERVATIONS]
+        names = [n for n in settings.observations if n in ITERATED_OBSERVATIONS]
         pose = self.ekf.pose
         modalities = []
         use_depth = "sparse_depth" in names and obs.frame.depth is not None
@@ -248,7 +260,7 @@ class ObjectPoseFilter:
             modalities.append(self.contacts)
         if not modalities:
             return {}
-        s = self.settings
+        s = settings
         options = CovarianceOptions(s.max_iterations, (s.converged_translation, s.converged_rotation),
                                     s.noise_estimation, s.keep_prior_unconverged)
         self.last_update = UpdateDiagnostics()
@@ -268,7 +280,7 @@ class ObjectPoseFilter:
 
     def step(self, obs: Observation, ctx: TemporalContext) -> FilterStep:
         """Predict with the hand motion, then update with the observations of ``obs``."""
-        used = self.predict(obs.hand, ctx)
+        used = self.predict(obs.hand, ctx, obs.frame.depth is not None)
         return FilterStep(used, self.update(obs, ctx))
 
     def _query(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

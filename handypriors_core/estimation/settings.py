@@ -8,6 +8,8 @@ derived from it). Imports only ``config``, ``errors`` and ``priors.losses`` (set
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import os
 from dataclasses import dataclass, field
@@ -21,6 +23,7 @@ from .calibration_settings import CalibrationSettings
 
 __all__ = [
     "DepthSettings",
+    "ColourOnlySettings",
     "FilterSettings",
     "InitializationSettings",
     "ROISettings",
@@ -234,6 +237,36 @@ class RefineSettings:
 
 
 @dataclass
+class ColourOnlySettings:
+    """The filter's settings that change on a frame without depth (colour only: the region modality observes the
+    pose, so fewer and steadier iterations and a tighter motion prior, as ICG regularises its updates).
+
+    Attributes:
+        observations: observation models used on frames without depth, in update order.
+        iterations: Gauss-Newton iterations of the iterated update (one per region scale, then the finest).
+        max_iterations: at most this many iterations.
+        keep_prior_unconverged: as :class:`FilterSettings`.
+        process_std_translation, process_std_rotation: per-frame process noise with hand contact [m], [rad].
+        free_std_translation, free_std_rotation: per-frame process noise without contact [m], [rad].
+    """
+
+    observations: list[FilterObservation] = field(default_factory=lambda: ["region"])
+    iterations: int = ranged(5, 1, 10)
+    max_iterations: int = ranged(5, 1, 50)
+    keep_prior_unconverged: bool = False
+    process_std_translation: float = ranged(0.003, 0.0, 1.0, low_open=True)
+    process_std_rotation: float = ranged(0.01, 0.0, math.pi, low_open=True)
+    free_std_translation: float = ranged(0.005, 0.0, 1.0, low_open=True)
+    free_std_rotation: float = ranged(0.03, 0.0, math.pi, low_open=True)
+
+    def __post_init__(self) -> None:
+        known = set(FilterObservation.__args__)
+        require(set(self.observations) <= known,
+                f"filter.colour_only.observations must be a subset of {sorted(known)}; got {self.observations}")
+        check_ranges(self, "filter.colour_only")
+
+
+@dataclass
 class FilterSettings:
     """Extended Kalman filter tracking (paper Sec. III-E, Table I).
 
@@ -271,6 +304,7 @@ class FilterSettings:
         keep_prior_unconverged: an update that did not converge moves the pose but keeps the prior covariance.
         settle_factor: after a (re)initialisation the k-th converged update keeps at least the initial
             variances times ``settle_factor^k`` (the first fits may sit in a wrong basin; 0 = off).
+        colour_only: what replaces these settings on frames without depth (:class:`ColourOnlySettings`).
     """
 
     observations: list[FilterObservation] = field(default_factory=lambda: ["sparse_depth"])
@@ -299,6 +333,14 @@ class FilterSettings:
     converged_rotation: float = ranged(2e-3, 0.0, math.pi)
     keep_prior_unconverged: bool = True
     settle_factor: float = ranged(0.03, 0.0, 1.0)
+    colour_only: ColourOnlySettings = field(default_factory=ColourOnlySettings)
+
+    def for_frame(self, has_depth: bool) -> FilterSettings:
+        """These settings, or on a frame without depth these with :attr:`colour_only`'s fields replacing theirs."""
+        if has_depth:
+            return self
+        c = self.colour_only
+        return dataclasses.replace(self, **{f.name: getattr(c, f.name) for f in dataclasses.fields(c)})
 
     def __post_init__(self) -> None:
         known = set(FilterObservation.__args__)

@@ -181,7 +181,7 @@ class ObjectTracker:
             frame = self.calibration.observe(frame)
             timings["calibration"] = time.perf_counter() - t0
         hand = self.scene.pose_hand(frame.joint_angles, frame.hand2camera)
-        used_contacts = self.filter.predict(hand, self.context)
+        used_contacts = self.filter.predict(hand, self.context, frame.depth is not None)
         timings["predict"] = time.perf_counter() - t0
         predicted = self.filter.pose.float()
         mask = None
