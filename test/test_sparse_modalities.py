@@ -324,54 +324,73 @@ def _region(scene, tmp_path):
     from handypriors_core.estimation.region import RegionModality
     from handypriors_core.estimation.settings import RegionSettings
 
-    # lines scaled to the small test image (the box is ~30 px wide)
-    return RegionModality(scene, RegionSettings(view_subdivisions=1, cache_dir=str(tmp_path), line_length=6.0,
-                                                function_length=4.0))
+    # lines scaled to the small test image (the box is ~30 px wide): 9 segments of 2 px, then of 1 px
+    return RegionModality(scene, RegionSettings(view_subdivisions=1, cache_dir=str(tmp_path), scales=[2.0, 1.0],
+                                                standard_deviations=[3.0, 1.5], function_length=4,
+                                                distribution_length=6, learn_length=6.0))
 
 
 def test_region_jacobian_matches_finite_differences_near_the_silhouette(scene_data, tmp_path):
     scene, _frame, obs, T_o, _out = scene_data
     region = _region(scene, tmp_path)
     g = torch.Generator().manual_seed(4)
-    for _ in range(3):
+    cam = obs.camera
+    f = (float(cam.fx), float(cam.fy), float(cam.cx), float(cam.cy))
+    for _ in range(4):
         d = torch.randn(6, generator=g, dtype=_F64) * torch.tensor([0.004] * 3 + [0.05] * 3, dtype=_F64)
         pose = retract(PoseState.from_pose(T_o), d).pose
         lines = region.lines(pose, obs)
         assert lines.centres.shape[0] >= 20
         mu = torch.randn(lines.centres.shape[0], generator=g, dtype=_F64)
-        cam = obs.camera
-        f = (float(cam.fx), float(cam.fy), float(cam.cx), float(cam.cy))
         # the contour points themselves lie on the silhouette edge: the residual at the pose is -mu exactly
         r0 = region.residual(pose[None], lines, mu, *f)[0]
         assert torch.allclose(r0, -mu, atol=1e-9)
-        p = lines.points_obj @ pose[:3, :3].T + pose[:3, 3]
-        from handypriors_core.estimation.region import projection_jacobian
-
-        gvec = (lines.normals[:, None, :] @ projection_jacobian(p, *f[:2]))[:, 0]
-        J = torch.cat((gvec, torch.linalg.cross(p - pose[:3, 3], gvec, dim=-1)), -1)
-        Jn = _numeric_jacobian(lambda P, lines=lines, mu=mu, f=f: region.residual(P[None], lines, mu, *f)[0], pose)
+        J = region.jacobian(pose, lines, *f[:2])  # the modality's own closed form
+        Jn = _numeric_jacobian(lambda P, lines=lines, mu=mu: region.residual(P[None], lines, mu, *f)[0], pose)
         assert torch.allclose(J, Jn, atol=1e-5, rtol=1e-6), (J - Jn).abs().max()
 
 
+def _coloured_observation(scene_data):
+    """The scene's observation with colours: a red box, a blue hand, a grey background."""
+    import dataclasses
+
+    scene, frame, _obs, T_o, out = scene_data
+    rgb = torch.full((120, 160, 3), 120, dtype=torch.uint8)
+    rgb[out.instance[0] == OBJECT] = torch.tensor([200, 40, 40], dtype=torch.uint8)
+    rgb[out.mask[0] & (out.instance[0] != OBJECT)] = torch.tensor([30, 40, 160], dtype=torch.uint8)
+    return prepare_observation(dataclasses.replace(frame, rgb=rgb, depth=None), scene, T_o.float(),
+                               ROISettings(size=64), DepthSettings(), depth_points=False)
+
+
 def test_region_modality_drops_lines_crossing_a_finger_and_caches_its_model(scene_data, tmp_path):
-    scene, _frame, obs, T_o, out = scene_data
+    scene, _frame, _obs, T_o, out = scene_data
+    obs = _coloured_observation(scene_data)
     region = _region(scene, tmp_path)
     assert len(list(tmp_path.glob("viewpoint_*.npz"))) == 1
     occlusion = HandOcclusion(scene, obs)
     assert region.begin(obs, T_o, occlusion)
-    lines = region.lines(T_o, obs)
-    offsets = region._offsets(1.0)
-    pos, _cells = region._sample(lines, obs, offsets)
+    finest = len(region.settings.scales) - 1
+    lines = region.lines(T_o, obs, region.half_length(finest))
+    offsets = region.segment_offsets(finest).reshape(-1)
+    pos = lines.centres[:, None] + offsets[None, :, None] * lines.normals[:, None]
     crossed = region._hand_crossed(lines, pos, occlusion)
     # the fingers hide ~40 % of the box: a good part of its contour lines cross them, and those are dropped
     assert 0.15 < float(crossed.double().mean()) < 0.85, crossed.double().mean()
-    _mu, _var, keep = region.contour_posterior(lines, obs, 1.0, occlusion)
+    mu, _var, keep = region.contour_posterior(lines, obs, finest, occlusion)
     assert not bool((keep & crossed).any())
+    assert int(keep.sum()) >= 10
+    # at the true pose the kept lines find the contour where the model puts it (within a pixel)
+    assert float(mu[keep].abs().median()) <= 1.0, mu[keep]
     # a kept line never runs over a hand pixel of the (independent) z-buffer render
     px = pos[keep].round().long().reshape(-1, 2)
     inside = (px[:, 0] >= 0) & (px[:, 0] < 160) & (px[:, 1] >= 0) & (px[:, 1] < 120)
     instance = out.instance[0][px[inside, 1], px[inside, 0]]
     assert int((instance == 0).sum()) == 0  # 0 = HAND
+    # coarse lines: the same lines are dropped (a hand pixel near the contour point), none more
+    coarse = region.lines(T_o, obs, region.half_length(0))
+    _mu, _var, keep0 = region.contour_posterior(coarse, obs, 0, occlusion)
+    near = coarse.centres[:, None] + offsets[None, :, None] * coarse.normals[:, None]
+    assert not bool((keep0 & region._hand_crossed(coarse, near, occlusion)).any())
     # the second modality of the same mesh reads the cached model
     again = _region(scene, tmp_path)
     assert torch.equal(again.model.points, region.model.points)

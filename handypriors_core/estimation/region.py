@@ -1,22 +1,26 @@
 """Sparse region modality (in the spirit of ICG/SRT3D): correspondence lines across the object's contour.
 
-Per Gauss-Newton iteration at pose ``(R, t)``: the contour points of the closest view of the
-:class:`~.viewpoint_model.ViewpointModel` are projected (``c``, with the projected outward normal ``n``); along
-each correspondence line ``c + s n`` (``s`` in ``[-L, L]`` px, steps of the iteration's scale) the colour
-histograms give the pixel-wise foreground posterior ``p_f = h_f / (h_f + h_b)``; a smoothed step function
-(``0.5 - a tanh(x / 2 b)``) over candidate contour positions ``d`` gives a discrete posterior of where the contour
-lies, whose mean ``mu`` and variance ``var`` make one residual per line [px]::
+Per Gauss-Newton iteration ``i`` at pose ``(R, t)``: the contour points of the closest view of the
+:class:`~.viewpoint_model.ViewpointModel` are projected (``c``, with the projected outward normal ``n``). Each
+correspondence line ``c + s n`` is cut into ``function_length + distribution_length - 1`` segments of
+``scales[i]`` pixels (coarse to fine: the capture range shrinks from tens of pixels to about ten). A segment's
+foreground probability is ``prod h_f / (prod h_f + prod h_b)`` over its pixels (colour histograms ``h_f``,
+``h_b``); a smoothed step (``0.5 - a tanh(x / 2 b)``) over the ``function_length`` segments around each of the
+``distribution_length`` candidate contour positions gives a discrete posterior of where the contour lies, whose
+mean ``mu`` and variance ``var`` [px] make one residual per line::
 
     r = n . (pi(R p_obj + t) - c) - mu,     dr/d delta = n^T dpi/dp [I, -[p - t]x]
 
 (``c``, ``n``, ``mu`` fixed at the linearisation pose, so ``r = -mu`` there), weighted by
-``min(1, var_min / var)``. Lines that cross the rendered hand (:class:`~.hand_occlusion.HandOcclusion`: a hand
-pixel in front of the contour point anywhere on the line) are dropped: the hand is a known occluder. Lines
-with too few foreground/background contrast are dropped too.
+``min(1, std_i^2 / var)``. The rendered hand (:class:`~.hand_occlusion.HandOcclusion`) is a known occluder: a
+line with a hand pixel in front of its contour point within the finest level's half length of it is dropped,
+and hand pixels farther along a coarse line tell nothing (they count neither as foreground nor background).
+Lines with too little foreground/background contrast are dropped too.
 
-Histograms (``bins^3`` RGB cells) are learnt from the lines at the estimated pose after each update
-(pixels inside the contour: foreground, outside: background, hand pixels excluded), with a learning rate.
-Colour only: no depth needed.
+Histograms (``2^(3 bits)`` RGB cells) are learnt from the lines at the estimated pose after each update (pixels
+inside the contour: foreground, outside: background; lines crossing the hand left out), with a learning rate.
+A new track learns them at its initial pose from pixels beyond the pose's uncertainty (projected translation
+standard deviation): the initial pose may be centimetres off. Colour only: no depth needed.
 """
 
 from __future__ import annotations
@@ -230,6 +234,14 @@ class RegionModality:
         uv = torch.stack((fx * p[..., 0] / p[..., 2] + cx, fy * p[..., 1] / p[..., 2] + cy), -1)
         return ((uv - lines.centres.to(uv)) * lines.normals.to(uv)).sum(-1) - mu.to(uv)
 
+    @staticmethod
+    def jacobian(object2camera: torch.Tensor, lines: CorrespondenceLines, fx: float, fy: float) -> torch.Tensor:
+        """``(L, 6)`` closed-form ``d residual / d delta`` at ``object2camera (4, 4)``: ``n^T dpi/dp [I, -[p - t]x]``
+        (``c``, ``n``, ``mu`` held fixed)."""
+        p = lines.points_obj @ object2camera[:3, :3].T + object2camera[:3, 3]
+        g = (lines.normals[:, None, :] @ projection_jacobian(p, fx, fy))[:, 0]  # (L, 3): n^T dpi/dp
+        return torch.cat((g, torch.linalg.cross(p - object2camera[:3, 3], g, dim=-1)), -1)
+
     def linearize(self, object2camera: torch.Tensor, iteration: int) -> ResidualBlock | None:
         """``(r, J, w)`` at ``object2camera (4, 4)`` with the line scale of ``iteration`` (coarse to fine)."""
         if self._frame is None:
@@ -248,10 +260,7 @@ class RegionModality:
         cam = obs.camera
         fx, fy, cx, cy = float(cam.fx), float(cam.fy), float(cam.cx), float(cam.cy)
         r = self.residual(pose[None], lines, mu, fx, fy, cx, cy)[0]
-        p = lines.points_obj @ pose[:3, :3].T + pose[:3, 3]
-        dpi = projection_jacobian(p, fx, fy)  # (L, 2, 3)
-        g = (lines.normals[:, None, :] @ dpi)[:, 0]  # (L, 3): n^T dpi/dp
-        J = torch.cat((g, torch.linalg.cross(p - pose[:3, 3], g, dim=-1)), -1)
+        J = self.jacobian(pose, lines, fx, fy)
         std = s.standard_deviations[min(level, len(s.standard_deviations) - 1)]
         w = (std * std / var).clamp(max=1.0)  # information 1 / max(var, std^2) per line
         return ResidualBlock(self.name, r, J, w, std)
