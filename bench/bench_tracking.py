@@ -24,9 +24,9 @@ each of its observations, the default with each other observation, and the defau
 prediction). Ablation rows run without loss-of-track re-initialisation. Observation names come from
 ``FilterObservation`` so new modalities get rows without editing this file.
 
-Masks: none for the depth rows (as the node ships; ``--masks colour`` for the colour model), the built-in
-colour model for the colour-only rows and the mask-based ablation rows (``centre``, ``silhouette``); never the
-oracle masks.
+Masks: none (as the node ships; ``--masks colour`` for the colour model), the built-in colour model for the
+mask-based ablation rows (``centre``, ``silhouette``); never the oracle masks. The colour-only rows observe the
+colour image through the region modality (``filter.colour_only``), without masks.
 
 Checks: every goal of issue 13 is reported (met / not met), and each (sequence, row) is checked against the
 regression bounds of ``REGRESSION_BOUNDS`` (about 1.5-2x what was measured when they were set): the exit status
@@ -183,7 +183,8 @@ MASK_OBSERVATIONS = {"centre", "silhouette"}
 @dataclass
 class Row:
     """One row: settings overrides (dotted keys), colour only or not, which table, whether it needs a mask
-    source (colour-only rows and mask-based observations use the built-in colour model)."""
+    source (mask-based observations use the built-in colour model; the colour-only rows observe the colour
+    image through the region modality, without masks)."""
 
     name: str
     overrides: dict
@@ -192,7 +193,7 @@ class Row:
 
     @property
     def needs_masks(self) -> bool:
-        return self.no_depth or bool(MASK_OBSERVATIONS & set(self.overrides.get("filter.observations", [])))
+        return bool(MASK_OBSERVATIONS & set(self.overrides.get("filter.observations", [])))
 
 
 #: The refine rows run as shipped: Adam steps within the configured wall-clock budget per frame (0.2 s), so they
@@ -439,8 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", nargs="*", default=None, help="only these row names")
     parser.add_argument("--sequences", nargs="*", default=None, help="only these sequence names")
     parser.add_argument("--masks", choices=("none", "colour"), default="none",
-                        help="mask source of the depth rows (default none, as the node; colour = the built-in "
-                             "colour model, which colour-only and mask-based rows always use)")
+                        help="mask source of the rows (default none, as the node; colour = the built-in colour "
+                             "model, which the mask-based ablation rows always use)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="tracking setting for every row, dotted below `tracking`, YAML value (repeatable), "
                              "e.g. --set filter.process_std_rotation=0.01")

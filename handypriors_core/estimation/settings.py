@@ -239,7 +239,8 @@ class RefineSettings:
 @dataclass
 class ColourOnlySettings:
     """The filter's settings that change on a frame without depth (colour only: the region modality observes the
-    pose, so fewer and steadier iterations and a tighter motion prior, as ICG regularises its updates).
+    pose, with the hand's contacts; a fixed number of iterations and a tighter motion prior, as ICG regularises
+    its updates).
 
     Attributes:
         observations: observation models used on frames without depth, in update order.
@@ -250,7 +251,7 @@ class ColourOnlySettings:
         free_std_translation, free_std_rotation: per-frame process noise without contact [m], [rad].
     """
 
-    observations: list[FilterObservation] = field(default_factory=lambda: ["region"])
+    observations: list[FilterObservation] = field(default_factory=lambda: ["region", "contacts"])
     iterations: int = ranged(5, 1, 10)
     max_iterations: int = ranged(5, 1, 50)
     keep_prior_unconverged: bool = False
