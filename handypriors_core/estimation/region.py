@@ -93,6 +93,7 @@ class RegionModality:
         self.hist_f: torch.Tensor | None = None
         self.hist_b: torch.Tensor | None = None
         self._frame = None
+        self._radius: float | None = None
 
     # ------------------------------------------------------------------------------------------- lines
     def lines(self, object2camera: torch.Tensor, obs: Observation, half_length: float | None = None
@@ -145,20 +146,23 @@ class RegionModality:
         ``margin`` (default ``learn_margin``) to ``margin + learn_length`` [px] inside the contour are foreground,
         outside background."""
         s = self.settings
-        gap = s.learn_margin if margin is None else max(margin, s.learn_margin)
+        gap = s.learn_margin if margin is None else max(min(margin, 0.5 * self._radius_px(object2camera, obs)),
+                                                        s.learn_margin)
         lines = self.lines(object2camera, obs, gap + s.learn_length)
         if lines.centres.shape[0] < s.min_lines:
             return
         outer = torch.arange(int(gap), int(gap + s.learn_length) + 1, dtype=_F64)
         offsets = torch.cat((-outer.flip(0), outer))
         pos = lines.centres[:, None] + offsets[None, :, None] * lines.normals[:, None]
-        keep = ~self._hand_crossed(lines, pos, occlusion)
-        if int(keep.sum()) < s.min_lines:
+        seen = ~self._hand_pixels(lines, pos, occlusion)  # hand pixels are neither object nor background
+        if int(seen.sum()) < s.min_lines * offsets.numel() // 2:
             return
-        cells = self._cells(pos[keep], obs)
+        cells = self._cells(pos, obs)
+        inner = seen & (offsets < 0)[None]
+        outside = seen & (offsets > 0)[None]
         nb = 1 << (3 * s.histogram_bits)
-        hf = torch.bincount(cells[:, offsets < 0].reshape(-1), minlength=nb).to(_F64)
-        hb = torch.bincount(cells[:, offsets > 0].reshape(-1), minlength=nb).to(_F64)
+        hf = torch.bincount(cells[inner], minlength=nb).to(_F64)
+        hb = torch.bincount(cells[outside], minlength=nb).to(_F64)
         hf, hb = hf / hf.sum().clamp_min(1), hb / hb.sum().clamp_min(1)
         if self.hist_f is None:
             self.hist_f, self.hist_b = hf, hb
@@ -166,6 +170,13 @@ class RegionModality:
             r = s.learning_rate if rate is None else rate
             self.hist_f = (1 - r) * self.hist_f + r * hf
             self.hist_b = (1 - r) * self.hist_b + r * hb
+
+    def _radius_px(self, object2camera: torch.Tensor, obs: Observation) -> float:
+        """The object's projected radius [px] at ``object2camera (4, 4)`` (its contour points' largest distance
+        from the object origin)."""
+        if self._radius is None:
+            self._radius = float(self.model.points.norm(dim=-1).max())
+        return float(obs.camera.fx) * self._radius / max(float(object2camera[2, 3]), 1e-3)
 
     # ------------------------------------------------------------------------------------------ update
     def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None,
