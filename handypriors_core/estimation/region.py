@@ -194,7 +194,7 @@ class RegionModality:
         segments of ``k = scales[level]`` pixels each, centred on the contour point."""
         s = self.settings
         scale = s.scales[level]
-        k = max(1, int(round(scale)))
+        k = max(1, round(scale))
         segments = s.function_length + s.distribution_length - 1
         centres = (torch.arange(segments, dtype=_F64) - 0.5 * (segments - 1)) * scale
         within = (torch.arange(k, dtype=_F64) - 0.5 * (k - 1)) * (scale / k)

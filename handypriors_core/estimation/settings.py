@@ -9,7 +9,6 @@ derived from it). Imports only ``config``, ``errors`` and ``priors.losses`` (set
 from __future__ import annotations
 
 import dataclasses
-
 import math
 import os
 from dataclasses import dataclass, field
@@ -20,10 +19,11 @@ from ..config import check_ranges, find_config, load_settings, load_yaml, ranged
 from ..errors import ConfigError
 from ..priors.losses import LossWeights
 from .calibration_settings import CalibrationSettings
+from .region_settings import RegionSettings
 
 __all__ = [
-    "DepthSettings",
     "ColourOnlySettings",
+    "DepthSettings",
     "FilterSettings",
     "InitializationSettings",
     "ROISettings",
@@ -134,55 +134,6 @@ class SparseDepthSettings:
                     f"sparse_depth.{name} must be a non-empty list of values > 0 m; got {values}")
         require(self.robust in RobustFunction.__args__, f"sparse_depth.robust must be one of "
                 f"{RobustFunction.__args__}; got {self.robust!r}")
-
-
-@dataclass
-class RegionSettings:
-    """Sparse region modality (:mod:`.region`): correspondence lines across the contour, colour histograms.
-
-    Attributes:
-        view_subdivisions: icosahedron subdivisions of the viewpoint model (3: 642 views).
-        points_per_view: contour points per view.
-        cache_dir: where viewpoint models are cached (``~`` expanded; empty: no cache).
-        function_length: segments of the smoothed step function's support around a candidate contour position.
-        distribution_length: candidate contour positions per line (a line has ``function_length +
-            distribution_length - 1`` segments of ``scale`` pixels: its capture range grows with the scale).
-        scales: per Gauss-Newton iteration, the segment size [px] (coarse to fine; the last one repeats).
-        standard_deviations: per iteration, the smallest residual noise [px] a line is trusted with (its weight is
-            ``min(1, std^2 / var)`` with ``var`` the variance of its contour posterior).
-        step_amplitude, step_slope: the smoothed step ``0.5 - a tanh(x / 2 b)`` (x in segments).
-        min_contrast: lines whose foreground posterior spans less than this are dropped.
-        min_lines: fewer lines than this and the modality says nothing.
-        histogram_bits: bits per colour channel of the histograms.
-        learning_rate: histogram update rate per frame.
-        learn_length: [px] the histograms learn from pixels up to this far inside / outside the contour ...
-        learn_margin: [px] ... and at least this far from it.
-        hand_margin: [m] lines with a hand pixel in front of (or this close behind) the contour point are dropped.
-    """
-
-    view_subdivisions: int = ranged(3, 0, 5)
-    points_per_view: int = ranged(200, 8, 10_000)
-    cache_dir: str = "~/.cache/handypriors"
-    function_length: int = ranged(8, 2, 100)
-    distribution_length: int = ranged(12, 2, 100)
-    scales: list[float] = field(default_factory=lambda: [6.0, 4.0, 2.0, 1.0])
-    standard_deviations: list[float] = field(default_factory=lambda: [15.0, 5.0, 3.5, 1.5])
-    step_amplitude: float = ranged(0.43, 0.0, 0.5, low_open=True, high_open=True)
-    step_slope: float = ranged(0.5, 0.0, 100.0, low_open=True)
-    min_contrast: float = ranged(0.3, 0.0, 1.0)
-    min_lines: int = ranged(10, 1, 10_000)
-    histogram_bits: int = ranged(4, 1, 8)
-    learning_rate: float = ranged(0.2, 0.0, 1.0)
-    learn_length: float = ranged(12.0, 1.0, 200.0)
-    learn_margin: float = ranged(2.0, 0.0, 100.0)
-    hand_margin: float = ranged(0.005, 0.0, 0.1)
-
-    def __post_init__(self) -> None:
-        check_ranges(self, "region")
-        for name in ("scales", "standard_deviations"):
-            values = getattr(self, name)
-            require(len(values) >= 1 and all(math.isfinite(v) and v > 0 for v in values),
-                    f"region.{name} must be a non-empty list of values > 0 px; got {values}")
 
 
 @dataclass
