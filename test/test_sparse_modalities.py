@@ -229,6 +229,24 @@ def test_sparse_depth_numpy_path_equals_the_torch_path(scene_data, shape):
     assert compared >= 6
 
 
+def test_quality_score_in_numpy_equals_the_torch_path(scene_data):
+    """The tracker's quality score on the CPU (numpy) equals its torch path: with depth and mask, depth only, at
+    the true pose, a moved one and one outside the image."""
+    import dataclasses
+
+    scene, frame, _obs, T_o, _out = scene_data
+    tracker = ObjectTracker(scene.hand, scene.object, TrackerSettings(mode="filter"))
+    obs = prepare_observation(frame, scene, T_o.float(), ROISettings(size=64), DepthSettings(), depth_points=False)
+    no_mask = dataclasses.replace(obs, mask_full=None)
+    scores = []
+    for pose in (T_o, _moved(T_o, (0.01, -0.005, 0.004), (0.1, 0.0, -0.05)), _moved(T_o, (2.0, 0.0, 0.0), (0, 0, 0))):
+        for o in (obs, no_mask):
+            fast, reference = tracker.quality(o, pose), tracker.quality(o, pose, arrays=False)
+            assert fast == pytest.approx(reference, abs=1e-6)
+            scores.append(fast)
+    assert scores[0] > 0.9 and scores[-1] == 0.0 and min(scores[2:4]) < scores[0]
+
+
 class _Linear:
     """A linear modality ``r = J (x [-] x0) + b`` for the update tests."""
 

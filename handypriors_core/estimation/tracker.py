@@ -19,9 +19,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+import numpy as np
 import torch
 
 from ..errors import InvalidValueError
+from ..geometry.camera import MIN_DEPTH
 from ..geometry.transforms import invert_transform, transform_points
 from ..io.frame import Frame
 from ..models.rigid_object import RigidObject
@@ -250,7 +252,7 @@ class ObjectTracker:
         """Whether a configured term uses the back-projected depth points (the dense filter depth)."""
         return "depth" in self.settings.filter.observations
 
-    def quality(self, obs: Observation, object2camera: torch.Tensor) -> float:
+    def quality(self, obs: Observation, object2camera: torch.Tensor, arrays: bool = True) -> float:
         """Score in [0, 1] of how well the pose explains the frame, from the object's surface samples.
 
         The samples facing the camera are projected into the full image. With depth, a sample counts as
@@ -267,6 +269,8 @@ class ObjectTracker:
             R, t = pose[:3, :3], pose[:3, 3]
             points = self.scene.object_samples @ R.T + t  # (S, 3) camera frame
             normals = self.scene.object_sample_normals @ R.T
+            if arrays and device.type == "cpu":  # numpy (unless ``arrays`` is False): the same arithmetic and score
+                return _quality_arrays(obs, points.numpy(), normals.numpy())
             facing = (normals * points).sum(-1) < 0
             uv = obs.camera.project(points[None])[0].round().long()
             W, H = obs.camera.width, obs.camera.height
@@ -307,3 +311,35 @@ class ObjectTracker:
     def object_in_hand(self, object2camera: torch.Tensor, hand2camera: torch.Tensor) -> torch.Tensor:
         """``object2hand (4, 4)`` for a pose and the hand pose."""
         return invert_transform(hand2camera.double()) @ object2camera.double()
+
+
+def _quality_arrays(obs: Observation, points: np.ndarray, normals: np.ndarray) -> float:
+    """:meth:`ObjectTracker.quality` from the posed samples ``points``, ``normals (S, 3)`` float32 [m, camera frame]
+    in numpy (the CPU path: a few hundred samples; the same float32 arithmetic and score)."""
+    facing = (normals * points).sum(-1) < 0
+    K = obs.camera.K.detach().to("cpu", torch.float32).numpy()
+    z_safe = np.maximum(points[:, 2], np.float32(MIN_DEPTH))
+    u = np.round(points[:, 0] / z_safe * K[0, 0] + K[0, 2]).astype(np.int64)  # camera.project, rounded
+    v = np.round(points[:, 1] / z_safe * K[1, 1] + K[1, 2]).astype(np.int64)
+    W, H = obs.camera.width, obs.camera.height
+    inside = facing & (points[:, 2] > 0) & (u >= 0) & (u < W) & (v >= 0) & (v < H)
+    if int(inside.sum()) < 5:
+        return 0.0
+    u, v, z = u[inside], v[inside], points[inside, 2]
+    visible = np.ones(z.shape, dtype=bool)
+    scores = []
+    if obs.frame.depth is not None:
+        observed = obs.frame.depth.detach().cpu().numpy()[v, u]
+        valid = np.isfinite(observed)
+        occluded = valid & (observed < z - np.float32(0.01))
+        agree = valid & (np.abs(observed - z) <= np.float32(0.01))
+        judged = int((valid & ~occluded).sum())
+        if judged >= 5:
+            scores.append(int(agree.sum()) / judged)
+        visible = ~occluded
+    if obs.mask_full is not None and int(visible.sum()) >= 5:
+        keep = torch.from_numpy(visible)
+        scores.append(float(obs.mask_full[torch.from_numpy(v)[keep], torch.from_numpy(u)[keep]].mean()))
+    if not scores:
+        return 1.0
+    return float(sum(scores) / len(scores))
