@@ -116,9 +116,11 @@ def calibration_errors(cal: HandCalibrator, faults: SensorFaults, bias: dict | N
 
 
 def calibrate(hand, frames: list, settings) -> HandCalibrator:
-    cal = HandCalibrator(hand, dataclasses.replace(settings, enabled=True))
+    """As ``handypriors calibrate`` does: the recursive pass over every frame, then the batch re-solve."""
+    cal = HandCalibrator(hand, dataclasses.replace(settings, enabled=True), keep_frames=True)
     for f in frames:
         cal.update(f)
+    cal.smooth()
     return cal
 
 

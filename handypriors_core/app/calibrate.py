@@ -3,7 +3,8 @@ recording and write the calibration YAML that the node (parameter ``calibration_
 --calibration`` load.
 
 Only the hand is used (its depth against the model posed by the recorded joint states and hand pose, see
-:mod:`handypriors_core.estimation.calibration`), so no object model or initial pose is needed; the hand should
+:mod:`handypriors_core.estimation.calibration`: the recursive update over every frame, then one batch re-solve
+over the used frames), so no object model or initial pose is needed; the hand should
 move (fingers and/or wrist) for the estimate to be informative: frames of a still hand add nothing.
 """
 
@@ -93,7 +94,7 @@ def run_calibrate(opts: CalibrateOptions) -> CalibrateSummary:
     initial = load_calibration(opts.initial, hand.joint_names) if opts.initial is not None else None
     bag_settings = load_bag_settings(opts.config if opts.config is not None else _shipped_config())
     bag_settings = bag_settings.override(**{k: v for k, v in opts.topics.items() if v is not None})
-    calibrator = HandCalibrator(hand, settings, initial=initial)
+    calibrator = HandCalibrator(hand, settings, initial=initial, keep_frames=True)
     statuses: Counter[str] = Counter()
     with BagReader(opts.bag, hand.joint_names, bag_settings, report=report) as reader:
         report(f"{reader.describe()}; calibrating the hand")
@@ -105,6 +106,10 @@ def run_calibrate(opts: CalibrateOptions) -> CalibrateSummary:
                 continue
             update = calibrator.update(bf.frame)
             statuses[update.status.split(":")[0]] += 1
+    if calibrator.kept_frames:  # the batch re-solve over the used frames (see HandCalibrator.smooth)
+        smoothed = calibrator.smooth()
+        report(f"re-solved over {len(calibrator.kept_frames)} used frames ({smoothed.status}, change "
+               f"{smoothed.step:.2e})")
     result = calibrator.result()
     seen = sum(statuses.values())
     warning = calibrator.needs_recalibration()

@@ -32,7 +32,16 @@ from ..render.renderer import Renderer
 from .calibration_settings import CalibrationSettings
 from .hand_depth import F64, HandCalibrationState, HandDepthModality
 
-__all__ = ["CalibrationUpdate", "HandCalibrator"]
+__all__ = ["CalibrationUpdate", "HandCalibrator", "state_deviation"]
+
+
+def state_deviation(state: HandCalibrationState, reference: HandCalibrationState) -> torch.Tensor:
+    """``(6 + J,)`` tangent of ``state`` about ``reference`` (the inverse of
+    :meth:`HandCalibrationState.perturbed`): translation difference [m], ``log(R R_ref^T)`` [rad], offset
+    difference [rad]."""
+    dt = state.correction[:3, 3] - reference.correction[:3, 3]
+    dphi = matrix_to_axis_angle(state.correction[:3, :3] @ reference.correction[:3, :3].T)
+    return torch.cat((dt, dphi, state.offsets - reference.offsets))
 
 
 @dataclass(frozen=True)
@@ -57,10 +66,13 @@ class HandCalibrator:
     """
 
     def __init__(self, hand, settings: CalibrationSettings | None = None, renderer: Renderer | None = None,
-                 initial: HandCalibration | None = None) -> None:
+                 initial: HandCalibration | None = None, keep_frames: bool = False) -> None:
         self.settings = settings if settings is not None else CalibrationSettings()
         self.modality = HandDepthModality(hand, self.settings, renderer)
+        self.fine_modality = HandDepthModality(hand, self.settings, self.modality.renderer,
+                                               self.settings.smoothing_excluded_links)  # smooth()'s observation
         self.joint_names = list(hand.joint_names)
+        self.keep_frames = keep_frames
         self.reset(initial)
 
     # ------------------------------------------------------------------------------------------ state
@@ -77,6 +89,10 @@ class HandCalibrator:
         std = torch.tensor([s.prior_std_translation] * 3 + [s.prior_std_rotation] * 3 + [s.prior_std_offset] * J,
                            dtype=F64)
         self.covariance = torch.diag(std**2)
+        wide = torch.tensor([s.prior_std_translation] * 3 + [s.prior_std_rotation] * 3
+                            + [s.smoothing_prior_std_offset] * J, dtype=F64)
+        self._prior = (self.state, torch.diag(wide**2))  # the batch re-solve's prior (mean, covariance)
+        self.kept_frames: list[Frame] = []  # used frames for smooth() (only with keep_frames)
         self._process = torch.tensor([s.process_std_translation] * 3 + [s.process_std_rotation] * 3
                                      + [s.process_std_offset] * J, dtype=F64) ** 2
         active = torch.ones(6 + J, dtype=torch.bool)
@@ -209,5 +225,59 @@ class HandCalibrator:
         self.state = state
         self.frames_used += 1
         self._last_q, self._last_pose = q_meas, pose_meas
+        if self.keep_frames and self.settings.smoothing_frames > 0:
+            self.kept_frames.append(frame)
+            if len(self.kept_frames) > self.settings.smoothing_frames:
+                self.kept_frames = self.kept_frames[1::2]  # thin evenly, newest kept
         self.last_update = CalibrationUpdate("updated", count, rms, float(x.norm()))
+        return self.last_update
+
+    # ------------------------------------------------------------------------------------------ batch re-solve
+    def smooth(self, frames: list[Frame] | None = None) -> CalibrationUpdate:
+        """Re-solve over all ``frames`` at once (default: :attr:`kept_frames`, with ``keep_frames``): MAP over the
+        prior of :meth:`reset` and every frame's hand depth, re-linearised and re-associated at the current
+        estimate each of ``smoothing_iterations`` Gauss-Newton steps (robust scale from ``robust_scale`` halving
+        down to ``smoothing_robust_scale``). The recursive update fixes each frame's information where it was
+        linearised (far off at the start with large faults); this removes that. Covariance: the MAP's.
+        """
+        frames = self.kept_frames if frames is None else frames
+        s = self.settings
+        act = self.active
+        prior_state, prior_cov = self._prior
+        info_prior = torch.linalg.inv(prior_cov[act][:, act])
+        state = self.state
+        visible: list[torch.Tensor | None] = [None] * len(frames)
+        info = None
+        count = 0
+        for k in range(s.smoothing_iterations):
+            scale = max(s.smoothing_robust_scale, s.robust_scale * 0.5 ** k)
+            info = info_prior.clone()
+            grad = info_prior @ state_deviation(state, prior_state)[act]
+            count = 0
+            for i, f in enumerate(frames):
+                q, T = f.joint_angles.to(F64), f.hand2camera.to(F64)
+                assoc = self.fine_modality.associate(f.depth, f.camera, q, T, state, visible[i])
+                visible[i] = assoc.self_visible
+                if assoc.count < s.min_points:
+                    continue
+                H, g = self.fine_modality.linearize(assoc, q, T, state, scale).normal_equations()
+                info, grad = info + H.cpu()[act][:, act], grad + g.cpu()[act]
+                count += 1
+            step = torch.linalg.solve(info, -grad)
+            if not bool(torch.isfinite(step).all()):
+                return CalibrationUpdate("frozen: ill-conditioned", count)
+            x = torch.zeros(len(act), dtype=F64)
+            x[act] = step
+            state = state.perturbed(x)
+        if info is None or count == 0:
+            return CalibrationUpdate("frozen: no usable frame", 0)
+        cov = torch.zeros_like(prior_cov)
+        idx = act.nonzero()[:, 0]
+        cov[idx[:, None], idx[None, :]] = torch.linalg.inv(info)
+        fixed = (~act).nonzero()[:, 0]
+        cov[fixed[:, None], fixed[None, :]] = prior_cov[fixed[:, None], fixed[None, :]]
+        change = float(state_deviation(state, self.state).norm())
+        self.covariance = 0.5 * (cov + cov.T)
+        self.state = state
+        self.last_update = CalibrationUpdate("smoothed", count, step=change)
         return self.last_update

@@ -19,10 +19,12 @@ closed-form Jacobian ``d r / d x = n^T [R_m, -R_m [R_c p_h]x, -R_m R_c dp_h/dq]`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from ..errors import ConfigError
 from ..geometry.camera import PinholeCamera
 from ..geometry.rotations import axis_angle_to_matrix, skew
 from ..geometry.transforms import make_transform
@@ -97,15 +99,23 @@ class HandDepthModality:
         hand: :class:`~handypriors_core.models.URDFHand` (its dtype is used for FK; algebra is float64).
         settings: :class:`CalibrationSettings` (association gates, robust scale, point budget, z-buffer size).
         renderer: the hard rasteriser for self-occlusion (a default :class:`Renderer` when None).
+        excluded_links: links whose points are not observed (they still hide what lies behind them).
     """
 
-    def __init__(self, hand, settings: CalibrationSettings | None = None, renderer: Renderer | None = None) -> None:
+    def __init__(self, hand, settings: CalibrationSettings | None = None, renderer: Renderer | None = None,
+                 excluded_links: Sequence[str] = ()) -> None:
         self.hand = hand
         self.settings = settings if settings is not None else CalibrationSettings()
         self.renderer = renderer if renderer is not None else Renderer()
-        n = int(hand.point_link.numel())
-        step = max(1, -(-n // self.settings.max_points))
-        self.point_index = torch.arange(0, n, step, device=hand.point_link.device)
+        unknown = sorted(set(excluded_links) - set(hand.link_names))
+        if unknown:
+            raise ConfigError(f"calibration: excluded links {unknown} are not links of the hand model "
+                              f"({', '.join(hand.link_names)})")
+        excluded = torch.tensor([hand.link_names.index(n) for n in excluded_links], dtype=torch.long,
+                                device=hand.point_link.device)
+        usable = torch.nonzero(~torch.isin(hand.point_link, excluded)).flatten()
+        step = max(1, -(-int(usable.numel()) // self.settings.max_points))
+        self.point_index = usable[::step]  # model points observed (evenly subsampled, excluded links left out)
         self._posed: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # (q, points, normals): last FK
 
     @property
@@ -203,9 +213,10 @@ class HandDepthModality:
         return (assoc.normals * (p - assoc.observed)).sum(-1)
 
     def linearize(self, assoc: HandAssociation, q_measured: torch.Tensor, hand2camera_measured: torch.Tensor,
-                  state: HandCalibrationState) -> ResidualBlock:
+                  state: HandCalibrationState, robust_scale: float | None = None) -> ResidualBlock:
         """``(r (N,), J (N, 6 + J), w (N,))`` at ``state`` (closed form, see the module docstring); ``std`` is the
-        per-point noise inflated for correlated pixels."""
+        per-point noise inflated for correlated pixels; Cauchy weights at ``robust_scale`` [m] (default: the
+        settings')."""
         q, _ = state.apply(q_measured.to(F64), hand2camera_measured.to(F64))
         ph, _, dph = self.model_points(q, with_jacobian=True, index=assoc.index)
         Rm = hand2camera_measured.to(ph.device, F64)[:3, :3]
@@ -218,5 +229,6 @@ class HandDepthModality:
         d_phi = -(nm[:, None, :] @ skew(ph @ C[:3, :3].T)).squeeze(1)
         d_b = -((nm @ C[:3, :3])[:, None, :] @ dph).squeeze(1)
         s = self.settings
-        return ResidualBlock("hand_depth", r, torch.cat((d_rho, d_phi, d_b), 1),
-                             robust_weights(r, s.robust_scale, "cauchy"), s.point_std * s.correlation_inflation ** 0.5)
+        scale = s.robust_scale if robust_scale is None else robust_scale
+        return ResidualBlock("hand_depth", r, torch.cat((d_rho, d_phi, d_b), 1), robust_weights(r, scale, "cauchy"),
+                             s.point_std * s.correlation_inflation ** 0.5)
