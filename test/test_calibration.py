@@ -217,7 +217,7 @@ def test_batch_resolve_recovers_2x_faults_beyond_the_recursive_estimate(hand):
     for i in range(len(seq)):
         cal.update(seq.frame(i))
     assert len(cal.kept_frames) == cal.frames_used >= 15
-    _, a_rec, b_rec = _errors(cal, faults)
+    _, _, b_rec = _errors(cal, faults)
     update = cal.smooth()
     t, a, b = _errors(cal, faults)
     assert update.status == "smoothed" and update.points == cal.frames_used
