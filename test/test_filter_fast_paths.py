@@ -192,23 +192,29 @@ def test_orthonormalised_is_the_nearest_rotation():
     torch.testing.assert_close(out[:3, 3], pose[:3, 3], atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_hard_zbuffer_kernel_equals_the_fragment_kernels_nearest(dtype):
-    """The hard rasterizer's nearest-face kernel (K = 1) picks the first fragment of the general kernel (K = 2)."""
+def _triangle_soup(dtype: torch.dtype, seed: int):
+    """Two batches of 40 random overlapping triangles (both windings) 0.3 m in front of a 64 x 48 camera."""
     from handypriors_core.geometry import PinholeCamera
-    from handypriors_core.render import RasterSettings
-    from handypriors_core.render.rasterizer import HardRasterizer
 
-    g = torch.Generator().manual_seed(11)
+    g = torch.Generator().manual_seed(seed)
     B, F = 2, 40
     centres = torch.rand(B, F, 1, 3, generator=g, dtype=dtype) * torch.tensor([0.1, 0.08, 0.1], dtype=dtype) \
         + torch.tensor([-0.05, -0.04, 0.3], dtype=dtype)
     verts = (centres + 0.03 * torch.randn(B, F, 3, 3, generator=g, dtype=dtype)).reshape(B, 3 * F, 3)
     faces = torch.arange(3 * F).reshape(F, 3)
     faces[::3] = faces[::3].flip(-1)  # both windings
-    verts[:, 6:9] = verts[:, 3:6]  # a duplicated face: equal depths, the first one wins
     K = torch.tensor([[120.0, 0, 31.5], [0, 120.0, 23.5], [0, 0, 1]], dtype=dtype)
-    cam = PinholeCamera(K=K, width=64, height=48)
+    return verts, faces, PinholeCamera(K=K, width=64, height=48)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_hard_zbuffer_kernel_equals_the_fragment_kernels_nearest(dtype):
+    """The hard rasterizer's nearest-face kernel (K = 1) picks the first fragment of the general kernel (K = 2)."""
+    from handypriors_core.render import RasterSettings
+    from handypriors_core.render.rasterizer import HardRasterizer
+
+    verts, faces, cam = _triangle_soup(dtype, 11)
+    verts[:, 6:9] = verts[:, 3:6]  # a duplicated face: equal depths, the first one wins
     raster = HardRasterizer(RasterSettings(cpu_threads=1))
     hard = raster(verts, faces, cam)
     general = raster._rasterize(verts, faces, cam, raster.settings.sigma, 0.0, 2, True)
@@ -225,21 +231,12 @@ def test_face_by_face_depth_equals_the_hard_zbuffer(dtype):
     the min-filter of it, and with ``cull_back`` on a closed outward mesh (a box) the same depth again."""
     import torch.nn.functional as F
 
-    from handypriors_core.geometry import PinholeCamera
     from handypriors_core.models import RigidObject
     from handypriors_core.render import RasterSettings
     from handypriors_core.render.rasterizer import HardRasterizer
 
-    g = torch.Generator().manual_seed(12)
-    B, Fn = 2, 40
-    centres = torch.rand(B, Fn, 1, 3, generator=g, dtype=dtype) * torch.tensor([0.1, 0.08, 0.1], dtype=dtype) \
-        + torch.tensor([-0.05, -0.04, 0.3], dtype=dtype)
-    verts = (centres + 0.03 * torch.randn(B, Fn, 3, 3, generator=g, dtype=dtype)).reshape(B, 3 * Fn, 3)
-    faces = torch.arange(3 * Fn).reshape(Fn, 3)
-    faces[::3] = faces[::3].flip(-1)  # both windings
+    verts, faces, cam = _triangle_soup(dtype, 12)
     verts[0, 9, 2] = -0.1  # a vertex behind the camera: its face is not drawn
-    K = torch.tensor([[120.0, 0, 31.5], [0, 120.0, 23.5], [0, 0, 1]], dtype=dtype)
-    cam = PinholeCamera(K=K, width=64, height=48)
     raster = HardRasterizer(RasterSettings(cpu_threads=1))
 
     def reference(v, f):
