@@ -266,6 +266,9 @@ def test_estimate_freezes_without_a_usable_hand(hand, faulty_frames):
     assert status.startswith("frozen") and "hand points" in status
     assert cal.update(dataclasses.replace(faulty_frames[11], depth=None)).status == "frozen: no depth"
     assert torch.equal(cal.state.offsets, before[0]) and torch.equal(cal.covariance, before[1])
+    assert cal.smooth([blind]).status == "frozen: no usable frame"  # the re-solve too
+    assert cal.smooth([]).status == "frozen: no usable frame"
+    assert torch.equal(cal.state.offsets, before[0]) and torch.equal(cal.covariance, before[1])
 
 
 def test_correct_applies_the_convention(hand, faulty_seq, faulty_frames):

@@ -44,6 +44,16 @@ def state_deviation(state: HandCalibrationState, reference: HandCalibrationState
     return torch.cat((dt, dphi, state.offsets - reference.offsets))
 
 
+def _embed_covariance(base: torch.Tensor, posterior: torch.Tensor, active: torch.Tensor) -> torch.Tensor:
+    """``base (D, D)`` with its ``active (D,)`` block replaced by ``posterior``, no cross terms between estimated
+    and fixed states, symmetrised."""
+    idx, fixed = active.nonzero()[:, 0], (~active).nonzero()[:, 0]
+    cov = torch.zeros_like(base)
+    cov[idx[:, None], idx[None, :]] = posterior
+    cov[fixed[:, None], fixed[None, :]] = base[fixed[:, None], fixed[None, :]]
+    return 0.5 * (cov + cov.T)
+
+
 @dataclass(frozen=True)
 class CalibrationUpdate:
     """What one frame did: ``status`` (``updated``, ``still``, ``frozen: ...``), associated ``points``, the
@@ -216,12 +226,7 @@ class HandCalibrator:
             self.last_update = CalibrationUpdate(f"frozen: {count} hand points (< {s.min_points})"
                                                  if count < s.min_points else "frozen: ill-conditioned", count)
             return self.last_update
-        post = torch.linalg.inv(info_prior + H)
-        cov = P.clone()
-        cov[act.nonzero()[:, 0][:, None], act.nonzero()[:, 0][None, :]] = post
-        cov[act.nonzero()[:, 0][:, None], (~act).nonzero()[:, 0][None, :]] = 0.0
-        cov[(~act).nonzero()[:, 0][:, None], act.nonzero()[:, 0][None, :]] = 0.0
-        self.covariance = 0.5 * (cov + cov.T)
+        self.covariance = _embed_covariance(P, torch.linalg.inv(info_prior + H), act)
         self.state = state
         self.frames_used += 1
         self._last_q, self._last_pose = q_meas, pose_meas
@@ -265,19 +270,16 @@ class HandCalibrator:
                 count += 1
             step = torch.linalg.solve(info, -grad)
             if not bool(torch.isfinite(step).all()):
-                return CalibrationUpdate("frozen: ill-conditioned", count)
+                self.last_update = CalibrationUpdate("frozen: ill-conditioned", count)
+                return self.last_update
             x = torch.zeros(len(act), dtype=F64)
             x[act] = step
             state = state.perturbed(x)
-        if info is None or count == 0:
-            return CalibrationUpdate("frozen: no usable frame", 0)
-        cov = torch.zeros_like(prior_cov)
-        idx = act.nonzero()[:, 0]
-        cov[idx[:, None], idx[None, :]] = torch.linalg.inv(info)
-        fixed = (~act).nonzero()[:, 0]
-        cov[fixed[:, None], fixed[None, :]] = prior_cov[fixed[:, None], fixed[None, :]]
+        if info is None or count == 0:  # nothing observed: the estimate stays as it is
+            self.last_update = CalibrationUpdate("frozen: no usable frame", 0)
+            return self.last_update
         change = float(state_deviation(state, self.state).norm())
-        self.covariance = 0.5 * (cov + cov.T)
+        self.covariance = _embed_covariance(prior_cov, torch.linalg.inv(info), act)
         self.state = state
         self.last_update = CalibrationUpdate("smoothed", count, step=change)
         return self.last_update
