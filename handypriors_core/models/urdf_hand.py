@@ -32,6 +32,7 @@ from ..geometry.rotations import rpy_to_matrix, skew
 from ..geometry.transforms import make_transform
 from . import primitives
 from .hand_interface import HandNames
+from .kinematics_array import posed_surfaces_array
 from .urdf_parsing import (
     ACTUATED_TYPES,
     DEFAULT_TESSELLATION,
@@ -433,6 +434,9 @@ class URDFHand(HandNames, torch.nn.Module):
         candidates ``(B, C, 3)``, surface points ``(B, P, 3)`` and fingertip centres ``(B, T, 3)`` [m], in the
         frame ``base (B, 4, 4)`` (e.g. hand2camera) or the hand frame when None; ``joint_angles (B, J)`` [rad]."""
         q, _ = self._prepare(joint_angles)
+        if q.device.type == "cpu" and not (torch.is_grad_enabled() and (
+                q.requires_grad or (base is not None and base.requires_grad))):
+            return posed_surfaces_array(self, q, base)
         poses = self._fk(q)
         if base is not None:
             poses = base.to(poses)[:, None] @ poses
