@@ -125,7 +125,7 @@ class ObjectPoseFilter:
         self._region_settings = region if region is not None else RegionSettings()
         self._region: RegionModality | None = None  # built on first use (viewpoint model)
         self._initial_variances: torch.Tensor | None = None
-        self._colour_only: tuple[FilterSettings, FilterSettings] | None = None  # (settings, colour-only variant)
+        self._frames = 0  # updates since the last initialisation
         self._settled = 0  # converged updates since the last initialisation
         #: what the last iterated update did (iterations, convergence, each block's noise)
         self.last_update: UpdateDiagnostics | None = None
@@ -149,6 +149,7 @@ class ObjectPoseFilter:
         self.ekf = ErrorStateEKF(state, P, EKFSettings(jacobian_mode="forward"))
         self._initial_variances = P.diagonal().clone()
         self._settled = 0
+        self._frames = 0
         if self._region is not None:
             self._region.reset()
 
@@ -184,13 +185,12 @@ class ObjectPoseFilter:
         self.ekf.covariance = self.ekf.covariance * factor
 
     # ---------------------------------------------------------------------------------------- predict
-    def settings_for(self, has_depth: bool) -> FilterSettings:
-        """The settings of a frame with or without depth (:meth:`.settings.FilterSettings.for_frame`)."""
-        if has_depth:
-            return self.settings
-        if self._colour_only is None or self._colour_only[0] is not self.settings:
-            self._colour_only = (self.settings, self.settings.for_frame(False))
-        return self._colour_only[1]
+    def settings_for(self, has_depth: bool, settling: bool = False) -> FilterSettings:
+        """The settings of a frame with or without depth (:meth:`.settings.FilterSettings.for_frame`), while
+        settling after a (re)initialisation (:meth:`.settings.FilterSettings.settling`) or not."""
+        if not has_depth:
+            return self.settings.for_frame(False)
+        return self.settings.settling() if settling else self.settings
 
     def predict(self, hand: PosedHand, ctx: TemporalContext, has_depth: bool = True) -> bool:
         """Quasistatic prediction from the contacts of t-1 (process noise of a frame with or without depth);
@@ -223,7 +223,8 @@ class ObjectPoseFilter:
         """Apply the configured observations in order; returns each one's :class:`StepResult`."""
         results: dict[str, StepResult] = {}
         self.last_update = None
-        settings = self.settings_for(obs.frame.depth is not None)
+        settings = self.settings_for(obs.frame.depth is not None, self._frames < self.settings.settle_frames)
+        self._frames += 1
         gate = None if settings.gate_probability >= 1 else settings.gate_probability
         for name in settings.observations:
             if name in ITERATED_OBSERVATIONS:

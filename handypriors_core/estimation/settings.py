@@ -256,6 +256,9 @@ class FilterSettings:
         keep_prior_unconverged: an update that did not converge moves the pose but keeps the prior covariance.
         settle_factor: after a (re)initialisation the k-th converged update keeps at least the initial
             variances times ``settle_factor^k`` (the first fits may sit in a wrong basin; 0 = off).
+        settle_observations, settle_frames: observations added to the others during the first ``settle_frames``
+            frames after a (re)initialisation: a start 2 cm / 10 deg off can settle where the depth fits well but
+            the pose is wrong (a box slid 1 cm along its face), which the region's contour sees (0 = off).
         colour_only: what replaces these settings on frames without depth (:class:`ColourOnlySettings`).
     """
 
@@ -285,6 +288,8 @@ class FilterSettings:
     converged_rotation: float = ranged(2e-3, 0.0, math.pi)
     keep_prior_unconverged: bool = True
     settle_factor: float = ranged(0.03, 0.0, 1.0)
+    settle_observations: list[FilterObservation] = field(default_factory=lambda: ["region"])
+    settle_frames: int = ranged(10, 0, 10_000)
     colour_only: ColourOnlySettings = field(default_factory=ColourOnlySettings)
 
     def for_frame(self, has_depth: bool) -> FilterSettings:
@@ -294,12 +299,20 @@ class FilterSettings:
         c = self.colour_only
         return dataclasses.replace(self, **{f.name: getattr(c, f.name) for f in dataclasses.fields(c)})
 
+    def settling(self) -> FilterSettings:
+        """These settings with :attr:`settle_observations` added to the observations."""
+        extra = [o for o in self.settle_observations if o not in self.observations]
+        return dataclasses.replace(self, observations=self.observations + extra) if extra else self
+
     def __post_init__(self) -> None:
         known = set(FilterObservation.__args__)
         require(set(self.observations) <= known,
                 f"filter.observations must be a subset of {sorted(known)}; got {self.observations}")
         require(self.motion_model in ("quasistatic", "constant_pose"),
                 f"filter.motion_model must be 'quasistatic' or 'constant_pose'; got {self.motion_model!r}")
+        require(set(self.settle_observations) <= set(FilterObservation.__args__),
+                f"filter.settle_observations must be a subset of {sorted(FilterObservation.__args__)}; "
+                f"got {self.settle_observations}")
         check_ranges(self, "filter")
 
 
