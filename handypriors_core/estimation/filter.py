@@ -134,7 +134,8 @@ class ObjectPoseFilter:
     def region(self) -> RegionModality:
         """The region modality (its viewpoint model is loaded or built on first use)."""
         if self._region is None:
-            self._region = RegionModality(self.scene, self._region_settings)
+            self._region = RegionModality(self.scene, self._region_settings,
+                                          (self.sparse_depth.unseen, self.sparse_depth.radius))
         return self._region
 
     # ------------------------------------------------------------------------------------------ state

@@ -35,6 +35,7 @@ from .observation import Observation
 from .residuals import ResidualBlock
 from .scene import HandObjectScene
 from .settings import RegionSettings
+from .sparse_depth import without_unseen
 from .viewpoint_model import ViewpointModel, ViewpointModelSettings
 
 __all__ = ["CorrespondenceLines", "RegionModality", "projection_jacobian"]
@@ -78,9 +79,14 @@ class RegionModality:
     name = "region"
     relinearize = True
 
-    def __init__(self, scene: HandObjectScene, settings: RegionSettings) -> None:
+    def __init__(self, scene: HandObjectScene, settings: RegionSettings,
+                 unseen: tuple[torch.Tensor, float] | None = None) -> None:
+        """``unseen``: the object-frame twists ``(6, k)`` its shape does not show and the shape's radius [m]
+        (:func:`~.sparse_depth.unseen_motions`: the rotation about an axis of revolution, which moves no contour
+        either); the lines give no information along them."""
         self.scene = scene
         self.settings = settings
+        self.unseen = unseen if unseen is not None and unseen[0].shape[1] > 0 else None
         s = settings
         self.model = ViewpointModel.load_or_build(
             scene.object.verts, scene.object.faces,
@@ -272,6 +278,8 @@ class RegionModality:
         fx, fy, cx, cy = float(cam.fx), float(cam.fy), float(cam.cx), float(cam.cy)
         r = self.residual(pose[None], lines, mu, fx, fy, cx, cy)[0]
         J = self.jacobian(pose, lines, fx, fy)
+        if self.unseen is not None:
+            J = without_unseen(J, self.unseen[0], pose[:3, :3], self.unseen[1])
         std = s.standard_deviations[min(level, len(s.standard_deviations) - 1)]
         w = (std * std / var).clamp(max=1.0)  # information 1 / max(var, std^2) per line
         return ResidualBlock(self.name, r, J, w, std)
