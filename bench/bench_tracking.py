@@ -116,6 +116,10 @@ REGRESSION_BOUNDS: dict[tuple[str, str], dict[str, float]] = {
 for _bounds in REGRESSION_BOUNDS.values():
     _bounds.update(nees_translation_mean=12.0, nees_rotation_mean=12.0)
 REGRESSION_BOUNDS[("gen_cylinder", "filter")]["rotation_median_deg"] = 15.0
+# wrong-basin starts (session 5): with the region observation while settling every one of 10 starts reaches the
+# object on both dev sequences (worst median ADD 0.01 cm; before: box slid 1.0 / 1.6 cm, mug turned 110 deg)
+REGRESSION_BOUNDS[("block_lift_wrist", "filter")]["add_median_cm"] = 0.05
+REGRESSION_BOUNDS[("mug_pivot_fixed", "filter")]["add_median_cm"] = 0.05
 # colour only through the region modality (session 5, 60 frames, worst of 3 starts: block 0.55 cm / 28 deg, mug
 # 0.19 cm / 3.0 deg, gen_box 0.32 cm / 0.8 deg); gen_cylinder and gen_mesh lose some starts (docs/benchmarks.md)
 REGRESSION_BOUNDS.update({

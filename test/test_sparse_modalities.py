@@ -368,16 +368,39 @@ def test_region_jacobian_matches_finite_differences_near_the_silhouette(scene_da
         assert torch.allclose(J, Jn, atol=1e-5, rtol=1e-6), (J - Jn).abs().max()
 
 
-def _coloured_observation(scene_data):
-    """The scene's observation with colours: a red box, a blue hand, a grey background."""
+def _coloured_frame(scene_data) -> Frame:
+    """The scene's frame with colours: a red box, a blue hand, a grey background."""
     import dataclasses
 
-    scene, frame, _obs, T_o, out = scene_data
+    _scene, frame, _obs, _T_o, out = scene_data
     rgb = torch.full((120, 160, 3), 120, dtype=torch.uint8)
     rgb[out.instance[0] == OBJECT] = torch.tensor([200, 40, 40], dtype=torch.uint8)
     rgb[out.mask[0] & (out.instance[0] != OBJECT)] = torch.tensor([30, 40, 160], dtype=torch.uint8)
-    return prepare_observation(dataclasses.replace(frame, rgb=rgb, depth=None), scene, T_o.float(),
+    return dataclasses.replace(frame, rgb=rgb)
+
+
+def _coloured_observation(scene_data):
+    import dataclasses
+
+    scene, _frame, _obs, T_o, _out = scene_data
+    return prepare_observation(dataclasses.replace(_coloured_frame(scene_data), depth=None), scene, T_o.float(),
                                ROISettings(size=64), DepthSettings(), depth_points=False)
+
+
+def test_filter_adds_the_region_while_settling_after_each_initialisation(scene_data, tmp_path):
+    scene, _frame, _obs, T_o, _out = scene_data
+    settings = TrackerSettings(mode="filter")
+    settings.roi.size = 64
+    settings.filter.observations = ["sparse_depth"]
+    settings.filter.settle_frames = 2
+    settings.region = _region(scene, tmp_path).settings
+    tracker = ObjectTracker(scene.hand, scene.object, settings)
+    frame = _coloured_frame(scene_data)
+    for _ in range(2):  # the second initialisation settles again
+        tracker.initialize(_moved(T_o, (0.004, -0.003, 0.003), (0.0, 0.03, -0.02)))
+        updates = [tracker.track(frame).updates for _ in range(3)]
+        assert [u.get("region") for u in updates] == ["accepted", "accepted", None], updates
+        assert all(u["sparse_depth"] == "accepted" for u in updates)
 
 
 def test_region_modality_drops_lines_crossing_a_finger_and_caches_its_model(scene_data, tmp_path):
