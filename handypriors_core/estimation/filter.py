@@ -23,6 +23,10 @@ differences of one batched render of the 12 perturbed poses:
   robustly weighted (Cauchy), in information form.
 
 Every update is gated (chi-square), and a rejected update leaves the state untouched.
+
+Frames without depth use ``settings.colour_only`` (:meth:`.settings.FilterSettings.for_frame`: the region
+modality and the contacts, a tighter motion prior); the first ``settle_frames`` frames after a (re)initialisation
+add ``settle_observations`` (the region's contour sees poses whose depth fit is good but wrong).
 """
 
 from __future__ import annotations
