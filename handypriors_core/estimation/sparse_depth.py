@@ -337,15 +337,13 @@ class SparseDepthModality:
         q = np.concatenate(((uv - fa.centre) / fa.focal * z[:, None], z[:, None]), 1)
         if fa.hand is not None:
             ok &= fa.hand.at_pixels(uv) >= (z + s.hand_margin).astype(np.float32)
-        n = fa.normals @ R.T
-        ok &= np.abs((n * (p - q)).sum(-1)) < s.considered_distances[level]
+        distance = point_to_plane_residuals(pose[None], fa.points, fa.normals, q)[0]  # every point's residual
+        ok &= np.abs(distance) < s.considered_distances[level]
         keep = np.flatnonzero(ok)
         if keep.size < s.min_points:
             return None
         targets, target_pixels = q[keep], (v * W + u)[keep]
-        points, normals = fa.points[keep], fa.normals[keep]
-        r = point_to_plane_residuals(pose[None], points, normals, targets)[0]
-        n_cam = normals @ R.T
+        r, n_cam = distance[keep], fa.normals[keep] @ R.T
         a = targets - t
         J = np.empty((keep.size, 6))
         J[:, :3] = n_cam
@@ -358,7 +356,8 @@ class SparseDepthModality:
             Js = J / scale
             J = (Js - (Js @ Y) @ Y.T) * scale
         w = robust_weights(r, s.robust_scales[level], s.robust)
-        pixels = np.unique(target_pixels).size  # points that read the same depth pixel share its noise
+        target_pixels.sort()  # points that read the same depth pixel share its noise: count distinct pixels
+        pixels = 1 + int(np.count_nonzero(target_pixels[1:] != target_pixels[:-1]))
         correlation = s.correlation * targets.shape[0] / max(pixels, 1)
         return ResidualBlock(self.name, torch.from_numpy(r), torch.from_numpy(J), torch.from_numpy(w),
                              s.standard_deviations[level], s.noise_floor, correlation)
