@@ -58,3 +58,17 @@ def test_colour_only_filter_reaches_the_object_from_a_perturbed_start(colour_fra
     assert float(err.median()) < 0.005, err  # measured 0.0035 m
     assert float(rot.median()) < 4.0, rot  # measured 2.5 deg
     assert float(err[-4:].max()) < 0.5 * start_err, err  # it got there and stays
+
+
+def test_frames_without_depth_replace_only_observations_that_read_depth():
+    """The shipped depth observations give way to ``filter.colour_only`` on a frame without depth; an explicitly
+    colour-only configuration is kept as configured (it would otherwise be silently replaced)."""
+    shipped = TrackerSettings(mode="filter").filter
+    assert shipped.for_frame(True) is shipped
+    no_depth = shipped.for_frame(False)
+    assert no_depth.observations == shipped.colour_only.observations
+    assert no_depth.iterations == shipped.colour_only.iterations
+    explicit = dataclasses.replace(shipped, observations=["silhouette", "centre"])
+    assert explicit.for_frame(False) is explicit
+    mixed = dataclasses.replace(shipped, observations=["silhouette", "sparse_depth"])
+    assert mixed.for_frame(False).observations == shipped.colour_only.observations

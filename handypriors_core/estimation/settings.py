@@ -40,6 +40,8 @@ __all__ = [
 FilterObservation = Literal["centre", "fingertips", "silhouette", "depth", "sparse_depth", "contacts", "region"]
 #: Observations that enter the iterated (Gauss-Newton) update as ``(r, J, w)`` modalities.
 ITERATED_OBSERVATIONS = ("sparse_depth", "contacts", "region")
+#: Observations that read the depth image (frames without depth replace them: ``filter.colour_only``).
+DEPTH_OBSERVATIONS = ("depth", "sparse_depth")
 #: Robust functions of the sparse modalities (:func:`.residuals.robust_weights`).
 RobustFunction = Literal["huber", "tukey", "cauchy", "geman_mcclure", "none"]
 #: Loss terms of the refiner (paper Eq. 1-5 plus depth): see :mod:`.modalities`.
@@ -259,7 +261,8 @@ class FilterSettings:
         settle_observations, settle_frames: observations added to the others during the first ``settle_frames``
             frames after a (re)initialisation: a start 2 cm / 10 deg off can settle where the depth fits well but
             the pose is wrong (a box slid 1 cm along its face), which the region's contour sees (0 = off).
-        colour_only: what replaces these settings on frames without depth (:class:`ColourOnlySettings`).
+        colour_only: what replaces these settings on frames without depth where the observations read depth
+            (:class:`ColourOnlySettings`; :meth:`for_frame`).
     """
 
     observations: list[FilterObservation] = field(default_factory=lambda: ["sparse_depth"])
@@ -293,8 +296,11 @@ class FilterSettings:
     colour_only: ColourOnlySettings = field(default_factory=ColourOnlySettings)
 
     def for_frame(self, has_depth: bool) -> FilterSettings:
-        """These settings, or on a frame without depth these with :attr:`colour_only`'s fields replacing theirs."""
-        if has_depth:
+        """These settings, or on a frame without depth these with :attr:`colour_only`'s fields replacing theirs.
+
+        The replacement applies only where the configured observations need depth (``depth`` /
+        ``sparse_depth``): an explicitly colour-only configuration (e.g. ``[silhouette]``) is kept as given."""
+        if has_depth or not set(self.observations) & set(DEPTH_OBSERVATIONS):
             return self
         c = self.colour_only
         return dataclasses.replace(self, **{f.name: getattr(c, f.name) for f in dataclasses.fields(c)})
