@@ -177,13 +177,16 @@ class AllegroTracker(Node):
         subscriptions = [self.create_subscription(kind, TOPICS[key], self._parsed(key, parse, handler), qos, **raw)
                          for kind, key, parse, handler, qos in streams]
         self._intake = RawIntake(self.context, [*subscriptions, *self._tf.subscriptions],
-                                 on_error=lambda message: self._report(message, warn=True))
+                                 on_error=lambda message: self._report(message, warn=True), nice=s.intake_nice)
         self._intake.start()
         self.create_subscription(PoseStamped, TOPICS["initial_pose"], self._on_initial_pose, OUTPUT_QOS)
         self.create_service(Trigger, TOPICS["reset"], self._on_reset)
         self.create_timer(s.diagnostics_period, self.publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name="allegro_tracker_worker", daemon=True)
         self._worker.start()
+        if s.intake_nice and self._intake.wait_started(1.0) is False:
+            self.get_logger().info(f"intake_nice {s.intake_nice}: not permitted here (needs CAP_SYS_NICE); the intake "
+                                   f"thread keeps the default priority")
         self.get_logger().info(
             f"ready: mode {self.params.tracking.mode}, device {self.params.tracking.device}, TF via "
             f"{self._tf.backend}, mask source {s.mask_source}; "
@@ -442,6 +445,8 @@ class AllegroTracker(Node):
             "joint_map": self._inputs.joints.joint_map.name if self._inputs.joints is not None else "",
             "tf_backend": self._tf.backend,
             "joint_states_received": self._inputs.joint_lag.count,
+            "intake_nice": {True: f"{s.intake_nice} (applied)", False: f"{s.intake_nice} (not permitted)",
+                            None: "0"}[self._intake.nice_applied],
         }
         extra.update(self.activity.values())
         for name, stats in (("joint_states", self._inputs.joint_lag), ("tf", self._tf_lag)):

@@ -73,6 +73,10 @@ class NodeSettings:
         torch_threads: torch.set_num_threads of the node (1 is fastest for the tracker's small per-frame tensors).
         tracker_process: run the tracker in a process of its own, so that its computation never delays the message
             callbacks (docs/node_runtime.md); false: a worker thread of the node's process (tests, debugging).
+        intake_nice: scheduling priority (nice, -20..19) of the node's intake thread, the one that takes every
+            input: below 0 it gets a core before the tracker and the worker, which keeps the intake lag's tail short
+            on a busy machine (docs/node_runtime.md). Lowering it needs CAP_SYS_NICE (root, e.g. in a container);
+            without it the thread keeps the default priority and the node says so once. 0 = unchanged.
         warm_up: after (re)building the tracker, run it once on a synthetic frame so that the first real frame does
             not pay for kernel loading.
         diagnostics_period: seconds between /diagnostics messages.
@@ -102,6 +106,7 @@ class NodeSettings:
     stamp_tolerance: float = ranged(0.02, 0.0, 10.0)
     torch_threads: int = ranged(1, 1, 256)
     tracker_process: bool = True
+    intake_nice: int = ranged(-10, -20, 19)
     warm_up: bool = True
     diagnostics_period: float = ranged(1.0, 0.0, 3600.0, low_open=True)
     error_hold: float = ranged(5.0, 0.0, 3600.0)
@@ -132,7 +137,7 @@ class NodeSettings:
 
 
 #: Node parameters that can only be set at start (the rest apply live).
-READ_ONLY_NODE_PARAMETERS = ("hand_urdf", "joint_map", "diagnostics_period", "tracker_process")
+READ_ONLY_NODE_PARAMETERS = ("hand_urdf", "joint_map", "diagnostics_period", "tracker_process", "intake_nice")
 
 
 def pose_from_parameter(values: Sequence[float]):

@@ -21,6 +21,7 @@ An exception in a callback is passed to ``on_error`` (never ends the thread).
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -60,7 +61,7 @@ class RawIntake:
     """
 
     def __init__(self, context: Any, subscriptions: Sequence[Any],
-                 on_error: Callable[[str], Any] | None = None, name: str = "raw_intake") -> None:
+                 on_error: Callable[[str], Any] | None = None, name: str = "raw_intake", nice: int = 0) -> None:
         self._context = context
         self._subscriptions = list(subscriptions)
         self._on_error = on_error
@@ -68,10 +69,19 @@ class RawIntake:
         self._guard = GuardCondition(None, None, context=context)
         self.taken = {sub.topic_name: 0 for sub in self._subscriptions}
         self.wakeups = 0
+        self._nice = nice
+        self._started = threading.Event()
+        #: Whether the thread's scheduling priority was changed as asked (``nice`` != 0 needs CAP_SYS_NICE to lower it).
+        self.nice_applied: bool | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
         self._thread.start()
+
+    def wait_started(self, timeout: float) -> bool | None:
+        """:attr:`nice_applied` once the thread has set its priority (None: no priority asked or not yet)."""
+        self._started.wait(timeout)
+        return self.nice_applied
 
     def stop(self, timeout: float = 2.0) -> None:
         """End the thread (before the subscriptions or the context are destroyed); idempotent."""
@@ -87,6 +97,13 @@ class RawIntake:
 
     def _run(self) -> None:
         name_os_thread("hp_intake")
+        if self._nice:
+            try:  # (Linux: a thread id as the "process" of setpriority changes that thread alone)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
+                self.nice_applied = True
+            except (OSError, AttributeError):
+                self.nice_applied = False
+        self._started.set()
         with profiled_thread("intake"):
             self._serve()
 

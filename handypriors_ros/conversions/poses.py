@@ -72,9 +72,22 @@ def transform_to_matrix(msg: Any) -> torch.Tensor:
     return transform_from_pose(translation, _quaternion_tensor(transform.rotation, "Transform.rotation"))
 
 
+#: ``(matrix bytes, (position, quaternion))`` of the last conversion: the node turns each estimate into a TF and a
+#: pose message, and the quaternion's torch ops (about 0.3 ms) then run once per frame.
+_last_conversion: tuple[bytes, tuple[list[float], list[float]]] = (b"", ([], []))
+
+
 def _position_quaternion(T: Any, name: str) -> tuple[list[float], list[float]]:
-    position, quaternion = pose_from_transform(_as_matrix(T, name))
-    return position.tolist(), quaternion.tolist()
+    global _last_conversion
+    matrix = _as_matrix(T, name)
+    key = matrix.numpy().tobytes()
+    cached_key, cached = _last_conversion
+    if key == cached_key:
+        return list(cached[0]), list(cached[1])
+    position, quaternion = pose_from_transform(matrix)
+    result = (position.tolist(), quaternion.tolist())
+    _last_conversion = (key, result)
+    return list(result[0]), list(result[1])
 
 
 def matrix_to_pose(T: Any) -> Any:
