@@ -63,6 +63,8 @@ sys.path.insert(0, str(ROOT / "test"))
 from bench._common import stop_process, write_results  # after the sys.path lines above
 
 WIDTH, HEIGHT = 640, 480
+#: The node's intake thread at a higher priority (docs/node_runtime.md; applied where CAP_SYS_NICE allows it).
+INTAKE_NICE = "intake_nice:=-10"
 #: The node's per-frame stages in /diagnostics: wall times, and its worker thread's CPU per stage [ms].
 STAGES = ("queue_ms", "inputs_ms", "track_ms", "publish_ms", "inputs_cpu_ms", "track_cpu_ms", "publish_cpu_ms")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -371,7 +373,8 @@ def run_mode(mode: str, rates: list[tuple[str, float]], seconds: float, folder: 
     command = [sys.executable, "-m", "handypriors_ros.allegro_tracker", "--ros-args", "--params-file",
                str(ROOT / "config" / "allegro_tracking.yaml"), "-p", f"object_mesh:={folder / 'object' / 'model.obj'}",
                "-p", "initial_pose:=[" + ", ".join(repr(v) for v in initial_pose) + "]",
-               "-p", f"tracking.mode:={mode}", "-p", "torch_threads:=1", "-p", "diagnostics_period:=0.5"]
+               "-p", f"tracking.mode:={mode}", "-p", "torch_threads:=1", "-p", "diagnostics_period:=0.5",
+               "-p", INTAKE_NICE]
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     feeder = Feeder(context, frames, meta)
     results = {}
@@ -471,6 +474,7 @@ def run_replay(sequence: Path, env: dict, context) -> dict:
         [sys.executable, "-m", "handypriors_ros.allegro_tracker", "--ros-args", "--params-file",
          str(ROOT / "config" / "allegro_tracking.yaml"), "-p", f"object_mesh:={sequence / 'object' / 'model.obj'}",
          "-p", initial, "-p", "tracking.mode:=filter", "-p", "torch_threads:=1", "-p", "diagnostics_period:=0.5",
+         "-p", INTAKE_NICE,
          "-p", "global_search:=false"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     result: dict = {"sequence": sequence.name, "frames_offered": offered, "load_average_at_start": os.getloadavg()}
     try:

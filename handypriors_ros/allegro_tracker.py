@@ -169,14 +169,18 @@ class AllegroTracker(Node):
         inputs, raw = self._inputs, {"raw": True, "callback_group": self._intake_group}
         streams = [  # (every input as CDR bytes, parsed by .cdr in the intake thread: no message objects)
             (JointState, "joint_states", cdr.parse_joint_state, self._on_joint_state, JOINT_STATES_QOS),
-            (Image, "color", cdr.parse_image, self._on_image, SENSOR_SUBSCRIBER_QOS),
             (CameraInfo, "color_info", cdr.parse_camera_info, inputs.add_camera_info, SENSOR_SUBSCRIBER_QOS),
             (Image, "depth", cdr.parse_image, inputs.add_depth, SENSOR_SUBSCRIBER_QOS),
             (CameraInfo, "depth_info", cdr.parse_camera_info, inputs.add_depth_info, SENSOR_SUBSCRIBER_QOS),
-            (Image, "object_mask", cdr.parse_image, inputs.add_mask, SENSOR_SUBSCRIBER_QOS)]
+            (Image, "object_mask", cdr.parse_image, inputs.add_mask, SENSOR_SUBSCRIBER_QOS),
+            (Image, "color", cdr.parse_image, self._on_image, SENSOR_SUBSCRIBER_QOS)]
         subscriptions = [self.create_subscription(kind, TOPICS[key], self._parsed(key, parse, handler), qos, **raw)
                          for kind, key, parse, handler, qos in streams]
-        self._intake = RawIntake(self.context, [*subscriptions, *self._tf.subscriptions],
+        # each wake-up drains in this order: the colour image (the frame's pivot, handed to the worker) after what
+        # came with it (its depth, infos, joint states, TF), so that the worker finds them stored, e.g. the first
+        # depth image (an optional stream counts as present once a message came)
+        *companions, colour = subscriptions
+        self._intake = RawIntake(self.context, [*companions, *self._tf.subscriptions, colour],
                                  on_error=lambda message: self._report(message, warn=True), nice=s.intake_nice)
         self._intake.start()
         self.create_subscription(PoseStamped, TOPICS["initial_pose"], self._on_initial_pose, OUTPUT_QOS)
