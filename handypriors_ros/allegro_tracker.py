@@ -127,7 +127,8 @@ class AllegroTracker(Node):
             tf_newest=None if buffer is None else lambda frame: (buffer.time_range(frame) or (None, None))[1],
             topics={"joint_states": self.resolve_topic_name(TOPICS["joint_states"]),
                     "color_info": self.resolve_topic_name(TOPICS["color_info"])},
-            stop=self._stop)
+            stop=self._stop, publishing=lambda stream: self._optional_publishers.get(stream, lambda: 0)() > 0)
+        self._optional_publishers: dict = {}  # stream -> publisher count of its subscription (set below)
         # -- outputs
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseWithCovarianceStamped
@@ -180,6 +181,9 @@ class AllegroTracker(Node):
         # came with it (its depth, infos, joint states, TF), so that the worker finds them stored, e.g. the first
         # depth image (an optional stream counts as present once a message came)
         *companions, colour = subscriptions
+        by_key = {key: sub for (_, key, *_), sub in zip(streams, subscriptions)}
+        self._optional_publishers = {"depth": by_key["depth"].get_publisher_count,
+                                     "masks": by_key["object_mask"].get_publisher_count}
         self._intake = RawIntake(self.context, [*companions, *self._tf.subscriptions, colour],
                                  on_error=lambda message: self._report(message, warn=True), nice=s.intake_nice)
         self._intake.start()

@@ -228,12 +228,16 @@ class FrameAssembler:
             for the TF sample after the image stamp; None = do not wait for it.
         topics: resolved topic names for messages (``joint_states``, ``color_info``).
         stop: set when the node shuts down (ends every wait).
+        publishing: ``stream -> bool`` (``"depth"``, ``"masks"``): whether that optional stream has a publisher
+            now. Before its first message a stream with a publisher is waited for (bounded by ``sync_timeout``),
+            so the first frame does not go without the depth that is on its way; after it (and with None) a
+            stream is waited for while it sent a message in the last second.
     """
 
     def __init__(self, hand_joint_names: Any, settings: Callable[[], Any], tf_lookup: Callable[..., torch.Tensor],
                  report: Callable[[str, bool], Any], joint_map: JointMap | None = None,
                  tf_newest: Callable[[str], int | None] | None = None, topics: dict[str, str] | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, publishing: Callable[[str], bool] | None = None) -> None:
         self.hand_joint_names = tuple(hand_joint_names)
         self._settings = settings
         self._tf_lookup = tf_lookup
@@ -241,6 +245,7 @@ class FrameAssembler:
         self._report = report
         self._topics = {"joint_states": "/joint_states", "color_info": "camera_info", **(topics or {})}
         self.stop = stop if stop is not None else threading.Event()
+        self._publishing = publishing
         self.signal = InputSignal()
         self.camera_info: Any = None
         self.depth_info: Any = None
@@ -339,13 +344,22 @@ class FrameAssembler:
         """The message of ``buffer`` matched to ``stamp`` (approximate time, slop = stamp_tolerance), waiting
         until no better match can come or ``deadline``; None for an inactive stream or no match."""
         slop = round(self._settings().stamp_tolerance * _NS)
-        if not buffer.active():
+        if not self._present(buffer):
             return None
         self.wait_for(lambda: buffer.settled(stamp, slop), deadline)
         return buffer.match(stamp, slop)
 
+    def _present(self, buffer: StampedBuffer) -> bool:
+        """Whether an optional stream is in use: a message came in the last second, or none ever came and it has a
+        publisher (its first message may be on its way)."""
+        if buffer.active():
+            return True
+        if buffer.last_received != -math.inf or self._publishing is None:
+            return False
+        return bool(self._publishing("depth" if buffer is self.depth else "masks"))
+
     def _matching_depth(self, stamp: int, size: tuple[int, int], deadline: float) -> np.ndarray | None:
-        if not self.depth.active():
+        if not self._present(self.depth):
             return None
         msg = self._matched(self.depth, stamp, deadline)
         if msg is None:

@@ -272,3 +272,27 @@ def test_depth_is_matched_by_stamp_and_a_missing_match_tracks_without_depth():
     _wrist(tf, T0 + 100 * MS, 0.0)
     frame, _ = assembler.assemble(ImageItem(image2, T0 + 100 * MS, time.monotonic()), index=1)
     assert frame.depth is None and any("no depth image within 20 ms" in r for r in reports)
+
+
+@pytest.mark.parametrize("published", [True, False])
+def test_the_first_depth_image_is_waited_for_when_the_depth_topic_has_a_publisher(published):
+    from handypriors_core.models import URDFHand, allegro_urdf
+
+    tf, reports = TransformBuffer(), []
+    hand = URDFHand.from_urdf(allegro_urdf())
+    assembler = FrameAssembler(hand.joint_names, lambda: _settings(sync_timeout=0.5), tf.lookup,
+                               lambda text, warn: reports.append(text), publishing=lambda stream: published)
+    image, info = _image_and_info(T0)
+    assembler.add_camera_info(info)
+    assembler.add_joint_state(_joint_state(T0, 0.1))
+    _wrist(tf, T0, 0.0)
+    later = threading.Timer(0.05, lambda: assembler.add_depth(cv.depth_to_image(np.full((6, 8), 0.7), T0, CAMERA)))
+    later.start()  # the first depth image comes 50 ms after its colour image
+    try:
+        frame, _ = assembler.assemble(ImageItem(image, T0, time.monotonic()), index=0)
+    finally:
+        later.join()
+    if published:  # waited for (within sync_timeout)
+        assert frame.depth is not None and float(frame.depth[0, 0]) == pytest.approx(0.7)
+    else:  # a stream that never sent anything and has no publisher is not waited for
+        assert frame.depth is None
