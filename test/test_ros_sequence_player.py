@@ -199,7 +199,7 @@ def start_player(env: dict, *params: str) -> subprocess.Popen:
     return subprocess.Popen(args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def finish(process: subprocess.Popen, timeout: float = 20.0) -> tuple[int, str]:
+def finish(process: subprocess.Popen, timeout: float = 60.0) -> tuple[int, str]:
     try:
         output, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
