@@ -27,6 +27,7 @@ def closest_face_kernel(
     sign_method: int,
     accuracy: float,
     threshold: float,
+    known_outside: wp.array(dtype=wp.int32),
     # outputs
     face: wp.array(dtype=wp.int32),
     bary: wp.array(dtype=wp.vec2),
@@ -37,7 +38,8 @@ def closest_face_kernel(
     Point ``i`` is queried against mesh ``m = mesh_ids[i // points_per_mesh]``. The closest point is
     ``u * p0 + v * p1 + (1 - u - v) * p2`` of the face's vertices. Points with no face within ``max_dist``
     get ``face = -1`` and sign +1. Points outside the mesh's bounding box ``[mesh_lowers[m], mesh_uppers[m]]``
-    are outside the mesh: they skip the (costly) sign test.
+    are outside the mesh: they skip the (costly) sign test, and so do the points the caller knows to lie outside
+    (``known_outside[i] != 0``, e.g. outside the mesh's convex hull; an empty ``known_outside`` marks none).
     """
     i = offset + wp.tid()
     m = i // points_per_mesh
@@ -46,6 +48,9 @@ def closest_face_kernel(
     lo = mesh_lowers[m]
     hi = mesh_uppers[m]
     in_box = p[0] >= lo[0] and p[1] >= lo[1] and p[2] >= lo[2] and p[0] <= hi[0] and p[1] <= hi[1] and p[2] <= hi[2]
+    if known_outside.shape[0] > 0:  # noqa: SIM102 - warp evaluates both sides of an `and`: no read of an empty array
+        if known_outside[i] != 0:
+            in_box = False
     if not in_box:
         q = wp.mesh_query_point_no_sign(mesh, p, max_dist)
         q.sign = 1.0

@@ -148,6 +148,7 @@ class ObjectSDF:
         self._warp: dict[torch.device, WarpMeshSet] = {}
         self._torch: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None  # float32 face corners, normals (query_array)
+        self._hull: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # box, hull planes (query_array)
 
     @classmethod
     def from_trimesh(cls, mesh, settings: ContactSettings | None = None, dtype: torch.dtype = torch.float64,
@@ -208,8 +209,9 @@ class ObjectSDF:
         if not np.isfinite(points_obj).all():
             raise InvalidValueError("points_obj contains NaN/inf")
         p = np.ascontiguousarray(points_obj, dtype=np.float32)
+        outside = torch.from_numpy(self._outside_hull(p))
         face, bary, sign = closest_faces(self._mesh_on(torch.device("cpu")), torch.from_numpy(p), max(len(p), 1),
-                                         self.settings)
+                                         self.settings, known_outside=outside)
         if self._arrays is None:  # float32 corners and unit normals per face (fixed: the mesh is rigid)
             corners = self._verts.detach().to("cpu", torch.float32).numpy()[self._faces.cpu().numpy()]
             normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
@@ -232,6 +234,33 @@ class ObjectSDF:
         direction = np.where(found[:, None], direction, np.float32(0.0))
         value = np.where(found, (s * radius)[:, 0], np.float32(self.settings.max_query_distance))
         return value.astype(np.float32), direction.astype(np.float32)
+
+    def _outside_hull(self, points: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: which of ``points (N, 3)`` [m, object frame] lie in the mesh's bounding box but outside its
+        convex hull by more than the box's float32 padding. They are outside the mesh (a closed surface lies within
+        its hull; an open, consistently oriented one has a winding number below one half there), so the closest-face
+        query skips their sign test as it does for points outside the box: the winding-number test of the points
+        in the box but between a concave mesh's parts (a mug's handle, the air beside a finger) costs most of a
+        contact query."""
+        if self._hull is None:
+            verts = self._verts.detach().to("cpu", torch.float64).numpy()
+            lo, hi = verts.min(0), verts.max(0)
+            pad = 1e-4 * float((hi - lo).max()) + 1e-6  # as the warp query's box (WarpMeshSet._update_bounds)
+            try:
+                from scipy.spatial import ConvexHull, QhullError
+
+                planes = ConvexHull(verts).equations  # (H, 4): unit outward normal, offset; <= 0 inside
+            except (ImportError, QhullError, ValueError):  # flat or degenerate mesh: no pre-test
+                planes = np.zeros((0, 4))
+            self._hull = (np.stack((lo - pad, hi + pad)), planes[:, :3].T.copy(), planes[:, 3] - pad)
+        box, normals, offsets = self._hull
+        outside = np.zeros(len(points), dtype=bool)
+        if len(offsets) == 0:
+            return outside
+        in_box = np.flatnonzero(((points >= box[0]) & (points <= box[1])).all(1))
+        if len(in_box):
+            outside[in_box] = ((points[in_box].astype(np.float64) @ normals) + offsets > 0).any(1)
+        return outside
 
     def signed_distance(self, points_cam: torch.Tensor, object2camera: torch.Tensor) -> SignedDistance:
         """Signed distance of ``points_cam (B, N, 3)`` [m, camera frame] to the object posed by ``object2camera``.

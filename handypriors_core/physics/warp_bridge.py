@@ -38,7 +38,7 @@ _MIN_POINTS_PER_THREAD = 1024
 
 # Positions in the argument list of kernels.closest_face_kernel.
 _OFFSET_ARG = 5
-_NUM_INPUTS = 10
+_NUM_INPUTS = 11
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -144,7 +144,7 @@ def _launch(meshes: WarpMeshSet, args: list, count: int, threads: int) -> None:
     key = str(device)
     stream = meshes._stream()
     # Args: ids, lowers, uppers, points, points_per_mesh, offset, max_dist, sign_method, accuracy, threshold,
-    # then the outputs.
+    # known_outside, then the outputs.
     if device.is_cuda or threads <= 1 or count < 2 * _MIN_POINTS_PER_THREAD or key not in _loaded_devices:
         wp.launch(kernels.closest_face_kernel, dim=count, inputs=args[:_NUM_INPUTS], outputs=args[_NUM_INPUTS:],
                   device=device, stream=stream)
@@ -166,7 +166,8 @@ def _launch(meshes: WarpMeshSet, args: list, count: int, threads: int) -> None:
 
 
 def closest_faces(
-    meshes: WarpMeshSet, points: torch.Tensor, points_per_mesh: int, settings: ContactSettings
+    meshes: WarpMeshSet, points: torch.Tensor, points_per_mesh: int, settings: ContactSettings,
+    known_outside: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Closest face of each point on its mesh (no gradients).
 
@@ -175,6 +176,8 @@ def closest_faces(
         points: ``(P, 3)`` float [m] on the meshes' device, in the meshes' frame.
         points_per_mesh: consecutive points per mesh (``P`` when all points use mesh 0).
         settings: sign method, winding-number parameters, ``max_query_distance`` and ``cpu_threads``.
+        known_outside: ``(P,)`` bool, points the caller knows to lie outside their mesh (e.g. outside its convex
+            hull): their sign is +1 without the (costly) sign test, as for points outside the mesh's box.
     Returns:
         ``face (P,) int64`` (-1: no face within ``max_query_distance``), ``bary (P, 2) float32`` = ``(u, v)`` with
         closest point ``u p0 + v p1 + (1 - u - v) p2``, and ``sign (P,) float32``: -1 inside, +1 outside.
@@ -193,6 +196,11 @@ def closest_faces(
     if count == 0:
         return face.long(), bary, sign
     pts = points.detach().to(torch.float32).contiguous()
+    if known_outside is None:
+        outside = torch.empty(0, dtype=torch.int32, device=points.device)
+    else:
+        check_shape(known_outside, (count,), "known_outside")
+        outside = known_outside.to(device=points.device, dtype=torch.int32).contiguous()
     sign_method = kernels.SIGN_WINDING_NUMBER if settings.sign_method == "winding_number" else \
         kernels.SIGN_PSEUDO_NORMAL
     args = [
@@ -206,6 +214,7 @@ def closest_faces(
         sign_method,
         float(settings.winding_accuracy),
         float(settings.winding_threshold),
+        wp.from_torch(outside, dtype=wp.int32),
         wp.from_torch(face, dtype=wp.int32),
         wp.from_torch(bary, dtype=wp.vec2),
         wp.from_torch(sign, dtype=wp.float32),

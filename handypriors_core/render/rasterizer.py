@@ -12,12 +12,14 @@ faces have no interior but still blur like their edges; an empty mesh renders ba
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..checks import check_shape
 from ..errors import InvalidValueError, ShapeError
 from . import bridge
 from .fragments import Fragments
+from .nearest_depth import NearestDepthPlan, project_vertices_array
 from .settings import RasterSettings, blur_margin
 
 __all__ = ["MAX_SCREEN", "HardRasterizer", "SoftRasterizer", "check_mesh", "project_vertices"]
@@ -137,7 +139,37 @@ class HardRasterizer(SoftRasterizer):
         ``zbuf`` of :meth:`__call__` where its ``face >= 0`` (not differentiable), drawn face by face
         (:func:`.bridge.nearest_inverse_depth`). ``cull_back``: skip the faces turned away from the camera (for a
         closed outward mesh the nearest face is never one of them); ``grow`` [px]: the minimum over each pixel's
-        ``(2 grow + 1)^2`` neighbourhood instead (a min-filter)."""
+        ``(2 grow + 1)^2`` neighbourhood instead (a min-filter). On the CPU the projection runs in numpy and the
+        launches are replayed from a :class:`.nearest_depth.NearestDepthPlan` kept per ``faces`` tensor (read once:
+        do not modify it in place), batch, vertex count and image size; the same values as
+        :meth:`nearest_depth_torch`, the general path."""
+        check_mesh(verts, faces)
+        if grow < 0:
+            raise InvalidValueError(f"grow must be >= 0; got {grow}")
+        if verts.device.type != "cpu" or verts.shape[1] == 0 or faces.shape[0] == 0:
+            return self.nearest_depth_torch(verts, faces, camera, cull_back, grow)
+        _, _, width, height = _intrinsics(camera, verts)
+        dtype = verts.dtype
+        B, V, _ = verts.shape
+        plans = self.__dict__.setdefault("_plans", {})
+        key = (id(faces), B, V, width, height, bool(cull_back), int(grow), dtype)
+        source, plan = plans.get(key, (None, None))
+        if source is not faces:  # the plan holds its faces tensor, so its id names no other tensor while it lives
+            if len(plans) >= 8:
+                plans.clear()
+            plan = NearestDepthPlan(faces, B, V, width, height, cull_back, grow, dtype)
+            plans[key] = (faces, plan)
+        v = verts.detach().numpy()
+        K = camera.K.detach().to("cpu", dtype).numpy()
+        xy, inv_depth, ok = project_vertices_array(v.reshape(-1, 3), K, self.settings.near, MAX_SCREEN)
+        iz = plan(v, xy, inv_depth, ok)
+        with np.errstate(divide="ignore"):
+            depth = np.where(iz > 0, np.reciprocal(iz), np.asarray(np.inf, dtype=iz.dtype))
+        return torch.from_numpy(depth)
+
+    def nearest_depth_torch(self, verts: torch.Tensor, faces: torch.Tensor, camera, cull_back: bool = False,
+                            grow: int = 0) -> torch.Tensor:
+        """:meth:`nearest_depth` with the torch projection and fresh launches (any device; the CUDA path)."""
         check_mesh(verts, faces)
         if grow < 0:
             raise InvalidValueError(f"grow must be >= 0; got {grow}")

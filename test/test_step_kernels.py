@@ -1,0 +1,105 @@
+"""The filter step's kernel-side fast paths (hand z-buffer plan, contact query pre-test) equal the general paths."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from handypriors_core.geometry import PinholeCamera
+from handypriors_core.geometry.rotations import axis_angle_to_matrix
+
+
+def _soup(dtype: torch.dtype, seed: int, batch: int = 2, faces: int = 40):
+    """``batch`` sets of random overlapping triangles (both windings) 0.3 m in front of a 64 x 48 camera."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.rand(batch, faces, 1, 3, generator=g, dtype=dtype) * torch.tensor([0.1, 0.08, 0.1], dtype=dtype) \
+        + torch.tensor([-0.05, -0.04, 0.3], dtype=dtype)
+    verts = (centres + 0.03 * torch.randn(batch, faces, 3, 3, generator=g, dtype=dtype)).reshape(batch, 3 * faces, 3)
+    tri = torch.arange(3 * faces).reshape(faces, 3)
+    tri[::3] = tri[::3].flip(-1)
+    K = torch.tensor([[120.0, 0, 31.5], [0, 120.0, 23.5], [0, 0, 1]], dtype=dtype)
+    return verts, tri, PinholeCamera(K=K, width=64, height=48)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numpy_projection_equals_project_vertices(dtype):
+    """``project_vertices_array`` gives ``project_vertices``' values bit for bit, undrawable vertices included (behind
+    the camera, closer than ``near``, non-finite, beyond ``MAX_SCREEN``)."""
+    from handypriors_core.render.nearest_depth import project_vertices_array
+    from handypriors_core.render.rasterizer import MAX_SCREEN, project_vertices
+
+    verts, _, cam = _soup(dtype, 3, batch=1, faces=100)
+    verts[0, 0, 2] = -0.2
+    verts[0, 1, 2] = 0.005
+    verts[0, 2, 0] = math.nan
+    verts[0, 3] = torch.tensor([1e4, 0.0, 1e-3], dtype=dtype) * torch.tensor([1.0, 1.0, 20.0], dtype=dtype)
+    xy, inv_depth, ok = project_vertices(verts, cam, 0.01)
+    xy_a, inv_a, ok_a = project_vertices_array(verts[0].numpy(), cam.K.numpy(), 0.01, MAX_SCREEN)
+    assert not bool(ok[0, :4].any()) and bool(ok[0, 4:].all())
+    assert np.array_equal(ok_a, ok[0].numpy())
+    assert np.array_equal(xy_a, xy[0].numpy()) and np.array_equal(inv_a, inv_depth[0].numpy())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_zbuffer_plan_equals_the_torch_path(dtype):
+    """``nearest_depth`` on the CPU (numpy projection, replayed launches of a kept plan) equals ``nearest_depth_torch``
+    (torch projection, fresh launches) bit for bit: two batches, a vertex behind the camera, ``grow`` 0 and 2,
+    ``cull_back`` on a closed box, and the same plan reused for new vertices (its buffers overwritten)."""
+    from handypriors_core.models import RigidObject
+    from handypriors_core.render import RasterSettings
+    from handypriors_core.render.rasterizer import HardRasterizer
+
+    raster = HardRasterizer(RasterSettings(cpu_threads=1))
+    _, faces, cam = _soup(dtype, 5)
+    for seed in (5, 6):  # the second seed reuses the plans of the first
+        verts = _soup(dtype, seed)[0]
+        verts[1, 4, 2] = -0.1
+        for grow in (0, 2):
+            fast = raster.nearest_depth(verts, faces, cam, grow=grow)
+            assert int(torch.isfinite(fast).sum()) > 800
+            assert torch.equal(fast, raster.nearest_depth_torch(verts, faces, cam, grow=grow))
+    assert len(raster._plans) == 2
+    box = RigidObject.box([0.04, 0.06, 0.03])
+    for angle in (0.5, 1.1):
+        R = axis_angle_to_matrix(torch.tensor([angle, -0.3, 0.2], dtype=dtype))
+        box_verts = (box.verts.to(dtype) @ R.T + torch.tensor([0.01, 0.0, 0.25], dtype=dtype))[None]
+        fast = raster.nearest_depth(box_verts, box.faces, cam, cull_back=True, grow=1)
+        assert int(torch.isfinite(fast).sum()) > 300
+        assert torch.equal(fast, raster.nearest_depth_torch(box_verts, box.faces, cam, cull_back=True, grow=1))
+    assert int(torch.isfinite(raster.nearest_depth(verts[:, :0], faces[:0], cam)).sum()) == 0  # an empty mesh
+
+
+def test_contact_query_skips_the_sign_test_only_outside_the_hull():
+    """``ObjectSDF.query_array`` with its convex-hull pre-test gives the full query's distances and normals on a
+    concave mesh (a torus: its box corners and the air above its hole lie outside the hull); the points it marks
+    are all outside, and a point marked by hand as outside gets sign +1 from the kernel (the flag is obeyed)."""
+    import trimesh
+
+    from handypriors_core.physics.sdf import ObjectSDF
+    from handypriors_core.physics.settings import ContactSettings
+    from handypriors_core.physics.warp_bridge import closest_faces
+
+    mesh = trimesh.creation.torus(major_radius=0.04, minor_radius=0.015)
+    sdf = ObjectSDF(torch.as_tensor(mesh.vertices, dtype=torch.float32), torch.as_tensor(mesh.faces),
+                    ContactSettings(max_query_distance=0.2))
+    g = torch.Generator().manual_seed(2)
+    points = (torch.rand(1500, 3, generator=g) * 2 - 1) * torch.tensor([0.06, 0.06, 0.02])
+    marked = sdf._outside_hull(points.numpy())
+    reference = sdf.query(points[None])
+    assert int(marked.sum()) > 100 and bool((reference.distance[0] < 0).sum() > 50)
+    assert bool((reference.distance[0][torch.from_numpy(marked)] > 0).all())
+    distance, normal = sdf.query_array(points.numpy())
+    assert torch.equal(torch.from_numpy(distance) < 0, reference.distance[0] < 0)
+    torch.testing.assert_close(torch.from_numpy(distance), reference.distance[0], atol=1e-7, rtol=1e-6)
+    torch.testing.assert_close(torch.from_numpy(normal), reference.normal[0], atol=1e-6, rtol=1e-5)
+    inside = int(torch.argmin(reference.distance[0]))
+    flag = torch.zeros(len(points), dtype=torch.bool)
+    flag[inside] = True
+    _, _, sign = closest_faces(sdf._mesh_on(torch.device("cpu")), points, len(points), sdf.settings, flag)
+    _, _, sign_ref = closest_faces(sdf._mesh_on(torch.device("cpu")), points, len(points), sdf.settings)
+    assert float(sign[inside]) == 1.0 and float(sign_ref[inside]) == -1.0
+    others = torch.arange(len(points)) != inside
+    assert torch.equal(sign[others], sign_ref[others])
