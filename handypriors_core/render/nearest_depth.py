@@ -25,15 +25,22 @@ def project_vertices_array(verts: np.ndarray, K: np.ndarray, near: float, max_sc
                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`.rasterizer.project_vertices` in numpy: camera-frame ``verts (N, 3)`` [m] and intrinsics ``K (3, 3)``
     of the same float dtype -> ``xy (N, 2)`` [px], ``inv_depth (N,)`` [1/m], ``ok (N,)`` bool, the same values
-    (each operation in the same order and precision)."""
-    ok = np.isfinite(verts).all(-1) & (verts[:, 2] > near)
-    safe = np.where(ok[:, None], verts, np.array([0.0, 0.0, 1.0], dtype=verts.dtype))
-    inv_depth = np.reciprocal(safe[:, 2])
-    focal = np.array([K[0, 0], K[1, 1]], dtype=verts.dtype)
-    centre = np.array([K[0, 2], K[1, 2]], dtype=verts.dtype)
-    xy = safe[:, :2] * inv_depth[:, None] * focal + centre
-    ok &= (np.abs(xy) < max_screen).all(-1)
-    return xy, inv_depth, ok
+    (each operation in the same order and precision; per column: numpy is slow along a short last axis)."""
+    x, y, z = verts[:, 0], verts[:, 1], verts[:, 2]
+    finite = np.isfinite(verts)
+    ok = finite[:, 0] & finite[:, 1] & finite[:, 2] & (z > near)
+    if not ok.all():  # undrawable vertices take the placeholder (0, 0, 1)
+        zero, one = np.zeros((), dtype=verts.dtype), np.ones((), dtype=verts.dtype)
+        x, y, z = np.where(ok, x, zero), np.where(ok, y, zero), np.where(ok, z, one)
+    inv_depth = np.reciprocal(z)
+    u = x * inv_depth
+    u *= K[0, 0]
+    u += K[0, 2]
+    v = y * inv_depth
+    v *= K[1, 1]
+    v += K[1, 2]
+    ok &= (np.abs(u) < max_screen) & (np.abs(v) < max_screen)
+    return np.stack((u, v), -1), inv_depth, ok
 
 
 class NearestDepthPlan:
