@@ -68,7 +68,7 @@ STAGES = {
     "update": (filter_module.ObjectPoseFilter, "update"),
     "hand_zbuffer": (hand_occlusion.HandOcclusion, "__init__"),
     "sd_begin": (sparse_depth.SparseDepthModality, "begin"),
-    "sd_linearize": (sparse_depth.SparseDepthModality, "linearize"),
+    "sd_linearize": (sparse_depth.SparseDepthModality, "normal_equations"),
     "iterated_update": (filter_module, "iterated_update"),
     "quality": (ObjectTracker, "quality"),
     "contact_context": (tracker, "contact_context"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -176,6 +177,37 @@ def test_contact_bookkeeping_in_numpy_equals_the_torch_path():
                  (fast.previous_contact_normals, reference.previous_contact_normals)):
         assert a.shape == b.shape and a.dtype == b.dtype
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_normal_equations_equal_those_of_the_residual_block():
+    """The iterated update's ``NormalEquations`` (from a block, moved to first order, at a final step) give the
+    ``ResidualBlock``'s normal equations, noise estimate and variance factor."""
+    from handypriors_core.estimation.residuals import NormalEquations, ResidualBlock
+
+    g = torch.Generator().manual_seed(6)
+    J = torch.randn(30, 6, generator=g, dtype=_F64)
+    r = torch.randn(30, generator=g, dtype=_F64) * 1e-3
+    w = torch.rand(30, generator=g, dtype=_F64)
+    w[:4] = 0
+    delta = torch.randn(6, generator=g, dtype=_F64) * 1e-3
+    for floor, correlation in ((0.0, 1.0), (1e-4, 2.5), (5e-3, 1.0)):
+        block = ResidualBlock("b", r, J, w, 2e-3, floor, correlation)
+        ne = NormalEquations.from_block(block)
+        for a, b in zip(ne.scaled(), block.normal_equations()):
+            torch.testing.assert_close(torch.from_numpy(a), b, atol=1e-12, rtol=1e-12)
+        assert (ne.count, ne.weight_sum) == (30, pytest.approx(float(w.sum()), rel=1e-14))
+        assert ne.noise_std() == pytest.approx(block.noise_std(), rel=1e-12)
+        r_final = r + J @ delta
+        torch.testing.assert_close(torch.from_numpy(ne.residual_at(delta.numpy())), r_final, atol=1e-15, rtol=0)
+        assert ne.variance_factor(r_final.numpy()) == pytest.approx(block.variance_factor(r_final), rel=1e-12)
+        moved = NormalEquations.from_block(ResidualBlock("b", r_final, J, w, 2e-3, floor, correlation))
+        ne_moved = ne.moved(delta.numpy())
+        for a, b in ((ne_moved.information, moved.information), (ne_moved.vector, moved.vector)):
+            np.testing.assert_allclose(a, b, atol=1e-12, rtol=1e-12)
+        assert ne_moved.noise_std() == pytest.approx(moved.noise_std(), rel=1e-12)
+        assert ne.with_std(1e-3).scaled()[0] == pytest.approx(4 * ne.scaled()[0], rel=1e-14)
+    few = NormalEquations.from_block(ResidualBlock("b", r[:5], J[:5], torch.ones(5, dtype=_F64), 2e-3, 1e-4))
+    assert few.noise_std() == 2e-3  # no more weight than the 6 pose parameters: the configured noise
 
 
 def test_orthonormalised_is_the_nearest_rotation():

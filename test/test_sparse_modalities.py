@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from handypriors_core.estimation.contact_observation import ContactModality
 from handypriors_core.estimation.ekf import EKFSettings, ErrorStateEKF
 from handypriors_core.estimation.hand_occlusion import HandOcclusion
-from handypriors_core.estimation.iterated_update import iterated_update
+from handypriors_core.estimation.iterated_update import CovarianceOptions, UpdateDiagnostics, iterated_update
 from handypriors_core.estimation.modalities import TemporalContext
 from handypriors_core.estimation.observation import prepare_observation
 from handypriors_core.estimation.pose_state import PoseState, retract
@@ -226,7 +227,66 @@ def test_sparse_depth_numpy_path_equals_the_torch_path(scene_data, shape):
                 torch.testing.assert_close(a, b, atol=1e-15, rtol=1e-12)
             assert (fast.std, fast.noise_floor, fast.correlation) == \
                 (reference.std, reference.noise_floor, reference.correlation)
+            # the iterated update's one-pass normal equations: those of the torch path's block
+            fused = modality.normal_equations(pose.numpy(), iteration)
+            Lam, g = reference.normal_equations()
+            Lf, gf = fused.scaled()
+            torch.testing.assert_close(torch.from_numpy(Lf), Lam, atol=1e-9 * float(Lam.abs().max()), rtol=1e-12)
+            torch.testing.assert_close(torch.from_numpy(gf), g, atol=1e-9 * float(g.abs().max()), rtol=1e-12)
+            assert fused.noise_std() == pytest.approx(reference.noise_std(), rel=1e-12)
+            assert (fused.std, fused.correlation, fused.count) == (reference.std, reference.correlation,
+                                                                   reference.count)
     assert compared >= 6
+
+
+def test_hand_pixel_tables_equal_the_hand_depth_lookup(scene_data):
+    """The sparse depth's per-frame tables of the hand z-buffer read what ``HandDepthLookup.at_pixels`` reads at
+    every integer pixel of the full image, the border pixels -1 and max(W, H) included."""
+    scene, _frame, obs, _T_o, _out = scene_data
+    lookup = HandOcclusion(scene, obs).lookup()
+    size = max(obs.camera.width, obs.camera.height)
+    columns, rows, depth = lookup.pixel_tables(size)
+    u, v = torch.meshgrid(torch.arange(-1, size + 1, dtype=_F64), torch.arange(-1, size + 1, dtype=_F64),
+                          indexing="xy")
+    uv = torch.stack((u.reshape(-1), v.reshape(-1)), -1).numpy()
+    reference = lookup.at_pixels(uv)
+    tabulated = depth[rows[uv[:, 1].astype(int) + 1] + columns[uv[:, 0].astype(int) + 1]]
+    assert (reference == tabulated).all()
+    finite = int(np.isfinite(reference).sum())
+    assert 0 < finite < reference.size  # the hand covers part of the image
+
+
+def test_iterated_update_of_one_pass_normal_equations_equals_the_torch_path(scene_data):
+    """The iterated update with the sparse depth's one-pass numpy normal equations (CPU) and with its torch
+    blocks (the path of other devices), beside a modality carried to first order: the same state and covariance."""
+    scene, _frame, obs, T_o, _out = scene_data
+    g = torch.Generator().manual_seed(4)
+    start = _moved(T_o, (0.004, -0.003, 0.005), (0.04, -0.03, 0.02))
+    J = torch.randn(8, 6, generator=g, dtype=_F64)
+    b = torch.randn(8, generator=g, dtype=_F64) * 1e-3
+    prior = PoseState.from_pose(start)
+    P = torch.diag(torch.tensor([1e-4] * 3 + [3e-3] * 3, dtype=_F64))
+    out = []
+    for use_arrays in (True, False):
+        modality = SparseDepthModality(scene, SparseDepthSettings())
+        modality.use_arrays = use_arrays
+        assert modality.begin(obs, start, HandOcclusion(scene, obs))
+        assert (modality._frame.arrays is not None) == use_arrays
+        frozen = _Linear("frozen", prior, J, b, 5e-3)
+        frozen.relinearize = False
+        ekf = ErrorStateEKF(prior, P)
+        diag = UpdateDiagnostics()
+        res = iterated_update(ekf, [modality, frozen], 3, 0.9999, options=CovarianceOptions(
+            max_iterations=10, estimate_noise=True, keep_prior_unconverged=True), diagnostics=diag)
+        assert res["sparse_depth"].accepted and res["frozen"].accepted
+        out.append((ekf.pose, ekf.covariance, diag))
+    (pose_a, cov_a, diag_a), (pose_b, cov_b, diag_b) = out
+    assert diag_a.iterations == diag_b.iterations >= 3 and diag_a.converged
+    torch.testing.assert_close(pose_a, pose_b, atol=1e-12, rtol=0)
+    torch.testing.assert_close(cov_a, cov_b, atol=1e-9 * float(cov_b.abs().max()), rtol=0)
+    assert diag_a.noise_std["sparse_depth"] == pytest.approx(diag_b.noise_std["sparse_depth"], rel=1e-9)
+    t_err = float((pose_a[:3, 3] - T_o[:3, 3]).norm())
+    assert t_err < 2e-3  # it moved towards the truth (the first-order modality pulls elsewhere a little)
 
 
 def test_quality_score_in_numpy_equals_the_torch_path(scene_data):
@@ -312,7 +372,10 @@ def test_filter_with_sparse_depth_recovers_a_perturbed_pose(scene_data):
 
 
 def test_filter_and_refiner_use_one_depth_residual_function(scene_data, monkeypatch):
-    """The EKF's linearisation and the refiner's depth loss both evaluate ``point_to_plane_residuals``."""
+    """The EKF's linearisation (the iterated update's one-pass normal equations on the CPU and the torch path of
+    other devices) and the refiner's depth loss all evaluate the plane distance ``plane_distances``."""
+    import dataclasses
+
     from handypriors_core.estimation import sparse_depth
     from handypriors_core.estimation.refiner import PoseRefiner
     from handypriors_core.estimation.settings import RefineSettings
@@ -325,16 +388,20 @@ def test_filter_and_refiner_use_one_depth_residual_function(scene_data, monkeypa
 
     def evaluate():
         assert modality.begin(obs, pose, HandOcclusion(scene, obs))
+        fused = modality.normal_equations(pose.numpy(), 0)
         block = modality.linearize(pose, 0)
+        modality._frame = dataclasses.replace(modality._frame, arrays=None)
+        reference = modality.linearize(pose, 0)
         assoc = refiner.depth_association(obs, pose.float())
         loss = refiner.losses(pose.float()[None], obs, TemporalContext(), 1.0, assoc)["depth"]
-        return block.residual, float(loss[0])
+        return torch.from_numpy(fused.residual), block.residual, reference.residual, float(loss[0])
 
-    r0, loss0 = evaluate()
-    original = sparse_depth.point_to_plane_residuals
-    monkeypatch.setattr(sparse_depth, "point_to_plane_residuals", lambda *a: original(*a) + 0.003)
-    r1, loss1 = evaluate()
-    assert torch.allclose(r1, r0 + 0.003, atol=1e-9)
+    *r0, loss0 = evaluate()
+    original = sparse_depth.plane_distances
+    monkeypatch.setattr(sparse_depth, "plane_distances", lambda *a: original(*a) + 0.003)
+    *r1, loss1 = evaluate()
+    for a, b in zip(r1, r0):
+        assert torch.allclose(a, b + 0.003, atol=1e-9)
     assert loss1 > loss0 + 0.1  # Geman-McClure with c = 4 mm: a 3 mm shift raises the mean clearly
 
 

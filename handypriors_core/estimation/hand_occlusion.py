@@ -30,13 +30,29 @@ class HandDepthLookup:
     full: tuple[np.float32, np.float32, np.float32, np.float32]  # full camera cx, fx, cy, fy [px]
     roi: tuple[np.float32, np.float32, np.float32, np.float32]  # region camera cx, fx, cy, fy [px]
 
+    def roi_pixels(self, u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest z-buffer column and row ``(N,)`` int64 of full-image pixel coordinates ``u``, ``v (N,)``."""
+        (fcx, ffx, fcy, ffy), (rcx, rfx, rcy, rfy) = self.full, self.roi
+        iu = np.round((u.astype(np.float32) - fcx) / ffx * rfx + rcx).astype(np.int64)
+        iv = np.round((v.astype(np.float32) - fcy) / ffy * rfy + rcy).astype(np.int64)
+        return iu, iv
+
+    def pixel_tables(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`at_pixels` tabulated for integer full-image pixel coordinates ``-1 .. size``: ``(columns (size + 2,),
+        rows (size + 2,) int64, depth (F,) float32)`` with ``at_pixels([[u, v]]) == depth[rows[v + 1] +
+        columns[u + 1]]`` (the z-buffer with a row and a column of ``inf`` for the pixels outside it)."""
+        S_h, S_w = self.depth.shape
+        iu, iv = self.roi_pixels(*(np.arange(-1.0, size + 1.0),) * 2)
+        columns = np.where((iu >= 0) & (iu < S_w), iu, S_w)
+        rows = np.where((iv >= 0) & (iv < S_h), iv, S_h) * (S_w + 1)
+        padded = np.full((S_h + 1, S_w + 1), np.inf, np.float32)
+        padded[:S_h, :S_w] = self.depth
+        return columns, rows, padded.reshape(-1)
+
     def at_pixels(self, uv: np.ndarray) -> np.ndarray:
         """``(N,)`` float32 hand depth [m] at full-image pixels ``uv (N, 2)`` (``inf``: no hand or outside)."""
-        (fcx, ffx, fcy, ffy), (rcx, rfx, rcy, rfy) = self.full, self.roi
-        u = (uv[:, 0].astype(np.float32) - fcx) / ffx * rfx + rcx
-        v = (uv[:, 1].astype(np.float32) - fcy) / ffy * rfy + rcy
         S_h, S_w = self.depth.shape
-        iu, iv = np.round(u).astype(np.int64), np.round(v).astype(np.int64)
+        iu, iv = self.roi_pixels(uv[:, 0], uv[:, 1])
         inside = (iu >= 0) & (iu < S_w) & (iv >= 0) & (iv < S_h)
         d = self.depth[np.minimum(np.maximum(iv, 0), S_h - 1), np.minimum(np.maximum(iu, 0), S_w - 1)]
         return np.where(inside, d, np.float32(np.inf))

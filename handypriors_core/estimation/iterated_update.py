@@ -20,7 +20,6 @@ no part in the update. Covariance at the final iterate in Joseph form,
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -30,8 +29,8 @@ import torch
 
 from .ekf import ErrorStateEKF, StepResult
 from .gating import chi2_threshold, projected_nis
-from .pose_state import PoseState, retracted_pose_array
-from .residuals import ResidualBlock
+from .pose_state import retracted_pose_array
+from .residuals import NormalEquations, ResidualBlock
 
 __all__ = ["CovarianceOptions", "PoseModality", "UpdateDiagnostics", "iterated_update", "with_estimated_noise"]
 
@@ -44,6 +43,10 @@ class PoseModality(Protocol):
     Attributes:
         name: the modality's name (keys of the returned results).
         relinearize: True when :meth:`linearize` is cheap enough to call at every iteration.
+
+    A modality may also offer ``normal_equations(object2camera: np.ndarray (4, 4), iteration) -> NormalEquations |
+    None``: the same linearisation built in one pass in numpy (the update then calls it instead of
+    :meth:`linearize`; :class:`~.sparse_depth.SparseDepthModality` does).
     """
 
     name: str
@@ -55,25 +58,14 @@ class PoseModality(Protocol):
         ...
 
 
-def _first_order(block: ResidualBlock, delta: np.ndarray) -> ResidualBlock:
-    """``block`` moved to ``x_0 [+] delta`` to first order (same Jacobian and weights)."""
-    return ResidualBlock(block.name, block.residual + block.jacobian @ delta, block.jacobian, block.weight, block.std,
-                         block.noise_floor, block.correlation)
-
-
-def _numpy_block(block: ResidualBlock) -> ResidualBlock:
-    """``block`` with its arrays as CPU float64 numpy arrays (no copy where they already are CPU float64)."""
-    def arr(t):
-        return t.detach().to("cpu", _F64).numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float64)
-
-    return ResidualBlock(block.name, arr(block.residual), arr(block.jacobian), arr(block.weight), block.std,
-                         block.noise_floor, block.correlation)
-
-
-def _retracted_pose(prior: PoseState, e: np.ndarray) -> torch.Tensor:
-    """``(4, 4)`` float64 pose of ``prior [+] e`` (the value of :func:`~.pose_state.retract_value`, in numpy)."""
-    pose = retracted_pose_array(prior.pose.detach().to("cpu", _F64).numpy(), e)
-    return torch.from_numpy(pose).to(prior.pose.device)
+def _linearized(modality: PoseModality, pose: np.ndarray, device: torch.device, iteration: int
+                ) -> NormalEquations | None:
+    """``modality``'s linearisation at ``pose (4, 4)`` float64 numpy as :class:`~.residuals.NormalEquations`."""
+    fused = getattr(modality, "normal_equations", None)
+    if fused is not None:
+        return fused(pose, iteration)
+    block = modality.linearize(torch.from_numpy(pose).to(device), iteration)
+    return None if block is None else NormalEquations.from_block(block)
 
 
 @dataclass(frozen=True)
@@ -111,13 +103,13 @@ class UpdateDiagnostics:
     variance_factor: dict[str, float] = field(default_factory=dict)
 
 
-def with_estimated_noise(block: ResidualBlock) -> ResidualBlock:
-    """``block`` weighed with the noise its own residuals show (:meth:`~.residuals.ResidualBlock.noise_std`, times
+def with_estimated_noise(block: NormalEquations) -> NormalEquations:
+    """``block`` weighed with the noise its own residuals show (:meth:`~.residuals.NormalEquations.noise_std`, times
     ``sqrt(correlation)``), never with more than its configured ``std``; unchanged for blocks without a
     ``noise_floor`` (those whose residuals say nothing of their noise, e.g. contacts held at zero)."""
-    if block.noise_floor <= 0 or float(block.weight.sum()) <= block.jacobian.shape[1]:
+    if block.noise_floor <= 0 or block.weight_sum <= block.rows.shape[0]:
         return block
-    return dataclasses.replace(block, std=min(block.std, block.noise_std() * math.sqrt(block.correlation)))
+    return block.with_std(min(block.std, block.noise_std() * math.sqrt(block.correlation)))
 
 
 def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iterations: int,
@@ -138,8 +130,10 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     opt = options if options is not None else CovarianceOptions()
     diag = diagnostics if diagnostics is not None else UpdateDiagnostics()
     # the 6 x 6 algebra in float64 numpy (the filter's state lives on the CPU; a torch call on matrices this small
-    # costs several times its arithmetic); the modalities' blocks are read as numpy arrays
+    # costs several times its arithmetic); every modality's linearisation is read as its normal equations
     prior = ekf.state
+    prior_pose = prior.pose.detach().to("cpu", _F64).numpy()
+    device = prior.pose.device
     P = ekf.covariance.detach().to("cpu", _F64).numpy()
     n = P.shape[0]
     zero = torch.zeros(n, dtype=_F64)
@@ -147,38 +141,37 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     L_inv = np.linalg.inv(L)
     P_inv = L_inv.T @ L_inv
     results: dict[str, StepResult] = {}
-    frozen: dict[str, ResidualBlock] = {}  # first linearisation of the modalities not re-linearised
+    frozen: dict[str, NormalEquations] = {}  # first linearisation of the modalities not re-linearised
     active = list(modalities)
-    pose = prior.pose
+    pose = prior_pose
     e = np.zeros(n)  # x = prior [+] e
     Lam = np.zeros((n, n))
-    final_blocks: list[ResidualBlock] = []
+    final_blocks: list[tuple[NormalEquations, np.ndarray]] = []
     step = np.zeros(n)
     converged = False
     for it in range(max(1, iterations, opt.max_iterations)):
-        blocks: list[ResidualBlock] = []
+        blocks: list[tuple[NormalEquations, np.ndarray, np.ndarray]] = []  # (block, Lambda_b, g_b)
         kept = []
         for modality in active:
             if it > 0 and not modality.relinearize:
                 if modality.name in frozen:
-                    blocks.append(_first_order(frozen[modality.name], e))
+                    block = frozen[modality.name].moved(e)
+                    blocks.append((block, *block.scaled()))
                     kept.append(modality)
                 continue
-            block = modality.linearize(pose, it)
-            if block is not None:
-                block = _numpy_block(block)
-                if opt.estimate_noise:
-                    block = with_estimated_noise(block)
-            if block is None or block.count == 0 or float(block.weight.sum()) <= 0:
+            block = _linearized(modality, pose, device, it)
+            if block is not None and opt.estimate_noise:
+                block = with_estimated_noise(block)
+            if block is None or block.count == 0 or block.weight_sum <= 0:
                 if it == 0:
                     continue
                 kept.append(modality)  # lost its correspondences at this iterate: sits out this iteration
                 continue
-            if not (np.isfinite(block.residual).all() and np.isfinite(block.jacobian).all()):
+            if not (np.isfinite(block.residual).all() and np.isfinite(block.rows).all()):
                 results[modality.name] = StepResult(False, "non_finite", correction=zero)
                 continue
+            Lb, gb = block.scaled()
             if it == 0:
-                Lb, gb = block.normal_equations()
                 nis, dof = projected_nis(Lb, -gb, P, ekf.settings.rank_tolerance)
                 threshold = math.inf if (gate_probability is None or dof == 0) else \
                     chi2_threshold(float(gate_probability), dof)
@@ -189,27 +182,26 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
                 results[modality.name] = StepResult(True, "accepted", nis, dof, threshold, zero)
                 if not modality.relinearize:
                     frozen[modality.name] = block
-            blocks.append(block)
+            blocks.append((block, Lb, gb))
             kept.append(modality)
         active = kept
         if not blocks:
             break
-        Lam, g = np.zeros((n, n)), np.zeros(n)
-        for block in blocks:
-            Lb, gb = block.normal_equations()
+        Lam, g = blocks[0][1], blocks[0][2]
+        for _, Lb, gb in blocks[1:]:
             Lam, g = Lam + Lb, g + gb
         A = P_inv + Lam
         step = -np.linalg.solve(0.5 * (A + A.T), g + P_inv @ e)
         if not np.isfinite(step).all():
             return {name: StepResult(False, "non_finite", correction=zero) for name in results}
         e = e + step
-        pose = _retracted_pose(prior, e)
-        final_blocks = blocks
+        pose = retracted_pose_array(prior_pose, e)
+        final_blocks = [(b, Lb) for b, Lb, _ in blocks]
         diag.iterations = it + 1
-        converged = float(np.linalg.norm(step[:3])) <= opt.converged_step[0] \
-            and float(np.linalg.norm(step[3:6])) <= opt.converged_step[1]
+        step_t, step_r = math.sqrt(step[:3] @ step[:3]), math.sqrt(step[3:6] @ step[3:6])
+        converged = step_t <= opt.converged_step[0] and step_r <= opt.converged_step[1]
         diag.converged = converged
-        if float(np.linalg.norm(step)) < min_step or (it + 1 >= iterations and converged):
+        if math.sqrt(step @ step) < min_step or (it + 1 >= iterations and converged):
             break
     accepted = [name for name, r in results.items() if r.accepted]
     if not accepted:
@@ -222,12 +214,12 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     A = eye - P_plus @ Lam  # I - K H
     # K R K^T with the noise each block's residuals show at the final iterate (the Joseph form holds for any gain)
     Lam_R = np.zeros((n, n))
-    for b in final_blocks:
-        r_final = b.residual + b.jacobian @ step
+    for b, Lb in final_blocks:
+        r_final = b.residual_at(step)
         f = b.variance_factor(r_final) if (opt.estimate_noise and b.noise_floor > 0) else 1.0
         diag.noise_std[b.name] = b.noise_std(r_final)
         diag.variance_factor[b.name] = f
-        Lam_R = Lam_R + f * b.normal_equations()[0]
+        Lam_R = Lam_R + f * Lb
     P_new = A @ P @ A.T + P_plus @ Lam_R @ P_plus  # Joseph form
     if opt.keep_prior_unconverged and not converged:
         P_new = P.copy()

@@ -35,11 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from ..errors import InvalidValueError
 
 __all__ = [
+    "NormalEquations",
     "ResidualBlock",
     "RobustKind",
     "hand_parameter_jacobian",
@@ -109,7 +111,6 @@ class ResidualBlock:
         Jw = self.jacobian * (self.weight / self.std ** 2)[:, None]
         return Jw.T @ self.jacobian, Jw.T @ self.residual
 
-
     def noise_std(self, residual: torch.Tensor | None = None, dof: int = 6) -> float:
         """Per-residual noise standard deviation estimated from the block's own residuals (robust weights kept):
         ``sqrt(sum w r^2 / (sum w - dof))`` with ``residual (k,)`` (default: the block's; pass the residuals at
@@ -117,13 +118,106 @@ class ResidualBlock:
         r = self.residual if residual is None else residual
         w = self.weight
         used = float(w.sum())
-        if used <= dof:
-            return max(self.std, self.noise_floor)
-        return max(float((w * r * r).sum() / (used - dof)) ** 0.5, self.noise_floor)
+        return _estimated_noise(used, float((w * r * r).sum()) if used > dof else 0.0, self.std, self.noise_floor,
+                                dof)
 
     def variance_factor(self, residual: torch.Tensor | None = None, dof: int = 6) -> float:
         """Ratio of the real noise variance to the one the update weighed the block with: ``correlation *
         noise_std^2 / std^2`` (1 when the configured ``std`` is right and the residuals are independent)."""
+        return self.correlation * self.noise_std(residual, dof) ** 2 / self.std ** 2
+
+
+def _estimated_noise(weight_sum: float, square_sum: float, std: float, noise_floor: float, dof: int) -> float:
+    """``sqrt(sum w r^2 / (sum w - dof))`` from its sums, at least ``noise_floor``; ``max(std, noise_floor)`` when
+    the weights do not exceed ``dof`` (:meth:`ResidualBlock.noise_std`)."""
+    if weight_sum <= dof:
+        return max(std, noise_floor)
+    return max((square_sum / (weight_sum - dof)) ** 0.5, noise_floor)
+
+
+class NormalEquations:
+    """A linearisation ``(r, J, w)`` with its weighted normal equations, in float64 numpy: the iterated update's
+    form of a :class:`ResidualBlock` (CPU modalities build it in one pass, :meth:`build`; any block converts,
+    :meth:`from_block`).
+
+    Attributes:
+        name, std, noise_floor, correlation: as :class:`ResidualBlock`.
+        residual: ``(k,)``; rows: ``(D, k)`` the Jacobian transposed, ``J^T``; weight: ``(k,)`` robust weights.
+        information: ``(D, D)`` ``J^T W J``; vector: ``(D,)`` ``J^T W r`` (weights only, not divided by ``std^2``).
+        weight_sum: ``sum w``; square_sum: ``sum w r^2``.
+    """
+
+    __slots__ = (
+        "correlation",
+        "information",
+        "name",
+        "noise_floor",
+        "residual",
+        "rows",
+        "square_sum",
+        "std",
+        "vector",
+        "weight",
+        "weight_sum",
+    )
+
+    def __init__(self, name: str, residual: np.ndarray, rows: np.ndarray, weight: np.ndarray, std: float,
+                 noise_floor: float, correlation: float, information: np.ndarray, vector: np.ndarray,
+                 weight_sum: float, square_sum: float) -> None:
+        self.name, self.residual, self.rows, self.weight = name, residual, rows, weight
+        self.std, self.noise_floor, self.correlation = std, noise_floor, correlation
+        self.information, self.vector, self.weight_sum, self.square_sum = information, vector, weight_sum, square_sum
+
+    @classmethod
+    def build(cls, name: str, residual: np.ndarray, rows: np.ndarray, weight: np.ndarray, std: float,
+              noise_floor: float = 0.0, correlation: float = 1.0) -> NormalEquations:
+        """From ``residual (k,)``, ``rows = J^T (D, k)`` and ``weight (k,)`` (float64 numpy): the sums computed."""
+        rw = rows * weight
+        wr = weight * residual
+        return cls(name, residual, rows, weight, std, noise_floor, correlation, rw @ rows.T, rows @ wr,
+                   float(weight.sum()), float(wr @ residual))
+
+    @classmethod
+    def from_block(cls, block: ResidualBlock) -> NormalEquations:
+        """The normal equations of ``block`` (tensors on any device, or numpy arrays)."""
+        def arr(t):
+            return t.detach().to("cpu", _F64).numpy() if isinstance(t, torch.Tensor) else np.asarray(t, np.float64)
+
+        return cls.build(block.name, arr(block.residual), arr(block.jacobian).T, arr(block.weight), block.std,
+                         block.noise_floor, block.correlation)
+
+    @property
+    def count(self) -> int:
+        """Number of residuals ``k``."""
+        return int(self.residual.shape[0])
+
+    def scaled(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(Lambda (D, D), g (D,))`` = ``J^T W J / std^2`` and ``J^T W r / std^2`` (as
+        :meth:`ResidualBlock.normal_equations`)."""
+        s2 = self.std ** 2
+        return self.information / s2, self.vector / s2
+
+    def with_std(self, std: float) -> NormalEquations:
+        """The same block weighed with noise ``std``."""
+        return NormalEquations(self.name, self.residual, self.rows, self.weight, std, self.noise_floor,
+                               self.correlation, self.information, self.vector, self.weight_sum, self.square_sum)
+
+    def moved(self, delta: np.ndarray) -> NormalEquations:
+        """The block at ``x [+] delta`` to first order: ``r + J delta``, the same Jacobian and weights."""
+        return NormalEquations.build(self.name, self.residual + delta @ self.rows, self.rows, self.weight, self.std,
+                                     self.noise_floor, self.correlation)
+
+    def residual_at(self, delta: np.ndarray) -> np.ndarray:
+        """``(k,)`` residuals at ``x [+] delta`` to first order."""
+        return self.residual + delta @ self.rows
+
+    def noise_std(self, residual: np.ndarray | None = None, dof: int = 6) -> float:
+        """:meth:`ResidualBlock.noise_std` (``residual (k,)``: default the block's own)."""
+        square_sum = self.square_sum if residual is None else float((self.weight * residual) @ residual)
+        return _estimated_noise(self.weight_sum, square_sum, self.std, self.noise_floor, dof)
+
+    def variance_factor(self, residual: np.ndarray | None = None, dof: int = 6) -> float:
+        """:meth:`ResidualBlock.variance_factor`."""
         return self.correlation * self.noise_std(residual, dof) ** 2 / self.std ** 2
 
 

@@ -6,7 +6,8 @@ visible ones; at most ``max_points`` of them are kept (evenly). Per Gauss-Newton
 (:meth:`~SparseDepthModality.linearize`): each point is projected into the depth image (projective
 association, only those pixels are read), the depth there is back-projected to the target ``q``; points the
 known hand covers (:class:`~.hand_occlusion.HandOcclusion`), holes and targets farther than the iteration's
-considered distance are dropped. Residual per point (:func:`point_to_plane_residuals`)::
+considered distance are dropped. Residual per point (:func:`point_to_plane_residuals`, whose plane distance
+:func:`plane_distances` every path evaluates)::
 
     r = n . (p - q),   p = R p_obj + t,   n = R n_obj           [m]
 
@@ -15,26 +16,40 @@ with the closed-form Jacobian over the pose tangent (:func:`point_to_plane_jacob
     dr/d rho = n^T,   dr/d phi = (n x (p - q) + (p - t) x n)^T
 
 and robust (IRLS) weights. The refiner's depth term is the robust sum of the same residual function.
+
+On the CPU the iterated update reads the modality's :meth:`~SparseDepthModality.normal_equations`: association,
+residuals, Jacobian rows, weights and ``J^T W J``, ``J^T W r`` in one numpy pass over coordinate rows ``(3, M)``
+(a few hundred points: each numpy call costs more than its arithmetic, so the layout with long contiguous rows and
+few calls is what sets the time).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..geometry.camera import MIN_DEPTH
-from .hand_occlusion import HandDepthLookup, HandOcclusion
+from .hand_occlusion import HandOcclusion
 from .observation import Observation
-from .residuals import ResidualBlock, robust_weights
+from .residuals import NormalEquations, ResidualBlock, robust_weights
 from .scene import HandObjectScene
 from .settings import SparseDepthSettings
 
-__all__ = ["DepthAssociation", "SparseDepthModality", "point_to_plane_jacobian", "point_to_plane_residuals",
-           "unseen_motions", "visible_points", "visible_points_array", "without_unseen"]
+__all__ = ["DepthAssociation", "SparseDepthModality", "plane_distances", "point_to_plane_jacobian",
+           "point_to_plane_residuals", "unseen_motions", "visible_points", "visible_points_array", "without_unseen"]
 
 _F64 = torch.float64
+_NEXT, _AFTER = [1, 2, 0], [2, 0, 1]  # cross product rows: (a x b)_i = a_next(i) b_after(i) - a_after(i) b_next(i)
+
+
+def plane_distances(points_cam, normals_cam, targets_cam, dim: int = -1):
+    """Signed distance [m] of targets to the tangent planes of posed model points, ``n . (p - q)`` summed over the
+    coordinate axis ``dim`` of camera-frame points, normals and targets (``-1``: ``(..., M, 3)``; ``0``: coordinate
+    rows ``(3, M)``, the CPU path's layout). Torch (differentiable) or numpy."""
+    return (normals_cam * (points_cam - targets_cam)).sum(dim)
 
 
 def point_to_plane_residuals(object2camera: torch.Tensor, points_obj: torch.Tensor, normals_obj: torch.Tensor,
@@ -44,9 +59,7 @@ def point_to_plane_residuals(object2camera: torch.Tensor, points_obj: torch.Tens
     model point lies in front of the target along its normal). Differentiable in torch; numpy arrays work alike
     (the modality's CPU path)."""
     R, t = object2camera[:, :3, :3], object2camera[:, None, :3, 3]
-    p = points_obj @ R.mT + t
-    n = normals_obj @ R.mT
-    return (n * (p - targets_cam)).sum(-1)
+    return plane_distances(points_obj @ R.mT + t, normals_obj @ R.mT, targets_cam)
 
 
 def point_to_plane_jacobian(object2camera: torch.Tensor, points_obj: torch.Tensor, normals_obj: torch.Tensor,
@@ -85,20 +98,35 @@ def visible_points(points_cam: torch.Tensor, normals_cam: torch.Tensor, camera, 
 
 def visible_points_array(points_cam: np.ndarray, normals_cam: np.ndarray, focal: np.ndarray, centre: np.ndarray,
                          width: int, height: int, cell: float, tolerance: float) -> np.ndarray:
-    """:func:`visible_points` in float64 numpy (the CPU path): ``focal``, ``centre (2,)`` [px] and the image size of
-    the camera instead of the camera; the same choice."""
-    facing = ((normals_cam * points_cam).sum(-1) < 0) & (points_cam[:, 2] > 0)
-    uv = points_cam[:, :2] / np.maximum(points_cam[:, 2:], MIN_DEPTH) * focal + centre
+    """:func:`visible_points` in float64 numpy (the CPU path) over coordinate rows ``points_cam``, ``normals_cam
+    (3, S)`` [m], with the camera's ``focal``, ``centre (2, 1)`` [px] and image size: the same choice, as the
+    ascending indices ``(V,)`` of the visible points (only the points facing the camera are projected)."""
+    facing = (normals_cam * points_cam).sum(0) < 0
+    facing &= points_cam[2] > 0
+    index = np.flatnonzero(facing)
+    p = points_cam[:, index]
+    uv = p[:2] / np.maximum(p[2], MIN_DEPTH)
+    uv *= focal
+    uv += centre
     cols = int(width // cell) + 1
     rows = int(height // cell) + 1
-    cx = np.floor(uv[:, 0] / cell).astype(np.int64)
-    cy = np.floor(uv[:, 1] / cell).astype(np.int64)
-    inside = facing & (cx >= 0) & (cx < cols) & (cy >= 0) & (cy < rows)
-    key = np.minimum(np.maximum(cy, 0), rows - 1) * cols + np.minimum(np.maximum(cx, 0), cols - 1)
-    z = np.where(inside, points_cam[:, 2], np.inf)
+    cells = np.floor(uv / cell).astype(np.int64)
+    inside = cells.view(np.uint64) < np.array([[cols], [rows]], np.uint64)  # negative cells wrap to huge
+    inside = inside[0] & inside[1]
+    index, z, cells = index[inside], p[2, inside], cells[:, inside]
+    key = cells[1] * cols + cells[0]
     zmin = np.full(rows * cols, np.inf)
     np.minimum.at(zmin, key, z)
-    return inside & (z <= zmin[key] + tolerance)
+    return index[z <= zmin[key] + tolerance]
+
+
+@functools.lru_cache(maxsize=4096)
+def _even_subsample(count: int, size: int) -> np.ndarray:
+    """Positions ``(size,)`` of ``size`` of ``count`` items spread evenly: the rounded float32 ``linspace`` of the
+    torch path (computed once per count; read-only)."""
+    out = torch.linspace(0, count - 1, size).round().long().numpy()
+    out.setflags(write=False)
+    return out
 
 
 def unseen_motions(points_obj: torch.Tensor, normals_obj: torch.Tensor, radius: float, ratio: float
@@ -146,16 +174,20 @@ class _FrameSample:
 
 @dataclass(frozen=True)
 class _FrameArrays:
-    """:class:`_FrameSample`'s arrays as CPU numpy arrays (points, normals, focal, centre float64; depth float32;
-    the hand z-buffer's lookup) for the CPU path of :meth:`SparseDepthModality.linearize`, where a few hundred
-    points make numpy calls several times cheaper than torch's."""
+    """:class:`_FrameSample`'s arrays for the CPU path (:meth:`SparseDepthModality.normal_equations`): the points and
+    normals as coordinate rows ``(3, M)`` float64 [object frame], the flat depth ``(H * W,)`` float32 [m], focal
+    lengths and principal point ``(2, 1)`` float64 [px], the image size ``(2, 1)`` as uint64, the largest pixel
+    coordinate kept (``max(W, H)``) and the hand z-buffer's lookup tabulated per pixel column and row
+    (:meth:`~.hand_occlusion.HandDepthLookup.pixel_tables`; None without a hand)."""
 
     points: np.ndarray
     normals: np.ndarray
     depth: np.ndarray
     focal: np.ndarray
     centre: np.ndarray
-    hand: HandDepthLookup | None
+    size: np.ndarray
+    limit: float
+    hand: tuple[np.ndarray, np.ndarray, np.ndarray] | None
 
 
 @dataclass(frozen=True)
@@ -197,6 +229,8 @@ class SparseDepthModality:
         self._unseen_array = self.unseen.detach().to("cpu", _F64).numpy()
         self._points_array = self.points_obj.detach().to("cpu", _F64).numpy()
         self._normals_array = self.normals_obj.detach().to("cpu", _F64).numpy()
+        self._points_rows = np.ascontiguousarray(self._points_array.T)  # (3, S) coordinate rows
+        self._normals_rows = np.ascontiguousarray(self._normals_array.T)
         self._frame: _FrameSample | None = None
 
     def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None) -> bool:
@@ -205,42 +239,55 @@ class SparseDepthModality:
         if obs.frame.depth is None:
             return False
         s = self.settings
+        cam = obs.camera
+        if self.use_arrays and object2camera.device.type == "cpu" and obs.frame.depth.device.type == "cpu":
+            return self._begin_arrays(obs, object2camera.detach().to(_F64).numpy(), occlusion)
         pose = object2camera.to(self.scene.device, _F64)
         # a cell must hold a sample of the nearest surface wherever it exists: about 2.5 sample spacings
         depth = float(pose[2, 3].clamp_min(0.05))
-        cell = max(s.zbuffer_cell, s.zbuffer_spacings * self.sample_spacing * float(obs.camera.fx) / depth)
-        if self.use_arrays and pose.device.type == "cpu":  # the same choice in numpy
-            pose_np = pose.numpy()
-            p = self._points_array @ pose_np[:3, :3].T + pose_np[:3, 3]
-            cam = obs.camera
-            focal, centre = np.array([float(cam.fx), float(cam.fy)]), np.array([float(cam.cx), float(cam.cy)])
-            vis = visible_points_array(p, self._normals_array @ pose_np[:3, :3].T, focal, centre, int(cam.width),
-                                       int(cam.height), cell, s.self_occlusion)
-            if occlusion is not None:
-                vis &= ~occlusion.lookup().covers(p, s.hand_margin)
-            idx = torch.from_numpy(np.flatnonzero(vis))
-        else:
-            p = self.points_obj @ pose[:3, :3].T + pose[:3, 3]
-            n = self.normals_obj @ pose[:3, :3].T
-            vis = visible_points(p, n, obs.camera, cell, s.self_occlusion)
-            if occlusion is not None:
-                vis &= ~occlusion.covers(p, s.hand_margin)
-            idx = torch.nonzero(vis)[:, 0]
+        cell = max(s.zbuffer_cell, s.zbuffer_spacings * self.sample_spacing * float(cam.fx) / depth)
+        p = self.points_obj @ pose[:3, :3].T + pose[:3, 3]
+        n = self.normals_obj @ pose[:3, :3].T
+        vis = visible_points(p, n, cam, cell, s.self_occlusion)
+        if occlusion is not None:
+            vis &= ~occlusion.covers(p, s.hand_margin)
+        idx = torch.nonzero(vis)[:, 0]
         if idx.numel() < s.min_points:
             return False
         if idx.numel() > s.max_points:
             idx = idx[torch.linspace(0, idx.numel() - 1, s.max_points, device=idx.device).round().long()]
-        cam = obs.camera
         focal = torch.stack((cam.fx, cam.fy)).to(self.scene.device, _F64)
         centre = torch.stack((cam.cx, cam.cy)).to(self.scene.device, _F64)
         depth = obs.frame.depth.to(self.scene.device).reshape(-1)  # (H * W,) read at the projected pixels only
-        points, normals = self.points_obj[idx], self.normals_obj[idx]
-        arrays = None
-        if self.use_arrays and depth.device.type == "cpu":
-            arrays = _FrameArrays(points.numpy(), normals.numpy(), depth.numpy(), focal.numpy(), centre.numpy(),
-                                  occlusion.lookup() if occlusion is not None else None)
-        self._frame = _FrameSample(obs, idx, occlusion, points, normals, depth, focal, centre, int(cam.width),
-                                   int(cam.height), arrays)
+        self._frame = _FrameSample(obs, idx, occlusion, self.points_obj[idx], self.normals_obj[idx], depth, focal,
+                                   centre, int(cam.width), int(cam.height))
+        return True
+
+    def _begin_arrays(self, obs: Observation, pose: np.ndarray, occlusion: HandOcclusion | None) -> bool:
+        """:meth:`begin` on the CPU in numpy at ``pose (4, 4)`` float64: the torch path's choice of points."""
+        s, cam = self.settings, obs.camera
+        (fx, _, cx), (_, fy, cy), _ = cam.K.tolist()
+        width, height = int(cam.width), int(cam.height)
+        cell = max(s.zbuffer_cell, s.zbuffer_spacings * self.sample_spacing * fx / max(float(pose[2, 3]), 0.05))
+        R = pose[:3, :3]
+        p = R @ self._points_rows
+        p += pose[:3, 3:]
+        focal, centre = np.array([[fx], [fy]]), np.array([[cx], [cy]])
+        idx = visible_points_array(p, R @ self._normals_rows, focal, centre, width, height, cell, s.self_occlusion)
+        hand = occlusion.lookup() if occlusion is not None else None
+        if hand is not None:
+            idx = idx[~hand.covers(p[:, idx].T, s.hand_margin)]
+        if idx.size < s.min_points:
+            return False
+        if idx.size > s.max_points:
+            idx = idx[_even_subsample(idx.size, s.max_points)]
+        depth = obs.frame.depth.reshape(-1)  # (H * W,) read at the projected pixels only
+        arrays = _FrameArrays(self._points_rows.take(idx, 1), self._normals_rows.take(idx, 1), depth.numpy(), focal,
+                              centre, np.array([[width], [height]], np.uint64), float(max(width, height)),
+                              hand.pixel_tables(max(width, height)) if hand is not None else None)
+        self._frame = _FrameSample(obs, torch.from_numpy(idx), occlusion, torch.from_numpy(self._points_array[idx]),
+                                   torch.from_numpy(self._normals_array[idx]), depth,
+                                   torch.from_numpy(focal[:, 0]), torch.from_numpy(centre[:, 0]), width, height, arrays)
         return True
 
     def associate(self, object2camera: torch.Tensor, distance: float) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -274,8 +321,7 @@ class SparseDepthModality:
         q = torch.cat(((uv - fs.centre) / fs.focal * z[:, None], z[:, None]), -1)
         if fs.occlusion is not None:
             ok &= fs.occlusion.depth_at_pixels(uv) >= (z + self.settings.hand_margin).to(fs.occlusion.depth)
-        n = fs.normals @ R.T
-        ok &= ((n * (p - q)).sum(-1)).abs() < distance
+        ok &= plane_distances(p, fs.normals @ R.T, q).abs() < distance
         keep = torch.nonzero(ok)[:, 0]
         if keep.numel() < self.settings.min_points:
             return None
@@ -301,7 +347,12 @@ class SparseDepthModality:
         s = self.settings
         level = min(iteration, len(s.considered_distances) - 1)
         if self._frame is not None and self._frame.arrays is not None:
-            return self._linearize_arrays(object2camera.detach().to("cpu", _F64).numpy(), level)
+            found = self._linearize_arrays(object2camera.detach().to("cpu", _F64).numpy(), level)
+            if found is None:
+                return None
+            r, rows, w, correlation = found
+            return ResidualBlock(self.name, torch.from_numpy(r), torch.from_numpy(np.ascontiguousarray(rows.T)),
+                                 torch.from_numpy(w), s.standard_deviations[level], s.noise_floor, correlation)
         found = self._associate(object2camera, s.considered_distances[level])
         if found is None:
             return None
@@ -319,45 +370,73 @@ class SparseDepthModality:
         return ResidualBlock(self.name, r.cpu(), J.cpu(), w.cpu(), s.standard_deviations[level], s.noise_floor,
                              correlation)
 
-    def _linearize_arrays(self, pose: np.ndarray, level: int) -> ResidualBlock | None:
-        """:meth:`linearize` at ``pose (4, 4)`` float64 on the CPU in numpy: the torch path's association, residual
-        function, Jacobian and weights, step for step (same values; ``test_sparse_depth_numpy_path``)."""
-        s, fa, fs = self.settings, self._frame.arrays, self._frame
-        R, t = pose[:3, :3], pose[:3, 3]
-        W, H = fs.width, fs.height
-        p = fa.points @ R.T + t
-        # (np.maximum / np.minimum: the ufuncs themselves, without ndarray.clip's Python wrapper)
-        uv = np.round(p[:, :2] / np.maximum(p[:, 2:], MIN_DEPTH) * fa.focal + fa.centre)
-        uv = np.minimum(np.maximum(uv, -1.0), float(max(W, H)))
-        u, v = uv[:, 0].astype(np.int64), uv[:, 1].astype(np.int64)
-        inside = (u >= 0) & (u < W) & (v >= 0) & (v < H) & (p[:, 2] > 0)
-        z = fa.depth[np.minimum(np.maximum(v, 0), H - 1) * W + np.minimum(np.maximum(u, 0), W - 1)].astype(np.float64)
+    def normal_equations(self, object2camera: np.ndarray, iteration: int) -> NormalEquations | None:
+        """:meth:`linearize` at ``object2camera (4, 4)`` float64 numpy as the iterated update reads it: on the CPU
+        in one numpy pass (:meth:`_linearize_arrays`), elsewhere from the torch path's block."""
+        if self._frame is None:
+            return None
+        s = self.settings
+        level = min(iteration, len(s.considered_distances) - 1)
+        if self._frame.arrays is None:
+            block = self.linearize(torch.from_numpy(object2camera).to(self.scene.device), iteration)
+            return None if block is None else NormalEquations.from_block(block)
+        found = self._linearize_arrays(object2camera, level)
+        if found is None:
+            return None
+        r, rows, w, correlation = found
+        return NormalEquations.build(self.name, r, rows, w, s.standard_deviations[level], s.noise_floor, correlation)
+
+    def _linearize_arrays(self, pose: np.ndarray, level: int
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+        """The torch path's association, residuals (:func:`plane_distances`), Jacobian and weights at ``pose (4, 4)``
+        float64 in numpy over coordinate rows: ``(r (k,), J^T (6, k), w (k,), correlation)`` of the associated
+        points, or None when fewer than ``min_points`` associate (same values; ``test_sparse_depth_numpy_path``)."""
+        s, fa = self.settings, self._frame.arrays
+        R, t = pose[:3, :3], pose[:3, 3:]
+        p = R @ fa.points
+        p += t
+        n = R @ fa.normals
+        uv = p[:2] / np.maximum(p[2], MIN_DEPTH)  # nearest pixel (finite and small: exact in int64)
+        uv *= fa.focal
+        uv += fa.centre
+        np.rint(uv, out=uv)
+        np.maximum(uv, -1.0, out=uv)
+        np.minimum(uv, fa.limit, out=uv)
+        uvi = uv.astype(np.int64)
+        inside = uvi.view(np.uint64) < fa.size  # negative pixels wrap to huge
+        inside = inside[0] & inside[1] & (p[2] > 0)
+        pixel = uvi[1] * self._frame.width
+        pixel += uvi[0]
+        z = fa.depth.take(pixel * inside).astype(np.float64)  # outside: pixel 0, dropped below
         ok = inside & np.isfinite(z) & (z > 0)
         z = np.where(ok, z, 1.0)
-        q = np.concatenate(((uv - fa.centre) / fa.focal * z[:, None], z[:, None]), 1)
-        if fa.hand is not None:
-            ok &= fa.hand.at_pixels(uv) >= (z + s.hand_margin).astype(np.float32)
-        distance = point_to_plane_residuals(pose[None], fa.points, fa.normals, q)[0]  # every point's residual
+        q = np.empty_like(p)  # the pixel's depth back-projected
+        np.subtract(uv, fa.centre, out=q[:2])
+        q[:2] /= fa.focal
+        q[:2] *= z
+        q[2] = z
+        if fa.hand is not None:  # the hand z-buffer at the point's pixel
+            columns, rows, hand = fa.hand
+            ok &= hand.take(rows.take(uvi[1] + 1) + columns.take(uvi[0] + 1)) >= (z + s.hand_margin).astype(np.float32)
+        distance = plane_distances(p, n, q, 0)  # every point's residual
         ok &= np.abs(distance) < s.considered_distances[level]
         keep = np.flatnonzero(ok)
         if keep.size < s.min_points:
             return None
-        targets, target_pixels = q[keep], (v * W + u)[keep]
-        r, n_cam = distance[keep], fa.normals[keep] @ R.T
-        a = targets - t
-        J = np.empty((keep.size, 6))
-        J[:, :3] = n_cam
-        J[:, 3] = a[:, 1] * n_cam[:, 2] - a[:, 2] * n_cam[:, 1]  # (q - t) x n
-        J[:, 4] = a[:, 2] * n_cam[:, 0] - a[:, 0] * n_cam[:, 2]
-        J[:, 5] = a[:, 0] * n_cam[:, 1] - a[:, 1] * n_cam[:, 0]
+        r, n, a, pixel = distance.take(keep), n.take(keep, 1), q.take(keep, 1), pixel.take(keep)
+        a -= t
+        rows = np.empty((6, keep.size))  # J^T = [n, (q - t) x n]^T
+        rows[:3] = n
+        np.multiply(a[_NEXT], n[_AFTER], out=rows[3:])
+        rows[3:] -= a[_AFTER] * n[_NEXT]
         if self._unseen_array.shape[1] > 0:
-            Y = np.concatenate((R @ self._unseen_array[:3], R @ self._unseen_array[3:]), 0)
-            scale = np.array([1.0, 1.0, 1.0, self.radius, self.radius, self.radius])
-            Js = J / scale
-            J = (Js - (Js @ Y) @ Y.T) * scale
+            U = self._unseen_array
+            Y = np.concatenate((R @ U[:3], R @ U[3:]), 0)  # (6, k) camera frame, orthonormal
+            scale = np.array([[1.0], [1.0], [1.0], [self.radius], [self.radius], [self.radius]])
+            rows /= scale
+            rows -= Y @ (Y.T @ rows)
+            rows *= scale
         w = robust_weights(r, s.robust_scales[level], s.robust)
-        target_pixels.sort()  # points that read the same depth pixel share its noise: count distinct pixels
-        pixels = 1 + int(np.count_nonzero(target_pixels[1:] != target_pixels[:-1]))
-        correlation = s.correlation * targets.shape[0] / max(pixels, 1)
-        return ResidualBlock(self.name, torch.from_numpy(r), torch.from_numpy(J), torch.from_numpy(w),
-                             s.standard_deviations[level], s.noise_floor, correlation)
+        pixel.sort()  # points that read the same depth pixel share its noise: count distinct pixels
+        pixels = 1 + int(np.count_nonzero(pixel[1:] != pixel[:-1]))
+        return r, rows, w, s.correlation * keep.size / max(pixels, 1)
