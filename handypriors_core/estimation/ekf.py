@@ -217,10 +217,13 @@ class ErrorStateEKF:
         P = G @ P @ G.transpose(0, 1)
         return 0.5 * (P + P.transpose(0, 1))
 
-    def correct(self, delta: torch.Tensor, covariance: torch.Tensor) -> StepStatus:
+    def correct(self, delta: torch.Tensor | np.ndarray, covariance: torch.Tensor | np.ndarray) -> StepStatus:
         """Apply an update computed elsewhere (e.g. the iterated update): ``x [+] delta`` with ``covariance``
-        ``(n, n)`` at ``x`` (then reset to the new nominal state); returns the status (refused if non-finite)."""
-        return self._commit(self._as64(delta), self._as64(covariance))
+        ``(n, n)`` at ``x`` (then reset to the new nominal state); returns the status (refused if non-finite).
+        Float64 numpy arrays go straight to the numpy commit of a CPU state."""
+        if isinstance(delta, np.ndarray) and isinstance(covariance, np.ndarray) and self._on_cpu():
+            return self._commit_arrays(delta.astype(np.float64, copy=False), covariance.astype(np.float64, copy=False))
+        return self._commit(self._as64(torch.as_tensor(delta)), self._as64(torch.as_tensor(covariance)))
 
     def _on_cpu(self) -> bool:
         """Whether the state lives on the CPU: the pose algebra then runs in float64 numpy (same values; a torch call

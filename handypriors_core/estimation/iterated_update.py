@@ -136,7 +136,7 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     device = prior.pose.device
     P = ekf.covariance.detach().to("cpu", _F64).numpy()
     n = P.shape[0]
-    zero = torch.zeros(n, dtype=_F64)
+    zero = torch.zeros(n, dtype=_F64) if modalities else None  # the correction of a result that moved nothing
     L = np.linalg.cholesky(P)
     L_inv = np.linalg.inv(L)
     P_inv = L_inv.T @ L_inv
@@ -167,7 +167,8 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
                     continue
                 kept.append(modality)  # lost its correspondences at this iterate: sits out this iteration
                 continue
-            if not (np.isfinite(block.residual).all() and np.isfinite(block.rows).all()):
+            # (a non-finite residual, Jacobian entry or weight makes its normal equations non-finite)
+            if not (np.isfinite(block.information).all() and np.isfinite(block.vector).all()):
                 results[modality.name] = StepResult(False, "non_finite", correction=zero)
                 continue
             Lb, gb = block.scaled()
@@ -225,7 +226,7 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
         P_new = P.copy()
     P_new = 0.5 * (P_new + P_new.T)
     delta = torch.from_numpy(e)
-    status = ekf.correct(delta, torch.from_numpy(P_new))
+    status = ekf.correct(e, P_new)
     for name in accepted:
         r = results[name]
         results[name] = StepResult(status == "accepted", status, r.nis, r.dof, r.threshold,

@@ -104,7 +104,7 @@ def visible_points_array(points_cam: np.ndarray, normals_cam: np.ndarray, focal:
     facing = (normals_cam * points_cam).sum(0) < 0
     facing &= points_cam[2] > 0
     index = np.flatnonzero(facing)
-    p = points_cam[:, index]
+    p = points_cam.take(index, 1)
     uv = p[:2] / np.maximum(p[2], MIN_DEPTH)
     uv *= focal
     uv += centre
@@ -113,7 +113,7 @@ def visible_points_array(points_cam: np.ndarray, normals_cam: np.ndarray, focal:
     cells = np.floor(uv / cell).astype(np.int64)
     inside = cells.view(np.uint64) < np.array([[cols], [rows]], np.uint64)  # negative cells wrap to huge
     inside = inside[0] & inside[1]
-    index, z, cells = index[inside], p[2, inside], cells[:, inside]
+    index, z, cells = index.compress(inside), p[2].compress(inside), cells.compress(inside, 1)
     key = cells[1] * cols + cells[0]
     zmin = np.full(rows * cols, np.inf)
     np.minimum.at(zmin, key, z)
@@ -276,7 +276,7 @@ class SparseDepthModality:
         idx = visible_points_array(p, R @ self._normals_rows, focal, centre, width, height, cell, s.self_occlusion)
         hand = occlusion.lookup() if occlusion is not None else None
         if hand is not None:
-            idx = idx[~hand.covers(p[:, idx].T, s.hand_margin)]
+            idx = idx.compress(~hand.covers(p.take(idx, 1).T, s.hand_margin))
         if idx.size < s.min_points:
             return False
         if idx.size > s.max_points:
@@ -285,9 +285,9 @@ class SparseDepthModality:
         arrays = _FrameArrays(self._points_rows.take(idx, 1), self._normals_rows.take(idx, 1), depth.numpy(), focal,
                               centre, np.array([[width], [height]], np.uint64), float(max(width, height)),
                               hand.pixel_tables(max(width, height)) if hand is not None else None)
-        self._frame = _FrameSample(obs, torch.from_numpy(idx), occlusion, torch.from_numpy(self._points_array[idx]),
-                                   torch.from_numpy(self._normals_array[idx]), depth,
-                                   torch.from_numpy(focal[:, 0]), torch.from_numpy(centre[:, 0]), width, height, arrays)
+        self._frame = _FrameSample(obs, torch.from_numpy(idx), occlusion, torch.from_numpy(arrays.points.T),
+                                   torch.from_numpy(arrays.normals.T), depth, torch.from_numpy(focal[:, 0]),
+                                   torch.from_numpy(centre[:, 0]), width, height, arrays)
         return True
 
     def associate(self, object2camera: torch.Tensor, distance: float) -> tuple[torch.Tensor, torch.Tensor] | None:
