@@ -57,6 +57,18 @@ class HandDepthLookup:
         d = self.depth[np.minimum(np.maximum(iv, 0), S_h - 1), np.minimum(np.maximum(iu, 0), S_w - 1)]
         return np.where(inside, d, np.float32(np.inf))
 
+    def on_grid(self, us: np.ndarray, vs: np.ndarray) -> np.ndarray:
+        """``(len(vs), len(us))`` float32 :meth:`at_pixels` of every pixel ``(u, v)`` of the grid ``us x vs``
+        (int arrays of full-image columns and rows; the mapping is separable, so each is mapped once)."""
+        (fcx, ffx, fcy, ffy), (rcx, rfx, rcy, rfy) = self.full, self.roi
+        iu = np.round((us.astype(np.float32) - fcx) / ffx * rfx + rcx).astype(np.int64)
+        iv = np.round((vs.astype(np.float32) - fcy) / ffy * rfy + rcy).astype(np.int64)
+        S_h, S_w = self.depth.shape
+        d = self.depth.take(np.minimum(np.maximum(iv, 0), S_h - 1), 0).take(np.minimum(np.maximum(iu, 0), S_w - 1), 1)
+        d[(iv < 0) | (iv >= S_h)] = np.inf
+        d[:, (iu < 0) | (iu >= S_w)] = np.inf
+        return d
+
     def covers(self, points_cam: np.ndarray, margin: float) -> np.ndarray:
         """:meth:`HandOcclusion.covers` of float64 ``points_cam (N, 3)`` [m] (projected in float32 as there)."""
         p = points_cam.astype(np.float32)

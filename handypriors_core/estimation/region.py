@@ -27,11 +27,22 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .hand_occlusion import HandOcclusion
 from .observation import Observation
+from .region_arrays import (
+    LevelConstants,
+    LineArrays,
+    RegionFrame,
+    contour_posterior_arrays,
+    line_jacobian_array,
+    line_residual_array,
+    log_ratio_table,
+    without_unseen_array,
+)
 from .residuals import ResidualBlock
 from .scene import HandObjectScene
 from .settings import RegionSettings
@@ -41,6 +52,7 @@ from .viewpoint_model import ViewpointModel, ViewpointModelSettings
 __all__ = ["CorrespondenceLines", "RegionModality", "projection_jacobian"]
 
 _F64 = torch.float64
+_BOX_MARGIN = 8.0  # [px] the numpy path's colour box reaches this far beyond the first lines (motion in a frame)
 
 
 def projection_jacobian(points_cam: torch.Tensor, fx: float, fy: float) -> torch.Tensor:
@@ -92,6 +104,12 @@ class RegionModality:
             scene.object.verts, scene.object.faces,
             ViewpointModelSettings(subdivisions=s.view_subdivisions, points_per_view=s.points_per_view),
             os.path.expanduser(s.cache_dir) if s.cache_dir else None)
+        #: numpy CPU path (:mod:`.region_arrays`) for frames on the CPU; False: the torch path always (reference)
+        self.use_arrays = True
+        self._directions = self.model.directions.numpy().astype(np.float32)
+        self._views: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._levels: dict[int, LevelConstants] = {}
+        self._unseen_array = None if self.unseen is None else self.unseen[0].detach().to("cpu", _F64).numpy()
         self.reset()
 
     def reset(self) -> None:
@@ -99,6 +117,9 @@ class RegionModality:
         self.hist_f: torch.Tensor | None = None
         self.hist_b: torch.Tensor | None = None
         self._frame = None
+        self._arrays: RegionFrame | None = None  # the numpy path's lookups of the frame ...
+        self._arrays_for: tuple | None = None  # ... that begin() prepared (its ``_frame``)
+        self._table: np.ndarray | None = None  # log ratio per colour cell of the current histograms
         self._radius: float | None = None
 
     # ------------------------------------------------------------------------------------------- lines
@@ -138,7 +159,8 @@ class RegionModality:
         ``pos (L, K, 2)`` [px] of each line."""
         if occlusion is None:
             return torch.zeros(pos.shape[:2], dtype=torch.bool)
-        hand = occlusion.depth_at_pixels(pos.reshape(-1, 2)).reshape(pos.shape[:2]).to(_F64)
+        # read at the nearest pixel, as the colour (the numpy path reads both from one per-frame box)
+        hand = occlusion.depth_at_pixels(pos.reshape(-1, 2).round()).reshape(pos.shape[:2]).to(_F64)
         return hand < lines.depth[:, None] + self.settings.hand_margin
 
     def _hand_crossed(self, lines: CorrespondenceLines, pos: torch.Tensor, occlusion: HandOcclusion | None):
@@ -154,28 +176,59 @@ class RegionModality:
         s = self.settings
         gap = s.learn_margin if margin is None else max(min(margin, 0.5 * self._radius_px(object2camera, obs)),
                                                         s.learn_margin)
-        lines = self.lines(object2camera, obs, gap + s.learn_length)
-        if lines.centres.shape[0] < s.min_lines:
+        fa = self._frame_arrays(obs, occlusion, object2camera)
+        if fa is not None:
+            found = self._learning_cells_arrays(fa, object2camera, gap)
+        else:
+            found = self._learning_cells(obs, object2camera, occlusion, gap)
+        if found is None:
             return
-        outer = torch.arange(int(gap), int(gap + s.learn_length) + 1, dtype=_F64)
-        offsets = torch.cat((-outer.flip(0), outer))
-        pos = lines.centres[:, None] + offsets[None, :, None] * lines.normals[:, None]
-        seen = ~self._hand_pixels(lines, pos, occlusion)  # hand pixels are neither object nor background
-        if int(seen.sum()) < s.min_lines * offsets.numel() // 2:
-            return
-        cells = self._cells(pos, obs)
-        inner = seen & (offsets < 0)[None]
-        outside = seen & (offsets > 0)[None]
+        cells_f, cells_b = found
         nb = 1 << (3 * s.histogram_bits)
-        hf = torch.bincount(cells[inner], minlength=nb).to(_F64)
-        hb = torch.bincount(cells[outside], minlength=nb).to(_F64)
-        hf, hb = hf / hf.sum().clamp_min(1), hb / hb.sum().clamp_min(1)
+        hf = torch.from_numpy(np.bincount(cells_f, minlength=nb).astype(np.float64))
+        hb = torch.from_numpy(np.bincount(cells_b, minlength=nb).astype(np.float64))
+        hf, hb = hf / max(float(hf.sum()), 1.0), hb / max(float(hb.sum()), 1.0)
         if self.hist_f is None:
             self.hist_f, self.hist_b = hf, hb
         else:
             r = s.learning_rate if rate is None else rate
             self.hist_f = (1 - r) * self.hist_f + r * hf
             self.hist_b = (1 - r) * self.hist_b + r * hb
+        self._table = None
+
+    def _learning_cells(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None,
+                        gap: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """Colour cells of the foreground / background pixels :meth:`learn` reads (torch path; None: too few)."""
+        s = self.settings
+        lines = self.lines(object2camera, obs, gap + s.learn_length)
+        if lines.centres.shape[0] < s.min_lines:
+            return None
+        outer = torch.arange(int(gap), int(gap + s.learn_length) + 1, dtype=_F64)
+        offsets = torch.cat((-outer.flip(0), outer))
+        pos = lines.centres[:, None] + offsets[None, :, None] * lines.normals[:, None]
+        seen = ~self._hand_pixels(lines, pos, occlusion)  # hand pixels are neither object nor background
+        if int(seen.sum()) < s.min_lines * offsets.numel() // 2:
+            return None
+        cells = self._cells(pos, obs)
+        inner = seen & (offsets < 0)[None]
+        outside = seen & (offsets > 0)[None]
+        return cells[inner].cpu().numpy(), cells[outside].cpu().numpy()
+
+    def _learning_cells_arrays(self, fa: RegionFrame, object2camera: torch.Tensor, gap: float
+                               ) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`_learning_cells` in numpy."""
+        s = self.settings
+        lines = self._lines_array(fa, object2camera.detach().to("cpu", _F64).numpy(), gap + s.learn_length)
+        if lines.centres.shape[0] < s.min_lines:
+            return None
+        outer = np.arange(int(gap), int(gap + s.learn_length) + 1, dtype=np.float64)
+        offsets = np.concatenate((-outer[::-1], outer))
+        samples = fa.sample(lines.centres, lines.normals, offsets)
+        seen = ~fa.hand_pixels(samples, lines.depth, s.hand_margin)
+        if int(seen.sum()) < s.min_lines * offsets.size // 2:
+            return None
+        cells = fa.cells(samples)
+        return cells[seen & (offsets < 0)[None]], cells[seen & (offsets > 0)[None]]
 
     def _radius_px(self, object2camera: torch.Tensor, obs: Observation) -> float:
         """The object's projected radius [px] at ``object2camera (4, 4)`` (its contour points' largest distance
@@ -190,10 +243,74 @@ class RegionModality:
         """Prepare a frame; False without histograms. The first time (a new track) the histograms are learnt at
         this pose from pixels at least ``uncertainty`` [px] (how far the contour may lie from the projected one)
         inside / outside the contour."""
+        self._frame = (obs, occlusion)
         if self.hist_f is None:
             self.learn(obs, object2camera, occlusion, rate=1.0, margin=uncertainty)
-        self._frame = (obs, occlusion) if self.hist_f is not None else None
+        if self.hist_f is None:
+            self._frame = None
         return self._frame is not None
+
+    # ------------------------------------------------------------------------------------ numpy (CPU) path
+    def _frame_arrays(self, obs: Observation, occlusion: HandOcclusion | None, object2camera: torch.Tensor
+                      ) -> RegionFrame | None:
+        """The numpy lookups of the frame (made once per frame, with its colour box around the lines of the
+        coarsest level at ``object2camera``); None where the torch path runs (``use_arrays`` off, not the frame
+        :meth:`begin` prepared, or an image off the CPU)."""
+        if not self.use_arrays or self._frame is None or self._frame[0] is not obs or self._frame[1] is not occlusion \
+                or obs.frame.rgb.device.type != "cpu":
+            return None
+        if self._arrays is not None and self._arrays_for is self._frame:
+            return self._arrays
+        cam = obs.camera
+        intrinsics = (float(cam.fx), float(cam.fy), float(cam.cx), float(cam.cy))
+        pose = object2camera.detach().to("cpu", _F64).numpy()
+        points, normals = self._view_arrays(pose)
+        centres = LineArrays.at_pose(points, normals, pose, intrinsics).centres
+        reach = max(self.half_length(0), self.settings.learn_margin + self.settings.learn_length) + _BOX_MARGIN
+        lo, hi = np.floor(centres.min(0) - reach), np.ceil(centres.max(0) + reach)
+        self._arrays = RegionFrame(obs.frame.rgb.numpy(), occlusion.lookup() if occlusion is not None else None,
+                                   (int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])), self.settings.histogram_bits,
+                                   intrinsics)
+        self._arrays_for = self._frame
+        return self._arrays
+
+    def _view_arrays(self, pose: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Contour points and normals ``(N, 3)`` float64 [object frame] of the view closest to ``pose (4, 4)``
+        (:meth:`.viewpoint_model.ViewpointModel.closest_view`, in numpy)."""
+        towards = -(pose[:3, :3].T @ pose[:3, 3])
+        towards = (towards / max(float(np.linalg.norm(towards)), 1e-12)).astype(np.float32)
+        v = int(np.argmax(self._directions @ towards))
+        if v not in self._views:
+            valid = self.model.valid[v]
+            self._views[v] = (self.model.points[v][valid].numpy().astype(np.float64),
+                              self.model.normals[v][valid].numpy().astype(np.float64))
+        return self._views[v]
+
+    def _lines_array(self, fa: RegionFrame, pose: np.ndarray, half_length: float) -> LineArrays:
+        """:meth:`lines` in numpy."""
+        lines = LineArrays.at_pose(*self._view_arrays(pose), pose, fa.intrinsics)
+        return lines.select(lines.inside(half_length, fa.width, fa.height))
+
+    def _log_ratio_table(self) -> np.ndarray:
+        """``(C,)`` log likelihood ratio per colour cell of the current histograms (made once per update)."""
+        if self._table is None:
+            self._table = log_ratio_table(self.hist_f.cpu().numpy(), self.hist_b.cpu().numpy())
+        return self._table
+
+    def level_constants(self, level: int) -> LevelConstants:
+        """What every line of coarse-to-fine ``level`` shares (segment offsets, candidate windows, step model)."""
+        if level not in self._levels:
+            s = self.settings
+            offsets = self.segment_offsets(level).numpy()
+            segments, F_len, D = offsets.shape[0], s.function_length, s.distribution_length
+            seg = np.arange(segments) - 0.5 * (segments - 1)  # segment centres [segments]
+            cand = np.arange(D) - 0.5 * (D - 1)  # candidate contour positions [segments]
+            index = np.arange(D)[:, None] + np.arange(F_len)[None, :]  # (D, F) segments of each window
+            x = seg[index] - cand[:, None]  # (D, F): segment centre relative to the candidate [segments]
+            step = 0.5 - s.step_amplitude * np.tanh(x / (2 * s.step_slope))  # foreground probability model
+            near = np.abs(offsets) <= self.half_length(len(s.scales) - 1)
+            self._levels[level] = LevelConstants(offsets, near, index, step, cand, float(s.scales[level]))
+        return self._levels[level]
 
     def segment_offsets(self, level: int) -> torch.Tensor:
         """``(S, k)`` pixel offsets [px] along a line of ``level``: ``S = function_length + distribution_length - 1``
@@ -216,32 +333,26 @@ class RegionModality:
         over the ``function_length`` segments around it.
         """
         s = self.settings
-        scale = s.scales[level]
-        offsets = self.segment_offsets(level)  # (S, k)
+        c = self.level_constants(level)
+        offsets = torch.from_numpy(c.offsets)  # (S, k)
         pos = lines.centres[:, None, None] + offsets[None, :, :, None] * lines.normals[:, None, None]  # (L, S, k, 2)
         L_, S, k = pos.shape[:3]
         hand = self._hand_pixels(lines, pos.reshape(L_, -1, 2), occlusion).reshape(L_, S, k)
         # the hand hides the contour near the line's centre: dropped; farther hand pixels tell nothing
-        near = offsets.abs() <= self.half_length(len(s.scales) - 1)
-        keep = ~(hand & near[None]).any((-1, -2))
+        keep = ~(hand & torch.from_numpy(c.near)[None]).any((-1, -2))
         cells = self._cells(pos, obs)
         hf, hb = self.hist_f[cells], self.hist_b[cells]  # (L, S, k)
         eps = 1e-6
         log_ratio = torch.where(hand, 0.0, torch.log(hf + eps) - torch.log(hb + eps)).sum(-1)  # (L, S)
         pf = torch.sigmoid(log_ratio).clamp(1e-4, 1 - 1e-4)  # segment foreground probability
-        F_len, D = s.function_length, s.distribution_length
-        seg = torch.arange(S, dtype=_F64) - 0.5 * (S - 1)  # segment centres [segments]
-        cand = torch.arange(D, dtype=_F64) - 0.5 * (D - 1)  # candidate contour positions [segments]
-        index = torch.arange(D)[:, None] + torch.arange(F_len)[None, :]  # (D, F) segments of each window
-        x = seg[index] - cand[:, None]  # (D, F): segment centre relative to the candidate [segments]
-        step = 0.5 - s.step_amplitude * torch.tanh(x / (2 * s.step_slope))  # foreground probability model
-        p = pf[:, index]  # (L, D, F)
+        step, cand = torch.from_numpy(c.step), torch.from_numpy(c.candidates)
+        p = pf[:, torch.from_numpy(c.index)]  # (L, D, F)
         like = step[None] * p + (1 - step[None]) * (1 - p)
         post = torch.softmax(torch.log(like).sum(-1), -1)  # (L, D)
         mu = (post * cand).sum(-1)
         var = (post * (cand - mu[:, None]) ** 2).sum(-1)
         contrast = (pf.max(-1).values - pf.min(-1).values) > s.min_contrast
-        return mu * scale, (var + 1.0 / 12) * scale ** 2, keep & contrast
+        return mu * c.scale, (var + 1.0 / 12) * c.scale ** 2, keep & contrast
 
     def residual(self, object2camera: torch.Tensor, lines: CorrespondenceLines, mu: torch.Tensor,
                  fx: float, fy: float, cx: float, cy: float) -> torch.Tensor:
@@ -266,6 +377,9 @@ class RegionModality:
         obs, occlusion = self._frame
         s = self.settings
         level = min(iteration, len(s.scales) - 1)
+        fa = self._frame_arrays(obs, occlusion, object2camera)
+        if fa is not None:
+            return self._linearize_arrays(fa, object2camera.detach().to("cpu", _F64).numpy(), level)
         pose = object2camera.to("cpu", _F64)
         lines = self.lines(pose, obs, self.half_length(level))
         if lines.centres.shape[0] < s.min_lines:
@@ -282,4 +396,23 @@ class RegionModality:
             J = without_unseen(J, self.unseen[0], pose[:3, :3], self.unseen[1])
         std = s.standard_deviations[min(level, len(s.standard_deviations) - 1)]
         w = (std * std / var).clamp(max=1.0)  # information 1 / max(var, std^2) per line
+        return ResidualBlock(self.name, r, J, w, std)
+
+    def _linearize_arrays(self, fa: RegionFrame, pose: np.ndarray, level: int) -> ResidualBlock | None:
+        """:meth:`linearize` at ``pose (4, 4)`` float64 in numpy (the CPU path; same values as the torch path)."""
+        s = self.settings
+        lines = self._lines_array(fa, pose, self.half_length(level))
+        if lines.centres.shape[0] < s.min_lines:
+            return None
+        mu, var, keep = contour_posterior_arrays(fa, lines, self.level_constants(level), self._log_ratio_table(),
+                                                 s.hand_margin, s.min_contrast)
+        if int(keep.sum()) < s.min_lines:
+            return None
+        lines, mu, var = lines.select(keep), mu[keep], var[keep]
+        r = line_residual_array(pose, lines, mu, fa.intrinsics)
+        J = line_jacobian_array(pose, lines, fa.intrinsics[0], fa.intrinsics[1])
+        if self.unseen is not None:
+            J = without_unseen_array(J, self._unseen_array, pose[:3, :3], self.unseen[1])
+        std = s.standard_deviations[min(level, len(s.standard_deviations) - 1)]
+        w = np.minimum(std * std / var, 1.0)  # information 1 / max(var, std^2) per line
         return ResidualBlock(self.name, r, J, w, std)

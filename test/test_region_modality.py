@@ -1,0 +1,134 @@
+"""The region (contour) modality's numpy CPU path and its noise model.
+
+Scene: a generated 320 x 240 frame (the fingers carry a box in front of a cluttered background), the tracker run
+colour-only for one frame so that the modality has learnt its histograms; then the numpy path
+(:mod:`handypriors_core.estimation.region_arrays`) and the torch path (the reference) linearise the same frame at
+the same poses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from handypriors_core.estimation.pose_state import PoseState, retract
+from handypriors_core.estimation.region_arrays import line_jacobian_array, line_residual_array
+from handypriors_core.estimation.settings import TrackerSettings
+from handypriors_core.estimation.tracker import ObjectTracker
+from handypriors_core.models import URDFHand, allegro_urdf
+from handypriors_core.synthetic import SyntheticSequence, load_scenario
+
+_F64 = torch.float64
+
+
+@pytest.fixture(scope="module")
+def colour_tracker(tmp_path_factory):
+    seq = SyntheticSequence(load_scenario(overrides={"frames": 2, "seed": 5,
+                                                     "camera": {"width": 320, "height": 240}}))
+    truth = seq.ground_truth(visible_fraction=False).object2camera.double()
+    settings = TrackerSettings(mode="filter")
+    settings.roi.size = 64
+    settings.region.cache_dir = str(tmp_path_factory.mktemp("viewpoints"))
+    tracker = ObjectTracker(URDFHand.from_urdf(allegro_urdf()), seq.object_model(), settings)
+    tracker.initialize(truth[0])
+    tracker.track(dataclasses.replace(seq.frame(0), depth=None))
+    return tracker, truth[0]
+
+
+def _poses(truth: torch.Tensor, count: int, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    scale = torch.tensor([0.006] * 3 + [0.06] * 3, dtype=_F64)
+    return [retract(PoseState.from_pose(truth), torch.randn(6, generator=g, dtype=_F64) * scale).pose
+            for _ in range(count)]
+
+
+def test_numpy_path_equals_the_torch_path(colour_tracker):
+    tracker, truth = colour_tracker
+    region = tracker.filter.region
+    assert region._frame is not None and region.hist_f is not None
+    levels = len(region.settings.scales)
+    compared = 0
+    for pose in _poses(truth, 3, 0):
+        for it in range(levels):
+            region.use_arrays = True
+            fast = region.linearize(pose, it)
+            assert region._arrays is not None  # the numpy path ran
+            region.use_arrays = False
+            ref = region.linearize(pose, it)
+            assert (fast is None) == (ref is None)
+            if ref is None:
+                continue
+            assert isinstance(fast.residual, np.ndarray)
+            assert fast.count == ref.count and fast.count >= region.settings.min_lines
+            np.testing.assert_allclose(fast.residual, ref.residual.numpy(), rtol=0, atol=1e-9)
+            np.testing.assert_allclose(fast.jacobian, ref.jacobian.numpy(), rtol=1e-10, atol=1e-9)
+            np.testing.assert_allclose(fast.weight, ref.weight.numpy(), rtol=0, atol=1e-10)
+            assert (fast.std, fast.noise_floor, fast.correlation) == (ref.std, ref.noise_floor, ref.correlation)
+            compared += 1
+    assert compared >= 3 * levels - 2
+    region.use_arrays = True
+
+
+def test_numpy_path_learns_the_torch_paths_histograms(colour_tracker):
+    tracker, truth = colour_tracker
+    region = tracker.filter.region
+    obs, occlusion = region._frame
+    hist = (region.hist_f.clone(), region.hist_b.clone())
+    learnt = []
+    for use_arrays in (True, False):
+        region.use_arrays = use_arrays
+        region.hist_f, region.hist_b = hist[0].clone(), hist[1].clone()
+        region.learn(obs, _poses(truth, 1, 3)[0], occlusion, rate=0.5, margin=6.0)
+        learnt.append((region.hist_f.clone(), region.hist_b.clone()))
+    region.use_arrays = True
+    region.hist_f, region.hist_b = hist
+    assert not torch.equal(learnt[0][0], hist[0])  # it learnt something
+    assert torch.allclose(learnt[0][0], learnt[1][0], rtol=0, atol=1e-15)
+    assert torch.allclose(learnt[0][1], learnt[1][1], rtol=0, atol=1e-15)
+
+
+def test_numpy_line_jacobian_matches_finite_differences(colour_tracker):
+    tracker, truth = colour_tracker
+    region = tracker.filter.region
+    fa = region._arrays
+    fx, fy = fa.intrinsics[:2]
+    for pose in _poses(truth, 3, 7):
+        P = pose.numpy()
+        lines = region._lines_array(fa, P, region.half_length(0))
+        mu = np.linspace(-3.0, 3.0, lines.centres.shape[0])
+        assert np.allclose(line_residual_array(P, lines, mu, fa.intrinsics), -mu, atol=1e-9)
+        J = line_jacobian_array(P, lines, fx, fy)
+        state = PoseState.from_pose(pose)
+        cols = []
+        for i in range(6):
+            d = torch.zeros(6, dtype=_F64)
+            d[i] = 1e-6
+            plus, minus = (retract(state, s * d).pose.numpy() for s in (1, -1))
+            cols.append((line_residual_array(plus, lines, mu, fa.intrinsics)
+                         - line_residual_array(minus, lines, mu, fa.intrinsics)) / 2e-6)
+        np.testing.assert_allclose(J, np.stack(cols, -1), rtol=1e-6, atol=1e-5)
+
+
+def test_frame_lookups_outside_the_box_read_the_image(colour_tracker):
+    from handypriors_core.estimation.region_arrays import RegionFrame
+
+    tracker, truth = colour_tracker
+    region = tracker.filter.region
+    fa = region._arrays
+    level = region.level_constants(0)
+    lines = region._lines_array(fa, truth.numpy(), region.half_length(0))
+    whole = RegionFrame(fa.rgb, fa.hand, (0, 0, fa.width - 1, fa.height - 1), fa.bits, fa.intrinsics)
+    corner = RegionFrame(fa.rgb, fa.hand, (fa.x0, fa.y0, fa.x0 + 20, fa.y0 + 20), fa.bits, fa.intrinsics)
+    table = region._log_ratio_table()
+    out = []
+    for frame in (whole, corner):
+        s = frame.sample(lines.centres, lines.normals, level.offsets.reshape(-1))
+        out.append((frame.cells(s), frame.log_ratio(s, table), frame.hand_pixels(s, lines.depth, 0.005), s))
+    assert out[0][3].outside is None and out[1][3].outside.mean() > 0.5
+    for a, b in zip(out[0][:3], out[1][:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    hand = out[0][2]
+    assert 0.01 < hand.mean() < 0.5  # the fingers cross some of the lines
