@@ -120,6 +120,9 @@ class RegionModality:
         self._arrays: RegionFrame | None = None  # the numpy path's lookups of the frame ...
         self._arrays_for: tuple | None = None  # ... that begin() prepared (its ``_frame``)
         self._table: np.ndarray | None = None  # log ratio per colour cell of the current histograms
+        self._frame_levels = list(range(len(self.settings.scales)))  # coarse-to-fine levels of the frame's iterations
+        #: the last linearisation's (iteration, level, numpy path, correspondences): held while its level repeats
+        self._held: tuple | None = None
         self._radius: float | None = None
 
     # ------------------------------------------------------------------------------------------- lines
@@ -244,6 +247,10 @@ class RegionModality:
         this pose from pixels at least ``uncertainty`` [px] (how far the contour may lie from the projected one)
         inside / outside the contour."""
         self._frame = (obs, occlusion)
+        self._held = None
+        s = self.settings
+        every = list(range(len(s.scales)))
+        self._frame_levels = list(s.levels_with_depth or every) if obs.frame.depth is not None else every
         if self.hist_f is None:
             self.learn(obs, object2camera, occlusion, rate=1.0, margin=uncertainty)
         if self.hist_f is None:
@@ -308,8 +315,8 @@ class RegionModality:
             index = np.arange(D)[:, None] + np.arange(F_len)[None, :]  # (D, F) segments of each window
             x = seg[index] - cand[:, None]  # (D, F): segment centre relative to the candidate [segments]
             step = 0.5 - s.step_amplitude * np.tanh(x / (2 * s.step_slope))  # foreground probability model
-            near = np.abs(offsets) <= self.half_length(len(s.scales) - 1)
-            self._levels[level] = LevelConstants(offsets, near, index, step, cand, float(s.scales[level]))
+            finest = self.segment_offsets(len(s.scales) - 1).numpy().reshape(-1)
+            self._levels[level] = LevelConstants(offsets, finest, index, step, cand, float(s.scales[level]))
         return self._levels[level]
 
     def segment_offsets(self, level: int) -> torch.Tensor:
@@ -338,8 +345,11 @@ class RegionModality:
         pos = lines.centres[:, None, None] + offsets[None, :, :, None] * lines.normals[:, None, None]  # (L, S, k, 2)
         L_, S, k = pos.shape[:3]
         hand = self._hand_pixels(lines, pos.reshape(L_, -1, 2), occlusion).reshape(L_, S, k)
-        # the hand hides the contour near the line's centre: dropped; farther hand pixels tell nothing
-        keep = ~(hand & torch.from_numpy(c.near)[None]).any((-1, -2))
+        # the hand hides the contour near the line's centre (on the finest level's pixels): dropped; farther hand
+        # pixels tell nothing
+        finest = torch.from_numpy(c.drop_offsets)
+        keep = ~self._hand_crossed(lines, lines.centres[:, None] + finest[None, :, None] * lines.normals[:, None],
+                                   occlusion)
         cells = self._cells(pos, obs)
         hf, hb = self.hist_f[cells], self.hist_b[cells]  # (L, S, k)
         eps = 1e-6
@@ -370,36 +380,68 @@ class RegionModality:
         g = (lines.normals[:, None, :] @ projection_jacobian(p, fx, fy))[:, 0]  # (L, 3): n^T dpi/dp
         return torch.cat((g, torch.linalg.cross(p - object2camera[:3, 3], g, dim=-1)), -1)
 
+    def frame_level(self, iteration: int) -> int:
+        """The coarse-to-fine level (index into ``scales``) of Gauss-Newton ``iteration`` in the current frame:
+        every level in turn (``levels_with_depth`` on frames with depth), then the last one repeats."""
+        levels = self._frame_levels
+        return levels[min(iteration, len(levels) - 1)]
+
     def linearize(self, object2camera: torch.Tensor, iteration: int) -> ResidualBlock | None:
-        """``(r, J, w)`` at ``object2camera (4, 4)`` with the line scale of ``iteration`` (coarse to fine)."""
+        """``(r, J, w)`` at ``object2camera (4, 4)`` with the line scale of ``iteration`` (coarse to fine).
+
+        The correspondences (lines' centres, normals, contour posteriors) are found at the first iteration of each
+        level and held while the level repeats (as ICG does): the residual and its Jacobian are evaluated at each
+        iterate with them."""
         if self._frame is None:
             return None
         obs, occlusion = self._frame
         s = self.settings
-        level = min(iteration, len(s.scales) - 1)
+        level = self.frame_level(iteration)
         fa = self._frame_arrays(obs, occlusion, object2camera)
+        held = self._held
+        if held is not None and held[0] == iteration - 1 and held[1] == level and held[2] == (fa is not None):
+            found = held[3]
+        elif fa is not None:
+            found = self._correspondences_arrays(fa, object2camera.detach().to("cpu", _F64).numpy(), level)
+        else:
+            found = self._correspondences(obs, occlusion, object2camera.to("cpu", _F64), level)
+        self._held = (iteration, level, fa is not None, found)
+        if found is None:
+            return None
+        lines, mu, var = found
+        std = s.standard_deviations[min(level, len(s.standard_deviations) - 1)]
         if fa is not None:
-            return self._linearize_arrays(fa, object2camera.detach().to("cpu", _F64).numpy(), level)
+            pose = object2camera.detach().to("cpu", _F64).numpy()
+            r = line_residual_array(pose, lines, mu, fa.intrinsics)
+            J = line_jacobian_array(pose, lines, fa.intrinsics[0], fa.intrinsics[1])
+            if self.unseen is not None:
+                J = without_unseen_array(J, self._unseen_array, pose[:3, :3], self.unseen[1])
+            w = np.minimum(std * std / var, 1.0)  # information 1 / max(var, std^2) per line
+            return ResidualBlock(self.name, r, J, w, std)
         pose = object2camera.to("cpu", _F64)
-        lines = self.lines(pose, obs, self.half_length(level))
-        if lines.centres.shape[0] < s.min_lines:
-            return None
-        mu, var, keep = self.contour_posterior(lines, obs, level, occlusion)
-        if int(keep.sum()) < s.min_lines:
-            return None
-        lines, mu, var = lines.select(keep), mu[keep], var[keep]
         cam = obs.camera
         fx, fy, cx, cy = float(cam.fx), float(cam.fy), float(cam.cx), float(cam.cy)
         r = self.residual(pose[None], lines, mu, fx, fy, cx, cy)[0]
         J = self.jacobian(pose, lines, fx, fy)
         if self.unseen is not None:
             J = without_unseen(J, self.unseen[0], pose[:3, :3], self.unseen[1])
-        std = s.standard_deviations[min(level, len(s.standard_deviations) - 1)]
         w = (std * std / var).clamp(max=1.0)  # information 1 / max(var, std^2) per line
         return ResidualBlock(self.name, r, J, w, std)
 
-    def _linearize_arrays(self, fa: RegionFrame, pose: np.ndarray, level: int) -> ResidualBlock | None:
-        """:meth:`linearize` at ``pose (4, 4)`` float64 in numpy (the CPU path; same values as the torch path)."""
+    def _correspondences(self, obs: Observation, occlusion: HandOcclusion | None, pose: torch.Tensor, level: int):
+        """The kept lines of ``pose (4, 4)`` at ``level`` with their contour posteriors' means and variances
+        ``(L,)`` [px] (torch path); None with fewer than ``min_lines``."""
+        s = self.settings
+        lines = self.lines(pose, obs, self.half_length(level))
+        if lines.centres.shape[0] < s.min_lines:
+            return None
+        mu, var, keep = self.contour_posterior(lines, obs, level, occlusion)
+        if int(keep.sum()) < s.min_lines:
+            return None
+        return lines.select(keep), mu[keep], var[keep]
+
+    def _correspondences_arrays(self, fa: RegionFrame, pose: np.ndarray, level: int):
+        """:meth:`_correspondences` in numpy (the CPU path; same values as the torch path)."""
         s = self.settings
         lines = self._lines_array(fa, pose, self.half_length(level))
         if lines.centres.shape[0] < s.min_lines:
@@ -408,11 +450,4 @@ class RegionModality:
                                                  s.hand_margin, s.min_contrast)
         if int(keep.sum()) < s.min_lines:
             return None
-        lines, mu, var = lines.select(keep), mu[keep], var[keep]
-        r = line_residual_array(pose, lines, mu, fa.intrinsics)
-        J = line_jacobian_array(pose, lines, fa.intrinsics[0], fa.intrinsics[1])
-        if self.unseen is not None:
-            J = without_unseen_array(J, self._unseen_array, pose[:3, :3], self.unseen[1])
-        std = s.standard_deviations[min(level, len(s.standard_deviations) - 1)]
-        w = np.minimum(std * std / var, 1.0)  # information 1 / max(var, std^2) per line
-        return ResidualBlock(self.name, r, J, w, std)
+        return lines.select(keep), mu[keep], var[keep]

@@ -71,12 +71,12 @@ class LineArrays:
 @dataclass(frozen=True)
 class LevelConstants:
     """What a coarse-to-fine level's lines share: segment pixel offsets ``offsets (S, k)`` [px] along the normal,
-    which of them lie within the finest level's half length ``near (S, k)``, the segments of each candidate's
-    window ``index (D, F)``, the smoothed step's foreground probability ``step (D, F)`` over a window, the
-    candidate positions ``candidates (D,)`` [segments] and the segment size ``scale`` [px]."""
+    the finest level's offsets ``drop_offsets (K,)`` [px] (a hand pixel there drops the line), the segments of
+    each candidate's window ``index (D, F)``, the smoothed step's foreground probability ``step (D, F)`` over a
+    window, the candidate positions ``candidates (D,)`` [segments] and the segment size ``scale`` [px]."""
 
     offsets: np.ndarray
-    near: np.ndarray
+    drop_offsets: np.ndarray
     index: np.ndarray
     step: np.ndarray
     candidates: np.ndarray
@@ -188,10 +188,10 @@ def contour_posterior_arrays(frame: RegionFrame, lines: LineArrays, level: Level
     hand = frame.hand_pixels(samples, lines.depth, hand_margin)  # (L, S k)
     ratio = frame.log_ratio(samples, table)
     if hand.any():
-        keep = ~(hand & level.near.reshape(-1)[None]).any(-1)
         ratio = np.where(hand, 0.0, ratio)
-    else:
-        keep = np.ones(L, bool)
+    # the hand hides the contour near the line's centre (on the finest level's pixels): the line is dropped
+    finest = frame.sample(lines.centres, lines.normals, level.drop_offsets)
+    keep = ~frame.hand_pixels(finest, lines.depth, hand_margin).any(-1)
     ratio = (ratio.reshape(L * S, k) @ np.ones(k)).reshape(L, S) if k > 1 else ratio
     pf = 1.0 / (1.0 + np.exp(-ratio))  # (L, S) segment foreground probability
     pf = np.minimum(np.maximum(pf, 1e-4), 1 - 1e-4)

@@ -26,6 +26,9 @@ class RegionSettings:
         distribution_length: candidate contour positions per line (a line has ``function_length +
             distribution_length - 1`` segments of ``scale`` pixels: its capture range grows with the scale).
         scales: per Gauss-Newton iteration, the segment size [px] (coarse to fine; the last one repeats).
+        levels_with_depth: on frames with depth (the region joins the depth while settling), the levels (indices
+            into ``scales``) the iterations run through, coarse to fine; the last one repeats (empty: every level).
+            Frames without depth run through every level.
         standard_deviations: per iteration, the smallest residual noise [px] a line is trusted with (its weight is
             ``min(1, std^2 / var)`` with ``var`` the variance of its contour posterior).
         step_amplitude, step_slope: the smoothed step ``0.5 - a tanh(x / 2 b)`` (x in segments).
@@ -45,6 +48,7 @@ class RegionSettings:
     distribution_length: int = ranged(12, 2, 100)
     scales: list[float] = field(default_factory=lambda: [6.0, 4.0, 2.0, 1.0])
     standard_deviations: list[float] = field(default_factory=lambda: [15.0, 5.0, 3.5, 1.5])
+    levels_with_depth: list[int] = field(default_factory=list)
     step_amplitude: float = ranged(0.43, 0.0, 0.5, low_open=True, high_open=True)
     step_slope: float = ranged(0.5, 0.0, 100.0, low_open=True)
     min_contrast: float = ranged(0.3, 0.0, 1.0)
@@ -61,3 +65,7 @@ class RegionSettings:
             values = getattr(self, name)
             require(len(values) >= 1 and all(math.isfinite(v) and v > 0 for v in values),
                     f"region.{name} must be a non-empty list of values > 0 px; got {values}")
+        levels = self.levels_with_depth
+        require(all(isinstance(v, int) and 0 <= v < len(self.scales) for v in levels),
+                f"region.levels_with_depth must be a list of indices into scales (0 .. "
+                f"{len(self.scales) - 1}); got {levels}")
