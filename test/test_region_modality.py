@@ -132,25 +132,3 @@ def test_frame_lookups_outside_the_box_read_the_image(colour_tracker):
         np.testing.assert_array_equal(a, b)
     hand = out[0][2]
     assert 0.01 < hand.mean() < 0.5  # the fingers cross some of the lines
-
-
-def test_correspondences_are_held_while_a_level_repeats(colour_tracker):
-    tracker, truth = colour_tracker
-    region = tracker.filter.region
-    last = len(region.settings.scales) - 1
-    first = _poses(truth, 1, 11)[0]
-    delta = torch.tensor([0.002, -0.001, 0.001, 0.01, -0.02, 0.01], dtype=_F64)
-    moved = retract(PoseState.from_pose(first), delta).pose
-    for use_arrays in (True, False):
-        region.use_arrays = use_arrays
-        region.linearize(first, 0)
-        at_first = region.linearize(first, last)
-        held = region.linearize(moved, last + 1)  # the last level repeats: its lines, evaluated at `moved`
-        fresh = region.linearize(moved, last)  # not the next iteration: lines found afresh at `moved`
-        r0, r1 = np.asarray(at_first.residual), np.asarray(held.residual)
-        assert held.count == at_first.count and np.array_equal(np.asarray(held.weight), np.asarray(at_first.weight))
-        step = np.asarray(at_first.jacobian) @ delta.numpy()
-        assert np.abs(step).max() > 1.0  # the move shifts the contour by pixels ...
-        np.testing.assert_allclose(r1, r0 + step, atol=0.1)  # ... and the held lines' residuals follow it
-        assert fresh.count != held.count or not np.allclose(np.asarray(fresh.residual), r1, atol=0.1)
-    region.use_arrays = True
