@@ -103,3 +103,25 @@ def test_contact_query_skips_the_sign_test_only_outside_the_hull():
     assert float(sign[inside]) == 1.0 and float(sign_ref[inside]) == -1.0
     others = torch.arange(len(points)) != inside
     assert torch.equal(sign[others], sign_ref[others])
+
+
+def test_zbuffer_plan_path_rejects_bad_input():
+    """The kept-plan path checks its input as the general path does: vertices of the wrong shape or dtype, faces
+    indexing past the vertices and a negative ``grow`` raise, before and after a plan exists."""
+    from handypriors_core.errors import InvalidValueError, ShapeError
+    from handypriors_core.render import RasterSettings
+    from handypriors_core.render.rasterizer import HardRasterizer
+
+    verts, faces, cam = _soup(torch.float32, 7, batch=1)
+    raster = HardRasterizer(RasterSettings(cpu_threads=1))
+    bad_faces = faces.clone()
+    bad_faces[0, 0] = verts.shape[1]
+    with pytest.raises(ShapeError):
+        raster.nearest_depth(verts, bad_faces, cam)
+    raster.nearest_depth(verts, faces, cam)  # a plan now exists for these faces
+    with pytest.raises(ShapeError):
+        raster.nearest_depth(verts.half(), faces, cam)
+    with pytest.raises(InvalidValueError):
+        raster.nearest_depth(verts, faces, cam, grow=-1)
+    with pytest.raises(InvalidValueError):
+        raster.nearest_depth(verts, faces, object())

@@ -1,24 +1,122 @@
-"""The face-by-face z-buffer of :func:`.bridge.nearest_inverse_depth` on the CPU with its launches kept.
+"""The face-by-face z-buffer of :func:`.bridge.nearest_inverse_depth` on the CPU, one kept launch per call.
 
-A per-frame hand z-buffer of a 96 x 96 region is two warp launches of a few thousand threads each; on the CPU
-warp's packing of their two dozen arguments, the warp views of the torch buffers and the torch projection cost
-more than the kernels. :class:`NearestDepthPlan` keeps, for one mesh topology, batch and image size, the buffers,
-the warp views and the two launches recorded once (``wp.launch(..., record_cmd=True)``); a call projects the
-vertices in numpy (the float32 / float64 arithmetic of :func:`.rasterizer.project_vertices`, element for element),
-copies them into the buffers and replays the launches. Same kernels, same inputs: the same z-buffer bit for bit
-(``test_filter_fast_paths``). CUDA keeps the torch path (:meth:`.rasterizer.HardRasterizer.nearest_depth`).
+A per-frame hand z-buffer of a 96 x 96 region is two warp launches (``face_setup``, ``splat_nearest``) of a few
+thousand threads each; on the CPU warp's packing of their two dozen arguments, the warp views of the torch buffers
+and the torch projection cost more than the kernels. :class:`NearestDepthPlan` keeps, for one mesh topology, batch
+and image size, the buffers, their warp views and one launch of :func:`make_zbuffer_kernel`'s ``splat_faces``
+(``face_setup``'s edge equations and pixel box with no blur margin, then ``splat_nearest``, in one thread per
+face: the faces turned away or degenerate stop before any setup) recorded once (``wp.launch(...,
+record_cmd=True)``); a call projects the vertices in numpy (the arithmetic of
+:func:`.rasterizer.project_vertices`, element for element), copies them into the buffers and replays the launch.
+The same z-buffer bit for bit as the two kernels (``test_step_kernels``). CUDA keeps the torch path
+(:meth:`.rasterizer.HardRasterizer.nearest_depth_torch`).
 """
 
-from __future__ import annotations
 
-import numpy as np
+import numpy as np  # no `from __future__ import annotations`: warp reads the kernel annotations as objects
 import torch
 import warp as wp
 
-from . import warp_kernels as wk
 from .bridge import _wrap
+from .kernel_geometry import DEGENERATE_EPS, make_geometry, wp_scalar
 
-__all__ = ["NearestDepthPlan", "project_vertices_array"]
+__all__ = ["NearestDepthPlan", "make_zbuffer_kernel", "project_vertices_array"]
+
+_KERNELS: dict = {}
+
+
+def make_zbuffer_kernel(dtype: torch.dtype):
+    """The warp kernel ``splat_faces`` for float ``dtype`` (built once, in its own warp module)."""
+    if dtype in _KERNELS:
+        return _KERNELS[dtype]
+    scalar = wp_scalar(dtype)
+    vec2 = wp.types.vector(2, scalar)
+    vec3 = wp.types.vector(3, scalar)
+    mat33 = wp.types.matrix((3, 3), scalar)
+    cross2 = make_geometry(scalar).cross2
+    zero = scalar(0.0)
+    one = scalar(1.0)
+    tiny = scalar(DEGENERATE_EPS)
+
+    @wp.kernel(enable_backward=False, module=f"handypriors_render_zbuffer_{scalar.__name__}")
+    def splat_faces(
+        verts2d: wp.array(dtype=vec2),  # (B*V,) screen positions [px]
+        inv_depth: wp.array(dtype=scalar),  # (B*V,) 1/z [1/m]
+        vert_ok: wp.array(dtype=wp.int32),  # (B*V,) 1 = drawable vertex
+        verts: wp.array(dtype=vec3),  # (B*V,) camera-frame vertices [m] (read when cull_back)
+        faces: wp.array(dtype=wp.vec3i),  # (F,)
+        n_verts: int,
+        n_faces: int,
+        width: int,
+        height: int,
+        cull_back: int,  # 1: skip the faces turned away from the camera
+        grow: int,  # each covered pixel also writes its neighbours within this many px (a min-filter of depth)
+        # output, zeroed by the caller
+        inv_depth_out: wp.array(dtype=scalar),  # (B*H*W,) largest 1/z [1/m] of a face over the pixel, 0 = none
+    ):
+        # face_setup (margin 0, tile 1) then splat_nearest, the same expressions in the same order
+        bf = wp.tid()
+        b = bf / n_faces
+        f = bf - b * n_faces
+        ids = faces[f]
+        g0 = b * n_verts + ids[0]
+        g1 = b * n_verts + ids[1]
+        g2 = b * n_verts + ids[2]
+        if vert_ok[g0] == 0 or vert_ok[g1] == 0 or vert_ok[g2] == 0:
+            return
+        if cull_back != 0:
+            a = verts[g0]
+            n = wp.cross(verts[g1] - a, verts[g2] - a)
+            if wp.dot(n, a) >= zero:
+                return
+        v0 = verts2d[g0]
+        v1 = verts2d[g1]
+        v2 = verts2d[g2]
+        area2 = cross2(v1 - v0, v2 - v0)
+        e0 = v2 - v1
+        e1 = v0 - v2
+        e2 = v1 - v0
+        l0 = wp.length(e0)
+        l1 = wp.length(e1)
+        l2 = wp.length(e2)
+        if not (wp.abs(area2) > tiny and l0 > tiny and l1 > tiny and l2 > tiny):
+            return  # degenerate: face_setup's edges reject every pixel
+        sg = one
+        if area2 < zero:
+            sg = -one
+        edge = mat33(
+            -sg * e0[1] / l0, sg * e0[0] / l0, sg * (e0[1] * v1[0] - e0[0] * v1[1]) / l0,
+            -sg * e1[1] / l1, sg * e1[0] / l1, sg * (e1[1] * v2[0] - e1[0] * v2[1]) / l1,
+            -sg * e2[1] / l2, sg * e2[0] / l2, sg * (e2[1] * v0[0] - e2[0] * v0[1]) / l2,
+        )
+        aa = wp.abs(area2)
+        sc = vec3(l0 / aa, l1 / aa, l2 / aa)
+        w = vec3(inv_depth[g0], inv_depth[g1], inv_depth[g2])
+        xmin = wp.min(wp.min(v0[0], v1[0]), v2[0]) - zero
+        xmax = wp.max(wp.max(v0[0], v1[0]), v2[0]) + zero
+        ymin = wp.min(wp.min(v0[1], v1[1]), v2[1]) - zero
+        ymax = wp.max(wp.max(v0[1], v1[1]), v2[1]) + zero
+        fw = scalar(width)
+        fh = scalar(height)
+        x0 = wp.max(int(wp.ceil(wp.clamp(xmin, -one, fw))), 0)
+        x1 = wp.min(int(wp.floor(wp.clamp(xmax, -one, fw))), width - 1)
+        y0 = wp.max(int(wp.ceil(wp.clamp(ymin, -one, fh))), 0)
+        y1 = wp.min(int(wp.floor(wp.clamp(ymax, -one, fh))), height - 1)
+        for y in range(y0, y1 + 1):
+            for x in range(x0, x1 + 1):
+                ed = edge * vec3(scalar(x), scalar(y), one)
+                emin = wp.min(wp.min(ed[0], ed[1]), ed[2])
+                if emin < zero:
+                    continue
+                la = ed[0] * sc[0]
+                lb = ed[1] * sc[1]
+                iz = la * w[0] + lb * w[1] + (one - la - lb) * w[2]
+                for yy in range(wp.max(y - grow, 0), wp.min(y + grow, height - 1) + 1):
+                    for xx in range(wp.max(x - grow, 0), wp.min(x + grow, width - 1) + 1):
+                        wp.atomic_max(inv_depth_out, (b * height + yy) * width + xx, iz)
+
+    _KERNELS[dtype] = (splat_faces, vec2, vec3, scalar)
+    return _KERNELS[dtype]
 
 
 def project_vertices_array(verts: np.ndarray, K: np.ndarray, near: float, max_screen: float
@@ -54,31 +152,21 @@ class NearestDepthPlan:
 
     def __init__(self, faces: torch.Tensor, batch: int, n_verts: int, width: int, height: int, cull_back: bool,
                  grow: int, dtype: torch.dtype = torch.float32) -> None:
-        k = wk.common_kernels(dtype)
+        kernel, vec2, vec3, scalar = make_zbuffer_kernel(dtype)
         F = faces.shape[0]
         n = batch * F
         self.n_points = batch * n_verts
         self.shape = (batch, height, width)
         self._faces = faces.detach().to("cpu", torch.int32).contiguous()
-        self._instance = torch.zeros(F, dtype=torch.int32)
         self._xy = torch.zeros((self.n_points, 2), dtype=dtype)
         self._inv_depth = torch.zeros(self.n_points, dtype=dtype)
         self._ok = torch.zeros(self.n_points, dtype=torch.int32)
         self._points = torch.zeros((self.n_points, 3), dtype=dtype)
-        self._face_pixels = torch.empty((n, 4), dtype=torch.int32)
         self._out = torch.zeros(batch * height * width, dtype=dtype)
-        self._face_data = wp.empty(n, dtype=k.FaceData, device="cpu")
-        faces_w = _wrap(self._faces, wp.vec3i, (F,))
-        pixels_w = _wrap(self._face_pixels, wp.vec4i, (n,))
-        self._launches = [] if n == 0 else [
-            wp.launch(k.face_setup, dim=n, inputs=[
-                _wrap(self._xy, k.vec2, (self.n_points,)), _wrap(self._inv_depth, k.scalar), _wrap(self._ok, wp.int32),
-                faces_w, _wrap(self._instance, wp.int32), n_verts, F, k.scalar(0.0), width, height, 1,
-                self._face_data, pixels_w], device="cpu", record_cmd=True),
-            wp.launch(k.splat_nearest, dim=n, inputs=[
-                self._face_data, pixels_w, _wrap(self._points, k.vec3, (self.n_points,)), faces_w, n_verts, F,
-                width, height, int(cull_back), int(grow), _wrap(self._out, k.scalar)], device="cpu",
-                record_cmd=True)]
+        self._launch = None if n == 0 else wp.launch(kernel, dim=n, inputs=[
+            _wrap(self._xy, vec2, (self.n_points,)), _wrap(self._inv_depth, scalar), _wrap(self._ok, wp.int32),
+            _wrap(self._points, vec3, (self.n_points,)), _wrap(self._faces, wp.vec3i, (F,)), n_verts, F, width,
+            height, int(cull_back), int(grow), _wrap(self._out, scalar)], device="cpu", record_cmd=True)
         self._views = (self._xy.numpy(), self._inv_depth.numpy(), self._ok.numpy(), self._points.numpy(),
                        self._out.numpy())
 
@@ -89,6 +177,6 @@ class NearestDepthPlan:
         ok_b[:] = ok.reshape(-1)
         points_b[:] = verts.reshape(-1, 3)
         out[:] = 0
-        for launch in self._launches:
-            launch.launch()
+        if self._launch is not None:
+            self._launch.launch()
         return out.reshape(self.shape)

@@ -143,24 +143,29 @@ class HardRasterizer(SoftRasterizer):
         launches are replayed from a :class:`.nearest_depth.NearestDepthPlan` kept per ``faces`` tensor (read once:
         do not modify it in place), batch, vertex count and image size; the same values as
         :meth:`nearest_depth_torch`, the general path."""
-        check_mesh(verts, faces)
         if grow < 0:
             raise InvalidValueError(f"grow must be >= 0; got {grow}")
-        if verts.device.type != "cpu" or verts.shape[1] == 0 or faces.shape[0] == 0:
+        if verts.device.type != "cpu" or verts.dim() != 3 or faces.dim() != 2 or 0 in (verts.shape[1], faces.shape[0]):
             return self.nearest_depth_torch(verts, faces, camera, cull_back, grow)
-        _, _, width, height = _intrinsics(camera, verts)
+        try:
+            width, height, K = int(camera.width), int(camera.height), camera.K
+        except AttributeError as exc:
+            raise InvalidValueError(f"camera must provide K, width, height; {exc}") from None
         dtype = verts.dtype
         B, V, _ = verts.shape
         plans = self.__dict__.setdefault("_plans", {})
         key = (id(faces), B, V, width, height, bool(cull_back), int(grow), dtype)
         source, plan = plans.get(key, (None, None))
         if source is not faces:  # the plan holds its faces tensor, so its id names no other tensor while it lives
+            check_mesh(verts, faces)  # the faces once per plan (index range: V is in the key)
             if len(plans) >= 8:
                 plans.clear()
             plan = NearestDepthPlan(faces, B, V, width, height, cull_back, grow, dtype)
             plans[key] = (faces, plan)
+        elif verts.shape[2] != 3 or dtype not in (torch.float32, torch.float64):
+            check_mesh(verts, faces)  # raises
         v = verts.detach().numpy()
-        K = camera.K.detach().to("cpu", dtype).numpy()
+        K = K.detach().to("cpu", dtype).numpy()
         xy, inv_depth, ok = project_vertices_array(v.reshape(-1, 3), K, self.settings.near, MAX_SCREEN)
         iz = plan(v, xy, inv_depth, ok)
         with np.errstate(divide="ignore"):
