@@ -125,3 +125,38 @@ def test_zbuffer_plan_path_rejects_bad_input():
         raster.nearest_depth(verts, faces, cam, grow=-1)
     with pytest.raises(InvalidValueError):
         raster.nearest_depth(verts, faces, object())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_crop_camera_and_box_from_plain_numbers_equal_the_tensor_path(dtype):
+    """``crop_and_resize`` with a box of plain numbers (numpy scalars) gives the tensor box's ``K`` bit for bit, and
+    ``square_crop_box`` on CPU points (numpy columns) the box of ``PinholeCamera.project`` + torch reductions;
+    boxes partly outside the image, a point behind the camera, and bad boxes rejected alike."""
+    from handypriors_core.errors import InvalidValueError, ShapeError
+    from handypriors_core.geometry.camera import square_crop_box
+
+    g = torch.Generator().manual_seed(4)
+    K = torch.tensor([[615.3, 0, 318.7], [0, 614.9, 241.2], [0, 0, 1]], dtype=dtype)
+    cam = PinholeCamera(K=K, width=640, height=480)
+    for _ in range(20):
+        x0, y0 = (torch.rand(2, generator=g) * 700 - 50).tolist()
+        size = float(torch.rand(1, generator=g) * 300 + 10)
+        box = (x0, y0, x0 + size, y0 + size * 1.01)
+        fast = cam.crop_and_resize(box, 96, 96)
+        assert torch.equal(fast.K, cam.crop_and_resize(torch.tensor(box), 96, 96).K)
+        assert fast.K.dtype == dtype and (fast.width, fast.height) == (96, 96)
+        points = torch.randn(8, 3, generator=g, dtype=dtype) * 0.05 + torch.tensor([0.0, 0.0, 0.5], dtype=dtype)
+        if _ == 0:
+            points[3, 2] = -0.1
+        uv = cam.project(points[None])[0]
+        lo, hi = uv.min(0).values, uv.max(0).values
+        centre = 0.5 * (lo + hi)
+        half = min(max(0.5 * float((hi - lo).max()) * 1.2, 32.0), 1280.0)
+        cx, cy = float(centre[0].clamp(-640, 1280)), float(centre[1].clamp(-480, 960))
+        assert square_crop_box(cam, points, 0.1, 64.0) == (cx - half, cy - half, cx + half, cy + half)
+    with pytest.raises(InvalidValueError):
+        cam.crop_and_resize((10.0, 10.0, 5.0, 20.0), 96, 96)
+    with pytest.raises(InvalidValueError):
+        cam.crop_and_resize((10.0, math.nan, 50.0, 20.0), 96, 96)
+    with pytest.raises(ShapeError):
+        cam.crop_and_resize((10.0, 10.0, 50.0), 96, 96)

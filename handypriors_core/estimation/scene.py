@@ -106,6 +106,7 @@ class HandObjectScene:
         self.object_vertex_colors = colors if colors is not None else torch.full_like(verts, 0.6)
         self.num_hand_verts = int(self.hand.template_verts.shape[0]) if hasattr(self.hand, "template_verts") else None
         self._hand_closed: bool | None = None
+        self._corners: torch.Tensor | None = None
 
     # ----------------------------------------------------------------------------------------- hand
     def pose_hand(self, joint_angles: torch.Tensor, hand2camera: torch.Tensor) -> PosedHand:
@@ -175,11 +176,14 @@ class HandObjectScene:
         return verts, self._joined[0], self._joined[1]
 
     def object_bounding_corners(self) -> torch.Tensor:
-        """``(8, 3)`` corners of the object's axis-aligned bounding box [m, object frame]."""
-        lo = self.object.verts.min(0).values
-        hi = self.object.verts.max(0).values
-        idx = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], device=lo.device)
-        return torch.where(idx.bool(), hi, lo)
+        """``(8, 3)`` corners of the object's axis-aligned bounding box [m, object frame] (made once: the object is
+        rigid; do not modify the returned tensor)."""
+        if self._corners is None:
+            lo = self.object.verts.min(0).values
+            hi = self.object.verts.max(0).values
+            idx = torch.tensor([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], device=lo.device)
+            self._corners = torch.where(idx.bool(), hi, lo)
+        return self._corners
 
     def object_box(self, camera: PinholeCamera, object2camera: torch.Tensor, margin: float,
                    min_box: float) -> tuple[float, float, float, float]:

@@ -17,6 +17,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from ..checks import check_finite, check_shape
@@ -230,6 +231,9 @@ class PinholeCamera:
         """
         _check_size(out_width, "out_width")
         _check_size(out_height, "out_height")
+        if not isinstance(box, torch.Tensor):  # plain numbers: the affine's entries in numpy scalars (same values)
+            return dataclasses.replace(self, K=_crop_affine(box, out_width, out_height, self.K) @ self.K,
+                                       width=out_width, height=out_height)
         x0, y0, x1, y1 = _box_tensor(box, self.K).unbind(0)
         sx, sy = out_width / (x1 - x0), out_height / (y1 - y0)
         one, zero = torch.ones_like(sx), torch.zeros_like(sx)
@@ -254,6 +258,25 @@ class PinholeCamera:
         K = self.K.to(device=device, dtype=dtype)
         D = None if self.D is None else self.D.to(device=device, dtype=dtype)
         return dataclasses.replace(self, K=K, D=D)
+
+
+def _crop_affine(box: Sequence[float], out_width: int, out_height: int, like: torch.Tensor) -> torch.Tensor:
+    """The ``(3, 3)`` pixel map of :meth:`PinholeCamera.crop_and_resize` for a box of plain numbers, in ``like``'s
+    dtype and device: the torch path's scalar operations (the box rounded to float32 as ``torch.tensor`` does, then
+    cast; ``n / d`` as ``reciprocal(d) * n``) on numpy scalars, so the same values without a dozen tiny tensors."""
+    if len(box) != 4:
+        raise ShapeError(f"Expected box to have 4 values (x0, y0, x1, y1); got {len(box)}")
+    dtype = np.float64 if like.dtype == torch.float64 else np.float32
+    x0, y0, x1, y1 = np.array([float(v) for v in box], dtype=np.float32).astype(dtype)
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise InvalidValueError("box contains NaN/inf")
+    if not (x1 > x0 and y1 > y0):
+        raise InvalidValueError(f"box must satisfy x1 > x0 and y1 > y0; got {[float(v) for v in (x0, y0, x1, y1)]}")
+    half = dtype(0.5)
+    sx = np.reciprocal(x1 - x0) * dtype(out_width)
+    sy = np.reciprocal(y1 - y0) * dtype(out_height)
+    rows = [[sx, 0.0, (half - x0) * sx - half], [0.0, sy, (half - y0) * sy - half], [0.0, 0.0, 1.0]]
+    return torch.tensor(rows, dtype=like.dtype, device=like.device)
 
 
 def _box_tensor(box: BoxLike, like: torch.Tensor) -> torch.Tensor:
@@ -305,12 +328,25 @@ def square_crop_box(camera: PinholeCamera, points: torch.Tensor, margin: float,
     side and to at least ``min_box`` px; it may extend past the image border. Its centre is kept within one
     image size of the image and its half-size below two image sizes (points far outside give an edge crop).
     """
-    uv = camera.project(points[None])[0]
-    lo, hi = uv.min(0).values, uv.max(0).values
-    centre = 0.5 * (lo + hi)
-    half = 0.5 * float((hi - lo).max()) * (1 + 2 * margin)
+    if points.device.type != "cpu":
+        uv = camera.project(points[None])[0]
+        lo, hi = uv.min(0).values, uv.max(0).values
+        centre = 0.5 * (lo + hi)
+        extent = float((hi - lo).max())
+        cx = float(centre[0].clamp(-camera.width, 2 * camera.width))
+        cy = float(centre[1].clamp(-camera.height, 2 * camera.height))
+    else:  # a few corners on the CPU: :meth:`PinholeCamera.project`'s operations on numpy columns (same values)
+        check_shape(points, (None, 3), "points")
+        p = points.detach().numpy()
+        K = camera.K.detach().to("cpu", points.dtype).numpy()
+        z = np.maximum(p[:, 2], p.dtype.type(MIN_DEPTH))
+        u, v = p[:, 0] / z * K[0, 0] + K[0, 2], p[:, 1] / z * K[1, 1] + K[1, 2]
+        lo, hi = np.array([u.min(), v.min()]), np.array([u.max(), v.max()])
+        centre = p.dtype.type(0.5) * (lo + hi)
+        extent = float((hi - lo).max())
+        cx = float(np.clip(centre[0], -camera.width, 2 * camera.width))
+        cy = float(np.clip(centre[1], -camera.height, 2 * camera.height))
+    half = 0.5 * extent * (1 + 2 * margin)
     half = max(half, 0.5 * min_box)
-    cx = float(centre[0].clamp(-camera.width, 2 * camera.width))
-    cy = float(centre[1].clamp(-camera.height, 2 * camera.height))
     half = min(half, 2.0 * max(camera.width, camera.height))
     return (cx - half, cy - half, cx + half, cy + half)
