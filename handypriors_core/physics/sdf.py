@@ -212,28 +212,30 @@ class ObjectSDF:
         outside = torch.from_numpy(self._outside_hull(p))
         face, bary, sign = closest_faces(self._mesh_on(torch.device("cpu")), torch.from_numpy(p), max(len(p), 1),
                                          self.settings, known_outside=outside)
-        if self._arrays is None:  # float32 corners and unit normals per face (fixed: the mesh is rigid)
+        if self._arrays is None:  # float32 corners and unit normals per face (fixed: the mesh is rigid), as rows
             corners = self._verts.detach().to("cpu", torch.float32).numpy()[self._faces.cpu().numpy()]
             normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
             length = np.sqrt((normal * normal).sum(-1))[:, None]
-            self._arrays = (corners, normal / np.maximum(length, np.finfo(np.float32).tiny))
+            unit = normal / np.maximum(length, np.finfo(np.float32).tiny)
+            self._arrays = (np.ascontiguousarray(corners.transpose(1, 2, 0)), np.ascontiguousarray(unit.T))
+        # per coordinate on rows of N (numpy is slow along a short last axis); the same operations in the same order
         face, bary, sign = face.numpy(), bary.numpy(), sign.numpy()
         found = face >= 0
         nearest = np.maximum(face, 0)
-        corners = self._arrays[0][nearest]  # (N, 3 corners, 3)
-        face_normal = self._arrays[1][nearest]
-        u, v = bary[:, 0:1], bary[:, 1:2]
+        corners = self._arrays[0][:, :, nearest]  # (3 corners, 3, N)
+        face_normal = self._arrays[1][:, nearest]  # (3, N)
+        u, v = bary[:, 0], bary[:, 1]
         w = 1 - u - v
-        closest = u * corners[:, 0] + v * corners[:, 1] + w * corners[:, 2]
-        diff = p - closest
-        radius = np.sqrt((diff * diff).sum(-1))[:, None]
+        diff = [p[:, k] - (u * corners[0, k] + v * corners[1, k] + w * corners[2, k]) for k in range(3)]
+        radius = np.sqrt(diff[0] * diff[0] + diff[1] * diff[1] + diff[2] * diff[2])
         interior = (u > _INTERIOR_BARY) & (v > _INTERIOR_BARY) & (w > _INTERIOR_BARY)
-        s = sign[:, None]
-        along = np.where(radius > _SURFACE_TOL, s * diff / np.maximum(radius, np.float32(_SURFACE_TOL)), face_normal)
-        direction = np.where(interior, face_normal, along)
-        direction = np.where(found[:, None], direction, np.float32(0.0))
-        value = np.where(found, (s * radius)[:, 0], np.float32(self.settings.max_query_distance))
-        return value.astype(np.float32), direction.astype(np.float32)
+        keep_normal = interior | ~(radius > _SURFACE_TOL)  # the face normal inside a face or on the surface
+        scale = np.maximum(radius, np.float32(_SURFACE_TOL))
+        direction = np.empty((len(p), 3), dtype=np.float32)
+        for k in range(3):
+            direction[:, k] = np.where(found, np.where(keep_normal, face_normal[k], sign * diff[k] / scale), 0)
+        value = np.where(found, sign * radius, np.float32(self.settings.max_query_distance))
+        return value.astype(np.float32), direction
 
     def _outside_hull(self, points: np.ndarray) -> np.ndarray:
         """``(N,)`` bool: which of ``points (N, 3)`` [m, object frame] lie in the mesh's bounding box but outside its
@@ -252,12 +254,15 @@ class ObjectSDF:
                 planes = ConvexHull(verts).equations  # (H, 4): unit outward normal, offset; <= 0 inside
             except (ImportError, QhullError, ValueError):  # flat or degenerate mesh: no pre-test
                 planes = np.zeros((0, 4))
-            self._hull = (np.stack((lo - pad, hi + pad)), planes[:, :3].T.copy(), planes[:, 3] - pad)
+            self._hull = (np.stack((lo - pad, hi + pad)).astype(np.float32),  # a pre-filter: the hull decides
+                          planes[:, :3].T.copy(), planes[:, 3] - pad)
         box, normals, offsets = self._hull
         outside = np.zeros(len(points), dtype=bool)
         if len(offsets) == 0:
             return outside
-        in_box = np.flatnonzero(((points >= box[0]) & (points <= box[1])).all(1))
+        x, y, z = points[:, 0], points[:, 1], points[:, 2]
+        (x0, y0, z0), (x1, y1, z1) = box
+        in_box = np.flatnonzero((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1))
         if len(in_box):
             outside[in_box] = ((points[in_box].astype(np.float64) @ normals) + offsets > 0).any(1)
         return outside
