@@ -66,7 +66,8 @@ WIDTH, HEIGHT = 640, 480
 #: The node's intake thread at a higher priority (docs/node_runtime.md; applied where CAP_SYS_NICE allows it).
 INTAKE_NICE = "intake_nice:=-10"
 #: The node's per-frame stages in /diagnostics: wall times, and its worker thread's CPU per stage [ms].
-STAGES = ("queue_ms", "inputs_ms", "track_ms", "publish_ms", "inputs_cpu_ms", "track_cpu_ms", "publish_cpu_ms")
+STAGES = ("queue_ms", "inputs_ms", "held_ms", "track_ms", "publish_ms", "inputs_cpu_ms", "track_cpu_ms",
+          "publish_cpu_ms")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -349,6 +350,7 @@ def summarize(feeder: Feeder, stamps: list[int], wall: float, diagnostics: list)
         "node_state": values.get("node_state"),
         "node_stage_ms_median": stages,
         "node_dropped_by_reason": _drops(values),
+        **_errors(snapshots),
         "joint_states_intake_lag_ms": _lag(values, "joint_states"),
         "tf_intake_lag_ms": _lag(values, "tf"),
         "load_average": os.getloadavg(),
@@ -359,6 +361,14 @@ def summarize(feeder: Feeder, stamps: list[int], wall: float, diagnostics: list)
 def _drops(values: dict) -> dict:
     return {k[len("dropped_"):]: int(v) for k, v in values.items()
             if k.startswith("dropped_") and k not in ("dropped_frames", "dropped_frames_recent")}
+
+
+def _errors(snapshots: list[dict]) -> dict:
+    """The node's input errors by kind (``errors_*`` in /diagnostics) and the last error message it reported."""
+    values = snapshots[-1] if snapshots else {}
+    last = next((v["last_error"] for v in reversed(snapshots) if v.get("last_error")), "")
+    return {"node_errors": {k[len("errors_"):]: int(v) for k, v in values.items() if k.startswith("errors_")},
+            "node_last_error": last}
 
 
 def _lag(values: dict, name: str) -> dict:
@@ -421,7 +431,7 @@ def run_mode(mode: str, rates: list[tuple[str, float]], seconds: float, folder: 
                   f"intake lag {summary['joint_states_intake_lag_ms']}, CPU % of a core "
                   f"{summary['cpu_percent_of_one_core']}, CPU ms per unit "
                   f"{ {k: round(v, 3) for k, v in summary['cpu_ms_per_unit'].items()} }, "
-                  f"drops {summary['node_dropped_by_reason']}, "
+                  f"drops {summary['node_dropped_by_reason']}, last error {summary['node_last_error']!r}, "
                   f"load {summary['load_average'][0]:.1f}", flush=True)
     finally:
         feeder.close()
@@ -518,6 +528,7 @@ def run_replay(sequence: Path, env: dict, context) -> dict:
             "images_received_by_node": int(values.get("images_received", 0)),
             "frames_processed_by_node": int(values.get("frames_processed", 0)),
             "node_dropped_by_reason": _drops(values),
+            **_errors([{kv.key: kv.value for kv in d.status[0].values} for d in diagnostics]),
             "node_tracker_ms_last": float(values.get("tracker_ms", "nan")),
             "node_stage_ms_median": {k: float(np.median([float(v[k]) for v in (
                 {kv.key: kv.value for kv in d.status[0].values} for d in diagnostics) if k in v]))
@@ -531,7 +542,8 @@ def run_replay(sequence: Path, env: dict, context) -> dict:
         stop_process(tracker)
         result["tracker_exit_code"] = tracker.returncode
     print(f"  replay {sequence.name}: posed {result.get('frames_posed')}/{offered}, drops "
-          f"{result.get('node_dropped_by_reason')}, stages {result.get('node_stage_ms_median')}, CPU % of a core while "
+          f"{result.get('node_dropped_by_reason')} (last error {result.get('node_last_error')!r}), stages "
+          f"{result.get('node_stage_ms_median')}, CPU % of a core while "
           f"playing {result.get('cpu_percent_of_one_core_while_playing')}, "
           f"{result.get('player_lag')}, load {os.getloadavg()[0]:.1f}", flush=True)
     return result

@@ -33,11 +33,13 @@ coloured by contact value, normals as arrows), ``~/object_mesh`` (MarkerArray, l
 ``initial_pose`` parameter (or wait for ``~/initial_pose`` / the global search); it answers at once and the
 worker applies it before the next frame.
 
-Threading (``docs/node_runtime.md``): callbacks only store messages and never wait. Joint states and ``/tf``
-arrive as CDR bytes (``raw=True``) parsed by :mod:`.cdr`; images go into a one-slot mailbox (the newest frame
-wins; a frame replaced before it was processed counts as dropped ``busy``) read by one worker thread that does
-all the work and publishes. The worker waits at most ``sync_timeout`` after an image arrived for the depth,
-mask, joint states and TF belonging to it (:mod:`.frame_sync`). The node shortens CPython's thread switch
+Threading (``docs/node_runtime.md``): callbacks only store messages and never wait. Every input arrives as CDR
+bytes (``raw=True``) parsed by :mod:`.cdr` in an intake thread; images go into a one-slot mailbox (the newest frame
+wins; a frame replaced before it was processed counts as dropped ``busy``) read by one worker thread that
+assembles frames, sends them to the tracker and publishes (:mod:`.frame_pipeline`: the next frame is assembled
+while the tracker process tracks this one, and sent before this one's outputs are published). The worker waits
+at most ``sync_timeout`` after an image arrived for the depth, mask, joint states and TF belonging to it
+(:mod:`.frame_sync`). The node shortens CPython's thread switch
 interval so that the executor thread gets the interpreter lock within a fraction of a millisecond while the
 worker computes.
 
@@ -49,6 +51,7 @@ an error state and loads the mesh when the parameter is set.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import threading
@@ -69,6 +72,7 @@ from handypriors_core.models import URDFHand, allegro_urdf
 from . import cdr, conversions, outputs
 from .calibration_outputs import calibration_messages, calibration_status
 from .diagnostics import HealthThresholds, TrackerHealth, diagnostic_array, tracker_status
+from .frame_pipeline import Doorbell, FramePipeline, FrameReplaced, StagedFrame
 from .frame_sync import FrameAssembler, ImageItem, LagStats, Mailbox
 from .initial_pose import InitialPoseSource, WaitingForPose
 from .joint_state_buffer import JointStateLookupError
@@ -99,6 +103,17 @@ class _FrameSkipped(Exception):
     """A frame is not processed for a reason that is not an input error (no tracker: a configuration error)."""
 
 
+@dataclasses.dataclass
+class _Assembled:
+    """A frame assembled by the worker, ready for the tracker: ``packed`` by it (images in shared memory),
+    ``reset`` a reason to reset the track before it is sent ('' for none)."""
+
+    frame: Frame
+    camera_frame: str
+    packed: Any
+    reset: str = ""
+
+
 class AllegroTracker(Node):
     """The tracker node (see the module docstring). ``**kwargs`` go to ``Node`` (context, parameter_overrides)."""
 
@@ -114,7 +129,8 @@ class AllegroTracker(Node):
         self._hand = URDFHand.from_urdf(s.hand_urdf or allegro_urdf())
         # -- inputs (callbacks only store; the high-rate streams are drained by an intake thread of their own)
         self._intake_group = ServedElsewhere()
-        self._mailbox = Mailbox()
+        self._bell = Doorbell()  # rung by the intake thread: a new image, an input the waiting frame needs
+        self._mailbox = Mailbox(self._bell)
         self._stop = threading.Event()
         self._tf_lag = LagStats()
         self._tf = make_tf_lookup(self, cache_time_s=10.0, max_extrapolation_s=s.stamp_tolerance, raw=True,
@@ -127,7 +143,9 @@ class AllegroTracker(Node):
             tf_newest=None if buffer is None else lambda frame: (buffer.time_range(frame) or (None, None))[1],
             topics={"joint_states": self.resolve_topic_name(TOPICS["joint_states"]),
                     "color_info": self.resolve_topic_name(TOPICS["color_info"])},
-            stop=self._stop, publishing=lambda stream: self._optional_publishers.get(stream, lambda: 0)() > 0)
+            stop=self._stop, publishing=lambda stream: self._optional_publishers.get(stream, lambda: 0)() > 0,
+            check_frames=not s.tracker_process)  # (the tracker process checks each frame it rebuilds)
+        self._inputs.signal.bell = self._bell
         self._optional_publishers: dict = {}  # stream -> publisher count of its subscription (set below)
         # -- outputs
         from diagnostic_msgs.msg import DiagnosticArray
@@ -190,6 +208,9 @@ class AllegroTracker(Node):
         self.create_subscription(PoseStamped, TOPICS["initial_pose"], self._on_initial_pose, OUTPUT_QOS)
         self.create_service(Trigger, TOPICS["reset"], self._on_reset)
         self.create_timer(s.diagnostics_period, self.publish_diagnostics)
+        self._pipeline = FramePipeline(
+            self._worker_stages(), self._bell, arm=lambda on: setattr(self._inputs.signal, "armed", on),
+            poll_s=0.005 if self._tf.buffer is None else None, idle_s=_POLL_S)  # (tf2_ros: TF does not ring)
         self._worker = threading.Thread(target=self._work, name="allegro_tracker_worker", daemon=True)
         self._worker.start()
         if s.intake_nice and self._intake.wait_started(1.0) is False:
@@ -267,6 +288,7 @@ class AllegroTracker(Node):
     def _on_tf_sample(self, stamp_ns: int, child_frame_id: str) -> None:
         if child_frame_id != self.params.node.object_frame:  # (the intake lag of inputs, not of our own poses)
             self._tf_lag.add(stamp_ns)
+            self._inputs.signal.poke()  # (wakes the worker when a frame waits for the TF after its stamp)
 
     def _parsed(self, key: str, parse: Any, handler: Any) -> Any:
         """A raw subscription's callback: ``handler(parse(data))``; malformed bytes are reported, not raised."""
@@ -312,25 +334,33 @@ class AllegroTracker(Node):
             self._work_loop()
 
     def _work_loop(self) -> None:
-        while not self._stop.is_set():
-            self._apply_requests_safely()
-            item = self._mailbox.take(_POLL_S)
-            if item is None or self._stop.is_set():
-                continue
-            self._apply_requests_safely()  # a reset asked for while waiting applies before this frame
-            try:
-                self._process(item, time.monotonic())
-            except (_FrameSkipped, WaitingForPose) as skip:
-                self.activity.waiting_reason = str(skip)
-            except (HandyPriorsError, TransformLookupError, JointStateLookupError) as exc:
-                self._count_drop("input")
-                self._report(str(exc))
-            except Exception as exc:  # noqa: BLE001 - bad input must never stop the node
-                if self._stop.is_set() or not self.context.ok():
-                    return  # shutting down: publishing on a context that is gone fails, and that is fine
-                self._count_drop("input")
-                if self._report(f"internal error: {exc!r}"):
-                    self.get_logger().error(traceback.format_exc())
+        self._pipeline.run(self._stop)
+
+    def _worker_stages(self) -> Any:
+        """The worker's stages for :class:`~.frame_pipeline.FramePipeline` (called in the worker thread)."""
+        import types
+
+        return types.SimpleNamespace(
+            take=lambda: self._mailbox.take(0), inputs_ready=self._inputs.inputs_ready, deadline=self._inputs.deadline,
+            assemble=self._assemble, start=self._start_frame, finish=self._compute.finish_track,
+            reply_fileno=self._compute.reply_fileno, publish=self._publish_frame, failed=self._frame_failed,
+            requests_pending=lambda: self._rebuild_requested or self._reset_requested or self._threads_requested,
+            apply_requests=self._apply_requests_safely, record_stages=self.activity.set_stages)
+
+    def _frame_failed(self, error: Exception) -> None:
+        """A frame was not tracked: a newer image replaced it (``busy``), the node waits (no tracker, no pose), or
+        an input / the tracker failed (``input``, reported)."""
+        if isinstance(error, FrameReplaced):
+            self._count_drop("busy")
+        elif isinstance(error, (_FrameSkipped, WaitingForPose)):
+            self.activity.waiting_reason = str(error)
+        elif isinstance(error, (HandyPriorsError, TransformLookupError, JointStateLookupError)):
+            self._count_drop("input")
+            self._report(str(error))
+        elif not self._stop.is_set() and self.context.ok():  # (shutting down: a context that is gone fails)
+            self._count_drop("input")  # bad input must never stop the node
+            if self._report(f"internal error: {error!r}"):
+                self.get_logger().error("".join(traceback.format_exception(error)))
 
     def _apply_requests_safely(self) -> None:
         try:
@@ -359,8 +389,8 @@ class AllegroTracker(Node):
         self.get_logger().info(message)
         return message
 
-    def _process(self, item: ImageItem, taken: float) -> None:
-        cpu_taken = time.thread_time()
+    def _assemble(self, item: ImageItem) -> _Assembled:
+        """The frame of ``item`` with its inputs, packed for the tracker (images into shared memory)."""
         s = self.params.node
         stamp = item.stamp_ns
         tracker = self._tracker
@@ -376,26 +406,32 @@ class AllegroTracker(Node):
             self._count_drop("duplicate")
             raise InvalidValueError(f"image stamp {stamp / _NS:.6f} s repeats the previous one; skipped")
         frame, camera_frame = self._inputs.assemble(item, self._frame_index)
+        reset = ""
         if self._last_stamp_ns is not None and stamp < self._last_stamp_ns:  # (a complete frame only: a broken
             back = (self._last_stamp_ns - stamp) / _NS  # message with an old stamp must not reset the track)
-            self._report(f"image stamp went backwards by {back:.3f} s (looped bag or restarted camera?); "
-                         f"{self._reset_track('time went backwards')}", warn=True)
+            reset = f"image stamp went backwards by {back:.3f} s (looped bag or restarted camera?)"
         self._last_stamp_ns = stamp
         self._frame_index += 1
-        self._initial_pose.ensure(tracker, frame, camera_frame, pose_from_parameter(s.initial_pose), s.global_search)
-        inputs_done, cpu_inputs_done = time.monotonic(), time.thread_time()
-        estimate = tracker.track(frame)
-        tracked, cpu_tracked = time.monotonic(), time.thread_time()
+        return _Assembled(frame, camera_frame, tracker.pack_track(frame), reset)
+
+    def _start_frame(self, assembled: _Assembled) -> None:
+        """Send an assembled frame to the tracker (a reset it asked for and the initial pose first)."""
+        tracker = self._tracker
+        if tracker is None:
+            self._count_drop("not ready")
+            raise _FrameSkipped(f"error: {self._config_error}")
+        if assembled.reset:
+            self._report(f"{assembled.reset}; {self._reset_track('time went backwards')}", warn=True)
+        s = self.params.node
+        self._initial_pose.ensure(tracker, assembled.frame, assembled.camera_frame, pose_from_parameter(s.initial_pose),
+                                  s.global_search)
+        tracker.start_track(assembled.packed)
+
+    def _publish_frame(self, staged: StagedFrame, estimate: Estimate) -> None:
         with self._state_lock:
             self._last_estimate = estimate
-        self._publish(estimate, frame, camera_frame, stamp, item)
-        self.activity.set_stages({"queue_ms": 1e3 * (taken - item.received), "inputs_ms": 1e3 * (inputs_done - taken),
-                                  "track_ms": 1e3 * (tracked - inputs_done),
-                                  "publish_ms": 1e3 * (time.monotonic() - tracked),
-                                  # this thread's CPU per stage (track: sending the frame, reading the estimate)
-                                  "inputs_cpu_ms": 1e3 * (cpu_inputs_done - cpu_taken),
-                                  "track_cpu_ms": 1e3 * (cpu_tracked - cpu_inputs_done),
-                                  "publish_cpu_ms": 1e3 * (time.thread_time() - cpu_tracked)})
+        assembled = staged.payload
+        self._publish(estimate, assembled.frame, assembled.camera_frame, staged.item.stamp_ns, staged.item)
 
     # -- outputs -----------------------------------------------------------------------------------------
     def _publish(self, estimate: Estimate, frame: Frame, camera_frame: str, stamp: int, item: ImageItem) -> None:
@@ -509,6 +545,8 @@ class AllegroTracker(Node):
             if self._worker.is_alive() and self._worker is not threading.current_thread():
                 self._worker.join(timeout=10.0)
             self._compute.close()
+            if not self._worker.is_alive():
+                self._bell.close()
         super().destroy_node()
 
 

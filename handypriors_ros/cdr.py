@@ -1,5 +1,6 @@
 """A compact reader of the CDR bytes of the node's inputs: ``sensor_msgs/JointState``, ``tf2_msgs/TFMessage``,
-``sensor_msgs/Image`` and ``sensor_msgs/CameraInfo``.
+``sensor_msgs/Image`` and ``sensor_msgs/CameraInfo``; and a writer of its per-frame pose outputs
+(:func:`write_tf_message`, :func:`write_pose_with_covariance_stamped`: published as bytes, no message objects).
 
 The node subscribes to joint states (100-333 Hz), ``/tf`` (100 Hz or more) and the camera streams with
 ``raw=True`` and parses the serialized bytes here: no rclpy message object is built per message (an Image's
@@ -28,7 +29,7 @@ import numpy as np
 from handypriors_core.errors import InvalidValueError
 
 __all__ = ["CdrError", "header_stamp_ns", "parse_camera_info", "parse_image", "parse_joint_state", "parse_tf_message",
-           "restamp_header"]
+           "restamp_header", "write_pose_with_covariance_stamped", "write_tf_message"]
 
 _NS = 1_000_000_000
 
@@ -271,3 +272,49 @@ def restamp_header(data: bytes, stamp_ns: int) -> bytes:
     if not -(2**31) <= sec < 2**31:
         raise CdrError(f"stamp {stamp_ns} ns does not fit builtin_interfaces/Time")
     return bytes(data[:4]) + struct.pack("<iI" if data[1] == 1 else ">iI", sec, nanosec) + bytes(data[12:])
+
+
+# -- writing (little endian) ---------------------------------------------------------------------------------------
+_ENCAPSULATION_LE = b"\x00\x01\x00\x00"
+
+
+def _put_header(out: bytearray, stamp_ns: int, frame_id: str) -> None:
+    """A ``std_msgs/Header`` at a 4-aligned position of ``out`` (after the encapsulation header)."""
+    sec, nanosec = divmod(int(stamp_ns), _NS)
+    _put_string(out, struct.pack("<iI", sec, nanosec), "")
+    _put_string(out, b"", frame_id)
+
+
+def _put_string(out: bytearray, prefix: bytes, text: str) -> None:
+    out += prefix
+    if text or not prefix:
+        raw = text.encode("utf-8") + b"\0"
+        out += struct.pack("<I", len(raw)) + raw
+
+
+def _put_doubles(out: bytearray, values: list[float]) -> None:
+    out += bytes(-(len(out) - 4) % 8)  # (alignment counts from the byte after the encapsulation header)
+    out += struct.pack(f"<{len(values)}d", *values)
+
+
+def write_tf_message(stamp_ns: int, parent_frame: str, child_frame: str, translation: list[float],
+                     quaternion_xyzw: list[float]) -> bytes:
+    """CDR bytes of a ``tf2_msgs/TFMessage`` with one transform ``parent_frame -> child_frame`` at ``stamp_ns``."""
+    out = bytearray(_ENCAPSULATION_LE)
+    out += struct.pack("<I", 1)
+    _put_header(out, stamp_ns, parent_frame)
+    out += bytes(-(len(out) - 4) % 4)
+    _put_string(out, b"", child_frame)
+    _put_doubles(out, [*translation, *quaternion_xyzw])
+    return bytes(out)
+
+
+def write_pose_with_covariance_stamped(stamp_ns: int, frame_id: str, position: list[float],
+                                       quaternion_xyzw: list[float], covariance: list[float]) -> bytes:
+    """CDR bytes of a ``geometry_msgs/PoseWithCovarianceStamped``; ``covariance``: 36 values, row-major."""
+    if len(covariance) != 36:
+        raise CdrError(f"a pose covariance has 36 values; got {len(covariance)}")
+    out = bytearray(_ENCAPSULATION_LE)
+    _put_header(out, stamp_ns, frame_id)
+    _put_doubles(out, [*position, *quaternion_xyzw, *covariance])
+    return bytes(out)

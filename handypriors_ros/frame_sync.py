@@ -50,12 +50,17 @@ _RESTART_NS = 1_000_000_000  # a stamp this much older than the newest buffered 
 
 
 class Mailbox:
-    """A one-slot mailbox: :meth:`put` replaces what is there (the newest wins), :meth:`take` waits for an item."""
+    """A one-slot mailbox: :meth:`put` replaces what is there (the newest wins), :meth:`take` waits for an item.
 
-    def __init__(self) -> None:
+    ``bell``: rung (``bell.ring()``) by :meth:`put`, :meth:`wake` and :meth:`close`, for a worker that waits on a
+    file descriptor (``select``) instead of :meth:`take` (:class:`~handypriors_ros.frame_pipeline.Doorbell`).
+    """
+
+    def __init__(self, bell: Any = None) -> None:
         self._item: Any = None
         self._closed = False
         self._cv = threading.Condition()
+        self._bell = bell
 
     def put(self, item: Any) -> bool:
         """Store ``item``; returns True when it replaced an item that was never taken (a dropped frame)."""
@@ -63,12 +68,13 @@ class Mailbox:
             replaced = self._item is not None
             self._item = item
             self._cv.notify()
-            return replaced
+        self._ring()
+        return replaced
 
     def take(self, timeout: float) -> Any:
-        """The item (removed), or None after ``timeout`` seconds or when closed."""
+        """The item (removed), or None after ``timeout`` seconds (0: at once) or when closed."""
         with self._cv:
-            if self._item is None and not self._closed:
+            if self._item is None and not self._closed and timeout > 0:
                 self._cv.wait(timeout)
             item, self._item = self._item, None
             return item
@@ -77,11 +83,17 @@ class Mailbox:
         """Make a waiting :meth:`take` return now (e.g. a reset request to apply)."""
         with self._cv:
             self._cv.notify_all()
+        self._ring()
 
     def close(self) -> None:
         with self._cv:
             self._closed = True
             self._cv.notify_all()
+        self._ring()
+
+    def _ring(self) -> None:
+        if self._bell is not None:
+            self._bell.ring()
 
     @property
     def pending(self) -> bool:
@@ -149,15 +161,27 @@ class StampedBuffer:
 
 
 class InputSignal:
-    """Wakes the worker when an input arrives. Callbacks call :meth:`notify`; the worker calls :meth:`wait_for`."""
+    """Wakes the worker when an input arrives. Callbacks call :meth:`notify`; the worker calls :meth:`wait_for`.
 
-    def __init__(self, poll_s: float = 0.005) -> None:
+    A worker that waits on a file descriptor instead sets :attr:`bell` and :attr:`armed` (while a frame waits for
+    its inputs): an input then rings the bell, at most once until the worker clears it. :meth:`poke` rings it
+    without the condition variable (inputs that :meth:`wait_for` polls for, e.g. TF samples).
+    """
+
+    def __init__(self, poll_s: float = 0.005, bell: Any = None) -> None:
         self._cv = threading.Condition()
         self._poll_s = poll_s
+        self.bell = bell
+        self.armed = False
 
     def notify(self) -> None:
         with self._cv:
             self._cv.notify_all()
+        self.poke()
+
+    def poke(self) -> None:
+        if self.armed and self.bell is not None:
+            self.bell.ring()
 
     def wait_for(self, ready: Callable[[], bool], deadline: float, stop: threading.Event | None = None) -> bool:
         """Wait until ``ready()`` or the monotonic ``deadline`` (or ``stop``); returns ``ready()``.
@@ -202,6 +226,15 @@ class LagStats:
         self._lags.clear()
 
 
+def _unchecked_frame(fields: dict[str, Any]) -> Frame:
+    """A :class:`Frame` of ``fields`` without its ``__post_init__`` checks (the tracker process rebuilds and checks
+    it; fields left out take their defaults)."""
+    frame = object.__new__(Frame)
+    for field in dataclasses.fields(Frame):
+        object.__setattr__(frame, field.name, fields.get(field.name, field.default))
+    return frame
+
+
 def pose_from_list(values: Any) -> torch.Tensor | None:
     """``[x y z qx qy qz qw]`` -> ``(4, 4)`` float64 pose (quaternion normalised); ``[]`` -> None."""
     if not values:
@@ -232,12 +265,16 @@ class FrameAssembler:
             now. Before its first message a stream with a publisher is waited for (bounded by ``sync_timeout``),
             so the first frame does not go without the depth that is on its way; after it (and with None) a
             stream is waited for while it sent a message in the last second.
+        check_frames: validate each :class:`Frame` here (False: the tracker process validates it when it rebuilds
+            it from what the node sends, so the node does not pay for the checks twice: about 1 ms per 640x480
+            RGB-D frame, most of it the depth check).
     """
 
     def __init__(self, hand_joint_names: Any, settings: Callable[[], Any], tf_lookup: Callable[..., torch.Tensor],
                  report: Callable[[str, bool], Any], joint_map: JointMap | None = None,
                  tf_newest: Callable[[str], int | None] | None = None, topics: dict[str, str] | None = None,
-                 stop: threading.Event | None = None, publishing: Callable[[str], bool] | None = None) -> None:
+                 stop: threading.Event | None = None, publishing: Callable[[str], bool] | None = None,
+                 check_frames: bool = True) -> None:
         self.hand_joint_names = tuple(hand_joint_names)
         self._settings = settings
         self._tf_lookup = tf_lookup
@@ -246,6 +283,8 @@ class FrameAssembler:
         self._topics = {"joint_states": "/joint_states", "color_info": "camera_info", **(topics or {})}
         self.stop = stop if stop is not None else threading.Event()
         self._publishing = publishing
+        self._check_frames = check_frames
+        self._cameras: tuple[Any, Any] = (None, None)  # (CameraInfo key, PinholeCamera) of the last frame
         self.signal = InputSignal()
         self.camera_info: Any = None
         self.depth_info: Any = None
@@ -305,6 +344,35 @@ class FrameAssembler:
     def wait_for(self, ready: Callable[[], bool], deadline: float) -> bool:
         return self.signal.wait_for(ready, deadline, self.stop)
 
+    def deadline(self, item: ImageItem) -> float:
+        """When the wait for ``item``'s inputs ends (``time.monotonic``): ``sync_timeout`` after it arrived."""
+        return item.received + self._settings().sync_timeout
+
+    def inputs_ready(self, item: ImageItem) -> bool:
+        """Whether :meth:`assemble` would find everything it waits for (without waiting): the camera info, the
+        depth and mask streams in use past the stamp, joint states and TF at or after it. Never waits."""
+        s, stamp = self._settings(), item.stamp_ns
+        if self.camera_info is None:
+            return False
+        slop = round(s.stamp_tolerance * _NS)
+        if s.use_depth and self._present(self.depth) and not self.depth.settled(stamp, slop):
+            return False
+        if s.mask_source == "external" and self._present(self.masks) and not self.masks.settled(stamp, slop):
+            return False
+        return self._joints_reached(stamp) and self._tf_reached(s, stamp)
+
+    def _joints_reached(self, stamp: int) -> bool:
+        """A joint-state sample at or after ``stamp`` is buffered (the angles interpolate)."""
+        buffer = self.joints
+        span = buffer.time_range_ns() if buffer is not None else None
+        return span is not None and span[1] >= stamp
+
+    def _tf_reached(self, s: Any, stamp: int) -> bool:
+        """The hand root's TF has a sample at or after ``stamp`` (or is fixed, static, or not observable here)."""
+        if self._tf_newest is None or pose_from_list(s.hand2camera_override) is not None:
+            return True
+        return (self._tf_newest(s.hand_root_frame) or stamp) >= stamp
+
     def assemble(self, item: ImageItem, index: int) -> tuple[Frame, str]:
         """The :class:`Frame` of the colour image ``item`` and its camera frame id.
 
@@ -317,19 +385,18 @@ class FrameAssembler:
         if not camera_frame:
             raise InvalidValueError("the image header has no frame_id and the camera_frame parameter is empty")
         rgb = conversions.image_to_rgb(msg)
-        deadline = item.received + s.sync_timeout
+        deadline = self.deadline(item)
         self.wait_for(lambda: self.camera_info is not None, deadline)  # a driver may send it just after
         camera = self._camera(msg)
         depth = self._matching_depth(stamp, rgb.shape[:2], deadline) if s.use_depth else None
         mask = self._matching_mask(stamp, rgb.shape[:2], deadline) if s.mask_source == "external" else None
         joints = self._joint_angles(stamp, deadline)
         hand2camera = self._hand2camera(camera_frame, stamp, deadline)
-        frame = Frame(index=index, stamp=stamp / _NS, rgb=torch.from_numpy(rgb), camera=camera,
-                      joint_angles=joints.float(), hand2camera=hand2camera.float(),
-                      depth=None if depth is None else torch.from_numpy(depth),
-                      object_mask=None if mask is None else torch.from_numpy(mask),
-                      joint_names=self.hand_joint_names)
-        return frame, camera_frame
+        fields = {"index": index, "stamp": stamp / _NS, "rgb": torch.from_numpy(rgb), "camera": camera,
+                  "joint_angles": joints.float(), "hand2camera": hand2camera.float(),
+                  "depth": None if depth is None else torch.from_numpy(depth),
+                  "object_mask": None if mask is None else torch.from_numpy(mask), "joint_names": self.hand_joint_names}
+        return (Frame(**fields) if self._check_frames else _unchecked_frame(fields)), camera_frame
 
     def _camera(self, image: Any) -> Any:
         info = self.camera_info
@@ -338,7 +405,10 @@ class FrameAssembler:
         if (int(info.width), int(info.height)) != (int(image.width), int(image.height)):
             raise InvalidValueError(f"image is {image.width}x{image.height} but its CameraInfo says "
                                     f"{info.width}x{info.height}; frame skipped")
-        return conversions.camera_info_to_camera(info)
+        key = (tuple(info.k), tuple(info.d), info.width, info.height, info.distortion_model)
+        if key != self._cameras[0]:  # (a driver sends the same calibration with every image)
+            self._cameras = (key, conversions.camera_info_to_camera(info))
+        return self._cameras[1]
 
     def _matched(self, buffer: StampedBuffer, stamp: int, deadline: float) -> Any:
         """The message of ``buffer`` matched to ``stamp`` (approximate time, slop = stamp_tolerance), waiting
@@ -403,12 +473,7 @@ class FrameAssembler:
     def _joint_angles(self, stamp: int, deadline: float) -> torch.Tensor:
         """Joint angles at ``stamp``: waits for a sample at or after it (interpolation), holds the newest one
         within ``stamp_tolerance`` when none came by the deadline."""
-        def bracketed() -> bool:
-            buffer = self.joints
-            span = buffer.time_range_ns() if buffer is not None else None
-            return span is not None and span[1] >= stamp
-
-        self.wait_for(bracketed, deadline)
+        self.wait_for(lambda: self._joints_reached(stamp), deadline)
         buffer = self.joints
         if buffer is None:
             raise InvalidValueError(self.joint_error or f"no JointState received on {self._topics['joint_states']} "
@@ -420,8 +485,7 @@ class FrameAssembler:
         override = pose_from_list(s.hand2camera_override)
         if override is not None:
             return override
-        if self._tf_newest is not None:  # wait for the sample after the stamp: interpolate rather than hold
-            self.wait_for(lambda: (self._tf_newest(s.hand_root_frame) or stamp) >= stamp, deadline)
+        self.wait_for(lambda: self._tf_reached(s, stamp), deadline)  # the sample after the stamp: interpolate
         while True:
             try:
                 return self._tf_lookup(camera_frame, s.hand_root_frame, stamp)

@@ -12,6 +12,9 @@ the writer fills it, then the write's number, which the descriptor carries. :cla
 process) checks it before and after its copy and raises :class:`SlotOverwritten` when a newer frame took the slot
 (never with the node's synchronous calls: a slot is rewritten ``slots`` calls later, long after its reply).
 A frame larger than a slot makes the writer create a new, larger segment (the reader maps it by its new name).
+With the node's overlapped worker (one frame in the tracker process, the next one written ahead of its turn),
+:meth:`FrameRing.write` is told which writes must stay readable (``keep``): it never reuses their slots, and a
+segment one of them lies in is unlinked only once none does.
 
     ring = FrameRing()                      # node
     shared = ring.write([rgb, depth])       # -> SharedArrays (pickled through the pipe)
@@ -67,12 +70,16 @@ class FrameRing:
         self.slots = slots
         self.slot_bytes = 0
         self._memory: shared_memory.SharedMemory | None = None
+        self._retired: list[shared_memory.SharedMemory] = []  # replaced segments a kept write still lies in
         self._next_slot = 0
         self._sequence = 0
         self._allocate(slot_bytes)
 
-    def _allocate(self, slot_bytes: int) -> None:
-        self.close()
+    def _allocate(self, slot_bytes: int, keep: Sequence[SharedArrays] = ()) -> None:
+        if self._memory is not None and any(shared.name == self._memory.name for shared in keep):
+            self._retired.append(self._memory)  # (unlinked once no kept write lies in it)
+            self._memory = None
+        self._close_current()
         self.slot_bytes = _aligned(max(slot_bytes, _SEQUENCE.size + _ALIGN))
         self._memory = shared_memory.SharedMemory(create=True, size=self.slot_bytes * self.slots)
         self._next_slot = 0
@@ -82,17 +89,25 @@ class FrameRing:
         """The current segment's name (changes when a frame needs larger slots)."""
         return self._memory.name if self._memory is not None else ""
 
-    def write(self, arrays: Sequence[np.ndarray]) -> SharedArrays:
-        """Copy ``arrays`` into the next slot; returns their descriptor."""
+    def write(self, arrays: Sequence[np.ndarray], keep: Sequence[SharedArrays | None] = ()) -> SharedArrays:
+        """Copy ``arrays`` into the next slot that no write of ``keep`` (still to be read) lies in; returns their
+        descriptor. Raises ValueError when every slot is kept."""
+        kept = [shared for shared in keep if shared is not None]
+        self._release_retired(kept)
         layout, size = [], _ALIGN  # (the sequence number takes the first cache line)
         for array in arrays:
             layout.append((size, array.dtype.str, tuple(array.shape)))
             size += _aligned(array.nbytes)
         if size > self.slot_bytes or self._memory is None:
-            self._allocate(max(size, 2 * self.slot_bytes))
+            self._allocate(max(size, 2 * self.slot_bytes), kept)
         buffer = self._memory.buf
-        offset = self._next_slot * self.slot_bytes
-        self._next_slot = (self._next_slot + 1) % self.slots
+        taken = {shared.offset for shared in kept if shared.name == self._memory.name}
+        free = [slot for slot in range(self.slots) if slot * self.slot_bytes not in taken]
+        if not free:
+            raise ValueError(f"all {self.slots} slots hold frames still to be read")
+        slot = min(free, key=lambda s: (s - self._next_slot) % self.slots)  # round-robin among the free ones
+        offset = slot * self.slot_bytes
+        self._next_slot = (slot + 1) % self.slots
         self._sequence += 1
         _SEQUENCE.pack_into(buffer, offset, 0)
         for array, (start, dtype, shape) in zip(arrays, layout):
@@ -100,15 +115,29 @@ class FrameRing:
         _SEQUENCE.pack_into(buffer, offset, self._sequence)
         return SharedArrays(self.name, offset, self._sequence, tuple(layout))
 
-    def close(self) -> None:
-        """Release and unlink the segment (idempotent)."""
+    def _release_retired(self, kept: Sequence[SharedArrays]) -> None:
+        names = {shared.name for shared in kept}
+        for memory in [m for m in self._retired if m.name not in names]:
+            self._retired.remove(memory)
+            _close_and_unlink(memory)
+
+    def _close_current(self) -> None:
         memory, self._memory = self._memory, None
         if memory is not None:
-            memory.close()
-            try:
-                memory.unlink()
-            except FileNotFoundError:
-                pass
+            _close_and_unlink(memory)
+
+    def close(self) -> None:
+        """Release and unlink the segment(s) (idempotent)."""
+        self._close_current()
+        self._release_retired(())
+
+
+def _close_and_unlink(memory: shared_memory.SharedMemory) -> None:
+    memory.close()
+    try:
+        memory.unlink()
+    except FileNotFoundError:
+        pass
 
 
 def _attach_untracked(name: str) -> shared_memory.SharedMemory:

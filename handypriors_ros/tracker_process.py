@@ -17,6 +17,11 @@ Ctrl-C to the node's process group does not reach it), ignores SIGINT / SIGTERM,
     proxy = TrackerProcess()
     info = proxy.build(hand_urdf, mesh, 1.0, settings, "none", warm_up=True)
     proxy.initialize(pose); estimate = proxy.track(frame); proxy.close()
+
+The node's worker overlaps its own work with the child's step: ``proxy.start_track(proxy.pack_track(frame))``
+sends a frame and returns; ``proxy.reply_fileno()`` becomes readable when its estimate is there
+(``proxy.finish_track()``); meanwhile the next frame is assembled and packed (its images written into a
+shared-memory slot the frame in flight does not use). Other calls wait for ``finish_track``.
 """
 
 from __future__ import annotations
@@ -322,6 +327,35 @@ class _TrackerProxy:
         self._update(state)
         return estimate
 
+    # -- the overlapped worker's calls: pack the next frame while one is tracked, send it, collect its estimate
+    def pack_track(self, frame: Any) -> Any:
+        """``frame`` made ready to send (a process writes its images into shared memory now); for
+        :meth:`start_track`."""
+        return frame
+
+    def start_track(self, packed: Any) -> None:
+        """Start tracking a frame of :meth:`pack_track`; its estimate comes from :meth:`finish_track`. Here (no
+        process) the frame is tracked now, before this returns."""
+        try:
+            self._result: tuple[str, Any] | None = ("ok", self.track(packed))
+        except Exception as exc:  # noqa: BLE001 - raised by finish_track, as a process's error would be
+            self._result = ("error", exc)
+
+    def finish_track(self) -> Any:
+        """The estimate of the frame of :meth:`start_track` (waits for it); raises what tracking it raised."""
+        result, self._result = getattr(self, "_result", None), None
+        if result is None:
+            raise TrackerProcessError("finish_track without a frame in flight")
+        kind, value = result
+        if kind == "error":
+            raise value
+        return value
+
+    def reply_fileno(self) -> int | None:
+        """A file descriptor that becomes readable once the frame in flight has its estimate; None when
+        :meth:`finish_track` does not wait (no frame in flight, or tracked by :meth:`start_track` itself)."""
+        return None
+
     def initialize_from_frame(self, frame: Any) -> Any:
         result, state = self._call("initialize_from_frame", frame)
         self._update(state)
@@ -347,6 +381,14 @@ class InProcessTracker(_TrackerProxy):
         return getattr(self._server, method)(*args)
 
 
+@dataclasses.dataclass
+class _Packed:
+    """A call's packed arguments and the descriptor of its arrays in shared memory (None: none there)."""
+
+    args: Any
+    shared: Any
+
+
 class TrackerProcess(_TrackerProxy):
     """The tracker in a child process (see the module docstring). Calls block the calling thread (the node's
     worker) until the child answers; the child's errors are raised here with their own types. Thread-safe (one
@@ -357,6 +399,9 @@ class TrackerProcess(_TrackerProxy):
         self._process: subprocess.Popen | None = None
         self._lock = threading.Lock()
         self._frames: FrameRing | None = None  # created with the first large tensor (a frame)
+        self._in_flight: _Packed | None = None  # the frame the child tracks (start_track .. finish_track)
+        self._packed: _Packed | None = None  # the frame packed for the next start_track (its slot is kept)
+        self._in_flight_process: subprocess.Popen | None = None
 
     def _start(self) -> subprocess.Popen:
         if self._process is None or self._process.poll() is not None:
@@ -365,29 +410,78 @@ class TrackerProcess(_TrackerProxy):
                 stdout=subprocess.PIPE, start_new_session=True)
         return self._process
 
-    def _call(self, method: str, *args: Any) -> Any:
-        with self._lock:
-            process = self._start()
-            arrays: list[np.ndarray] = []
-            packed = _pack(args, arrays)
-            if arrays and self._frames is None:
-                self._frames = FrameRing()
-            try:
-                _write(process.stdin, (method, packed, self._frames.write(arrays) if arrays else None))
-                kind, value = _read(process.stdout)
-            except (EOFError, OSError, pickle.UnpicklingError) as exc:
-                self.close()
-                raise TrackerProcessError(f"the tracker process ended during {method!r} ({exc}); it is restarted "
-                                          f"at the next build") from None
+    def _pack_shared(self, args: Any) -> _Packed:
+        """``args`` packed, their large arrays written into the ring (never into the slot of the frame in flight
+        or of the packed one)."""
+        arrays: list[np.ndarray] = []
+        packed = _pack(args, arrays)
+        if arrays and self._frames is None:
+            self._frames = FrameRing()
+        keep = [p.shared for p in (self._in_flight, self._packed) if p is not None]
+        return _Packed(packed, self._frames.write(arrays, keep) if arrays else None)
+
+    def _send(self, method: str, packed: _Packed) -> subprocess.Popen:
+        process = self._start()
+        try:
+            _write(process.stdin, (method, packed.args, packed.shared))
+        except OSError as exc:
+            self.close()
+            raise TrackerProcessError(f"the tracker process ended before {method!r} ({exc}); it is restarted at "
+                                      f"the next build") from None
+        return process
+
+    def _receive(self, method: str, process: subprocess.Popen) -> Any:
+        try:
+            kind, value = _read(process.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            self.close()
+            raise TrackerProcessError(f"the tracker process ended during {method!r} ({exc}); it is restarted "
+                                      f"at the next build") from None
         if kind == "error":
             raise value
         return _unpack(value)
+
+    def _call(self, method: str, *args: Any) -> Any:
+        with self._lock:
+            if self._in_flight is not None:
+                raise TrackerProcessError(f"{method!r} while a frame is in flight (finish_track first)")
+            return self._receive(method, self._send(method, self._pack_shared(args)))
+
+    def pack_track(self, frame: Any) -> _Packed:
+        with self._lock:
+            self._packed = None  # (one frame packed at a time: a newer one replaces it, and may take its slot)
+            self._packed = self._pack_shared((frame,))
+            return self._packed
+
+    def start_track(self, packed: Any) -> None:
+        with self._lock:
+            if self._in_flight is not None:
+                raise TrackerProcessError("start_track while a frame is in flight (finish_track first)")
+            if packed is self._packed:
+                self._packed = None
+            process = self._send("track", packed)
+            self._in_flight = packed
+            self._in_flight_process = process
+
+    def finish_track(self) -> Any:
+        with self._lock:
+            if self._in_flight is None:
+                raise TrackerProcessError("finish_track without a frame in flight")
+            process, self._in_flight = self._in_flight_process, None
+            estimate, state = self._receive("track", process)
+        self._update(state)
+        return estimate
+
+    def reply_fileno(self) -> int | None:
+        process = self._process
+        return process.stdout.fileno() if self._in_flight is not None and process is not None else None
 
     def close(self, timeout: float = 1.0) -> None:
         """End the child (closing its stdin ends its loop; killed after ``timeout`` seconds: it holds no state
         worth waiting for, and ``ros2 launch`` escalates to SIGTERM 5 s after its SIGINT)."""
         process, self._process = self._process, None
         frames, self._frames = self._frames, None
+        self._in_flight = self._packed = None
         if frames is not None:
             frames.close()
         if process is None:

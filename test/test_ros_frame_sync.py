@@ -296,3 +296,48 @@ def test_the_first_depth_image_is_waited_for_when_the_depth_topic_has_a_publishe
         assert frame.depth is not None and float(frame.depth[0, 0]) == pytest.approx(0.7)
     else:  # a stream that never sent anything and has no publisher is not waited for
         assert frame.depth is None
+
+
+@pytest.mark.parametrize("frames", [("cam", "object"), ("camera_color_optical_frame", "obj"), ("c", "o")])
+def test_pose_outputs_written_as_cdr_read_back_as_the_messages_rclpy_builds(frames):
+    """The node publishes its object TF and pose as CDR bytes (handypriors_ros.outputs); rclpy must read them back
+    as the messages it would have built (every string length: the alignment of what follows changes)."""
+    from geometry_msgs.msg import PoseWithCovarianceStamped
+    from rclpy.serialization import deserialize_message
+    from tf2_msgs.msg import TFMessage
+
+    from handypriors_core.geometry.rotations import axis_angle_to_matrix
+    from handypriors_ros import outputs
+
+    camera, child = frames
+    pose = torch.eye(4, dtype=torch.float64)
+    pose[:3, :3] = axis_angle_to_matrix(torch.tensor([0.3, -1.2, 2.9], dtype=torch.float64))
+    pose[:3, 3] = torch.tensor([0.01, -0.2, 0.45], dtype=torch.float64)
+    covariance = torch.arange(36, dtype=torch.float64).reshape(6, 6) * 1e-4
+    stamp = T0 + 123_456_789
+    tf = deserialize_message(outputs.object_tf(pose, camera, child, stamp), TFMessage)
+    assert tf.transforms == [cv.matrix_to_transform_stamped(pose, camera, child, stamp)]
+    msg = deserialize_message(outputs.object_pose(pose, covariance, camera, stamp), PoseWithCovarianceStamped)
+    assert msg == cv.matrix_to_pose_with_covariance_stamped(pose, 0.5 * (covariance + covariance.T), camera, stamp)
+    with pytest.raises(Exception, match="finite"):
+        outputs.object_tf(torch.full((4, 4), float("nan")), camera, child, stamp)
+
+
+def test_output_quaternion_matches_the_core_conversion_for_every_rotation_including_near_pi():
+    from handypriors_core.geometry.rotations import axis_angle_to_matrix, matrix_to_quaternion
+    from handypriors_ros.outputs import position_quaternion
+
+    generator = torch.Generator().manual_seed(1)
+    axes = torch.nn.functional.normalize(torch.randn(200, 3, generator=generator, dtype=torch.float64), dim=1)
+    angles = torch.cat([torch.rand(150, generator=generator, dtype=torch.float64) * torch.pi,
+                        torch.pi - torch.logspace(-9, -1, 50, dtype=torch.float64)])  # near pi: w ~ 0
+    rotations = axis_angle_to_matrix(axes * angles[:, None])
+    expected = matrix_to_quaternion(rotations)
+    for R, q in zip(rotations, expected):
+        T = torch.eye(4, dtype=torch.float64)
+        T[:3, :3] = R
+        position, quaternion = position_quaternion(T)
+        # (near pi, w ~ 0: q and -q are the same rotation and either sign may come out)
+        assert min(np.abs(np.array(quaternion) - q.numpy()).max(), np.abs(np.array(quaternion) + q.numpy()).max()) \
+            < 1e-12
+        assert quaternion[3] >= 0

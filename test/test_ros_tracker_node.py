@@ -239,12 +239,17 @@ def test_tracks_and_publishes_pose_covariance_markers_overlay_diagnostics(harnes
     from visualization_msgs.msg import Marker
 
     h = harness_factory(params(object_mesh=str(mesh), initial_pose=INITIAL))
+    order = []  # the node's publish calls: the object's TF (what latency is measured on) first in every frame
+    for name in ("_tf_pub", "_pose_pub", "_marker_pub", "_overlay_pub"):
+        publisher = getattr(h.tracker, name)
+        publisher.publish = lambda msg, name=name, send=publisher.publish: (order.append(name), send(msg))[1]
     h.publish_static()
     stamps = [T0 + i * PERIOD for i in range(3)]
     for stamp in stamps:  # one frame at a time: each is processed
         h.send(stamp)
         assert h.spin_until(lambda s=stamp: s in h.tf_stamps()), h.status()[1]
     assert h.spin_until(lambda: len(h.got["pose"]) >= 3 and len(h.got["markers"]) >= 3 and len(h.got["overlay"]) >= 3)
+    assert order == ["_tf_pub", "_pose_pub", "_marker_pub", "_overlay_pub"] * 3
     [transform] = h.got["tf"][:1]
     assert (transform.header.frame_id, transform.child_frame_id) == (CAMERA, "object")
     assert h.tf_stamps() == stamps
