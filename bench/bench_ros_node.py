@@ -25,8 +25,11 @@ Measured:
   process and of this benchmark's feeder, and per unit: ms of CPU per offered image, per input message (intake),
   per posed frame (worker, tracker process); during the replays the player's CPU while the bag plays;
   memory (VmRSS);
-- the node's own counters from /diagnostics: dropped frames by reason, and per frame the time spent waiting in
-  the mailbox, assembling the inputs, tracking (the tracker process, transfer included) and publishing (medians).
+- the node's own counters from /diagnostics: dropped frames by reason, its input errors by kind and the last one,
+  and per frame (medians) the time spent waiting in the mailbox (``queue_ms``), assembling the inputs
+  (``inputs_ms``: waiting for them, decoding, shared-memory write), held assembled while the tracker finished the
+  frame before (``held_ms``), tracking (``track_ms``: sent -> estimate back) and publishing (``publish_ms``: the
+  next frame's send included), and the worker thread's CPU in each (``*_cpu_ms``).
 
 Every figure is written with the load average of the machine when it was taken. ``checks`` in the results: the
 issue's goals (``goal_*``: joint-state intake lag p99 < 5 ms, 30 Hz sustained, median latency <= tracker step +
