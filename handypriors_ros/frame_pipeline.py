@@ -63,12 +63,12 @@ class Doorbell:
             pass
 
     def clear(self) -> None:
-        self._rung = False
-        try:
+        try:  # (drained before the flag is reset: a ring in between must not leave the flag set and the pipe empty)
             while os.read(self._read, 64):
                 pass
         except (BlockingIOError, OSError):
             pass
+        self._rung = False
 
     def fileno(self) -> int:
         return self._read

@@ -135,7 +135,7 @@ def put(mailbox: Mailbox, n: int) -> bool:
 
 
 def test_the_next_frame_is_assembled_while_one_is_tracked_and_sent_before_its_outputs(pipeline_factory):
-    pipeline, stages, mailbox, _ = pipeline_factory()
+    _, stages, mailbox, _ = pipeline_factory()
     put(mailbox, 1)
     wait_until(lambda: ("start", 1) in stages.events, "frame 1 sent")
     put(mailbox, 2)  # while 1 is tracked
@@ -154,7 +154,7 @@ def test_the_next_frame_is_assembled_while_one_is_tracked_and_sent_before_its_ou
 
 
 def test_an_assembled_frame_replaced_by_a_newer_image_is_the_only_drop_and_counts_as_busy(pipeline_factory):
-    pipeline, stages, mailbox, _ = pipeline_factory()
+    _, stages, mailbox, _ = pipeline_factory()
     put(mailbox, 1)
     wait_until(lambda: ("start", 1) in stages.events, "frame 1 sent")
     put(mailbox, 2)
@@ -171,7 +171,7 @@ def test_an_assembled_frame_replaced_by_a_newer_image_is_the_only_drop_and_count
 
 
 def test_a_frame_waiting_for_its_inputs_wakes_on_the_input_bell_and_is_not_replaced(pipeline_factory):
-    pipeline, stages, mailbox, signal = pipeline_factory()
+    _, stages, mailbox, signal = pipeline_factory()
     stages.all_inputs_ready = False
     put(mailbox, 1)
     wait_until(lambda: signal.armed, "the worker waiting for frame 1's inputs")
@@ -193,7 +193,7 @@ def test_a_frame_waiting_for_its_inputs_wakes_on_the_input_bell_and_is_not_repla
 
 
 def test_a_tracker_without_a_reply_pipe_runs_the_frames_in_series(pipeline_factory):
-    pipeline, stages, mailbox, _ = pipeline_factory(with_pipe=False)
+    _, stages, mailbox, _ = pipeline_factory(with_pipe=False)
     for n in (1, 2):
         put(mailbox, n)
         wait_until(lambda n=n: ("publish", n) in stages.events, f"frame {n} published")
@@ -216,3 +216,4 @@ def test_the_doorbell_stays_readable_until_cleared_and_rings_once_per_clear():
         assert select.select([bell], [], [], 0)[0] == [bell]
     finally:
         bell.close()
+

@@ -336,7 +336,7 @@ def test_output_quaternion_matches_the_core_conversion_for_every_rotation_includ
     for R, q in zip(rotations, expected):
         T = torch.eye(4, dtype=torch.float64)
         T[:3, :3] = R
-        position, quaternion = position_quaternion(T)
+        _, quaternion = position_quaternion(T)
         # (near pi, w ~ 0: q and -q are the same rotation and either sign may come out)
         assert min(np.abs(np.array(quaternion) - q.numpy()).max(), np.abs(np.array(quaternion) + q.numpy()).max()) \
             < 1e-12
