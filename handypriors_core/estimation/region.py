@@ -38,6 +38,7 @@ from .region_arrays import (
     LineArrays,
     RegionFrame,
     contour_posterior_arrays,
+    line_correlation,
     line_jacobian_array,
     line_residual_array,
     log_ratio_table,
@@ -408,7 +409,7 @@ class RegionModality:
             if self.unseen is not None:
                 J = without_unseen_array(J, self._unseen_array, pose[:3, :3], self.unseen[1])
             w = np.minimum(std * std / var, 1.0)  # information 1 / max(var, std^2) per line
-            return ResidualBlock(self.name, r, J, w, std)
+            return self._block(r, J, w, std, lines.centres)
         pose = object2camera.to("cpu", _F64)
         found = self._correspondences(obs, occlusion, pose, level)
         if found is None:
@@ -421,7 +422,21 @@ class RegionModality:
         if self.unseen is not None:
             J = without_unseen(J, self.unseen[0], pose[:3, :3], self.unseen[1])
         w = (std * std / var).clamp(max=1.0)  # information 1 / max(var, std^2) per line
-        return ResidualBlock(self.name, r, J, w, std)
+        return self._block(r, J, w, std, lines.centres)
+
+    def _block(self, r, J, w, std: float, centres) -> ResidualBlock:
+        """The block of residuals ``r (L,)``, Jacobian ``J (L, 6)``, weights ``w (L,)`` (numpy or torch) at line
+        noise ``std`` [px], with its noise model (``noise_model``): the weights divided by the lines per
+        independent one (:func:`~.region_arrays.line_correlation` of the lines at ``centres (L, 2)``), and the
+        lines' own scatter where it exceeds ``std`` (``noise_floor = std``) inflating the covariance
+        (``filter.noise_estimation``)."""
+        s = self.settings
+        if s.noise_model == "off" or (s.noise_model == "with_depth" and self._frame[0].frame.depth is None):
+            return ResidualBlock(self.name, r, J, w, std)
+        arrays = [np.asarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a, np.float64)
+                  for a in (r, J, w, centres)]
+        correlation = line_correlation(*arrays, s.max_correlation)
+        return ResidualBlock(self.name, r, J, w / correlation, std, std)
 
     def _correspondences(self, obs: Observation, occlusion: HandOcclusion | None, pose: torch.Tensor, level: int):
         """The kept lines of ``pose (4, 4)`` at ``level`` with their contour posteriors' means and variances

@@ -24,7 +24,7 @@ import numpy as np
 from ..geometry.camera import MIN_DEPTH
 from .hand_occlusion import HandDepthLookup
 
-__all__ = ["LevelConstants", "LineArrays", "LineSamples", "RegionFrame", "contour_posterior_arrays",
+__all__ = ["LevelConstants", "LineArrays", "LineSamples", "RegionFrame", "contour_posterior_arrays", "line_correlation",
            "line_jacobian_array", "line_residual_array", "log_ratio_table", "without_unseen_array"]
 
 _EPS = 1e-6  # histogram floor inside the log ratio (as the torch path)
@@ -233,6 +233,33 @@ def line_jacobian_array(pose: np.ndarray, lines: LineArrays, fx: float, fy: floa
     J[:, 4] = a[:, 2] * g[:, 0] - a[:, 0] * g[:, 2]
     J[:, 5] = a[:, 0] * g[:, 1] - a[:, 1] * g[:, 0]
     return J
+
+
+def line_correlation(residual: np.ndarray, jacobian: np.ndarray, weight: np.ndarray, centres: np.ndarray,
+                     max_correlation: float) -> float:
+    """Lines per independent one, from the lines' own residuals: ``(1 + rho) / (1 - rho)`` (the variance of a mean
+    of an AR(1) sequence over that of independent values), in ``[1, max_correlation]``.
+
+    ``rho`` is the lag-1 autocorrelation, around the contour (lines ordered by their angle about the centres'
+    mean), of the whitened residuals ``sqrt(w) (r - J delta)`` left after the best pose step ``delta`` (weighted
+    least squares): neighbouring lines that see one edge, one colour-model error or one model-to-silhouette
+    mismatch share their errors, which a pose change does not explain. ``residual (L,)`` [px], ``jacobian (L, 6)``,
+    ``weight (L,)``, ``centres (L, 2)`` [px]."""
+    L = residual.shape[0]
+    if L < 8:
+        return 1.0
+    sw = np.sqrt(weight)
+    A, b = jacobian * sw[:, None], residual * sw
+    delta = np.linalg.lstsq(A, b, rcond=1e-10)[0]
+    e = b - A @ delta
+    d = centres - centres.mean(0)
+    e = e[np.argsort(np.arctan2(d[:, 1], d[:, 0]), kind="stable")]
+    energy = float(e @ e)
+    if energy <= 0:
+        return 1.0
+    rho = float(e @ np.roll(e, 1)) / energy  # around the closed contour
+    rho = min(max(rho, 0.0), (max_correlation - 1) / (max_correlation + 1))
+    return (1 + rho) / (1 - rho)
 
 
 def without_unseen_array(jacobian: np.ndarray, unseen: np.ndarray, rotation: np.ndarray, radius: float

@@ -39,6 +39,12 @@ class RegionSettings:
         learn_length: [px] the histograms learn from pixels up to this far inside / outside the contour ...
         learn_margin: [px] ... and at least this far from it.
         hand_margin: [m] lines with a hand pixel in front of (or this close behind) the contour point are dropped.
+        noise_model: on which frames the block is weighed with its lines' own noise: their correlation along the
+            contour (lines per independent one, at most ``max_correlation``, divide the weights) and, in the
+            covariance (``filter.noise_estimation``), their scatter where it exceeds the level's standard deviation:
+            ``with_depth`` (the settling frames: the region joins the depth), ``always`` or ``off`` (every line
+            independent).
+        max_correlation: largest number of lines counted as one independent line.
     """
 
     view_subdivisions: int = ranged(3, 0, 5)
@@ -58,6 +64,8 @@ class RegionSettings:
     learn_length: float = ranged(12.0, 1.0, 200.0)
     learn_margin: float = ranged(2.0, 0.0, 100.0)
     hand_margin: float = ranged(0.005, 0.0, 0.1)
+    noise_model: str = "with_depth"
+    max_correlation: float = ranged(20.0, 1.0, 1000.0)
 
     def __post_init__(self) -> None:
         check_ranges(self, "region")
@@ -65,6 +73,8 @@ class RegionSettings:
             values = getattr(self, name)
             require(len(values) >= 1 and all(math.isfinite(v) and v > 0 for v in values),
                     f"region.{name} must be a non-empty list of values > 0 px; got {values}")
+        require(self.noise_model in ("with_depth", "always", "off"),
+                f"region.noise_model must be 'with_depth', 'always' or 'off'; got {self.noise_model!r}")
         levels = self.levels_with_depth
         require(all(isinstance(v, int) and 0 <= v < len(self.scales) for v in levels),
                 f"region.levels_with_depth must be a list of indices into scales (0 .. "
