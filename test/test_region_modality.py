@@ -32,6 +32,7 @@ def colour_tracker(tmp_path_factory):
     settings = TrackerSettings(mode="filter")
     settings.roi.size = 64
     settings.region.cache_dir = str(tmp_path_factory.mktemp("viewpoints"))
+    settings.region.view_subdivisions = 2  # 162 views: a cheaper model to build
     tracker = ObjectTracker(URDFHand.from_urdf(allegro_urdf()), seq.object_model(), settings)
     tracker.initialize(truth[0])
     tracker.track(dataclasses.replace(seq.frame(0), depth=None))
@@ -182,8 +183,8 @@ def test_line_correlation_counts_lines_per_independent_one(colour_tracker):
 def test_region_covariance_follows_the_spread_of_correlated_line_errors(colour_tracker):
     """Monte Carlo over 200 draws of contour errors correlated along the contour (AR(1), rho 0.8, 1.2 px) on the
     lines of the generated frame: the pose estimate's covariance of the noise model (weights divided by the lines
-    per independent one, scatter above the level's std) matches the estimates' real spread (mean NEES ~ 6 over
-    the 6 DoF); weighed as independent lines, it is several times overconfident."""
+    per independent one, scatter above the level's std) matches the estimates' real spread (mean NEES 6 when
+    consistent; measured 4.0); weighed as independent lines, it is overconfident (measured 25)."""
     region, lines, J, order = _contour_lines(colour_tracker)
     L = lines.centres.shape[0]
     std = region.settings.standard_deviations[-1]
@@ -202,6 +203,5 @@ def test_region_covariance_follows_the_spread_of_correlated_line_errors(colour_t
             cov = f * np.linalg.inv(Lam)
             nees[model].append(float(delta @ np.linalg.solve(cov, delta)))
     region.settings.noise_model = "with_depth"
-    print({k: round(float(np.mean(v)), 2) for k, v in nees.items()})
     assert 3.0 <= np.mean(nees["always"]) <= 12.0, np.mean(nees["always"])  # 6 when consistent
     assert np.mean(nees["off"]) > 3 * np.mean(nees["always"]), (np.mean(nees["off"]), np.mean(nees["always"]))

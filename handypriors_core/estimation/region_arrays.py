@@ -250,7 +250,9 @@ def line_correlation(residual: np.ndarray, jacobian: np.ndarray, weight: np.ndar
         return 1.0
     sw = np.sqrt(weight)
     A, b = jacobian * sw[:, None], residual * sw
-    delta = np.linalg.lstsq(A, b, rcond=1e-10)[0]
+    N = A.T @ A
+    N[np.diag_indices(6)] += 1e-9 * np.trace(N) + 1e-30  # directions the lines do not see (an axis) stay put
+    delta = np.linalg.solve(N, A.T @ b)
     e = b - A @ delta
     d = centres - centres.mean(0)
     e = e[np.argsort(np.arctan2(d[:, 1], d[:, 0]), kind="stable")]
