@@ -193,7 +193,7 @@ def test_region_covariance_follows_the_spread_of_correlated_line_errors(colour_t
     for _ in range(200):
         r = np.empty(L)
         r[order] = _ar1(L, 0.8, 1.2, g)
-        for model in nees:
+        for model, values in nees.items():
             region.settings.noise_model = model
             block = region._block(r, J, np.ones(L), std, lines.centres)
             W = np.asarray(block.weight)
@@ -201,7 +201,7 @@ def test_region_covariance_follows_the_spread_of_correlated_line_errors(colour_t
             delta = -np.linalg.solve(Lam, (J * W[:, None]).T @ r / std ** 2)
             f = block.variance_factor(r + J @ delta) if block.noise_floor > 0 else 1.0
             cov = f * np.linalg.inv(Lam)
-            nees[model].append(float(delta @ np.linalg.solve(cov, delta)))
+            values.append(float(delta @ np.linalg.solve(cov, delta)))
     region.settings.noise_model = "with_depth"
     assert 3.0 <= np.mean(nees["always"]) <= 12.0, np.mean(nees["always"])  # 6 when consistent
     assert np.mean(nees["off"]) > 3 * np.mean(nees["always"]), (np.mean(nees["off"]), np.mean(nees["always"]))
