@@ -160,3 +160,23 @@ def test_crop_camera_and_box_from_plain_numbers_equal_the_tensor_path(dtype):
         cam.crop_and_resize((10.0, math.nan, 50.0, 20.0), 96, 96)
     with pytest.raises(ShapeError):
         cam.crop_and_resize((10.0, 10.0, 50.0), 96, 96)
+
+
+def test_motion_predict_checks_each_process_noise_tensor_once():
+    """The CPU motion predict keeps the checked process noise per tensor: a second ``Q`` is used (covariance grows
+    by it, not by the first) and a bad one is still rejected after good ones."""
+    from handypriors_core.errors import InvalidValueError
+    from handypriors_core.estimation.ekf import ErrorStateEKF
+    from handypriors_core.estimation.pose_state import PoseState
+
+    _F64 = torch.float64
+    P = torch.eye(6, dtype=_F64) * 1e-4
+    ekf = ErrorStateEKF(PoseState.from_pose(torch.eye(4, dtype=_F64)), P)
+    for scale in (1e-5, 3e-5):
+        before = ekf.covariance.clone()
+        assert ekf.predict_motion(torch.eye(4, dtype=_F64), torch.eye(6, dtype=_F64) * scale).accepted
+        torch.testing.assert_close(ekf.covariance, before + torch.eye(6, dtype=_F64) * scale, atol=1e-18, rtol=0)
+    asymmetric = torch.eye(6, dtype=_F64) * 1e-5
+    asymmetric[0, 1] = 1e-3
+    with pytest.raises(InvalidValueError, match="symmetric"):
+        ekf.predict_motion(torch.eye(4, dtype=_F64), asymmetric)

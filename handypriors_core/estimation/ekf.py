@@ -173,6 +173,7 @@ class ErrorStateEKF:
         self.covariance = self._check_covariance(covariance, "covariance", require_pd=True)
         self.prior_state, self.prior_covariance = self.state, self.covariance.clone()
         self.posterior_state, self.posterior_covariance = self.state, self.covariance.clone()
+        self._motion_noise: tuple[torch.Tensor | None, np.ndarray | None] = (None, None)  # Q, checked (predict_motion)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -320,11 +321,15 @@ class ErrorStateEKF:
 
     def predict_motion(self, motion: torch.Tensor, Q: torch.Tensor) -> StepResult:
         """Predict with a rigid motion of the pose: ``x- = (motion @ pose, extra)``, ``motion (4, 4)``, with the
-        closed-form ``F = blockdiag(R_motion, R_motion, I)`` (:func:`~.linearization.motion_jacobian`)."""
+        closed-form ``F = blockdiag(R_motion, R_motion, I)`` (:func:`~.linearization.motion_jacobian`). On the CPU the
+        process noise ``Q`` is checked once per tensor (the filter passes the same one every frame: do not modify a
+        ``Q`` in place between calls)."""
         check_shape(motion, (4, 4), "motion")
         M = self._as64(motion).detach()
         if self._on_cpu():
-            return self._predict_motion_arrays(M.numpy(), self._check_covariance(Q, "Q").numpy())
+            if self._motion_noise[0] is not Q:
+                self._motion_noise = (Q, self._check_covariance(Q, "Q").numpy())
+            return self._predict_motion_arrays(M.numpy(), self._motion_noise[1])
         F = torch.eye(self.dim, dtype=_F64, device=M.device)
         F[:6, :6] = motion_jacobian(M[:3, :3])
         return self.predict(lambda state, _u: PoseState(M @ state.pose, state.extra), None, Q, jacobian=F)

@@ -130,6 +130,7 @@ class ObjectPoseFilter:
         self._region: RegionModality | None = None  # built on first use (viewpoint model)
         self._initial_variances: torch.Tensor | None = None
         self._frames = 0  # updates since the last initialisation
+        self._process_noise: dict[tuple[float, float], torch.Tensor] = {}  # (std_t, std_r) -> Q (predict)
         self._settled = 0  # converged updates since the last initialisation
         #: what the last iterated update did (iterations, convergence, each block's noise)
         self.last_update: UpdateDiagnostics | None = None
@@ -219,7 +220,10 @@ class ObjectPoseFilter:
                 motion = torch.from_numpy(m)
         std_t, std_r = (s.process_std_translation, s.process_std_rotation) if valid else \
             (s.free_std_translation, s.free_std_rotation)
-        Q = torch.diag(torch.tensor([std_t ** 2] * 3 + [std_r ** 2] * 3, dtype=_F64))
+        Q = self._process_noise.get((std_t, std_r))
+        if Q is None:  # one tensor per noise level (the EKF checks a process noise once per tensor)
+            Q = self._process_noise[(std_t, std_r)] = torch.diag(torch.tensor([std_t ** 2] * 3 + [std_r ** 2] * 3,
+                                                                              dtype=_F64))
         self.ekf.predict_motion(motion, Q)
         return valid
 
