@@ -153,7 +153,8 @@ def test_sdf_query_in_numpy_equals_the_torch_query():
 
 def test_contact_bookkeeping_in_numpy_equals_the_torch_path():
     """The filter's contact context on the CPU (numpy query and algebra) equals its torch path: a hand grasping a
-    box, with candidates in contact and fingertips on its surface."""
+    box, with candidates in contact and fingertips on its surface; the candidates farther than any threshold from
+    the box, not queried there, carry a lower bound of their distance above the thresholds and zero normals."""
     from handypriors_core.estimation.filter import contact_context
     from handypriors_core.estimation.scene import HandObjectScene
     from handypriors_core.geometry.transforms import make_transform
@@ -172,11 +173,22 @@ def test_contact_bookkeeping_in_numpy_equals_the_torch_path():
     assert bool(fast.tips_in_contact.any()) and int(fast.contact_weights.sum()) > 0
     assert torch.equal(fast.tips_in_contact, reference.tips_in_contact)
     assert torch.equal(fast.contact_weights, reference.contact_weights)
+    exact_within = 0.006 + scene.fingertip_radius
+    queried = torch.from_numpy(scene.object_sdf._box_distance(fast.contacts_object_prev[0].numpy())
+                               <= exact_within + 1e-5)
+    assert 20 < int(queried.sum()) < queried.numel() - 20  # both kinds present
     for a, b in ((fast.previous_contact_distances, reference.previous_contact_distances),
                  (fast.contacts_object_prev, reference.contacts_object_prev),
                  (fast.previous_contact_normals, reference.previous_contact_normals)):
         assert a.shape == b.shape and a.dtype == b.dtype
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fast.contacts_object_prev, reference.contacts_object_prev, atol=1e-6, rtol=1e-5)
+    for a, b in ((fast.previous_contact_distances, reference.previous_contact_distances),
+                 (fast.previous_contact_normals, reference.previous_contact_normals)):
+        torch.testing.assert_close(a[0, queried], b[0, queried], atol=1e-6, rtol=1e-5)
+    far_fast = fast.previous_contact_distances[0, ~queried]
+    far_reference = reference.previous_contact_distances[0, ~queried]
+    assert bool((far_fast > exact_within).all()) and bool((far_fast <= far_reference).all())
+    assert float(fast.previous_contact_normals[0, ~queried].abs().max()) == 0.0
 
 
 def test_normal_equations_equal_those_of_the_residual_block():

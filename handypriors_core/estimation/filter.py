@@ -71,7 +71,10 @@ def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torc
     """Contact bookkeeping after a frame: which hand candidates and fingertips touch the estimated object.
 
     On the CPU (unless ``arrays`` is False) the query and its algebra run in numpy (a few hundred points; the same
-    values up to float32 rounding)."""
+    values up to float32 rounding) and only the points within ``distance`` plus the fingertip radius of the object's
+    bounding box are queried: the others are farther than any threshold here, so their ``previous_contact_distances``
+    hold a lower bound (the distance to the box) and their normals zeros; weights, fingertip contacts and the
+    contacts within ``distance`` are the same."""
     C = hand.contact_points.shape[1]
     if arrays and scene.device.type == "cpu":
         pose = object2camera.detach().to("cpu", torch.float32).numpy()
@@ -79,7 +82,9 @@ def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torc
         points = np.concatenate((hand.contact_points[0].detach().float().numpy(),
                                  hand.fingertip_centres[0].detach().float().numpy()), 0)
         points_obj = (points - t) @ R  # (C + T, 3)
-        signed, normal = scene.object_sdf.query_array(points_obj)
+        # exact distances where a threshold below can be met (contact_distance, tips: + their radius); farther
+        # candidates keep a lower bound (their distance to the object's box): the same weights and contacts
+        signed, normal = scene.object_sdf.query_array(points_obj, exact_within=distance + scene.fingertip_radius)
         candidates = torch.from_numpy(signed[None, :C])
         tips = torch.from_numpy(signed[C:] - np.float32(scene.fingertip_radius))
         contacts_obj = torch.from_numpy(points_obj[None, :C])

@@ -67,7 +67,9 @@ class TemporalContext:
             (0 = no contact), or None.
         contacts_object_prev: ``(1, C, 3)`` those candidates at t-1 in the object frame [m], or None.
         previous_contact_points: ``(1, C, 3)`` the candidates at t-1 in the camera frame [m], or None.
-        previous_contact_distances: ``(1, C)`` their signed distances to the object estimate of t-1 [m], or None.
+        previous_contact_distances: ``(1, C)`` their signed distances to the object estimate of t-1 [m] (the filter's
+            CPU bookkeeping stores a lower bound for candidates far from the object: see ``filter.contact_context``),
+            or None.
         previous_contact_normals: ``(1, C, 3)`` the object's outward normals there (camera frame), or None.
         tips_in_contact: ``(T,)`` bool, fingertips touching the object at t-1, or None.
         previous_joint_angles: ``(J,)`` [rad] at t-1, or None.

@@ -149,6 +149,7 @@ class ObjectSDF:
         self._torch: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None  # float32 face corners, normals (query_array)
         self._hull: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # box, hull planes (query_array)
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None  # float64 box corners (query_array)
 
     @classmethod
     def from_trimesh(cls, mesh, settings: ContactSettings | None = None, dtype: torch.dtype = torch.float64,
@@ -200,15 +201,30 @@ class ObjectSDF:
         return evaluate_closest_faces(points_obj, verts, faces, mesh_index, face.view(B, N), bary.view(B, N, 2),
                                       sign.view(B, N), self.settings.max_query_distance)
 
-    def query_array(self, points_obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def query_array(self, points_obj: np.ndarray, exact_within: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`query`'s values for CPU points without gradient, evaluated in numpy (a few hundred points cost
         less there than in torch calls): ``points_obj (N, 3)`` float32 [m, object frame] -> ``distance (N,)`` [m,
-        negative inside] and ``normal (N, 3)`` float32 (the same values up to float32 rounding)."""
+        negative inside] and ``normal (N, 3)`` float32 (the same values up to float32 rounding).
+
+        ``exact_within`` [m]: points farther than this (plus 10 um) from the mesh's bounding box are not queried; they
+        get their distance to the box (a lower bound of their distance to the surface, above ``exact_within``) and a
+        zero normal. For callers that only compare distances with thresholds up to ``exact_within`` (contact
+        bookkeeping), the same decisions for a fraction of the query."""
         if points_obj.ndim != 2 or points_obj.shape[1] != 3:
             raise ShapeError(f"Expected points_obj to have shape (N, 3); got {tuple(points_obj.shape)}")
         if not np.isfinite(points_obj).all():
             raise InvalidValueError("points_obj contains NaN/inf")
         p = np.ascontiguousarray(points_obj, dtype=np.float32)
+        if exact_within is not None:
+            box = self._box_distance(p)
+            far = box > exact_within + 1e-5  # a clear margin over the float32 rounding of the values compared
+            if far.any():
+                value = box.astype(np.float32)
+                direction = np.zeros((len(p), 3), dtype=np.float32)
+                near = np.flatnonzero(~far)
+                if len(near):
+                    value[near], direction[near] = self.query_array(p[near])
+                return value, direction
         outside = torch.from_numpy(self._outside_hull(p))
         face, bary, sign = closest_faces(self._mesh_on(torch.device("cpu")), torch.from_numpy(p), max(len(p), 1),
                                          self.settings, known_outside=outside)
@@ -236,6 +252,20 @@ class ObjectSDF:
             direction[:, k] = np.where(found, np.where(keep_normal, face_normal[k], sign * diff[k] / scale), 0)
         value = np.where(found, sign * radius, np.float32(self.settings.max_query_distance))
         return value.astype(np.float32), direction
+
+    def _box_distance(self, points: np.ndarray) -> np.ndarray:
+        """``(N,)`` float64 distance [m] of ``points (N, 3)`` [object frame] to the mesh's exact bounding box (0 inside
+        it), rounded down by a relative 1e-6 so it never exceeds the distance to the surface."""
+        if self._bounds is None:
+            verts = self._verts.detach().to("cpu", torch.float64).numpy()
+            self._bounds = (verts.min(0), verts.max(0))
+        lo, hi = self._bounds
+        d2 = np.zeros(len(points))
+        for k in range(3):
+            c = points[:, k].astype(np.float64)
+            gap = np.maximum(np.maximum(lo[k] - c, c - hi[k]), 0.0)
+            d2 += gap * gap
+        return np.sqrt(d2) * (1 - 1e-6)
 
     def _outside_hull(self, points: np.ndarray) -> np.ndarray:
         """``(N,)`` bool: which of ``points (N, 3)`` [m, object frame] lie in the mesh's bounding box but outside its
