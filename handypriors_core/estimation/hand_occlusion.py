@@ -124,7 +124,8 @@ class HandOcclusion:
         """The numpy form of :meth:`depth_at_pixels` and :meth:`covers` (CPU only; made once)."""
         if self._lookup is None:
             def consts(cam):
-                return tuple(np.float32(float(c)) for c in (cam.cx, cam.fx, cam.cy, cam.fy))
+                (fx, _, cx), (_, fy, cy), _ = cam.K.tolist()  # the float32 entries, read once
+                return tuple(np.float32(c) for c in (cx, fx, cy, fy))
 
             self._lookup = HandDepthLookup(self.depth.detach().cpu().numpy(), consts(self.full_camera),
                                            consts(self.camera))

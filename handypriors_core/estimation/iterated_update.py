@@ -168,7 +168,7 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
                 kept.append(modality)  # lost its correspondences at this iterate: sits out this iteration
                 continue
             # (a non-finite residual, Jacobian entry or weight makes its normal equations non-finite)
-            if not (np.isfinite(block.information).all() and np.isfinite(block.vector).all()):
+            if not math.isfinite(block.information.sum() + block.vector.sum()):
                 results[modality.name] = StepResult(False, "non_finite", correction=zero)
                 continue
             Lb, gb = block.scaled()
@@ -193,7 +193,8 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
             Lam, g = Lam + Lb, g + gb
         A = P_inv + Lam
         step = -np.linalg.solve(0.5 * (A + A.T), g + P_inv @ e)
-        if not np.isfinite(step).all():
+        step_squared = float(step @ step)
+        if not math.isfinite(step_squared):
             return {name: StepResult(False, "non_finite", correction=zero) for name in results}
         e = e + step
         pose = retracted_pose_array(prior_pose, e)
@@ -202,7 +203,7 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
         step_t, step_r = math.sqrt(step[:3] @ step[:3]), math.sqrt(step[3:6] @ step[3:6])
         converged = step_t <= opt.converged_step[0] and step_r <= opt.converged_step[1]
         diag.converged = converged
-        if math.sqrt(step @ step) < min_step or (it + 1 >= iterations and converged):
+        if math.sqrt(step_squared) < min_step or (it + 1 >= iterations and converged):
             break
     accepted = [name for name, r in results.items() if r.accepted]
     if not accepted:
