@@ -250,7 +250,7 @@ def test_hand_pixel_tables_equal_the_hand_depth_lookup(scene_data):
                           indexing="xy")
     uv = torch.stack((u.reshape(-1), v.reshape(-1)), -1).numpy()
     reference = lookup.at_pixels(uv)
-    tabulated = depth[rows[uv[:, 1].astype(int) + 1] + columns[uv[:, 0].astype(int) + 1]]
+    tabulated = depth[rows[uv[:, 1].astype(int)] + columns[uv[:, 0].astype(int)]]
     assert (reference == tabulated).all()
     finite = int(np.isfinite(reference).sum())
     assert 0 < finite < reference.size  # the hand covers part of the image

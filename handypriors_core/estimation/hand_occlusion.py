@@ -39,10 +39,13 @@ class HandDepthLookup:
 
     def pixel_tables(self, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`at_pixels` tabulated for integer full-image pixel coordinates ``-1 .. size``: ``(columns (size + 2,),
-        rows (size + 2,) int64, depth (F,) float32)`` with ``at_pixels([[u, v]]) == depth[rows[v + 1] +
-        columns[u + 1]]`` (the z-buffer with a row and a column of ``inf`` for the pixels outside it)."""
+        rows (size + 2,) int64, depth (F,) float32)`` with ``at_pixels([[u, v]]) == depth[rows[v] + columns[u]]``
+        (entry ``-1``, the last, is coordinate -1; the z-buffer gets a row and a column of ``inf`` for the pixels
+        outside it)."""
         S_h, S_w = self.depth.shape
-        iu, iv = self.roi_pixels(*(np.arange(-1.0, size + 1.0),) * 2)
+        coordinates = np.arange(size + 2.0)
+        coordinates[-1] = -1.0
+        iu, iv = self.roi_pixels(coordinates, coordinates)
         columns = np.where((iu >= 0) & (iu < S_w), iu, S_w)
         rows = np.where((iv >= 0) & (iv < S_h), iv, S_h) * (S_w + 1)
         padded = np.full((S_h + 1, S_w + 1), np.inf, np.float32)

@@ -167,7 +167,7 @@ def rotation_from_axis_angle_value(phi: torch.Tensor) -> torch.Tensor:
 
 def rotation_from_axis_angle_array(phi: np.ndarray) -> np.ndarray:
     """:func:`rotation_from_axis_angle_value` of a numpy ``phi (3,)`` [rad]: ``(3, 3)`` float64 numpy."""
-    x, y, z = (float(v) for v in phi)
+    x, y, z = phi.tolist()
     return np.array(_rodrigues_rows(x, y, z))
 
 

@@ -417,7 +417,7 @@ class SparseDepthModality:
         q[2] = z
         if fa.hand is not None:  # the hand z-buffer at the point's pixel
             columns, rows, hand = fa.hand
-            ok &= hand.take(rows.take(uvi[1] + 1) + columns.take(uvi[0] + 1)) >= (z + s.hand_margin).astype(np.float32)
+            ok &= hand.take(rows.take(uvi[1]) + columns.take(uvi[0])) >= (z + s.hand_margin).astype(np.float32)
         distance = plane_distances(p, n, q, 0)  # every point's residual
         ok &= np.abs(distance) < s.considered_distances[level]
         keep = np.flatnonzero(ok)
