@@ -208,23 +208,24 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     accepted = [name for name, r in results.items() if r.accepted]
     if not accepted:
         return results
-    eye = np.eye(n)
-    M = eye + L.T @ Lam @ L
-    C = np.linalg.cholesky(0.5 * (M + M.T))
-    W = np.linalg.solve(C, L.T)
-    P_plus = W.T @ W  # (P^-1 + Lambda)^-1
-    A = eye - P_plus @ Lam  # I - K H
     # K R K^T with the noise each block's residuals show at the final iterate (the Joseph form holds for any gain)
     Lam_R = np.zeros((n, n))
     for b, Lb in final_blocks:
-        r_final = b.residual_at(step)
-        f = b.variance_factor(r_final) if (opt.estimate_noise and b.noise_floor > 0) else 1.0
-        diag.noise_std[b.name] = b.noise_std(r_final)
-        diag.variance_factor[b.name] = f
+        noise = b.noise_std(b.residual_at(step))
+        f = b.correlation * noise ** 2 / b.std ** 2 if (opt.estimate_noise and b.noise_floor > 0) else 1.0
+        diag.noise_std[b.name] = noise
+        diag.variance_factor[b.name] = f  # (the block's variance_factor at the final iterate)
         Lam_R = Lam_R + f * Lb
-    P_new = A @ P @ A.T + P_plus @ Lam_R @ P_plus  # Joseph form
     if opt.keep_prior_unconverged and not converged:
         P_new = P.copy()
+    else:
+        eye = np.eye(n)
+        M = eye + L.T @ Lam @ L
+        C = np.linalg.cholesky(0.5 * (M + M.T))
+        W = np.linalg.solve(C, L.T)
+        P_plus = W.T @ W  # (P^-1 + Lambda)^-1
+        A = eye - P_plus @ Lam  # I - K H
+        P_new = A @ P @ A.T + P_plus @ Lam_R @ P_plus  # Joseph form
     P_new = 0.5 * (P_new + P_new.T)
     delta = torch.from_numpy(e)
     status = ekf.correct(e, P_new)
