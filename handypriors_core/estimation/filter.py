@@ -269,7 +269,8 @@ class ObjectPoseFilter:
         occlusion = HandOcclusion(self.scene, obs) if (use_depth or "region" in names) else None
         if use_depth and self.sparse_depth.begin(obs, pose, occlusion):
             modalities.append(self.sparse_depth)
-        if "region" in names and self.region.begin(obs, pose, occlusion, self._contour_uncertainty(obs)):
+        if "region" in names and self.region.begin(obs, pose, occlusion, self._contour_uncertainty(obs),
+                                                           search=settings.start_search):
             modalities.append(self.region)
         if "contacts" in names and self.contacts.begin(obs, ctx, pose):
             modalities.append(self.contacts)

@@ -44,6 +44,7 @@ from .region_arrays import (
     log_ratio_table,
     without_unseen_array,
 )
+from .region_start import start_for_learning
 from .residuals import ResidualBlock
 from .scene import HandObjectScene
 from .settings import RegionSettings
@@ -241,16 +242,19 @@ class RegionModality:
 
     # ------------------------------------------------------------------------------------------ update
     def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None,
-              uncertainty: float = 0.0) -> bool:
+              uncertainty: float = 0.0, search: bool = False) -> bool:
         """Prepare a frame; False without histograms. The first time (a new track) the histograms are learnt at
         this pose from pixels at least ``uncertainty`` [px] (how far the contour may lie from the projected one)
-        inside / outside the contour."""
+        inside / outside the contour; with ``search``, a silhouette too thin for that is first looked for
+        (:func:`.region_start.start_for_learning`)."""
         self._frame = (obs, occlusion)
         s = self.settings
         every = list(range(len(s.scales)))
         self._frame_levels = list(s.levels_with_depth or every) if obs.frame.depth is not None else every
         if self.hist_f is None:
-            self.learn(obs, object2camera, occlusion, rate=1.0, margin=uncertainty)
+            start, margin = start_for_learning(self, obs, object2camera, occlusion, uncertainty) if search \
+                else (object2camera, uncertainty)
+            self.learn(obs, start, occlusion, rate=1.0, margin=margin)
         if self.hist_f is None:
             self._frame = None
         return self._frame is not None

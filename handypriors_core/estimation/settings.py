@@ -202,6 +202,8 @@ class ColourOnlySettings:
         keep_prior_unconverged: as :class:`FilterSettings`.
         process_std_translation, process_std_rotation: per-frame process noise with hand contact [m], [rad].
         free_std_translation, free_std_rotation: per-frame process noise without contact [m], [rad].
+        start_search: as :class:`FilterSettings` (on: a thin object gets no colours surely its own from a start
+            centimetres off).
     """
 
     observations: list[FilterObservation] = field(default_factory=lambda: ["region", "contacts"])
@@ -212,6 +214,7 @@ class ColourOnlySettings:
     process_std_rotation: float = ranged(0.01, 0.0, math.pi, low_open=True)
     free_std_translation: float = ranged(0.005, 0.0, 1.0, low_open=True)
     free_std_rotation: float = ranged(0.03, 0.0, math.pi, low_open=True)
+    start_search: bool = True
 
     def __post_init__(self) -> None:
         known = set(FilterObservation.__args__)
@@ -261,6 +264,9 @@ class FilterSettings:
         settle_observations, settle_frames: observations added to the others during the first ``settle_frames``
             frames after a (re)initialisation: a start 2 cm / 10 deg off can settle where the depth fits well but
             the pose is wrong (a box slid 1 cm along its face), which the region's contour sees (0 = off).
+        start_search: a new track's region histograms are learnt where an image-plane search finds the object's
+            colours (:mod:`.region_start`) when the silhouette is too thin for pixels surely inside it at the start's
+            uncertainty (off with depth: the depth observes the start).
         colour_only: what replaces these settings on frames without depth where the observations read depth
             (:class:`ColourOnlySettings`; :meth:`for_frame`).
     """
@@ -293,6 +299,7 @@ class FilterSettings:
     settle_factor: float = ranged(0.03, 0.0, 1.0)
     settle_observations: list[FilterObservation] = field(default_factory=lambda: ["region"])
     settle_frames: int = ranged(10, 0, 10_000)
+    start_search: bool = False
     colour_only: ColourOnlySettings = field(default_factory=ColourOnlySettings)
 
     def for_frame(self, has_depth: bool) -> FilterSettings:
