@@ -89,7 +89,7 @@ class StagedFrame:
 
     item: Any  # the ImageItem (msg, stamp_ns, received)
     payload: Any
-    taken: float
+    taken: float  # from the mailbox (then its inputs were waited for)
     assembled: float
     inputs_cpu_s: float
     sent: float = math.nan
@@ -150,6 +150,7 @@ class FramePipeline:
         self._poll_s = poll_s
         self._idle_s = idle_s
         self.waiting: Any = None  # image taken, inputs not all there
+        self._waiting_since = math.nan  # when it was taken from the mailbox (time.monotonic)
         self.ready: StagedFrame | None = None  # assembled, not sent
         self.in_flight: StagedFrame | None = None  # sent to the tracker
         self._estimate_at = math.nan
@@ -178,7 +179,7 @@ class FramePipeline:
                 if self.ready is not None:  # newest wins: the assembled frame the tracker did not take yet
                     self.ready = None
                     stages.failed(FrameReplaced())
-                self.waiting = item
+                self.waiting, self._waiting_since = item, time.monotonic()
         if self.waiting is not None:
             self._arm(True)  # (before the look: an input arriving after it rings the bell)
             if stages.inputs_ready(self.waiting) or time.monotonic() >= stages.deadline(self.waiting):
@@ -209,13 +210,13 @@ class FramePipeline:
 
     def _assemble(self, item: Any) -> None:
         self.waiting = None
-        taken, cpu = time.monotonic(), time.thread_time()
+        cpu = time.thread_time()
         try:
             payload = self.stages.assemble(item)
         except Exception as exc:  # noqa: BLE001 - the node counts it (input drop) or notes why it waits
             self.stages.failed(exc)
             return
-        self.ready = StagedFrame(item, payload, taken, time.monotonic(), time.thread_time() - cpu)
+        self.ready = StagedFrame(item, payload, self._waiting_since, time.monotonic(), time.thread_time() - cpu)
 
     def _start(self, staged: StagedFrame) -> None:
         self.ready = None
@@ -250,7 +251,7 @@ class FramePipeline:
             return
         self.stages.record_stages({
             "queue_ms": 1e3 * (staged.taken - staged.item.received),
-            "inputs_ms": 1e3 * (staged.assembled - staged.taken),
+            "inputs_ms": 1e3 * (staged.assembled - staged.taken),  # (waiting for them included)
             "held_ms": 1e3 * (staged.sent - staged.assembled),  # ready, the tracker busy with the frame before
             "track_ms": 1e3 * (received - staged.sent),
             "publish_ms": 1e3 * (time.monotonic() - received),  # (the next frame's send included)

@@ -190,6 +190,7 @@ def test_a_frame_waiting_for_its_inputs_wakes_on_the_input_bell_and_is_not_repla
     stages.tracker.release()
     wait_until(lambda: ("publish", 2) in stages.events, "frame 2 published")
     assert stages.failures == []
+    assert stages.stages_ms[0]["inputs_ms"] >= 50.0  # (frame 1 waited for its inputs: counted in its inputs stage)
 
 
 def test_a_tracker_without_a_reply_pipe_runs_the_frames_in_series(pipeline_factory):
