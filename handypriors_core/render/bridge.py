@@ -206,29 +206,22 @@ def nearest_inverse_depth(
     ``inv_depth (B, V)`` [1/m], ``vert_ok (B, V)`` bool as :func:`build_bins` takes them, ``faces (F, 3)`` int32.
     ``grow`` > 0 spreads each covered pixel's value over its neighbours within ``grow`` px (a min-filter of depth).
     """
+    from .nearest_depth import make_zbuffer_kernel  # (that module builds on this one)
+
     B, V = vert_ok.shape
     F = faces.shape[0]
     dev = verts2d.device
-    k = wk.common_kernels(verts2d.dtype)
-    device = _device(verts2d)
+    kernel, vec2, vec3, scalar = make_zbuffer_kernel(verts2d.dtype)
     out = torch.zeros(B * height * width, dtype=verts2d.dtype, device=dev)
-    n = B * F
-    if n == 0:
+    if B * F == 0:
         return out.view(B, height, width)
-    face_data = wp.empty(n, dtype=k.FaceData, device=device)
-    face_pixels = torch.empty((n, 4), dtype=torch.int32, device=dev)
-    w_face_pixels = _wrap(face_pixels, wp.vec4i, (n,))
-    # the tensors the warp views read stay referenced here until the launches are done
+    # the tensors the warp views read stay referenced here until the launch is done
     xy, w = verts2d.detach().contiguous(), inv_depth.detach().contiguous()
     ok = vert_ok.to(torch.int32).contiguous()
-    instance = torch.zeros(F, dtype=torch.int32, device=dev)
     points = verts.detach().to(verts2d.dtype).contiguous()
-    faces_w = _wrap(faces, wp.vec3i, (F,))
-    _launch(k.face_setup, n, [
-        _wrap(xy, k.vec2, (B * V,)), _wrap(w, k.scalar, (B * V,)), _wrap(ok, wp.int32, (B * V,)), faces_w,
-        _wrap(instance, wp.int32, (F,)), V, F, k.scalar(0.0), width, height, 1, face_data, w_face_pixels], device)
-    _launch(k.splat_nearest, n, [face_data, w_face_pixels, _wrap(points, k.vec3, (B * V,)), faces_w, V, F, width,
-                                 height, int(cull_back), int(grow), _wrap(out, k.scalar)], device)
+    _launch(kernel, B * F, [_wrap(xy, vec2, (B * V,)), _wrap(w, scalar, (B * V,)), _wrap(ok, wp.int32, (B * V,)),
+                            _wrap(points, vec3, (B * V,)), _wrap(faces, wp.vec3i, (F,)), V, F, width, height,
+                            int(cull_back), int(grow), _wrap(out, scalar)], _device(verts2d))
     return out.view(B, height, width)
 
 

@@ -1,15 +1,17 @@
-"""The face-by-face z-buffer of :func:`.bridge.nearest_inverse_depth` on the CPU, one kept launch per call.
+"""The face-by-face z-buffer of :func:`.bridge.nearest_inverse_depth`: its kernel, and on the CPU a kept launch.
 
-A per-frame hand z-buffer of a 96 x 96 region is two warp launches (``face_setup``, ``splat_nearest``) of a few
-thousand threads each; on the CPU warp's packing of their two dozen arguments, the warp views of the torch buffers
-and the torch projection cost more than the kernels. :class:`NearestDepthPlan` keeps, for one mesh topology, batch
-and image size, the buffers, their warp views and one launch of :func:`make_zbuffer_kernel`'s ``splat_faces``
-(``face_setup``'s edge equations and pixel box with no blur margin, then ``splat_nearest``, in one thread per
-face: the faces turned away or degenerate stop before any setup) recorded once (``wp.launch(...,
-record_cmd=True)``); a call projects the vertices in numpy (the arithmetic of
-:func:`.rasterizer.project_vertices`, element for element), copies them into the buffers and replays the launch.
-The same z-buffer bit for bit as the two kernels (``test_step_kernels``). CUDA keeps the torch path
-(:meth:`.rasterizer.HardRasterizer.nearest_depth_torch`).
+:func:`make_zbuffer_kernel`'s ``splat_faces`` is one thread per face: the binning kernel ``face_setup``'s edge
+equations and pixel box (no blur margin, the same expressions), then every pixel centre of the box inside the face
+takes the largest inverse depth there (faces turned away, with ``cull_back``, or degenerate stop before any
+setup); bit for bit the depth of the hard rasterizer's nearest face (``test_filter_fast_paths``).
+
+A per-frame hand z-buffer of a 96 x 96 region is one launch of a few thousand threads; on the CPU warp's packing of
+its arguments, the warp views of the torch buffers and the torch projection cost more than the kernel.
+:class:`NearestDepthPlan` keeps, for one mesh topology, batch and image size, the buffers, their warp views and the
+launch recorded once (``wp.launch(..., record_cmd=True)``); a call projects the vertices in numpy (the arithmetic
+of :func:`.rasterizer.project_vertices`, element for element), copies them into the buffers and replays the
+launch: the same z-buffer as :meth:`.rasterizer.HardRasterizer.nearest_depth_torch` (fresh launch, torch
+projection; the path of other devices), bit for bit (``test_step_kernels``).
 """
 
 
@@ -54,7 +56,7 @@ def make_zbuffer_kernel(dtype: torch.dtype):
         # output, zeroed by the caller
         inv_depth_out: wp.array(dtype=scalar),  # (B*H*W,) largest 1/z [1/m] of a face over the pixel, 0 = none
     ):
-        # face_setup (margin 0, tile 1) then splat_nearest, the same expressions in the same order
+        # face_setup's expressions (margin 0, tile 1) in the same order, then the pixels of the box
         bf = wp.tid()
         b = bf / n_faces
         f = bf - b * n_faces
