@@ -49,10 +49,11 @@ from handypriors_core.render.settings import load_render_settings
 SETTLING_GOAL_MS = 6.0
 COLOUR_ONLY_GOAL_MS = 30.0
 #: Regression bounds per dev sequence (30 frames, 1 start, shipped settings): the settling frames' extra median CPU
-#: ms over the plain frames', and the colour-only frames' median CPU ms (about 1.5x the figures measured).
+#: ms over the plain frames', and the colour-only frames' median CPU ms (about 1.5x the figures of docs/benchmarks.md,
+#: measured at load 6 on 2 cores: extra 11.2 / 14.2 ms, colour only 22.6 / 28.3 ms; 8e6b2cc: 36.7 / 33.5, 50.1 / 61.6).
 REGRESSION_BOUNDS = {
-    "block_lift_wrist": {"settling_extra_ms": 9.0, "colour_only_median_ms": 45.0},
-    "mug_pivot_fixed": {"settling_extra_ms": 9.0, "colour_only_median_ms": 45.0},
+    "block_lift_wrist": {"settling_extra_ms": 17.0, "colour_only_median_ms": 34.0},
+    "mug_pivot_fixed": {"settling_extra_ms": 21.0, "colour_only_median_ms": 42.0},
 }
 _REGION_METHODS = ("begin", "linearize", "learn")
 
