@@ -129,9 +129,9 @@ REGRESSION_BOUNDS.update({
 })
 REGRESSION_BOUNDS[("gen_mesh", "filter")].update(rotation_median_deg=15.0, nees_rotation_mean=40.0)  # --quick: 19.9
 # region noise model (session 6, s6region): with the settling frames' region block weighed by its lines per
-# independent one, every one of 10 dev starts has mean NEES in [2.1, 4.0] (was up to 11.6 on the mug): bound 6
+# independent one, every one of 10 dev starts has mean NEES in [2.1, 4.0] (was up to 11.6 on the mug; --quick 4.3)
 for _name in ("block_lift_wrist", "mug_pivot_fixed"):
-    REGRESSION_BOUNDS[(_name, "filter")].update(nees_translation_mean=6.0, nees_rotation_mean=6.0)
+    REGRESSION_BOUNDS[(_name, "filter")].update(nees_translation_mean=6.5, nees_rotation_mean=6.5)
 
 
 # --------------------------------------------------------------------------------------------------- sequences
