@@ -52,7 +52,8 @@ def test_numpy_path_equals_the_torch_path(colour_tracker):
     assert region._frame is not None and region.hist_f is not None
     levels = len(region.settings.scales)
     compared = 0
-    for pose in _poses(truth, 3, 0):
+    for pose, model in zip(_poses(truth, 3, 0), ("with_depth", "always", "always"), strict=True):
+        region.settings.noise_model = model  # colour only: off, then on (weights / lines per independent one)
         for it in range(levels):
             region.use_arrays = True
             fast = region.linearize(pose, it)
@@ -68,9 +69,11 @@ def test_numpy_path_equals_the_torch_path(colour_tracker):
             np.testing.assert_allclose(fast.jacobian, ref.jacobian.numpy(), rtol=1e-10, atol=1e-9)
             np.testing.assert_allclose(fast.weight, ref.weight.numpy(), rtol=0, atol=1e-10)
             assert (fast.std, fast.noise_floor, fast.correlation) == (ref.std, ref.noise_floor, ref.correlation)
+            assert fast.noise_floor == (fast.std if model == "always" else 0.0)
             compared += 1
     assert compared >= 3 * levels - 2
     region.use_arrays = True
+    region.settings.noise_model = "with_depth"
 
 
 def test_numpy_path_learns_the_torch_paths_histograms(colour_tracker):
