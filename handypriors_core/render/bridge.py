@@ -24,6 +24,7 @@ import torch
 import warp as wp
 
 from . import warp_kernels as wk
+from .warp_views import as_warp, warp_device_name
 
 __all__ = ["Bins", "DepthBlendFunction", "RasterizeFunction", "SilhouetteFunction", "build_bins",
            "nearest_inverse_depth", "resolve_threads"]
@@ -45,18 +46,6 @@ def _executor(n: int) -> ThreadPoolExecutor:
         if _pool is None or _pool._max_workers < n:
             _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="hp-render")
         return _pool
-
-
-def _device(t: torch.Tensor) -> str:
-    return "cpu" if t.device.type == "cpu" else f"cuda:{t.device.index if t.device.index is not None else 0}"
-
-
-def _wrap(t: torch.Tensor, dtype, shape=None) -> wp.array:
-    """Zero-copy warp view of a contiguous tensor (kept alive by the caller)."""
-    assert t.is_contiguous()
-    if shape is None:
-        shape = tuple(t.shape)
-    return wp.array(ptr=t.data_ptr(), dtype=dtype, shape=shape, device=_device(t), copy=False)
 
 
 def _launch(kernel, dim: int, inputs: list, device: str) -> None:
@@ -137,7 +126,7 @@ def build_bins(
     dev = verts2d.device
     dtype = verts2d.dtype
     k = wk.common_kernels(dtype)
-    device = _device(verts2d)
+    device = warp_device_name(verts2d)
     tiles_x = (width + tile - 1) // tile
     tiles_y = (height + tile - 1) // tile
     n_tiles = tiles_x * tiles_y
@@ -148,16 +137,16 @@ def build_bins(
     face_data = wp.empty(max(n, 1), dtype=k.FaceData, device=device)
     face_tiles = torch.empty((n, 4), dtype=torch.int32, device=dev)
     tile_count = torch.zeros(B * n_tiles, dtype=torch.int32, device=dev)
-    w_face_tiles = _wrap(face_tiles, wp.vec4i, (n,))
+    w_face_tiles = as_warp(face_tiles, wp.vec4i, (n,))
     _launch(
         k.face_setup,
         n,
         [
-            _wrap(xy, k.vec2, (B * V,)),
-            _wrap(w, k.scalar, (B * V,)),
-            _wrap(ok, wp.int32, (B * V,)),
-            _wrap(faces, wp.vec3i, (F,)),
-            _wrap(face_instance, wp.int32, (F,)),
+            as_warp(xy, k.vec2, (B * V,)),
+            as_warp(w, k.scalar, (B * V,)),
+            as_warp(ok, wp.int32, (B * V,)),
+            as_warp(faces, wp.vec3i, (F,)),
+            as_warp(face_instance, wp.int32, (F,)),
             V,
             F,
             k.scalar(margin),
@@ -169,7 +158,7 @@ def build_bins(
         ],
         device,
     )
-    _launch(k.bin_count, n, [w_face_tiles, F, tiles_x, n_tiles, _wrap(tile_count, wp.int32)], device)
+    _launch(k.bin_count, n, [w_face_tiles, F, tiles_x, n_tiles, as_warp(tile_count, wp.int32)], device)
     tile_start = torch.zeros(B * n_tiles + 1, dtype=torch.int32, device=dev)
     torch.cumsum(tile_count, 0, out=tile_start[1:])
     total = int(tile_start[-1].item())
@@ -179,8 +168,8 @@ def build_bins(
         _launch(
             k.bin_fill,
             n,
-            [w_face_tiles, _wrap(tile_start, wp.int32), F, tiles_x, n_tiles, _wrap(cursor, wp.int32),
-             _wrap(tile_faces, wp.int32)],
+            [w_face_tiles, as_warp(tile_start, wp.int32), F, tiles_x, n_tiles, as_warp(cursor, wp.int32),
+             as_warp(tile_faces, wp.int32)],
             device,
         )
     return Bins(face_data, tile_start, tile_faces, tile, tiles_x, n_tiles, margin)
@@ -219,9 +208,9 @@ def nearest_inverse_depth(
     xy, w = verts2d.detach().contiguous(), inv_depth.detach().contiguous()
     ok = vert_ok.to(torch.int32).contiguous()
     points = verts.detach().to(verts2d.dtype).contiguous()
-    _launch(kernel, B * F, [_wrap(xy, vec2, (B * V,)), _wrap(w, scalar, (B * V,)), _wrap(ok, wp.int32, (B * V,)),
-                            _wrap(points, vec3, (B * V,)), _wrap(faces, wp.vec3i, (F,)), V, F, width, height,
-                            int(cull_back), int(grow), _wrap(out, scalar)], _device(verts2d))
+    _launch(kernel, B * F, [as_warp(xy, vec2, (B * V,)), as_warp(w, scalar, (B * V,)), as_warp(ok, wp.int32, (B * V,)),
+                            as_warp(points, vec3, (B * V,)), as_warp(faces, wp.vec3i, (F,)), V, F, width, height,
+                            int(cull_back), int(grow), as_warp(out, scalar)], warp_device_name(verts2d))
     return out.view(B, height, width)
 
 
@@ -241,7 +230,7 @@ class RasterizeFunction(torch.autograd.Function):
         F = faces.shape[0]
         dtype = verts2d.dtype
         dev = verts2d.device
-        device = _device(verts2d)
+        device = warp_device_name(verts2d)
         P = B * height * width
         rk = wk.raster_kernels(dtype, K)
         k = wk.common_kernels(dtype)
@@ -253,8 +242,8 @@ class RasterizeFunction(torch.autograd.Function):
         n = B * F
         shared = [
             bins.face_data,
-            _wrap(bins.tile_start, wp.int32),
-            _wrap(bins.tile_faces, wp.int32),
+            as_warp(bins.tile_start, wp.int32),
+            as_warp(bins.tile_faces, wp.int32),
             F,
             width,
             height,
@@ -267,11 +256,11 @@ class RasterizeFunction(torch.autograd.Function):
             int(hard),
         ]
         outs = [
-            _wrap(face, wp.int32),
-            _wrap(zbuf, k.scalar),
-            _wrap(dist, k.scalar),
-            _wrap(bary, k.vec3, (P, K)),
-            _wrap(count, wp.int32),
+            as_warp(face, wp.int32),
+            as_warp(zbuf, k.scalar),
+            as_warp(dist, k.scalar),
+            as_warp(bary, k.vec3, (P, K)),
+            as_warp(count, wp.int32),
         ]
         if n > 0 and hard and K == 1 and bins.margin == 0:  # plain z-buffer: the nearest face only
             nearest = shared[:9]
@@ -298,7 +287,7 @@ class RasterizeFunction(torch.autograd.Function):
         B, V = inv_depth.shape
         dtype = verts2d.dtype
         dev = verts2d.device
-        device = _device(verts2d)
+        device = warp_device_name(verts2d)
         P = B * height * width
         nones = (None,) * 9
         if faces.shape[0] == 0 or (g_zbuf is None and g_dist is None and g_bary is None):
@@ -318,13 +307,13 @@ class RasterizeFunction(torch.autograd.Function):
         grad_xy = torch.zeros((n_chunks, B * V, 2), dtype=dtype, device=dev)
         grad_w = torch.zeros((n_chunks, B * V), dtype=dtype, device=dev)
         shared = [
-            _wrap(verts2d.detach().contiguous(), k.vec2, (B * V,)),
-            _wrap(inv_depth.detach().contiguous(), k.scalar, (B * V,)),
-            _wrap(faces, wp.vec3i, (faces.shape[0],)),
-            _wrap(face, wp.int32),
-            _wrap(gz, k.scalar),
-            _wrap(gd, k.scalar),
-            _wrap(gb, k.vec3, gb.shape[:2]),
+            as_warp(verts2d.detach().contiguous(), k.vec2, (B * V,)),
+            as_warp(inv_depth.detach().contiguous(), k.scalar, (B * V,)),
+            as_warp(faces, wp.vec3i, (faces.shape[0],)),
+            as_warp(face, wp.int32),
+            as_warp(gz, k.scalar),
+            as_warp(gd, k.scalar),
+            as_warp(gb, k.vec3, gb.shape[:2]),
             V,
             width,
             height,
@@ -332,7 +321,7 @@ class RasterizeFunction(torch.autograd.Function):
         ]
 
         def make_inputs(c, off):
-            return shared + [off, _wrap(grad_xy[c], k.vec2, (B * V,)), _wrap(grad_w[c], k.scalar, (B * V,))]
+            return shared + [off, as_warp(grad_xy[c], k.vec2, (B * V,)), as_warp(grad_w[c], k.scalar, (B * V,))]
 
         _launch_pixels(rk.raster_backward, P, make_inputs, device, threads)
         return (grad_xy.sum(0).view(B, V, 2), grad_w.sum(0).view(B, V)) + nones
@@ -351,7 +340,7 @@ class SilhouetteFunction(torch.autograd.Function):
         P, K = frag_face.shape
         dtype = frag_dist.dtype
         dev = frag_dist.device
-        device = _device(frag_dist)
+        device = warp_device_name(frag_dist)
         k = wk.common_kernels(dtype)
         full = torch.empty((P, n_inst), dtype=dtype, device=dev)
         visible = torch.empty((P, n_inst), dtype=dtype, device=dev)
@@ -359,9 +348,9 @@ class SilhouetteFunction(torch.autograd.Function):
         trans = torch.empty((P, K), dtype=dtype, device=dev)
         frag_face = frag_face.contiguous()
         dist = frag_dist.detach().contiguous()
-        shared = [_wrap(frag_face, wp.int32), _wrap(dist, k.scalar), _wrap(face_instance, wp.int32), n_inst,
+        shared = [as_warp(frag_face, wp.int32), as_warp(dist, k.scalar), as_warp(face_instance, wp.int32), n_inst,
                   k.scalar(1.0 / sigma), k.scalar(eps)]
-        outs = [_wrap(full, k.scalar), _wrap(visible, k.scalar), _wrap(union, k.scalar), _wrap(trans, k.scalar)]
+        outs = [as_warp(full, k.scalar), as_warp(visible, k.scalar), as_warp(union, k.scalar), as_warp(trans, k.scalar)]
         _launch_pixels(k.silhouette_forward, P, lambda c, off: shared + [off] + outs, device, threads)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(frag_face, dist, face_instance, full, trans)
@@ -376,7 +365,7 @@ class SilhouetteFunction(torch.autograd.Function):
         n_inst = full.shape[1]
         dtype = dist.dtype
         dev = dist.device
-        device = _device(dist)
+        device = warp_device_name(dist)
         k = wk.common_kernels(dtype)
 
         def grad_or_zeros(g, shape):
@@ -386,10 +375,10 @@ class SilhouetteFunction(torch.autograd.Function):
         gv = grad_or_zeros(g_visible, (P, n_inst))
         gu = grad_or_zeros(g_union, (P,))
         grad_dist = torch.empty((P, K), dtype=dtype, device=dev)
-        shared = [_wrap(frag_face, wp.int32), _wrap(dist, k.scalar), _wrap(face_instance, wp.int32),
-                  _wrap(full, k.scalar), _wrap(trans, k.scalar), _wrap(gf, k.scalar), _wrap(gv, k.scalar),
-                  _wrap(gu, k.scalar), k.scalar(1.0 / sigma), k.scalar(eps)]
-        out = [_wrap(grad_dist, k.scalar)]
+        shared = [as_warp(frag_face, wp.int32), as_warp(dist, k.scalar), as_warp(face_instance, wp.int32),
+                  as_warp(full, k.scalar), as_warp(trans, k.scalar), as_warp(gf, k.scalar), as_warp(gv, k.scalar),
+                  as_warp(gu, k.scalar), k.scalar(1.0 / sigma), k.scalar(eps)]
+        out = [as_warp(grad_dist, k.scalar)]
         _launch_pixels(k.silhouette_backward, P, lambda c, off: shared + [off] + out, device, threads)
         return None, grad_dist, None, None, None, None, None
 
@@ -407,7 +396,7 @@ class DepthBlendFunction(torch.autograd.Function):
         P = frag_face.shape[0]
         dtype = frag_z.dtype
         dev = frag_z.device
-        device = _device(frag_z)
+        device = warp_device_name(frag_z)
         k = wk.common_kernels(dtype)
         sigma, eps, gamma, z_near, z_far, bg_weight, bg_depth = params
         frag_face = frag_face.contiguous()
@@ -416,8 +405,8 @@ class DepthBlendFunction(torch.autograd.Function):
         depth = torch.empty((P,), dtype=dtype, device=dev)
         consts = [k.scalar(1.0 / sigma), k.scalar(eps), k.scalar(1.0 / gamma), k.scalar(z_far),
                   k.scalar(1.0 / (z_far - z_near)), k.scalar(bg_weight)]
-        shared = [_wrap(frag_face, wp.int32), _wrap(z, k.scalar), _wrap(dist, k.scalar)] + consts
-        out = [_wrap(depth, k.scalar)]
+        shared = [as_warp(frag_face, wp.int32), as_warp(z, k.scalar), as_warp(dist, k.scalar)] + consts
+        out = [as_warp(depth, k.scalar)]
         _launch_pixels(k.depth_forward, P, lambda c, off: shared + [k.scalar(bg_depth), off] + out, device, threads)
         ctx.save_for_backward(frag_face, z, dist, depth)
         ctx.meta = (consts, threads)
@@ -431,8 +420,8 @@ class DepthBlendFunction(torch.autograd.Function):
         k = wk.common_kernels(z.dtype)
         grad_z = torch.empty((P, K), dtype=z.dtype, device=z.device)
         grad_dist = torch.empty((P, K), dtype=z.dtype, device=z.device)
-        shared = [_wrap(frag_face, wp.int32), _wrap(z, k.scalar), _wrap(dist, k.scalar), _wrap(depth, k.scalar),
-                  _wrap(g_depth.contiguous(), k.scalar)] + consts
-        out = [_wrap(grad_z, k.scalar), _wrap(grad_dist, k.scalar)]
-        _launch_pixels(k.depth_backward, P, lambda c, off: shared + [off] + out, _device(z), threads)
+        shared = [as_warp(frag_face, wp.int32), as_warp(z, k.scalar), as_warp(dist, k.scalar), as_warp(depth, k.scalar),
+                  as_warp(g_depth.contiguous(), k.scalar)] + consts
+        out = [as_warp(grad_z, k.scalar), as_warp(grad_dist, k.scalar)]
+        _launch_pixels(k.depth_backward, P, lambda c, off: shared + [off] + out, warp_device_name(z), threads)
         return None, grad_z, grad_dist, None, None

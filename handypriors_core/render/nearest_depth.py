@@ -19,8 +19,8 @@ import numpy as np  # no `from __future__ import annotations`: warp reads the ke
 import torch
 import warp as wp
 
-from .bridge import _wrap
 from .kernel_geometry import DEGENERATE_EPS, make_geometry, wp_scalar
+from .warp_views import as_warp
 
 __all__ = ["NearestDepthPlan", "make_zbuffer_kernel", "project_vertices_array"]
 
@@ -166,9 +166,9 @@ class NearestDepthPlan:
         self._points = torch.zeros((self.n_points, 3), dtype=dtype)
         self._out = torch.zeros(batch * height * width, dtype=dtype)
         self._launch = None if n == 0 else wp.launch(kernel, dim=n, inputs=[
-            _wrap(self._xy, vec2, (self.n_points,)), _wrap(self._inv_depth, scalar), _wrap(self._ok, wp.int32),
-            _wrap(self._points, vec3, (self.n_points,)), _wrap(self._faces, wp.vec3i, (F,)), n_verts, F, width,
-            height, int(cull_back), int(grow), _wrap(self._out, scalar)], device="cpu", record_cmd=True)
+            as_warp(self._xy, vec2, (self.n_points,)), as_warp(self._inv_depth, scalar), as_warp(self._ok, wp.int32),
+            as_warp(self._points, vec3, (self.n_points,)), as_warp(self._faces, wp.vec3i, (F,)), n_verts, F, width,
+            height, int(cull_back), int(grow), as_warp(self._out, scalar)], device="cpu", record_cmd=True)
         self._views = (self._xy.numpy(), self._inv_depth.numpy(), self._ok.numpy(), self._points.numpy(),
                        self._out.numpy())
 
