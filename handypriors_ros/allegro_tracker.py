@@ -341,7 +341,8 @@ class AllegroTracker(Node):
         import types
 
         return types.SimpleNamespace(
-            take=lambda: self._mailbox.take(0), inputs_ready=self._inputs.inputs_ready, deadline=self._inputs.deadline,
+            take=lambda: self._mailbox.take(0), inputs_ready=self._inputs.inputs_ready, prepare=self._inputs.prepare,
+            deadline=self._inputs.deadline,
             assemble=self._assemble, start=self._start_frame, finish=self._compute.finish_track,
             reply_fileno=self._compute.reply_fileno, publish=self._publish_frame, failed=self._frame_failed,
             requests_pending=lambda: self._rebuild_requested or self._reset_requested or self._threads_requested,

@@ -105,6 +105,10 @@ class PipelineStages(Protocol):
     def inputs_ready(self, item: Any) -> bool:
         """Whether ``item``'s inputs are all there (assembling it would not wait)."""
 
+    def prepare(self, item: Any) -> None:
+        """Work on ``item`` that needs none of the inputs still awaited (decoding its images while its joint states
+        and TF come), done while it waits; never raises, never waits."""
+
     def deadline(self, item: Any) -> float:
         """``time.monotonic`` after which ``item`` is assembled with what is there."""
 
@@ -186,6 +190,7 @@ class FramePipeline:
                 self._arm(False)
                 self._assemble(self.waiting)
                 return
+            stages.prepare(self.waiting)
         if stop is None or not stop.is_set():
             self._wait()
         self._arm(False)

@@ -108,6 +108,9 @@ class ImageItem:
     msg: Any
     stamp_ns: int
     received: float
+    #: the image-side inputs decoded ahead of the joint states and TF (:meth:`FrameAssembler.prepare`): a dict,
+    #: or the error that decoding raised (re-raised by :meth:`FrameAssembler.assemble`); None: not yet
+    prepared: Any = None
 
 
 class StampedBuffer:
@@ -348,18 +351,34 @@ class FrameAssembler:
         """When the wait for ``item``'s inputs ends (``time.monotonic``): ``sync_timeout`` after it arrived."""
         return item.received + self._settings().sync_timeout
 
-    def inputs_ready(self, item: ImageItem) -> bool:
-        """Whether :meth:`assemble` would find everything it waits for (without waiting): the camera info, the
-        depth and mask streams in use past the stamp, joint states and TF at or after it. Never waits."""
+    def images_ready(self, item: ImageItem) -> bool:
+        """Whether ``item``'s image-side inputs are there: the camera info, the depth and mask streams in use past
+        the stamp. Never waits."""
         s, stamp = self._settings(), item.stamp_ns
         if self.camera_info is None:
             return False
         slop = round(s.stamp_tolerance * _NS)
         if s.use_depth and self._present(self.depth) and not self.depth.settled(stamp, slop):
             return False
-        if s.mask_source == "external" and self._present(self.masks) and not self.masks.settled(stamp, slop):
-            return False
-        return self._joints_reached(stamp) and self._tf_reached(s, stamp)
+        return not (s.mask_source == "external" and self._present(self.masks) and not self.masks.settled(stamp, slop))
+
+    def inputs_ready(self, item: ImageItem) -> bool:
+        """Whether :meth:`assemble` would find everything it waits for (without waiting): :meth:`images_ready`,
+        joint states and TF at or after the stamp. Never waits."""
+        stamp = item.stamp_ns
+        return self.images_ready(item) and self._joints_reached(stamp) and self._tf_reached(self._settings(), stamp)
+
+    def prepare(self, item: ImageItem) -> None:
+        """Decode ``item``'s images (colour, the matched depth and mask, the camera model) into ``item.prepared``
+        once :meth:`images_ready`, so that the worker does this while the joint-state and TF samples after the
+        stamp are still on their way (the interpolation waits for them). Never raises: an error is kept for
+        :meth:`assemble`. Does nothing when already prepared or when the images are not all there."""
+        if item.prepared is not None or not self.images_ready(item):
+            return
+        try:
+            item.prepared = self._images(item, self.deadline(item))
+        except Exception as exc:  # noqa: BLE001 - kept and raised by assemble, where the pipeline reports it
+            item.prepared = exc
 
     def _joints_reached(self, stamp: int) -> bool:
         """A joint-state sample at or after ``stamp`` is buffered (the angles interpolate)."""
@@ -379,24 +398,34 @@ class FrameAssembler:
         Raises :class:`~handypriors_core.errors.HandyPriorsError` (or a transform / joint-state lookup error)
         naming the missing or bad input when the frame cannot be built by the deadline.
         """
+        stamp = item.stamp_ns
+        deadline = self.deadline(item)
+        images = item.prepared if item.prepared is not None else self._images(item, deadline)
+        if isinstance(images, Exception):
+            raise images
+        camera_frame = images.pop("camera_frame")
+        joints = self._joint_angles(stamp, deadline)
+        hand2camera = self._hand2camera(camera_frame, stamp, deadline)
+        fields = {"index": index, "stamp": stamp / _NS, **images, "joint_angles": joints.float(),
+                  "hand2camera": hand2camera.float(), "joint_names": self.hand_joint_names}
+        return (Frame(**fields) if self._check_frames else _unchecked_frame(fields)), camera_frame
+
+    def _images(self, item: ImageItem, deadline: float) -> dict[str, Any]:
+        """The image-side fields of ``item``'s :class:`Frame` (``rgb``, ``camera``, ``depth``, ``object_mask``) and
+        its ``camera_frame``, waiting (up to ``deadline``) for the camera info and the matching depth and mask."""
         s = self._settings()
         msg, stamp = item.msg, item.stamp_ns
         camera_frame = (s.camera_frame or msg.header.frame_id).lstrip("/")
         if not camera_frame:
             raise InvalidValueError("the image header has no frame_id and the camera_frame parameter is empty")
         rgb = conversions.image_to_rgb(msg)
-        deadline = self.deadline(item)
         self.wait_for(lambda: self.camera_info is not None, deadline)  # a driver may send it just after
         camera = self._camera(msg)
         depth = self._matching_depth(stamp, rgb.shape[:2], deadline) if s.use_depth else None
         mask = self._matching_mask(stamp, rgb.shape[:2], deadline) if s.mask_source == "external" else None
-        joints = self._joint_angles(stamp, deadline)
-        hand2camera = self._hand2camera(camera_frame, stamp, deadline)
-        fields = {"index": index, "stamp": stamp / _NS, "rgb": torch.from_numpy(rgb), "camera": camera,
-                  "joint_angles": joints.float(), "hand2camera": hand2camera.float(),
-                  "depth": None if depth is None else torch.from_numpy(depth),
-                  "object_mask": None if mask is None else torch.from_numpy(mask), "joint_names": self.hand_joint_names}
-        return (Frame(**fields) if self._check_frames else _unchecked_frame(fields)), camera_frame
+        return {"camera_frame": camera_frame, "rgb": torch.from_numpy(rgb), "camera": camera,
+                "depth": None if depth is None else torch.from_numpy(depth),
+                "object_mask": None if mask is None else torch.from_numpy(mask)}
 
     def _camera(self, image: Any) -> Any:
         info = self.camera_info

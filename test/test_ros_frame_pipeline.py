@@ -63,6 +63,11 @@ class Stages:
     def inputs_ready(self, item):
         return self.all_inputs_ready or item.msg in self.ready_inputs
 
+    def prepare(self, item):
+        if item.prepared is None:
+            item.prepared = True
+            self._record("prepare", item.msg)
+
     def deadline(self, item):
         return item.received + 60.0
 
@@ -177,7 +182,7 @@ def test_a_frame_waiting_for_its_inputs_wakes_on_the_input_bell_and_is_not_repla
     wait_until(lambda: signal.armed, "the worker waiting for frame 1's inputs")
     put(mailbox, 2)  # a newer image does not replace a frame waiting for inputs within the bound
     time.sleep(0.05)
-    assert stages.events == [] and stages.failures == []
+    assert stages.events == [("prepare", 1)] and stages.failures == []  # (its images decoded while it waits)
     stages.ready_inputs.add(1)
     wait_until(lambda: signal.armed, "the worker armed again")
     signal.notify()  # an input arrives: rings the bell (no poll wakes the worker: idle_s and the deadline are long)
@@ -186,6 +191,7 @@ def test_a_frame_waiting_for_its_inputs_wakes_on_the_input_bell_and_is_not_repla
     stages.ready_inputs.add(2)
     signal.notify()
     wait_until(lambda: ("assemble", 2) in stages.events, "frame 2 assembled")
+    assert stages.events.index(("prepare", 2)) < stages.events.index(("assemble", 2))
     stages.tracker.release()
     stages.tracker.release()
     wait_until(lambda: ("publish", 2) in stages.events, "frame 2 published")

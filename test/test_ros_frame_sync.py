@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from handypriors_core.errors import InvalidValueError
 from handypriors_core.io.transform_buffer import TransformBuffer
 from handypriors_ros import cdr
 from handypriors_ros import conversions as cv
@@ -238,6 +239,48 @@ def test_late_joint_states_and_tf_within_the_bound_are_waited_for_and_interpolat
     assert torch.allclose(frame.joint_angles, torch.full((16,), 0.2))  # interpolated, not held at 0.1
     assert frame.hand2camera[0, 3].item() == pytest.approx(0.01)  # the wrist half-way
     assert frame.depth is None and reports == []
+
+
+def test_the_images_are_decoded_while_the_joint_states_and_tf_after_the_stamp_are_awaited(monkeypatch):
+    """prepare() decodes once the image-side inputs are there; assemble() then uses what it decoded."""
+    from handypriors_ros import frame_sync
+
+    decoded = []
+    real_rgb = frame_sync.conversions.image_to_rgb
+    monkeypatch.setattr(frame_sync.conversions, "image_to_rgb", lambda msg: decoded.append(1) or real_rgb(msg))
+    tf, reports = TransformBuffer(), []
+    assembler = _assembler(_settings(), tf, reports)
+    image, info = _image_and_info(T0)
+    item = ImageItem(image, T0, time.monotonic())
+    assembler.prepare(item)
+    assert item.prepared is None and decoded == []  # no camera info yet: nothing is decoded, nothing waits
+    assembler.add_camera_info(info)
+    assembler.add_joint_state(_joint_state(T0 - 10 * MS, 0.1))
+    _wrist(tf, T0 - 10 * MS, 0.0)
+    assert assembler.images_ready(item) and not assembler.inputs_ready(item)
+    assembler.prepare(item)
+    assembler.prepare(item)  # (once)
+    assert decoded == [1] and tuple(item.prepared["rgb"].shape) == (6, 8, 3)
+    _wrist(tf, T0 + 10 * MS, 0.02)
+    assembler.add_joint_state(_joint_state(T0 + 10 * MS, 0.3))
+    assert assembler.inputs_ready(item)
+    frame, camera_frame = assembler.assemble(item, index=2)
+    assert decoded == [1] and camera_frame == CAMERA and frame.index == 2
+    assert int(frame.rgb[0, 0, 0]) == 90 and torch.allclose(frame.joint_angles, torch.full((16,), 0.2))
+    assert reports == []
+
+
+def test_an_image_that_fails_to_decode_early_fails_its_frame_when_assembled():
+    tf, reports = TransformBuffer(), []
+    assembler = _assembler(_settings(camera_frame=""), tf, reports)
+    image, info = _image_and_info(T0)
+    image.header.frame_id = ""
+    assembler.add_camera_info(info)
+    item = ImageItem(image, T0, time.monotonic())
+    assembler.prepare(item)  # never raises: the error is kept
+    assert isinstance(item.prepared, InvalidValueError)
+    with pytest.raises(InvalidValueError, match="no frame_id"):
+        assembler.assemble(item, index=0)
 
 
 def test_inputs_missing_past_the_bound_fail_the_frame_with_a_clear_error():
