@@ -185,7 +185,8 @@ def test_robust_weights_of_numpy_arrays_equal_those_of_tensors():
 
 @pytest.mark.parametrize("shape", ["box", "cylinder"])
 def test_sparse_depth_numpy_path_equals_the_torch_path(scene_data, shape):
-    """On the CPU the modality chooses its visible points and linearises in numpy; the torch path (other devices)
+    """On the CPU the modality chooses its visible points in numpy and linearises by its compiled passes
+    (``sparse_depth_kernel``); the torch path (other devices)
     gives the same points, association, residuals, Jacobians (also with the unseen motions of a cylinder removed),
     weights and correlation."""
     import dataclasses
@@ -239,6 +240,35 @@ def test_sparse_depth_numpy_path_equals_the_torch_path(scene_data, shape):
     assert compared >= 6
 
 
+@pytest.mark.parametrize("kind", ["huber", "tukey", "cauchy", "geman_mcclure", "none"])
+def test_compiled_depth_linearization_equals_the_torch_path_for_every_robust_function(scene_data, kind):
+    """The compiled passes weigh every kept point with ``robust_weights`` of its residual, for each robust function
+    the settings offer, and their sums are the normal equations of the torch path's block."""
+    import dataclasses
+
+    scene, _frame, obs, T_o, _out = scene_data
+    modality = SparseDepthModality(scene, SparseDepthSettings(robust=kind, robust_scales=[0.002, 0.002, 0.002]))
+    pose = _moved(T_o, (0.004, -0.002, 0.003), (0.03, 0.02, -0.02))
+    assert modality.begin(obs, pose, HandOcclusion(scene, obs))
+    fused = modality.normal_equations(pose.numpy(), 0)
+    frame = modality._frame
+    modality._frame = dataclasses.replace(frame, arrays=None)
+    reference = modality.linearize(pose, 0)
+    modality._frame = frame
+    assert fused is not None and reference is not None and fused.count == reference.count >= 20
+    scale = modality.settings.robust_scales[0]
+    np.testing.assert_array_equal(fused.weight, robust_weights(fused.residual, scale, kind))
+    if kind != "none":
+        assert fused.weight.min() < 0.99  # the residuals reach where the weights fall
+    np.testing.assert_allclose(fused.weight, reference.weight.numpy(), rtol=1e-12, atol=1e-15)
+    Lam, g = reference.normal_equations()
+    Lf, gf = fused.scaled()
+    np.testing.assert_allclose(Lf, Lam.numpy(), rtol=0, atol=1e-10 * float(Lam.abs().max()))
+    np.testing.assert_allclose(gf, g.numpy(), rtol=0, atol=1e-10 * float(g.abs().max()))
+    assert fused.weight_sum == pytest.approx(float(reference.weight.sum()), rel=1e-12)
+    assert fused.square_sum == pytest.approx(float((reference.weight * reference.residual ** 2).sum()), rel=1e-12)
+
+
 def test_hand_pixel_tables_equal_the_hand_depth_lookup(scene_data):
     """The sparse depth's per-frame tables of the hand z-buffer read what ``HandDepthLookup.at_pixels`` reads at
     every integer pixel of the full image, the border pixels -1 and max(W, H) included."""
@@ -257,7 +287,7 @@ def test_hand_pixel_tables_equal_the_hand_depth_lookup(scene_data):
 
 
 def test_iterated_update_of_one_pass_normal_equations_equals_the_torch_path(scene_data):
-    """The iterated update with the sparse depth's one-pass numpy normal equations (CPU) and with its torch
+    """The iterated update with the sparse depth's compiled normal equations (CPU) and with its torch
     blocks (the path of other devices), beside a modality carried to first order: the same state and covariance."""
     scene, _frame, obs, T_o, _out = scene_data
     g = torch.Generator().manual_seed(4)

@@ -248,7 +248,8 @@ class ErrorStateEKF:
 
     def _commit_arrays(self, delta: np.ndarray, P: np.ndarray) -> StepStatus:
         """:meth:`_commit` in numpy (CPU state)."""
-        if not (np.isfinite(delta).all() and np.isfinite(P).all()):
+        # (a NaN or inf anywhere makes the sum non-finite; so does a finite total beyond 1e308, refused alike)
+        if not math.isfinite(float(delta.sum()) + float(P.sum())):
             return "non_finite"
         pose = retracted_pose_array(self.state.pose.detach().numpy(), delta)
         extra = self.state.extra.detach().numpy() + delta[POSE_DIM:]
@@ -257,7 +258,7 @@ class ErrorStateEKF:
             G[3:6, 3:6] = so3_left_jacobian_array(delta[3:6])
             P = G @ P @ G.T
             P = 0.5 * (P + P.T)
-        if not (np.isfinite(pose).all() and np.isfinite(extra).all() and np.isfinite(P).all()):
+        if not math.isfinite(float(pose.sum()) + float(extra.sum()) + float(P.sum())):
             return "non_finite"
         pose[:3, :3] = nearest_rotation_array(pose[:3, :3])
         self.state, self.covariance = PoseState(torch.from_numpy(pose), torch.from_numpy(extra)), torch.from_numpy(P)

@@ -137,9 +137,8 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     P = ekf.covariance.detach().to("cpu", _F64).numpy()
     n = P.shape[0]
     zero = torch.zeros(n, dtype=_F64) if modalities else None  # the correction of a result that moved nothing
-    L = np.linalg.cholesky(P)
-    L_inv = np.linalg.inv(L)
-    P_inv = L_inv.T @ L_inv
+    np.linalg.cholesky(P)  # positive definite (raises otherwise, as before)
+    P_inv = np.linalg.inv(P)
     results: dict[str, StepResult] = {}
     frozen: dict[str, NormalEquations] = {}  # first linearisation of the modalities not re-linearised
     active = list(modalities)
@@ -192,15 +191,18 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
         for _, Lb, gb in blocks[1:]:
             Lam, g = Lam + Lb, g + gb
         A = P_inv + Lam
-        step = -np.linalg.solve(0.5 * (A + A.T), g + P_inv @ e)
-        step_squared = float(step @ step)
+        step = np.linalg.solve(A, (g + P_inv @ e) if it else g)
+        step = -step
+        sx, sy, sz, rx, ry, rz = step[:6].tolist()
+        step_squared = sx * sx + sy * sy + sz * sz + rx * rx + ry * ry + rz * rz + (
+            float(step[6:] @ step[6:]) if n > 6 else 0.0)
         if not math.isfinite(step_squared):
             return {name: StepResult(False, "non_finite", correction=zero) for name in results}
         e = e + step
         pose = retracted_pose_array(prior_pose, e)
         final_blocks = [(b, Lb) for b, Lb, _ in blocks]
         diag.iterations = it + 1
-        step_t, step_r = math.sqrt(step[:3] @ step[:3]), math.sqrt(step[3:6] @ step[3:6])
+        step_t, step_r = math.sqrt(sx * sx + sy * sy + sz * sz), math.sqrt(rx * rx + ry * ry + rz * rz)
         converged = step_t <= opt.converged_step[0] and step_r <= opt.converged_step[1]
         diag.converged = converged
         if math.sqrt(step_squared) < min_step or (it + 1 >= iterations and converged):
@@ -209,24 +211,21 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     if not accepted:
         return results
     # K R K^T with the noise each block's residuals show at the final iterate (the Joseph form holds for any gain)
-    Lam_R = np.zeros((n, n))
+    Lam_R = P_inv
     for b, Lb in final_blocks:
         noise = b.noise_std(b.residual_at(step))
         f = b.correlation * noise ** 2 / b.std ** 2 if (opt.estimate_noise and b.noise_floor > 0) else 1.0
         diag.noise_std[b.name] = noise
         diag.variance_factor[b.name] = f  # (the block's variance_factor at the final iterate)
-        Lam_R = Lam_R + f * Lb
+        Lam_R = Lam_R + (f * Lb if f != 1.0 else Lb)
     if opt.keep_prior_unconverged and not converged:
-        P_new = P.copy()
+        P_new = P
     else:
-        eye = np.eye(n)
-        M = eye + L.T @ Lam @ L
-        C = np.linalg.cholesky(0.5 * (M + M.T))
-        W = np.linalg.solve(C, L.T)
-        P_plus = W.T @ W  # (P^-1 + Lambda)^-1
-        A = eye - P_plus @ Lam  # I - K H
-        P_new = A @ P @ A.T + P_plus @ Lam_R @ P_plus  # Joseph form
-    P_new = 0.5 * (P_new + P_new.T)
+        # Joseph form (I - K H) P (I - K H)^T + K R K^T with K H = P+ Lambda, K R K^T = P+ Lambda_R P+: since
+        # I - P+ Lambda = P+ P^-1 it is P+ (P^-1 + Lambda_R) P+, P+ = (P^-1 + Lambda)^-1 (A: the last iteration's)
+        P_plus = np.linalg.inv(A)
+        P_new = P_plus @ Lam_R @ P_plus
+        P_new = 0.5 * (P_new + P_new.T)
     delta = torch.from_numpy(e)
     status = ekf.correct(e, P_new)
     for name in accepted:

@@ -233,11 +233,15 @@ def so3_left_jacobian(phi: torch.Tensor) -> torch.Tensor:
 
 
 def so3_left_jacobian_array(phi: np.ndarray) -> np.ndarray:
-    """:func:`so3_left_jacobian` of a numpy ``phi (3,)`` [rad]: ``(3, 3)`` float64 numpy."""
+    """:func:`so3_left_jacobian` of a numpy ``phi (3,)`` [rad]: ``(3, 3)`` float64 numpy (in Python floats, with
+    ``[phi]x^2 = phi phi^T - |phi|^2 I``: one numpy call)."""
     x, y, z = (float(v) for v in phi)
-    b, c = _left_jacobian_coefficients(x * x + y * y + z * z)
-    K = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-    return np.eye(3) + b * K + c * (K @ K)
+    t2 = x * x + y * y + z * z
+    b, c = _left_jacobian_coefficients(t2)
+    d = 1.0 - c * t2
+    return np.array([[d + c * x * x, c * x * y - b * z, c * x * z + b * y],
+                     [c * x * y + b * z, d + c * y * y, c * y * z - b * x],
+                     [c * x * z - b * y, c * y * z + b * x, d + c * z * z]])
 
 
 def nearest_rotation_array(rotation: np.ndarray) -> np.ndarray:

@@ -18,9 +18,9 @@ with the closed-form Jacobian over the pose tangent (:func:`point_to_plane_jacob
 and robust (IRLS) weights. The refiner's depth term is the robust sum of the same residual function.
 
 On the CPU the iterated update reads the modality's :meth:`~SparseDepthModality.normal_equations`: association,
-residuals, Jacobian rows, weights and ``J^T W J``, ``J^T W r`` in one numpy pass over coordinate rows ``(3, M)``
-(a few hundred points: each numpy call costs more than its arithmetic, so the layout with long contiguous rows and
-few calls is what sets the time).
+residuals, Jacobian rows, weights and ``J^T W J``, ``J^T W r`` by two kept warp launches around one numpy call of
+:func:`plane_distances` (:mod:`.sparse_depth_kernel`; a few hundred points: each numpy call cost more than its
+arithmetic, about 55 of them per linearisation before).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .observation import Observation
 from .residuals import NormalEquations, ResidualBlock, robust_weights
 from .scene import HandObjectScene
 from .settings import SparseDepthSettings
+from .sparse_depth_kernel import DepthNormalEquationsPlan
 
 __all__ = ["DepthAssociation", "SparseDepthModality", "plane_distances", "point_to_plane_jacobian",
            "point_to_plane_residuals", "unseen_motions", "visible_points", "visible_points_array", "without_unseen"]
@@ -169,25 +170,7 @@ class _FrameSample:
     centre: torch.Tensor
     width: int
     height: int
-    arrays: _FrameArrays | None = None
-
-
-@dataclass(frozen=True)
-class _FrameArrays:
-    """:class:`_FrameSample`'s arrays for the CPU path (:meth:`SparseDepthModality.normal_equations`): the points and
-    normals as coordinate rows ``(3, M)`` float64 [object frame], the flat depth ``(H * W,)`` float32 [m], focal
-    lengths and principal point ``(2, 1)`` float64 [px], the image size ``(2, 1)`` as uint64, the largest pixel
-    coordinate kept (``max(W, H)``) and the hand z-buffer's lookup tabulated per pixel column and row
-    (:meth:`~.hand_occlusion.HandDepthLookup.pixel_tables`; None without a hand)."""
-
-    points: np.ndarray
-    normals: np.ndarray
-    depth: np.ndarray
-    focal: np.ndarray
-    centre: np.ndarray
-    size: np.ndarray
-    limit: float
-    hand: tuple[np.ndarray, np.ndarray, np.ndarray] | None
+    arrays: DepthNormalEquationsPlan | None = None  # the CPU path's compiled passes, bound to this frame
 
 
 @dataclass(frozen=True)
@@ -232,6 +215,7 @@ class SparseDepthModality:
         self._points_rows = np.ascontiguousarray(self._points_array.T)  # (3, S) coordinate rows
         self._normals_rows = np.ascontiguousarray(self._normals_array.T)
         self._frame: _FrameSample | None = None
+        self._plan: DepthNormalEquationsPlan | None = None  # the CPU path's buffers and launches (made once)
 
     def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None) -> bool:
         """Choose this frame's visible model points at ``object2camera (4, 4)``; False without depth."""
@@ -264,7 +248,8 @@ class SparseDepthModality:
         return True
 
     def _begin_arrays(self, obs: Observation, pose: np.ndarray, occlusion: HandOcclusion | None) -> bool:
-        """:meth:`begin` on the CPU in numpy at ``pose (4, 4)`` float64: the torch path's choice of points."""
+        """:meth:`begin` on the CPU in numpy at ``pose (4, 4)`` float64: the torch path's choice of points, bound to
+        the compiled linearisation (:class:`~.sparse_depth_kernel.DepthNormalEquationsPlan`)."""
         s, cam = self.settings, obs.camera
         (fx, _, cx), (_, fy, cy), _ = cam.K.tolist()
         width, height = int(cam.width), int(cam.height)
@@ -281,13 +266,15 @@ class SparseDepthModality:
             return False
         if idx.size > s.max_points:
             idx = idx[_even_subsample(idx.size, s.max_points)]
+        if self._plan is None or self._plan.capacity < idx.size:
+            self._plan = DepthNormalEquationsPlan(max(s.max_points, idx.size), self._unseen_array.shape[1] > 0)
         depth = obs.frame.depth.reshape(-1)  # (H * W,) read at the projected pixels only
-        arrays = _FrameArrays(self._points_rows.take(idx, 1), self._normals_rows.take(idx, 1), depth.numpy(), focal,
-                              centre, np.array([[width], [height]], np.uint64), float(max(width, height)),
-                              hand.pixel_tables(max(width, height)) if hand is not None else None)
-        self._frame = _FrameSample(obs, torch.from_numpy(idx), occlusion, torch.from_numpy(arrays.points.T),
-                                   torch.from_numpy(arrays.normals.T), depth, torch.from_numpy(focal[:, 0]),
-                                   torch.from_numpy(centre[:, 0]), width, height, arrays)
+        self._plan.bind_frame(self._points_array, self._normals_array, idx, depth.numpy(), width, height,
+                              (fx, fy, cx, cy), hand.pixel_tables(max(width, height)) if hand is not None else None)
+        index = torch.from_numpy(idx)
+        self._frame = _FrameSample(obs, index, occlusion, self.points_obj[index], self.normals_obj[index], depth,
+                                   torch.from_numpy(focal[:, 0]), torch.from_numpy(centre[:, 0]), width, height,
+                                   self._plan)
         return True
 
     def associate(self, object2camera: torch.Tensor, distance: float) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -350,9 +337,12 @@ class SparseDepthModality:
             found = self._linearize_arrays(object2camera.detach().to("cpu", _F64).numpy(), level)
             if found is None:
                 return None
-            r, rows, w, correlation = found
-            return ResidualBlock(self.name, torch.from_numpy(r), torch.from_numpy(np.ascontiguousarray(rows.T)),
-                                 torch.from_numpy(w), s.standard_deviations[level], s.noise_floor, correlation)
+            kept, correlation = found
+            plan = self._frame.arrays
+            return ResidualBlock(self.name, torch.from_numpy(plan.residuals[:kept].copy()),
+                                 torch.from_numpy(plan.rows[:, :kept].T.copy()),
+                                 torch.from_numpy(plan.weights[:kept].copy()), s.standard_deviations[level],
+                                 s.noise_floor, correlation)
         found = self._associate(object2camera, s.considered_distances[level])
         if found is None:
             return None
@@ -372,7 +362,7 @@ class SparseDepthModality:
 
     def normal_equations(self, object2camera: np.ndarray, iteration: int) -> NormalEquations | None:
         """:meth:`linearize` at ``object2camera (4, 4)`` float64 numpy as the iterated update reads it: on the CPU
-        in one numpy pass (:meth:`_linearize_arrays`), elsewhere from the torch path's block."""
+        by the frame's compiled passes (:meth:`_linearize_arrays`), elsewhere from the torch path's block."""
         if self._frame is None:
             return None
         s = self.settings
@@ -383,60 +373,34 @@ class SparseDepthModality:
         found = self._linearize_arrays(object2camera, level)
         if found is None:
             return None
-        r, rows, w, correlation = found
-        return NormalEquations.build(self.name, r, rows, w, s.standard_deviations[level], s.noise_floor, correlation)
+        kept, correlation = found
+        plan = self._frame.arrays
+        sums = plan.sums.copy()
+        return NormalEquations(self.name, plan.residuals[:kept].copy(), plan.rows[:, :kept].copy(),
+                               plan.weights[:kept].copy(), s.standard_deviations[level], s.noise_floor, correlation,
+                               sums[:36].reshape(6, 6), sums[36:42], float(sums[42]), float(sums[43]))
 
-    def _linearize_arrays(self, pose: np.ndarray, level: int
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    def _linearize_arrays(self, pose: np.ndarray, level: int) -> tuple[int, float] | None:
         """The torch path's association, residuals (:func:`plane_distances`), Jacobian and weights at ``pose (4, 4)``
-        float64 in numpy over coordinate rows: ``(r (k,), J^T (6, k), w (k,), correlation)`` of the associated
-        points, or None when fewer than ``min_points`` associate (same values; ``test_sparse_depth_numpy_path``)."""
-        s, fa = self.settings, self._frame.arrays
-        R, t = pose[:3, :3], pose[:3, 3:]
-        p = R @ fa.points
-        p += t
-        n = R @ fa.normals
-        uv = p[:2] / np.maximum(p[2], MIN_DEPTH)  # nearest pixel (finite and small: exact in int64)
-        uv *= fa.focal
-        uv += fa.centre
-        np.rint(uv, out=uv)
-        np.maximum(uv, -1.0, out=uv)
-        np.minimum(uv, fa.limit, out=uv)
-        uvi = uv.astype(np.int64)
-        inside = uvi.view(np.uint64) < fa.size  # negative pixels wrap to huge
-        inside = inside[0] & inside[1] & (p[2] > 0)
-        pixel = uvi[1] * self._frame.width
-        pixel += uvi[0]
-        z = fa.depth.take(pixel * inside).astype(np.float64)  # outside: pixel 0, dropped below
-        ok = inside & np.isfinite(z) & (z > 0)
-        z = np.where(ok, z, 1.0)
-        q = np.empty_like(p)  # the pixel's depth back-projected
-        np.subtract(uv, fa.centre, out=q[:2])
-        q[:2] /= fa.focal
-        q[:2] *= z
-        q[2] = z
-        if fa.hand is not None:  # the hand z-buffer at the point's pixel
-            columns, rows, hand = fa.hand
-            ok &= hand.take(rows.take(uvi[1]) + columns.take(uvi[0])) >= (z + s.hand_margin).astype(np.float32)
-        distance = plane_distances(p, n, q, 0)  # every point's residual
-        ok &= np.abs(distance) < s.considered_distances[level]
-        keep = np.flatnonzero(ok)
-        if keep.size < s.min_points:
-            return None
-        r, n, a, pixel = distance.take(keep), n.take(keep, 1), q.take(keep, 1), pixel.take(keep)
-        a -= t
-        rows = np.empty((6, keep.size))  # J^T = [n, (q - t) x n]^T
-        rows[:3] = n
-        np.multiply(a[_NEXT], n[_AFTER], out=rows[3:])
-        rows[3:] -= a[_AFTER] * n[_NEXT]
+        float64 by the frame's compiled passes: ``(kept points, correlation)``, their residuals, Jacobian rows,
+        weights and sums in the plan's buffers; None when fewer than ``min_points`` associate (same values;
+        ``test_sparse_depth_numpy_path``)."""
+        s, plan = self.settings, self._frame.arrays
         if self._unseen_array.shape[1] > 0:
-            U = self._unseen_array
-            Y = np.concatenate((R @ U[:3], R @ U[3:]), 0)  # (6, k) camera frame, orthonormal
-            scale = np.array([[1.0], [1.0], [1.0], [self.radius], [self.radius], [self.radius]])
-            rows /= scale
-            rows -= Y @ (Y.T @ rows)
-            rows *= scale
-        w = robust_weights(r, s.robust_scales[level], s.robust)
-        pixel.sort()  # points that read the same depth pixel share its noise: count distinct pixels
-        pixels = 1 + int(np.count_nonzero(pixel[1:] != pixel[:-1]))
-        return r, rows, w, s.correlation * keep.size / max(pixels, 1)
+            plan.unseen[:] = self._unseen_projection(pose[:3, :3])
+        p, n, q = plan.associate(pose, s.hand_margin)
+        kept, pixels = plan.reduce(plane_distances(p, n, q, 0), s.considered_distances[level], s.robust_scales[level],
+                                   s.robust)
+        if kept < s.min_points:
+            return None
+        # points that read the same depth pixel share its noise: residuals per independent pixel
+        return kept, s.correlation * kept / max(pixels, 1)
+
+    def _unseen_projection(self, rotation: np.ndarray) -> np.ndarray:
+        """``(6, 6)`` ``S (I - Y Y^T) S^-1``: Jacobian rows ``J^T (6, k)`` over ``(rho, phi)`` without their part
+        along the unseen twists ``Y`` posed by ``rotation (3, 3)`` (:func:`without_unseen`; ``S = diag(1, 1, 1, r,
+        r, r)``)."""
+        U = self._unseen_array
+        Y = np.concatenate((rotation @ U[:3], rotation @ U[3:]), 0)  # (6, k) camera frame, orthonormal
+        scale = np.array([1.0, 1.0, 1.0, self.radius, self.radius, self.radius])
+        return (np.eye(6) - Y @ Y.T) * scale[:, None] / scale[None, :]
