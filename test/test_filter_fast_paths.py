@@ -376,6 +376,27 @@ def test_posed_surfaces_in_numpy_equal_the_torch_forward_kinematics(dtype):
             torch.testing.assert_close(a, b.detach(), atol=tol, rtol=0)
 
 
+def test_posed_hand_surface_points_are_posed_on_first_read():
+    """``HandObjectScene.pose_hand`` on the CPU leaves the surface points (which the depth filter step never reads)
+    unposed until first read; then they equal ``posed_surfaces``' and are kept. The other sets come posed."""
+    from handypriors_core.estimation.scene import HandObjectScene
+    from handypriors_core.geometry.transforms import make_transform
+    from handypriors_core.models import RigidObject, URDFHand, allegro_urdf
+
+    hand = URDFHand.from_urdf(allegro_urdf())
+    scene = HandObjectScene(hand, RigidObject.box([0.04, 0.06, 0.09]))
+    q = hand.clamp(torch.linspace(-0.3, 0.9, hand.num_joints))
+    hand2camera = make_transform(axis_angle_to_matrix(torch.tensor([0.3, -1.2, 0.1])), torch.tensor([0.0, 0.02, 0.45]))
+    posed = scene.pose_hand(q, hand2camera)
+    assert callable(posed.__dict__["_surface_points_value"])  # not posed yet
+    verts, contacts, surface, tips = hand.posed_surfaces(q[None], hand2camera[None])
+    for a, b in ((posed.verts, verts), (posed.contact_points, contacts), (posed.fingertip_centres, tips)):
+        assert torch.equal(a, b)
+    first = posed.surface_points
+    assert torch.equal(first, surface) and first.shape == (1, hand._points.shape[0], 3)
+    assert posed.surface_points is first and isinstance(posed.__dict__["_surface_points_value"], torch.Tensor)
+
+
 def test_hand_zbuffer_of_the_camera_facing_faces_equals_the_full_render():
     """The Allegro mesh is closed and outward: the hand occlusion z-buffer drawn from the faces turned to the
     camera equals the render of every face (and its dilation the min-filter of it), over several hand poses; an

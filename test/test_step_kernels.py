@@ -105,6 +105,62 @@ def test_contact_query_skips_the_sign_test_only_outside_the_hull():
     assert torch.equal(sign[others], sign_ref[others])
 
 
+def test_kept_closest_face_launch_equals_a_fresh_launch():
+    """``ClosestFacePlan`` (buffers, warp views and one recorded launch kept, replayed with each call's count) gives
+    ``closest_faces``' faces, barycentrics and signs bit for bit on a concave mesh, for calls of different sizes in
+    turn (a smaller call after a larger one, an empty one), with the known-outside flag obeyed; more points than its
+    capacity raise."""
+    import trimesh
+
+    from handypriors_core.errors import ShapeError
+    from handypriors_core.physics.settings import ContactSettings
+    from handypriors_core.physics.warp_bridge import ClosestFacePlan, WarpMeshSet, closest_faces
+
+    mesh = trimesh.creation.torus(major_radius=0.04, minor_radius=0.015)
+    meshes = WarpMeshSet(torch.as_tensor(mesh.vertices, dtype=torch.float32)[None], torch.as_tensor(mesh.faces))
+    settings = ContactSettings(max_query_distance=0.012)
+    plan = ClosestFacePlan(meshes, 300, settings)
+    g = torch.Generator().manual_seed(3)
+    for n in (300, 17, 0, 120):
+        points = (torch.rand(n, 3, generator=g) * 2 - 1) * torch.tensor([0.08, 0.08, 0.03])
+        outside = torch.rand(n, generator=g) < 0.2
+        face, bary, sign = plan(points.numpy(), outside.numpy())
+        ref = closest_faces(meshes, points, max(n, 1), settings, known_outside=outside)
+        assert np.array_equal(face, ref[0].numpy()) and np.array_equal(bary, ref[1].numpy())
+        assert np.array_equal(sign, ref[2].numpy())
+        if n == 300:  # far points, inside points, flagged points inside (sign +1 there)
+            assert int((ref[0] < 0).sum()) > 10 and int((ref[2] < 0).sum()) > 10
+    with pytest.raises(ShapeError):
+        plan(np.zeros((301, 3), np.float32), np.zeros(301, bool))
+
+
+def test_contact_query_bounds_far_points_by_the_hull():
+    """``query_array(points, exact_within)`` on a concave mesh (a torus: the air over its hole and beside it lies in
+    its box): the points it queries get the full query's values; the others, some of them inside the box but
+    beyond a hull plane, get a lower bound of their distance above ``exact_within`` and a zero normal, so every
+    comparison with a threshold up to ``exact_within`` decides as the full query does."""
+    import trimesh
+
+    from handypriors_core.physics.sdf import ObjectSDF
+    from handypriors_core.physics.settings import ContactSettings
+
+    mesh = trimesh.creation.torus(major_radius=0.04, minor_radius=0.015)
+    sdf = ObjectSDF(torch.as_tensor(mesh.vertices, dtype=torch.float32), torch.as_tensor(mesh.faces),
+                    ContactSettings(max_query_distance=0.2))
+    g = torch.Generator().manual_seed(8)
+    points = ((torch.rand(2000, 3, generator=g) * 2 - 1) * torch.tensor([0.07, 0.07, 0.04])).numpy()
+    exact_within = 0.008
+    full_d, full_n = sdf.query_array(points)
+    d, n = sdf.query_array(points, exact_within=exact_within)
+    queried = np.abs(n).sum(1) > 0
+    in_box = sdf._box_distance(points) <= exact_within + 1e-5
+    assert int((in_box & ~queried).sum()) > 50 and int(queried.sum()) > 100  # the hull bound skips points in the box
+    assert np.array_equal(d[queried], full_d[queried]) and np.array_equal(n[queried], full_n[queried])
+    assert bool((d[~queried] > exact_within).all()) and bool((d[~queried] <= full_d[~queried]).all())
+    for threshold in (0.0, 0.003, exact_within):
+        assert np.array_equal(d < threshold, full_d < threshold)
+
+
 def test_zbuffer_plan_path_rejects_bad_input():
     """The kept-plan path checks its input as the general path does: vertices of the wrong shape or dtype, faces
     indexing past the vertices and a negative ``grow`` raise, before and after a plan exists."""

@@ -17,31 +17,10 @@ import torch.nn.functional as F
 
 from ..geometry.camera import PinholeCamera, crop_and_resize_image
 from ..io.frame import Frame
-from .scene import HandObjectScene, PosedHand
+from .scene import HandObjectScene, MadeOnFirstRead, PosedHand
 from .settings import DepthSettings, ROISettings
 
 __all__ = ["Observation", "crop_mask", "prepare_observation", "roi_box"]
-
-
-class _MadeOnFirstRead:
-    """Dataclass field holding a tensor, or a function without arguments that makes it on the first read (then
-    kept). The ROI crops of colour and depth cost about a millisecond per frame, and only the dense modalities
-    (refinement, the filter's dense observations) read them: the sparse filter step never pays for them."""
-
-    def __set_name__(self, owner, name: str) -> None:
-        self.slot = f"_{name}_value"
-
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            raise AttributeError(self.slot)  # no class-level default: the field stays required
-        value = obj.__dict__[self.slot]
-        if callable(value) and not isinstance(value, torch.Tensor):
-            value = value()
-            obj.__dict__[self.slot] = value
-        return value
-
-    def __set__(self, obj, value) -> None:  # the frozen dataclass's __init__ sets fields through object.__setattr__
-        obj.__dict__[self.slot] = value
 
 
 @dataclass(frozen=True)
@@ -67,8 +46,8 @@ class Observation:
     camera: PinholeCamera
     roi_camera: PinholeCamera
     mask: torch.Tensor | None
-    rgb: torch.Tensor = _MadeOnFirstRead()
-    depth: torch.Tensor | None = _MadeOnFirstRead()
+    rgb: torch.Tensor = MadeOnFirstRead()  # noqa: RUF009 - a descriptor (scene.MadeOnFirstRead), no shared value
+    depth: torch.Tensor | None = MadeOnFirstRead()  # noqa: RUF009 - as rgb
     depth_points: torch.Tensor | None
     mask_full: torch.Tensor | None
 

@@ -21,10 +21,32 @@ from ..physics.settings import ContactSettings
 from ..render.renderer import Renderer
 from ..render.settings import RenderSettings
 
-__all__ = ["HAND", "OBJECT", "HandObjectScene", "PosedHand", "Silhouettes"]
+__all__ = ["HAND", "OBJECT", "HandObjectScene", "MadeOnFirstRead", "PosedHand", "Silhouettes"]
 
 #: Instance ids in rendered silhouettes.
 HAND, OBJECT = 0, 1
+
+
+class MadeOnFirstRead:
+    """Dataclass field holding a tensor, or a function without arguments that makes it on the first read (then
+    kept). For per-frame products that some estimators never read: the ROI crops of colour and depth
+    (:class:`.observation.Observation`; only the dense modalities read them) and the posed hand's surface points
+    (:class:`PosedHand`; the contact modality and the global search read them, the depth filter step does not)."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.slot = f"_{name}_value"
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            raise AttributeError(self.slot)  # no class-level default: the field stays required
+        value = obj.__dict__[self.slot]
+        if callable(value) and not isinstance(value, torch.Tensor):
+            value = value()
+            obj.__dict__[self.slot] = value
+        return value
+
+    def __set__(self, obj, value) -> None:  # the frozen dataclass's __init__ sets fields through object.__setattr__
+        obj.__dict__[self.slot] = value
 
 
 @dataclass(frozen=True)
@@ -34,14 +56,14 @@ class PosedHand:
     Attributes:
         verts: ``(1, Vh, 3)`` hand mesh vertices.
         contact_points: ``(1, C, 3)`` candidate contact points (palm-side surfaces, fingertips).
-        surface_points: ``(1, P, 3)`` evenly spread surface points (penetration checks).
+        surface_points: ``(1, P, 3)`` evenly spread surface points (penetration checks; posed on first read).
         fingertip_centres: ``(1, T, 3)`` fingertip link origins.
         joint_angles: ``(J,)`` [rad]; hand2camera: ``(4, 4)``.
     """
 
     verts: torch.Tensor
     contact_points: torch.Tensor
-    surface_points: torch.Tensor
+    surface_points: torch.Tensor = MadeOnFirstRead()
     fingertip_centres: torch.Tensor
     joint_angles: torch.Tensor
     hand2camera: torch.Tensor
@@ -114,7 +136,7 @@ class HandObjectScene:
         q = joint_angles.to(self.device, self.dtype)[None]
         T = hand2camera.to(self.device, self.dtype)[None]
         if hasattr(self.hand, "posed_surfaces"):  # one forward-kinematics pass (URDF hands)
-            verts, contacts, surface, tips = self.hand.posed_surfaces(q, T)
+            verts, contacts, surface, tips = self.hand.posed_surfaces(q, T, defer_surface=True)
             return PosedHand(verts=verts, contact_points=contacts, surface_points=surface, fingertip_centres=tips,
                              joint_angles=q[0], hand2camera=T[0])
         verts, _, _ = self.hand.mesh(q)

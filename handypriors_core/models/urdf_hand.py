@@ -429,14 +429,17 @@ class URDFHand(HandNames, torch.nn.Module):
         return self._posed_points(joint_angles, self._contact_points, self._contact_normals,
                                   self.contact_candidate_link, with_normals)
 
-    def posed_surfaces(self, joint_angles: torch.Tensor, base: torch.Tensor | None = None):
+    def posed_surfaces(self, joint_angles: torch.Tensor, base: torch.Tensor | None = None,
+                       defer_surface: bool = False):
         """Everything a frame needs from one forward-kinematics pass: mesh vertices ``(B, V, 3)``, contact
         candidates ``(B, C, 3)``, surface points ``(B, P, 3)`` and fingertip centres ``(B, T, 3)`` [m], in the
-        frame ``base (B, 4, 4)`` (e.g. hand2camera) or the hand frame when None; ``joint_angles (B, J)`` [rad]."""
+        frame ``base (B, 4, 4)`` (e.g. hand2camera) or the hand frame when None; ``joint_angles (B, J)`` [rad].
+        ``defer_surface``: on the CPU path without gradient the surface points come as a function without
+        arguments that poses them (for a caller that may not read them; a tensor otherwise)."""
         q, _ = self._prepare(joint_angles)
         if q.device.type == "cpu" and not (torch.is_grad_enabled() and (
                 q.requires_grad or (base is not None and base.requires_grad))):
-            return posed_surfaces_array(self, q, base)
+            return posed_surfaces_array(self, q, base, defer_surface)
         poses = self._fk(q)
         if base is not None:
             poses = base.to(poses)[:, None] @ poses

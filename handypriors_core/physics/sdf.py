@@ -34,7 +34,7 @@ from ..checks import check_finite, check_shape
 from ..errors import InvalidValueError, ShapeError
 from ..geometry.transforms import invert_transform, transform_points
 from .settings import ContactSettings
-from .warp_bridge import WarpMeshSet, closest_faces
+from .warp_bridge import ONE_THREAD_POINTS, ClosestFacePlan, WarpMeshSet, closest_faces
 
 __all__ = ["ObjectSDF", "SignedDistance", "evaluate_closest_faces"]
 
@@ -148,7 +148,8 @@ class ObjectSDF:
         self._warp: dict[torch.device, WarpMeshSet] = {}
         self._torch: dict[tuple[torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None  # float32 face corners, normals (query_array)
-        self._hull: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # box, hull planes (query_array)
+        self._hull_planes_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # box, hull planes
+        self._plan: ClosestFacePlan | None = None  # the kept CPU launch of query_array
         self._bounds: tuple[np.ndarray, np.ndarray] | None = None  # float64 box corners (query_array)
 
     @classmethod
@@ -206,28 +207,49 @@ class ObjectSDF:
         less there than in torch calls): ``points_obj (N, 3)`` float32 [m, object frame] -> ``distance (N,)`` [m,
         negative inside] and ``normal (N, 3)`` float32 (the same values up to float32 rounding).
 
-        ``exact_within`` [m]: points farther than this (plus 10 um) from the mesh's bounding box are not queried; they
-        get their distance to the box (a lower bound of their distance to the surface, above ``exact_within``) and a
-        zero normal. For callers that only compare distances with thresholds up to ``exact_within`` (contact
+        ``exact_within`` [m]: points that lie farther than this (plus 10 um) from the mesh's bounding box or outside
+        one of its convex hull's planes by more than this are not queried; they get a lower bound of their distance
+        to the surface (the larger of the distance to the box and to the farthest hull plane, above ``exact_within``)
+        and a zero normal. For callers that only compare distances with thresholds up to ``exact_within`` (contact
         bookkeeping), the same decisions for a fraction of the query."""
         if points_obj.ndim != 2 or points_obj.shape[1] != 3:
             raise ShapeError(f"Expected points_obj to have shape (N, 3); got {tuple(points_obj.shape)}")
         if not np.isfinite(points_obj).all():
             raise InvalidValueError("points_obj contains NaN/inf")
         p = np.ascontiguousarray(points_obj, dtype=np.float32)
-        if exact_within is not None:
-            box = self._box_distance(p)
-            far = box > exact_within + 1e-5  # a clear margin over the float32 rounding of the values compared
-            if far.any():
-                value = box.astype(np.float32)
-                direction = np.zeros((len(p), 3), dtype=np.float32)
-                near = np.flatnonzero(~far)
-                if len(near):
-                    value[near], direction[near] = self.query_array(p[near])
-                return value, direction
-        outside = torch.from_numpy(self._outside_hull(p))
-        face, bary, sign = closest_faces(self._mesh_on(torch.device("cpu")), torch.from_numpy(p), max(len(p), 1),
-                                         self.settings, known_outside=outside)
+        if exact_within is None:
+            return self._query_points(p, self._outside_hull(p))
+        limit = exact_within + 1e-5  # a clear margin over the float32 rounding of the values compared
+        bound = self._box_distance(p)
+        candidates = np.flatnonzero(bound <= limit)
+        plane = self._hull_planes(p[candidates])  # (n,) the farthest hull plane's value (padded: below it)
+        bound[candidates] = np.maximum(bound[candidates], plane)
+        close = bound[candidates] <= limit
+        # outside the padded hull: outside the mesh (as _outside_hull; a point outside the box is outside too)
+        if len(candidates) == len(p) and close.all():
+            return self._query_points(p, plane > 0)
+        value = bound.astype(np.float32)
+        direction = np.zeros((len(p), 3), dtype=np.float32)
+        near = candidates[close]
+        if len(near):
+            value[near], direction[near] = self._query_points(p[near], plane[close] > 0)
+        return value, direction
+
+    def _query_points(self, p: np.ndarray, outside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`query_array` of every point ``p (N, 3)`` float32 (C order), with the points known to lie outside
+        the mesh ``outside (N,)`` bool (no sign test): the closest faces from the warp query (a kept launch for up to
+        a few hundred points), then the closest point, sign and normal in numpy."""
+        n = len(p)
+        threads = self.settings.resolved_cpu_threads
+        if n < ONE_THREAD_POINTS or threads <= 1:  # one thread: the kept launch (bigger queries split over threads)
+            if self._plan is None or self._plan.capacity < n:
+                self._plan = ClosestFacePlan(self._mesh_on(torch.device("cpu")), max(n, ONE_THREAD_POINTS),
+                                             self.settings)
+            face, bary, sign = self._plan(p, outside)
+        else:
+            face, bary, sign = (t.numpy() for t in closest_faces(
+                self._mesh_on(torch.device("cpu")), torch.from_numpy(p), max(n, 1), self.settings,
+                known_outside=torch.from_numpy(outside)))
         if self._arrays is None:  # float32 corners and unit normals per face (fixed: the mesh is rigid), as rows
             corners = self._verts.detach().to("cpu", torch.float32).numpy()[self._faces.cpu().numpy()]
             normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
@@ -235,7 +257,6 @@ class ObjectSDF:
             unit = normal / np.maximum(length, np.finfo(np.float32).tiny)
             self._arrays = (np.ascontiguousarray(corners.transpose(1, 2, 0)), np.ascontiguousarray(unit.T))
         # per coordinate on rows of N (numpy is slow along a short last axis); the same operations in the same order
-        face, bary, sign = face.numpy(), bary.numpy(), sign.numpy()
         found = face >= 0
         nearest = np.maximum(face, 0)
         corners = self._arrays[0][:, :, nearest]  # (3 corners, 3, N)
@@ -247,7 +268,7 @@ class ObjectSDF:
         interior = (u > _INTERIOR_BARY) & (v > _INTERIOR_BARY) & (w > _INTERIOR_BARY)
         keep_normal = interior | ~(radius > _SURFACE_TOL)  # the face normal inside a face or on the surface
         scale = np.maximum(radius, np.float32(_SURFACE_TOL))
-        direction = np.empty((len(p), 3), dtype=np.float32)
+        direction = np.empty((n, 3), dtype=np.float32)
         for k in range(3):
             direction[:, k] = np.where(found, np.where(keep_normal, face_normal[k], sign * diff[k] / scale), 0)
         value = np.where(found, sign * radius, np.float32(self.settings.max_query_distance))
@@ -267,14 +288,11 @@ class ObjectSDF:
             d2 += gap * gap
         return np.sqrt(d2) * (1 - 1e-6)
 
-    def _outside_hull(self, points: np.ndarray) -> np.ndarray:
-        """``(N,)`` bool: which of ``points (N, 3)`` [m, object frame] lie in the mesh's bounding box but outside its
-        convex hull by more than the box's float32 padding. They are outside the mesh (a closed surface lies within
-        its hull; an open, consistently oriented one has a winding number below one half there), so the closest-face
-        query skips their sign test as it does for points outside the box: the winding-number test of the points
-        in the box but between a concave mesh's parts (a mug's handle, the air beside a finger) costs most of a
-        contact query."""
-        if self._hull is None:
+    def _hull(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The padded float32 box ``(2, 3)`` and the convex hull's distinct planes: unit outward normals ``(3, H)``
+        and offsets ``(H,)`` lowered by the box's padding (``n . p + offset <= 0`` inside; none for a flat or
+        degenerate mesh), made once."""
+        if self._hull_planes_cache is None:
             verts = self._verts.detach().to("cpu", torch.float64).numpy()
             lo, hi = verts.min(0), verts.max(0)
             pad = 1e-4 * float((hi - lo).max()) + 1e-6  # as the warp query's box (WarpMeshSet._update_bounds)
@@ -282,11 +300,32 @@ class ObjectSDF:
                 from scipy.spatial import ConvexHull, QhullError
 
                 planes = ConvexHull(verts).equations  # (H, 4): unit outward normal, offset; <= 0 inside
+                # qhull repeats a facet's plane for each of its triangles: one of each (rounded to 1e-12)
+                _, first = np.unique(np.round(planes, 12), axis=0, return_index=True)
+                planes = planes[np.sort(first)]
             except (ImportError, QhullError, ValueError):  # flat or degenerate mesh: no pre-test
                 planes = np.zeros((0, 4))
-            self._hull = (np.stack((lo - pad, hi + pad)).astype(np.float32),  # a pre-filter: the hull decides
-                          planes[:, :3].T.copy(), planes[:, 3] - pad)
-        box, normals, offsets = self._hull
+            self._hull_planes_cache = (np.stack((lo - pad, hi + pad)).astype(np.float32),  # a pre-filter
+                                       planes[:, :3].T.copy(), planes[:, 3] - pad)
+        return self._hull_planes_cache
+
+    def _hull_planes(self, points: np.ndarray) -> np.ndarray:
+        """``(N,)`` float64 largest value ``n . p + offset`` of the padded hull planes at ``points (N, 3)``: above 0
+        outside the hull (by more than the padding), and never above the distance to the surface (a closed or
+        consistently oriented mesh lies within its hull); ``-inf`` without planes."""
+        _, normals, offsets = self._hull()
+        if len(offsets) == 0 or len(points) == 0:
+            return np.full(len(points), -np.inf)
+        return (points.astype(np.float64) @ normals + offsets).max(1)
+
+    def _outside_hull(self, points: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: which of ``points (N, 3)`` [m, object frame] lie in the mesh's bounding box but outside its
+        convex hull by more than the box's float32 padding. They are outside the mesh (a closed surface lies within
+        its hull; an open, consistently oriented one has a winding number below one half there), so the closest-face
+        query skips their sign test as it does for points outside the box: the winding-number test of the points
+        in the box but between a concave mesh's parts (a mug's handle, the air beside a finger) costs most of a
+        contact query."""
+        box, _, offsets = self._hull()
         outside = np.zeros(len(points), dtype=bool)
         if len(offsets) == 0:
             return outside
@@ -294,7 +333,7 @@ class ObjectSDF:
         (x0, y0, z0), (x1, y1, z1) = box
         in_box = np.flatnonzero((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1) & (z >= z0) & (z <= z1))
         if len(in_box):
-            outside[in_box] = ((points[in_box].astype(np.float64) @ normals) + offsets > 0).any(1)
+            outside[in_box] = self._hull_planes(points[in_box]) > 0
         return outside
 
     def signed_distance(self, points_cam: torch.Tensor, object2camera: torch.Tensor) -> SignedDistance:
