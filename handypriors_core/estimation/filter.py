@@ -50,6 +50,8 @@ from .region import RegionModality
 from .scene import HandObjectScene, PosedHand
 from .settings import ITERATED_OBSERVATIONS, DepthSettings, FilterSettings, RegionSettings, SparseDepthSettings
 from .sparse_depth import SparseDepthModality
+from .texture import TextureModality
+from .texture_settings import TextureSettings
 
 __all__ = ["FilterStep", "ObjectPoseFilter", "contact_context"]
 
@@ -122,7 +124,8 @@ class ObjectPoseFilter:
 
     def __init__(self, scene: HandObjectScene, settings: FilterSettings, depth_settings: DepthSettings,
                  quasistatic: QuasistaticSettings | None = None,
-                 sparse_depth: SparseDepthSettings | None = None, region: RegionSettings | None = None) -> None:
+                 sparse_depth: SparseDepthSettings | None = None, region: RegionSettings | None = None,
+                 texture: TextureSettings | None = None) -> None:
         self.scene = scene
         self.settings = settings
         self.depth_settings = depth_settings
@@ -133,6 +136,8 @@ class ObjectPoseFilter:
         self.contacts = ContactModality(scene, settings)
         self._region_settings = region if region is not None else RegionSettings()
         self._region: RegionModality | None = None  # built on first use (viewpoint model)
+        self._texture_settings = texture if texture is not None else TextureSettings()
+        self._texture: TextureModality | None = None  # built on first use (surface candidates)
         self._initial_variances: torch.Tensor | None = None
         self._frames = 0  # updates since the last initialisation
         self._process_noise: dict[tuple[float, float], torch.Tensor] = {}  # (std_t, std_r) -> Q (predict)
@@ -147,6 +152,14 @@ class ObjectPoseFilter:
             self._region = RegionModality(self.scene, self._region_settings,
                                           (self.sparse_depth.unseen, self.sparse_depth.radius))
         return self._region
+
+    @property
+    def texture(self) -> TextureModality:
+        """The photometric modality (its surface candidates are sampled on first use)."""
+        if self._texture is None:
+            self._texture = TextureModality(self.scene, self._texture_settings,
+                                            (self.sparse_depth.unseen, self.sparse_depth.radius))
+        return self._texture
 
     # ------------------------------------------------------------------------------------------ state
     def initialize(self, object2camera: torch.Tensor, std_translation: float | None = None,
@@ -163,6 +176,8 @@ class ObjectPoseFilter:
         self._frames = 0
         if self._region is not None:
             self._region.reset()
+        if self._texture is not None:
+            self._texture.reset()
 
     def _settle(self) -> None:
         """After a (re)initialisation the first converged updates may still sit in a wrong basin: the k-th one's
@@ -192,8 +207,11 @@ class ObjectPoseFilter:
         self.ekf = ErrorStateEKF(PoseState.from_pose(object2camera.detach().to("cpu", _F64)), P, self.ekf.settings)
 
     def inflate(self, factor: float) -> None:
-        """Multiply the covariance by ``factor`` (loss of track)."""
+        """Multiply the covariance by ``factor`` (loss of track; a keyframe of the camera image is dropped)."""
         self.ekf.covariance = self.ekf.covariance * factor
+        if self._texture is not None and self._texture.keyframe is not None \
+                and self._texture.keyframe.source == "image":
+            self._texture.reset()
 
     # ---------------------------------------------------------------------------------------- predict
     def settings_for(self, has_depth: bool, settling: bool = False) -> FilterSettings:
@@ -266,9 +284,12 @@ class ObjectPoseFilter:
         pose = self.ekf.pose
         modalities = []
         use_depth = "sparse_depth" in names and obs.frame.depth is not None
-        occlusion = HandOcclusion(self.scene, obs) if (use_depth or "region" in names) else None
+        use_texture = "texture" in names and self._texture_useful(obs.frame.depth is not None)
+        occlusion = HandOcclusion(self.scene, obs) if (use_depth or use_texture or "region" in names) else None
         if use_depth and self.sparse_depth.begin(obs, pose, occlusion):
             modalities.append(self.sparse_depth)
+        if use_texture and self.texture.begin(obs, pose, occlusion, obs.frame.depth is not None):
+            modalities.append(self.texture)
         if "region" in names and self.region.begin(obs, pose, occlusion, self._contour_uncertainty(obs),
                                                            search=settings.start_search):
             modalities.append(self.region)
@@ -282,11 +303,36 @@ class ObjectPoseFilter:
         self.last_update = UpdateDiagnostics()
         results = iterated_update(self.ekf, modalities, s.iterations, gate, options=options,
                                   diagnostics=self.last_update)
-        if self.last_update.converged and any(r.accepted for r in results.values()):
+        trusted = self.last_update.converged and any(r.accepted for r in results.values())
+        if trusted:
             self._settle()
+        if use_texture:
+            self._texture_keyframe(obs, occlusion, trusted, self.texture in modalities)
         if "region" in names:
             self.region.learn(obs, self.ekf.pose, occlusion)
         return results
+
+    def _texture_useful(self, has_depth: bool) -> bool:
+        """Whether the texture block can say anything on a frame with or without depth (with depth and
+        ``with_depth_directions: unseen`` only for a shape with motions the depth cannot see)."""
+        return not has_depth or self._texture_settings.with_depth_directions == "all" \
+            or self.sparse_depth.unseen.shape[1] > 0
+
+    def _texture_keyframe(self, obs: Observation, occlusion: HandOcclusion | None, trusted: bool,
+                          used: bool) -> None:
+        """A new texture keyframe at the updated pose when there is none or the last one is worn out (its points
+        no longer visible or agreeing, the object turned too far): a ``model`` keyframe after any converged update
+        (its intensities come from the object's texture, not from this frame), an ``image`` one only on a trusted
+        frame after the settling frames."""
+        texture = self.texture
+        source = "model" if self._texture_settings.reference == "model" and texture.has_model_texture else "image"
+        if not trusted or (source == "image" and self._frames <= self.settings.settle_frames):
+            return
+        pose = self.ekf.pose
+        due = texture.keyframe is None or (used and texture.keyframe_due()) \
+            or texture.turned_since_keyframe(pose) > self._texture_settings.max_rotation
+        if due:
+            texture.take_keyframe(obs, pose, occlusion, source)
 
     def _contour_uncertainty(self, obs: Observation) -> float:
         """How far [px] the object's contour may lie from its projection at the estimate: the largest translation

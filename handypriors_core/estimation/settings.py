@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..priors.losses import LossWeights
 from .calibration_settings import CalibrationSettings
 from .region_settings import RegionSettings
+from .texture_settings import TextureSettings
 
 __all__ = [
     "ColourOnlySettings",
@@ -31,15 +32,17 @@ __all__ = [
     "RefineSettings",
     "RegionSettings",
     "SparseDepthSettings",
+    "TextureSettings",
     "TrackerSettings",
     "load_initialization_settings",
     "load_tracking_settings",
 ]
 
 #: Observation models of the filter (paper Table I plus depth): see :mod:`.filter`.
-FilterObservation = Literal["centre", "fingertips", "silhouette", "depth", "sparse_depth", "contacts", "region"]
+FilterObservation = Literal["centre", "fingertips", "silhouette", "depth", "sparse_depth", "contacts", "region",
+                            "texture"]
 #: Observations that enter the iterated (Gauss-Newton) update as ``(r, J, w)`` modalities.
-ITERATED_OBSERVATIONS = ("sparse_depth", "contacts", "region")
+ITERATED_OBSERVATIONS = ("sparse_depth", "contacts", "region", "texture")
 #: Observations that read the depth image (frames without depth replace them: ``filter.colour_only``).
 DEPTH_OBSERVATIONS = ("depth", "sparse_depth")
 #: Robust functions of the sparse modalities (:func:`.residuals.robust_weights`).
@@ -271,7 +274,7 @@ class FilterSettings:
             (:class:`ColourOnlySettings`; :meth:`for_frame`).
     """
 
-    observations: list[FilterObservation] = field(default_factory=lambda: ["sparse_depth"])
+    observations: list[FilterObservation] = field(default_factory=lambda: ["sparse_depth", "texture"])
     motion_model: Literal["quasistatic", "constant_pose"] = "quasistatic"
     initial_std_translation: float = ranged(0.02, 0.0, 1.0, low_open=True)
     initial_std_rotation: float = ranged(0.2, 0.0, math.pi, low_open=True)
@@ -375,7 +378,7 @@ class TrackerSettings:
     Attributes:
         mode: ``"filter"`` (EKF only, fast), ``"refine"`` (EKF then a time-budgeted Adam refinement per frame).
         device: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-        roi, depth, sparse_depth, region, refine, filter: component settings.
+        roi, depth, sparse_depth, region, texture, refine, filter: component settings.
         recovery: loss-of-track detection and re-initialisation (:class:`RecoverySettings`).
         calibration: self-calibration of the hand-camera transform and joint offsets
             (:class:`~.calibration_settings.CalibrationSettings`).
@@ -388,6 +391,7 @@ class TrackerSettings:
     depth: DepthSettings = field(default_factory=DepthSettings)
     sparse_depth: SparseDepthSettings = field(default_factory=SparseDepthSettings)
     region: RegionSettings = field(default_factory=RegionSettings)
+    texture: TextureSettings = field(default_factory=TextureSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
     filter: FilterSettings = field(default_factory=FilterSettings)
     recovery: RecoverySettings = field(default_factory=RecoverySettings)

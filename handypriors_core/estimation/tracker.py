@@ -106,7 +106,7 @@ class ObjectTracker:
         physics = physics_settings if physics_settings is not None else PhysicsSettings()
         self.scene = HandObjectScene(hand, obj, self.settings.device, render_settings, physics.contact)
         self.filter = ObjectPoseFilter(self.scene, self.settings.filter, self.settings.depth, physics.quasistatic,
-                                     self.settings.sparse_depth, self.settings.region)
+                                     self.settings.sparse_depth, self.settings.region, self.settings.texture)
         self.refiner = PoseRefiner(self.scene, self.settings.refine, self.settings.weights, self.settings.depth,
                                    self.settings.sparse_depth)
         self.search = GlobalPoseSearch(self.scene, initialization, self.settings.weights)

@@ -1,0 +1,463 @@
+"""Sparse photometric ("texture") modality: keyframe intensities at object surface points.
+
+A keyframe (:meth:`TextureModality.take_keyframe`) stores, for up to ``max_points`` object surface points that are
+visible at its pose and lie on a strong image gradient, their intensity in a reference image at every blur level:
+the camera image (``image`` keyframe, taken on a trusted frame) or the object's own texture rendered at the pose
+(``model`` keyframe, when the mesh has one: an absolute reference, which also corrects the start's error about an
+axis nothing else observes). Per frame (:meth:`~TextureModality.begin`) the image around the object is turned into
+luminance and blurred per level (coarse to fine over the Gauss-Newton iterations); per iteration each point is posed,
+projected and the image sampled (bilinear) there. Residual per point (intensity in [0, 1])::
+
+    r = I_l(pi(R p_obj + t)) - m_l . [k, k n_x, k n_y, k n_z, 1]
+
+with ``k`` the keyframe's intensity of the point at level ``l`` and ``m_l`` the frame's photometric model (gain,
+shading along the camera-frame normal ``n`` at the frame's first linearisation, offset; fitted once per frame and
+level, then held), and the closed-form Jacobian over the pose tangent ``(rho, phi)``::
+
+    a = (g_u fx / z, g_v fy / z, -(g_u fx x + g_v fy y) / z^2),   dr/d rho = a^T,   dr/d phi = ((p - t) x a)^T
+
+(``g`` the bilinear image gradient [1/px]), robust (IRLS) weights. Points turned away from the camera, outside the
+sampled image or covered by the known hand (:class:`~.hand_occlusion.HandOcclusion`) are dropped. With depth the
+block may be limited to the object motions depth cannot see (``with_depth_directions: unseen``).
+
+The same array code runs on numpy (the CPU path) and on torch tensors (other devices): :func:`_linearize` takes
+the array module; ``test/test_texture_modality.py`` checks that both give the same values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..geometry.camera import MIN_DEPTH
+from .hand_occlusion import HandOcclusion
+from .observation import Observation
+from .residuals import NormalEquations, ResidualBlock, robust_weights
+from .scene import HandObjectScene
+from .sparse_depth import visible_points_array
+from .texture_settings import TextureSettings
+
+__all__ = ["Keyframe", "TextureModality", "box_blur", "luminance", "photometric_jacobian", "sample_bilinear",
+           "surface_candidates"]
+
+_F64 = torch.float64
+_LUMA = (0.299, 0.587, 0.114)
+_NEXT, _AFTER = [1, 2, 0], [2, 0, 1]  # (a x b)_i = a_next(i) b_after(i) - a_after(i) b_next(i)
+
+
+def luminance(rgb):
+    """``(H, W)`` float32 luminance in [0, 1] of ``rgb (H, W, 3)`` (uint8 or float in [0, 1]; numpy or torch)."""
+    scale = 1.0 / 255.0 if rgb.dtype in (np.uint8, torch.uint8) else 1.0
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    if isinstance(rgb, torch.Tensor):
+        r, g, b = r.float(), g.float(), b.float()
+    else:
+        r, g, b = r.astype(np.float32), g.astype(np.float32), b.astype(np.float32)
+    return (r * (_LUMA[0] * scale) + g * (_LUMA[1] * scale) + b * (_LUMA[2] * scale))
+
+
+def _box_1d(image, radius: int, axis: int):
+    """Mean over ``2 radius + 1`` neighbours along ``axis`` (0 or 1) of a 2D array, edges replicated."""
+    torch_in = isinstance(image, torch.Tensor)
+    n = image.shape[axis]
+    index = np.clip(np.arange(-radius - 1, n + radius), 0, n - 1)  # leading extra entry: the cumsum's zero
+    if torch_in:
+        padded = image.index_select(axis, torch.as_tensor(index, device=image.device))
+        c = padded.cumsum(axis)
+        c = c - c.narrow(axis, 0, 1)  # c[0] = 0
+        hi, lo = c.narrow(axis, 2 * radius + 1, n), c.narrow(axis, 0, n)
+    else:
+        padded = image.take(index, axis)
+        c = padded.cumsum(axis)
+        c -= c.take([0], axis)
+        hi = c[2 * radius + 1:] if axis == 0 else c[:, 2 * radius + 1:]
+        lo = c[:n] if axis == 0 else c[:, :n]
+    return (hi - lo) / (2 * radius + 1)
+
+
+def box_blur(image, radius: int):
+    """``image (H, W)`` (numpy or torch) blurred by a ``2 radius + 1`` box filter applied twice along each axis (a
+    tent of half width ``2 radius``; edges replicated); unchanged for ``radius`` 0."""
+    if radius <= 0:
+        return image
+    for axis in (0, 1):
+        image = _box_1d(_box_1d(image, radius, axis), radius, axis)
+    return image
+
+
+def sample_bilinear(image, x, y):
+    """Bilinear samples of ``image (H, W)`` at continuous pixel positions ``x``, ``y (K,)`` (pixel centres at
+    integers) and the derivatives of that interpolation: ``(values, d/dx, d/dy, inside)`` ``(K,)`` each; outside
+    (``inside`` False) the values read the nearest border cell. Numpy or torch alike."""
+    xp = torch if isinstance(image, torch.Tensor) else np
+    H, W = image.shape
+    ix, iy = xp.floor(x), xp.floor(y)
+    fx, fy = x - ix, y - iy
+    inside = (ix >= 0) & (ix <= W - 2) & (iy >= 0) & (iy <= H - 2)
+    ix = xp.clip(ix, 0, W - 2)
+    iy = xp.clip(iy, 0, H - 2)
+    base = (iy * W + ix).long() if xp is torch else (iy * W + ix).astype(np.int64)
+    flat = image.reshape(-1)
+    i00, i01, i10, i11 = flat[base], flat[base + 1], flat[base + W], flat[base + W + 1]
+    i00, i01, i10, i11 = (v.to(x.dtype) if xp is torch else v.astype(x.dtype) for v in (i00, i01, i10, i11))
+    top = i00 + fx * (i01 - i00)
+    bottom = i10 + fx * (i11 - i10)
+    values = top + fy * (bottom - top)
+    gx = (1 - fy) * (i01 - i00) + fy * (i11 - i10)
+    gy = bottom - top
+    return values, gx, gy, inside
+
+
+def photometric_jacobian(points, translation, grad_u, grad_v, focal):
+    """``(6, K)`` rows ``J^T`` of ``d I(pi(p)) / d (rho, phi)`` for camera-frame points ``points (3, K)`` [m] rigidly
+    attached to the object (origin ``translation (3, 1)`` [m]) and the image gradient ``grad_u, grad_v (K,)``
+    [1/px] at their projections; ``focal = (fx, fy)`` [px]. Numpy or torch alike."""
+    xp = torch if isinstance(points, torch.Tensor) else np
+    x, y, z = points[0], points[1], points[2]
+    gu, gv = grad_u * focal[0] / z, grad_v * focal[1] / z
+    a = xp.stack((gu, gv, -(gu * x + gv * y) / z))
+    lever = points - translation
+    return xp.concatenate((a, lever[_NEXT] * a[_AFTER] - lever[_AFTER] * a[_NEXT]), 0)
+
+
+def surface_candidates(verts: np.ndarray, faces: np.ndarray, count: int, uv: np.ndarray | None = None,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """``count`` area-weighted surface points of a mesh (deterministic): ``points (count, 3)``, unit face normals
+    ``(count, 3)`` [object frame] and, given per-vertex ``uv (V, 2)``, their texture coordinates ``(count, 2)``."""
+    v, f = np.asarray(verts, np.float64), np.asarray(faces, np.int64)
+    cross = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    area = np.linalg.norm(cross, axis=1)
+    rng = np.random.default_rng(seed)
+    face = rng.choice(len(f), size=int(count), p=area / area.sum())
+    r1, r2 = np.sqrt(rng.random(count)), rng.random(count)
+    bary = np.stack((1 - r1, r1 * (1 - r2), r1 * r2), 1)
+    points = np.einsum("kj,kjc->kc", bary, v[f[face]])
+    normals = cross[face] / np.maximum(area[face], 1e-30)[:, None]
+    uvs = None if uv is None else np.einsum("kj,kjc->kc", bary, np.asarray(uv, np.float64)[f[face]])
+    return points, normals, uvs
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """What a keyframe stores: object-frame points and normals ``(3, K)`` float64 [m], their reference intensity per
+    blur level ``(L, K)``, the keyframe's pose ``(4, 4)`` and its source (``"image"`` or ``"model"``)."""
+
+    points: np.ndarray
+    normals: np.ndarray
+    intensities: np.ndarray
+    pose: np.ndarray
+    source: str
+
+
+@dataclass
+class _Frame:
+    """One frame's sampling state: the luminance crop ``(h, w)`` with its origin ``(x0, y0)`` [px] in the full
+    image, its blurred levels (made on first use), the photometric model per level (fitted on first use), the
+    hand z-buffer tables (numpy path) or occlusion (torch path), the unseen basis ``(6, k)`` (None: every
+    direction) and the camera's focal lengths and principal point."""
+
+    crop: object
+    origin: tuple[int, int]
+    levels: dict
+    models: dict
+    hand: object
+    basis: object
+    focal: tuple[float, float]
+    centre: tuple[float, float]
+    xp: object
+
+
+class TextureModality:
+    """Photometric observation of the object pose against a keyframe (see the module docstring)."""
+
+    name = "texture"
+    relinearize = True
+    #: sample and linearise on the CPU with numpy (the torch path gives the same values; other devices take it)
+    use_arrays = True
+
+    def __init__(self, scene: HandObjectScene, settings: TextureSettings,
+                 unseen: tuple[torch.Tensor, float] | None = None) -> None:
+        self.scene = scene
+        self.settings = settings
+        obj = scene.object
+        uv = obj.uv.detach().cpu().numpy() if obj.uv is not None and obj.texture is not None else None
+        points, normals, self._uv = surface_candidates(obj.verts.detach().cpu().numpy(),
+                                                       obj.faces.detach().cpu().numpy(), settings.candidates, uv)
+        self._points = np.ascontiguousarray(points.T)  # (3, S) object frame
+        self._normals = np.ascontiguousarray(normals.T)
+        tri = obj.verts.detach().to("cpu", _F64).numpy()[obj.faces.cpu().numpy()]  # (F, 3, 3)
+        area = 0.5 * float(np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum())
+        self._spacing = math.sqrt(area / max(settings.candidates, 1))
+        self._texture = luminance(obj.texture.detach().cpu().numpy()) if self._uv is not None else None
+        #: ``(6, k)`` object-frame twists depth cannot see and the object's radius [m] (from the sparse depth)
+        self.unseen = None if unseen is None else (unseen[0].detach().to("cpu", _F64).numpy(), float(unseen[1]))
+        self.keyframe: Keyframe | None = None
+        self._frame: _Frame | None = None
+        #: of the last linearisation: the fraction of the keyframe's points usable, and of those agreeing
+        self.overlap = 0.0
+        self.inliers = 0.0
+
+    @property
+    def has_model_texture(self) -> bool:
+        """Whether the object mesh carries a texture (``model`` keyframes possible)."""
+        return self._texture is not None
+
+    def reset(self) -> None:
+        """Forget the keyframe (a new track, a lost one)."""
+        self.keyframe = None
+        self._frame = None
+
+    # ------------------------------------------------------------------------------------------------ keyframes
+    def take_keyframe(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None,
+                      source: str = "image") -> bool:
+        """Store the points visible at ``object2camera (4, 4)`` with a strong gradient and their intensities in the
+        camera image (``source="image"``) or in the object's texture rendered at that pose (``"model"``); False
+        (keyframe unchanged) when fewer than ``min_points`` qualify."""
+        s = self.settings
+        pose = object2camera.detach().to("cpu", _F64).numpy()
+        cam = obs.camera
+        (fx, _, cx), (_, fy, cy), _ = cam.K.tolist()
+        width, height = int(cam.width), int(cam.height)
+        R, t = pose[:3, :3], pose[:3, 3:]
+        p = R @ self._points + t
+        n = R @ self._normals
+        cell = max(4.0, 2.5 * self._spacing * fx / max(float(pose[2, 3]), 0.05))
+        idx = visible_points_array(p, n, np.array([[fx], [fy]]), np.array([[cx], [cy]]), width, height, cell, 0.01)
+        facing = -(n.take(idx, 1) * p.take(idx, 1)).sum(0) / np.linalg.norm(p.take(idx, 1), axis=0)
+        idx = idx[facing >= s.min_facing]
+        if source == "image" and occlusion is not None and idx.size:
+            idx = idx[~occlusion.lookup().covers(p.take(idx, 1).T, s.hand_margin)]
+        if idx.size < s.min_points:
+            return False
+        q = p.take(idx, 1)
+        u = q[0] / np.maximum(q[2], MIN_DEPTH) * fx + cx
+        v = q[1] / np.maximum(q[2], MIN_DEPTH) * fy + cy
+        margin = 2 * max(s.blur_radii) + 2
+        box = (max(int(u.min()) - margin, 0), max(int(v.min()) - margin, 0),
+               min(int(u.max()) + margin + 2, width), min(int(v.max()) + margin + 2, height))
+        if box[2] - box[0] < 2 or box[3] - box[1] < 2:
+            return False
+        if source == "model":
+            if self._texture is None:
+                return False
+            crop = self._rendered_albedo(obs, pose, box)
+        else:
+            crop = luminance(obs.frame.rgb[box[1]:box[3], box[0]:box[2]].cpu().numpy())
+        x, y = u - box[0], v - box[1]
+        values, strength, ok = [], np.zeros(idx.size), np.ones(idx.size, bool)
+        for radius in s.blur_radii:
+            val, gx, gy, inside = sample_bilinear(box_blur(crop, radius), x, y)
+            values.append(val)
+            strength += np.hypot(gx, gy) / len(s.blur_radii)
+            ok &= inside
+        ok &= strength >= s.min_gradient
+        keep = np.flatnonzero(ok)
+        if keep.size < s.min_points:
+            return False
+        if keep.size > s.max_points:
+            keep = keep[np.argsort(-strength[keep], kind="stable")[:s.max_points]]
+            keep.sort()
+        chosen = idx[keep]
+        self.keyframe = Keyframe(np.ascontiguousarray(self._points[:, chosen]),
+                                 np.ascontiguousarray(self._normals[:, chosen]),
+                                 np.stack([val[keep] for val in values]).astype(np.float64), pose.copy(), source)
+        return True
+
+    def _rendered_albedo(self, obs: Observation, pose: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """``(h, w)`` float32 luminance of the object's texture rendered at ``pose (4, 4)`` (nearest face per pixel,
+        perspective-correct texture coordinates, no shading) over the full-image pixels of ``box``; pixels off the
+        object get the mean albedo of those on it."""
+        x0, y0, x1, y1 = box
+        camera = obs.camera.crop_and_resize((float(x0), float(y0), float(x1), float(y1)), x1 - x0, y1 - y0)
+        obj = self.scene.object
+        T = torch.from_numpy(pose).to(obj.verts)
+        verts = obj.verts @ T[:3, :3].T + T[:3, 3]
+        with torch.no_grad():
+            out = self.scene.renderer.hard(verts[None], obj.faces, camera.to(verts.device, verts.dtype))
+        face = out.face[0].cpu().numpy()
+        bary = out.bary[0].detach().cpu().numpy().astype(np.float64)
+        on = face >= 0
+        uv = np.asarray(obj.uv.detach().cpu().numpy(), np.float64)[obj.faces.cpu().numpy()[face[on]]]  # (N, 3, 2)
+        uv = np.einsum("nj,njc->nc", bary[on], uv)
+        tex = self._texture
+        th, tw = tex.shape
+        values, _, _, _ = sample_bilinear(tex, uv[:, 0] * tw - 0.5, (1 - uv[:, 1]) * th - 0.5)
+        crop = np.full(face.shape, float(values.mean()) if values.size else 0.5, np.float32)
+        crop[on] = values
+        return crop
+
+    def keyframe_due(self) -> bool:
+        """Whether the last linearisation asks for a new keyframe: too few of the keyframe's points usable or
+        agreeing (``min_overlap``, ``min_inliers``)."""
+        s = self.settings
+        return self.keyframe is None or self.overlap < s.min_overlap or self.inliers < s.min_inliers
+
+    def turned_since_keyframe(self, object2camera: torch.Tensor) -> float:
+        """Rotation [rad] of the object relative to the camera since the keyframe (inf without one)."""
+        if self.keyframe is None:
+            return math.inf
+        R = object2camera.detach().to("cpu", _F64).numpy()[:3, :3] @ self.keyframe.pose[:3, :3].T
+        return math.acos(max(-1.0, min(1.0, (float(np.trace(R)) - 1) / 2)))
+
+    # ------------------------------------------------------------------------------------------------ per frame
+    def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None,
+              with_depth: bool) -> bool:
+        """Prepare this frame at the predicted ``object2camera (4, 4)``: the luminance around the keyframe's points,
+        the hand test; False without a keyframe, or when depth sees every motion and the block is limited to the
+        unseen ones (``with_depth_directions: unseen``)."""
+        self._frame = None
+        kf, s = self.keyframe, self.settings
+        if kf is None:
+            return False
+        basis = None
+        if with_depth and s.with_depth_directions == "unseen":
+            if self.unseen is None or self.unseen[0].shape[1] == 0:
+                return False
+            basis = self.unseen
+        cam = obs.camera
+        (fx, _, cx), (_, fy, cy), _ = cam.K.tolist()
+        width, height = int(cam.width), int(cam.height)
+        pose = object2camera.detach().to("cpu", _F64).numpy()
+        p = pose[:3, :3] @ kf.points + pose[:3, 3:]
+        z = np.maximum(p[2], MIN_DEPTH)
+        u, v = p[0] / z * fx + cx, p[1] / z * fy + cy
+        margin = 2 * max(s.blur_radii) + 2 + s.search_margin
+        x0, y0 = max(int(u.min()) - margin, 0), max(int(v.min()) - margin, 0)
+        x1, y1 = min(int(u.max()) + margin + 2, width), min(int(v.max()) + margin + 2, height)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return False
+        arrays = self.use_arrays and obs.frame.rgb.device.type == "cpu" and self.scene.device.type == "cpu"
+        rgb = obs.frame.rgb[y0:y1, x0:x1]
+        if arrays:
+            crop, xp = luminance(rgb.numpy()), np
+            hand = occlusion.lookup().pixel_tables(max(width, height)) if occlusion is not None else None
+        else:
+            crop, xp = luminance(rgb.to(self.scene.device)), torch
+            hand = occlusion
+        self._frame = _Frame(crop, (x0, y0), {}, {}, hand, basis, (fx, fy), (cx, cy), xp)
+        return True
+
+    def _level(self, level: int):
+        """The frame's luminance crop blurred at ``level`` (made once per frame)."""
+        fr = self._frame
+        if level not in fr.levels:
+            fr.levels[level] = box_blur(fr.crop, self.settings.blur_radii[level])
+        return fr.levels[level]
+
+    def linearize(self, object2camera: torch.Tensor, iteration: int) -> ResidualBlock | None:
+        """``(r, J, w)`` at ``object2camera (4, 4)`` at the blur level of ``iteration`` (the torch path unless the
+        frame was prepared for numpy)."""
+        found = self._linearized(object2camera, iteration)
+        if found is None:
+            return None
+        r, rows, w, std, floor, corr = found
+        if isinstance(r, np.ndarray):
+            r, rows, w = torch.from_numpy(r), torch.from_numpy(rows), torch.from_numpy(w)
+        return ResidualBlock(self.name, r, rows.T.contiguous(), w, std, floor, corr)
+
+    def normal_equations(self, object2camera: np.ndarray, iteration: int) -> NormalEquations | None:
+        """:meth:`linearize` at ``object2camera (4, 4)`` float64 numpy as the iterated update reads it."""
+        found = self._linearized(object2camera, iteration)
+        if found is None:
+            return None
+        r, rows, w, std, floor, corr = found
+        if not isinstance(r, np.ndarray):
+            r, rows, w = (a.detach().to("cpu", _F64).numpy() for a in (r, rows, w))
+        return NormalEquations.build(self.name, r, np.ascontiguousarray(rows), w, std, floor, corr)
+
+    def _linearized(self, object2camera, iteration: int):
+        fr, kf, s = self._frame, self.keyframe, self.settings
+        if fr is None or kf is None:
+            return None
+        level = min(iteration, len(s.blur_radii) - 1)
+        xp = fr.xp
+        if xp is np:
+            pose = object2camera if isinstance(object2camera, np.ndarray) else \
+                object2camera.detach().to("cpu", _F64).numpy()
+            points, normals, refs = kf.points, kf.normals, kf.intensities[level]
+        else:
+            device = self.scene.device
+            pose = torch.as_tensor(object2camera).to(device, _F64)
+            points, normals, refs = (torch.from_numpy(a).to(device) for a in
+                                     (kf.points, kf.normals, kf.intensities[level]))
+        found = _residuals(xp, self._level(level), fr, pose, points, normals, s.min_facing, s.hand_margin)
+        if found is None:
+            return None
+        intensity, rows, n_cam, valid = found
+        if level not in fr.models:  # the photometric model of this level: fitted once per frame, then held
+            fr.models[level] = _photometric_prediction(xp, intensity, refs, n_cam, valid)
+        predicted = fr.models[level]
+        keep = xp.nonzero(valid)[0] if xp is np else torch.nonzero(valid)[:, 0]
+        self.overlap = float(keep.shape[0]) / max(int(refs.shape[0]), 1)
+        if keep.shape[0] < s.min_points:
+            self.inliers = 0.0
+            return None
+        r = (intensity - predicted)[keep]
+        rows = rows[:, keep]
+        if fr.basis is not None:
+            rows = _only_along(xp, rows, pose[:3, :3], fr.basis)
+        scale = s.robust_scales[min(level, len(s.robust_scales) - 1)]
+        w = robust_weights(r, scale, s.robust)
+        self.inliers = float((w > 0.5).sum()) / max(int(keep.shape[0]), 1)
+        std = s.standard_deviations[min(level, len(s.standard_deviations) - 1)]
+        return r, rows, w, std, s.noise_floor, s.correlation
+
+
+def _residuals(xp, image, fr: _Frame, pose, points, normals, min_facing: float, hand_margin: float):
+    """Intensities ``(K,)`` at the projections of the keyframe's points at ``pose``, Jacobian rows ``(6, K)``,
+    camera-frame normals ``(3, K)`` and which points are usable ``(K,)`` (facing, inside the crop, not hand)."""
+    R, t = pose[:3, :3], pose[:3, 3:]
+    p = R @ points + t
+    n = R @ normals
+    z = p[2]
+    facing = -(n * p).sum(0) / xp.sqrt((p * p).sum(0))
+    zc = xp.clip(z, MIN_DEPTH, None) if xp is np else z.clamp_min(MIN_DEPTH)
+    u = p[0] / zc * fr.focal[0] + fr.centre[0]
+    v = p[1] / zc * fr.focal[1] + fr.centre[1]
+    values, gx, gy, inside = sample_bilinear(image, u - fr.origin[0], v - fr.origin[1])
+    valid = inside & (facing >= min_facing) & (z > MIN_DEPTH)
+    if fr.hand is not None:
+        if xp is np:
+            columns, rows_table, hand = fr.hand
+            limit = columns.shape[0] - 2
+            iu = np.clip(np.rint(u), -1, limit).astype(np.int64)
+            iv = np.clip(np.rint(v), -1, limit).astype(np.int64)
+            valid &= hand.take(rows_table.take(iv) + columns.take(iu)) >= (z + hand_margin).astype(np.float32)
+        else:
+            uv = torch.stack((u, v), -1).round()
+            valid &= fr.hand.depth_at_pixels(uv) >= (z + hand_margin).to(fr.hand.depth)
+    rows = photometric_jacobian(p, t, gx, gy, fr.focal)
+    return values, rows, n, valid
+
+
+def _photometric_prediction(xp, intensity, refs, n_cam, valid):
+    """``(K,)`` predicted intensities ``m . [k, k n_x, k n_y, k n_z, 1]`` of the keyframe's ``refs (K,)`` with the
+    camera-frame normals ``n_cam (3, K)``, ``m (5,)`` fitted to ``intensity (K,)`` over the ``valid`` points (least
+    squares, ridge towards ``I = k``: gain 1, no shading, no offset, so that few or flat points keep the identity)."""
+    v = valid.astype(np.float64) if xp is np else valid.to(_F64)
+    F = xp.stack((refs, refs * n_cam[0], refs * n_cam[1], refs * n_cam[2], xp.ones_like(refs)))
+    Fv = F * v
+    A = Fv @ F.T
+    b = Fv @ xp.where(valid, intensity, 0.0 * intensity)
+    ridge = 1e-2 * (float(xp.trace(A)) / 5 + 1e-6)
+    if xp is np:
+        m = np.linalg.solve(A + ridge * np.eye(5), b + ridge * np.array([1.0, 0.0, 0.0, 0.0, 0.0]))
+    else:
+        prior = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0], dtype=_F64, device=A.device)
+        m = torch.linalg.solve(A + ridge * torch.eye(5, dtype=_F64, device=A.device), b + ridge * prior)
+    return m @ F
+
+
+def _only_along(xp, rows, rotation, basis):
+    """Jacobian rows ``(6, K)`` keeping only their part along the object's ``basis = (Y (6, k) object-frame
+    twists, radius [m])`` posed by ``rotation (3, 3)``: the block then observes those motions alone."""
+    Y, radius = basis
+    Y = xp.asarray(Y) if xp is np else torch.as_tensor(Y, device=rows.device)
+    Y = xp.concatenate((rotation @ Y[:3], rotation @ Y[3:]), 0)
+    scale = xp.asarray([[1.0], [1.0], [1.0], [radius], [radius], [radius]]) if xp is np else \
+        torch.tensor([[1.0], [1.0], [1.0], [radius], [radius], [radius]], dtype=_F64, device=rows.device)
+    scaled = rows / scale
+    return (Y @ (Y.T @ scaled)) * scale

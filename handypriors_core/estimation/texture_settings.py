@@ -1,0 +1,86 @@
+"""Settings of the sparse photometric ("texture") modality (``tracking.texture`` in ``config/allegro_tracking.yaml``).
+
+The modality (:mod:`.texture`) compares the image intensity at object surface points with the intensity stored for
+them at a keyframe: it observes motions that neither depth nor the outline see (a textured cylinder or bottle
+turning about its own axis).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..config import check_ranges, ranged, require
+
+__all__ = ["TextureSettings"]
+
+
+@dataclass
+class TextureSettings:
+    """Sparse photometric modality (:mod:`.texture`): keyframe intensities at object surface points.
+
+    Attributes:
+        candidates: object surface points sampled once (area-weighted, deterministic) from which a keyframe picks.
+        max_points: most points a keyframe keeps (those with the strongest image gradient).
+        min_points: fewer usable points than this (at a keyframe or in a frame) and the modality says nothing.
+        min_gradient: a keyframe point needs at least this image gradient [intensity / px] (intensity in [0, 1],
+            after the blur).
+        min_facing: a point is used while the cosine between its normal and the direction to the camera is at
+            least this (grazing points mix in the background).
+        blur_radii: per Gauss-Newton iteration (coarse to fine; the last repeats), the radius [px] of the box
+            filter applied twice to the luminance before sampling (a tent of half width twice the radius: the
+            convergence basin; 0 = none).
+        search_margin: [px] the image is read this far around the keyframe's points projected at the prediction.
+        robust: robust function of the intensity residuals.
+        robust_scales: per Gauss-Newton iteration, the robust function's scale [intensity] (the last repeats).
+        standard_deviations: per iteration, the per-point intensity noise [intensity] the update weighs with.
+        noise_floor: smallest per-point noise [intensity] the per-frame noise estimate may give
+            (``filter.noise_estimation``).
+        correlation: residuals per independent one (>= 1): points closer than the blur share their noise.
+        hand_margin: [m] points the rendered hand covers (or lies this close behind) are dropped.
+        min_overlap: a new keyframe is taken (on a trusted frame) when fewer than this fraction of the keyframe's
+            points remain usable ...
+        max_rotation: [rad] ... or the object has turned by more than this relative to the camera since it ...
+        min_inliers: ... or fewer than this fraction of the points agree with it (robust weight above one half).
+        reference: what a keyframe stores: ``model`` (the object's texture rendered at the keyframe's pose, an
+            absolute reference; the camera image for a mesh without texture) or ``image`` (the camera image of a
+            trusted frame: holds the pose where it was taken, drift-free only relative to it).
+        with_depth_directions: with depth, what the block may observe: ``unseen`` (only the object motions the
+            depth cannot see: the axis of a surface of revolution; nothing for other shapes) or ``all``.
+    """
+
+    candidates: int = ranged(3000, 10, 1_000_000)
+    max_points: int = ranged(200, 3, 100_000)
+    min_points: int = ranged(20, 3, 100_000)
+    min_gradient: float = ranged(0.01, 0.0, 10.0)
+    min_facing: float = ranged(0.3, 0.0, 1.0)
+    blur_radii: list[int] = field(default_factory=lambda: [4, 2, 1])
+    search_margin: int = ranged(12, 0, 200)
+    robust: str = "huber"
+    robust_scales: list[float] = field(default_factory=lambda: [0.05])
+    standard_deviations: list[float] = field(default_factory=lambda: [0.05])
+    noise_floor: float = ranged(0.01, 0.0, 1.0)
+    correlation: float = ranged(4.0, 1.0, 1e6)
+    hand_margin: float = ranged(0.005, 0.0, 0.1)
+    min_overlap: float = ranged(0.6, 0.0, 1.0)
+    max_rotation: float = ranged(0.35, 0.0, math.pi, low_open=True)
+    min_inliers: float = ranged(0.5, 0.0, 1.0)
+    reference: str = "model"
+    with_depth_directions: str = "unseen"
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "texture")
+        require(len(self.blur_radii) >= 1 and all(isinstance(r, int) and 0 <= r <= 50 for r in self.blur_radii),
+                f"texture.blur_radii must be a non-empty list of integers in [0, 50] px; got {self.blur_radii}")
+        for name in ("robust_scales", "standard_deviations"):
+            values = getattr(self, name)
+            require(len(values) >= 1 and all(math.isfinite(v) and v > 0 for v in values),
+                    f"texture.{name} must be a non-empty list of values > 0; got {values}")
+        require(self.robust in ("huber", "tukey", "cauchy", "geman_mcclure", "none"),
+                f"texture.robust must be huber, tukey, cauchy, geman_mcclure or none; got {self.robust!r}")
+        require(self.reference in ("model", "image"),
+                f"texture.reference must be 'model' or 'image'; got {self.reference!r}")
+        require(self.with_depth_directions in ("unseen", "all"),
+                f"texture.with_depth_directions must be 'unseen' or 'all'; got {self.with_depth_directions!r}")
+        require(self.min_points <= self.max_points,
+                f"texture.min_points ({self.min_points}) must not exceed max_points ({self.max_points})")
