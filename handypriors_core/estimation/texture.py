@@ -49,13 +49,14 @@ _NEXT, _AFTER = [1, 2, 0], [2, 0, 1]  # (a x b)_i = a_next(i) b_after(i) - a_aft
 
 
 def luminance(rgb):
-    """``(H, W)`` float32 luminance in [0, 1] of ``rgb (H, W, 3)`` (uint8 or float in [0, 1]; numpy or torch)."""
+    """``(H, W)`` float64 luminance in [0, 1] of ``rgb (H, W, 3)`` (uint8 or float in [0, 1]; numpy or torch; float64
+    so that the blur's running sums give the same values on every path)."""
     scale = 1.0 / 255.0 if rgb.dtype in (np.uint8, torch.uint8) else 1.0
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     if isinstance(rgb, torch.Tensor):
-        r, g, b = r.float(), g.float(), b.float()
+        r, g, b = r.double(), g.double(), b.double()
     else:
-        r, g, b = r.astype(np.float32), g.astype(np.float32), b.astype(np.float32)
+        r, g, b = r.astype(np.float64), g.astype(np.float64), b.astype(np.float64)
     return (r * (_LUMA[0] * scale) + g * (_LUMA[1] * scale) + b * (_LUMA[2] * scale))
 
 
@@ -267,7 +268,7 @@ class TextureModality:
         return True
 
     def _rendered_albedo(self, obs: Observation, pose: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-        """``(h, w)`` float32 luminance of the object's texture rendered at ``pose (4, 4)`` (nearest face per pixel,
+        """``(h, w)`` float64 luminance of the object's texture rendered at ``pose (4, 4)`` (nearest face per pixel,
         perspective-correct texture coordinates, no shading) over the full-image pixels of ``box``; pixels off the
         object get the mean albedo of those on it."""
         x0, y0, x1, y1 = box
@@ -285,7 +286,7 @@ class TextureModality:
         tex = self._texture
         th, tw = tex.shape
         values, _, _, _ = sample_bilinear(tex, uv[:, 0] * tw - 0.5, (1 - uv[:, 1]) * th - 0.5)
-        crop = np.full(face.shape, float(values.mean()) if values.size else 0.5, np.float32)
+        crop = np.full(face.shape, float(values.mean()) if values.size else 0.5)
         crop[on] = values
         return crop
 
