@@ -86,7 +86,7 @@ def test_every_tracker_setting_is_a_typed_documented_ranged_parameter():
     assert specs[("mode",)].choices == ("filter", "refine")
     assert specs[("filter", "observations")].type == Parameter.Type.STRING_ARRAY
     assert set(specs[("filter", "observations")].choices) == {"centre", "fingertips", "silhouette", "depth",
-                                                              "sparse_depth", "contacts", "region"}
+                                                              "sparse_depth", "contacts", "region", "texture"}
 
 
 def test_ranges_come_from_the_dataclass_fields_and_agree_with_their_validation():

@@ -8,7 +8,6 @@ smooth random pattern (float64 sampling of a uint8 image), so every point lies o
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from types import SimpleNamespace
 

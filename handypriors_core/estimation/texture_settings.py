@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..config import check_ranges, ranged, require
 
@@ -56,7 +57,7 @@ class TextureSettings:
     min_facing: float = ranged(0.3, 0.0, 1.0)
     blur_radii: list[int] = field(default_factory=lambda: [4, 2, 1])
     search_margin: int = ranged(12, 0, 200)
-    robust: str = "huber"
+    robust: Literal["huber", "tukey", "cauchy", "geman_mcclure", "none"] = "huber"
     robust_scales: list[float] = field(default_factory=lambda: [0.05])
     standard_deviations: list[float] = field(default_factory=lambda: [0.05])
     noise_floor: float = ranged(0.01, 0.0, 1.0)
@@ -65,8 +66,8 @@ class TextureSettings:
     min_overlap: float = ranged(0.6, 0.0, 1.0)
     max_rotation: float = ranged(0.35, 0.0, math.pi, low_open=True)
     min_inliers: float = ranged(0.5, 0.0, 1.0)
-    reference: str = "model"
-    with_depth_directions: str = "unseen"
+    reference: Literal["model", "image"] = "model"
+    with_depth_directions: Literal["unseen", "all"] = "unseen"
 
     def __post_init__(self) -> None:
         check_ranges(self, "texture")
@@ -82,5 +83,3 @@ class TextureSettings:
                 f"texture.reference must be 'model' or 'image'; got {self.reference!r}")
         require(self.with_depth_directions in ("unseen", "all"),
                 f"texture.with_depth_directions must be 'unseen' or 'all'; got {self.with_depth_directions!r}")
-        require(self.min_points <= self.max_points,
-                f"texture.min_points ({self.min_points}) must not exceed max_points ({self.max_points})")

@@ -1,0 +1,122 @@
+"""Cost of the texture modality per frame (issue 13): CPU time of its work inside the filter's update.
+
+Tracks the generated cylinder and bottle of ``bench/bench_tracking.py`` (60 frames, start = frame-0 ground truth
+perturbed by 2 cm / 10 deg, seed 0; shipped ``config/*.yaml``, no mask, one torch thread) and times, per frame, with
+``time.thread_time`` (the modality runs on the calling thread): the frame's preparation (``begin``: luminance of the
+image around the keyframe's points, hand tables), every linearisation (``normal_equations``: blur levels on first
+use, sampling, residuals, Jacobian rows, photometric model, weights) and keyframes (``take_keyframe``: a model
+keyframe renders the object's texture). Also the whole tracker step (process CPU) with and without the modality,
+which includes the extra Gauss-Newton iterations it may cause.
+
+    .venv/bin/python bench/bench_texture.py            # -> bench/results/texture_cost.json (exit 1 on a bound)
+
+``REGRESSION_BOUNDS``: about 1.5x the figures of docs/benchmarks.md ("Session 7: texture modality").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench._common import load_average, percentile, quiet_warp, write_results  # after the sys.path line above
+from bench.bench_tracking import configured, load_generated_sequence
+from handypriors_core.estimation.settings import load_tracking_settings
+from handypriors_core.estimation.tracker import ObjectTracker
+from handypriors_core.evaluation import perturbed_pose
+from handypriors_core.models import RigidObject, URDFHand, allegro_urdf
+from handypriors_core.physics.settings import load_physics_settings
+from handypriors_core.render.settings import load_render_settings
+
+#: sequence -> metric -> bound [ms] (median over the frames; keyframe frames included in the p90)
+REGRESSION_BOUNDS = {
+    "gen_cylinder": {"texture_median_ms": 1.5, "texture_p90_ms": 3.0},
+    "gen_mesh": {"texture_median_ms": 1.5, "texture_p90_ms": 3.0},
+}
+SEQUENCES = ("gen_cylinder", "gen_mesh")
+
+
+class _Timer:
+    """Wraps methods of one object, summing their thread CPU time into the current frame's bucket."""
+
+    def __init__(self, target, names: tuple[str, ...]) -> None:
+        self.frame: dict[str, float] = {}
+        for name in names:
+            setattr(target, name, self._timed(name, getattr(target, name)))
+
+    def _timed(self, name, fn):
+        def run(*args, **kwargs):
+            t = time.thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.frame[name] = self.frame.get(name, 0.0) + time.thread_time() - t
+        return run
+
+
+def run(name: str, frames: int, observations: list[str] | None) -> dict:
+    """Track ``name`` once; per-frame texture CPU [ms] (None rows when the modality is off) and step CPU [ms]."""
+    seq = load_generated_sequence(name, frames)
+    overrides = {"mode": "filter"} if observations is None else {"mode": "filter", "filter.observations": observations}
+    settings = configured(load_tracking_settings(), overrides)
+    tracker = ObjectTracker(URDFHand.from_urdf(allegro_urdf()), RigidObject.from_mesh(seq.mesh_path), settings,
+                            render_settings=load_render_settings(), physics_settings=load_physics_settings())
+    tracker.reset(perturbed_pose(seq.truth[0], 0))
+    timer = _Timer(tracker.filter.texture, ("begin", "normal_equations", "take_keyframe"))
+    texture, steps, parts = [], [], {"begin": [], "normal_equations": [], "take_keyframe": []}
+    for i, frame in enumerate(seq.frames):
+        timer.frame = {}
+        c0 = time.process_time()
+        tracker.track(frame)
+        if i == 0:
+            continue  # first frame: caches
+        steps.append(1e3 * (time.process_time() - c0))
+        texture.append(1e3 * sum(timer.frame.values()))
+        for key, values in parts.items():
+            values.append(1e3 * timer.frame.get(key, 0.0))
+    return {"step_cpu_median_ms": percentile(steps, 50), "step_cpu_p90_ms": percentile(steps, 90),
+            "texture_median_ms": percentile(texture, 50), "texture_p90_ms": percentile(texture, 90),
+            "texture_max_ms": max(texture), **{f"{k}_median_ms": percentile(v, 50) for k, v in parts.items()},
+            "keyframes": sum(v > 0 for v in parts["take_keyframe"])}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--sequences", nargs="*", default=list(SEQUENCES))
+    parser.add_argument("--output", default="texture_cost")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    quiet_warp()
+    results = {"description": __doc__.splitlines()[0], "frames": args.frames, "load_average_start": load_average(),
+               "sequences": {}}
+    failed = []
+    for name in args.sequences:
+        on = run(name, args.frames, None)
+        off = run(name, args.frames, ["sparse_depth"])
+        results["sequences"][name] = {"with_texture": on, "without": {k: off[k] for k in
+                                                                     ("step_cpu_median_ms", "step_cpu_p90_ms")}}
+        print(f"{name:14s} texture {on['texture_median_ms']:.2f} / p90 {on['texture_p90_ms']:.2f} / max "
+              f"{on['texture_max_ms']:.2f} ms (begin {on['begin_median_ms']:.2f}, linearisations "
+              f"{on['normal_equations_median_ms']:.2f}, {on['keyframes']} keyframes); step "
+              f"{on['step_cpu_median_ms']:.1f} ms with, {off['step_cpu_median_ms']:.1f} without", flush=True)
+        for key, bound in REGRESSION_BOUNDS.get(name, {}).items():
+            if on[key] > bound:
+                failed.append(f"{name}: {key} = {on[key]:.2f} ms (bound {bound})")
+    results["load_average_end"] = load_average()
+    results["regressions_failed"] = failed
+    path = write_results(args.output, results)
+    for line in failed:
+        print("REGRESSION", line)
+    print(f"wrote {path} (load average {results['load_average_start']} -> {results['load_average_end']})")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
