@@ -69,8 +69,8 @@ WIDTH, HEIGHT = 640, 480
 #: The node's intake thread at a higher priority (docs/node_runtime.md; applied where CAP_SYS_NICE allows it).
 INTAKE_NICE = "intake_nice:=-10"
 #: The node's per-frame stages in /diagnostics: wall times, and its worker thread's CPU per stage [ms].
-STAGES = ("queue_ms", "inputs_ms", "held_ms", "track_ms", "publish_ms", "inputs_cpu_ms", "track_cpu_ms",
-          "publish_cpu_ms")
+STAGES = ("queue_ms", "inputs_ms", "wait_ms", "held_ms", "track_ms", "publish_ms", "inputs_cpu_ms",
+          "prepare_cpu_ms", "track_cpu_ms", "publish_cpu_ms")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -346,6 +346,8 @@ def summarize(feeder: Feeder, stamps: list[int], wall: float, diagnostics: list)
         "latency_ms_median": float(np.median(latency)) if len(latency) else None,
         "latency_ms_p95": float(np.percentile(latency, 95)) if len(latency) else None,
         "latency_ms_min": float(latency.min()) if len(latency) else None,
+        # stamp -> the feeder's publish calls of the frame's four messages returned
+        "feeder_publish_ms_median": float(np.median([(feeder.sent[s] - s) / 1e6 for s in stamps])) if stamps else None,
         "node_dropped_frames_in_run": (int(values["dropped_frames"]) - int(snapshots[0]["dropped_frames"])
                                        if len(snapshots) >= 2 and "dropped_frames" in values else None),
         "node_processing_ms": float(values["processing_ms"]) if "processing_ms" in values else None,
@@ -356,9 +358,30 @@ def summarize(feeder: Feeder, stamps: list[int], wall: float, diagnostics: list)
         **_errors(snapshots),
         "joint_states_intake_lag_ms": _lag(values, "joint_states"),
         "tf_intake_lag_ms": _lag(values, "tf"),
+        "image_intake_lag_ms": _lag(values, "image"),
+        "object_tf_out_lag_ms": _lag(values, "object_tf_out"),
         "load_average": os.getloadavg(),
     }
+    out["latency_breakdown_ms"] = latency_breakdown(out)
     return out
+
+
+def latency_breakdown(summary: dict) -> dict:
+    """Where the median stamp-to-TF latency goes [ms] (medians of each part, so they need not add up exactly):
+    ``feeder_publish``: stamp -> the feeder's four publish calls returned; ``in``: stamp -> the colour image
+    taken by the node's intake (the feeder's publish and DDS included); ``queue``,
+    ``wait`` (for the inputs after the stamp), ``assemble`` (inputs minus wait), ``held``, ``track`` (the step as
+    the node sees it); ``out``: stamp -> the object TF published by the node, ``back``: the latency minus ``out``
+    (the TF's way back to the feeder)."""
+    stages = summary["node_stage_ms_median"]
+    image, out = summary["image_intake_lag_ms"].get("median"), summary["object_tf_out_lag_ms"].get("median")
+    latency = summary["latency_ms_median"]
+    parts = {"feeder_publish": summary.get("feeder_publish_ms_median"), "in": image, "queue": stages.get("queue_ms"),
+             "wait": stages.get("wait_ms"),
+             "assemble": (stages["inputs_ms"] - stages["wait_ms"]) if "wait_ms" in stages else None,
+             "held": stages.get("held_ms"), "track": stages.get("track_ms"), "out": out,
+             "back": (latency - out) if latency is not None and out is not None else None}
+    return {k: None if v is None else round(float(v), 2) for k, v in parts.items()}
 
 
 def _drops(values: dict) -> dict:
@@ -430,7 +453,8 @@ def run_mode(mode: str, rates: list[tuple[str, float]], seconds: float, folder: 
             results[name] = summary
             print(f"  {mode:7s} {name:8s} offered {summary['offered_rate_hz']:5.1f} Hz -> sustained "
                   f"{summary['sustained_rate_hz']:5.1f} Hz, latency median {summary['latency_ms_median']} ms, "
-                  f"p95 {summary['latency_ms_p95']} ms, stages {summary['node_stage_ms_median']}, joint-state "
+                  f"p95 {summary['latency_ms_p95']} ms, breakdown {summary['latency_breakdown_ms']}, "
+                  f"stages {summary['node_stage_ms_median']}, joint-state "
                   f"intake lag {summary['joint_states_intake_lag_ms']}, CPU % of a core "
                   f"{summary['cpu_percent_of_one_core']}, CPU ms per unit "
                   f"{ {k: round(v, 3) for k, v in summary['cpu_ms_per_unit'].items()} }, "

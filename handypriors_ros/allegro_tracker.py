@@ -133,6 +133,8 @@ class AllegroTracker(Node):
         self._mailbox = Mailbox(self._bell)
         self._stop = threading.Event()
         self._tf_lag = LagStats()
+        self._image_lag = LagStats(150)  # colour image: stamp -> taken in here (the camera and DDS on the way in)
+        self._output_lag = LagStats(150)  # stamp -> the object TF published (the node's share of the latency)
         self._tf = make_tf_lookup(self, cache_time_s=10.0, max_extrapolation_s=s.stamp_tolerance, raw=True,
                                   callback_group=self._intake_group, on_transform=self._on_tf_sample,
                                   on_error=lambda message: self._report(message, warn=True))
@@ -144,7 +146,8 @@ class AllegroTracker(Node):
             topics={"joint_states": self.resolve_topic_name(TOPICS["joint_states"]),
                     "color_info": self.resolve_topic_name(TOPICS["color_info"])},
             stop=self._stop, publishing=lambda stream: self._optional_publishers.get(stream, lambda: 0)() > 0,
-            check_frames=not s.tracker_process)  # (the tracker process checks each frame it rebuilds)
+            # (the tracker process checks each frame it rebuilds, and decodes its images as it copies them)
+            check_frames=not s.tracker_process, wire_images=s.tracker_process)
         self._inputs.signal.bell = self._bell
         self._optional_publishers: dict = {}  # stream -> publisher count of its subscription (set below)
         # -- outputs
@@ -282,7 +285,9 @@ class AllegroTracker(Node):
     # ========================================================================================== callbacks
     def _on_image(self, msg: Any) -> None:
         self.activity.image_received()
-        if self._mailbox.put(ImageItem(msg, conversions.stamp_ns(msg), time.monotonic())):
+        stamp = conversions.stamp_ns(msg)
+        self._image_lag.add(stamp)
+        if self._mailbox.put(ImageItem(msg, stamp, time.monotonic())):
             self._count_drop("busy")
 
     def _on_tf_sample(self, stamp_ns: int, child_frame_id: str) -> None:
@@ -439,6 +444,7 @@ class AllegroTracker(Node):
         s = self.params.node
         pose = outputs.pose_of(estimate)
         self._tf_pub.publish(outputs.object_tf(pose, camera_frame, s.object_frame, stamp))
+        self._output_lag.add(stamp)
         now = self.get_clock().now().nanoseconds
         self._pose_pub.publish(outputs.object_pose(pose, estimate.covariance, camera_frame, stamp))
         tracked = self.activity.frame_tracked()
@@ -494,7 +500,8 @@ class AllegroTracker(Node):
                             None: "0"}[self._intake.nice_applied],
         }
         extra.update(self.activity.values())
-        for name, stats in (("joint_states", self._inputs.joint_lag), ("tf", self._tf_lag)):
+        for name, stats in (("joint_states", self._inputs.joint_lag), ("tf", self._tf_lag), ("image", self._image_lag),
+                            ("object_tf_out", self._output_lag)):
             extra.update({f"{name}_lag_{key}": value for key, value in stats.summary().items()})
         extra.update(self._queue_sizes())
         return health, extra

@@ -92,6 +92,8 @@ class StagedFrame:
     taken: float  # from the mailbox (then its inputs were waited for)
     assembled: float
     inputs_cpu_s: float
+    waited: float = math.nan  # its inputs all there (or its deadline passed): assembling began
+    prepare_cpu_s: float = 0.0  # this thread's CPU decoding its images while it waited (``prepare``)
     sent: float = math.nan
     send_cpu_s: float = 0.0
 
@@ -155,6 +157,7 @@ class FramePipeline:
         self._idle_s = idle_s
         self.waiting: Any = None  # image taken, inputs not all there
         self._waiting_since = math.nan  # when it was taken from the mailbox (time.monotonic)
+        self._prepare_cpu_s = 0.0  # this thread's CPU in ``prepare`` for the waiting frame
         self.ready: StagedFrame | None = None  # assembled, not sent
         self.in_flight: StagedFrame | None = None  # sent to the tracker
         self._estimate_at = math.nan
@@ -183,14 +186,16 @@ class FramePipeline:
                 if self.ready is not None:  # newest wins: the assembled frame the tracker did not take yet
                     self.ready = None
                     stages.failed(FrameReplaced())
-                self.waiting, self._waiting_since = item, time.monotonic()
+                self.waiting, self._waiting_since, self._prepare_cpu_s = item, time.monotonic(), 0.0
         if self.waiting is not None:
             self._arm(True)  # (before the look: an input arriving after it rings the bell)
             if stages.inputs_ready(self.waiting) or time.monotonic() >= stages.deadline(self.waiting):
                 self._arm(False)
                 self._assemble(self.waiting)
                 return
+            cpu = time.thread_time()
             stages.prepare(self.waiting)
+            self._prepare_cpu_s += time.thread_time() - cpu
         if stop is None or not stop.is_set():
             self._wait()
         self._arm(False)
@@ -215,13 +220,14 @@ class FramePipeline:
 
     def _assemble(self, item: Any) -> None:
         self.waiting = None
-        cpu = time.thread_time()
+        waited, cpu = time.monotonic(), time.thread_time()
         try:
             payload = self.stages.assemble(item)
         except Exception as exc:  # noqa: BLE001 - the node counts it (input drop) or notes why it waits
             self.stages.failed(exc)
             return
-        self.ready = StagedFrame(item, payload, self._waiting_since, time.monotonic(), time.thread_time() - cpu)
+        self.ready = StagedFrame(item, payload, self._waiting_since, time.monotonic(), time.thread_time() - cpu,
+                                 waited, self._prepare_cpu_s)
 
     def _start(self, staged: StagedFrame) -> None:
         self.ready = None
@@ -257,11 +263,13 @@ class FramePipeline:
         self.stages.record_stages({
             "queue_ms": 1e3 * (staged.taken - staged.item.received),
             "inputs_ms": 1e3 * (staged.assembled - staged.taken),  # (waiting for them included)
+            "wait_ms": 1e3 * (staged.waited - staged.taken),  # of which: until its inputs were all there
             "held_ms": 1e3 * (staged.sent - staged.assembled),  # ready, the tracker busy with the frame before
             "track_ms": 1e3 * (received - staged.sent),
             "publish_ms": 1e3 * (time.monotonic() - received),  # (the next frame's send included)
             # this thread's CPU per stage (track: sending the frame, reading the estimate)
-            "inputs_cpu_ms": 1e3 * staged.inputs_cpu_s,
+            "inputs_cpu_ms": 1e3 * staged.inputs_cpu_s,  # (assembling, after the wait)
+            "prepare_cpu_ms": 1e3 * staged.prepare_cpu_s,  # (decoding its images during the wait)
             "track_cpu_ms": 1e3 * (staged.send_cpu_s + receive_cpu),
             "publish_cpu_ms": 1e3 * (time.thread_time() - cpu_publish)})
 

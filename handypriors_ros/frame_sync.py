@@ -271,13 +271,17 @@ class FrameAssembler:
         check_frames: validate each :class:`Frame` here (False: the tracker process validates it when it rebuilds
             it from what the node sends, so the node does not pay for the checks twice: about 1 ms per 640x480
             RGB-D frame, most of it the depth check).
+        wire_images: the frame's colour and depth are :class:`~handypriors_ros.conversions.WireImage` (the
+            message's pixels, checked, not decoded: the tracker process decodes them as it copies them out of
+            shared memory; 16UC1 depth crosses as uint16, half the bytes of float32 metres); False: decoded here
+            (RGB ``(H, W, 3) uint8`` and ``(H, W) float32`` [m] tensors).
     """
 
     def __init__(self, hand_joint_names: Any, settings: Callable[[], Any], tf_lookup: Callable[..., torch.Tensor],
                  report: Callable[[str, bool], Any], joint_map: JointMap | None = None,
                  tf_newest: Callable[[str], int | None] | None = None, topics: dict[str, str] | None = None,
                  stop: threading.Event | None = None, publishing: Callable[[str], bool] | None = None,
-                 check_frames: bool = True) -> None:
+                 check_frames: bool = True, wire_images: bool = False) -> None:
         self.hand_joint_names = tuple(hand_joint_names)
         self._settings = settings
         self._tf_lookup = tf_lookup
@@ -287,6 +291,8 @@ class FrameAssembler:
         self.stop = stop if stop is not None else threading.Event()
         self._publishing = publishing
         self._check_frames = check_frames
+        self._wire_images = wire_images
+        self._intrinsics_checked: tuple = ()  # (depth K, colour K) last found to agree
         self._cameras: tuple[Any, Any] = (None, None)  # (CameraInfo key, PinholeCamera) of the last frame
         self.signal = InputSignal()
         self.camera_info: Any = None
@@ -418,13 +424,17 @@ class FrameAssembler:
         camera_frame = (s.camera_frame or msg.header.frame_id).lstrip("/")
         if not camera_frame:
             raise InvalidValueError("the image header has no frame_id and the camera_frame parameter is empty")
-        rgb = conversions.image_to_rgb(msg)
+        if self._wire_images:
+            rgb = conversions.image_to_wire(msg, "colour")
+            size = rgb.shape
+        else:
+            rgb = torch.from_numpy(conversions.image_to_rgb(msg))
+            size = tuple(rgb.shape[:2])
         self.wait_for(lambda: self.camera_info is not None, deadline)  # a driver may send it just after
         camera = self._camera(msg)
-        depth = self._matching_depth(stamp, rgb.shape[:2], deadline) if s.use_depth else None
-        mask = self._matching_mask(stamp, rgb.shape[:2], deadline) if s.mask_source == "external" else None
-        return {"camera_frame": camera_frame, "rgb": torch.from_numpy(rgb), "camera": camera,
-                "depth": None if depth is None else torch.from_numpy(depth),
+        depth = self._matching_depth(stamp, size, deadline) if s.use_depth else None
+        mask = self._matching_mask(stamp, size, deadline) if s.mask_source == "external" else None
+        return {"camera_frame": camera_frame, "rgb": rgb, "camera": camera, "depth": depth,
                 "object_mask": None if mask is None else torch.from_numpy(mask)}
 
     def _camera(self, image: Any) -> Any:
@@ -457,7 +467,9 @@ class FrameAssembler:
             return False
         return bool(self._publishing("depth" if buffer is self.depth else "masks"))
 
-    def _matching_depth(self, stamp: int, size: tuple[int, int], deadline: float) -> np.ndarray | None:
+    def _matching_depth(self, stamp: int, size: tuple[int, int], deadline: float) -> Any:
+        """The depth matched to ``stamp`` (a ``(H, W) float32`` [m] tensor, or a
+        :class:`~handypriors_ros.conversions.WireImage` with ``wire_images``), None when there is none to use."""
         if not self._present(self.depth):
             return None
         msg = self._matched(self.depth, stamp, deadline)
@@ -467,19 +479,24 @@ class FrameAssembler:
                          f"s; tracking this frame without depth", True)
             return None
         try:
-            depth = conversions.image_to_depth(msg)
+            depth = conversions.image_to_wire(msg, "depth") if self._wire_images else conversions.image_to_depth(msg)
         except HandyPriorsError as exc:
             self._report(f"depth image rejected ({exc}); tracking without depth", False)
             return None
-        if depth.shape != size:
+        if tuple(depth.shape) != tuple(size):
             self._report(f"depth image is {depth.shape[1]}x{depth.shape[0]} but the colour image is "
                          f"{size[1]}x{size[0]} (depth must be aligned to colour); tracking without depth", False)
             return None
         info, colour = self.depth_info, self.camera_info
-        if info is not None and colour is not None and not np.allclose(info.k, colour.k, rtol=1e-3, atol=1e-3):
-            self._report("the depth CameraInfo has other intrinsics than the colour one: is the depth topic aligned "
-                         "to colour (aligned_depth_to_color)? Using it as aligned", True)
-        return depth
+        if info is not None and colour is not None:
+            key = (tuple(info.k), tuple(colour.k))  # (a driver sends the same calibrations with every image)
+            if key != self._intrinsics_checked:
+                if np.allclose(info.k, colour.k, rtol=1e-3, atol=1e-3):
+                    self._intrinsics_checked = key
+                else:
+                    self._report("the depth CameraInfo has other intrinsics than the colour one: is the depth topic "
+                                 "aligned to colour (aligned_depth_to_color)? Using it as aligned", True)
+        return depth if self._wire_images else torch.from_numpy(depth)
 
     def _matching_mask(self, stamp: int, size: tuple[int, int], deadline: float) -> np.ndarray | None:
         msg = self._matched(self.masks, stamp, deadline)

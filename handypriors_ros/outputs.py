@@ -112,10 +112,11 @@ def overlay_image(estimate: Any, frame: Any, object_mesh: tuple[torch.Tensor, to
         hand_cam = hand_verts @ hand2camera[:3, :3].T + hand2camera[:3, 3]
         object_cam = verts.double().cpu() @ pose[:3, :3].T + pose[:3, 3]
     camera = frame.camera
+    rgb = frame.rgb.decoded() if isinstance(frame.rgb, conversions.WireImage) else frame.rgb.numpy()
     lines = [f"{estimate.status}  quality {estimate.quality:.2f}  {mode}",
              f"{1e3 * estimate.timings.get('total', math.nan):.0f} ms/frame"]
     image = overlay.tracking_overlay(
-        frame.rgb.numpy(), camera.K.double().cpu().numpy(), None if camera.D is None else camera.D.cpu().numpy(),
+        rgb, camera.K.double().cpu().numpy(), None if camera.D is None else camera.D.cpu().numpy(),
         object_cam.numpy(), faces.cpu().numpy(), hand_cam.cpu().numpy(), vertex_link.cpu().numpy(),
         contact_points=estimate.contact_points.cpu().numpy(), contact_values=estimate.contact_values.cpu().numpy(),
         lines=lines)

@@ -44,6 +44,7 @@ import torch
 
 from handypriors_core.errors import HandyPriorsError
 
+from .conversions.images import WireImage
 from .shared_frames import FrameRing, FrameRingReader
 
 __all__ = ["SHARED_MIN_BYTES", "InProcessTracker", "TrackerProcess", "TrackerProcessError"]
@@ -79,11 +80,9 @@ def _pack(value: Any, shared: list[np.ndarray] | None = None) -> Any:
     """``value`` with tensors as numpy arrays; with ``shared``, large ones are appended to it and left as
     :class:`_Shared` placeholders."""
     if isinstance(value, torch.Tensor):
-        array = value.detach().cpu().numpy()
-        if shared is not None and array.nbytes >= SHARED_MIN_BYTES:
-            shared.append(array)
-            return _Shared(len(shared) - 1)
-        return _Tensor(array)
+        return _pack_array(value.detach().cpu().numpy(), shared)
+    if isinstance(value, WireImage):  # (the pixels as received; decoded into a tensor by _unpack)
+        return (_Wire, _pack_array(value.values, shared), value.encoding, value.kind)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return (_Dataclass, type(value), {f.name: _pack(getattr(value, f.name), shared)
                                           for f in dataclasses.fields(value) if f.init})
@@ -124,8 +123,19 @@ class _CalibrationState:
     offsets: torch.Tensor
 
 
+def _pack_array(array: np.ndarray, shared: list[np.ndarray] | None) -> _Tensor | _Shared:
+    if shared is not None and array.nbytes >= SHARED_MIN_BYTES:
+        shared.append(array)
+        return _Shared(len(shared) - 1)
+    return _Tensor(array)
+
+
 class _Dataclass:
     """Marker of a packed dataclass ``(_Dataclass, cls, fields)``."""
+
+
+class _Wire:
+    """Marker of a packed :class:`~handypriors_ros.conversions.WireImage` ``(_Wire, pixels, encoding, kind)``."""
 
 
 def _unpack(value: Any, shared: Sequence[np.ndarray] = ()) -> Any:
@@ -134,6 +144,9 @@ def _unpack(value: Any, shared: Sequence[np.ndarray] = ()) -> Any:
         return torch.from_numpy(np.array(value.array, copy=True)) if value.array.ndim else torch.tensor(value.array)
     if isinstance(value, _Shared):
         return torch.from_numpy(shared[value.index])
+    if isinstance(value, tuple) and len(value) == 4 and value[0] is _Wire:  # decoded from the copy read here
+        pixels = shared[value[1].index] if isinstance(value[1], _Shared) else np.array(value[1].array, copy=True)
+        return torch.from_numpy(WireImage(pixels, value[2], value[3]).decoded(pixels))
     if isinstance(value, tuple) and len(value) == 3 and value[0] is _Dataclass:
         return value[1](**{k: _unpack(v, shared) for k, v in value[2].items()})
     if isinstance(value, dict):

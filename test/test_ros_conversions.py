@@ -368,3 +368,56 @@ def test_error_kinds_are_counted():
     values = counter.values()
     assert values["errors_depth"] == 2 and values["errors_mask"] == 2 and values["errors_camera_info"] == 2
     assert values["errors_total"] == len(lines) + 2
+
+
+# -- images as received (WireImage): checked here, decoded by the tracker process ----------------------------
+def _wire_case(encoding: str, padded: bool, big_endian: bool) -> Image:
+    rng = np.random.default_rng(3)
+    height, width = 5, 4
+    if encoding in ("16UC1", "mono16"):
+        values = rng.integers(0, 4000, (height, width)).astype(np.uint16)
+        values[0, :2] = 0  # no return
+    elif encoding == "32FC1":
+        values = rng.uniform(0.2, 2.0, (height, width)).astype(np.float32)
+        values[0, 0], values[1, 1], values[2, 2] = np.nan, -1.0, np.inf
+    else:
+        channels = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}[encoding]
+        values = rng.integers(0, 256, (height, width, channels)[: 2 if channels == 1 else 3]).astype(np.uint8)
+    wire_dtype = values.dtype.newbyteorder(">" if big_endian else "<")
+    rows = [values[r].astype(wire_dtype).tobytes() for r in range(height)]
+    msg = _message(encoding, rows, width, big_endian=big_endian)
+    if not padded:
+        msg.step -= PAD
+        msg.data = array.array("B", b"".join(rows))
+    return deserialize_message(serialize_message(msg), Image)
+
+
+@pytest.mark.parametrize("encoding,kind", [("rgb8", "colour"), ("bgr8", "colour"), ("bgra8", "colour"),
+                                           ("mono8", "colour"), ("16UC1", "depth"), ("32FC1", "depth")])
+@pytest.mark.parametrize("padded,big_endian", [(False, False), (True, False), (False, True)])
+def test_wire_image_decodes_like_the_converters_and_is_a_view_of_unpadded_native_bytes(encoding, kind, padded,
+                                                                                        big_endian):
+    from handypriors_ros import cdr
+
+    msg = cdr.parse_image(serialize_message(_wire_case(encoding, padded, big_endian)))  # (as the node gets it)
+    wire = cv.image_to_wire(msg, kind)
+    expected = cv.image_to_depth(msg) if kind == "depth" else cv.image_to_rgb(msg)
+    decoded = wire.decoded()
+    assert wire.shape == (5, 4) and decoded.dtype == expected.dtype
+    assert np.array_equal(decoded, expected, equal_nan=True)
+    assert np.array_equal(wire.decoded(wire.values.copy()), expected, equal_nan=True)  # (from a copy: the process)
+    view = not padded and (not big_endian or encoding in ("rgb8", "bgr8", "bgra8", "mono8"))
+    assert np.shares_memory(wire.values, np.frombuffer(msg.data, np.uint8)) == view
+    if kind == "depth" and encoding == "16UC1":
+        assert wire.values.dtype == np.uint16  # (crosses as millimetres: half the bytes of float32 metres)
+
+
+def test_wire_image_refuses_the_other_kind_and_bad_sizes():
+    depth = _wire_case("16UC1", False, False)
+    with pytest.raises(InvalidValueError, match="not a colour encoding"):
+        cv.image_to_wire(depth, "colour")
+    with pytest.raises(InvalidValueError, match="not a depth encoding"):
+        cv.image_to_wire(_wire_case("rgb8", False, False), "depth")
+    depth.data = depth.data[:-2]  # a row short
+    with pytest.raises(InvalidValueError, match="holds"):
+        cv.image_to_wire(depth, "depth")

@@ -196,7 +196,10 @@ def test_a_frame_waiting_for_its_inputs_wakes_on_the_input_bell_and_is_not_repla
     stages.tracker.release()
     wait_until(lambda: ("publish", 2) in stages.events, "frame 2 published")
     assert stages.failures == []
-    assert stages.stages_ms[0]["inputs_ms"] >= 50.0  # (frame 1 waited for its inputs: counted in its inputs stage)
+    first = stages.stages_ms[0]
+    assert first["inputs_ms"] >= 50.0  # (frame 1 waited for its inputs: counted in its inputs stage)
+    assert 50.0 <= first["wait_ms"] <= first["inputs_ms"]  # (of which the wait, until its inputs were all there)
+    assert first["prepare_cpu_ms"] >= 0.0 and first["inputs_cpu_ms"] >= 0.0
 
 
 def test_a_tracker_without_a_reply_pipe_runs_the_frames_in_series(pipeline_factory):

@@ -384,3 +384,33 @@ def test_output_quaternion_matches_the_core_conversion_for_every_rotation_includ
         assert min(np.abs(np.array(quaternion) - q.numpy()).max(), np.abs(np.array(quaternion) + q.numpy()).max()) \
             < 1e-12
         assert quaternion[3] >= 0
+
+
+def test_with_wire_images_the_colour_and_matched_depth_stay_as_received_and_bad_sizes_are_refused():
+    from rclpy.serialization import serialize_message
+
+    from handypriors_core.models import URDFHand, allegro_urdf
+
+    tf, reports = TransformBuffer(), []
+    hand = URDFHand.from_urdf(allegro_urdf())
+    assembler = FrameAssembler(hand.joint_names, lambda: _settings(sync_timeout=0.1), tf.lookup,
+                               lambda text, warn: reports.append(text), check_frames=False, wire_images=True)
+    image, info = _image_and_info(T0)
+    image = cdr.parse_image(serialize_message(image))  # (as the intake gets it: a view of the CDR bytes)
+    assembler.add_camera_info(info)
+    assembler.add_joint_state(_joint_state(T0, 0.1))
+    _wrist(tf, T0, 0.0)
+    for offset, millimetres in ((-12, 2000), (4, 3000), (40, 4000)):
+        depth = cv.array_to_image(np.full((6, 8), millimetres, np.uint16), "16UC1", T0 + offset * MS, CAMERA)
+        assembler.add_depth(cdr.parse_image(serialize_message(depth)))
+    frame, _ = assembler.assemble(ImageItem(image, T0, time.monotonic()), index=0)
+    assert isinstance(frame.rgb, cv.WireImage) and isinstance(frame.depth, cv.WireImage)
+    assert frame.depth.values.dtype == np.uint16 and frame.depth.decoded()[0, 0] == pytest.approx(3.0)  # +4 ms
+    assert np.array_equal(frame.rgb.decoded(), cv.image_to_rgb(image)) and not reports
+    later = T0 + 100 * MS
+    image2, _ = _image_and_info(later)
+    assembler.add_joint_state(_joint_state(later, 0.1))
+    _wrist(tf, later, 0.0)
+    assembler.add_depth(cv.array_to_image(np.full((3, 4), 1000, np.uint16), "16UC1", later, CAMERA))  # not aligned
+    frame, _ = assembler.assemble(ImageItem(image2, later, time.monotonic()), index=1)
+    assert frame.depth is None and any("depth image is 4x3 but the colour image is 8x6" in r for r in reports)

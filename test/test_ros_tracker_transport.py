@@ -124,3 +124,46 @@ def test_the_warm_up_sets_up_the_shared_memory_before_the_first_frame():
     arrays: list[np.ndarray] = []
     _pack([args for method, args in calls if method == "echo"], arrays)
     assert arrays, "the warm-up sends nothing through shared memory"
+
+
+def _wire_frame(width: int = 640, height: int = 480):
+    """A frame as the node builds it for the tracker process: colour and 16UC1 depth as received (WireImage views
+    of the CDR bytes), no checks; and the tensors the node used to decode them into."""
+    from rclpy.serialization import serialize_message
+
+    from handypriors_ros import cdr
+    from handypriors_ros import conversions as cv
+    from handypriors_ros.frame_sync import _unchecked_frame
+
+    rng = np.random.default_rng(1)
+    depth_mm = rng.integers(300, 1500, (height, width)).astype(np.uint16)
+    depth_mm[::5, ::3] = 0  # holes
+    colour = cdr.parse_image(serialize_message(cv.rgb_to_image(rng.integers(0, 256, (height, width, 3)).astype(
+        np.uint8), 5, "cam")))
+    depth = cdr.parse_image(serialize_message(cv.array_to_image(depth_mm, "16UC1", 5, "cam")))
+    base = _frame(width, height)
+    fields = {"index": 3, "stamp": 1.5, "rgb": cv.image_to_wire(colour, "colour"), "camera": base.camera,
+              "depth": cv.image_to_wire(depth, "depth"), "joint_angles": base.joint_angles,
+              "hand2camera": base.hand2camera, "joint_names": base.joint_names}
+    decoded = {"rgb": torch.from_numpy(cv.image_to_rgb(colour)), "depth": torch.from_numpy(cv.image_to_depth(depth))}
+    return _unchecked_frame(fields), decoded
+
+
+def test_images_as_received_cross_undecoded_and_the_tracker_process_decodes_them():
+    frame, decoded = _wire_frame()
+    arrays: list[np.ndarray] = []
+    packed = _pack((frame,), arrays)
+    # colour as its bytes, depth as uint16 millimetres: 1.5 MB to write instead of 2.1 MB
+    assert sorted((a.dtype.str, a.nbytes) for a in arrays) == [("<u2", 640 * 480 * 2), ("|u1", 640 * 480 * 3)]
+    (restored,) = _unpack(packed, [a.copy() for a in arrays])
+    assert torch.equal(restored.rgb, decoded["rgb"])
+    assert restored.depth.dtype == torch.float32 and torch.equal(restored.depth.isnan(), decoded["depth"].isnan())
+    assert torch.equal(restored.depth.nan_to_num(), decoded["depth"].nan_to_num())
+    proxy = TrackerProcess()  # and through a real tracker process, which rebuilds the frame with its checks
+    try:
+        for _ in range(3):
+            echoed = proxy._call("echo", frame)
+            assert isinstance(echoed, Frame) and torch.equal(echoed.rgb, decoded["rgb"])
+            assert torch.equal(echoed.depth.nan_to_num(-1.0), decoded["depth"].nan_to_num(-1.0))
+    finally:
+        proxy.close()

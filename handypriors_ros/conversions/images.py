@@ -19,6 +19,7 @@ Unsupported encodings and inconsistent sizes raise :class:`InvalidValueError` na
 from __future__ import annotations
 
 import array
+import dataclasses
 import functools
 import inspect
 import sys
@@ -45,6 +46,7 @@ __all__ = [
     "COLOR_ENCODINGS",
     "DEPTH_ENCODINGS",
     "SUPPORTED_ENCODINGS",
+    "WireImage",
     "array_to_image",
     "decode_image_buffer",
     "depth_to_image",
@@ -52,6 +54,7 @@ __all__ = [
     "image_to_array",
     "image_to_depth",
     "image_to_rgb",
+    "image_to_wire",
     "rgb_to_color",
     "rgb_to_image",
 ]
@@ -95,6 +98,56 @@ def image_to_array(msg: Any, backend: str = "auto") -> np.ndarray:
             raise InvalidValueError(f"Image of encoding {msg.encoding!r} decoded to shape {result.shape}")
         return np.array(result, dtype=np.dtype(spec.dtype), copy=True)
     return decode_image_buffer(msg.data, msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian))
+
+
+@dataclasses.dataclass(frozen=True)
+class WireImage:
+    """An image's pixels as they came in, decoded later (by the tracker process, which copies them out of shared
+    memory anyway: one pass instead of a decode here and a copy there).
+
+    ``values``: the native array of ``encoding`` (``(H, W)`` or ``(H, W, C)``, e.g. 16UC1 depth as uint16 mm),
+    often a read-only view of the message's bytes; ``kind``: ``"colour"`` or ``"depth"``.
+    """
+
+    values: np.ndarray
+    encoding: str
+    kind: str
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(H, W)``."""
+        return (int(self.values.shape[0]), int(self.values.shape[1]))
+
+    def decoded(self, values: np.ndarray | None = None) -> np.ndarray:
+        """Colour -> RGB ``(H, W, 3) uint8``; depth -> ``(H, W) float32`` [m], NaN where there is no return.
+        ``values``: the pixels to decode instead of :attr:`values` (a copy of them, e.g. read from shared
+        memory); an rgb8 copy is returned as it is."""
+        values = self.values if values is None else values
+        if self.kind == "depth":
+            return depth_to_metres(values, self.encoding)
+        return rgb_to_color(values, self.encoding)
+
+
+def image_to_wire(msg: Any, kind: str) -> WireImage:
+    """``sensor_msgs/Image`` -> :class:`WireImage` of ``kind`` (``"colour"`` / ``"depth"``), checked as
+    :func:`image_to_rgb` / :func:`image_to_depth` check it (encoding, size, step). The pixels stay a view of the
+    message's bytes when its rows are unpadded and in this machine's byte order; otherwise they are copied."""
+    allowed = DEPTH_ENCODINGS if kind == "depth" else COLOR_ENCODINGS
+    if msg.encoding not in allowed:
+        encoding_spec(msg.encoding)
+        raise InvalidValueError(f"Image.encoding {msg.encoding!r} is not a {kind} encoding (use one of "
+                                f"{', '.join(allowed)})")
+    spec = encoding_spec(msg.encoding)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    itemsize = int(spec.dtype[1:])
+    native = bool(msg.is_bigendian) == (sys.byteorder == "big") or itemsize == 1
+    if (height > 0 and width > 0 and step == width * spec.channels * itemsize and native
+            and isinstance(msg.data, (bytes, bytearray, memoryview)) and len(msg.data) == height * step):
+        shape = (height, width) if spec.channels == 1 else (height, width, spec.channels)
+        values = np.frombuffer(msg.data, dtype=np.dtype(spec.dtype)).reshape(shape)
+    else:  # (padded rows, the other byte order, an array.array: the checked copy)
+        values = image_to_array(msg, "numpy")
+    return WireImage(values, msg.encoding, kind)
 
 
 def image_to_rgb(msg: Any, backend: str = "auto") -> np.ndarray:
