@@ -123,6 +123,7 @@ class StampedBuffer:
     def __init__(self, size: int = _BUFFERED, active_s: float = _STREAM_ACTIVE_S) -> None:
         self._items: collections.deque = collections.deque(maxlen=size)
         self._active_s = active_s
+        self._newest: int | None = None  # the newest buffered stamp (kept: settled() is asked often)
         self.last_received = -math.inf
 
     def add(self, stamp_ns: int, msg: Any, now: float | None = None) -> None:
@@ -133,7 +134,13 @@ class StampedBuffer:
         newest = self.newest_stamp()
         if newest is not None and stamp_ns < newest - _RESTART_NS:
             self._items.clear()
+            newest = None
+        evicted = self._items[0][0] if len(self._items) == self._items.maxlen else None
         self._items.append((stamp_ns, msg))
+        if newest is None or stamp_ns >= newest:
+            self._newest = stamp_ns
+        elif evicted == newest:  # (the newest fell out of an out-of-order stream)
+            self._newest = max(s for s, _ in list(self._items))
         self.last_received = time.monotonic() if now is None else now
 
     def active(self, now: float | None = None) -> bool:
@@ -153,11 +160,11 @@ class StampedBuffer:
         return newest is not None and newest >= stamp_ns
 
     def newest_stamp(self) -> int | None:
-        items = list(self._items)
-        return max(s for s, _ in items) if items else None
+        return self._newest if self._items else None
 
     def clear(self) -> None:
         self._items.clear()
+        self._newest = None
 
     def __len__(self) -> int:
         return len(self._items)

@@ -79,6 +79,8 @@ class _Shared:
 def _pack(value: Any, shared: list[np.ndarray] | None = None) -> Any:
     """``value`` with tensors as numpy arrays; with ``shared``, large ones are appended to it and left as
     :class:`_Shared` placeholders."""
+    if isinstance(value, _PLAIN):
+        return value
     if isinstance(value, torch.Tensor):
         return _pack_array(value.detach().cpu().numpy(), shared)
     if isinstance(value, WireImage):  # (the pixels as received; decoded into a tensor by _unpack)
@@ -89,8 +91,13 @@ def _pack(value: Any, shared: list[np.ndarray] | None = None) -> Any:
     if isinstance(value, dict):
         return {k: _pack(v, shared) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        if all(isinstance(v, _PLAIN) for v in value):  # (e.g. a frame's joint names)
+            return value
         return type(value)(_pack(v, shared) for v in value)
     return value
+
+
+_PLAIN = (str, int, float, bool, bytes, type(None))
 
 
 @dataclasses.dataclass

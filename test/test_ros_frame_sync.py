@@ -157,7 +157,16 @@ def test_garbage_future_stamps_neither_match_nor_end_the_wait_once_the_stream_re
     buffer.add(T0 + 1 * MS, "match")
     assert buffer.settled(T0, 20 * MS) and buffer.match(T0, 20 * MS) == "match"
     buffer.add(T0 - 2 * MS, "slightly out of order")  # within the restart margin: kept, history intact
-    assert len(buffer) == 3
+    assert len(buffer) == 3 and buffer.newest_stamp() == T0 + 1 * MS
+
+
+def test_the_newest_stamp_is_kept_through_out_of_order_messages_evictions_and_clear():
+    buffer = StampedBuffer(size=3)
+    for stamp, newest in ((10, 10), (30, 30), (20, 30), (25, 30), (26, 26), (24, 26)):
+        buffer.add(T0 + stamp * MS, stamp)  # (30 falls out when 26 comes: the newest is 26 then)
+        assert buffer.newest_stamp() == T0 + newest * MS, stamp
+    buffer.clear()
+    assert buffer.newest_stamp() is None and not buffer.settled(T0, MS)
 
 
 def test_mailbox_newest_wins_and_wake_returns_early():
