@@ -144,7 +144,6 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     active = list(modalities)
     pose = prior_pose
     e = np.zeros(n)  # x = prior [+] e
-    Lam = np.zeros((n, n))
     final_blocks: list[tuple[NormalEquations, np.ndarray]] = []
     step = np.zeros(n)
     converged = False

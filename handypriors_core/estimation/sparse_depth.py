@@ -37,10 +37,10 @@ from .observation import Observation
 from .residuals import NormalEquations, ResidualBlock, robust_weights
 from .scene import HandObjectScene
 from .settings import SparseDepthSettings
-from .sparse_depth_kernel import DepthNormalEquationsPlan
+from .sparse_depth_kernel import SparseDepthPlan
 
 __all__ = ["DepthAssociation", "SparseDepthModality", "plane_distances", "point_to_plane_jacobian",
-           "point_to_plane_residuals", "unseen_motions", "visible_points", "visible_points_array", "without_unseen"]
+           "point_to_plane_residuals", "unseen_motions", "visible_points", "without_unseen"]
 
 _F64 = torch.float64
 _NEXT, _AFTER = [1, 2, 0], [2, 0, 1]  # cross product rows: (a x b)_i = a_next(i) b_after(i) - a_after(i) b_next(i)
@@ -97,30 +97,6 @@ def visible_points(points_cam: torch.Tensor, normals_cam: torch.Tensor, camera, 
     return inside & (z <= zmin[key] + tolerance)
 
 
-def visible_points_array(points_cam: np.ndarray, normals_cam: np.ndarray, focal: np.ndarray, centre: np.ndarray,
-                         width: int, height: int, cell: float, tolerance: float) -> np.ndarray:
-    """:func:`visible_points` in float64 numpy (the CPU path) over coordinate rows ``points_cam``, ``normals_cam
-    (3, S)`` [m], with the camera's ``focal``, ``centre (2, 1)`` [px] and image size: the same choice, as the
-    ascending indices ``(V,)`` of the visible points (only the points facing the camera are projected)."""
-    facing = (normals_cam * points_cam).sum(0) < 0
-    facing &= points_cam[2] > 0
-    index = np.flatnonzero(facing)
-    p = points_cam.take(index, 1)
-    uv = p[:2] / np.maximum(p[2], MIN_DEPTH)
-    uv *= focal
-    uv += centre
-    cols = int(width // cell) + 1
-    rows = int(height // cell) + 1
-    cells = np.floor(uv / cell).astype(np.int64)
-    inside = cells.view(np.uint64) < np.array([[cols], [rows]], np.uint64)  # negative cells wrap to huge
-    inside = inside[0] & inside[1]
-    index, z, cells = index.compress(inside), p[2].compress(inside), cells.compress(inside, 1)
-    key = cells[1] * cols + cells[0]
-    zmin = np.full(rows * cols, np.inf)
-    np.minimum.at(zmin, key, z)
-    return index[z <= zmin[key] + tolerance]
-
-
 @functools.lru_cache(maxsize=4096)
 def _even_subsample(count: int, size: int) -> np.ndarray:
     """Positions ``(size,)`` of ``size`` of ``count`` items spread evenly: the rounded float32 ``linspace`` of the
@@ -170,7 +146,7 @@ class _FrameSample:
     centre: torch.Tensor
     width: int
     height: int
-    arrays: DepthNormalEquationsPlan | None = None  # the CPU path's compiled passes, bound to this frame
+    arrays: SparseDepthPlan | None = None  # the CPU path's compiled passes, bound to this frame
 
 
 @dataclass(frozen=True)
@@ -212,10 +188,8 @@ class SparseDepthModality:
         self._unseen_array = self.unseen.detach().to("cpu", _F64).numpy()
         self._points_array = self.points_obj.detach().to("cpu", _F64).numpy()
         self._normals_array = self.normals_obj.detach().to("cpu", _F64).numpy()
-        self._points_rows = np.ascontiguousarray(self._points_array.T)  # (3, S) coordinate rows
-        self._normals_rows = np.ascontiguousarray(self._normals_array.T)
         self._frame: _FrameSample | None = None
-        self._plan: DepthNormalEquationsPlan | None = None  # the CPU path's buffers and launches (made once)
+        self._plan: SparseDepthPlan | None = None  # the CPU path's buffers and launches (made once)
 
     def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None) -> bool:
         """Choose this frame's visible model points at ``object2camera (4, 4)``; False without depth."""
@@ -248,33 +222,29 @@ class SparseDepthModality:
         return True
 
     def _begin_arrays(self, obs: Observation, pose: np.ndarray, occlusion: HandOcclusion | None) -> bool:
-        """:meth:`begin` on the CPU in numpy at ``pose (4, 4)`` float64: the torch path's choice of points, bound to
-        the compiled linearisation (:class:`~.sparse_depth_kernel.DepthNormalEquationsPlan`)."""
+        """:meth:`begin` on the CPU at ``pose (4, 4)`` float64 by the compiled passes (:class:`~.sparse_depth_kernel.
+        SparseDepthPlan`): the torch path's choice of points (``test_sparse_depth_numpy_path``)."""
         s, cam = self.settings, obs.camera
         (fx, _, cx), (_, fy, cy), _ = cam.K.tolist()
         width, height = int(cam.width), int(cam.height)
         cell = max(s.zbuffer_cell, s.zbuffer_spacings * self.sample_spacing * fx / max(float(pose[2, 3]), 0.05))
-        R = pose[:3, :3]
-        p = R @ self._points_rows
-        p += pose[:3, 3:]
-        focal, centre = np.array([[fx], [fy]]), np.array([[cx], [cy]])
-        idx = visible_points_array(p, R @ self._normals_rows, focal, centre, width, height, cell, s.self_occlusion)
-        hand = occlusion.lookup() if occlusion is not None else None
-        if hand is not None:
-            idx = idx.compress(~hand.covers(p.take(idx, 1).T, s.hand_margin))
+        if self._plan is None:
+            self._plan = SparseDepthPlan(self._points_array, self._normals_array, s.max_points,
+                                         self._unseen_array.shape[1] > 0)
+        plan = self._plan
+        depth = obs.frame.depth.reshape(-1)  # (H * W,) read at the projected pixels only
+        plan.bind_frame(depth.numpy(), width, height, (fx, fy, cx, cy),
+                        occlusion.lookup() if occlusion is not None else None)
+        idx = plan.choose(pose, cell, s.self_occlusion, s.hand_margin)
         if idx.size < s.min_points:
             return False
-        if idx.size > s.max_points:
-            idx = idx[_even_subsample(idx.size, s.max_points)]
-        if self._plan is None or self._plan.capacity < idx.size:
-            self._plan = DepthNormalEquationsPlan(max(s.max_points, idx.size), self._unseen_array.shape[1] > 0)
-        depth = obs.frame.depth.reshape(-1)  # (H * W,) read at the projected pixels only
-        self._plan.bind_frame(self._points_array, self._normals_array, idx, depth.numpy(), width, height,
-                              (fx, fy, cx, cy), hand.pixel_tables(max(width, height)) if hand is not None else None)
-        index = torch.from_numpy(idx)
-        self._frame = _FrameSample(obs, index, occlusion, self.points_obj[index], self.normals_obj[index], depth,
-                                   torch.from_numpy(focal[:, 0]), torch.from_numpy(centre[:, 0]), width, height,
-                                   self._plan)
+        idx = idx[_even_subsample(idx.size, s.max_points)] if idx.size > s.max_points else idx.copy()
+        plan.select(idx)
+        m = idx.size  # (the torch path's points: views of the plan's, replaced with the frame)
+        self._frame = _FrameSample(obs, torch.from_numpy(idx.astype(np.int64)), occlusion,
+                                   torch.from_numpy(plan.points[:m]), torch.from_numpy(plan.normals[:m]), depth,
+                                   torch.from_numpy(np.array((fx, fy))), torch.from_numpy(np.array((cx, cy))), width,
+                                   height, plan)
         return True
 
     def associate(self, object2camera: torch.Tensor, distance: float) -> tuple[torch.Tensor, torch.Tensor] | None:

@@ -1,22 +1,29 @@
-"""The sparse depth modality's CPU linearisation as two kept warp launches around the one plane-distance function.
+"""The sparse depth modality's CPU path as three kept warp launches around the one plane-distance function.
 
-Per Gauss-Newton iteration :class:`DepthNormalEquationsPlan` turns a pose into the point-to-plane normal equations
-of the frame's visible points (:class:`~.sparse_depth.SparseDepthModality`):
+:class:`SparseDepthPlan` holds, for one modality, the buffers and recorded launches of:
 
-1. ``associate`` (one launch, one thread looping over the points): posed points ``p = R p_obj + t`` and normals
-   ``n = R n_obj``, the nearest pixel of each projection, the depth there back-projected to the target ``q``,
-   and whether the pair counts (inside the image, valid depth, not behind the known hand's z-buffer);
+0. ``choose`` (per frame, one launch, one thread looping over the surface samples): the samples facing the camera
+   and in front in a coarse z-buffer of themselves, not covered by the known hand (:func:`.sparse_depth.
+   visible_points_array` and :meth:`~.hand_occlusion.HandDepthLookup.covers`, the same arithmetic);
+
+then per Gauss-Newton iteration, over the frame's chosen points:
+
+1. ``associate`` (one launch): posed points ``p = R p_obj + t`` and normals ``n = R n_obj``, the nearest pixel
+   of each projection, the depth there back-projected to the target ``q``, and whether the pair counts (inside
+   the image, valid depth, not behind the hand's z-buffer, read as :meth:`~.hand_occlusion.HandDepthLookup.
+   at_pixels` does);
 2. the residual ``n . (p - q)`` of every point by :func:`~.sparse_depth.plane_distances` in numpy (the function
    the refiner and the torch path evaluate: one implementation of the residual);
 3. ``reduce`` (one launch): the points within the iteration's association range are kept, each with its Jacobian
    row ``[n, (q - t) x n]`` (projected off the shape's unseen twists when it has some), its robust weight, and the
    sums ``J^T W J``, ``J^T W r``, ``sum w``, ``sum w r^2`` and the number of distinct depth pixels read.
 
-The arithmetic is that of the numpy path it replaces, element for element (the sums in another order: equal to
-rounding, ``test_sparse_modalities``). A few hundred points cost a few microseconds in compiled code, so the launches
-are recorded once (``wp.launch(..., record_cmd=True)``) over buffers the plan keeps; per frame only the depth image
-and the hand tables are re-bound, per iteration the pose and the iteration's range are written into small buffers.
-Warp's CPU backend runs a launch on the calling thread; the kernels compile once (cached in ``~/.cache/warp``).
+The arithmetic is that of the numpy path it replaced, element for element (sums in another order: equal to
+rounding; the torch path of other devices is the reference, ``test_sparse_modalities``). A few thousand points
+cost tens of microseconds in compiled code and each numpy call on them about as much, so the launches are recorded
+once (``wp.launch(..., record_cmd=True)``) over buffers the plan keeps: per frame only the depth image and the hand
+z-buffer are re-bound, per iteration the pose and the iteration's range are written into small buffers. Warp's
+CPU backend runs a launch on the calling thread; the kernels compile once (cached in ``~/.cache/warp``).
 """
 
 import numpy as np  # no `from __future__ import annotations`: warp reads the kernel annotations as objects
@@ -24,15 +31,18 @@ import warp as wp
 
 from ..geometry.camera import MIN_DEPTH
 
-__all__ = ["ROBUST_CODES", "DepthNormalEquationsPlan"]
+__all__ = ["ROBUST_CODES", "SparseDepthPlan"]
 
-#: robust function name -> the kernel's code (:func:`.residuals.robust_weights`)
+#: robust function name -> the kernels' code (:func:`.residuals.robust_weights`)
 ROBUST_CODES = {"none": 0, "huber": 1, "tukey": 2, "cauchy": 3, "geman_mcclure": 4, "charbonnier": 5}
 
-# reals: fx, fy, cx, cy, largest pixel coordinate, min depth, hand margin, considered distance, robust scale
-_FX, _FY, _CX, _CY, _LIMIT, _MIN_Z, _MARGIN, _DISTANCE, _SCALE = range(9)
-# ints: points, width, height, has hand, robust code, projects unseen twists, pixel stamp generation
-_COUNT, _WIDTH, _HEIGHT, _HAND, _ROBUST, _UNSEEN, _STAMP = range(7)
+# reals: camera fx, fy, cx, cy [px], largest pixel coordinate, min depth [m], hand margin [m], considered distance
+# [m], robust scale [m], z-buffer cell [px], self-occlusion tolerance [m]
+_FX, _FY, _CX, _CY, _LIMIT, _MIN_Z, _MARGIN, _DISTANCE, _SCALE, _CELL, _TOLERANCE = range(11)
+# ints: chosen points, width, height, has hand, robust code, projects unseen twists, pixel stamp generation, samples,
+# z-buffer columns and rows, hand z-buffer width and height, visible samples (out)
+_COUNT, _WIDTH, _HEIGHT, _HAND, _ROBUST, _UNSEEN, _STAMP, _SAMPLES, _COLS, _ROWS, _HAND_W, _HAND_H, _VISIBLE = range(13)
+# hand constants (float32): full camera cx, fx, cy, fy, region camera cx, fx, cy, fy [px], margin [m]
 _SUMS = 36 + 6 + 2  # J^T W J (6 x 6, row-major), J^T W r (6), sum w, sum w r^2
 
 
@@ -57,22 +67,85 @@ def _robust_weight(r: wp.float64, scale: wp.float64, code: int) -> wp.float64:
     return one
 
 
+@wp.func
+def _pose_rotation(pose: wp.array(dtype=wp.float64)) -> wp.mat33d:
+    return wp.matrix_from_rows(wp.vec3d(pose[0], pose[1], pose[2]), wp.vec3d(pose[4], pose[5], pose[6]),
+                               wp.vec3d(pose[8], pose[9], pose[10]))
+
+
+@wp.func
+def _hand_depth(hand_depth: wp.array(dtype=wp.float32), iu: int, iv: int, width: int, height: int) -> wp.float32:
+    """The hand z-buffer ``(height, width)`` at its pixel ``(iu, iv)``; ``inf`` outside."""
+    if iu >= 0 and iu < width and iv >= 0 and iv < height:
+        return hand_depth[iv * width + iu]
+    return wp.float32(wp.inf)
+
+
+@wp.kernel
+def _choose(samples: wp.array(dtype=wp.vec3d), sample_normals: wp.array(dtype=wp.vec3d),
+            pose: wp.array(dtype=wp.float64), reals: wp.array(dtype=wp.float64), ints: wp.array(dtype=wp.int32),
+            hand_consts: wp.array(dtype=wp.float32), hand_depth: wp.array(dtype=wp.float32),
+            zmin: wp.array(dtype=wp.float64), keys: wp.array(dtype=wp.int32), visible: wp.array(dtype=wp.int32)):
+    """One thread: the visible samples not covered by the hand, ascending (the module's step 0)."""
+    R = _pose_rotation(pose)
+    t = wp.vec3d(pose[3], pose[7], pose[11])
+    fx, fy, cx, cy = reals[_FX], reals[_FY], reals[_CX], reals[_CY]
+    min_z, cell, tolerance = reals[_MIN_Z], reals[_CELL], reals[_TOLERANCE]
+    cols, rows = ints[_COLS], ints[_ROWS]
+    zero = wp.float64(0.0)
+    for k in range(cols * rows):
+        zmin[k] = wp.float64(wp.inf)
+    for i in range(ints[_SAMPLES]):
+        p = R * samples[i] + t
+        n = R * sample_normals[i]
+        keys[i] = -1
+        if n[0] * p[0] + n[1] * p[1] + n[2] * p[2] < zero and p[2] > zero:  # facing the camera
+            zc = wp.max(p[2], min_z)
+            cu = wp.floor((p[0] / zc * fx + cx) / cell)
+            cv = wp.floor((p[1] / zc * fy + cy) / cell)
+            if cu >= zero and cu < wp.float64(cols) and cv >= zero and cv < wp.float64(rows):
+                key = int(cv) * cols + int(cu)
+                keys[i] = key
+                zmin[key] = wp.min(zmin[key], p[2])
+    has_hand, hand_w, hand_h = ints[_HAND], ints[_HAND_W], ints[_HAND_H]
+    rcx, rfx, rcy, rfy, margin = hand_consts[4], hand_consts[5], hand_consts[6], hand_consts[7], hand_consts[8]
+    min_z32 = wp.float32(min_z)
+    count = wp.int32(0)
+    for i in range(ints[_SAMPLES]):
+        key = keys[i]
+        if key < 0:
+            continue
+        p = R * samples[i] + t
+        if not (p[2] <= zmin[key] + tolerance):
+            continue
+        if has_hand == 1:  # HandDepthLookup.covers, in float32
+            x, y, z = wp.float32(p[0]), wp.float32(p[1]), wp.float32(p[2])
+            z32 = wp.max(z, min_z32)
+            iu = int(wp.rint(x / z32 * rfx + rcx))
+            iv = int(wp.rint(y / z32 * rfy + rcy))
+            if _hand_depth(hand_depth, iu, iv, hand_w, hand_h) < z + margin:
+                continue
+        visible[count] = i
+        count += 1
+    ints[_VISIBLE] = count
+
+
 @wp.kernel
 def _associate(points: wp.array(dtype=wp.vec3d), normals: wp.array(dtype=wp.vec3d), pose: wp.array(dtype=wp.float64),
-               depth: wp.array(dtype=wp.float32), hand_columns: wp.array(dtype=wp.int64),
-               hand_rows: wp.array(dtype=wp.int64), hand_depth: wp.array(dtype=wp.float32),
-               reals: wp.array(dtype=wp.float64), ints: wp.array(dtype=wp.int32), posed: wp.array2d(dtype=wp.float64),
+               depth: wp.array(dtype=wp.float32), hand_consts: wp.array(dtype=wp.float32),
+               hand_depth: wp.array(dtype=wp.float32), reals: wp.array(dtype=wp.float64),
+               ints: wp.array(dtype=wp.int32), posed: wp.array2d(dtype=wp.float64),
                posed_normals: wp.array2d(dtype=wp.float64), targets: wp.array2d(dtype=wp.float64),
                ok: wp.array(dtype=wp.int32), pixels: wp.array(dtype=wp.int64)):
     """One thread: every point's posed position / normal, projective target and validity (the module's step 1)."""
-    R = wp.matrix_from_rows(wp.vec3d(pose[0], pose[1], pose[2]), wp.vec3d(pose[4], pose[5], pose[6]),
-                            wp.vec3d(pose[8], pose[9], pose[10]))
+    R = _pose_rotation(pose)
     t = wp.vec3d(pose[3], pose[7], pose[11])
     fx, fy, cx, cy = reals[_FX], reals[_FY], reals[_CX], reals[_CY]
     limit, min_z, margin = reals[_LIMIT], reals[_MIN_Z], reals[_MARGIN]
     width, height = wp.int64(ints[_WIDTH]), wp.int64(ints[_HEIGHT])
-    has_hand = ints[_HAND]
-    n_columns = hand_columns.shape[0]
+    has_hand, hand_w, hand_h = ints[_HAND], ints[_HAND_W], ints[_HAND_H]
+    fcx, ffx, fcy, ffy = hand_consts[0], hand_consts[1], hand_consts[2], hand_consts[3]
+    rcx, rfx, rcy, rfy = hand_consts[4], hand_consts[5], hand_consts[6], hand_consts[7]
     zero, one = wp.float64(0.0), wp.float64(1.0)
     for i in range(ints[_COUNT]):
         p = R * points[i] + t
@@ -90,13 +163,10 @@ def _associate(points: wp.array(dtype=wp.vec3d), normals: wp.array(dtype=wp.vec3
             if wp.isfinite(zd) and zd > zero:
                 z = zd
                 good = 1
-        if good == 1 and has_hand == 1:
-            cu, rv = ui, vi
-            if cu < wp.int64(0):
-                cu = wp.int64(n_columns - 1)
-            if rv < wp.int64(0):
-                rv = wp.int64(n_columns - 1)
-            if hand_depth[hand_rows[rv] + hand_columns[cu]] < wp.float32(z + margin):
+        if good == 1 and has_hand == 1:  # HandDepthLookup.at_pixels of the full-image pixel, in float32
+            iu = int(wp.rint((wp.float32(u) - fcx) / ffx * rfx + rcx))
+            iv = int(wp.rint((wp.float32(v) - fcy) / ffy * rfy + rcy))
+            if _hand_depth(hand_depth, iu, iv, hand_w, hand_h) < wp.float32(z + margin):
                 good = 0
         for k in range(3):
             posed[k, i] = p[k]
@@ -166,25 +236,32 @@ def _reduce(distances: wp.array(dtype=wp.float64), ok: wp.array(dtype=wp.int32),
 
 
 def _view(array: np.ndarray, dtype) -> wp.array:
-    """Zero-copy warp view of a C-contiguous numpy array (kept alive by the caller) as ``dtype``."""
-    shape = array.shape[:-1] if dtype in (wp.vec3d,) else array.shape
+    """Zero-copy warp view of a C-contiguous numpy array (kept alive by the caller) as ``dtype`` (``wp.vec3d``: of
+    an ``(N, 3)`` array)."""
+    shape = array.shape[:-1] if dtype == wp.vec3d else array.shape
     return wp.array(ptr=array.ctypes.data, dtype=dtype, shape=shape, device="cpu", copy=False)
 
 
-class DepthNormalEquationsPlan:
-    """Buffers and recorded launches of the module's passes for up to ``capacity`` points (see the module docstring).
+class SparseDepthPlan:
+    """Buffers and recorded launches of the module's passes (see the module docstring).
 
-    Args: capacity: the most points a frame keeps; projects_unseen: the Jacobian rows are multiplied by
-    :attr:`unseen` ``(6, 6)`` (written by the caller per iteration: the shape's unseen twists projected off).
+    Args: samples, sample_normals: ``(S, 3)`` float64 [object frame] surface samples of the modality; capacity:
+    the most points a frame keeps; projects_unseen: the Jacobian rows are multiplied by :attr:`unseen` ``(6, 6)``
+    (written by the caller per iteration: the shape's unseen twists projected off).
     """
 
-    def __init__(self, capacity: int, projects_unseen: bool) -> None:
+    def __init__(self, samples: np.ndarray, sample_normals: np.ndarray, capacity: int, projects_unseen: bool) -> None:
         cap = max(int(capacity), 1)
+        self.samples = np.ascontiguousarray(samples, np.float64)
+        self.sample_normals = np.ascontiguousarray(sample_normals, np.float64)
         self.points = np.zeros((cap, 3))
         self.normals = np.zeros((cap, 3))
         self.pose = np.zeros(12)
-        self.reals = np.zeros(9)
-        self.ints = np.zeros(7, np.int32)
+        self.reals = np.zeros(11)
+        self.ints = np.zeros(13, np.int32)
+        self.hand_consts = np.zeros(9, np.float32)
+        self.keys = np.zeros(self.samples.shape[0], np.int32)
+        self.visible = np.zeros(self.samples.shape[0], np.int32)
         self.posed = np.zeros((3, cap))
         self.posed_normals = np.zeros((3, cap))
         self.targets = np.zeros((3, cap))
@@ -198,64 +275,83 @@ class DepthNormalEquationsPlan:
         self.sums = np.zeros(_SUMS)
         self.counts = np.zeros(2, np.int32)
         self.ints[_UNSEEN] = int(projects_unseen)
+        self.ints[_SAMPLES] = self.samples.shape[0]
         self.reals[_MIN_Z] = MIN_DEPTH
+        self._zmin = np.zeros(1)
         self._stamps = np.zeros(1, np.int32)
-        self._empty_int = np.zeros(1, np.int64)
-        self._empty_float = np.full(1, np.inf, np.float32)
+        self._no_hand = np.full(1, np.inf, np.float32)
         self._frame_arrays: tuple = ()  # the current frame's bound arrays (kept alive while bound)
-        views = {name: _view(getattr(self, name), dtype) for name, dtype in (
-            ("points", wp.vec3d), ("normals", wp.vec3d), ("pose", wp.float64), ("reals", wp.float64),
-            ("ints", wp.int32), ("posed", wp.float64), ("posed_normals", wp.float64), ("targets", wp.float64),
-            ("ok", wp.int32), ("pixels", wp.int64), ("distances", wp.float64), ("unseen", wp.float64),
-            ("residuals", wp.float64), ("rows", wp.float64), ("weights", wp.float64), ("sums", wp.float64),
-            ("counts", wp.int32))}
-        empty_float, empty_int = _view(self._empty_float, wp.float32), _view(self._empty_int, wp.int64)
+        v = {name: _view(getattr(self, name), dtype) for name, dtype in (
+            ("samples", wp.vec3d), ("sample_normals", wp.vec3d), ("points", wp.vec3d), ("normals", wp.vec3d),
+            ("pose", wp.float64), ("reals", wp.float64), ("ints", wp.int32), ("hand_consts", wp.float32),
+            ("keys", wp.int32), ("visible", wp.int32), ("posed", wp.float64), ("posed_normals", wp.float64),
+            ("targets", wp.float64), ("ok", wp.int32), ("pixels", wp.int64), ("distances", wp.float64),
+            ("unseen", wp.float64), ("residuals", wp.float64), ("rows", wp.float64), ("weights", wp.float64),
+            ("sums", wp.float64), ("counts", wp.int32))}
+        no_hand = _view(self._no_hand, wp.float32)
+        self._choose = wp.launch(_choose, dim=1, inputs=[
+            v["samples"], v["sample_normals"], v["pose"], v["reals"], v["ints"], v["hand_consts"], no_hand,
+            _view(self._zmin, wp.float64), v["keys"], v["visible"]], device="cpu", record_cmd=True)
         self._associate = wp.launch(_associate, dim=1, inputs=[
-            views["points"], views["normals"], views["pose"], empty_float, empty_int, empty_int, empty_float,
-            views["reals"], views["ints"], views["posed"], views["posed_normals"], views["targets"], views["ok"],
-            views["pixels"]], device="cpu", record_cmd=True)
+            v["points"], v["normals"], v["pose"], no_hand, v["hand_consts"], no_hand, v["reals"], v["ints"],
+            v["posed"], v["posed_normals"], v["targets"], v["ok"], v["pixels"]], device="cpu", record_cmd=True)
         self._reduce = wp.launch(_reduce, dim=1, inputs=[
-            views["distances"], views["ok"], views["pixels"], views["posed_normals"], views["targets"], views["pose"],
-            views["unseen"], views["reals"], views["ints"], _view(self._stamps, wp.int32), views["residuals"],
-            views["rows"], views["weights"], views["sums"], views["counts"]], device="cpu", record_cmd=True)
-        self._views = views
+            v["distances"], v["ok"], v["pixels"], v["posed_normals"], v["targets"], v["pose"], v["unseen"],
+            v["reals"], v["ints"], _view(self._stamps, wp.int32), v["residuals"], v["rows"], v["weights"],
+            v["sums"], v["counts"]], device="cpu", record_cmd=True)
 
     @property
     def capacity(self) -> int:
         """The most points a frame may hold."""
         return self.points.shape[0]
 
-    def bind_frame(self, points_obj: np.ndarray, normals_obj: np.ndarray, indices: np.ndarray, depth: np.ndarray,
-                   width: int, height: int, camera: tuple[float, float, float, float],
-                   hand: tuple[np.ndarray, np.ndarray, np.ndarray] | None) -> None:
-        """This frame's points ``points_obj[indices]`` / normals (``(S, 3)`` float64, ``indices (M,)``, ``M <=
-        capacity``), flat depth ``(H * W,)`` float32 [m], image size, ``camera = (fx, fy, cx, cy)`` [px] and the
-        hand z-buffer's pixel tables (:meth:`~.hand_occlusion.HandDepthLookup.pixel_tables` of ``max(W, H)``) or
-        None. The arrays are read by reference until the next call."""
-        m = indices.shape[0]
-        np.take(points_obj, indices, 0, out=self.points[:m])
-        np.take(normals_obj, indices, 0, out=self.normals[:m])
-        self.ints[_COUNT], self.ints[_WIDTH], self.ints[_HEIGHT] = m, width, height
+    def bind_frame(self, depth: np.ndarray, width: int, height: int, camera: tuple[float, float, float, float],
+                   hand) -> None:
+        """This frame's flat depth ``(H * W,)`` float32 [m], image size, ``camera = (fx, fy, cx, cy)`` [px] and the
+        hand z-buffer (a :class:`~.hand_occlusion.HandDepthLookup`) or None. The arrays are read by reference until
+        the next call."""
+        self.ints[_WIDTH], self.ints[_HEIGHT] = width, height
         self.reals[_FX], self.reals[_FY], self.reals[_CX], self.reals[_CY] = camera
         self.reals[_LIMIT] = float(max(width, height))
         depth = np.ascontiguousarray(depth, np.float32)
         self._associate.set_param_at_index(3, _view(depth, wp.float32))
         if hand is None:
             self.ints[_HAND] = 0
-            arrays = (depth,)
+            self._frame_arrays = (depth,)
         else:
-            columns, rows = np.ascontiguousarray(hand[0], np.int64), np.ascontiguousarray(hand[1], np.int64)
-            hand_depth = np.ascontiguousarray(hand[2], np.float32)
-            self.ints[_HAND] = 1
-            self._associate.set_param_at_index(4, _view(columns, wp.int64))
-            self._associate.set_param_at_index(5, _view(rows, wp.int64))
-            self._associate.set_param_at_index(6, _view(hand_depth, wp.float32))
-            arrays = (depth, columns, rows, hand_depth)
-        self._frame_arrays = arrays
+            hand_depth = np.ascontiguousarray(hand.depth, np.float32)
+            self.ints[_HAND], self.ints[_HAND_H], self.ints[_HAND_W] = 1, *hand_depth.shape
+            self.hand_consts[:8] = (*hand.full, *hand.roi)
+            view = _view(hand_depth.reshape(-1), wp.float32)
+            self._choose.set_param_at_index(6, view)
+            self._associate.set_param_at_index(5, view)
+            self._frame_arrays = (depth, hand_depth)
         if self._stamps.shape[0] < depth.shape[0]:
             self._stamps = np.zeros(depth.shape[0], np.int32)
             self.ints[_STAMP] = 0
             self._reduce.set_param_at_index(9, _view(self._stamps, wp.int32))
+
+    def choose(self, pose: np.ndarray, cell: float, tolerance: float, hand_margin: float) -> np.ndarray:
+        """Step 0 at ``pose (4, 4)`` float64 with z-buffer cells of ``cell`` [px]: ascending indices ``(V,)`` int32
+        of the visible samples the hand does not cover (a view, overwritten by the next call)."""
+        cols = int(self.ints[_WIDTH] // cell) + 1
+        rows = int(self.ints[_HEIGHT] // cell) + 1
+        if self._zmin.shape[0] < cols * rows:
+            self._zmin = np.zeros(cols * rows)
+            self._choose.set_param_at_index(7, _view(self._zmin, wp.float64))
+        self.pose[:] = pose[:3].reshape(-1)
+        self.ints[_COLS], self.ints[_ROWS] = cols, rows
+        self.reals[_CELL], self.reals[_TOLERANCE] = cell, tolerance
+        self.hand_consts[8] = hand_margin
+        self._choose.launch()
+        return self.visible[:int(self.ints[_VISIBLE])]
+
+    def select(self, indices: np.ndarray) -> None:
+        """The frame's points: the samples ``indices (M,)`` (``M <= capacity``)."""
+        m = indices.shape[0]
+        np.take(self.samples, indices, 0, out=self.points[:m])
+        np.take(self.sample_normals, indices, 0, out=self.normals[:m])
+        self.ints[_COUNT] = m
 
     def associate(self, pose: np.ndarray, hand_margin: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Step 1 at ``pose (4, 4)`` float64: coordinate rows ``(3, M)`` of the posed points, their normals and
