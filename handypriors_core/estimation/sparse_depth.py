@@ -40,7 +40,7 @@ from .settings import SparseDepthSettings
 from .sparse_depth_kernel import SparseDepthPlan
 
 __all__ = ["DepthAssociation", "SparseDepthModality", "plane_distances", "point_to_plane_jacobian",
-           "point_to_plane_residuals", "unseen_motions", "visible_points", "without_unseen"]
+           "point_to_plane_residuals", "unseen_motions", "visible_points", "visible_points_array", "without_unseen"]
 
 _F64 = torch.float64
 _NEXT, _AFTER = [1, 2, 0], [2, 0, 1]  # cross product rows: (a x b)_i = a_next(i) b_after(i) - a_after(i) b_next(i)
@@ -95,6 +95,30 @@ def visible_points(points_cam: torch.Tensor, normals_cam: torch.Tensor, camera, 
     zmin = torch.full((rows * cols,), float("inf"), dtype=z.dtype, device=z.device)
     zmin = zmin.scatter_reduce(0, key, z, reduce="amin")
     return inside & (z <= zmin[key] + tolerance)
+
+
+def visible_points_array(points_cam: np.ndarray, normals_cam: np.ndarray, focal: np.ndarray, centre: np.ndarray,
+                         width: int, height: int, cell: float, tolerance: float) -> np.ndarray:
+    """:func:`visible_points` in float64 numpy (the CPU path) over coordinate rows ``points_cam``, ``normals_cam
+    (3, S)`` [m], with the camera's ``focal``, ``centre (2, 1)`` [px] and image size: the same choice, as the
+    ascending indices ``(V,)`` of the visible points (only the points facing the camera are projected)."""
+    facing = (normals_cam * points_cam).sum(0) < 0
+    facing &= points_cam[2] > 0
+    index = np.flatnonzero(facing)
+    p = points_cam.take(index, 1)
+    uv = p[:2] / np.maximum(p[2], MIN_DEPTH)
+    uv *= focal
+    uv += centre
+    cols = int(width // cell) + 1
+    rows = int(height // cell) + 1
+    cells = np.floor(uv / cell).astype(np.int64)
+    inside = cells.view(np.uint64) < np.array([[cols], [rows]], np.uint64)  # negative cells wrap to huge
+    inside = inside[0] & inside[1]
+    index, z, cells = index.compress(inside), p[2].compress(inside), cells.compress(inside, 1)
+    key = cells[1] * cols + cells[0]
+    zmin = np.full(rows * cols, np.inf)
+    np.minimum.at(zmin, key, z)
+    return index[z <= zmin[key] + tolerance]
 
 
 @functools.lru_cache(maxsize=4096)
