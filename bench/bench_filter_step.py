@@ -10,7 +10,9 @@ wrapping the tracker's stage functions (the wrappers only time; they change noth
 median and p90 per stage over the frames (first frame excluded: warm-up). Stages nest: ``prepare`` includes
 ``depth_points`` and ``hand_sdf_depth``; ``update`` includes ``hand_zbuffer``, ``sd_begin``, ``iterated_update`` (which
 includes ``sd_linearize``); ``quality_contacts`` includes ``quality`` and ``contact_context``; ``update_path`` is
-``sd_begin`` + ``iterated_update`` per frame (the sparse update's own cost, issue 13's session-6 update-path work).
+``sd_begin`` + ``iterated_update`` per frame (the sparse update's own cost, issue 13's session-6 update-path work);
+``bookkeeping`` is the frame's total less the stages ``track`` calls (the tracker's own work), ``other_stages`` that
+plus ``kernel_stages`` (everything but the update path's normal equations; session 7).
 
     .venv/bin/python bench/bench_filter_step.py                     # both dev bags, 60 frames
     .venv/bin/python bench/bench_filter_step.py --frames 30 --cprofile out/filter.prof
@@ -68,6 +70,11 @@ REGRESSION_BOUNDS = {
 #: The stages besides the update's normal equations (forward kinematics, prediction, crops, hand z-buffer, quality,
 #: contact bookkeeping), reported per frame as their sum ``kernel_stages``.
 KERNEL_STAGES = ("pose_hand", "predict", "prepare", "hand_zbuffer", "quality", "contact_context")
+
+#: The stages called by ``ObjectTracker.track`` itself; the rest of a frame's time is the tracker's own bookkeeping
+#: (``bookkeeping``: loss-of-track monitor, contact list, the estimate), reported per frame, and with
+#: ``KERNEL_STAGES`` as ``other_stages`` (everything but the update's normal equations).
+TOP_LEVEL_STAGES = ("pose_hand", "predict", "segment", "prepare", "update", "quality", "contact_context")
 
 #: stage name -> (owner object, attribute) of the function timed as that stage.
 STAGES = {
@@ -167,8 +174,10 @@ def profile_sequence(path: Path, frames: int, settings, masks: str, hand: URDFHa
     for f in timed:  # per-frame sums of stages (REGRESSION_BOUNDS)
         f["update_path"] = f.get("sd_begin", 0.0) + f.get("iterated_update", 0.0)
         f["kernel_stages"] = sum(f.get(n, 0.0) for n in KERNEL_STAGES)
-    names = ["total"] + [n for n in list(STAGES) + ["hand_sdf_depth", "update_path", "kernel_stages"]
-                         if any(n in f for f in timed)]
+        f["bookkeeping"] = f["total"] - sum(f.get(n, 0.0) for n in TOP_LEVEL_STAGES)
+        f["other_stages"] = f["kernel_stages"] + f["bookkeeping"]
+    names = ["total"] + [n for n in list(STAGES) + ["hand_sdf_depth", "update_path", "kernel_stages", "bookkeeping",
+                                                    "other_stages"] if any(n in f for f in timed)]
     stages = {}
     for n in names:
         values = [f.get(n, 0.0) for f in timed]

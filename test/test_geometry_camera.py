@@ -103,6 +103,8 @@ def test_project_follows_input_dtype_and_leading_dims():
     assert pixels.dtype == F64 and pixels.shape == (2, 1, 3, 2)
     assert cam.to(dtype=F64).K.dtype == F64
     assert cam.to(dtype=F64).D is None
+    assert cam.to("cpu", torch.float32) is cam  # nothing to move: the same (frozen) camera, not a copy
+    assert cam.to(dtype=F64).to(dtype=F64).K.dtype == F64
 
 
 @pytest.mark.parametrize(("d", "model"), [(PLUMB_BOB, "plumb_bob"), (RATIONAL, "rational_polynomial")])

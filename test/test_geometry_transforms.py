@@ -65,6 +65,24 @@ def test_transform_points_matches_homogeneous_product():
     torch.testing.assert_close(shared[2], points[2] @ T[0, :3, :3].T + T[0, :3, 3])
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_transform_points_array_equals_transform_points_bit_for_bit(dtype):
+    """``transform_points_array`` (numpy, one CPU point set) gives ``transform_points``' values bit for bit, with and
+    without the translation (numpy's own ``@`` rounds differently from torch's CPU product for these sizes)."""
+    T = _random_transforms(20, seed=5).to(dtype)
+    g = torch.Generator().manual_seed(5)
+    differs = 0
+    for k in range(20):
+        points = (torch.randn(257, 3, generator=g, dtype=F64) * 0.05).to(dtype)
+        expected = tf.transform_points(T[k], points)
+        assert np.array_equal(tf.transform_points_array(T[k].numpy(), points.numpy()), expected.numpy())
+        rotated = tf.transform_points_array(T[k].numpy(), points.numpy(), translate=False)
+        assert np.array_equal(rotated, (points @ T[k, :3, :3].T).numpy())
+        differs += not np.array_equal(points.numpy() @ T[k, :3, :3].numpy().T + T[k, :3, 3].numpy(),
+                                      expected.numpy())
+    assert differs > 0  # the per-column order matters
+
+
 def test_pose_round_trip_and_scipy():
     T = _random_transforms(20, seed=2)
     position, quaternion = tf.pose_from_transform(T)

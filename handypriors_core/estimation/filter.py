@@ -225,13 +225,17 @@ class ObjectPoseFilter:
         """Quasistatic prediction from the contacts of t-1 (process noise of a frame with or without depth);
         returns whether contacts drove it."""
         s = self.settings_for(has_depth)
-        motion = torch.eye(4, dtype=_F64)
+        motion = np.eye(4)
         valid = False
         if s.motion_model == "quasistatic" and ctx.contact_weights is not None \
                 and ctx.previous_contact_points is not None:
-            # one contact set, a few hundred points: float64 numpy on the CPU (contact_motion's values)
-            prev, cur, w = (a[0].detach().to("cpu", _F64).numpy() for a in
-                            (ctx.previous_contact_points, hand.contact_points, ctx.contact_weights))
+            # one contact set, a few hundred points: float64 numpy on the CPU (contact_motion's values); only the
+            # candidates in contact (positive weight: a few dozen) enter the sums, as they alone do in them
+            w = ctx.contact_weights[0].detach().cpu().numpy()
+            active = np.flatnonzero(w)
+            prev, cur = (a[0].detach().cpu().numpy()[active].astype(np.float64) for a in
+                         (ctx.previous_contact_points, hand.contact_points))
+            w = w[active].astype(np.float64)
             m, valid = contact_motion_array(prev, cur, w, self.quasistatic)
             if valid:
                 # contacts that do not move rigidly (a finger closing on the object, fingers rolling it against a
@@ -240,14 +244,14 @@ class ObjectPoseFilter:
                 misfit, displacement = contact_motion_fit_array(prev, cur, w, m)
                 valid = misfit <= s.rigid_contact_tolerance + s.rigid_contact_ratio * displacement
             if valid:
-                motion = torch.from_numpy(m)
+                motion = m
         std_t, std_r = (s.process_std_translation, s.process_std_rotation) if valid else \
             (s.free_std_translation, s.free_std_rotation)
         Q = self._process_noise.get((std_t, std_r))
         if Q is None:  # one tensor per noise level (the EKF checks a process noise once per tensor)
             Q = self._process_noise[(std_t, std_r)] = torch.diag(torch.tensor([std_t ** 2] * 3 + [std_r ** 2] * 3,
                                                                               dtype=_F64))
-        self.ekf.predict_motion(motion, Q)
+        self.ekf.predict_motion(torch.from_numpy(motion), Q)
         return valid
 
     # ----------------------------------------------------------------------------------------- update

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..geometry.camera import PinholeCamera, square_crop_box
-from ..geometry.transforms import transform_points
+from ..geometry.transforms import transform_points, transform_points_array
 from ..models.rigid_object import RigidObject
 from ..physics.hand_geometry import HandGeometry
 from ..physics.sdf import ObjectSDF
@@ -212,7 +212,12 @@ class HandObjectScene:
         """Square crop box ``(x0, y0, x1, y1)`` [px] around the projected bounding box of the object at
         ``object2camera (4, 4)``, grown by ``margin`` on each side and to at least ``min_box`` px
         (:func:`~handypriors_core.geometry.camera.square_crop_box`)."""
-        corners = transform_points(object2camera[None].to(self.dtype), self.object_bounding_corners()[None])
+        corners = self.object_bounding_corners()
+        if corners.device.type == "cpu":  # eight points: numpy, torch's products in torch's order (same values)
+            pose = object2camera.detach().to("cpu", self.dtype).numpy()
+            return square_crop_box(camera, torch.from_numpy(transform_points_array(pose, corners.numpy())), margin,
+                                   min_box)
+        corners = transform_points(object2camera[None].to(self.dtype), corners[None])
         return square_crop_box(camera, corners[0], margin, min_box)
 
     def silhouettes(self, camera: PinholeCamera, object2camera: torch.Tensor, hand: PosedHand) -> Silhouettes:

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import InvalidValueError
 from ..geometry.camera import MIN_DEPTH
-from ..geometry.transforms import invert_transform, transform_points
+from ..geometry.transforms import invert_transform, transform_points, transform_points_array
 from ..io.frame import Frame
 from ..models.rigid_object import RigidObject
 from ..physics.contact import contact_value
@@ -263,14 +263,16 @@ class ObjectTracker:
         contradicts the pose) and 0.0 when the object projects outside the image. No rendering: it costs about
         a millisecond, so it can run on every frame.
         """
+        device = self.scene.device
+        if arrays and device.type == "cpu":  # numpy (unless ``arrays`` is False): the same arithmetic and score
+            pose = object2camera.detach().to(device, torch.float32).numpy()
+            return _quality_arrays(obs, transform_points_array(pose, self.scene.object_samples.numpy()),
+                                   transform_points_array(pose, self.scene.object_sample_normals.numpy(), False))
         with torch.no_grad():
-            device = self.scene.device
             pose = object2camera.to(device, torch.float32)
             R, t = pose[:3, :3], pose[:3, 3]
             points = self.scene.object_samples @ R.T + t  # (S, 3) camera frame
             normals = self.scene.object_sample_normals @ R.T
-            if arrays and device.type == "cpu":  # numpy (unless ``arrays`` is False): the same arithmetic and score
-                return _quality_arrays(obs, points.numpy(), normals.numpy())
             facing = (normals * points).sum(-1) < 0
             uv = obs.camera.project(points[None])[0].round().long()
             W, H = obs.camera.width, obs.camera.height

@@ -257,6 +257,8 @@ class PinholeCamera:
         """Copy with ``K`` and ``D`` on ``device`` / in ``dtype`` (``None`` keeps the current one)."""
         K = self.K.to(device=device, dtype=dtype)
         D = None if self.D is None else self.D.to(device=device, dtype=dtype)
+        if K is self.K and D is self.D:  # already there (a frozen camera: the same one)
+            return self
         return dataclasses.replace(self, K=K, D=D)
 
 

@@ -6,6 +6,7 @@ angles in radians, quaternions (x, y, z, w). Everything is batched over leading 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..checks import check_finite, check_shape
@@ -28,6 +29,7 @@ __all__ = [
     "se3_log",
     "transform_from_pose",
     "transform_points",
+    "transform_points_array",
 ]
 
 
@@ -64,6 +66,19 @@ def transform_points(T: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     check_shape(T, (..., 4, 4), "T")
     check_shape(points, (..., None, 3), "points")
     return points @ T[..., :3, :3].transpose(-1, -2) + T[..., None, :3, 3]
+
+
+def transform_points_array(T: np.ndarray, points: np.ndarray, translate: bool = True) -> np.ndarray:
+    """:func:`transform_points` of one CPU point set in numpy: ``T (4, 4)``, ``points (N, 3)`` [m] -> ``(N, 3)`` in
+    their dtype, bit for bit torch's values (per output column ``((x R_k0 + y R_k1) + z R_k2) + t_k``, the order of
+    torch's CPU product; numpy's ``@`` rounds differently); ``translate=False`` rotates only (directions)."""
+    R, t = T[:3, :3], T[:3, 3]
+    x, y, z = points[:, 0], points[:, 1], points[:, 2]
+    out = np.empty(points.shape, dtype=points.dtype)
+    for k in range(3):
+        column = x * R[k, 0] + y * R[k, 1] + z * R[k, 2]
+        out[:, k] = column + t[k] if translate else column
+    return out
 
 
 def transform_from_pose(position: torch.Tensor, quaternion_xyzw: torch.Tensor) -> torch.Tensor:
