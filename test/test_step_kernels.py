@@ -61,7 +61,7 @@ def test_zbuffer_plan_equals_the_torch_path(dtype):
             fast = raster.nearest_depth(verts, faces, cam, grow=grow)
             assert int(torch.isfinite(fast).sum()) > 800
             assert torch.equal(fast, raster.nearest_depth_torch(verts, faces, cam, grow=grow))
-    assert len(raster._plans) == 2
+    assert len(raster._plans) == 1  # one plan for every grow (its maximum filter runs after the kernel)
     box = RigidObject.box([0.04, 0.06, 0.03])
     for angle in (0.5, 1.1):
         R = axis_angle_to_matrix(torch.tensor([angle, -0.3, 0.2], dtype=dtype))

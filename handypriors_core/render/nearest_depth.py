@@ -22,7 +22,7 @@ import warp as wp
 from .kernel_geometry import DEGENERATE_EPS, make_geometry, wp_scalar
 from .warp_views import as_warp
 
-__all__ = ["NearestDepthPlan", "make_zbuffer_kernel", "project_vertices_array"]
+__all__ = ["NearestDepthPlan", "make_zbuffer_kernel", "max_filter_array", "project_vertices_array"]
 
 _KERNELS: dict = {}
 
@@ -141,6 +141,26 @@ def project_vertices_array(verts: np.ndarray, K: np.ndarray, near: float, max_sc
     v += K[1, 2]
     ok &= (np.abs(u) < max_screen) & (np.abs(v) < max_screen)
     return np.stack((u, v), -1), inv_depth, ok
+
+
+def max_filter_array(image: np.ndarray, grow: int) -> np.ndarray:
+    """Maximum over each pixel's ``(2 grow + 1)^2`` neighbourhood (clipped at the border) of ``image (B, H, W)``:
+    what ``splat_faces``' ``grow`` writes, as a separable filter (rows, then columns; max is associative, so the
+    same values). ``grow == 0`` returns ``image`` itself."""
+    if grow <= 0:
+        return image
+    out = image
+    for axis in (-1, -2):
+        src, out = out, out.copy()
+        n = src.shape[axis]
+        for k in range(1, min(grow, n - 1) + 1):
+            lo = [slice(None)] * src.ndim
+            hi = [slice(None)] * src.ndim
+            lo[axis], hi[axis] = slice(0, n - k), slice(k, n)
+            lo, hi = tuple(lo), tuple(hi)
+            np.maximum(out[hi], src[lo], out=out[hi])  # from the k-th neighbour before
+            np.maximum(out[lo], src[hi], out=out[lo])  # and after
+    return out
 
 
 class NearestDepthPlan:

@@ -19,7 +19,7 @@ from ..checks import check_shape
 from ..errors import InvalidValueError, ShapeError
 from . import bridge
 from .fragments import Fragments
-from .nearest_depth import NearestDepthPlan, project_vertices_array
+from .nearest_depth import NearestDepthPlan, max_filter_array, project_vertices_array
 from .settings import RasterSettings, blur_margin
 
 __all__ = ["MAX_SCREEN", "HardRasterizer", "SoftRasterizer", "check_mesh", "project_vertices"]
@@ -141,7 +141,10 @@ class HardRasterizer(SoftRasterizer):
         closed outward mesh the nearest face is never one of them); ``grow`` [px]: the minimum over each pixel's
         ``(2 grow + 1)^2`` neighbourhood instead (a min-filter). On the CPU the projection runs in numpy and the
         launches are replayed from a :class:`.nearest_depth.NearestDepthPlan` kept per ``faces`` tensor (read once:
-        do not modify it in place), batch, vertex count and image size; the same values as
+        do not modify it in place), batch, vertex count and image size, without ``grow``: the neighbourhood maximum
+        of the inverse depth that the kernel's ``grow`` writes pixel by pixel is taken afterwards by a separable
+        maximum filter in numpy (:func:`.nearest_depth.max_filter_array`; a max over a square is the max of row maxima,
+        so the same values at a fraction of the kernel's atomic writes); the same values as
         :meth:`nearest_depth_torch`, the general path."""
         if grow < 0:
             raise InvalidValueError(f"grow must be >= 0; got {grow}")
@@ -154,20 +157,20 @@ class HardRasterizer(SoftRasterizer):
         dtype = verts.dtype
         B, V, _ = verts.shape
         plans = self.__dict__.setdefault("_plans", {})
-        key = (id(faces), B, V, width, height, bool(cull_back), int(grow), dtype)
+        key = (id(faces), B, V, width, height, bool(cull_back), dtype)
         source, plan = plans.get(key, (None, None))
         if source is not faces:  # the plan holds its faces tensor, so its id names no other tensor while it lives
             check_mesh(verts, faces)  # the faces once per plan (index range: V is in the key)
             if len(plans) >= 8:
                 plans.clear()
-            plan = NearestDepthPlan(faces, B, V, width, height, cull_back, grow, dtype)
+            plan = NearestDepthPlan(faces, B, V, width, height, cull_back, 0, dtype)
             plans[key] = (faces, plan)
         elif verts.shape[2] != 3 or dtype not in (torch.float32, torch.float64):
             check_mesh(verts, faces)  # raises
         v = verts.detach().numpy()
         K = K.detach().to("cpu", dtype).numpy()
         xy, inv_depth, ok = project_vertices_array(v.reshape(-1, 3), K, self.settings.near, MAX_SCREEN)
-        iz = plan(v, xy, inv_depth, ok)
+        iz = max_filter_array(plan(v, xy, inv_depth, ok), grow)  # the kernel's grow, as a separable filter
         with np.errstate(divide="ignore"):
             depth = np.where(iz > 0, np.reciprocal(iz), np.asarray(np.inf, dtype=iz.dtype))
         return torch.from_numpy(depth)
