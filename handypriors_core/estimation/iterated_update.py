@@ -210,7 +210,7 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     if not accepted:
         return results
     # K R K^T with the noise each block's residuals show at the final iterate (the Joseph form holds for any gain)
-    Lam_R = P_inv
+    Lam_R = P_inv  # P^-1 + sum of the blocks' Lambda_R
     for b, Lb in final_blocks:
         noise = b.noise_std(b.residual_at(step))
         f = b.correlation * noise ** 2 / b.std ** 2 if (opt.estimate_noise and b.noise_floor > 0) else 1.0
@@ -218,7 +218,7 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
         diag.variance_factor[b.name] = f  # (the block's variance_factor at the final iterate)
         Lam_R = Lam_R + (f * Lb if f != 1.0 else Lb)
     if opt.keep_prior_unconverged and not converged:
-        P_new = P
+        P_new = P  # (the prior's, symmetric: the EKF keeps it so)
     else:
         # Joseph form (I - K H) P (I - K H)^T + K R K^T with K H = P+ Lambda, K R K^T = P+ Lambda_R P+: since
         # I - P+ Lambda = P+ P^-1 it is P+ (P^-1 + Lambda_R) P+, P+ = (P^-1 + Lambda)^-1 (A: the last iteration's)
