@@ -93,3 +93,19 @@ def test_settings_load_from_shipped_config_and_reject_bad_values(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("physics:\n  interpenetration:\n    voxel_size: 0.002\n")
     assert load_physics_settings(path).interpenetration.voxel_size == 0.002
+
+
+def test_contact_value_array_equals_contact_value_bit_for_bit():
+    """The numpy contact value (the tracker's published contacts) equals the torch one bit for bit in float32 and
+    float64: inside, on the surface, around 1 mm and far out."""
+    import numpy as np
+
+    from handypriors_core.physics.contact import contact_value_array
+
+    g = torch.Generator().manual_seed(1)
+    for dtype in (torch.float32, torch.float64):
+        d = torch.cat((torch.randn(500, generator=g, dtype=torch.float64) * 0.004,
+                       torch.tensor([-0.01, 0.0, 0.001, 0.00099999, 0.05], dtype=torch.float64))).to(dtype)
+        value = contact_value_array(d.numpy())
+        assert value.dtype == d.numpy().dtype and np.array_equal(value, contact_value(d).numpy())
+        assert value.max() == 1.0 and value.min() < 0.1

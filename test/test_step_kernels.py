@@ -134,11 +134,11 @@ def test_kept_closest_face_launch_equals_a_fresh_launch():
         plan(np.zeros((301, 3), np.float32), np.zeros(301, bool))
 
 
-def test_contact_query_bounds_far_points_by_the_hull():
-    """``query_array(points, exact_within)`` on a concave mesh (a torus: the air over its hole and beside it lies in
-    its box): the points it queries get the full query's values; the others, some of them inside the box but
-    beyond a hull plane, get a lower bound of their distance above ``exact_within`` and a zero normal, so every
-    comparison with a threshold up to ``exact_within`` decides as the full query does."""
+def test_contact_query_bounds_far_points_by_box_and_slabs():
+    """``query_array(points, exact_within)`` on a torus (round: its box corners lie far from it): the points it
+    queries get the full query's values; the others, some of them near the box but beyond one of its 26 bounding
+    planes, get a lower bound of their distance above ``exact_within`` and a zero normal, so every comparison with a
+    threshold up to ``exact_within`` decides as the full query does."""
     import trimesh
 
     from handypriors_core.physics.sdf import ObjectSDF
@@ -154,7 +154,7 @@ def test_contact_query_bounds_far_points_by_the_hull():
     d, n = sdf.query_array(points, exact_within=exact_within)
     queried = np.abs(n).sum(1) > 0
     in_box = sdf._box_distance(points) <= exact_within + 1e-5
-    assert int((in_box & ~queried).sum()) > 50 and int(queried.sum()) > 100  # the hull bound skips points in the box
+    assert int((in_box & ~queried).sum()) > 50 and int(queried.sum()) > 100  # the slabs skip points near the box
     assert np.array_equal(d[queried], full_d[queried]) and np.array_equal(n[queried], full_n[queried])
     assert bool((d[~queried] > exact_within).all()) and bool((d[~queried] <= full_d[~queried]).all())
     for threshold in (0.0, 0.003, exact_within):

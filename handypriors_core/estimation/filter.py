@@ -74,9 +74,10 @@ def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torc
 
     On the CPU (unless ``arrays`` is False) the query and its algebra run in numpy (a few hundred points; the same
     values up to float32 rounding) and only the points within ``distance`` plus the fingertip radius of the object's
-    bounding box are queried: the others are farther than any threshold here, so their ``previous_contact_distances``
-    hold a lower bound (the distance to the box) and their normals zeros; weights, fingertip contacts and the
-    contacts within ``distance`` are the same."""
+    bounding box and 26 bounding planes are queried (``ObjectSDF.query_array``'s ``exact_within``): the others are
+    farther than any threshold here, so their ``previous_contact_distances`` hold a lower bound (the distance to the
+    box or those planes) and their normals zeros; weights, fingertip contacts and the contacts within ``distance``
+    are the same."""
     C = hand.contact_points.shape[1]
     if arrays and scene.device.type == "cpu":
         pose = object2camera.detach().to("cpu", torch.float32).numpy()
@@ -85,13 +86,14 @@ def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torc
                                  hand.fingertip_centres[0].detach().float().numpy()), 0)
         points_obj = (points - t) @ R  # (C + T, 3)
         # exact distances where a threshold below can be met (contact_distance, tips: + their radius); farther
-        # candidates keep a lower bound (their distance to the object's box): the same weights and contacts
+        # candidates keep a lower bound (their distance to the object's box or slabs): the same weights and contacts
         signed, normal = scene.object_sdf.query_array(points_obj, exact_within=distance + scene.fingertip_radius)
-        candidates = torch.from_numpy(signed[None, :C])
-        tips = torch.from_numpy(signed[C:] - np.float32(scene.fingertip_radius))
-        contacts_obj = torch.from_numpy(points_obj[None, :C])
+        candidates = signed[None, :C]
+        tips = signed[C:] - np.float32(scene.fingertip_radius)
         normals = torch.from_numpy((normal[:C] @ R.T)[None])
-        return _context(previous_poses, candidates, distance, contacts_obj, hand, normals, tips, joint_angles)
+        return _context(previous_poses, torch.from_numpy(candidates), torch.from_numpy(points_obj[None, :C]), hand,
+                        normals, joint_angles, torch.from_numpy((candidates < distance).astype(np.float32)),
+                        torch.from_numpy(tips < distance))
     pose = object2camera.to(scene.device, torch.float32)
     R, t = pose[:3, :3], pose[:3, 3]
     with torch.no_grad():  # one object-frame query for the contact candidates and the fingertips
@@ -101,15 +103,17 @@ def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torc
         tips = sd.distance[0, C:] - scene.fingertip_radius
         contacts_obj = points_obj[:, :C]
         normals = sd.normal[:, :C] @ R.T  # camera frame
-    return _context(previous_poses, candidates, distance, contacts_obj, hand, normals, tips, joint_angles)
+    return _context(previous_poses, candidates, contacts_obj, hand, normals, joint_angles,
+                    (candidates < distance).float(), tips < distance)
 
 
-def _context(previous_poses, candidates, distance, contacts_obj, hand, normals, tips, joint_angles) -> TemporalContext:
+def _context(previous_poses, candidates, contacts_obj, hand, normals, joint_angles, weights, tips_in_contact
+             ) -> TemporalContext:
     return TemporalContext(previous_poses=[p.detach().clone() for p in previous_poses[-2:]],
-                           contact_weights=(candidates < distance).float(), contacts_object_prev=contacts_obj,
+                           contact_weights=weights, contacts_object_prev=contacts_obj,
                            previous_contact_points=hand.contact_points.detach().clone(),
                            previous_contact_distances=candidates, previous_contact_normals=normals,
-                           tips_in_contact=tips < distance, previous_joint_angles=joint_angles.detach().clone())
+                           tips_in_contact=tips_in_contact, previous_joint_angles=joint_angles.detach().clone())
 
 
 def _perturbations(device) -> torch.Tensor:

@@ -27,7 +27,7 @@ from ..geometry.camera import MIN_DEPTH
 from ..geometry.transforms import invert_transform, transform_points, transform_points_array
 from ..io.frame import Frame
 from ..models.rigid_object import RigidObject
-from ..physics.contact import contact_value
+from ..physics.contact import contact_value, contact_value_array
 from ..physics.settings import PhysicsSettings
 from ..render.settings import RenderSettings
 from .calibration import HandCalibrator
@@ -301,6 +301,11 @@ class ObjectTracker:
         """Hand contact candidates near the object (from the frame's contact bookkeeping), their contact values
         and the object normals there."""
         d = ctx.previous_contact_distances[0]
+        if d.device.type == "cpu" and d.dtype == torch.float32:  # numpy: contact_value's float32 operations
+            near = np.flatnonzero(d.numpy() < self.settings.filter.contact_distance)
+            return (torch.from_numpy(ctx.previous_contact_points[0].numpy()[near]),
+                    torch.from_numpy(contact_value_array(d.numpy()[near])),
+                    torch.from_numpy(ctx.previous_contact_normals[0].numpy()[near]))
         near = d < self.settings.filter.contact_distance
         return (ctx.previous_contact_points[0][near].cpu(), contact_value(d[near]).cpu(),
                 ctx.previous_contact_normals[0][near].cpu())

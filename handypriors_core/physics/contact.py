@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,6 +28,7 @@ __all__ = [
     "ContactResult",
     "compute_contacts",
     "contact_value",
+    "contact_value_array",
     "contact_value_smooth",
     "persistent_contact_weights",
     "select_contacts",
@@ -43,6 +45,13 @@ def contact_value(signed_distance: torch.Tensor) -> torch.Tensor:
     """
     s_mm = signed_distance * _MM_PER_M
     return 1.0 / torch.clamp(s_mm, min=1.0)
+
+
+def contact_value_array(signed_distance: np.ndarray) -> np.ndarray:
+    """:func:`contact_value` of a CPU array in numpy, the same operations in the array's dtype (float32: the same
+    values): ``(...)`` [m] -> ``(...)`` in ``(0, 1]``."""
+    one = signed_distance.dtype.type(1.0)
+    return one / np.maximum(signed_distance * signed_distance.dtype.type(_MM_PER_M), one)
 
 
 def contact_value_smooth(signed_distance: torch.Tensor, sharpness_per_mm: float = 4.0) -> torch.Tensor:

@@ -25,6 +25,7 @@ get either sign.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -151,6 +152,7 @@ class ObjectSDF:
         self._hull_planes_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # box, hull planes
         self._plan: ClosestFacePlan | None = None  # the kept CPU launch of query_array
         self._bounds: tuple[np.ndarray, np.ndarray] | None = None  # float64 box corners (query_array)
+        self._slabs: tuple[np.ndarray, np.ndarray] | None = None  # 26 directions and the mesh's extent along them
 
     @classmethod
     def from_trimesh(cls, mesh, settings: ContactSettings | None = None, dtype: torch.dtype = torch.float64,
@@ -207,11 +209,11 @@ class ObjectSDF:
         less there than in torch calls): ``points_obj (N, 3)`` float32 [m, object frame] -> ``distance (N,)`` [m,
         negative inside] and ``normal (N, 3)`` float32 (the same values up to float32 rounding).
 
-        ``exact_within`` [m]: points that lie farther than this (plus 10 um) from the mesh's bounding box or outside
-        one of its convex hull's planes by more than this are not queried; they get a lower bound of their distance
-        to the surface (the larger of the distance to the box and to the farthest hull plane, above ``exact_within``)
-        and a zero normal. For callers that only compare distances with thresholds up to ``exact_within`` (contact
-        bookkeeping), the same decisions for a fraction of the query."""
+        ``exact_within`` [m]: points that lie farther than this (plus 10 um) from the mesh's bounding box or from one
+        of 26 planes bounding it (a k-DOP: axes, face and corner diagonals) are not queried; they get a lower bound
+        of their distance to the surface (the larger of the two, above ``exact_within``) and a zero normal. For
+        callers that only compare distances with thresholds up to ``exact_within`` (contact bookkeeping), the same
+        decisions for a fraction of the query."""
         if points_obj.ndim != 2 or points_obj.shape[1] != 3:
             raise ShapeError(f"Expected points_obj to have shape (N, 3); got {tuple(points_obj.shape)}")
         if not np.isfinite(points_obj).all():
@@ -222,17 +224,16 @@ class ObjectSDF:
         limit = exact_within + 1e-5  # a clear margin over the float32 rounding of the values compared
         bound = self._box_distance(p)
         candidates = np.flatnonzero(bound <= limit)
-        plane = self._hull_planes(p[candidates])  # (n,) the farthest hull plane's value (padded: below it)
-        bound[candidates] = np.maximum(bound[candidates], plane)
-        close = bound[candidates] <= limit
-        # outside the padded hull: outside the mesh (as _outside_hull; a point outside the box is outside too)
-        if len(candidates) == len(p) and close.all():
-            return self._query_points(p, plane > 0)
+        if len(candidates):
+            bound[candidates] = np.maximum(bound[candidates], self._slab_distance(p[candidates]))
+        near = candidates[bound[candidates] <= limit]
+        if len(near) == len(p):
+            return self._query_points(p, self._outside_hull(p))
         value = bound.astype(np.float32)
         direction = np.zeros((len(p), 3), dtype=np.float32)
-        near = candidates[close]
         if len(near):
-            value[near], direction[near] = self._query_points(p[near], plane[close] > 0)
+            q = p[near]
+            value[near], direction[near] = self._query_points(q, self._outside_hull(q))
         return value, direction
 
     def _query_points(self, p: np.ndarray, outside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -256,37 +257,44 @@ class ObjectSDF:
             length = np.sqrt((normal * normal).sum(-1))[:, None]
             unit = normal / np.maximum(length, np.finfo(np.float32).tiny)
             self._arrays = (np.ascontiguousarray(corners.transpose(1, 2, 0)), np.ascontiguousarray(unit.T))
-        # per coordinate on rows of N (numpy is slow along a short last axis); the same operations in the same order
+        # on coordinate rows (3, N) (numpy is slow along a short last axis): torch's operations, elementwise in the
+        # same order (sums over the 3 rows are sequential), so the same values
         found = face >= 0
         nearest = np.maximum(face, 0)
-        corners = self._arrays[0][:, :, nearest]  # (3 corners, 3, N)
-        face_normal = self._arrays[1][:, nearest]  # (3, N)
+        corners = self._arrays[0].take(nearest, 2)  # (3 corners, 3, N)
         u, v = bary[:, 0], bary[:, 1]
         w = 1 - u - v
-        diff = [p[:, k] - (u * corners[0, k] + v * corners[1, k] + w * corners[2, k]) for k in range(3)]
-        radius = np.sqrt(diff[0] * diff[0] + diff[1] * diff[1] + diff[2] * diff[2])
+        diff = p.T - (u * corners[0] + v * corners[1] + w * corners[2])  # (3, N)
+        radius = np.sqrt((diff * diff).sum(0))
         interior = (u > _INTERIOR_BARY) & (v > _INTERIOR_BARY) & (w > _INTERIOR_BARY)
         keep_normal = interior | ~(radius > _SURFACE_TOL)  # the face normal inside a face or on the surface
         scale = np.maximum(radius, np.float32(_SURFACE_TOL))
-        direction = np.empty((n, 3), dtype=np.float32)
-        for k in range(3):
-            direction[:, k] = np.where(found, np.where(keep_normal, face_normal[k], sign * diff[k] / scale), 0)
+        direction = np.where(found, np.where(keep_normal, self._arrays[1].take(nearest, 1), sign * diff / scale), 0)
         value = np.where(found, sign * radius, np.float32(self.settings.max_query_distance))
-        return value.astype(np.float32), direction
+        return value.astype(np.float32), np.ascontiguousarray(direction.T, dtype=np.float32)
 
     def _box_distance(self, points: np.ndarray) -> np.ndarray:
         """``(N,)`` float64 distance [m] of ``points (N, 3)`` [object frame] to the mesh's exact bounding box (0 inside
         it), rounded down by a relative 1e-6 so it never exceeds the distance to the surface."""
         if self._bounds is None:
             verts = self._verts.detach().to("cpu", torch.float64).numpy()
-            self._bounds = (verts.min(0), verts.max(0))
+            self._bounds = (verts.min(0)[:, None], verts.max(0)[:, None])
         lo, hi = self._bounds
-        d2 = np.zeros(len(points))
-        for k in range(3):
-            c = points[:, k].astype(np.float64)
-            gap = np.maximum(np.maximum(lo[k] - c, c - hi[k]), 0.0)
-            d2 += gap * gap
-        return np.sqrt(d2) * (1 - 1e-6)
+        c = points.T.astype(np.float64)  # (3, N)
+        gap = np.maximum(np.maximum(lo - c, c - hi), 0.0)
+        return np.sqrt((gap * gap).sum(0)) * (1 - 1e-6)
+
+    def _slab_distance(self, points: np.ndarray) -> np.ndarray:
+        """``(N,)`` float64 lower bound [m] of the distance of ``points (N, 3)`` [object frame] to the mesh: the largest
+        of ``n . p - max_v n . v`` over 26 unit directions ``n`` (axes, face and corner diagonals; the mesh lies
+        within these slabs, so no surface point is nearer), lowered by 1e-9 m for rounding; 0 or below inside them."""
+        if self._slabs is None:
+            directions = np.array([d for d in itertools.product((-1.0, 0.0, 1.0), repeat=3) if any(d)])
+            directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+            verts = self._verts.detach().to("cpu", torch.float64).numpy()
+            self._slabs = (directions, (verts @ directions.T).max(0) + 1e-9)
+        directions, support = self._slabs
+        return (points.astype(np.float64) @ directions.T - support).max(1)
 
     def _hull(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The padded float32 box ``(2, 3)`` and the convex hull's distinct planes: unit outward normals ``(3, H)``
