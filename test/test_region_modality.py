@@ -198,7 +198,8 @@ def test_region_covariance_follows_the_spread_of_correlated_line_errors(colour_t
         r[order] = _ar1(L, 0.8, 1.2, g)
         for model, values in nees.items():
             region.settings.noise_model = model
-            block = region._block(r, J, np.ones(L), std, lines.centres)
+            w = np.ones(L)
+            block = region._block(r, J, w, std, region._correlation(r, J, w, lines.centres))
             W = np.asarray(block.weight)
             Lam = (J * W[:, None]).T @ J / std ** 2
             delta = -np.linalg.solve(Lam, (J * W[:, None]).T @ r / std ** 2)
@@ -208,3 +209,64 @@ def test_region_covariance_follows_the_spread_of_correlated_line_errors(colour_t
     region.settings.noise_model = "with_depth"
     assert 3.0 <= np.mean(nees["always"]) <= 12.0, np.mean(nees["always"])  # 6 when consistent
     assert np.mean(nees["off"]) > 3 * np.mean(nees["always"]), (np.mean(nees["off"]), np.mean(nees["always"]))
+
+
+def test_frames_with_depth_hold_the_last_search_until_the_contour_moves(colour_tracker, monkeypatch):
+    """On a frame with depth (a track's later frame) the region searches once per level of ``levels_with_depth``;
+    later iterations hold that search's lines, weights and correlation (the residuals and Jacobians are evaluated at
+    the iterate) until a contour point moved more than ``hold_shift`` px; both paths alike. A track's first frame and
+    frames without depth search at every iteration."""
+    tracker, truth = colour_tracker
+    region = tracker.filter.region
+    saved_state, s = dict(region.__dict__), region.settings
+    saved_settings = (s.levels_with_depth, s.hold_shift, s.hold_with_depth)
+    obs, occlusion = region._frame
+    H, W = obs.frame.rgb.shape[:2]
+    with_depth = dataclasses.replace(obs, frame=dataclasses.replace(obs.frame, depth=torch.ones(H, W)))
+    searches = []
+    for name in ("_correspondences_arrays", "_correspondences"):
+        method = getattr(type(region), name)
+        monkeypatch.setattr(type(region), name,
+                            lambda self, *a, _m=method, **k: (searches.append(1), _m(self, *a, **k))[1])
+    state = PoseState.from_pose(truth)
+    near = retract(state, torch.tensor([2e-4, -1e-4, 0.0, 0.0, 1e-3, 0.0], dtype=_F64)).pose  # < 1 px
+    far = retract(state, torch.tensor([1e-2, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=_F64)).pose  # ~ 7 px
+    try:
+        s.levels_with_depth, s.hold_shift, s.hold_with_depth = [2, 3], 3.0, True
+        blocks = {}
+        for use_arrays in (True, False):
+            region.use_arrays = use_arrays
+            assert region.begin(with_depth, truth, occlusion) and region._hold
+            assert region._frame_levels == [2, 3]
+            searches.clear()
+            searched = region.linearize(truth, 0), region.linearize(truth, 1)
+            assert len(searches) == 2
+            held = region.linearize(near, 2)
+            assert len(searches) == 2  # held: no new search
+            lines, mu, w, _std, correlation = region._held
+            np.testing.assert_array_equal(np.asarray(held.weight), np.asarray(searched[1].weight))
+            assert held.correlation == searched[1].correlation and correlation > 1
+            r, J = (np.asarray(a) for a in region._evaluate(near, lines, mu))
+            np.testing.assert_allclose(np.asarray(held.residual), r, atol=1e-12)
+            np.testing.assert_allclose(np.asarray(held.jacobian), J, atol=1e-12)
+            assert 0.05 < np.abs(r + np.asarray(mu)).max() < 3.0  # the contour moved, less than hold_shift
+            region.linearize(far, 3)
+            assert len(searches) == 3  # moved ~7 px: searched again
+            blocks[use_arrays] = held
+        np.testing.assert_allclose(blocks[True].residual, blocks[False].residual.numpy(), atol=1e-9)
+        np.testing.assert_allclose(blocks[True].weight, blocks[False].weight.numpy(), atol=1e-10)
+        region.use_arrays = True
+        # without depth, or on a track's first frame: every level, a search at every iteration
+        hist = region.hist_f
+        region.hist_f = None
+        region.begin(with_depth, truth, occlusion)
+        assert not region._hold and region._frame_levels == list(range(len(s.scales)))
+        region.hist_f = hist
+        assert region.begin(obs, truth, occlusion) and not region._hold
+        searches.clear()
+        for it in range(6):
+            region.linearize(near, it)
+        assert len(searches) == 6
+    finally:
+        s.levels_with_depth, s.hold_shift, s.hold_with_depth = saved_settings
+        region.__dict__.update(saved_state)

@@ -123,6 +123,8 @@ class RegionModality:
         self._arrays_for: tuple | None = None  # ... that begin() prepared (its ``_frame``)
         self._table: np.ndarray | None = None  # log ratio per colour cell of the current histograms
         self._frame_levels = list(range(len(self.settings.scales)))  # coarse-to-fine levels of the frame's iterations
+        self._hold = False  # the frame holds its last search's correspondences after its levels (hold_with_depth)
+        self._held: tuple | None = None  # (lines, mu, weight, std, correlation) of the frame's last search
         self._radius: float | None = None
 
     # ------------------------------------------------------------------------------------------- lines
@@ -250,7 +252,11 @@ class RegionModality:
         self._frame = (obs, occlusion)
         s = self.settings
         every = list(range(len(s.scales)))
-        self._frame_levels = list(s.levels_with_depth or every) if obs.frame.depth is not None else every
+        # a new track's first frame (no histograms yet) resolves the start's offset: every level, fresh searches
+        later = obs.frame.depth is not None and self.hist_f is not None
+        self._frame_levels = list(s.levels_with_depth or every) if later else every
+        self._hold = later and s.hold_with_depth
+        self._held = None
         if self.hist_f is None:
             start, margin = start_for_learning(self, obs, object2camera, occlusion, uncertainty) if search \
                 else (object2camera, uncertainty)
@@ -263,7 +269,7 @@ class RegionModality:
     def _frame_arrays(self, obs: Observation, occlusion: HandOcclusion | None, object2camera: torch.Tensor
                       ) -> RegionFrame | None:
         """The numpy lookups of the frame (made once per frame, with its colour box around the lines of the
-        coarsest level at ``object2camera``); None where the torch path runs (``use_arrays`` off, not the frame
+        frame's coarsest level at ``object2camera``); None where the torch path runs (``use_arrays`` off, not the frame
         :meth:`begin` prepared, or an image off the CPU)."""
         if not self.use_arrays or self._frame is None or self._frame[0] is not obs or self._frame[1] is not occlusion \
                 or obs.frame.rgb.device.type != "cpu":
@@ -275,7 +281,8 @@ class RegionModality:
         pose = object2camera.detach().to("cpu", _F64).numpy()
         points, normals = self._view_arrays(pose)
         centres = LineArrays.at_pose(points, normals, pose, intrinsics).centres
-        reach = max(self.half_length(0), self.settings.learn_margin + self.settings.learn_length) + _BOX_MARGIN
+        s = self.settings
+        reach = max(self.half_length(min(self._frame_levels)), s.learn_margin + s.learn_length) + _BOX_MARGIN
         lo, hi = np.floor(centres.min(0) - reach), np.ceil(centres.max(0) + reach)
         self._arrays = RegionFrame(obs.frame.rgb.numpy(), occlusion.lookup() if occlusion is not None else None,
                                    (int(lo[0]), int(lo[1]), int(hi[0]), int(hi[1])), self.settings.histogram_bits,
@@ -318,7 +325,8 @@ class RegionModality:
             x = seg[index] - cand[:, None]  # (D, F): segment centre relative to the candidate [segments]
             step = 0.5 - s.step_amplitude * np.tanh(x / (2 * s.step_slope))  # foreground probability model
             finest = self.segment_offsets(len(s.scales) - 1).numpy().reshape(-1)
-            self._levels[level] = LevelConstants(offsets, finest, index, step, cand, float(s.scales[level]))
+            own = offsets.size == finest.size and bool(np.array_equal(offsets.reshape(-1), finest))
+            self._levels[level] = LevelConstants(offsets, finest, index, step, cand, float(s.scales[level]), own)
         return self._levels[level]
 
     def segment_offsets(self, level: int) -> torch.Tensor:
@@ -394,52 +402,79 @@ class RegionModality:
         The correspondences (lines' centres, normals, contour posteriors) are found afresh at every iterate: a
         contour posterior is biased towards its line's centre (the step model's window), and each new search moves
         the pose further towards the contour (holding the finest level's correspondences for a repeated iteration
-        let the colour-only mug drift by 25 deg in 40 frames)."""
+        let the colour-only mug drift by 25 deg in 40 frames). On frames with depth (``hold_with_depth``) the
+        iterations after one search per level of ``levels_with_depth`` hold the last search's correspondences,
+        weights and correlation (only the residuals and Jacobians are evaluated at the iterate) until a contour
+        point has moved more than ``hold_shift`` [px] along its line since the search: the depth carries the fine
+        alignment, and a search per iteration cost ~1.5 ms each."""
         if self._frame is None:
             return None
+        if self._hold and self._held is not None and iteration >= len(self._frame_levels):
+            block = self._held_block(object2camera)
+            # the held contour points moved along their lines by r + mu since the search: searched again when stale
+            shift = np.asarray(block.residual) + np.asarray(self._held[1])
+            if float(np.abs(shift).max()) <= self.settings.hold_shift:
+                return block
         obs, occlusion = self._frame
         s = self.settings
         level = self.frame_level(iteration)
         std = s.standard_deviations[min(level, len(s.standard_deviations) - 1)]
         fa = self._frame_arrays(obs, occlusion, object2camera)
-        if fa is not None:
-            pose = object2camera.detach().to("cpu", _F64).numpy()
-            found = self._correspondences_arrays(fa, pose, level)
-            if found is None:
-                return None
-            lines, mu, var = found
-            r = line_residual_array(pose, lines, mu, fa.intrinsics)
-            J = line_jacobian_array(pose, lines, fa.intrinsics[0], fa.intrinsics[1])
-            if self.unseen is not None:
-                J = without_unseen_array(J, self._unseen_array, pose[:3, :3], self.unseen[1])
-            w = np.minimum(std * std / var, 1.0)  # information 1 / max(var, std^2) per line
-            return self._block(r, J, w, std, lines.centres)
-        pose = object2camera.to("cpu", _F64)
-        found = self._correspondences(obs, occlusion, pose, level)
+        found = self._correspondences_arrays(fa, object2camera.detach().to("cpu", _F64).numpy(), level) \
+            if fa is not None else self._correspondences(obs, occlusion, object2camera.to("cpu", _F64), level)
         if found is None:
+            self._held = None
             return None
         lines, mu, var = found
-        cam = obs.camera
+        r, J = self._evaluate(object2camera, lines, mu)
+        w = np.minimum(std * std / var, 1.0) if fa is not None else (std * std / var).clamp(max=1.0)
+        correlation = self._correlation(r, J, w, lines.centres)  # information 1 / max(var, std^2) per line
+        self._held = (lines, mu, w, std, correlation)
+        return self._block(r, J, w, std, correlation)
+
+    def _evaluate(self, object2camera: torch.Tensor, lines, mu):
+        """Residuals ``(L,)`` [px] and Jacobian ``(L, 6)`` of ``lines`` (numpy :class:`~.region_arrays.LineArrays` or
+        torch :class:`CorrespondenceLines`) with contour offsets ``mu (L,)`` [px] at ``object2camera (4, 4)``."""
+        cam = self._frame[0].camera
         fx, fy, cx, cy = float(cam.fx), float(cam.fy), float(cam.cx), float(cam.cy)
+        if isinstance(lines, LineArrays):
+            pose = object2camera.detach().to("cpu", _F64).numpy()
+            r = line_residual_array(pose, lines, mu, (fx, fy, cx, cy))
+            J = line_jacobian_array(pose, lines, fx, fy)
+            if self.unseen is not None:
+                J = without_unseen_array(J, self._unseen_array, pose[:3, :3], self.unseen[1])
+            return r, J
+        pose = object2camera.to("cpu", _F64)
         r = self.residual(pose[None], lines, mu, fx, fy, cx, cy)[0]
         J = self.jacobian(pose, lines, fx, fy)
         if self.unseen is not None:
             J = without_unseen(J, self.unseen[0], pose[:3, :3], self.unseen[1])
-        w = (std * std / var).clamp(max=1.0)  # information 1 / max(var, std^2) per line
-        return self._block(r, J, w, std, lines.centres)
+        return r, J
 
-    def _block(self, r, J, w, std: float, centres) -> ResidualBlock:
-        """The block of residuals ``r (L,)``, Jacobian ``J (L, 6)``, weights ``w (L,)`` (numpy or torch) at line
-        noise ``std`` [px], with its noise model (``noise_model``): the weights divided by the lines per
-        independent one (:func:`~.region_arrays.line_correlation` of the lines at ``centres (L, 2)``), and the
-        lines' own scatter where it exceeds ``std`` (``noise_floor = std``) inflating the covariance
-        (``filter.noise_estimation``)."""
+    def _held_block(self, object2camera: torch.Tensor) -> ResidualBlock:
+        """The block of the frame's last search (correspondences, weights, correlation held) at ``object2camera``."""
+        lines, mu, w, std, correlation = self._held
+        r, J = self._evaluate(object2camera, lines, mu)
+        return self._block(r, J, w, std, correlation)
+
+    def _correlation(self, r, J, w, centres) -> float | None:
+        """Lines per independent one of the block ``r (L,)``, ``J (L, 6)``, ``w (L,)`` (numpy or torch) at line
+        centres ``(L, 2)`` [px] (:func:`~.region_arrays.line_correlation`); None where the frame has no noise
+        model (``noise_model``)."""
         s = self.settings
         if s.noise_model == "off" or (s.noise_model == "with_depth" and self._frame[0].frame.depth is None):
-            return ResidualBlock(self.name, r, J, w, std)
+            return None
         arrays = [np.asarray(a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else a, np.float64)
                   for a in (r, J, w, centres)]
-        correlation = line_correlation(*arrays, s.max_correlation)
+        return line_correlation(*arrays, s.max_correlation)
+
+    def _block(self, r, J, w, std: float, correlation: float | None) -> ResidualBlock:
+        """The block of residuals ``r (L,)``, Jacobian ``J (L, 6)``, weights ``w (L,)`` (numpy or torch) at line
+        noise ``std`` [px], with its noise model (``correlation`` not None): the weights divided by the lines per
+        independent one, and the lines' own scatter where it exceeds ``std`` (``noise_floor = std``) inflating the
+        covariance (``filter.noise_estimation``)."""
+        if correlation is None:
+            return ResidualBlock(self.name, r, J, w, std)
         return ResidualBlock(self.name, r, J, w / correlation, std, std)
 
     def _correspondences(self, obs: Observation, occlusion: HandOcclusion | None, pose: torch.Tensor, level: int):

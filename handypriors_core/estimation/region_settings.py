@@ -27,8 +27,14 @@ class RegionSettings:
             distribution_length - 1`` segments of ``scale`` pixels: its capture range grows with the scale).
         scales: per Gauss-Newton iteration, the segment size [px] (coarse to fine; the last one repeats).
         levels_with_depth: on frames with depth (the region joins the depth while settling), the levels (indices
-            into ``scales``) the iterations run through, coarse to fine; the last one repeats (empty: every level).
-            Frames without depth run through every level.
+            into ``scales``) the iterations run through, coarse to fine; the last one repeats (empty: every level;
+            the shipped configuration: the two finest). Frames without depth and a new track's first frame run
+            through every level.
+        hold_with_depth: on frames with depth (not a new track's first), the iterations after one search per level
+            of ``levels_with_depth`` hold the last search's correspondences, weights and correlation (only residuals
+            and Jacobians are evaluated at the iterate: the depth carries the fine alignment) until a contour point
+            has moved more than ``hold_shift`` [px] along its line since the search; off: a search per iteration.
+        hold_shift: see ``hold_with_depth``.
         standard_deviations: per iteration, the smallest residual noise [px] a line is trusted with (its weight is
             ``min(1, std^2 / var)`` with ``var`` the variance of its contour posterior).
         step_amplitude, step_slope: the smoothed step ``0.5 - a tanh(x / 2 b)`` (x in segments).
@@ -55,6 +61,8 @@ class RegionSettings:
     scales: list[float] = field(default_factory=lambda: [6.0, 4.0, 2.0, 1.0])
     standard_deviations: list[float] = field(default_factory=lambda: [15.0, 5.0, 3.5, 1.5])
     levels_with_depth: list[int] = field(default_factory=list)
+    hold_with_depth: bool = True
+    hold_shift: float = ranged(3.0, 0.0, 100.0)
     step_amplitude: float = ranged(0.43, 0.0, 0.5, low_open=True, high_open=True)
     step_slope: float = ranged(0.5, 0.0, 100.0, low_open=True)
     min_contrast: float = ranged(0.3, 0.0, 1.0)
