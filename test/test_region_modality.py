@@ -243,7 +243,7 @@ def test_frames_with_depth_hold_the_last_search_until_the_contour_moves(colour_t
             assert len(searches) == 2
             held = region.linearize(near, 2)
             assert len(searches) == 2  # held: no new search
-            lines, mu, w, _std, correlation = region._held
+            lines, mu, _weight, _std, correlation = region._held
             np.testing.assert_array_equal(np.asarray(held.weight), np.asarray(searched[1].weight))
             assert held.correlation == searched[1].correlation and correlation > 1
             r, J = (np.asarray(a) for a in region._evaluate(near, lines, mu))
