@@ -13,7 +13,10 @@ from handypriors_core.estimation.pose_state import (
     PoseState,
     retract,
     retract_value,
+    retracted_pose_array,
     rotation_from_axis_angle_value,
+    so3_left_jacobian,
+    so3_left_jacobian_array,
 )
 from handypriors_core.geometry.rotations import axis_angle_to_matrix
 
@@ -51,6 +54,22 @@ def test_retract_value_equals_retract_with_extras():
     assert torch.equal(state.pose, pose)  # the input state is not modified
     with pytest.raises(Exception, match="delta"):
         retract_value(state, torch.zeros(6, dtype=_F64))
+
+
+@pytest.mark.parametrize("phi", _axis_angles(), ids=lambda p: f"{float(p.norm()):.3g}")
+def test_numpy_retraction_and_left_jacobian_equal_the_torch_ones(phi):
+    """The iterated update's and the numpy commit's pose retraction and SO(3) left Jacobian (Python floats) equal
+    the torch functions across Rodrigues' branches."""
+    R0 = axis_angle_to_matrix(torch.tensor([0.3, -1.1, 0.4], dtype=_F64))
+    pose = torch.eye(4, dtype=_F64)
+    pose[:3, :3], pose[:3, 3] = R0, torch.tensor([0.05, -0.02, 0.45], dtype=_F64)
+    delta = torch.cat((torch.tensor([0.003, -0.001, 0.002], dtype=_F64), phi))
+    moved = retracted_pose_array(pose.numpy(), delta.numpy())
+    torch.testing.assert_close(torch.from_numpy(moved), retract(PoseState(pose, pose.new_zeros(0)), delta).pose,
+                               atol=1e-14, rtol=0)
+    assert moved[3].tolist() == [0.0, 0.0, 0.0, 1.0]
+    torch.testing.assert_close(torch.from_numpy(so3_left_jacobian_array(phi.numpy())), so3_left_jacobian(phi),
+                               atol=1e-14, rtol=0)
 
 
 @pytest.mark.parametrize("extras", [0, 2])

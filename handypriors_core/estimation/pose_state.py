@@ -252,11 +252,16 @@ def nearest_rotation_array(rotation: np.ndarray) -> np.ndarray:
 
 def retracted_pose_array(pose: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """``(4, 4)`` pose of ``pose [+] delta`` (:func:`retract_value`'s pose) for numpy ``pose (4, 4)`` and the pose
-    part of ``delta (>= 6,)`` (float64; a new array)."""
-    out = pose.copy()
-    out[:3, :3] = rotation_from_axis_angle_array(delta[3:6]) @ pose[:3, :3]
-    out[:3, 3] += delta[:3]
-    return out
+    part of ``delta (>= 6,)`` (float64; a new array). Evaluated in Python floats (``exp([phi]x) R`` row by row, the
+    sums in the order of a matrix product): two numpy calls instead of seven."""
+    (r00, r01, r02, tx), (r10, r11, r12, ty), (r20, r21, r22, tz), last = pose.tolist()
+    x, y, z, a, b, c = delta[:6].tolist()
+    rows = []
+    for (e0, e1, e2), t in zip(_rodrigues_rows(a, b, c), (tx + x, ty + y, tz + z), strict=True):
+        rows.append([e0 * r00 + e1 * r10 + e2 * r20, e0 * r01 + e1 * r11 + e2 * r21, e0 * r02 + e1 * r12 + e2 * r22,
+                     t])
+    rows.append(last)
+    return np.array(rows)
 
 
 def ros_pose_covariance(covariance: torch.Tensor) -> torch.Tensor:
