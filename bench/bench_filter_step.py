@@ -24,8 +24,8 @@ Checks (60 frames, shipped settings, no mask): each sequence's median step, the 
 besides the update's normal equations: pose_hand, predict, prepare, hand_zbuffer, quality, contact_context) and
 ``other_stages`` (those plus the tracker's bookkeeping), and the ``pose_hand`` and ``contact_context`` medians (about
 1.35x the slowest of two session-7 runs of each bag at load 5-6: 6.0, 6.7, 1.0 and 1.5 ms; main before ran 6.6-9.9,
-7.4-11.0, 1.1-1.6 and 1.7-2.8 ms in the same pairs of runs) and the accuracy of its run against ``REGRESSION_BOUNDS`` (exit status 1
-when one fails), and the goal of issue 13 (8 ms median, reported, not enforced).
+7.4-11.0, 1.1-1.6 and 1.7-2.8 ms in the same pairs of runs) and the accuracy of its run against
+``REGRESSION_BOUNDS`` (exit status 1 when one fails), and the goal of issue 13 (8 ms median, reported, not enforced).
 Writes ``bench/results/filter_step.json`` (``--output`` to change the topic).
 """
 
