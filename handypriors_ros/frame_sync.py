@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from handypriors_core.errors import HandyPriorsError, InvalidValueError, JointNameError
+from handypriors_core.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from handypriors_core.geometry.transforms import transform_from_pose
 from handypriors_core.io.frame import Frame
 from handypriors_core.io.transform_buffer import ExtrapolationError, TransformLookupError, UnknownFrameError
@@ -40,7 +41,8 @@ from handypriors_core.models.joint_maps import JointMap
 from . import conversions
 from .joint_state_buffer import JointStateBuffer
 
-__all__ = ["FrameAssembler", "ImageItem", "InputSignal", "LagStats", "Mailbox", "StampedBuffer", "pose_from_list"]
+__all__ = ["FrameAssembler", "ImageItem", "InputSignal", "LagStats", "Mailbox", "StampedBuffer", "extrapolate_pose",
+           "pose_from_list"]
 
 _NS = 1_000_000_000
 
@@ -245,6 +247,17 @@ def _unchecked_frame(fields: dict[str, Any]) -> Frame:
     return frame
 
 
+def extrapolate_pose(earlier: torch.Tensor, newest: torch.Tensor, ratio: float) -> torch.Tensor:
+    """The ``(4, 4)`` pose ``ratio`` times the motion from ``earlier`` to ``newest`` past ``newest`` (constant
+    velocity: translation along its line, rotation about the same axis at the same rate; ratio 0 = ``newest``)."""
+    newest, earlier = newest.double(), earlier.double()
+    out = newest.clone()
+    step = matrix_to_axis_angle(newest[:3, :3] @ earlier[:3, :3].T)  # (the rotation between them, in the parent)
+    out[:3, :3] = axis_angle_to_matrix(ratio * step) @ newest[:3, :3]
+    out[:3, 3] = newest[:3, 3] + ratio * (newest[:3, 3] - earlier[:3, 3])
+    return out
+
+
 def pose_from_list(values: Any) -> torch.Tensor | None:
     """``[x y z qx qy qz qw]`` -> ``(4, 4)`` float64 pose (quaternion normalised); ``[]`` -> None."""
     if not values:
@@ -263,7 +276,8 @@ class FrameAssembler:
     Args:
         hand_joint_names: the hand model's joint names (order of ``Frame.joint_angles``).
         settings: returns the current node settings (``camera_frame``, ``use_depth``, ``mask_source``,
-            ``sync_timeout`` [s], ``stamp_tolerance`` [s], ``hand2camera_override``, ``hand_root_frame``).
+            ``sync_timeout`` [s], ``stamp_tolerance`` [s], ``input_extrapolation`` [s], ``hand2camera_override``,
+            ``hand_root_frame``).
         tf_lookup: ``(target, source, stamp_ns) -> source2target (4, 4)``, raising the transform buffer's errors.
         report: ``report(message, warn)`` records an input problem (diagnostics, throttled log).
         joint_map: a fixed joint map, or None to choose one from the first JointState's names.
@@ -393,17 +407,23 @@ class FrameAssembler:
         except Exception as exc:  # noqa: BLE001 - kept and raised by assemble, where the pipeline reports it
             item.prepared = exc
 
+    def _horizon_ns(self) -> int:
+        """How far before the image stamp the newest joint-state / TF sample may lie for the frame not to wait for
+        the sample after the stamp (extrapolated instead; ``input_extrapolation``) [ns]."""
+        return round(getattr(self._settings(), "input_extrapolation", 0.0) * _NS)
+
     def _joints_reached(self, stamp: int) -> bool:
-        """A joint-state sample at or after ``stamp`` is buffered (the angles interpolate)."""
+        """A joint-state sample at or after ``stamp`` is buffered (the angles interpolate), or one at most the
+        extrapolation horizon before it."""
         buffer = self.joints
         span = buffer.time_range_ns() if buffer is not None else None
-        return span is not None and span[1] >= stamp
+        return span is not None and span[1] >= stamp - self._horizon_ns()
 
     def _tf_reached(self, s: Any, stamp: int) -> bool:
         """The hand root's TF has a sample at or after ``stamp`` (or is fixed, static, or not observable here)."""
         if self._tf_newest is None or pose_from_list(s.hand2camera_override) is not None:
             return True
-        return (self._tf_newest(s.hand_root_frame) or stamp) >= stamp
+        return (self._tf_newest(s.hand_root_frame) or stamp) >= stamp - self._horizon_ns()
 
     def assemble(self, item: ImageItem, index: int) -> tuple[Frame, str]:
         """The :class:`Frame` of the colour image ``item`` and its camera frame id.
@@ -524,13 +544,19 @@ class FrameAssembler:
         return (values.astype(np.float32) / np.float32(scale)).clip(0.0, 1.0)
 
     def _joint_angles(self, stamp: int, deadline: float) -> torch.Tensor:
-        """Joint angles at ``stamp``: waits for a sample at or after it (interpolation), holds the newest one
-        within ``stamp_tolerance`` when none came by the deadline."""
+        """Joint angles at ``stamp``: waits for a sample at or after it (interpolation), or extrapolates linearly
+        when the newest one is at most ``input_extrapolation`` before it; holds the newest one within
+        ``stamp_tolerance`` when none came by the deadline."""
         self.wait_for(lambda: self._joints_reached(stamp), deadline)
         buffer = self.joints
         if buffer is None:
             raise InvalidValueError(self.joint_error or f"no JointState received on {self._topics['joint_states']} "
                                     f"yet; frame skipped")
+        horizon, span = self._horizon_ns(), buffer.time_range_ns()
+        if span is not None and 0 < stamp - span[1] <= horizon and span[1] > span[0]:
+            earlier = max(span[0], span[1] - horizon)  # (the baseline: the horizon, or all there is)
+            q1, q0 = buffer.positions_at(span[1]).positions, buffer.positions_at(earlier).positions
+            return q1 + (q1 - q0) * ((stamp - span[1]) / (span[1] - earlier))
         return buffer.positions_at(stamp).positions
 
     def _hand2camera(self, camera_frame: str, stamp: int, deadline: float) -> torch.Tensor:
@@ -539,6 +565,15 @@ class FrameAssembler:
         if override is not None:
             return override
         self.wait_for(lambda: self._tf_reached(s, stamp), deadline)  # the sample after the stamp: interpolate
+        newest, horizon = (self._tf_newest(s.hand_root_frame) if self._tf_newest else None), self._horizon_ns()
+        if newest is not None and 0 < stamp - newest <= horizon:  # extrapolated (constant velocity)
+            try:
+                pose = self._tf_lookup(camera_frame, s.hand_root_frame, newest)
+                earlier = self._tf_lookup(camera_frame, s.hand_root_frame, newest - horizon)
+            except (ExtrapolationError, UnknownFrameError, TransformLookupError):
+                pass  # (too little history: looked up at the stamp below, the newest sample held)
+            else:
+                return extrapolate_pose(earlier, pose, (stamp - newest) / horizon)
         while True:
             try:
                 return self._tf_lookup(camera_frame, s.hand_root_frame, stamp)

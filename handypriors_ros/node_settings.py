@@ -70,6 +70,11 @@ class NodeSettings:
         sync_timeout: longest wait [s] of a frame for its depth, mask, joint states and TF to arrive.
         stamp_tolerance: largest stamp difference [s] when matching depth and masks to an image; joint states and
             TF may also be held this long past their newest sample.
+        input_extrapolation: when the newest joint-state or TF sample is at most this far [s] before the image
+            stamp, the frame does not wait for the sample after the stamp: the value at the stamp is extrapolated
+            at constant velocity from the newest sample and the one this long before it. 0 = always wait for the
+            sample after the stamp (interpolation; the wait bounded by sync_timeout). A camera whose images
+            arrive later than one joint-state / TF period after their stamp never needs it.
         torch_threads: torch.set_num_threads of the node (1 is fastest for the tracker's small per-frame tensors).
         tracker_process: run the tracker in a process of its own, so that its computation never delays the message
             callbacks (docs/node_runtime.md); false: a worker thread of the node's process (tests, debugging).
@@ -104,6 +109,7 @@ class NodeSettings:
     max_image_age: float = ranged(0.0, 0.0, 3600.0)
     sync_timeout: float = ranged(0.05, 0.0, 10.0)
     stamp_tolerance: float = ranged(0.02, 0.0, 10.0)
+    input_extrapolation: float = ranged(0.0, 0.0, 1.0)
     torch_threads: int = ranged(1, 1, 256)
     tracker_process: bool = True
     intake_nice: int = ranged(-10, -20, 19)

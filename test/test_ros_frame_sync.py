@@ -423,3 +423,35 @@ def test_with_wire_images_the_colour_and_matched_depth_stay_as_received_and_bad_
     assembler.add_depth(cv.array_to_image(np.full((3, 4), 1000, np.uint16), "16UC1", later, CAMERA))  # not aligned
     frame, _ = assembler.assemble(ImageItem(image2, later, time.monotonic()), index=1)
     assert frame.depth is None and any("depth image is 4x3 but the colour image is 8x6" in r for r in reports)
+
+
+def test_inputs_newest_within_the_extrapolation_horizon_are_extrapolated_at_once_and_beyond_it_waited_for():
+    from handypriors_core.geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+
+    tf, reports = TransformBuffer(max_extrapolation_s=0.02), []
+    assembler = _assembler(_settings(sync_timeout=2.0, input_extrapolation=0.01), tf, reports)
+    image, info = _image_and_info(T0)
+    assembler.add_camera_info(info)
+    assembler.add_depth(cv.depth_to_image(np.full((6, 8), 1.0), T0, CAMERA))
+    for k in range(-30, -2, 3):  # joints moving at 2 rad/s, 333 Hz, the newest 3 ms before the image stamp
+        assembler.add_joint_state(_joint_state(T0 + k * MS, 0.1 + 2.0 * k * 1e-3))
+    for k in (-36, -26, -16, -6):  # the wrist at 0.5 m/s along x, turning at 1 rad/s about z; 100 Hz
+        T = torch.eye(4, dtype=torch.float64)
+        T[:3, :3] = axis_angle_to_matrix(torch.tensor([0.0, 0.0, 1e-3 * k], dtype=torch.float64))
+        T[:3, 3] = torch.tensor([0.5e-3 * k, 0.0, 0.4], dtype=torch.float64)
+        tf.add_transform(CAMERA, "hand_root", T0 + k * MS, T)
+    item = ImageItem(image, T0, time.monotonic())
+    assert assembler.inputs_ready(item)  # the newest samples are within 10 ms of the stamp: nothing to wait for
+    start = time.monotonic()
+    frame, _ = assembler.assemble(item, index=0)
+    assert time.monotonic() - start < 1.0  # (a wait would last sync_timeout: 2 s)
+    assert torch.allclose(frame.joint_angles, torch.full((16,), 0.1), atol=1e-6)  # constant velocity: exact
+    hand2camera = frame.hand2camera.double()
+    assert torch.allclose(hand2camera[:3, 3], torch.tensor([0.0, 0.0, 0.4], dtype=torch.float64), atol=1e-6)
+    assert float(matrix_to_axis_angle(hand2camera[:3, :3]).norm()) < 1e-6 and not reports
+    later, _ = _image_and_info(T0 + 8 * MS)  # the newest TF sample 14 ms before this stamp: waited for
+    assert not assembler.inputs_ready(ImageItem(later, T0 + 8 * MS, time.monotonic()))
+    tf.add_transform(CAMERA, "hand_root", T0 + 4 * MS, T)
+    assembler.add_depth(cv.depth_to_image(np.full((6, 8), 1.0), T0 + 8 * MS, CAMERA))
+    assembler.add_joint_state(_joint_state(T0 + 6 * MS, 0.112))
+    assert assembler.inputs_ready(ImageItem(later, T0 + 8 * MS, time.monotonic()))  # (4 ms: within the horizon)
