@@ -455,3 +455,22 @@ def test_inputs_newest_within_the_extrapolation_horizon_are_extrapolated_at_once
     assembler.add_depth(cv.depth_to_image(np.full((6, 8), 1.0), T0 + 8 * MS, CAMERA))
     assembler.add_joint_state(_joint_state(T0 + 6 * MS, 0.112))
     assert assembler.inputs_ready(ImageItem(later, T0 + 8 * MS, time.monotonic()))  # (4 ms: within the horizon)
+
+
+@pytest.mark.parametrize("ratio", [0.0, 0.4, 1.0])
+def test_extrapolated_pose_continues_a_constant_velocity_screw_motion(ratio):
+    from handypriors_core.geometry.rotations import axis_angle_to_matrix
+    from handypriors_ros.frame_sync import extrapolate_pose
+
+    axis = torch.tensor([0.3, -0.2, 0.5], dtype=torch.float64)
+    axis = axis / axis.norm()
+
+    def pose(t: float) -> torch.Tensor:  # turning at 1.3 rad/s about a fixed axis, moving at a constant velocity
+        T = torch.eye(4, dtype=torch.float64)
+        T[:3, :3] = axis_angle_to_matrix(axis * (2.9 + 1.3 * t))
+        T[:3, 3] = torch.tensor([0.1, 0.2, 0.3], dtype=torch.float64) + t * torch.tensor([1.0, -2.0, 0.5])
+        return T
+
+    out = extrapolate_pose(pose(0.0), pose(0.01), ratio)
+    assert out.dtype == torch.float64 and torch.allclose(out, pose(0.01 + 0.01 * ratio), atol=1e-7)
+    assert torch.allclose(out[:3, :3] @ out[:3, :3].T, torch.eye(3, dtype=torch.float64), atol=1e-12)
