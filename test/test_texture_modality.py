@@ -17,7 +17,14 @@ import torch
 
 from handypriors_core.estimation.hand_occlusion import HandDepthLookup
 from handypriors_core.estimation.pose_state import PoseState, retract
-from handypriors_core.estimation.texture import TextureModality, box_blur, luminance, sample_bilinear
+from handypriors_core.estimation.texture import (
+    TextureModality,
+    box_means,
+    luminance,
+    sample_bilinear,
+    sample_box_bilinear,
+    summed_area_table,
+)
 from handypriors_core.estimation.texture_settings import TextureSettings
 from handypriors_core.geometry.camera import PinholeCamera
 from handypriors_core.geometry.rotations import axis_angle_to_matrix
@@ -170,34 +177,33 @@ def test_hand_covered_points_are_dropped():
     assert (np.rint(p[0] / p[2] * F + W / 2 - 0.5) >= column).all()
 
 
-def test_only_unseen_directions_with_depth():
-    """With depth and ``with_depth_directions: unseen`` the rows lie along the object's unseen twist (its axis)."""
+def test_with_depth_only_for_shapes_depth_cannot_fully_see():
+    """``with_depth: unseen_shapes``: with depth the block joins only when the shape has unseen motions (a surface
+    of revolution's axis); without depth always; ``never`` / ``always`` as they say."""
     obj = _object()
     axis = torch.tensor([[0.0], [0.0], [0.0], [0.0], [0.0], [1.0]], dtype=_F64)  # rotation about object z
-    m = TextureModality(_scene(obj), TextureSettings(min_gradient=0.0), (axis, 0.05))
-    pose = _pose(5)
-    obs = _obs(_pattern(5))
-    assert m.take_keyframe(obs, pose, None, "image")
-    assert m.begin(obs, pose, None, with_depth=True)
-    rows = m.normal_equations(pose.numpy(), 2).rows
-    direction = np.concatenate((np.zeros(3), pose[:3, 2].numpy()))  # the object's axis in the camera frame
-    assert np.abs(rows - np.outer(direction, direction @ rows)).max() < 1e-12 * np.abs(rows).max()
-    no_unseen = TextureModality(_scene(obj), TextureSettings(min_gradient=0.0), (torch.zeros(6, 0), 0.05))
-    assert no_unseen.take_keyframe(obs, pose, None, "image")
-    assert not no_unseen.begin(obs, pose, None, with_depth=True)  # depth sees everything: nothing to add
+    pose, obs = _pose(5), _obs(_pattern(5))
+    for unseen, mode, joins in [(axis, "unseen_shapes", True), (torch.zeros(6, 0), "unseen_shapes", False),
+                                (axis, "never", False), (torch.zeros(6, 0), "always", True)]:
+        m = TextureModality(_scene(obj), TextureSettings(min_gradient=0.0, with_depth=mode), (unseen, 0.05))
+        assert m.take_keyframe(obs, pose, None, "image")
+        assert m.joins(True) == joins and m.begin(obs, pose, None, with_depth=True) == joins
+        assert m.begin(obs, pose, None, with_depth=False)
 
 
-def test_blur_and_sampling_helpers():
-    from scipy.ndimage import correlate
-
-    img = np.random.default_rng(0).random((20, 30)).astype(np.float64)
-    for r in (1, 3):
-        b = box_blur(img, r)
-        np.testing.assert_allclose(b, box_blur(torch.from_numpy(img), r).numpy(), atol=1e-12)
-        k = np.convolve(np.ones(2 * r + 1), np.ones(2 * r + 1)) / (2 * r + 1) ** 2  # the box twice: a tent
-        ref = correlate(img, np.outer(k, k), mode="nearest")
-        inner = (slice(2 * r, 20 - 2 * r), slice(2 * r, 30 - 2 * r))  # (the edges replicate each pass's input)
-        np.testing.assert_allclose(b[inner], ref[inner], atol=1e-12)
+def test_box_means_and_sampling_helpers():
+    img = np.random.default_rng(0).random((20, 30))
+    sat = summed_area_table(img)
+    np.testing.assert_allclose(sat, summed_area_table(torch.from_numpy(img)).numpy(), atol=1e-12)
+    px, py = np.array([0, 5, 29, 12]), np.array([0, 7, 19, 3])
+    for r in (0, 1, 3):
+        direct = [img[max(y - r, 0):y + r + 1, max(x - r, 0):x + r + 1].mean() for x, y in zip(px, py)]
+        np.testing.assert_allclose(box_means(sat, r, px, py), direct, atol=1e-12)  # cut to the image at edges
+        x, y = np.array([3.25, 10.5]), np.array([4.75, 7.0])
+        v, gx, gy, inside = sample_box_bilinear(sat, r, x, y)
+        vt = sample_box_bilinear(summed_area_table(torch.from_numpy(img)), r, torch.from_numpy(x), torch.from_numpy(y))
+        np.testing.assert_allclose(v, vt[0].numpy(), atol=1e-12)
+        np.testing.assert_allclose(gx, vt[1].numpy(), atol=1e-12)
     x, y = np.array([3.25, 10.5, -0.5]), np.array([4.75, 7.0, 3.0])
     v, gx, gy, inside = sample_bilinear(img, x, y)
     assert inside.tolist() == [True, True, False]

@@ -292,7 +292,7 @@ class ObjectPoseFilter:
         pose = self.ekf.pose
         modalities = []
         use_depth = "sparse_depth" in names and obs.frame.depth is not None
-        use_texture = "texture" in names and self._texture_useful(obs.frame.depth is not None)
+        use_texture = "texture" in names and self.texture.joins(obs.frame.depth is not None)
         occlusion = HandOcclusion(self.scene, obs) if (use_depth or use_texture or "region" in names) else None
         if use_depth and self.sparse_depth.begin(obs, pose, occlusion):
             modalities.append(self.sparse_depth)
@@ -319,12 +319,6 @@ class ObjectPoseFilter:
         if "region" in names:
             self.region.learn(obs, self.ekf.pose, occlusion)
         return results
-
-    def _texture_useful(self, has_depth: bool) -> bool:
-        """Whether the texture block can say anything on a frame with or without depth (with depth and
-        ``with_depth_directions: unseen`` only for a shape with motions the depth cannot see)."""
-        return not has_depth or self._texture_settings.with_depth_directions == "all" \
-            or self.sparse_depth.unseen.shape[1] > 0
 
     def _texture_keyframe(self, obs: Observation, occlusion: HandOcclusion | None, trusted: bool,
                           used: bool) -> None:

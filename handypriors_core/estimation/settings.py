@@ -274,7 +274,7 @@ class FilterSettings:
             (:class:`ColourOnlySettings`; :meth:`for_frame`).
     """
 
-    observations: list[FilterObservation] = field(default_factory=lambda: ["sparse_depth"])
+    observations: list[FilterObservation] = field(default_factory=lambda: ["sparse_depth", "texture"])
     motion_model: Literal["quasistatic", "constant_pose"] = "quasistatic"
     initial_std_translation: float = ranged(0.02, 0.0, 1.0, low_open=True)
     initial_std_rotation: float = ranged(0.2, 0.0, math.pi, low_open=True)

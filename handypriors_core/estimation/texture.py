@@ -5,8 +5,9 @@ visible at its pose and lie on a strong image gradient, their intensity in a ref
 the camera image (``image`` keyframe, taken on a trusted frame) or the object's own texture rendered at the pose
 (``model`` keyframe, when the mesh has one: an absolute reference, which also corrects the start's error about an
 axis nothing else observes). Per frame (:meth:`~TextureModality.begin`) the image around the object is turned into
-luminance and blurred per level (coarse to fine over the Gauss-Newton iterations); per iteration each point is posed,
-projected and the image sampled (bilinear) there. Residual per point (intensity in [0, 1])::
+luminance and its summed-area table (box means of any size in four lookups: the blur level of each Gauss-Newton
+iteration, coarse to fine, evaluated only at the points' pixels); per iteration each point is posed, projected and
+the box-filtered image sampled there (bilinear). Residual per point (intensity in [0, 1])::
 
     r = I_l(pi(R p_obj + t)) - m_l . [k, k n_x, k n_y, k n_z, 1]
 
@@ -18,7 +19,7 @@ level, then held), and the closed-form Jacobian over the pose tangent ``(rho, ph
 
 (``g`` the bilinear image gradient [1/px]), robust (IRLS) weights. Points turned away from the camera, outside the
 sampled image or covered by the known hand (:class:`~.hand_occlusion.HandOcclusion`) are dropped. With depth the
-block may be limited to the object motions depth cannot see (``with_depth_directions: unseen``).
+block joins only where the shape has motions the depth cannot see (``with_depth: unseen_shapes``).
 
 The same array code runs on numpy (the CPU path) and on torch tensors (other devices): :func:`_linearize` takes
 the array module; ``test/test_texture_modality.py`` checks that both give the same values.
@@ -40,8 +41,8 @@ from .scene import HandObjectScene
 from .sparse_depth import visible_points_array
 from .texture_settings import TextureSettings
 
-__all__ = ["Keyframe", "TextureModality", "box_blur", "luminance", "photometric_jacobian", "sample_bilinear",
-           "surface_candidates"]
+__all__ = ["Keyframe", "TextureModality", "box_means", "luminance", "photometric_jacobian", "sample_bilinear",
+           "sample_box_bilinear", "summed_area_table", "surface_candidates"]
 
 _F64 = torch.float64
 _LUMA = (0.299, 0.587, 0.114)
@@ -60,56 +61,54 @@ def luminance(rgb):
     return (r * (_LUMA[0] * scale) + g * (_LUMA[1] * scale) + b * (_LUMA[2] * scale))
 
 
-def _box_1d(image, radius: int, axis: int):
-    """Mean over ``2 radius + 1`` neighbours along ``axis`` (0 or 1) of a 2D array, edges replicated."""
-    torch_in = isinstance(image, torch.Tensor)
-    n = image.shape[axis]
-    index = np.clip(np.arange(-radius - 1, n + radius), 0, n - 1)  # leading extra entry: the cumsum's zero
-    if torch_in:
-        padded = image.index_select(axis, torch.as_tensor(index, device=image.device))
-        c = padded.cumsum(axis)
-        c = c - c.narrow(axis, 0, 1)  # c[0] = 0
-        hi, lo = c.narrow(axis, 2 * radius + 1, n), c.narrow(axis, 0, n)
-    else:
-        padded = image.take(index, axis)
-        c = padded.cumsum(axis)
-        c -= c.take([0], axis)
-        hi = c[2 * radius + 1:] if axis == 0 else c[:, 2 * radius + 1:]
-        lo = c[:n] if axis == 0 else c[:, :n]
-    return (hi - lo) / (2 * radius + 1)
+def summed_area_table(image):
+    """``(H + 1, W + 1)`` float64 ``S[i, j] = sum(image[:i, :j])`` of ``image (H, W)`` (numpy or torch): any box mean
+    of the image in four lookups."""
+    if isinstance(image, torch.Tensor):
+        return torch.nn.functional.pad(image.double().cumsum(0).cumsum(1), (1, 0, 1, 0))
+    sat = np.zeros((image.shape[0] + 1, image.shape[1] + 1))
+    np.cumsum(image, 0, out=sat[1:, 1:])
+    np.cumsum(sat[1:, 1:], 1, out=sat[1:, 1:])
+    return sat
 
 
-def box_blur(image, radius: int):
-    """``image (H, W)`` (numpy or torch) blurred by a ``2 radius + 1`` box filter applied twice along each axis (a
-    tent of half width ``2 radius``; edges replicated); unchanged for ``radius`` 0."""
-    if radius <= 0:
-        return image
-    for axis in (0, 1):
-        image = _box_1d(_box_1d(image, radius, axis), radius, axis)
-    return image
+def box_means(sat, radius: int, px, py):
+    """Mean of the image of ``sat`` (:func:`summed_area_table`) over the ``2 radius + 1`` square around integer pixels
+    ``px``, ``py`` (any equal shapes; int64 / long), cut to the image at its edges."""
+    xp = torch if isinstance(sat, torch.Tensor) else np
+    h, w = sat.shape[0] - 1, sat.shape[1] - 1
+    x0, x1 = xp.clip(px - radius, 0, w), xp.clip(px + radius + 1, 0, w)
+    y0, y1 = xp.clip(py - radius, 0, h), xp.clip(py + radius + 1, 0, h)
+    flat = sat.reshape(-1)
+    top, bottom = y0 * (w + 1), y1 * (w + 1)
+    total = flat[bottom + x1] - flat[top + x1] - flat[bottom + x0] + flat[top + x0]
+    return total / ((x1 - x0) * (y1 - y0))
+
+
+def sample_box_bilinear(sat, radius: int, x, y):
+    """:func:`sample_bilinear` of the image of ``sat`` box-filtered with ``radius`` (the filter evaluated only at the
+    four pixels around each position: a few hundred points never pay for a whole blurred image). Returns
+    ``(values, d/dx, d/dy, inside)`` ``(K,)``; ``inside``: all four pixels lie in the image."""
+    xp = torch if isinstance(sat, torch.Tensor) else np
+    h, w = sat.shape[0] - 1, sat.shape[1] - 1
+    ix, iy = xp.floor(x), xp.floor(y)
+    fx, fy = x - ix, y - iy
+    inside = (ix >= 0) & (ix <= w - 2) & (iy >= 0) & (iy <= h - 2)
+    ix = xp.clip(ix, 0, w - 2)
+    iy = xp.clip(iy, 0, h - 2)
+    ix, iy = (ix.long(), iy.long()) if xp is torch else (ix.astype(np.int64), iy.astype(np.int64))
+    corners = box_means(sat, radius, xp.stack((ix, ix + 1, ix, ix + 1)), xp.stack((iy, iy, iy + 1, iy + 1)))
+    i00, i01, i10, i11 = corners[0], corners[1], corners[2], corners[3]
+    top = i00 + fx * (i01 - i00)
+    bottom = i10 + fx * (i11 - i10)
+    return top + fy * (bottom - top), (1 - fy) * (i01 - i00) + fy * (i11 - i10), bottom - top, inside
 
 
 def sample_bilinear(image, x, y):
     """Bilinear samples of ``image (H, W)`` at continuous pixel positions ``x``, ``y (K,)`` (pixel centres at
     integers) and the derivatives of that interpolation: ``(values, d/dx, d/dy, inside)`` ``(K,)`` each; outside
     (``inside`` False) the values read the nearest border cell. Numpy or torch alike."""
-    xp = torch if isinstance(image, torch.Tensor) else np
-    H, W = image.shape
-    ix, iy = xp.floor(x), xp.floor(y)
-    fx, fy = x - ix, y - iy
-    inside = (ix >= 0) & (ix <= W - 2) & (iy >= 0) & (iy <= H - 2)
-    ix = xp.clip(ix, 0, W - 2)
-    iy = xp.clip(iy, 0, H - 2)
-    base = (iy * W + ix).long() if xp is torch else (iy * W + ix).astype(np.int64)
-    flat = image.reshape(-1)
-    i00, i01, i10, i11 = flat[base], flat[base + 1], flat[base + W], flat[base + W + 1]
-    i00, i01, i10, i11 = (v.to(x.dtype) if xp is torch else v.astype(x.dtype) for v in (i00, i01, i10, i11))
-    top = i00 + fx * (i01 - i00)
-    bottom = i10 + fx * (i11 - i10)
-    values = top + fy * (bottom - top)
-    gx = (1 - fy) * (i01 - i00) + fy * (i11 - i10)
-    gy = bottom - top
-    return values, gx, gy, inside
+    return sample_box_bilinear(summed_area_table(image), 0, x, y)
 
 
 def photometric_jacobian(points, translation, grad_u, grad_v, focal):
@@ -155,17 +154,15 @@ class Keyframe:
 
 @dataclass
 class _Frame:
-    """One frame's sampling state: the luminance crop ``(h, w)`` with its origin ``(x0, y0)`` [px] in the full
-    image, its blurred levels (made on first use), the photometric model per level (fitted on first use), the
-    hand z-buffer tables (numpy path) or occlusion (torch path), the unseen basis ``(6, k)`` (None: every
-    direction) and the camera's focal lengths and principal point."""
+    """One frame's sampling state: the summed-area table ``(h + 1, w + 1)`` of the luminance around the keyframe's
+    points with its origin ``(x0, y0)`` [px] in the full image, the predicted intensities per level (photometric
+    model fitted on first use), the hand z-buffer tables (numpy path) or occlusion (torch path), the camera's focal
+    lengths and principal point, and the array module (numpy or torch)."""
 
-    crop: object
+    sat: object
     origin: tuple[int, int]
-    levels: dict
     models: dict
     hand: object
-    basis: object
     focal: tuple[float, float]
     centre: tuple[float, float]
     xp: object
@@ -236,7 +233,7 @@ class TextureModality:
         q = p.take(idx, 1)
         u = q[0] / np.maximum(q[2], MIN_DEPTH) * fx + cx
         v = q[1] / np.maximum(q[2], MIN_DEPTH) * fy + cy
-        margin = 2 * max(s.blur_radii) + 2
+        margin = max(s.blur_radii) + 2
         box = (max(int(u.min()) - margin, 0), max(int(v.min()) - margin, 0),
                min(int(u.max()) + margin + 2, width), min(int(v.max()) + margin + 2, height))
         if box[2] - box[0] < 2 or box[3] - box[1] < 2:
@@ -248,9 +245,10 @@ class TextureModality:
         else:
             crop = luminance(obs.frame.rgb[box[1]:box[3], box[0]:box[2]].cpu().numpy())
         x, y = u - box[0], v - box[1]
+        sat = summed_area_table(crop)
         values, strength, ok = [], np.zeros(idx.size), np.ones(idx.size, bool)
         for radius in s.blur_radii:
-            val, gx, gy, inside = sample_bilinear(box_blur(crop, radius), x, y)
+            val, gx, gy, inside = sample_box_bilinear(sat, radius, x, y)
             values.append(val)
             strength += np.hypot(gx, gy) / len(s.blur_radii)
             ok &= inside
@@ -307,17 +305,12 @@ class TextureModality:
     def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None,
               with_depth: bool) -> bool:
         """Prepare this frame at the predicted ``object2camera (4, 4)``: the luminance around the keyframe's points,
-        the hand test; False without a keyframe, or when depth sees every motion and the block is limited to the
-        unseen ones (``with_depth_directions: unseen``)."""
+        the hand test; False without a keyframe or when the block does not join a frame with depth
+        (:meth:`joins`)."""
         self._frame = None
         kf, s = self.keyframe, self.settings
-        if kf is None:
+        if kf is None or not self.joins(with_depth):
             return False
-        basis = None
-        if with_depth and s.with_depth_directions == "unseen":
-            if self.unseen is None or self.unseen[0].shape[1] == 0:
-                return False
-            basis = self.unseen
         cam = obs.camera
         (fx, _, cx), (_, fy, cy), _ = cam.K.tolist()
         width, height = int(cam.width), int(cam.height)
@@ -325,7 +318,7 @@ class TextureModality:
         p = pose[:3, :3] @ kf.points + pose[:3, 3:]
         z = np.maximum(p[2], MIN_DEPTH)
         u, v = p[0] / z * fx + cx, p[1] / z * fy + cy
-        margin = 2 * max(s.blur_radii) + 2 + s.search_margin
+        margin = max(s.blur_radii) + 2 + s.search_margin
         x0, y0 = max(int(u.min()) - margin, 0), max(int(v.min()) - margin, 0)
         x1, y1 = min(int(u.max()) + margin + 2, width), min(int(v.max()) + margin + 2, height)
         if x1 - x0 < 2 or y1 - y0 < 2:
@@ -333,20 +326,21 @@ class TextureModality:
         arrays = self.use_arrays and obs.frame.rgb.device.type == "cpu" and self.scene.device.type == "cpu"
         rgb = obs.frame.rgb[y0:y1, x0:x1]
         if arrays:
-            crop, xp = luminance(rgb.numpy()), np
+            sat, xp = summed_area_table(luminance(rgb.numpy())), np
             hand = occlusion.lookup().pixel_tables(max(width, height)) if occlusion is not None else None
         else:
-            crop, xp = luminance(rgb.to(self.scene.device)), torch
+            sat, xp = summed_area_table(luminance(rgb.to(self.scene.device))), torch
             hand = occlusion
-        self._frame = _Frame(crop, (x0, y0), {}, {}, hand, basis, (fx, fy), (cx, cy), xp)
+        self._frame = _Frame(sat, (x0, y0), {}, hand, (fx, fy), (cx, cy), xp)
         return True
 
-    def _level(self, level: int):
-        """The frame's luminance crop blurred at ``level`` (made once per frame)."""
-        fr = self._frame
-        if level not in fr.levels:
-            fr.levels[level] = box_blur(fr.crop, self.settings.blur_radii[level])
-        return fr.levels[level]
+    def joins(self, with_depth: bool) -> bool:
+        """Whether the block observes a frame with or without depth (``with_depth``: with depth only for a shape
+        whose motions the depth does not all see, ``unseen_shapes``)."""
+        mode = self.settings.with_depth
+        if not with_depth or mode == "always":
+            return True
+        return mode == "unseen_shapes" and self.unseen is not None and self.unseen[0].shape[1] > 0
 
     def linearize(self, object2camera: torch.Tensor, iteration: int) -> ResidualBlock | None:
         """``(r, J, w)`` at ``object2camera (4, 4)`` at the blur level of ``iteration`` (the torch path unless the
@@ -384,7 +378,7 @@ class TextureModality:
             pose = torch.as_tensor(object2camera).to(device, _F64)
             points, normals, refs = (torch.from_numpy(a).to(device) for a in
                                      (kf.points, kf.normals, kf.intensities[level]))
-        found = _residuals(xp, self._level(level), fr, pose, points, normals, s.min_facing, s.hand_margin)
+        found = _residuals(xp, fr, s.blur_radii[level], pose, points, normals, s.min_facing, s.hand_margin)
         if found is None:
             return None
         intensity, rows, n_cam, valid = found
@@ -398,8 +392,6 @@ class TextureModality:
             return None
         r = (intensity - predicted)[keep]
         rows = rows[:, keep]
-        if fr.basis is not None:
-            rows = _only_along(xp, rows, pose[:3, :3], fr.basis)
         scale = s.robust_scales[min(level, len(s.robust_scales) - 1)]
         w = robust_weights(r, scale, s.robust)
         self.inliers = float((w > 0.5).sum()) / max(int(keep.shape[0]), 1)
@@ -407,7 +399,7 @@ class TextureModality:
         return r, rows, w, std, s.noise_floor, s.correlation
 
 
-def _residuals(xp, image, fr: _Frame, pose, points, normals, min_facing: float, hand_margin: float):
+def _residuals(xp, fr: _Frame, radius: int, pose, points, normals, min_facing: float, hand_margin: float):
     """Intensities ``(K,)`` at the projections of the keyframe's points at ``pose``, Jacobian rows ``(6, K)``,
     camera-frame normals ``(3, K)`` and which points are usable ``(K,)`` (facing, inside the crop, not hand)."""
     R, t = pose[:3, :3], pose[:3, 3:]
@@ -418,7 +410,7 @@ def _residuals(xp, image, fr: _Frame, pose, points, normals, min_facing: float, 
     zc = xp.clip(z, MIN_DEPTH, None) if xp is np else z.clamp_min(MIN_DEPTH)
     u = p[0] / zc * fr.focal[0] + fr.centre[0]
     v = p[1] / zc * fr.focal[1] + fr.centre[1]
-    values, gx, gy, inside = sample_bilinear(image, u - fr.origin[0], v - fr.origin[1])
+    values, gx, gy, inside = sample_box_bilinear(fr.sat, radius, u - fr.origin[0], v - fr.origin[1])
     valid = inside & (facing >= min_facing) & (z > MIN_DEPTH)
     if fr.hand is not None:
         if xp is np:
@@ -450,15 +442,3 @@ def _photometric_prediction(xp, intensity, refs, n_cam, valid):
         prior = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0], dtype=_F64, device=A.device)
         m = torch.linalg.solve(A + ridge * torch.eye(5, dtype=_F64, device=A.device), b + ridge * prior)
     return m @ F
-
-
-def _only_along(xp, rows, rotation, basis):
-    """Jacobian rows ``(6, K)`` keeping only their part along the object's ``basis = (Y (6, k) object-frame
-    twists, radius [m])`` posed by ``rotation (3, 3)``: the block then observes those motions alone."""
-    Y, radius = basis
-    Y = xp.asarray(Y) if xp is np else torch.as_tensor(Y, device=rows.device)
-    Y = xp.concatenate((rotation @ Y[:3], rotation @ Y[3:]), 0)
-    scale = xp.asarray([[1.0], [1.0], [1.0], [radius], [radius], [radius]]) if xp is np else \
-        torch.tensor([[1.0], [1.0], [1.0], [radius], [radius], [radius]], dtype=_F64, device=rows.device)
-    scaled = rows / scale
-    return (Y @ (Y.T @ scaled)) * scale

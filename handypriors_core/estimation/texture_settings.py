@@ -29,15 +29,16 @@ class TextureSettings:
         min_facing: a point is used while the cosine between its normal and the direction to the camera is at
             least this (grazing points mix in the background).
         blur_radii: per Gauss-Newton iteration (coarse to fine; the last repeats), the radius [px] of the box
-            filter applied twice to the luminance before sampling (a tent of half width twice the radius: the
-            convergence basin; 0 = none).
+            filter (mean over ``2 r + 1`` squared pixels) on the luminance before sampling: the convergence basin
+            (0 = none).
         search_margin: [px] the image is read this far around the keyframe's points projected at the prediction.
         robust: robust function of the intensity residuals.
         robust_scales: per Gauss-Newton iteration, the robust function's scale [intensity] (the last repeats).
         standard_deviations: per iteration, the per-point intensity noise [intensity] the update weighs with.
         noise_floor: smallest per-point noise [intensity] the per-frame noise estimate may give
             (``filter.noise_estimation``).
-        correlation: residuals per independent one (>= 1): points closer than the blur share their noise.
+        correlation: residuals per independent one (>= 1): points on one texture edge share its error (blur,
+            shading the photometric model misses, the rendered texture's registration).
         hand_margin: [m] points the rendered hand covers (or lies this close behind) are dropped.
         min_overlap: a new keyframe is taken (on a trusted frame) when fewer than this fraction of the keyframe's
             points remain usable ...
@@ -46,8 +47,10 @@ class TextureSettings:
         reference: what a keyframe stores: ``model`` (the object's texture rendered at the keyframe's pose, an
             absolute reference; the camera image for a mesh without texture) or ``image`` (the camera image of a
             trusted frame: holds the pose where it was taken, drift-free only relative to it).
-        with_depth_directions: with depth, what the block may observe: ``unseen`` (only the object motions the
-            depth cannot see: the axis of a surface of revolution; nothing for other shapes) or ``all``.
+        with_depth: when the block joins frames with depth: ``unseen_shapes`` (only for a shape with motions the
+            depth cannot see, a surface of revolution: the textured cylinder's or bottle's turn about its axis; the
+            block then has its full Jacobian, since one limited to those motions makes the Gauss-Newton iterations
+            cycle: the intensities also move with the others), ``always`` or ``never``.
     """
 
     candidates: int = ranged(3000, 10, 1_000_000)
@@ -55,19 +58,19 @@ class TextureSettings:
     min_points: int = ranged(20, 3, 100_000)
     min_gradient: float = ranged(0.01, 0.0, 10.0)
     min_facing: float = ranged(0.3, 0.0, 1.0)
-    blur_radii: list[int] = field(default_factory=lambda: [4, 2, 1])
+    blur_radii: list[int] = field(default_factory=lambda: [6, 3, 1])
     search_margin: int = ranged(12, 0, 200)
     robust: Literal["huber", "tukey", "cauchy", "geman_mcclure", "none"] = "huber"
     robust_scales: list[float] = field(default_factory=lambda: [0.05])
     standard_deviations: list[float] = field(default_factory=lambda: [0.05])
     noise_floor: float = ranged(0.01, 0.0, 1.0)
-    correlation: float = ranged(4.0, 1.0, 1e6)
+    correlation: float = ranged(20.0, 1.0, 1e6)
     hand_margin: float = ranged(0.005, 0.0, 0.1)
     min_overlap: float = ranged(0.6, 0.0, 1.0)
     max_rotation: float = ranged(0.35, 0.0, math.pi, low_open=True)
     min_inliers: float = ranged(0.5, 0.0, 1.0)
     reference: Literal["model", "image"] = "model"
-    with_depth_directions: Literal["unseen", "all"] = "unseen"
+    with_depth: Literal["unseen_shapes", "always", "never"] = "unseen_shapes"
 
     def __post_init__(self) -> None:
         check_ranges(self, "texture")
@@ -81,5 +84,5 @@ class TextureSettings:
                 f"texture.robust must be huber, tukey, cauchy, geman_mcclure or none; got {self.robust!r}")
         require(self.reference in ("model", "image"),
                 f"texture.reference must be 'model' or 'image'; got {self.reference!r}")
-        require(self.with_depth_directions in ("unseen", "all"),
-                f"texture.with_depth_directions must be 'unseen' or 'all'; got {self.with_depth_directions!r}")
+        require(self.with_depth in ("unseen_shapes", "always", "never"),
+                f"texture.with_depth must be 'unseen_shapes', 'always' or 'never'; got {self.with_depth!r}")
