@@ -29,7 +29,11 @@ Measured:
   and per frame (medians) the time spent waiting in the mailbox (``queue_ms``), assembling the inputs
   (``inputs_ms``: waiting for them, decoding, shared-memory write), held assembled while the tracker finished the
   frame before (``held_ms``), tracking (``track_ms``: sent -> estimate back) and publishing (``publish_ms``: the
-  next frame's send included), and the worker thread's CPU in each (``*_cpu_ms``).
+  next frame's send included), and the worker thread's CPU in each (``*_cpu_ms``; ``prepare_cpu_ms``: decoding a
+  frame's images while it waited, ``wait_ms``: until its inputs were all there);
+- the latency's parts (``latency_breakdown_ms``): the feeder's publish calls, the colour image's way into the node
+  (``image_lag_*`` in /diagnostics), the stages above, the node's stamp-to-TF-published lag (``object_tf_out_lag_*``)
+  and the TF's way back (the latency minus that).
 
 Every figure is written with the load average of the machine when it was taken. ``checks`` in the results: the
 issue's goals (``goal_*``: joint-state intake lag p99 < 5 ms, 30 Hz sustained, median latency <= tracker step +

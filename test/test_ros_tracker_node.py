@@ -253,6 +253,9 @@ def test_tracks_and_publishes_pose_covariance_markers_overlay_diagnostics(harnes
     [transform] = h.got["tf"][:1]
     assert (transform.header.frame_id, transform.child_frame_id) == (CAMERA, "object")
     assert h.tf_stamps() == stamps
+    _, values = h.tracker.health()  # the latency's parts: each image's way in, then its stamp -> its TF published
+    assert math.isfinite(values["image_lag_median_ms"])
+    assert values["object_tf_out_lag_max_ms"] >= values["object_tf_out_lag_median_ms"] > values["image_lag_median_ms"]
     pose = h.got["pose"][-1]
     assert pose.header.frame_id == CAMERA and cv.stamp_ns(pose) == stamps[-1]
     T_pose, T_tf = cv.pose_to_matrix(pose), cv.transform_to_matrix(h.got["tf"][-1])
