@@ -1,12 +1,12 @@
 """Cost of the texture modality per frame (issue 13): CPU time of its work inside the filter's update.
 
 Tracks the generated cylinder and bottle of ``bench/bench_tracking.py`` (60 frames, start = frame-0 ground truth
-perturbed by 2 cm / 10 deg, seed 0; shipped ``config/*.yaml``, no mask, one torch thread) and times, per frame, with
-``time.thread_time`` (the modality runs on the calling thread): the frame's preparation (``begin``: luminance of the
-image around the keyframe's points, hand tables), every linearisation (``normal_equations``: blur levels on first
-use, sampling, residuals, Jacobian rows, photometric model, weights) and keyframes (``take_keyframe``: a model
-keyframe renders the object's texture). Also the whole tracker step (process CPU) with and without the modality
-(``texture`` added to / removed from ``filter.observations``), which includes the Gauss-Newton iterations it adds.
+perturbed by 2 cm / 10 deg, seed 0; shipped ``config/*.yaml``, no mask, one torch thread) and times, per frame, as
+process CPU (``bench_filter_step.StageClock``): the frame's preparation (``begin``: luminance of the image around the
+keyframe's points and its summed-area table, hand tables), every linearisation (``normal_equations``: box means,
+sampling, residuals, Jacobian rows, photometric model, weights) and keyframes (``take_keyframe``: a model keyframe
+renders the object's texture). Also the whole tracker step (process CPU) with and without the modality (``texture``
+added to / removed from ``filter.observations``), which includes the Gauss-Newton iterations it adds.
 
     .venv/bin/python bench/bench_texture.py            # -> bench/results/texture_cost.json (exit 1 on a bound)
 
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench._common import load_average, percentile, quiet_warp, write_results  # after the sys.path line above
+from bench.bench_filter_step import StageClock
 from bench.bench_tracking import _parse_setting, configured, load_generated_sequence
 from handypriors_core.estimation.settings import load_tracking_settings
 from handypriors_core.estimation.tracker import ObjectTracker
@@ -43,24 +44,6 @@ REGRESSION_BOUNDS = {
 SEQUENCES = ("gen_cylinder", "gen_mesh")
 
 
-class _Timer:
-    """Wraps methods of one object, summing their thread CPU time into the current frame's bucket."""
-
-    def __init__(self, target, names: tuple[str, ...]) -> None:
-        self.frame: dict[str, float] = {}
-        for name in names:
-            setattr(target, name, self._timed(name, getattr(target, name)))
-
-    def _timed(self, name, fn):
-        def run(*args, **kwargs):
-            t = time.thread_time()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.frame[name] = self.frame.get(name, 0.0) + time.thread_time() - t
-        return run
-
-
 def run(name: str, frames: int, texture: bool, overrides: dict) -> dict:
     """Track ``name`` once with or without the texture observation; per-frame texture CPU [ms] and step CPU [ms]."""
     seq = load_generated_sequence(name, frames)
@@ -70,7 +53,10 @@ def run(name: str, frames: int, texture: bool, overrides: dict) -> dict:
     tracker = ObjectTracker(URDFHand.from_urdf(allegro_urdf()), RigidObject.from_mesh(seq.mesh_path), settings,
                             render_settings=load_render_settings(), physics_settings=load_physics_settings())
     tracker.reset(perturbed_pose(seq.truth[0], 0))
-    timer = _Timer(tracker.filter.texture, ("begin", "normal_equations", "take_keyframe"))
+    timer = StageClock()  # the filter-step bench's per-frame stage clock (process CPU of the wrapped calls)
+    texture_modality = tracker.filter.texture
+    for method in ("begin", "normal_equations", "take_keyframe"):
+        setattr(texture_modality, method, timer.wrap(method, getattr(texture_modality, method)))
     texture, steps, parts = [], [], {"begin": [], "normal_equations": [], "take_keyframe": []}
     for i, frame in enumerate(seq.frames):
         timer.frame = {}
