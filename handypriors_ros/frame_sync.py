@@ -415,8 +415,10 @@ class FrameAssembler:
 
     def _horizon_ns(self) -> int:
         """How far before the image stamp the newest joint-state / TF sample may lie for the frame not to wait for
-        the sample after the stamp (extrapolated instead; ``input_extrapolation``) [ns]."""
-        return round(getattr(self._settings(), "input_extrapolation", 0.0) * _NS)
+        the sample after the stamp (extrapolated instead; ``input_extrapolation``, at most ``stamp_tolerance``: a
+        stream with a single sample is held, which the buffers allow that far) [ns]."""
+        s = self._settings()
+        return round(min(getattr(s, "input_extrapolation", 0.0), s.stamp_tolerance) * _NS)
 
     def _joints_reached(self, stamp: int) -> bool:
         """A joint-state sample at or after ``stamp`` is buffered (the angles interpolate), or one at most the

@@ -73,8 +73,9 @@ class NodeSettings:
         input_extrapolation: when the newest joint-state or TF sample is at most this far [s] before the image
             stamp, the frame does not wait for the sample after the stamp: the value at the stamp is extrapolated
             at constant velocity from the newest sample and the one this long before it. 0 = always wait for the
-            sample after the stamp (interpolation; the wait bounded by sync_timeout). A camera whose images
-            arrive later than one joint-state / TF period after their stamp never needs it.
+            sample after the stamp (interpolation; the wait bounded by sync_timeout). At most stamp_tolerance is
+            used. A camera whose images arrive later than one joint-state / TF period after their stamp never
+            needs it.
         torch_threads: torch.set_num_threads of the node (1 is fastest for the tracker's small per-frame tensors).
         tracker_process: run the tracker in a process of its own, so that its computation never delays the message
             callbacks (docs/node_runtime.md); false: a worker thread of the node's process (tests, debugging).

@@ -455,6 +455,11 @@ def test_inputs_newest_within_the_extrapolation_horizon_are_extrapolated_at_once
     assembler.add_depth(cv.depth_to_image(np.full((6, 8), 1.0), T0 + 8 * MS, CAMERA))
     assembler.add_joint_state(_joint_state(T0 + 6 * MS, 0.112))
     assert assembler.inputs_ready(ImageItem(later, T0 + 8 * MS, time.monotonic()))  # (4 ms: within the horizon)
+    tighter = _assembler(_settings(sync_timeout=2.0, input_extrapolation=0.01, stamp_tolerance=0.002), tf, reports)
+    tighter.add_camera_info(info)
+    tighter.add_depth(cv.depth_to_image(np.full((6, 8), 1.0), T0 + 8 * MS, CAMERA))
+    tighter.add_joint_state(_joint_state(T0 + 8 * MS, 0.112))
+    assert not tighter.inputs_ready(ImageItem(later, T0 + 8 * MS, time.monotonic()))  # (at most stamp_tolerance)
 
 
 @pytest.mark.parametrize("ratio", [0.0, 0.4, 1.0])
