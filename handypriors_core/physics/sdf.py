@@ -213,7 +213,8 @@ class ObjectSDF:
         of 26 planes bounding it (a k-DOP: axes, face and corner diagonals) are not queried; they get a lower bound
         of their distance to the surface (the larger of the two, above ``exact_within``) and a zero normal. For
         callers that only compare distances with thresholds up to ``exact_within`` (contact bookkeeping), the same
-        decisions for a fraction of the query."""
+        decisions for a fraction of the query. The warp query's buffers are kept per ``ObjectSDF``: one thread at a
+        time per instance (as the renderer's kept z-buffer plans)."""
         if points_obj.ndim != 2 or points_obj.shape[1] != 3:
             raise ShapeError(f"Expected points_obj to have shape (N, 3); got {tuple(points_obj.shape)}")
         if not np.isfinite(points_obj).all():
