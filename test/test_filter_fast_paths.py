@@ -151,6 +151,41 @@ def test_contact_motion_in_numpy_equals_the_torch_contact_motion():
         contact_motion_array(prev.numpy(), cur.numpy(), -w.numpy(), settings)
 
 
+def test_filter_prediction_from_the_contacts_in_contact_equals_the_torch_contact_motion():
+    """``ObjectPoseFilter.predict`` sums over the candidates in contact only: its predicted pose equals the torch
+    ``contact_motion`` over all 512 rows (zero weights included) applied to the prior pose, to 1e-12 m, for a hand
+    that moved rigidly (the motion is the hand's own, up to the float32 points) with 40 candidates in contact."""
+    from handypriors_core.estimation.filter import ObjectPoseFilter
+    from handypriors_core.estimation.modalities import TemporalContext
+    from handypriors_core.estimation.scene import HandObjectScene
+    from handypriors_core.estimation.settings import DepthSettings, FilterSettings
+    from handypriors_core.geometry.transforms import make_transform
+    from handypriors_core.models import RigidObject, URDFHand, allegro_urdf
+    from handypriors_core.physics.quasistatic import contact_motion
+
+    hand = URDFHand.from_urdf(allegro_urdf())
+    scene = HandObjectScene(hand, RigidObject.box([0.04, 0.06, 0.09]))
+    q = hand.default_joint_angles()
+    hand2camera = make_transform(axis_angle_to_matrix(torch.tensor([0.3, -1.2, 0.1])), torch.tensor([0.0, 0.02, 0.45]))
+    move = make_transform(axis_angle_to_matrix(torch.tensor([0.02, -0.01, 0.03], dtype=_F64)),
+                          torch.tensor([0.004, -0.002, 0.003], dtype=_F64))
+    before = scene.pose_hand(q, hand2camera)
+    after = scene.pose_hand(q, (move @ hand2camera.double()).float())
+    weights = torch.zeros(1, before.contact_points.shape[1])
+    weights[0, torch.randperm(weights.shape[1], generator=torch.Generator().manual_seed(3))[:40]] = 1.0
+    ctx = TemporalContext(previous_contact_points=before.contact_points, contact_weights=weights)
+    pose0 = make_transform(axis_angle_to_matrix(torch.tensor([0.5, 0.1, -0.2], dtype=_F64)),
+                           torch.tensor([0.01, 0.03, 0.42], dtype=_F64))
+    filt = ObjectPoseFilter(scene, FilterSettings(), DepthSettings())
+    filt.initialize(pose0)
+    assert filt.predict(after, ctx, True)
+    motion, valid = contact_motion(before.contact_points.double(), after.contact_points.double(), weights.double(),
+                                   filt.quasistatic)
+    assert bool(valid[0])
+    torch.testing.assert_close(filt.pose, motion[0] @ pose0, atol=1e-12, rtol=0)
+    torch.testing.assert_close(filt.pose, move @ pose0, atol=1e-5, rtol=0)
+
+
 def test_sdf_query_in_numpy_equals_the_torch_query():
     """``ObjectSDF.query_array`` (values only, numpy) gives ``query``'s distances and normals: points inside,
     outside, near edges and corners of a box and around a sphere, and one beyond ``max_query_distance``."""
