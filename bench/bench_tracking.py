@@ -142,6 +142,9 @@ REGRESSION_BOUNDS.update({
     ("gen_cylinder", "filter --no-depth"): {"add_s_median_cm": 0.4, "add_s_max_cm": 1.0, "add_s_auc": 96.0},
     ("gen_mesh", "filter --no-depth"): {"add_s_median_cm": 4.5, "add_s_max_cm": 9.0, "add_s_auc": 55.0},
 })
+# colour only, session 7 (s7region): the settle rule only within the settle frames (a first convergence 17 frames in
+# raised the covariance back to the start's); block_lift_wrist worst of 3 starts 0.39 cm / 18.0 deg (was 0.48 / 23.3)
+REGRESSION_BOUNDS[("block_lift_wrist", "filter --no-depth")].update(add_s_median_cm=0.6, rotation_median_deg=27.0)
 
 # texture modality (session 7, s7texture): keyframes of the mesh's rendered texture observe the cylinder's and the
 # bottle's turn about their axis (was the start's 2.8-9.6 deg, which depth cannot see); 60 frames, worst of 10 starts:

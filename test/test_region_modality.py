@@ -270,3 +270,23 @@ def test_frames_with_depth_hold_the_last_search_until_the_contour_moves(colour_t
     finally:
         s.levels_with_depth, s.hold_shift, s.hold_with_depth = saved_settings
         region.__dict__.update(saved_state)
+
+
+def test_a_late_first_convergence_leaves_the_covariance(colour_tracker):
+    """The settle rule (the k-th converged update after a start keeps at least the initial variances times
+    ``settle_factor^k``) holds within the ``settle_frames`` frames after the start only: colour-only updates seldom
+    converge, and a first convergence 17 frames in raised the covariance back to the start's (the box of
+    ``block_lift_wrist`` turned 12 deg at once)."""
+    tracker, _truth = colour_tracker
+    filt = tracker.filter
+    saved = (filt.ekf.covariance.clone(), filt._frames, filt._settled)
+    try:
+        small = torch.diag(torch.tensor([1e-8] * 3 + [1e-6] * 3, dtype=_F64))
+        for frames, raised in ((filt.settings.settle_frames + 7, False), (1, True)):
+            filt.ekf.covariance, filt._frames, filt._settled = small.clone(), frames, 0
+            filt._settle()
+            assert torch.equal(filt.ekf.covariance, small) != raised
+            if raised:  # the first converged update: at least the initial variances
+                assert torch.all(filt.ekf.covariance.diagonal() >= filt._initial_variances * (1 - 1e-12))
+    finally:
+        filt.ekf.covariance, filt._frames, filt._settled = saved

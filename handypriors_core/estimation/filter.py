@@ -185,7 +185,11 @@ class ObjectPoseFilter:
 
     def _settle(self) -> None:
         """After a (re)initialisation the first converged updates may still sit in a wrong basin: the k-th one's
-        variances stay at least the initial ones times ``settle_factor^k``."""
+        variances stay at least the initial ones times ``settle_factor^k``, within the ``settle_frames`` frames after
+        it (colour-only updates seldom converge: a first convergence 17 frames in raised the covariance back to the
+        start's, and the box of ``block_lift_wrist`` turned 12 deg at once)."""
+        if self._frames > self.settings.settle_frames:
+            return
         factor = self.settings.settle_factor ** self._settled
         self._settled += 1
         if self.settings.settle_factor <= 0 or factor <= 1e-12 or self._initial_variances is None:
