@@ -56,7 +56,7 @@ def luminance(rgb):
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     if isinstance(rgb, torch.Tensor):
         r, g, b = r.double(), g.double(), b.double()
-    else:
+    elif rgb.dtype != np.uint8:  # uint8 times a Python float is already float64 (the same values, no copies)
         r, g, b = r.astype(np.float64), g.astype(np.float64), b.astype(np.float64)
     return (r * (_LUMA[0] * scale) + g * (_LUMA[1] * scale) + b * (_LUMA[2] * scale))
 
@@ -94,12 +94,11 @@ def sample_box_bilinear(sat, radius: int, x, y):
     ix, iy = xp.floor(x), xp.floor(y)
     fx, fy = x - ix, y - iy
     inside = (ix >= 0) & (ix <= w - 2) & (iy >= 0) & (iy <= h - 2)
-    ix = xp.clip(ix, 0, w - 2)
-    iy = xp.clip(iy, 0, h - 2)
     if xp is np:
-        i00, i01, i10, i11 = _corner_box_means(sat, radius, ix.astype(np.int64), iy.astype(np.int64))
+        ix, iy = _clamp(ix, 0, w - 2).astype(np.int64), _clamp(iy, 0, h - 2).astype(np.int64)
+        i00, i01, i10, i11 = _corner_box_means(sat, radius, ix, iy)
     else:
-        ix, iy = ix.long(), iy.long()
+        ix, iy = xp.clip(ix, 0, w - 2).long(), xp.clip(iy, 0, h - 2).long()
         corners = box_means(sat, radius, xp.stack((ix, ix + 1, ix, ix + 1)), xp.stack((iy, iy, iy + 1, iy + 1)))
         i00, i01, i10, i11 = corners[0], corners[1], corners[2], corners[3]
     top = i00 + fx * (i01 - i00)
@@ -107,15 +106,23 @@ def sample_box_bilinear(sat, radius: int, x, y):
     return top + fy * (bottom - top), (1 - fy) * (i01 - i00) + fy * (i11 - i10), bottom - top, inside
 
 
+_PAIR = np.array([[0], [1]], np.int64)
+
+
+def _clamp(values: np.ndarray, low, high) -> np.ndarray:
+    """``np.clip`` of a numpy array as two ufunc calls (the same values, without ``np.clip``'s per-call checks)."""
+    return np.minimum(np.maximum(values, low), high)
+
+
 def _corner_box_means(sat: np.ndarray, radius: int, ix: np.ndarray, iy: np.ndarray):
     """:func:`box_means` (numpy) at the four pixels ``(ix + {0, 1}, iy + {0, 1})`` around each of ``ix, iy (K,)``
     int64, as ``(i00, i01, i10, i11)`` ``(K,)``: the same arithmetic per value as :func:`box_means` in fewer calls
     (the two columns' and two rows' box edges clipped once, the four corner sums gathered in one ``take``)."""
     h, w = sat.shape[0] - 1, sat.shape[1] - 1
-    columns = np.stack((ix, ix + 1))  # (2, K)
-    rows = np.stack((iy, iy + 1))
-    x0, x1 = np.clip(columns - radius, 0, w), np.clip(columns + (radius + 1), 0, w)
-    y0, y1 = np.clip(rows - radius, 0, h), np.clip(rows + (radius + 1), 0, h)
+    columns = ix + _PAIR  # (2, K)
+    rows = iy + _PAIR
+    x0, x1 = _clamp(columns - radius, 0, w), _clamp(columns + (radius + 1), 0, w)
+    y0, y1 = _clamp(rows - radius, 0, h), _clamp(rows + (radius + 1), 0, h)
     top, bottom = y0 * (w + 1), y1 * (w + 1)
     # (4 edges, 2 rows, 2 columns, K): bottom + x1, top + x1, bottom + x0, top + x0
     index = np.stack((bottom[:, None] + x1, top[:, None] + x1, bottom[:, None] + x0, top[:, None] + x0))
@@ -428,7 +435,7 @@ def _residuals(xp, fr: _Frame, radius: int, pose, points, normals, min_facing: f
     n = R @ normals
     z = p[2]
     facing = -(n * p).sum(0) / xp.sqrt((p * p).sum(0))
-    zc = xp.clip(z, MIN_DEPTH, None) if xp is np else z.clamp_min(MIN_DEPTH)
+    zc = np.maximum(z, MIN_DEPTH) if xp is np else z.clamp_min(MIN_DEPTH)
     u = p[0] / zc * fr.focal[0] + fr.centre[0]
     v = p[1] / zc * fr.focal[1] + fr.centre[1]
     values, gx, gy, inside = sample_box_bilinear(fr.sat, radius, u - fr.origin[0], v - fr.origin[1])
@@ -436,7 +443,7 @@ def _residuals(xp, fr: _Frame, radius: int, pose, points, normals, min_facing: f
     if fr.hand is not None:
         if xp is np:
             columns, rows_table, hand = fr.hand
-            iuv = np.clip(np.rint(np.stack((u, v))), -1, columns.shape[0] - 2).astype(np.int64)  # (2, K)
+            iuv = _clamp(np.rint(np.stack((u, v))), -1, columns.shape[0] - 2).astype(np.int64)  # (2, K)
             valid &= hand.take(rows_table.take(iuv[1]) + columns.take(iuv[0])) >= (z + hand_margin).astype(np.float32)
         else:
             uv = torch.stack((u, v), -1).round()
