@@ -91,22 +91,39 @@ def sample_box_bilinear(sat, radius: int, x, y):
     ``(values, d/dx, d/dy, inside)`` ``(K,)``; ``inside``: all four pixels lie in the image."""
     xp = torch if isinstance(sat, torch.Tensor) else np
     h, w = sat.shape[0] - 1, sat.shape[1] - 1
+    if xp is np:
+        return _sample_box_bilinear_xy(sat, radius, np.stack((x, y)))
     ix, iy = xp.floor(x), xp.floor(y)
     fx, fy = x - ix, y - iy
     inside = (ix >= 0) & (ix <= w - 2) & (iy >= 0) & (iy <= h - 2)
-    if xp is np:
-        ix, iy = _clamp(ix, 0, w - 2).astype(np.int64), _clamp(iy, 0, h - 2).astype(np.int64)
-        i00, i01, i10, i11 = _corner_box_means(sat, radius, ix, iy)
-    else:
-        ix, iy = xp.clip(ix, 0, w - 2).long(), xp.clip(iy, 0, h - 2).long()
-        corners = box_means(sat, radius, xp.stack((ix, ix + 1, ix, ix + 1)), xp.stack((iy, iy, iy + 1, iy + 1)))
-        i00, i01, i10, i11 = corners[0], corners[1], corners[2], corners[3]
+    ix, iy = xp.clip(ix, 0, w - 2).long(), xp.clip(iy, 0, h - 2).long()
+    corners = box_means(sat, radius, xp.stack((ix, ix + 1, ix, ix + 1)), xp.stack((iy, iy, iy + 1, iy + 1)))
+    i00, i01, i10, i11 = corners[0], corners[1], corners[2], corners[3]
+    return _interpolated(i00, i01, i10, i11, fx, fy, inside)
+
+
+def _interpolated(i00, i01, i10, i11, fx, fy, inside):
+    """Bilinear value and its x / y derivatives from the four corner values ``(K,)`` and fractions ``fx, fy``."""
     top = i00 + fx * (i01 - i00)
     bottom = i10 + fx * (i11 - i10)
     return top + fy * (bottom - top), (1 - fy) * (i01 - i00) + fy * (i11 - i10), bottom - top, inside
 
 
 _PAIR = np.array([[0], [1]], np.int64)
+
+
+def _sample_box_bilinear_xy(sat: np.ndarray, radius: int, xy: np.ndarray):
+    """:func:`sample_box_bilinear` (numpy) of positions ``xy (2, K)`` (x; y): the same arithmetic per value with the
+    two coordinates in one array (half the calls)."""
+    h, w = sat.shape[0] - 1, sat.shape[1] - 1
+    corner = np.floor(xy)
+    frac = xy - corner
+    last = np.array([[w - 2], [h - 2]])
+    inside = ((corner >= 0) & (corner <= last)).all(0)
+    corner = _clamp(corner, 0, last).astype(np.int64)
+    i00, i01, i10, i11 = _corner_box_means(sat, radius, corner[0], corner[1])
+    fx, fy = frac[0], frac[1]
+    return _interpolated(i00, i01, i10, i11, fx, fy, inside)
 
 
 def _clamp(values: np.ndarray, low, high) -> np.ndarray:
@@ -194,6 +211,8 @@ class _Frame:
     focal: tuple[float, float]
     centre: tuple[float, float]
     xp: object
+    #: numpy path: focal lengths, principal point and crop origin as ``(2, 1)`` columns (x; y)
+    columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
 class TextureModality:
@@ -359,7 +378,8 @@ class TextureModality:
         else:
             sat, xp = summed_area_table(luminance(rgb.to(self.scene.device))), torch
             hand = occlusion
-        self._frame = _Frame(sat, (x0, y0), {}, hand, (fx, fy), (cx, cy), xp)
+        columns = tuple(np.array([[a], [b]], np.float64) for a, b in ((fx, fy), (cx, cy), (x0, y0)))
+        self._frame = _Frame(sat, (x0, y0), {}, hand, (fx, fy), (cx, cy), xp, columns)
         return True
 
     def joins(self, with_depth: bool) -> bool:
@@ -435,15 +455,20 @@ def _residuals(xp, fr: _Frame, radius: int, pose, points, normals, min_facing: f
     n = R @ normals
     z = p[2]
     facing = -(n * p).sum(0) / xp.sqrt((p * p).sum(0))
-    zc = np.maximum(z, MIN_DEPTH) if xp is np else z.clamp_min(MIN_DEPTH)
-    u = p[0] / zc * fr.focal[0] + fr.centre[0]
-    v = p[1] / zc * fr.focal[1] + fr.centre[1]
-    values, gx, gy, inside = sample_box_bilinear(fr.sat, radius, u - fr.origin[0], v - fr.origin[1])
+    if xp is np:  # (2, K) pixel positions (x; y), the same arithmetic as the torch lines below
+        focal, centre, origin = fr.columns
+        uv = p[:2] / np.maximum(z, MIN_DEPTH) * focal + centre
+        values, gx, gy, inside = _sample_box_bilinear_xy(fr.sat, radius, uv - origin)
+    else:
+        zc = z.clamp_min(MIN_DEPTH)
+        u = p[0] / zc * fr.focal[0] + fr.centre[0]
+        v = p[1] / zc * fr.focal[1] + fr.centre[1]
+        values, gx, gy, inside = sample_box_bilinear(fr.sat, radius, u - fr.origin[0], v - fr.origin[1])
     valid = inside & (facing >= min_facing) & (z > MIN_DEPTH)
     if fr.hand is not None:
         if xp is np:
             columns, rows_table, hand = fr.hand
-            iuv = _clamp(np.rint(np.stack((u, v))), -1, columns.shape[0] - 2).astype(np.int64)  # (2, K)
+            iuv = _clamp(np.rint(uv), -1, columns.shape[0] - 2).astype(np.int64)  # (2, K)
             valid &= hand.take(rows_table.take(iuv[1]) + columns.take(iuv[0])) >= (z + hand_margin).astype(np.float32)
         else:
             uv = torch.stack((u, v), -1).round()
