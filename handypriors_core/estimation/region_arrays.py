@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..geometry.camera import MIN_DEPTH
 from .hand_occlusion import HandDepthLookup
@@ -74,8 +73,7 @@ class LevelConstants:
     """What a coarse-to-fine level's lines share: segment pixel offsets ``offsets (S, k)`` [px] along the normal,
     the finest level's offsets ``drop_offsets (K,)`` [px] (a hand pixel there drops the line), the segments of
     each candidate's window ``index (D, F)``, the smoothed step's foreground probability ``step (D, F)`` over a
-    window (``index`` must be the sliding windows ``d .. d + F - 1``), the candidate positions ``candidates (D,)``
-    [segments] and the segment size ``scale`` [px]."""
+    window, the candidate positions ``candidates (D,)`` [segments] and the segment size ``scale`` [px]."""
 
     offsets: np.ndarray
     drop_offsets: np.ndarray
@@ -138,22 +136,10 @@ class RegionFrame:
 
     def sample(self, centres: np.ndarray, normals: np.ndarray, offsets: np.ndarray) -> LineSamples:
         """The pixels nearest to ``centres (L, 2) + offsets (K,) x normals (L, 2)`` [px]."""
-        u = offsets[None] * normals[:, 0:1]
-        u += centres[:, 0:1]
-        np.rint(u, out=u)
-        v = offsets[None] * normals[:, 1:2]
-        v += centres[:, 1:2]
-        np.rint(v, out=v)
-        # a line's nearest pixels move monotonically along it: the line lies in the box when its two end samples do
-        ends = [int(offsets.argmin()), int(offsets.argmax())]
-        eu, ev = u[:, ends], v[:, ends]
-        index = v * self.box_width
-        index += u
-        index -= self.y0 * self.box_width + self.x0
-        index = index.astype(np.int64)
-        if eu.min() >= self.x0 and eu.max() <= self.x1 and ev.min() >= self.y0 and ev.max() <= self.y1:
-            return LineSamples(u, v, index, None)
+        u = np.rint(centres[:, 0:1] + offsets[None] * normals[:, 0:1])
+        v = np.rint(centres[:, 1:2] + offsets[None] * normals[:, 1:2])
         inside = (u >= self.x0) & (u <= self.x1) & (v >= self.y0) & (v <= self.y1)
+        index = ((v - self.y0) * self.box_width + (u - self.x0)).astype(np.int64)
         if bool(inside.all()):
             return LineSamples(u, v, index, None)
         return LineSamples(u, v, np.where(inside, index, 0), ~inside)
@@ -211,19 +197,16 @@ def contour_posterior_arrays(frame: RegionFrame, lines: LineArrays, level: Level
         keep = ~frame.hand_pixels(frame.sample(lines.centres, lines.normals, level.drop_offsets), lines.depth,
                                   hand_margin).any(-1)
     ratio = (ratio.reshape(L * S, k) @ np.ones(k)).reshape(L, S) if k > 1 else ratio
-    pf = np.exp(-ratio)
-    pf += 1.0
-    np.reciprocal(pf, out=pf)  # (L, S) segment foreground probability 1 / (1 + exp(-ratio))
-    np.clip(pf, 1e-4, 1 - 1e-4, out=pf)
-    F = level.index.shape[1]
-    p = sliding_window_view(pf, F, axis=1)  # (L, D, F) the segments of each candidate's window (level.index)
-    like = p * (2 * level.step - 1)
-    like += 1 - level.step  # step p + (1 - step)(1 - p), each in [1e-4, 1]
-    post = like.prod(-1)  # (L, D) likelihood of each candidate (at least 1e-4^F: no underflow), unnormalised
-    norm = post.sum(-1)
+    pf = 1.0 / (1.0 + np.exp(-ratio))  # (L, S) segment foreground probability
+    pf = np.minimum(np.maximum(pf, 1e-4), 1 - 1e-4)
+    p = pf[:, level.index]  # (L, D, F)
+    step = level.step
+    like = (1 - step) + p * (2 * step - 1)  # step p + (1 - step)(1 - p), each in [1e-4, 1]
+    score = np.log(like.prod(-1))  # (L, D) log likelihood of each candidate
+    post = np.exp(score - score.max(-1, keepdims=True))  # unnormalised posterior (L, D)
     cand = level.candidates
-    mu = (post @ cand) / norm
-    var = (post * (cand[None] - mu[:, None]) ** 2).sum(-1) / norm
+    mu = (post @ cand) / post.sum(-1)
+    var = (post * (cand[None] - mu[:, None]) ** 2).sum(-1) / post.sum(-1)
     contrast = (pf.max(-1) - pf.min(-1)) > min_contrast
     scale = level.scale
     return mu * scale, (var + 1.0 / 12) * scale ** 2, keep & contrast
