@@ -109,9 +109,6 @@ def _interpolated(i00, i01, i10, i11, fx, fy, inside):
     return top + fy * (bottom - top), (1 - fy) * (i01 - i00) + fy * (i11 - i10), bottom - top, inside
 
 
-_PAIR = np.array([[0], [1]], np.int64)
-
-
 def _sample_box_bilinear_xy(sat: np.ndarray, radius: int, xy: np.ndarray):
     """:func:`sample_box_bilinear` (numpy) of positions ``xy (2, K)`` (x; y): the same arithmetic per value with the
     two coordinates in one array (half the calls)."""
@@ -121,7 +118,7 @@ def _sample_box_bilinear_xy(sat: np.ndarray, radius: int, xy: np.ndarray):
     last = np.array([[w - 2], [h - 2]])
     inside = ((corner >= 0) & (corner <= last)).all(0)
     corner = _clamp(corner, 0, last).astype(np.int64)
-    i00, i01, i10, i11 = _corner_box_means(sat, radius, corner[0], corner[1])
+    i00, i01, i10, i11 = _corner_box_means(sat, radius, corner)
     fx, fy = frac[0], frac[1]
     return _interpolated(i00, i01, i10, i11, fx, fy, inside)
 
@@ -131,21 +128,17 @@ def _clamp(values: np.ndarray, low, high) -> np.ndarray:
     return np.minimum(np.maximum(values, low), high)
 
 
-def _corner_box_means(sat: np.ndarray, radius: int, ix: np.ndarray, iy: np.ndarray):
-    """:func:`box_means` (numpy) at the four pixels ``(ix + {0, 1}, iy + {0, 1})`` around each of ``ix, iy (K,)``
-    int64, as ``(i00, i01, i10, i11)`` ``(K,)``: the same arithmetic per value as :func:`box_means` in fewer calls
-    (the two columns' and two rows' box edges clipped once, the four corner sums gathered in one ``take``)."""
+def _corner_box_means(sat: np.ndarray, radius: int, corner: np.ndarray):
+    """:func:`box_means` (numpy) at the four pixels ``(ix + {0, 1}, iy + {0, 1})`` around each ``corner = (ix; iy)
+    (2, K)`` int64, as ``(i00, i01, i10, i11)`` ``(K,)``: the same arithmetic per value as :func:`box_means` in fewer
+    calls (the eight box edges of each point clipped at once, the sixteen table entries gathered in one ``take``)."""
     h, w = sat.shape[0] - 1, sat.shape[1] - 1
-    columns = ix + _PAIR  # (2, K)
-    rows = iy + _PAIR
-    x0, x1 = _clamp(columns - radius, 0, w), _clamp(columns + (radius + 1), 0, w)
-    y0, y1 = _clamp(rows - radius, 0, h), _clamp(rows + (radius + 1), 0, h)
-    top, bottom = y0 * (w + 1), y1 * (w + 1)
-    # (4 edges, 2 rows, 2 columns, K): bottom + x1, top + x1, bottom + x0, top + x0
-    index = np.stack((bottom[:, None] + x1, top[:, None] + x1, bottom[:, None] + x0, top[:, None] + x0))
-    s = sat.reshape(-1).take(index)
-    area = (y1 - y0)[:, None] * (x1 - x0)  # (2, 2, K), exact in int64
-    means = (s[0] - s[1] - s[2] + s[3]) / area
+    offsets = np.array([[-radius], [1 - radius], [radius + 1], [radius + 2]])  # low edges of +0, +1; high edges
+    edges = _clamp(corner[:, None, :] + offsets, 0, np.array([[[w]], [[h]]]))  # (x; y, 4 edges, K)
+    starts = edges[1] * (w + 1)  # (4, K) table offsets of the rows: top 0, top 1, bottom 0, bottom 1
+    s = sat.reshape(-1).take(starts[:, None, :] + edges[0])  # (4 rows, 4 columns, K)
+    size = edges[:, 2:] - edges[:, :2]  # (x; y, 2, K) box widths and heights, exact in int64
+    means = (s[2:, 2:] - s[:2, 2:] - s[2:, :2] + s[:2, :2]) / (size[1][:, None] * size[0])  # (2 rows, 2 columns, K)
     return means[0, 0], means[0, 1], means[1, 0], means[1, 1]
 
 
