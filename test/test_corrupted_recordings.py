@@ -224,7 +224,13 @@ def test_no_trackable_image_is_an_error(rig, tmp_path, capsys):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_signal_during_track_leaves_a_valid_poses_file(rig, tmp_path, signum):
     out = tmp_path / "poses.json"
-    args = _track(rig, rig["mcap"], out)
+    # refine mode with a fixed number of Adam steps per frame (no early stop, no time budget): each frame takes long
+    # enough that the signal always lands mid-sequence, however fast the filter alone gets (it tracks this
+    # 160x120 rig at 50 frames/s, faster than the test can read the progress line and send the signal)
+    slow = write_test_config(tmp_path / "slow.yaml", iterations=20, converged_iterations=20,
+                             convergence_tolerance=0.0)
+    args = _track({**rig, "config": slow}, rig["mcap"], out)
+    args[args.index("--mode") + 1] = "refine"
     args.remove("--no-progress")  # progress lines (every 10 % off a terminal) tell how far it got
     process = subprocess.Popen([sys.executable, "-m", "handypriors_core.cli", *args], cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
