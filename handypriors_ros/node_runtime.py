@@ -89,6 +89,10 @@ def run_node(
         if rclpy.ok():
             raise
         return EXIT_OK
+    except Exception as exc:
+        if caused_by_stop(exc):
+            return EXIT_OK
+        raise
     finally:
         ignore_stop_signals()
         if node is not None:
@@ -96,6 +100,22 @@ def run_node(
                 node.destroy_node()
         rclpy.try_shutdown()
         ignore_stop_signals()  # rclpy.try_shutdown restores the handlers it replaced
+
+
+def caused_by_stop(exc: BaseException) -> bool:
+    """True when ``exc`` or an exception in its chain is a stop (KeyboardInterrupt, external shutdown).
+
+    pybind11 turns a KeyboardInterrupt raised in Python code that rclpy's C++ calls back (a message constructor
+    inside ``deserialize_message``, say) into a ``TypeError`` whose cause is the interrupt: a stop, not a crash.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, (KeyboardInterrupt, ExternalShutdownException)):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def ignore_stop_signals() -> None:

@@ -103,3 +103,27 @@ def test_a_signal_during_destroy_node_does_not_interrupt_the_shutdown(tmp_path):
     output = result.stdout + result.stderr
     assert result.returncode == 0 and "destroyed" in output, output[-3000:]
     assert "Traceback" not in output, output[-3000:]
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["interrupt-inside-rclpy", "plain-error"])
+def test_an_interrupt_wrapped_by_rclpy_is_a_clean_stop(tmp_path, wrapped):
+    """A Ctrl-C landing in Python code that rclpy's C++ calls back (a message constructor inside
+    ``deserialize_message``) reaches the node as pybind11's ``TypeError`` caused by the KeyboardInterrupt: exit 0,
+    no traceback. A TypeError without that cause is still a crash (exit 1 with its traceback)."""
+    script = tmp_path / "wrapped_stop.py"
+    cause = "KeyboardInterrupt()" if wrapped else "ValueError('bad value')"
+    script.write_text(
+        "from handypriors_ros.node_runtime import exit_process, run_node\n"
+        "class Node:\n"
+        "    def destroy_node(self):\n"
+        "        pass\n"
+        "def spin(node):\n"
+        f"    raise TypeError('Unable to convert function return value to a Python type!') from {cause}\n"
+        "exit_process(run_node(Node, [], spin=spin))\n")
+    result = subprocess.run([sys.executable, str(script)], check=False, cwd=REPO, capture_output=True, text=True,
+                            timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    output = result.stdout + result.stderr
+    if wrapped:
+        assert result.returncode == 0 and "Traceback" not in output, output[-3000:]
+    else:
+        assert result.returncode != 0 and "Unable to convert" in output, output[-3000:]
