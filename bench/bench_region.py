@@ -17,10 +17,10 @@ torch thread, and reports per-frame process CPU time (``time.process_time``: war
         --set region.levels_with_depth=[1,2]
 
 Checks (exit status 1 when one fails): the settling frames' extra cost and the colour-only frame's median against
-``REGRESSION_BOUNDS`` (about 1.5x the figures measured in docs/benchmarks.md, "Session 6: region modality cost and
-covariance" and "Session 7: region and colour only"); the goals of the session (settling <= +6 ms over a plain frame,
-colour only <= 30 ms per frame) are printed, not enforced. Writes ``bench/results/region_cost.json`` (``--output``
-to change the topic).
+``REGRESSION_BOUNDS`` (about 1.5x the figures measured in docs/benchmarks-history.md, "Session 6: region
+modality cost and covariance", and docs/benchmarks.md, "Session 7: region and colour only"); the goals of the
+session (settling <= +6 ms over a plain frame, colour only <= 30 ms per frame) are printed, not enforced. Writes
+``bench/results/region_cost.json`` (``--output`` to change the topic).
 """
 
 from __future__ import annotations

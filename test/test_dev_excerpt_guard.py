@@ -1,9 +1,9 @@
-"""Guard of the dev-sequence figures that README.md and docs/benchmarks.md report.
+"""Guard of the dev-sequence figures that README.md and docs/benchmarks.md (with docs/benchmarks-history.md) report.
 
 A 20-frame excerpt of each shared development sequence, read from its bag as ``handypriors track`` reads it,
 tracked in filter mode with the shipped configuration from frame 0's ground truth perturbed by 2 cm and 10 deg
 (perturbation seed 0 of ``bench/bench_tracking.py``). The bounds are twice the seed-0 figures of the
-``bench/bench_tracking.py --quick`` filter rows that docs/benchmarks.md reports ("dev-excerpt guard"), so a
+``bench/bench_tracking.py --quick`` filter rows that docs/benchmarks-history.md reports ("Dev-excerpt guard"), so a
 regression of the tracker cannot land silently. Ground truth is read only to score. Skipped where
 ``../shared`` is absent.
 """
@@ -27,7 +27,7 @@ from handypriors_core.physics.settings import load_physics_settings
 from handypriors_core.render.settings import load_render_settings
 
 EXCERPT = 20
-#: docs/benchmarks.md, `--quick` filter rows, perturbation seed 0: median ADD-S [cm] and median rotation [deg].
+#: docs/benchmarks-history.md, `--quick` filter rows, perturbation seed 0: median ADD-S [cm] and median rotation [deg].
 REPORTED = {"block_lift_wrist": (0.008, 0.10), "mug_pivot_fixed": (0.039, 0.48)}
 
 
@@ -64,7 +64,7 @@ def test_filter_on_a_dev_excerpt_stays_within_twice_the_reported_figures(shared_
 
 #: Starts of the 10-start run that settled in a wrong pose whose depth fit is good (session 4: the box slid
 #: 1.6 cm along its face, the mug turned 110 deg); the region observation while settling brings them to the
-#: object (docs/benchmarks.md, "Wrong-basin starts"). Measured median ADD on the excerpt [cm].
+#: object (docs/benchmarks-history.md, "Wrong-basin starts"). Measured median ADD on the excerpt [cm].
 WRONG_BASIN = {("block_lift_wrist", 8): 0.009, ("mug_pivot_fixed", 5): 0.009}
 
 
