@@ -134,24 +134,43 @@ def test_jacobian_matches_central_differences(seed):
         assert np.abs(numeric - rows).max() < 1e-5 * scale, np.abs(numeric - rows).max() / scale
 
 
-def test_numpy_path_equals_the_torch_path():
+def test_compiled_path_equals_the_torch_path():
+    """The CPU's compiled passes (:class:`TexturePlan`) and the torch path of other devices: the same residuals, rows
+    and weights at every level, over two frames (another image and hand re-bound into the kept launches) and two
+    keyframes, each level's photometric model fitted at its first linearisation and then held."""
     pose = _pose(3)
-    obs = _obs(_pattern(3))
-    hand = _Hand(column=W // 2)
+    frames = [(_obs(_pattern(3)), _Hand(column=W // 2)), (_obs(_pattern(6)), _Hand(column=W // 2 + 10, depth=0.2)),
+              (_obs(_pattern(6)), None)]
+    steps = [torch.tensor([0.001, -0.002, 0.001, 0.01, -0.02, 0.015], dtype=_F64),
+             torch.tensor([-0.002, 0.001, 0.0, -0.01, 0.01, 0.02], dtype=_F64)]
     out = []
     for use_arrays in (True, False):
         m = _modality(use_arrays=use_arrays)
-        assert m.take_keyframe(obs, pose, hand, "image")
-        assert m.begin(obs, pose, hand, with_depth=False)
-        at = retract(PoseState.from_pose(pose), torch.tensor([0.001, -0.002, 0.001, 0.01, -0.02, 0.015],
-                                                             dtype=_F64)).pose
-        out.append([m.normal_equations(at.numpy(), it) for it in (0, 1, 2)])
-        assert (m._frame.xp is np) == use_arrays
+        blocks = []
+        for keyframe_seed in (3, 7):
+            assert m.take_keyframe(_obs(_pattern(keyframe_seed)), pose, frames[0][1], "image")
+            for obs, hand in frames:
+                assert m.begin(obs, pose, hand, with_depth=False)
+                assert (m._frame.plan is not None) == use_arrays
+                for step in steps:  # the second pose reads the models the first one fitted
+                    at = retract(PoseState.from_pose(pose), step).pose
+                    blocks += [m.normal_equations(at.numpy(), it) for it in (0, 1, 2, 3)]
+                    blocks.append((m.overlap, m.inliers))
+        out.append(blocks)
     for a, b in zip(*out):
+        if isinstance(a, tuple):
+            assert a == pytest.approx(b, abs=1e-12)
+            continue
         assert a.residual.shape == b.residual.shape and a.count >= 30
         np.testing.assert_allclose(a.residual, b.residual, atol=1e-9)
         np.testing.assert_allclose(a.rows, b.rows, atol=1e-9 * np.abs(a.rows).max())
         np.testing.assert_allclose(a.weight, b.weight, atol=1e-9)
+        np.testing.assert_allclose(a.information, b.information, atol=1e-9 * np.abs(a.information).max())
+        np.testing.assert_allclose(a.vector, b.vector, atol=1e-9 * np.abs(a.information).max())
+        assert a.weight_sum == pytest.approx(b.weight_sum, rel=1e-12)
+        assert a.square_sum == pytest.approx(b.square_sum, rel=1e-9)
+    # the second keyframe's overlap in frames 1-3 (entries 39, 49, 59): each hand covered some of its points
+    assert out[0][59][0] > max(out[0][39][0], out[0][49][0]), (out[0][39], out[0][49], out[0][59])
 
 
 def test_hand_covered_points_are_dropped():

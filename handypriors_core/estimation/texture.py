@@ -21,8 +21,9 @@ level, then held), and the closed-form Jacobian over the pose tangent ``(rho, ph
 sampled image or covered by the known hand (:class:`~.hand_occlusion.HandOcclusion`) are dropped. With depth the
 block joins only where the shape has motions the depth cannot see (``with_depth: unseen_shapes``).
 
-The same array code runs on numpy (the CPU path) and on torch tensors (other devices): :func:`_linearize` takes
-the array module; ``test/test_texture_modality.py`` checks that both give the same values.
+On the CPU the frame's table and every linearisation are kept warp launches (:class:`~.texture_kernel.TexturePlan`:
+one compiled pass each instead of about 45 numpy calls); other devices take the torch code of :func:`_residuals`;
+``test/test_texture_modality.py`` checks that both give the same values.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .observation import Observation
 from .residuals import NormalEquations, ResidualBlock, robust_weights
 from .scene import HandObjectScene
 from .sparse_depth import visible_points_array
+from .texture_kernel import TexturePlan
 from .texture_settings import TextureSettings
 
 __all__ = ["Keyframe", "TextureModality", "box_means", "luminance", "photometric_jacobian", "sample_bilinear",
@@ -192,20 +194,19 @@ class Keyframe:
 
 @dataclass
 class _Frame:
-    """One frame's sampling state: the summed-area table ``(h + 1, w + 1)`` of the luminance around the keyframe's
-    points with its origin ``(x0, y0)`` [px] in the full image, the predicted intensities per level (photometric
-    model fitted on first use), the hand z-buffer tables (numpy path) or occlusion (torch path), the camera's focal
-    lengths and principal point, and the array module (numpy or torch)."""
+    """One frame's sampling state: the crop's origin ``(x0, y0)`` [px] in the full image, the camera's focal lengths
+    and principal point, and either the CPU plan (:class:`~.texture_kernel.TexturePlan`: table, models and hand
+    z-buffer in its buffers) or, for the torch path, the summed-area table ``(h + 1, w + 1)`` of the luminance around
+    the keyframe's points, the predicted intensities per level (photometric model fitted on first use) and the hand
+    occlusion."""
 
-    sat: object
     origin: tuple[int, int]
-    models: dict
-    hand: object
     focal: tuple[float, float]
     centre: tuple[float, float]
-    xp: object
-    #: numpy path: focal lengths, principal point and crop origin as ``(2, 1)`` columns (x; y)
-    columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    plan: TexturePlan | None = None
+    sat: torch.Tensor | None = None
+    models: dict | None = None
+    hand: HandOcclusion | None = None
 
 
 class TextureModality:
@@ -213,7 +214,8 @@ class TextureModality:
 
     name = "texture"
     relinearize = True
-    #: sample and linearise on the CPU with numpy (the torch path gives the same values; other devices take it)
+    #: sample and linearise on the CPU by the compiled passes (the torch path gives the same values; other devices
+    #: take it)
     use_arrays = True
 
     def __init__(self, scene: HandObjectScene, settings: TextureSettings,
@@ -234,6 +236,7 @@ class TextureModality:
         self.unseen = None if unseen is None else (unseen[0].detach().to("cpu", _F64).numpy(), float(unseen[1]))
         self.keyframe: Keyframe | None = None
         self._frame: _Frame | None = None
+        self._plan: TexturePlan | None = None  # the CPU path's buffers and launches (made on first use)
         #: of the last linearisation: the fraction of the keyframe's points usable, and of those agreeing
         self.overlap = 0.0
         self.inliers = 0.0
@@ -355,25 +358,35 @@ class TextureModality:
         (fx, _, cx), (_, fy, cy), _ = cam.K.tolist()
         width, height = int(cam.width), int(cam.height)
         pose = object2camera.detach().to("cpu", _F64).numpy()
+        margin = max(s.blur_radii) + 2 + s.search_margin
+        if self.use_arrays and obs.frame.rgb.device.type == "cpu" and self.scene.device.type == "cpu":
+            plan = self._compiled_plan()
+            if plan.keyframe is not kf:
+                plan.load_keyframe(kf)
+            origin = plan.prepare(obs.frame.rgb.numpy(), pose, (fx, fy, cx, cy), margin,
+                                  occlusion.lookup() if occlusion is not None else None)
+            if origin is None:
+                return False
+            self._frame = _Frame(origin, (fx, fy), (cx, cy), plan)
+            return True
         p = pose[:3, :3] @ kf.points + pose[:3, 3:]
         z = np.maximum(p[2], MIN_DEPTH)
         u, v = p[0] / z * fx + cx, p[1] / z * fy + cy
-        margin = max(s.blur_radii) + 2 + s.search_margin
         x0, y0 = max(int(u.min()) - margin, 0), max(int(v.min()) - margin, 0)
         x1, y1 = min(int(u.max()) + margin + 2, width), min(int(v.max()) + margin + 2, height)
         if x1 - x0 < 2 or y1 - y0 < 2:
             return False
-        arrays = self.use_arrays and obs.frame.rgb.device.type == "cpu" and self.scene.device.type == "cpu"
-        rgb = obs.frame.rgb[y0:y1, x0:x1]
-        if arrays:
-            sat, xp = summed_area_table(luminance(rgb.numpy())), np
-            hand = occlusion.lookup().pixel_tables(max(width, height)) if occlusion is not None else None
-        else:
-            sat, xp = summed_area_table(luminance(rgb.to(self.scene.device))), torch
-            hand = occlusion
-        columns = tuple(np.array([[a], [b]], np.float64) for a, b in ((fx, fy), (cx, cy), (x0, y0)))
-        self._frame = _Frame(sat, (x0, y0), {}, hand, (fx, fy), (cx, cy), xp, columns)
+        sat = summed_area_table(luminance(obs.frame.rgb[y0:y1, x0:x1].to(self.scene.device)))
+        self._frame = _Frame((x0, y0), (fx, fy), (cx, cy), sat=sat, models={}, hand=occlusion)
         return True
+
+    def _compiled_plan(self) -> TexturePlan:
+        """The CPU path's :class:`~.texture_kernel.TexturePlan` (made once; its kernels compile on first use)."""
+        if self._plan is None:
+            scale = 1.0 / 255.0
+            self._plan = TexturePlan(self.settings.max_points, len(self.settings.blur_radii),
+                                     (_LUMA[0] * scale, _LUMA[1] * scale, _LUMA[2] * scale))
+        return self._plan
 
     def joins(self, with_depth: bool) -> bool:
         """Whether the block observes a frame with or without depth (``with_depth``: with depth only for a shape
@@ -385,48 +398,64 @@ class TextureModality:
 
     def linearize(self, object2camera: torch.Tensor, iteration: int) -> ResidualBlock | None:
         """``(r, J, w)`` at ``object2camera (4, 4)`` at the blur level of ``iteration`` (the torch path unless the
-        frame was prepared for numpy)."""
+        frame was prepared for the compiled passes)."""
+        if self._frame is not None and self._frame.plan is not None:
+            ne = self.normal_equations(object2camera.detach().to("cpu", _F64).numpy(), iteration)
+            if ne is None:
+                return None
+            return ResidualBlock(self.name, torch.from_numpy(ne.residual), torch.from_numpy(ne.rows.T.copy()),
+                                 torch.from_numpy(ne.weight), ne.std, ne.noise_floor, ne.correlation)
         found = self._linearized(object2camera, iteration)
         if found is None:
             return None
         r, rows, w, std, floor, corr = found
-        if isinstance(r, np.ndarray):
-            r, rows, w = torch.from_numpy(r), torch.from_numpy(rows), torch.from_numpy(w)
         return ResidualBlock(self.name, r, rows.T.contiguous(), w, std, floor, corr)
 
     def normal_equations(self, object2camera: np.ndarray, iteration: int) -> NormalEquations | None:
-        """:meth:`linearize` at ``object2camera (4, 4)`` float64 numpy as the iterated update reads it."""
-        found = self._linearized(object2camera, iteration)
-        if found is None:
+        """:meth:`linearize` at ``object2camera (4, 4)`` float64 numpy as the iterated update reads it: on the CPU
+        by the frame's compiled pass, elsewhere from the torch path's values."""
+        fr, s = self._frame, self.settings
+        if fr is None or self.keyframe is None:
             return None
-        r, rows, w, std, floor, corr = found
-        if not isinstance(r, np.ndarray):
+        level = min(iteration, len(s.blur_radii) - 1)
+        if fr.plan is None:
+            found = self._linearized(torch.from_numpy(object2camera), iteration)
+            if found is None:
+                return None
+            r, rows, w, std, floor, corr = found
             r, rows, w = (a.detach().to("cpu", _F64).numpy() for a in (r, rows, w))
-        return NormalEquations.build(self.name, r, np.ascontiguousarray(rows), w, std, floor, corr)
+            return NormalEquations.build(self.name, r, np.ascontiguousarray(rows), w, std, floor, corr)
+        plan = fr.plan
+        kept, inliers = plan.linearize(object2camera, level, s.blur_radii[level], s.min_facing, s.hand_margin,
+                                       s.robust_scales[min(level, len(s.robust_scales) - 1)], s.robust)
+        self.overlap = kept / max(self.keyframe.points.shape[1], 1)
+        if kept < s.min_points:
+            self.inliers = 0.0
+            return None
+        self.inliers = inliers / kept
+        sums = plan.sums.copy()
+        return NormalEquations(self.name, plan.residuals[:kept].copy(), plan.rows[:, :kept].copy(),
+                               plan.weights[:kept].copy(), s.standard_deviations[min(level, len(s.standard_deviations)
+                                                                                     - 1)],
+                               s.noise_floor, s.correlation, sums[:36].reshape(6, 6), sums[36:42], float(sums[42]),
+                               float(sums[43]))
 
-    def _linearized(self, object2camera, iteration: int):
+    def _linearized(self, object2camera: torch.Tensor, iteration: int):
+        """The torch path's ``(r, rows (6, k), w, std, noise floor, correlation)`` at ``object2camera (4, 4)``."""
         fr, kf, s = self._frame, self.keyframe, self.settings
         if fr is None or kf is None:
             return None
         level = min(iteration, len(s.blur_radii) - 1)
-        xp = fr.xp
-        if xp is np:
-            pose = object2camera if isinstance(object2camera, np.ndarray) else \
-                object2camera.detach().to("cpu", _F64).numpy()
-            points, normals, refs = kf.points, kf.normals, kf.intensities[level]
-        else:
-            device = self.scene.device
-            pose = torch.as_tensor(object2camera).to(device, _F64)
-            points, normals, refs = (torch.from_numpy(a).to(device) for a in
-                                     (kf.points, kf.normals, kf.intensities[level]))
-        found = _residuals(xp, fr, s.blur_radii[level], pose, points, normals, s.min_facing, s.hand_margin)
-        if found is None:
-            return None
-        intensity, rows, n_cam, valid = found
+        device = self.scene.device
+        pose = torch.as_tensor(object2camera).to(device, _F64)
+        points, normals, refs = (torch.from_numpy(a).to(device) for a in
+                                 (kf.points, kf.normals, kf.intensities[level]))
+        intensity, rows, n_cam, valid = _residuals(fr, s.blur_radii[level], pose, points, normals, s.min_facing,
+                                                   s.hand_margin)
         if level not in fr.models:  # the photometric model of this level: fitted once per frame, then held
-            fr.models[level] = _photometric_prediction(xp, intensity, refs, n_cam, valid)
+            fr.models[level] = _photometric_prediction(intensity, refs, n_cam, valid)
         predicted = fr.models[level]
-        keep = xp.nonzero(valid)[0] if xp is np else torch.nonzero(valid)[:, 0]
+        keep = torch.nonzero(valid)[:, 0]
         self.overlap = float(keep.shape[0]) / max(int(refs.shape[0]), 1)
         if keep.shape[0] < s.min_points:
             self.inliers = 0.0
@@ -440,49 +469,39 @@ class TextureModality:
         return r, rows, w, std, s.noise_floor, s.correlation
 
 
-def _residuals(xp, fr: _Frame, radius: int, pose, points, normals, min_facing: float, hand_margin: float):
-    """Intensities ``(K,)`` at the projections of the keyframe's points at ``pose``, Jacobian rows ``(6, K)``,
-    camera-frame normals ``(3, K)`` and which points are usable ``(K,)`` (facing, inside the crop, not hand)."""
+def _residuals(fr: _Frame, radius: int, pose: torch.Tensor, points: torch.Tensor, normals: torch.Tensor,
+               min_facing: float, hand_margin: float):
+    """Torch path: intensities ``(K,)`` at the projections of the keyframe's points at ``pose (4, 4)``, Jacobian rows
+    ``(6, K)``, camera-frame normals ``(3, K)`` and which points are usable ``(K,)`` (facing, inside the crop, not
+    hand)."""
     R, t = pose[:3, :3], pose[:3, 3:]
     p = R @ points + t
     n = R @ normals
     z = p[2]
-    facing = -(n * p).sum(0) / xp.sqrt((p * p).sum(0))
-    if xp is np:  # (2, K) pixel positions (x; y), the same arithmetic as the torch lines below
-        focal, centre, origin = fr.columns
-        uv = p[:2] / np.maximum(z, MIN_DEPTH) * focal + centre
-        values, gx, gy, inside = _sample_box_bilinear_xy(fr.sat, radius, uv - origin)
-    else:
-        zc = z.clamp_min(MIN_DEPTH)
-        u = p[0] / zc * fr.focal[0] + fr.centre[0]
-        v = p[1] / zc * fr.focal[1] + fr.centre[1]
-        values, gx, gy, inside = sample_box_bilinear(fr.sat, radius, u - fr.origin[0], v - fr.origin[1])
+    facing = -(n * p).sum(0) / torch.sqrt((p * p).sum(0))
+    zc = z.clamp_min(MIN_DEPTH)
+    u = p[0] / zc * fr.focal[0] + fr.centre[0]
+    v = p[1] / zc * fr.focal[1] + fr.centre[1]
+    values, gx, gy, inside = sample_box_bilinear(fr.sat, radius, u - fr.origin[0], v - fr.origin[1])
     valid = inside & (facing >= min_facing) & (z > MIN_DEPTH)
     if fr.hand is not None:
-        if xp is np:
-            columns, rows_table, hand = fr.hand
-            iuv = _clamp(np.rint(uv), -1, columns.shape[0] - 2).astype(np.int64)  # (2, K)
-            valid &= hand.take(rows_table.take(iuv[1]) + columns.take(iuv[0])) >= (z + hand_margin).astype(np.float32)
-        else:
-            uv = torch.stack((u, v), -1).round()
-            valid &= fr.hand.depth_at_pixels(uv) >= (z + hand_margin).to(fr.hand.depth)
+        uv = torch.stack((u, v), -1).round()
+        valid &= fr.hand.depth_at_pixels(uv) >= (z + hand_margin).to(fr.hand.depth)
     rows = photometric_jacobian(p, t, gx, gy, fr.focal)
     return values, rows, n, valid
 
 
-def _photometric_prediction(xp, intensity, refs, n_cam, valid):
+def _photometric_prediction(intensity: torch.Tensor, refs: torch.Tensor, n_cam: torch.Tensor, valid: torch.Tensor):
     """``(K,)`` predicted intensities ``m . [k, k n_x, k n_y, k n_z, 1]`` of the keyframe's ``refs (K,)`` with the
     camera-frame normals ``n_cam (3, K)``, ``m (5,)`` fitted to ``intensity (K,)`` over the ``valid`` points (least
-    squares, ridge towards ``I = k``: gain 1, no shading, no offset, so that few or flat points keep the identity)."""
-    v = valid.astype(np.float64) if xp is np else valid.to(_F64)
-    F = xp.stack((refs, refs * n_cam[0], refs * n_cam[1], refs * n_cam[2], xp.ones_like(refs)))
+    squares, ridge towards ``I = k``: gain 1, no shading, no offset, so that few or flat points keep the identity;
+    the compiled pass of :mod:`.texture_kernel` fits the same)."""
+    v = valid.to(_F64)
+    F = torch.stack((refs, refs * n_cam[0], refs * n_cam[1], refs * n_cam[2], torch.ones_like(refs)))
     Fv = F * v
     A = Fv @ F.T
-    b = Fv @ xp.where(valid, intensity, 0.0 * intensity)
-    ridge = 1e-2 * (float(xp.trace(A)) / 5 + 1e-6)
-    if xp is np:
-        m = np.linalg.solve(A + ridge * np.eye(5), b + ridge * np.array([1.0, 0.0, 0.0, 0.0, 0.0]))
-    else:
-        prior = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0], dtype=_F64, device=A.device)
-        m = torch.linalg.solve(A + ridge * torch.eye(5, dtype=_F64, device=A.device), b + ridge * prior)
+    b = Fv @ torch.where(valid, intensity, 0.0 * intensity)
+    ridge = 1e-2 * (float(torch.trace(A)) / 5 + 1e-6)
+    prior = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0], dtype=_F64, device=A.device)
+    m = torch.linalg.solve(A + ridge * torch.eye(5, dtype=_F64, device=A.device), b + ridge * prior)
     return m @ F
