@@ -227,7 +227,7 @@ def test_contact_bookkeeping_in_numpy_equals_the_torch_path():
     assert bool(fast.tips_in_contact.any()) and int(fast.contact_weights.sum()) > 0
     assert torch.equal(fast.tips_in_contact, reference.tips_in_contact)
     assert torch.equal(fast.contact_weights, reference.contact_weights)
-    exact_within = 0.006 + scene.fingertip_radius
+    exact_within = 0.006  # (the candidates' threshold; the fingertip centres': + their radius)
     queried = torch.from_numpy(scene.object_sdf._box_distance(fast.contacts_object_prev[0].numpy())
                                <= exact_within + 1e-5)
     assert 20 < int(queried.sum()) < queried.numel() - 20  # both kinds present

@@ -159,6 +159,18 @@ def test_contact_query_bounds_far_points_by_box_and_slabs():
     assert bool((d[~queried] > exact_within).all()) and bool((d[~queried] <= full_d[~queried]).all())
     for threshold in (0.0, 0.003, exact_within):
         assert np.array_equal(d < threshold, full_d < threshold)
+    # a limit per point (the filter's contact candidates and fingertip centres): each point decides by its own
+    limits = np.where(np.arange(len(points)) % 3 == 0, 0.02, 0.002)
+    d, n = sdf.query_array(points, exact_within=limits)
+    queried = np.abs(n).sum(1) > 0
+    assert np.array_equal(d[queried], full_d[queried]) and bool((d[~queried] > limits[~queried]).all())
+    assert np.array_equal(d < limits, full_d < limits)
+    wide = limits > 0.01  # the wider limit queries a larger share of its points
+    assert 0 < queried[~wide].mean() < queried[wide].mean()
+    from handypriors_core.errors import ShapeError
+
+    with pytest.raises(ShapeError):
+        sdf.query_array(points, exact_within=limits[:-1])
 
 
 def test_zbuffer_plan_path_rejects_bad_input():

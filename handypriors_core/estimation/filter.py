@@ -73,11 +73,11 @@ def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torc
     """Contact bookkeeping after a frame: which hand candidates and fingertips touch the estimated object.
 
     On the CPU (unless ``arrays`` is False) the query and its algebra run in numpy (a few hundred points; the same
-    values up to float32 rounding) and only the points within ``distance`` plus the fingertip radius of the object's
-    bounding box and 26 bounding planes are queried (``ObjectSDF.query_array``'s ``exact_within``): the others are
-    farther than any threshold here, so their ``previous_contact_distances`` hold a lower bound (the distance to the
-    box or those planes) and their normals zeros; weights, fingertip contacts and the contacts within ``distance``
-    are the same."""
+    values up to float32 rounding) and only the candidates within ``distance`` (the fingertip centres: within
+    ``distance`` plus their radius) of the object's bounding box and 26 bounding planes are queried
+    (``ObjectSDF.query_array``'s ``exact_within``): the others are farther than their threshold here, so their
+    ``previous_contact_distances`` hold a lower bound (the distance to the box or those planes, above ``distance``)
+    and their normals zeros; weights, fingertip contacts and the contacts within ``distance`` are the same."""
     C = hand.contact_points.shape[1]
     if arrays and scene.device.type == "cpu":
         pose = object2camera.detach().to("cpu", torch.float32).numpy()
@@ -86,8 +86,10 @@ def contact_context(scene: HandObjectScene, hand: PosedHand, object2camera: torc
                                  hand.fingertip_centres[0].detach().float().numpy()), 0)
         points_obj = (points - t) @ R  # (C + T, 3)
         # exact distances where a threshold below can be met (contact_distance, tips: + their radius); farther
-        # candidates keep a lower bound (their distance to the object's box or slabs): the same weights and contacts
-        signed, normal = scene.object_sdf.query_array(points_obj, exact_within=distance + scene.fingertip_radius)
+        # points keep a lower bound (their distance to the object's box or slabs): the same weights and contacts
+        exact_within = np.full(len(points), distance)
+        exact_within[C:] += scene.fingertip_radius
+        signed, normal = scene.object_sdf.query_array(points_obj, exact_within=exact_within)
         candidates = signed[None, :C]
         tips = signed[C:] - np.float32(scene.fingertip_radius)
         normals = torch.from_numpy((normal[:C] @ R.T)[None])

@@ -204,14 +204,16 @@ class ObjectSDF:
         return evaluate_closest_faces(points_obj, verts, faces, mesh_index, face.view(B, N), bary.view(B, N, 2),
                                       sign.view(B, N), self.settings.max_query_distance)
 
-    def query_array(self, points_obj: np.ndarray, exact_within: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def query_array(self, points_obj: np.ndarray, exact_within: float | np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
         """:meth:`query`'s values for CPU points without gradient, evaluated in numpy (a few hundred points cost
         less there than in torch calls): ``points_obj (N, 3)`` float32 [m, object frame] -> ``distance (N,)`` [m,
         negative inside] and ``normal (N, 3)`` float32 (the same values up to float32 rounding).
 
         ``exact_within`` [m]: points that lie farther than this (plus 10 um) from the mesh's bounding box or from one
         of 26 planes bounding it (a k-DOP: axes, face and corner diagonals) are not queried; they get a lower bound
-        of their distance to the surface (the larger of the two, above ``exact_within``) and a zero normal. For
+        of their distance to the surface (the larger of the two, above ``exact_within``) and a zero normal; a
+        ``(N,)`` array gives each point its own limit (contact candidates and fingertip spheres at once). For
         callers that only compare distances with thresholds up to ``exact_within`` (contact bookkeeping), the same
         decisions for a fraction of the query. The warp query's buffers are kept per ``ObjectSDF``: one thread at a
         time per instance (as the renderer's kept z-buffer plans)."""
@@ -222,12 +224,14 @@ class ObjectSDF:
         p = np.ascontiguousarray(points_obj, dtype=np.float32)
         if exact_within is None:
             return self._query_points(p, self._outside_hull(p))
-        limit = exact_within + 1e-5  # a clear margin over the float32 rounding of the values compared
+        limit = np.asarray(exact_within, dtype=np.float64) + 1e-5  # a clear margin over the float32 rounding
+        if limit.ndim and limit.shape != (len(p),):
+            raise ShapeError(f"Expected exact_within to be a number or of shape ({len(p)},); got {limit.shape}")
         bound = self._box_distance(p)
         candidates = np.flatnonzero(bound <= limit)
         if len(candidates):
             bound[candidates] = np.maximum(bound[candidates], self._slab_distance(p[candidates]))
-        near = candidates[bound[candidates] <= limit]
+        near = candidates[bound[candidates] <= (limit[candidates] if limit.ndim else limit)]
         if len(near) == len(p):
             return self._query_points(p, self._outside_hull(p))
         value = bound.astype(np.float32)
