@@ -30,6 +30,7 @@ import numpy as np  # no `from __future__ import annotations`: warp reads the ke
 import warp as wp
 
 from ..geometry.camera import MIN_DEPTH
+from ..render.warp_views import KeptLaunch
 
 __all__ = ["ROBUST_CODES", "SparseDepthPlan"]
 
@@ -289,16 +290,16 @@ class SparseDepthPlan:
             ("unseen", wp.float64), ("residuals", wp.float64), ("rows", wp.float64), ("weights", wp.float64),
             ("sums", wp.float64), ("counts", wp.int32))}
         no_hand = _view(self._no_hand, wp.float32)
-        self._choose = wp.launch(_choose, dim=1, inputs=[
+        self._choose = KeptLaunch(wp.launch(_choose, dim=1, inputs=[
             v["samples"], v["sample_normals"], v["pose"], v["reals"], v["ints"], v["hand_consts"], no_hand,
-            _view(self._zmin, wp.float64), v["keys"], v["visible"]], device="cpu", record_cmd=True)
-        self._associate = wp.launch(_associate, dim=1, inputs=[
+            _view(self._zmin, wp.float64), v["keys"], v["visible"]], device="cpu", record_cmd=True))
+        self._associate = KeptLaunch(wp.launch(_associate, dim=1, inputs=[
             v["points"], v["normals"], v["pose"], no_hand, v["hand_consts"], no_hand, v["reals"], v["ints"],
-            v["posed"], v["posed_normals"], v["targets"], v["ok"], v["pixels"]], device="cpu", record_cmd=True)
-        self._reduce = wp.launch(_reduce, dim=1, inputs=[
+            v["posed"], v["posed_normals"], v["targets"], v["ok"], v["pixels"]], device="cpu", record_cmd=True))
+        self._reduce = KeptLaunch(wp.launch(_reduce, dim=1, inputs=[
             v["distances"], v["ok"], v["pixels"], v["posed_normals"], v["targets"], v["pose"], v["unseen"],
             v["reals"], v["ints"], _view(self._stamps, wp.int32), v["residuals"], v["rows"], v["weights"],
-            v["sums"], v["counts"]], device="cpu", record_cmd=True)
+            v["sums"], v["counts"]], device="cpu", record_cmd=True))
 
     @property
     def capacity(self) -> int:

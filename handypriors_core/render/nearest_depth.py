@@ -20,7 +20,7 @@ import torch
 import warp as wp
 
 from .kernel_geometry import DEGENERATE_EPS, make_geometry, wp_scalar
-from .warp_views import as_warp
+from .warp_views import KeptLaunch, as_warp
 
 __all__ = ["NearestDepthPlan", "make_zbuffer_kernel", "max_filter_array", "project_vertices_array"]
 
@@ -185,10 +185,10 @@ class NearestDepthPlan:
         self._ok = torch.zeros(self.n_points, dtype=torch.int32)
         self._points = torch.zeros((self.n_points, 3), dtype=dtype)
         self._out = torch.zeros(batch * height * width, dtype=dtype)
-        self._launch = None if n == 0 else wp.launch(kernel, dim=n, inputs=[
+        self._launch = None if n == 0 else KeptLaunch(wp.launch(kernel, dim=n, inputs=[
             as_warp(self._xy, vec2, (self.n_points,)), as_warp(self._inv_depth, scalar), as_warp(self._ok, wp.int32),
             as_warp(self._points, vec3, (self.n_points,)), as_warp(self._faces, wp.vec3i, (F,)), n_verts, F, width,
-            height, int(cull_back), int(grow), as_warp(self._out, scalar)], device="cpu", record_cmd=True)
+            height, int(cull_back), int(grow), as_warp(self._out, scalar)], device="cpu", record_cmd=True))
         self._views = (self._xy.numpy(), self._inv_depth.numpy(), self._ok.numpy(), self._points.numpy(),
                        self._out.numpy())
 
