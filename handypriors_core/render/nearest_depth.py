@@ -74,6 +74,18 @@ def make_zbuffer_kernel(dtype: torch.dtype):
         v0 = verts2d[g0]
         v1 = verts2d[g1]
         v2 = verts2d[g2]
+        xmin = wp.min(wp.min(v0[0], v1[0]), v2[0]) - zero
+        xmax = wp.max(wp.max(v0[0], v1[0]), v2[0]) + zero
+        ymin = wp.min(wp.min(v0[1], v1[1]), v2[1]) - zero
+        ymax = wp.max(wp.max(v0[1], v1[1]), v2[1]) + zero
+        fw = scalar(width)
+        fh = scalar(height)
+        x0 = wp.max(int(wp.ceil(wp.clamp(xmin, -one, fw))), 0)
+        x1 = wp.min(int(wp.floor(wp.clamp(xmax, -one, fw))), width - 1)
+        y0 = wp.max(int(wp.ceil(wp.clamp(ymin, -one, fh))), 0)
+        y1 = wp.min(int(wp.floor(wp.clamp(ymax, -one, fh))), height - 1)
+        if x1 < x0 or y1 < y0:
+            return  # no pixel centre in its box (most faces of a hand around a small region of interest)
         area2 = cross2(v1 - v0, v2 - v0)
         e0 = v2 - v1
         e1 = v0 - v2
@@ -94,16 +106,6 @@ def make_zbuffer_kernel(dtype: torch.dtype):
         aa = wp.abs(area2)
         sc = vec3(l0 / aa, l1 / aa, l2 / aa)
         w = vec3(inv_depth[g0], inv_depth[g1], inv_depth[g2])
-        xmin = wp.min(wp.min(v0[0], v1[0]), v2[0]) - zero
-        xmax = wp.max(wp.max(v0[0], v1[0]), v2[0]) + zero
-        ymin = wp.min(wp.min(v0[1], v1[1]), v2[1]) - zero
-        ymax = wp.max(wp.max(v0[1], v1[1]), v2[1]) + zero
-        fw = scalar(width)
-        fh = scalar(height)
-        x0 = wp.max(int(wp.ceil(wp.clamp(xmin, -one, fw))), 0)
-        x1 = wp.min(int(wp.floor(wp.clamp(xmax, -one, fw))), width - 1)
-        y0 = wp.max(int(wp.ceil(wp.clamp(ymin, -one, fh))), 0)
-        y1 = wp.min(int(wp.floor(wp.clamp(ymax, -one, fh))), height - 1)
         for y in range(y0, y1 + 1):
             for x in range(x0, x1 + 1):
                 ed = edge * vec3(scalar(x), scalar(y), one)
