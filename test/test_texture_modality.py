@@ -80,7 +80,7 @@ def _pose(seed: int) -> torch.Tensor:
 
 
 def _modality(settings: TextureSettings | None = None, use_arrays: bool = True):
-    m = TextureModality(_scene(_object()), settings or TextureSettings(min_gradient=0.0))
+    m = TextureModality(_scene(_object()), settings or TextureSettings(min_gradient=0.0, without_depth="always"))
     m.use_arrays = use_arrays
     return m
 
@@ -197,8 +197,8 @@ def test_hand_covered_points_are_dropped():
 
 
 def test_with_depth_only_for_shapes_depth_cannot_fully_see():
-    """``with_depth: unseen_shapes``: with depth the block joins only when the shape has unseen motions (a surface
-    of revolution's axis); without depth always; ``never`` / ``always`` as they say."""
+    """``with_depth`` / ``without_depth: unseen_shapes``: the block joins only when the shape has unseen motions (a
+    surface of revolution's axis); ``never`` / ``always`` as they say; each setting rules its own frames."""
     obj = _object()
     axis = torch.tensor([[0.0], [0.0], [0.0], [0.0], [0.0], [1.0]], dtype=_F64)  # rotation about object z
     pose, obs = _pose(5), _obs(_pattern(5))
@@ -207,7 +207,9 @@ def test_with_depth_only_for_shapes_depth_cannot_fully_see():
         m = TextureModality(_scene(obj), TextureSettings(min_gradient=0.0, with_depth=mode), (unseen, 0.05))
         assert m.take_keyframe(obs, pose, None, "image")
         assert m.joins(True) == joins and m.begin(obs, pose, None, with_depth=True) == joins
-        assert m.begin(obs, pose, None, with_depth=False)
+        assert m.joins(False) == (unseen.shape[1] > 0)  # without_depth: unseen_shapes (the default)
+        m.settings = TextureSettings(min_gradient=0.0, without_depth=mode)
+        assert m.joins(True) == (unseen.shape[1] > 0) and m.begin(obs, pose, None, with_depth=False) == joins
 
 
 def test_box_means_and_sampling_helpers():

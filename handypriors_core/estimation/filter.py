@@ -321,19 +321,24 @@ class ObjectPoseFilter:
         if trusted:
             self._settle()
         if use_texture:
-            self._texture_keyframe(obs, occlusion, trusted, self.texture in modalities)
+            self._texture_keyframe(obs, occlusion, trusted, self.texture in modalities, settings,
+                                   any(r.accepted for r in results.values()))
         if "region" in names:
             self.region.learn(obs, self.ekf.pose, occlusion)
         return results
 
     def _texture_keyframe(self, obs: Observation, occlusion: HandOcclusion | None, trusted: bool,
-                          used: bool) -> None:
+                          used: bool, settings: FilterSettings, accepted: bool) -> None:
         """A new texture keyframe at the updated pose when there is none or the last one is worn out (its points
         no longer visible or agreeing, the object turned too far): a ``model`` keyframe after any converged update
-        (its intensities come from the object's texture, not from this frame), an ``image`` one only on a trusted
-        frame after the settling frames."""
+        (its intensities come from the object's texture, not from this frame; with ``settings`` that trust an
+        unconverged update, ``keep_prior_unconverged`` off as on colour-only frames, after any accepted one: those
+        seldom converge, and the first keyframe came 42 frames into a bottle's start while the outline let its
+        distance drift), an ``image`` one only on a trusted frame after the settling frames."""
         texture = self.texture
         source = "model" if self._texture_settings.reference == "model" and texture.has_model_texture else "image"
+        if source == "model" and accepted and not settings.keep_prior_unconverged:
+            trusted = True
         if not trusted or (source == "image" and self._frames <= self.settings.settle_frames):
             return
         pose = self.ekf.pose

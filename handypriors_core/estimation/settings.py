@@ -209,7 +209,7 @@ class ColourOnlySettings:
             centimetres off).
     """
 
-    observations: list[FilterObservation] = field(default_factory=lambda: ["region", "contacts"])
+    observations: list[FilterObservation] = field(default_factory=lambda: ["region", "contacts", "texture"])
     iterations: int = ranged(5, 1, 10)
     max_iterations: int = ranged(5, 1, 50)
     keep_prior_unconverged: bool = False

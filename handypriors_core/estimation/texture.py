@@ -389,10 +389,10 @@ class TextureModality:
         return self._plan
 
     def joins(self, with_depth: bool) -> bool:
-        """Whether the block observes a frame with or without depth (``with_depth``: with depth only for a shape
-        whose motions the depth does not all see, ``unseen_shapes``)."""
-        mode = self.settings.with_depth
-        if not with_depth or mode == "always":
+        """Whether the block observes a frame with or without depth (``with_depth`` / ``without_depth`` settings:
+        ``unseen_shapes`` only for a shape whose motions the depth does not all see)."""
+        mode = self.settings.with_depth if with_depth else self.settings.without_depth
+        if mode == "always":
             return True
         return mode == "unseen_shapes" and self.unseen is not None and self.unseen[0].shape[1] > 0
 

@@ -51,6 +51,9 @@ class TextureSettings:
             depth cannot see, a surface of revolution: the textured cylinder's or bottle's turn about its axis; the
             block then has its full Jacobian, since one limited to those motions makes the Gauss-Newton iterations
             cycle: the intensities also move with the others), ``always`` or ``never``.
+        without_depth: likewise on frames without depth (``filter.colour_only.observations`` must name the block):
+            ``unseen_shapes`` (the cylinder's and the bottle's turn about their axis, which the outline does not see
+            either), ``always`` or ``never``.
     """
 
     candidates: int = ranged(3000, 10, 1_000_000)
@@ -71,6 +74,7 @@ class TextureSettings:
     min_inliers: float = ranged(0.5, 0.0, 1.0)
     reference: Literal["model", "image"] = "model"
     with_depth: Literal["unseen_shapes", "always", "never"] = "unseen_shapes"
+    without_depth: Literal["unseen_shapes", "always", "never"] = "unseen_shapes"
 
     def __post_init__(self) -> None:
         check_ranges(self, "texture")
@@ -84,5 +88,6 @@ class TextureSettings:
                 f"texture.robust must be huber, tukey, cauchy, geman_mcclure or none; got {self.robust!r}")
         require(self.reference in ("model", "image"),
                 f"texture.reference must be 'model' or 'image'; got {self.reference!r}")
-        require(self.with_depth in ("unseen_shapes", "always", "never"),
-                f"texture.with_depth must be 'unseen_shapes', 'always' or 'never'; got {self.with_depth!r}")
+        for name in ("with_depth", "without_depth"):
+            require(getattr(self, name) in ("unseen_shapes", "always", "never"),
+                    f"texture.{name} must be 'unseen_shapes', 'always' or 'never'; got {getattr(self, name)!r}")
