@@ -74,7 +74,8 @@ WIDTH, HEIGHT = 640, 480
 INTAKE_NICE = "intake_nice:=-10"
 #: The node's per-frame stages in /diagnostics: wall times, and its worker thread's CPU per stage [ms].
 STAGES = ("queue_ms", "inputs_ms", "wait_ms", "held_ms", "track_ms", "publish_ms", "inputs_cpu_ms",
-          "prepare_cpu_ms", "track_cpu_ms", "publish_cpu_ms")
+          "prepare_cpu_ms", "track_cpu_ms", "publish_cpu_ms", "tracker_receive_cpu_ms", "tracker_step_cpu_ms",
+          "tracker_reply_cpu_ms")
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 

@@ -351,7 +351,15 @@ class AllegroTracker(Node):
             assemble=self._assemble, start=self._start_frame, finish=self._compute.finish_track,
             reply_fileno=self._compute.reply_fileno, publish=self._publish_frame, failed=self._frame_failed,
             requests_pending=lambda: self._rebuild_requested or self._reset_requested or self._threads_requested,
-            apply_requests=self._apply_requests_safely, record_stages=self.activity.set_stages)
+            apply_requests=self._apply_requests_safely, record_stages=self._record_stages)
+
+    def _record_stages(self, stages_ms: dict[str, float]) -> None:
+        """The worker's stage times of the frame just published, with the tracker's CPU in its last call
+        (``tracker_{receive,step,reply}_cpu_ms``; with ``tracker_process: false``, ``receive`` and ``reply`` cost
+        nothing and ``step`` is the worker's own)."""
+        tracker = self._tracker
+        cpu = getattr(tracker, "cpu_ms", None) or {}
+        self.activity.set_stages({**stages_ms, **{f"tracker_{k}_cpu_ms": v for k, v in cpu.items()}})
 
     def _frame_failed(self, error: Exception) -> None:
         """A frame was not tracked: a newer image replaced it (``busy``), the node waits (no tracker, no pose), or

@@ -35,6 +35,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -42,9 +43,11 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from handypriors_core.errors import HandyPriorsError
+from handypriors_core.checks import check_shape
+from handypriors_core.errors import HandyPriorsError, InvalidValueError
+from handypriors_core.io.frame import Frame
 
-from .conversions.images import WireImage
+from .conversions.images import MILLIMETRE_DEPTH_ENCODINGS, WireImage
 from .shared_frames import FrameRing, FrameRingReader
 
 __all__ = ["SHARED_MIN_BYTES", "InProcessTracker", "TrackerProcess", "TrackerProcessError"]
@@ -155,12 +158,33 @@ def _unpack(value: Any, shared: Sequence[np.ndarray] = ()) -> Any:
         pixels = shared[value[1].index] if isinstance(value[1], _Shared) else np.array(value[1].array, copy=True)
         return torch.from_numpy(WireImage(pixels, value[2], value[3]).decoded(pixels))
     if isinstance(value, tuple) and len(value) == 3 and value[0] is _Dataclass:
-        return value[1](**{k: _unpack(v, shared) for k, v in value[2].items()})
+        fields = {k: _unpack(v, shared) for k, v in value[2].items()}
+        if value[1] is Frame and _millimetre_depth(value[2].get("depth")):
+            return _frame_with_decoded_depth(fields)
+        return value[1](**fields)
     if isinstance(value, dict):
         return {k: _unpack(v, shared) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_unpack(v, shared) for v in value)
     return value
+
+
+def _millimetre_depth(packed: Any) -> bool:
+    """Whether ``packed`` is a packed :class:`WireImage` of millimetre depth (decoded: > 0 [m] or NaN only)."""
+    return (isinstance(packed, tuple) and len(packed) == 4 and packed[0] is _Wire and packed[3] == "depth"
+            and packed[2] in MILLIMETRE_DEPTH_ENCODINGS)
+
+
+def _frame_with_decoded_depth(fields: dict[str, Any]) -> Frame:
+    """The :class:`Frame` of ``fields`` checked as ``Frame(...)`` checks it, except the scan of the depth's values
+    (about 1 ms at 640x480) that its millimetre encoding makes pointless; the depth's shape and dtype are checked."""
+    depth = fields.pop("depth")
+    frame = Frame(**fields, depth=None)
+    check_shape(depth, (frame.height, frame.width), "depth")
+    if depth.dtype not in (torch.float32, torch.float64):
+        raise InvalidValueError(f"depth must be floating point; got {depth.dtype}")
+    object.__setattr__(frame, "depth", depth)
+    return frame
 
 
 def _write(stream: BinaryIO, value: Any) -> None:
@@ -188,13 +212,18 @@ class _Server:
     def __init__(self) -> None:
         self.tracker: Any = None
         self.hand: Any = None
+        #: This process's CPU [ms] (all its threads: warp runs launches on pool threads) in the last ``track``
+        #: call: ``receive`` (its request read, images copied out of shared memory and decoded), ``step``
+        #: (``ObjectTracker.track``) and ``reply`` (the reply before it packed and written: this one's comes next).
+        self.cpu_ms: dict[str, float] = {}
 
     def _state(self) -> dict[str, Any]:
         tracker = self.tracker
         calibrator = getattr(tracker, "calibration", None)
         return {"initialized": bool(tracker is not None and tracker.initialized),
                 "status": tracker.status if tracker is not None else "initialising",
-                "calibration": None if calibrator is None else CalibrationSnapshot.of(calibrator)}
+                "calibration": None if calibrator is None else CalibrationSnapshot.of(calibrator),
+                "cpu_ms": dict(self.cpu_ms)}
 
     def build(self, hand_urdf: str, mesh: str, scale: float, settings: Any, mask_source: str,
               warm_up: bool, threads: int, calibration_file: str = "", keep_calibration: bool = False
@@ -244,7 +273,10 @@ class _Server:
         return self._state()
 
     def track(self, frame: Any) -> tuple[Any, dict[str, Any]]:
-        return self.tracker.track(frame), self._state()
+        cpu = time.process_time()
+        estimate = self.tracker.track(frame)
+        self.cpu_ms["step"] = 1e3 * (time.process_time() - cpu)
+        return estimate, self._state()
 
     def initialize_from_frame(self, frame: Any) -> tuple[Any, dict[str, Any]]:
         return self.tracker.initialize_from_frame(frame), self._state()
@@ -267,13 +299,19 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         except EOFError:
             frames.close()
             return
+        cpu = time.process_time()  # (after the request's read and unpickling)
         try:
             if method not in ("build", "initialize", "reset", "track", "initialize_from_frame", "set_threads", "echo"):
                 raise TrackerProcessError(f"unknown request {method!r}")
             if server.tracker is None and method not in ("build", "set_threads", "echo"):
                 raise TrackerProcessError("no tracker built in the tracker process")
             arrays = frames.read(shared) if shared is not None else ()
-            reply = ("ok", _pack(getattr(server, method)(*_unpack(args, arrays))))
+            args = _unpack(args, arrays)
+            if method == "track":
+                server.cpu_ms["receive"] = 1e3 * (time.process_time() - cpu)
+            result = getattr(server, method)(*args)
+            cpu = time.process_time()
+            reply = ("ok", _pack(result))
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the node
             try:
                 pickle.dumps(exc)
@@ -285,6 +323,8 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
         except BrokenPipeError:  # the node closed the pipe while this call ran (it is shutting down)
             frames.close()
             return
+        if method == "track":
+            server.cpu_ms["reply"] = 1e3 * (time.process_time() - cpu)
 
 
 def main() -> None:
@@ -309,6 +349,8 @@ class _TrackerProxy:
         self.status = "initialising"
         #: :class:`CalibrationSnapshot` of the hand calibration after the last call (None without one).
         self.calibration: CalibrationSnapshot | None = None
+        #: The tracker's CPU [ms] in the last ``track`` (``receive``, ``step``, ``reply``: ``_Server.cpu_ms``).
+        self.cpu_ms: dict[str, float] = {}
 
     def _call(self, method: str, *args: Any) -> Any:
         raise NotImplementedError
@@ -316,6 +358,7 @@ class _TrackerProxy:
     def _update(self, state: dict[str, Any]) -> None:
         self.initialized, self.status = state["initialized"], state["status"]
         self.calibration = state.get("calibration")
+        self.cpu_ms = state.get("cpu_ms", {})
 
     def build(self, hand_urdf: str, mesh: str, scale: float, settings: Any, mask_source: str, warm_up: bool,
               threads: int = 1, calibration_file: str = "", keep_calibration: bool = False) -> dict[str, Any]:

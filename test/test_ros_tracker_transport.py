@@ -167,3 +167,93 @@ def test_images_as_received_cross_undecoded_and_the_tracker_process_decodes_them
             assert torch.equal(echoed.depth.nan_to_num(-1.0), decoded["depth"].nan_to_num(-1.0))
     finally:
         proxy.close()
+
+
+def test_millimetre_depth_decodes_every_value_as_depth_to_metres():
+    from handypriors_core.io.image_encoding import depth_to_metres
+    from handypriors_ros.conversions import WireImage
+
+    every = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    for encoding in ("16UC1", "mono16"):
+        table = WireImage(every, encoding, "depth").decoded()
+        assert table.dtype == np.float32 and table.shape == (256, 256)
+        assert np.array_equal(table, depth_to_metres(every, encoding), equal_nan=True)
+        assert np.isnan(table[0, 0]) and np.all(table.reshape(-1)[1:] > 0)
+    swapped = every.astype(">u2")  # (the other byte order: the plain conversion, same values)
+    assert np.array_equal(WireImage(swapped, "16UC1", "depth").decoded(), depth_to_metres(every, "16UC1"),
+                          equal_nan=True)
+
+
+def test_a_millimetre_depth_frame_is_rebuilt_with_every_check_but_the_depth_value_scan():
+    from handypriors_core.errors import InvalidValueError, ShapeError
+    from handypriors_ros.conversions import WireImage
+    from handypriors_ros.frame_sync import _unchecked_frame
+
+    frame, decoded = _wire_frame(64, 48)
+    arrays: list[np.ndarray] = []
+    (restored,) = _unpack(_pack((frame,), arrays), [a.copy() for a in arrays])
+    checked = Frame(**{f: getattr(restored, f) for f in ("index", "stamp", "rgb", "camera", "joint_angles",
+                                                          "hand2camera", "depth", "joint_names")})
+    assert torch.equal(restored.depth.nan_to_num(-1.0), checked.depth.nan_to_num(-1.0))
+    assert torch.equal(restored.depth.nan_to_num(-1.0), decoded["depth"].nan_to_num(-1.0))
+    fields = {f: getattr(frame, f) for f in ("index", "stamp", "rgb", "camera", "joint_angles", "hand2camera",
+                                             "depth", "joint_names")}
+    bad_pose = dict(fields, hand2camera=frame.hand2camera * 2.0)  # not rigid: still refused
+    with pytest.raises(InvalidValueError):
+        _unpack(_pack((_unchecked_frame(bad_pose),)))
+    small = dict(fields, depth=WireImage(np.ones((10, 10), np.uint16), "16UC1", "depth"))  # wrong size: refused
+    with pytest.raises(ShapeError):
+        _unpack(_pack((_unchecked_frame(small),)))
+    metres = np.ones((48, 64), np.float32)
+    metres[3, 4] = -1.0  # a depth already in metres can hold bad values: its scan stays
+    with pytest.raises(InvalidValueError, match="depth"):
+        _unpack(_pack((_unchecked_frame(dict(fields, depth=torch.from_numpy(metres))),)))
+
+
+def test_track_replies_carry_the_tracker_process_cpu_per_part(monkeypatch):
+    """The tracker process reports its CPU per ``track``: receiving the frame, the step, the previous reply."""
+    import os
+    import threading
+    import time
+
+    from handypriors_ros import tracker_process as tp
+
+    class BusyTracker:
+        initialized, status = True, "tracking"
+
+        def track(self, frame):
+            end = time.process_time() + 0.02  # 20 ms of CPU
+            while time.process_time() < end:
+                pass
+            return frame.index
+
+    monkeypatch.setattr(tp._Server, "build", lambda self, *args: (setattr(self, "tracker", BusyTracker()),
+                                                                   self._state())[1])
+    requests_r, requests_w = os.pipe()
+    replies_r, replies_w = os.pipe()
+    with (open(requests_w, "wb") as requests, open(replies_r, "rb") as replies,
+          open(requests_r, "rb") as server_in, open(replies_w, "wb") as server_out):
+        server = threading.Thread(target=tp.serve, args=(server_in, server_out))
+        server.start()
+        ring = FrameRing()
+        try:
+            tp._write(requests, ("build", (), None))
+            assert tp._read(replies)[1]["cpu_ms"] == {}
+            frame, _ = _wire_frame()
+            states = []
+            for _ in range(2):
+                arrays: list[np.ndarray] = []
+                packed = _pack((frame,), arrays)
+                tp._write(requests, ("track", packed, ring.write(arrays, [])))
+                kind, (index, state) = tp._read(replies)
+                assert kind == "ok" and index == 3
+                states.append(state["cpu_ms"])
+        finally:
+            requests.close()
+            server.join(10)
+            ring.close()
+    assert set(states[0]) == {"receive", "step"} and set(states[1]) == {"receive", "step", "reply"}
+    for cpu in states:
+        assert 19.0 <= cpu["step"] < 200.0  # (the process's CPU: this test's other threads are idle)
+        assert 0.0 < cpu["receive"] < cpu["step"]
+    assert 0.0 <= states[1]["reply"] < states[1]["step"]

@@ -45,6 +45,7 @@ from .stamps import make_header
 __all__ = [
     "COLOR_ENCODINGS",
     "DEPTH_ENCODINGS",
+    "MILLIMETRE_DEPTH_ENCODINGS",
     "SUPPORTED_ENCODINGS",
     "WireImage",
     "array_to_image",
@@ -121,11 +122,25 @@ class WireImage:
     def decoded(self, values: np.ndarray | None = None) -> np.ndarray:
         """Colour -> RGB ``(H, W, 3) uint8``; depth -> ``(H, W) float32`` [m], NaN where there is no return.
         ``values``: the pixels to decode instead of :attr:`values` (a copy of them, e.g. read from shared
-        memory); an rgb8 copy is returned as it is."""
+        memory); an rgb8 copy is returned as it is. Millimetre depth (16UC1, mono16) is looked up in a table
+        (one pass; the same values as ``depth_to_metres``)."""
         values = self.values if values is None else values
         if self.kind == "depth":
+            if self.encoding in MILLIMETRE_DEPTH_ENCODINGS and values.dtype == np.uint16:
+                return _millimetre_table().take(values)
             return depth_to_metres(values, self.encoding)
         return rgb_to_color(values, self.encoding)
+
+
+#: Depth encodings in millimetres (uint16; 0 = no return): decoded, only values > 0 [m] or NaN.
+MILLIMETRE_DEPTH_ENCODINGS = ("16UC1", "mono16")
+
+
+@functools.lru_cache(maxsize=1)
+def _millimetre_table() -> np.ndarray:
+    """``(65536,) float32``: metres of each uint16 millimetre value as ``depth_to_metres`` computes them, NaN at 0
+    (256 KiB, built once)."""
+    return depth_to_metres(np.arange(65536, dtype=np.uint16), "16UC1")
 
 
 def image_to_wire(msg: Any, kind: str) -> WireImage:
