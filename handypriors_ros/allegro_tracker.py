@@ -504,7 +504,8 @@ class AllegroTracker(Node):
             "joint_map": self._inputs.joints.joint_map.name if self._inputs.joints is not None else "",
             "tf_backend": self._tf.backend,
             "joint_states_received": self._inputs.joint_lag.count,
-            "intake_nice": {True: f"{s.intake_nice} (applied)", False: f"{s.intake_nice} (not permitted)",
+            "intake_nice": {True: f"{s.intake_nice} (applied, with {self._intake.receive_threads_niced} DDS threads)",
+                            False: f"{s.intake_nice} (not permitted)",
                             None: "0"}[self._intake.nice_applied],
         }
         extra.update(self.activity.values())

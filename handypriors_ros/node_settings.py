@@ -80,8 +80,9 @@ class NodeSettings:
         tracker_process: run the tracker in a process of its own, so that its computation never delays the message
             callbacks (docs/node_runtime.md); false: a worker thread of the node's process (tests, debugging).
         intake_nice: scheduling priority (nice, -20..19) of the node's intake thread, the one that takes every
-            input: below 0 it gets a core before the tracker and the worker, which keeps the intake lag's tail short
-            on a busy machine (docs/node_runtime.md). Lowering it needs CAP_SYS_NICE (root, e.g. in a container);
+            input, and of Fast DDS's receive threads in the node's process, which hand it the messages: below 0 they
+            get a core before the tracker and the worker, which keeps the intake lag's tail short on a busy machine
+            (docs/node_runtime.md). Lowering it needs CAP_SYS_NICE (root, e.g. in a container);
             without it the thread keeps the default priority and the node says so once. 0 = unchanged.
         warm_up: after (re)building the tracker, run it once on a synthetic frame so that the first real frame does
             not pay for kernel loading.

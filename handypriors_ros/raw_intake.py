@@ -33,7 +33,12 @@ from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 
 from .node_runtime import name_os_thread, profiled_thread
 
-__all__ = ["RawIntake", "ServedElsewhere"]
+__all__ = ["RawIntake", "ServedElsewhere", "receive_thread_ids", "set_threads_nice"]
+
+#: Linux names of Fast DDS's receive threads (one per listening shared-memory port / UDP socket; its shared-memory
+#: watchdog ``dds.shm.wdog`` only watches): the first hop of every input, before the intake thread's wait set.
+_RECEIVE_THREAD_PREFIXES = ("dds.shm.", "dds.udp.")
+_NOT_RECEIVING = ("dds.shm.wdog",)
 
 _WAIT_NS = 200_000_000  # wake-up period without messages [ns] (the stop guard ends a wait at once)
 
@@ -73,6 +78,8 @@ class RawIntake:
         self._started = threading.Event()
         #: Whether the thread's scheduling priority was changed as asked (``nice`` != 0 needs CAP_SYS_NICE to lower it).
         self.nice_applied: bool | None = None
+        #: How many of Fast DDS's receive threads of this process got ``nice`` too (:func:`receive_thread_ids`).
+        self.receive_threads_niced = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self) -> None:
@@ -98,11 +105,11 @@ class RawIntake:
     def _run(self) -> None:
         name_os_thread("hp_intake")
         if self._nice:
-            try:  # (Linux: a thread id as the "process" of setpriority changes that thread alone)
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
-                self.nice_applied = True
-            except (OSError, AttributeError):
-                self.nice_applied = False
+            # this thread and the DDS threads that hand it the messages (theirs created with the subscriptions)
+            receivers = receive_thread_ids()
+            self.nice_applied = set_threads_nice([threading.get_native_id()], self._nice)
+            if self.nice_applied:
+                self.receive_threads_niced = len(receivers) if set_threads_nice(receivers, self._nice) else 0
         self._started.set()
         with profiled_thread("intake"):
             self._serve()
@@ -165,3 +172,37 @@ class RawIntake:
     def _error(self, message: str) -> None:
         if self._on_error is not None:
             self._on_error(message)
+
+
+def receive_thread_ids(pid: int | None = None) -> list[int]:
+    """Linux thread ids of Fast DDS's receive threads in process ``pid`` (default: this one), from /proc (empty
+    where there is no /proc or no such thread: another RMW)."""
+    base = f"/proc/{os.getpid() if pid is None else pid}/task"
+    out = []
+    try:
+        tasks = os.listdir(base)
+    except OSError:
+        return []
+    for task in tasks:
+        try:
+            with open(f"{base}/{task}/comm") as comm:
+                name = comm.read().strip()
+        except OSError:  # (ended meanwhile)
+            continue
+        if name.startswith(_RECEIVE_THREAD_PREFIXES) and name not in _NOT_RECEIVING:
+            out.append(int(task))
+    return sorted(out)
+
+
+def set_threads_nice(thread_ids: Sequence[int], nice: int) -> bool:
+    """Give each thread of ``thread_ids`` the scheduling priority ``nice`` (Linux: a thread id as the "process" of
+    ``setpriority`` changes that thread alone). False when not permitted (below 0 needs CAP_SYS_NICE); a thread that
+    ended meanwhile is skipped."""
+    for tid in thread_ids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except ProcessLookupError:
+            continue
+        except (OSError, AttributeError):
+            return False
+    return True

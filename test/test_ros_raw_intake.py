@@ -28,7 +28,7 @@ def test_intake_thread_takes_every_message_in_order_and_the_executor_none(ros_co
     from sensor_msgs.msg import JointState
 
     from handypriors_ros.qos import JOINT_STATES_QOS
-    from handypriors_ros.raw_intake import RawIntake, ServedElsewhere
+    from handypriors_ros.raw_intake import RawIntake, ServedElsewhere, receive_thread_ids
 
     node = Node("raw_intake_test", context=ros_context)
     stamps: list[int] = []
@@ -54,6 +54,10 @@ def test_intake_thread_takes_every_message_in_order_and_the_executor_none(ros_co
     assert intake.wait_started(5.0) is True
     assert os.getpriority(os.PRIO_PROCESS, intake._thread.native_id) == nice  # that thread alone
     assert os.getpriority(os.PRIO_PROCESS, 0) == nice - 5 or nice == 19
+    # and Fast DDS's receive threads, which hand the intake thread its messages
+    assert intake.receive_threads_niced >= 1
+    niced = [tid for tid in receive_thread_ids() if os.getpriority(os.PRIO_PROCESS, tid) == nice]
+    assert len(niced) >= intake.receive_threads_niced
     publisher = node.create_publisher(JointState, "/joint_states", JOINT_STATES_QOS)
     assert _wait(lambda: publisher.get_subscription_count() > 0, 10.0)
     data = serialize_message(JointState(header=cv.make_header(0), name=["a"], position=[0.5]))
@@ -75,3 +79,39 @@ def test_intake_thread_takes_every_message_in_order_and_the_executor_none(ros_co
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
     assert stopped < 1.0 and not intake._thread.is_alive()  # the guard condition ends the wait at once
+
+
+def test_receive_threads_are_found_by_name_and_given_a_priority():
+    """Fast DDS names its receive threads ``dds.shm.<port>`` / ``dds.udp.<port>``; its watchdog is left alone."""
+    from handypriors_ros.node_runtime import name_os_thread
+    from handypriors_ros.raw_intake import receive_thread_ids, set_threads_nice
+
+    found: dict[str, int] = {}
+    ready, release = threading.Event(), threading.Event()
+
+    def named(name: str) -> None:
+        name_os_thread(name)
+        found[name] = threading.get_native_id()
+        if len(found) == 3:
+            ready.set()
+        release.wait(10.0)
+
+    threads = [threading.Thread(target=named, args=(n,)) for n in ("dds.shm.7411", "dds.udp.7410", "dds.shm.wdog")]
+    for thread in threads:
+        thread.start()
+    try:
+        assert ready.wait(10.0)
+        ids = set(receive_thread_ids())
+        assert found["dds.shm.7411"] in ids and found["dds.udp.7410"] in ids
+        assert found["dds.shm.wdog"] not in ids
+        nice = min(19, os.getpriority(os.PRIO_PROCESS, 0) + 3)  # (a higher nice needs no privilege)
+        ended = threading.Thread(target=lambda: None)
+        ended.start()
+        ended.join()
+        assert set_threads_nice([found["dds.shm.7411"], ended.native_id], nice) is True  # (an ended one skipped)
+        assert os.getpriority(os.PRIO_PROCESS, found["dds.shm.7411"]) == nice
+        assert os.getpriority(os.PRIO_PROCESS, found["dds.udp.7410"]) != nice or nice == 19
+    finally:
+        release.set()
+        for thread in threads:
+            thread.join()
