@@ -164,6 +164,30 @@ def test_contact_modality_jacobian_matches_finite_differences(scene_data):
     assert bool(ok[:tips.numel()].all())
 
 
+def test_contact_modality_tighter_fingertip_noise_keeps_the_penetration_information(scene_data):
+    """``tip_std`` (the filter's ``carried_fingertip_std`` while the contacts carry the object): the fingertips weigh
+    with it, the non-penetration residuals keep their ``contact_std`` information (``w / std^2``)."""
+    scene, _frame, obs, T_o, _out = scene_data
+    modality = ContactModality(scene, FilterSettings(contact_distance=0.05, contact_std=0.015))
+    tips = torch.ones(obs.hand.fingertip_centres.shape[1], dtype=torch.bool)
+    ctx = TemporalContext(tips_in_contact=tips)
+    pose = _moved(T_o, (0.0, 0.0, -0.06), (0.02, 0.01, -0.02))
+    assert modality.begin(obs, ctx, pose)
+    plain = modality.linearize(pose, 0)
+    assert modality.begin(obs, ctx, pose, tip_std=0.002)
+    tight = modality.linearize(pose, 0)
+    assert plain.std == 0.015 and tight.std == 0.002
+    torch.testing.assert_close(tight.residual, plain.residual)
+    torch.testing.assert_close(tight.jacobian, plain.jacobian)
+    k = tips.numel()
+    assert float(plain.weight[:k].sum()) > 0 and int((plain.weight[k:] > 0).sum()) >= 3
+    torch.testing.assert_close(tight.weight[:k], plain.weight[:k])  # tips: 56x the information
+    torch.testing.assert_close(tight.weight[k:] / 0.002 ** 2, plain.weight[k:] / 0.015 ** 2)
+    assert modality.begin(obs, ctx, pose, tip_std=0.03)  # never looser than contact_std for the others
+    loose = modality.linearize(pose, 0)
+    assert loose.std == 0.015 and torch.equal(loose.weight, plain.weight)
+
+
 def test_robust_weights_are_the_irls_weights_of_the_loss():
     r = torch.linspace(-0.05, 0.05, 41, dtype=_F64, requires_grad=True)
     c = 0.01

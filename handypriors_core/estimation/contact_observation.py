@@ -4,7 +4,8 @@ Points of the known hand (camera frame, fixed while the object pose varies), wit
 ``d(c)`` to the posed object (one query for all of them; negative inside, metres):
 
 - fingertips that touched the object at t-1 stay on its surface: ``r = d(tip centre) - tip radius``; a tip
-  that moved more than ``2 contact_distance`` off the predicted surface let go and gets weight 0;
+  that moved more than ``2 contact_distance`` off the predicted surface let go and gets weight 0; their noise may
+  be tighter than the others' (the filter's ``carried_fingertip_std`` while the fingers carry the object);
 - non-penetration, one-sided: hand surface points near the object, ``r = min(d(c), 0)`` (weight 1 inside,
   0 outside, so only penetrating points pull; 0 deeper than ``2 contact_distance``, where the closest face's
   normal says little about the way out).
@@ -42,10 +43,15 @@ class ContactModality:
         radius = scene.object.verts.norm(dim=-1).max()
         self._object_radius = float(radius)
         self._points = None
+        self._tip_std = settings.contact_std
 
-    def begin(self, obs: Observation, ctx: TemporalContext, object2camera: torch.Tensor) -> bool:
-        """Pick this frame's hand points: fingertips in contact at t-1 and surface points near the object."""
+    def begin(self, obs: Observation, ctx: TemporalContext, object2camera: torch.Tensor,
+              tip_std: float | None = None) -> bool:
+        """Pick this frame's hand points: fingertips in contact at t-1 and surface points near the object;
+        ``tip_std`` [m]: this frame's standard deviation of the fingertip residuals (default and at most
+        ``contact_std``, the non-penetration residuals')."""
         self._points = None
+        self._tip_std = self.settings.contact_std if tip_std is None else tip_std
         parts, offsets, sided = [], [], []
         if ctx.tips_in_contact is not None and bool(ctx.tips_in_contact.any()):
             tips = obs.hand.fingertip_centres[0][ctx.tips_in_contact.to(obs.hand.fingertip_centres.device)]
@@ -90,4 +96,8 @@ class ContactModality:
         # than 2 contact distances inside (a prediction that far off: the closest face's normal is no guide)
         near = (d - offsets).abs() < 2 * self.settings.contact_distance
         w = (near & (~sided | (d < 0))).to(_F64)
-        return ResidualBlock(self.name, r.cpu(), J.cpu(), w.cpu(), self.settings.contact_std)
+        std = min(self._tip_std, self.settings.contact_std)
+        if std < self.settings.contact_std:  # the block weighs with the tips' noise: the others' weights scaled down
+            w = torch.where(sided, w * (std / self.settings.contact_std) ** 2, w)
+            std = self._tip_std
+        return ResidualBlock(self.name, r.cpu(), J.cpu(), w.cpu(), std)

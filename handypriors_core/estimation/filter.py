@@ -148,6 +148,7 @@ class ObjectPoseFilter:
         self._frames = 0  # updates since the last initialisation
         self._process_noise: dict[tuple[float, float], torch.Tensor] = {}  # (std_t, std_r) -> Q (predict)
         self._settled = 0  # converged updates since the last initialisation
+        self._carried = False  # whether the contacts carried the last prediction (their rigid motion accepted)
         #: what the last iterated update did (iterations, convergence, each block's noise)
         self.last_update: UpdateDiagnostics | None = None
 
@@ -180,6 +181,7 @@ class ObjectPoseFilter:
         self._initial_variances = P.diagonal().clone()
         self._settled = 0
         self._frames = 0
+        self._carried = False
         if self._region is not None:
             self._region.reset()
         if self._texture is not None:
@@ -262,6 +264,7 @@ class ObjectPoseFilter:
             Q = self._process_noise[(std_t, std_r)] = torch.diag(torch.tensor([std_t ** 2] * 3 + [std_r ** 2] * 3,
                                                                               dtype=_F64))
         self.ekf.predict_motion(torch.from_numpy(motion), Q)
+        self._carried = valid
         return valid
 
     # ----------------------------------------------------------------------------------------- update
@@ -307,7 +310,8 @@ class ObjectPoseFilter:
         if "region" in names and self.region.begin(obs, pose, occlusion, self._contour_uncertainty(obs),
                                                            search=settings.start_search):
             modalities.append(self.region)
-        if "contacts" in names and self.contacts.begin(obs, ctx, pose):
+        std = settings.carried_fingertip_std if self._carried else settings.contact_std
+        if "contacts" in names and self.contacts.begin(obs, ctx, pose, std):
             modalities.append(self.contacts)
         if not modalities:
             return {}

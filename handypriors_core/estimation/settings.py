@@ -207,6 +207,8 @@ class ColourOnlySettings:
         free_std_translation, free_std_rotation: per-frame process noise without contact [m], [rad].
         start_search: as :class:`FilterSettings` (on: a thin object gets no colours surely its own from a start
             centimetres off).
+        carried_fingertip_std: as :class:`FilterSettings`: tight without depth, where the outline barely sees the
+            distance along the view ray and the fingers that carry the object fix it (the bottle drifted 2-3 cm).
     """
 
     observations: list[FilterObservation] = field(default_factory=lambda: ["region", "contacts", "texture"])
@@ -218,6 +220,7 @@ class ColourOnlySettings:
     free_std_translation: float = ranged(0.005, 0.0, 1.0, low_open=True)
     free_std_rotation: float = ranged(0.03, 0.0, math.pi, low_open=True)
     start_search: bool = True
+    carried_fingertip_std: float = ranged(0.002, 0.0, 1.0, low_open=True)
 
     def __post_init__(self) -> None:
         known = set(FilterObservation.__args__)
@@ -254,6 +257,9 @@ class FilterSettings:
             (``sparse_depth``, ``contacts``; :mod:`.iterated_update`), coarse to fine.
         contact_std: standard deviation of the contact pseudo-observations [m] (contacts of t-1 stay on the
             surface; hand points stay outside).
+        carried_fingertip_std: standard deviation [m] of the fingertip contact residuals (``contacts``) on a frame
+            whose prediction the contacts carried (their rigid motion accepted by the quasistatic model: fingers
+            holding the object, not sliding or pivoting it); ``contact_std`` on the others.
         penetration: also observe one-sided non-penetration of the hand's surface points (``contacts``).
         noise_estimation: the ``(r, J, w)`` blocks that have a noise floor (``sparse_depth``) are weighed with the
             noise their own residuals show in this frame, and the covariance uses it (:mod:`.iterated_update`).
@@ -293,6 +299,7 @@ class FilterSettings:
     gate_probability: float = ranged(0.9999, 0.0, 1.0, low_open=True)
     iterations: int = ranged(3, 1, 10)
     contact_std: float = ranged(0.015, 0.0, 1.0, low_open=True)
+    carried_fingertip_std: float = ranged(0.015, 0.0, 1.0, low_open=True)
     penetration: bool = True
     noise_estimation: bool = True
     max_iterations: int = ranged(10, 1, 50)
