@@ -14,6 +14,7 @@ import torch
 from scipy.special import chdtri
 
 from ..errors import InvalidValueError
+from ..geometry import small_linalg
 
 __all__ = ["chi2_threshold", "projected_nis"]
 
@@ -46,7 +47,7 @@ def projected_nis(information, information_vector, covariance, rank_tolerance: f
     """
     Lam, eta, P = _float64(information), _float64(information_vector), _float64(covariance)
     cov_eta = Lam @ P @ Lam + Lam
-    evals, evecs = np.linalg.eigh(0.5 * (cov_eta + cov_eta.T))
+    evals, evecs = small_linalg.eigh(0.5 * (cov_eta + cov_eta.T))
     keep = evals > rank_tolerance * max(float(np.abs(evals).max()), 1e-300)
     dof = int(keep.sum())
     proj = evecs.T @ eta

@@ -27,6 +27,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from ..geometry import small_linalg
 from .ekf import ErrorStateEKF, StepResult
 from .gating import chi2_threshold, projected_nis
 from .pose_state import retracted_pose_array
@@ -138,7 +139,7 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     n = P.shape[0]
     zero = torch.zeros(n, dtype=_F64) if modalities else None  # the correction of a result that moved nothing
     np.linalg.cholesky(P)  # positive definite (raises otherwise, as before)
-    P_inv = np.linalg.inv(P)
+    P_inv = small_linalg.inv(P)
     results: dict[str, StepResult] = {}
     frozen: dict[str, NormalEquations] = {}  # first linearisation of the modalities not re-linearised
     active = list(modalities)
@@ -190,7 +191,7 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
         for _, Lb, gb in blocks[1:]:
             Lam, g = Lam + Lb, g + gb
         A = P_inv + Lam
-        step = np.linalg.solve(A, (g + P_inv @ e) if it else g)
+        step = small_linalg.solve(A, (g + P_inv @ e) if it else g)
         step = -step
         sx, sy, sz, rx, ry, rz = step[:6].tolist()
         step_squared = sx * sx + sy * sy + sz * sz + rx * rx + ry * ry + rz * rz + (
@@ -222,7 +223,7 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     else:
         # Joseph form (I - K H) P (I - K H)^T + K R K^T with K H = P+ Lambda, K R K^T = P+ Lambda_R P+: since
         # I - P+ Lambda = P+ P^-1 it is P+ (P^-1 + Lambda_R) P+, P+ = (P^-1 + Lambda)^-1 (A: the last iteration's)
-        P_plus = np.linalg.inv(A)
+        P_plus = small_linalg.inv(A)
         P_new = P_plus @ Lam_R @ P_plus
         P_new = 0.5 * (P_new + P_new.T)
     delta = torch.from_numpy(e)

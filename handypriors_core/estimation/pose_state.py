@@ -30,6 +30,7 @@ import torch
 
 from ..checks import check_finite, check_shape
 from ..errors import InvalidValueError, ShapeError
+from ..geometry import small_linalg
 from ..geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle, skew
 
 __all__ = [
@@ -246,7 +247,7 @@ def so3_left_jacobian_array(phi: np.ndarray) -> np.ndarray:
 
 def nearest_rotation_array(rotation: np.ndarray) -> np.ndarray:
     """The rotation nearest ``rotation (3, 3)`` (numpy, within rounding of SO(3)): ``U V^T`` of its SVD."""
-    U, _, Vh = np.linalg.svd(rotation)
+    U, _, Vh = small_linalg.svd(rotation)
     return U @ Vh
 
 

@@ -1,7 +1,8 @@
 """Pure-torch geometry: rotations, rigid transforms, Kabsch/Procrustes alignment, the pinhole camera and mesh
 vertex normals.
 
-Everything is batched over leading dims, differentiable and follows its inputs' device and dtype.
+Everything is batched over leading dims, differentiable and follows its inputs' device and dtype (``small_linalg``:
+numpy's 3 x 3 / 6 x 6 decompositions without their per-call wrapper, for the filter step's CPU path).
 May import only errors/checks/config (the bottom layer of the core).
 """
 

@@ -18,6 +18,7 @@ import torch
 
 from ..checks import check_finite, check_shape
 from ..errors import InvalidValueError, ShapeError
+from . import small_linalg
 
 __all__ = [
     "kabsch_is_well_conditioned",
@@ -134,11 +135,11 @@ def weighted_kabsch_array(src: np.ndarray, dst: np.ndarray, weights: np.ndarray
     dst_centroid = (w[:, None] * dst).sum(0)
     src_c, dst_c = src - src_centroid, dst - dst_centroid
     weighted = w[:, None] * src_c
-    U, _, Vh = np.linalg.svd(dst_c.T @ weighted)
-    sign = float(np.sign(np.linalg.det(U @ Vh))) or 1.0
+    U, _, Vh = small_linalg.svd(dst_c.T @ weighted)
+    sign = float(np.sign(small_linalg.det(U @ Vh))) or 1.0
     R = (U * np.array([1.0, 1.0, sign])) @ Vh
     t = dst_centroid - R @ src_centroid
-    spread = math.sqrt(max(float(np.linalg.eigvalsh(src_c.T @ weighted)[1]), 0.0))
+    spread = math.sqrt(max(float(small_linalg.eigvalsh(src_c.T @ weighted)[1]), 0.0))
     return R, t, spread
 
 
