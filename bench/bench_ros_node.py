@@ -30,7 +30,9 @@ Measured:
   (``inputs_ms``: waiting for them, decoding, shared-memory write), held assembled while the tracker finished the
   frame before (``held_ms``), tracking (``track_ms``: sent -> estimate back) and publishing (``publish_ms``: the
   next frame's send included), and the worker thread's CPU in each (``*_cpu_ms``; ``prepare_cpu_ms``: decoding a
-  frame's images while it waited, ``wait_ms``: until its inputs were all there);
+  frame's images while it waited, ``wait_ms``: until its inputs were all there); the tracker process's CPU in
+  its last ``track`` call (``tracker_receive_cpu_ms``: the frame taken in and decoded, ``tracker_step_cpu_ms``:
+  ``ObjectTracker.track``, ``tracker_reply_cpu_ms``: the estimate sent back);
 - the latency's parts (``latency_breakdown_ms``): the feeder's publish calls, the colour image's way into the node
   (``image_lag_*`` in /diagnostics), the stages above, the node's stamp-to-TF-published lag (``object_tf_out_lag_*``)
   and the TF's way back (the latency minus that).
@@ -592,7 +594,12 @@ CPU_BOUNDS_MS = {"intake_per_message": 0.7, "executor_per_image": 0.6, "worker_p
 #: (session 6: inputs 2.2-2.4, publish 0.8-1.1 at load 5-8; before the overlapped worker and the CDR outputs 4.0-4.8 and
 #: 2.6-3.2). ``input_cpu_ms``: assembling plus decoding while the frame waited (``inputs_cpu_ms`` +
 #: ``prepare_cpu_ms``); 2.9-3.1 ms before the images crossed as received. About 1.5x the highest at load.
-STAGE_CPU_BOUNDS_MS = {"inputs_cpu_ms": 2.5, "publish_cpu_ms": 1.3, "input_cpu_ms": 2.5}
+#: ``tracker_receive_cpu_ms`` / ``tracker_reply_cpu_ms``: the tracker process's CPU per frame taking the frame in
+#: (request, shared-memory copy, decoding, the frame's checks) and sending the estimate back, 1.8-2.5 / 0.28-0.44 ms
+#: at load 7 (session 8; receiving was 3.0-3.7 ms at load 5 before millimetre depth was decoded through a table and
+#: its value scan skipped).
+STAGE_CPU_BOUNDS_MS = {"inputs_cpu_ms": 2.5, "publish_cpu_ms": 1.3, "input_cpu_ms": 2.5, "tracker_receive_cpu_ms": 3.5,
+                       "tracker_reply_cpu_ms": 0.7}
 
 
 def _check(value: float | None, bound: float, below: bool = True) -> dict:
