@@ -596,8 +596,8 @@ CPU_BOUNDS_MS = {"intake_per_message": 0.7, "executor_per_image": 0.6, "worker_p
 #: ``prepare_cpu_ms``); 2.9-3.1 ms before the images crossed as received. About 1.5x the highest at load.
 #: ``tracker_receive_cpu_ms`` / ``tracker_reply_cpu_ms``: the tracker process's CPU per frame taking the frame in
 #: (request, shared-memory copy, decoding, the frame's checks) and sending the estimate back, 1.8-2.5 / 0.28-0.44 ms
-#: at load 7 (session 8; receiving was 3.0-3.7 ms at load 5 before millimetre depth was decoded through a table and
-#: its value scan skipped).
+#: at load 7 (session 8; receiving was 2.7-4.1 ms at load 5-6 before millimetre depth was decoded in place and its
+#: value scan skipped).
 STAGE_CPU_BOUNDS_MS = {"inputs_cpu_ms": 2.5, "publish_cpu_ms": 1.3, "input_cpu_ms": 2.5, "tracker_receive_cpu_ms": 3.5,
                        "tracker_reply_cpu_ms": 0.7}
 

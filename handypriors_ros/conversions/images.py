@@ -122,12 +122,12 @@ class WireImage:
     def decoded(self, values: np.ndarray | None = None) -> np.ndarray:
         """Colour -> RGB ``(H, W, 3) uint8``; depth -> ``(H, W) float32`` [m], NaN where there is no return.
         ``values``: the pixels to decode instead of :attr:`values` (a copy of them, e.g. read from shared
-        memory); an rgb8 copy is returned as it is. Millimetre depth (16UC1, mono16) is looked up in a table
-        (one pass; the same values as ``depth_to_metres``)."""
+        memory); an rgb8 copy is returned as it is. Millimetre depth (16UC1, mono16): the values of
+        ``depth_to_metres`` with the holes written in place (``copyto``; its boolean indexing cost twice as much)."""
         values = self.values if values is None else values
         if self.kind == "depth":
             if self.encoding in MILLIMETRE_DEPTH_ENCODINGS and values.dtype == np.uint16:
-                return _millimetre_table().take(values)
+                return _millimetres_to_metres(values)
             return depth_to_metres(values, self.encoding)
         return rgb_to_color(values, self.encoding)
 
@@ -136,11 +136,12 @@ class WireImage:
 MILLIMETRE_DEPTH_ENCODINGS = ("16UC1", "mono16")
 
 
-@functools.lru_cache(maxsize=1)
-def _millimetre_table() -> np.ndarray:
-    """``(65536,) float32``: metres of each uint16 millimetre value as ``depth_to_metres`` computes them, NaN at 0
-    (256 KiB, built once)."""
-    return depth_to_metres(np.arange(65536, dtype=np.uint16), "16UC1")
+def _millimetres_to_metres(values: np.ndarray) -> np.ndarray:
+    """``(H, W) uint16`` [mm] -> ``(H, W) float32`` [m], NaN where 0 (``depth_to_metres``' values, bit for bit)."""
+    depth = values.astype(np.float32)
+    depth *= np.float32(MM_TO_M)
+    np.copyto(depth, np.float32(np.nan), where=values == 0)
+    return depth
 
 
 def image_to_wire(msg: Any, kind: str) -> WireImage:
