@@ -3,14 +3,15 @@
 Tracks the generated cylinder and bottle of ``bench/bench_tracking.py`` (60 frames, start = frame-0 ground truth
 perturbed by 2 cm / 10 deg, seed 0; shipped ``config/*.yaml``, no mask, one torch thread) and times, per frame, as
 process CPU (``bench_filter_step.StageClock``): the frame's preparation (``begin``: luminance of the image around the
-keyframe's points and its summed-area table, hand tables), every linearisation (``normal_equations``: box means,
-sampling, residuals, Jacobian rows, photometric model, weights) and keyframes (``take_keyframe``: a model keyframe
+keyframe's points and its summed-area table), every linearisation (``normal_equations``: box means, sampling, hand
+test, residuals, Jacobian rows, photometric model, weights; on the CPU both are compiled passes,
+``estimation/texture_kernel.py``) and keyframes (``take_keyframe``: a model keyframe
 renders the object's texture). Also the whole tracker step (process CPU) with and without the modality (``texture``
 added to / removed from ``filter.observations``), which includes the Gauss-Newton iterations it adds.
 
     .venv/bin/python bench/bench_texture.py            # -> bench/results/texture_cost.json (exit 1 on a bound)
 
-``REGRESSION_BOUNDS``: about 1.5x the figures of docs/benchmarks.md ("Session 7: texture cost").
+``REGRESSION_BOUNDS``: about 1.5x the figures of docs/benchmarks.md ("Session 8: texture cost (s8tex)").
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ from handypriors_core.physics.settings import load_physics_settings
 from handypriors_core.render.settings import load_render_settings
 
 #: sequence -> metric -> bound [ms] (median / p90 over the frames, keyframe frames included), about 1.5x the
-#: slowest of four runs after the session-7 cost work at load 1.5-1.9 (cylinder 3.9 / 5.8, bottle 3.5 / 4.5 ms; not
-#: the < 1 ms aim; docs/benchmarks.md, "Session 7: texture cost")
+#: slowest of three runs of the compiled passes (session 8) at load 4.6-6.2 (cylinder 1.14 / 1.79, bottle 0.89 /
+#: 1.27 ms; docs/benchmarks.md, "Session 8: texture cost (s8tex)")
 REGRESSION_BOUNDS = {
-    "gen_cylinder": {"texture_median_ms": 5.8, "texture_p90_ms": 8.7},
-    "gen_mesh": {"texture_median_ms": 5.3, "texture_p90_ms": 6.7},
+    "gen_cylinder": {"texture_median_ms": 1.7, "texture_p90_ms": 2.7},
+    "gen_mesh": {"texture_median_ms": 1.35, "texture_p90_ms": 1.9},
 }
 SEQUENCES = ("gen_cylinder", "gen_mesh")
 
