@@ -285,6 +285,7 @@ def test_tracks_and_publishes_pose_covariance_markers_overlay_diagnostics(harnes
     # no object in the images: every frame scores quality 0, so after lost_after (3) frames the track is lost
     assert values["mode"] == "filter" and values["node_state"] == "lost" and float(values["quality"]) == 0.0, values
     assert float(values["tracker_ms"]) > 0 and values["tf_backend"] in ("tf_buffer", "tf2_ros")
+    assert float(values["tracker_step_cpu_ms"]) > 0  # the tracker's CPU in its last step, with the stages
     assert values["joint_map"] in ("ros1_allegro", "identity")
 
 
