@@ -139,8 +139,12 @@ def test_compiled_path_equals_the_torch_path():
     and weights at every level, over two frames (another image and hand re-bound into the kept launches) and two
     keyframes, each level's photometric model fitted at its first linearisation and then held."""
     pose = _pose(3)
+    # the last frame: the same view at twice the resolution (the plan's table grows)
+    K2 = torch.tensor([[2 * F, 0.0, W - 0.5], [0.0, 2 * F, H - 0.5], [0.0, 0.0, 1.0]])
+    large = SimpleNamespace(camera=PinholeCamera(K2, 2 * W, 2 * H),
+                            frame=SimpleNamespace(rgb=_pattern(6).repeat_interleave(2, 0).repeat_interleave(2, 1)))
     frames = [(_obs(_pattern(3)), _Hand(column=W // 2)), (_obs(_pattern(6)), _Hand(column=W // 2 + 10, depth=0.2)),
-              (_obs(_pattern(6)), None)]
+              (_obs(_pattern(6)), None), (large, None)]
     steps = [torch.tensor([0.001, -0.002, 0.001, 0.01, -0.02, 0.015], dtype=_F64),
              torch.tensor([-0.002, 0.001, 0.0, -0.01, 0.01, 0.02], dtype=_F64)]
     out = []
@@ -169,8 +173,8 @@ def test_compiled_path_equals_the_torch_path():
         np.testing.assert_allclose(a.vector, b.vector, atol=1e-9 * np.abs(a.information).max())
         assert a.weight_sum == pytest.approx(b.weight_sum, rel=1e-12)
         assert a.square_sum == pytest.approx(b.square_sum, rel=1e-9)
-    # the second keyframe's overlap in frames 1-3 (entries 39, 49, 59): each hand covered some of its points
-    assert out[0][59][0] > max(out[0][39][0], out[0][49][0]), (out[0][39], out[0][49], out[0][59])
+    # the second keyframe's overlap in frames 1-3 (entries 49, 59, 69): each hand covered some of its points
+    assert out[0][69][0] > max(out[0][49][0], out[0][59][0]), (out[0][49], out[0][59], out[0][69])
 
 
 def test_hand_covered_points_are_dropped():

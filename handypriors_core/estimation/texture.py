@@ -359,11 +359,12 @@ class TextureModality:
         width, height = int(cam.width), int(cam.height)
         pose = object2camera.detach().to("cpu", _F64).numpy()
         margin = max(s.blur_radii) + 2 + s.search_margin
-        if self.use_arrays and obs.frame.rgb.device.type == "cpu" and self.scene.device.type == "cpu":
+        rgb = obs.frame.rgb
+        if self.use_arrays and rgb.device.type == self.scene.device.type == "cpu" and rgb.dtype == torch.uint8:
             plan = self._compiled_plan()
             if plan.keyframe is not kf:
                 plan.load_keyframe(kf)
-            origin = plan.prepare(obs.frame.rgb.numpy(), pose, (fx, fy, cx, cy), margin,
+            origin = plan.prepare(rgb.numpy(), pose, (fx, fy, cx, cy), margin,
                                   occlusion.lookup() if occlusion is not None else None)
             if origin is None:
                 return False
