@@ -15,7 +15,11 @@ import pytest
 import torch
 
 from handypriors_core.estimation.pose_state import PoseState, retract
-from handypriors_core.estimation.region_arrays import line_jacobian_array, line_residual_array
+from handypriors_core.estimation.region_arrays import (
+    line_jacobian_array,
+    line_residual_array,
+    without_weak_directions,
+)
 from handypriors_core.estimation.settings import TrackerSettings
 from handypriors_core.estimation.tracker import ObjectTracker
 from handypriors_core.models import URDFHand, allegro_urdf
@@ -290,3 +294,40 @@ def test_a_late_first_convergence_leaves_the_covariance(colour_tracker):
                 assert torch.all(filt.ekf.covariance.diagonal() >= filt._initial_variances * (1 - 1e-12))
     finally:
         filt.ekf.covariance, filt._frames, filt._settled = saved
+
+
+def test_weak_directions_are_left_to_the_prior():
+    """``without_weak_directions`` removes exactly the pose directions along which the lines add less than
+    ``min_gain`` times the prior's information (generalised eigenvectors of the lines' information against the
+    prior's, here from scipy's generalised eigensolver): the information keeps the other directions' part, the
+    update's step has no part along the removed ones and the full step's part along the others."""
+    from scipy.linalg import eigh
+
+    g = np.random.default_rng(3)
+    weak_axis = np.array([0.002, 0.0, 0.0, 0.0, 1.0, 0.0])  # a rotation the contour barely sees, with a slide
+    weak_axis /= np.linalg.norm(weak_axis)
+    J = g.normal(size=(60, 6)) * np.array([400.0, 400.0, 150.0, 25.0, 25.0, 60.0])
+    J = J - 0.999 * np.outer(J @ weak_axis, weak_axis)
+    w, r, std = g.uniform(0.2, 1.0, 60), g.normal(size=60), 1.5
+    A = g.normal(size=(6, 6))
+    prior = np.diag([1e-5] * 3 + [1e-3] * 3) + 1e-6 * A @ A.T
+    prior_inf = np.linalg.inv(prior)
+    info = (J * w[:, None]).T @ J / std ** 2
+    gains, X = eigh(info, prior_inf)  # info X = prior_inf X diag(gains), X^T prior_inf X = I
+    assert gains[0] < 1.0 < gains[1]  # one direction weaker than the prior, five stronger
+    J_kept = without_weak_directions(J, w, std, prior, 1.0)
+    info_kept = (J_kept * w[:, None]).T @ J_kept / std ** 2
+    weak, strong = X[:, :1], X[:, 1:]
+    expected = info - prior_inf @ weak @ np.diag(gains[:1]) @ weak.T @ prior_inf
+    np.testing.assert_allclose(info_kept, expected, atol=1e-9 * np.abs(info).max())
+
+    def step(jac):
+        return -np.linalg.solve(prior_inf + (jac * w[:, None]).T @ jac / std ** 2, (jac * w[:, None]).T @ r / std ** 2)
+
+    full, kept = step(J), step(J_kept)
+    np.testing.assert_allclose(weak.T @ prior_inf @ kept, 0.0, atol=1e-9)
+    np.testing.assert_allclose(strong.T @ prior_inf @ kept, strong.T @ prior_inf @ full, rtol=1e-7, atol=1e-9)
+    assert abs(float((weak.T @ prior_inf @ full)[0])) > 1e-3  # the full step did move along the weak direction
+    assert without_weak_directions(J, w, std, prior, 0.0) is J  # nothing weaker than no gain
+    everything = without_weak_directions(J, w, std, prior, 2 * gains[-1])
+    np.testing.assert_allclose(everything, 0.0, atol=1e-9 * np.abs(J).max())

@@ -308,7 +308,7 @@ class ObjectPoseFilter:
         if use_texture and self.texture.begin(obs, pose, occlusion, obs.frame.depth is not None):
             modalities.append(self.texture)
         if "region" in names and self.region.begin(obs, pose, occlusion, self._contour_uncertainty(obs),
-                                                           search=settings.start_search):
+                                                   search=settings.start_search, prior_covariance=self.ekf.covariance):
             modalities.append(self.region)
         std = settings.carried_fingertip_std if self._carried else settings.contact_std
         if "contacts" in names and self.contacts.begin(obs, ctx, pose, std):

@@ -43,6 +43,7 @@ from .region_arrays import (
     line_residual_array,
     log_ratio_table,
     without_unseen_array,
+    without_weak_directions,
 )
 from .region_start import start_for_learning
 from .residuals import ResidualBlock
@@ -125,6 +126,7 @@ class RegionModality:
         self._frame_levels = list(range(len(self.settings.scales)))  # coarse-to-fine levels of the frame's iterations
         self._hold = False  # the frame holds its last search's correspondences after its levels (hold_with_depth)
         self._held: tuple | None = None  # (lines, mu, weight, std, correlation) of the frame's last search
+        self._prior: np.ndarray | None = None  # (6, 6) prior covariance of a frame whose weak directions are dropped
         self._radius: float | None = None
 
     # ------------------------------------------------------------------------------------------- lines
@@ -244,13 +246,17 @@ class RegionModality:
 
     # ------------------------------------------------------------------------------------------ update
     def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None,
-              uncertainty: float = 0.0, search: bool = False) -> bool:
+              uncertainty: float = 0.0, search: bool = False, prior_covariance: torch.Tensor | None = None) -> bool:
         """Prepare a frame; False without histograms. The first time (a new track) the histograms are learnt at
         this pose from pixels at least ``uncertainty`` [px] (how far the contour may lie from the projected one)
         inside / outside the contour; with ``search``, a silhouette too thin for that is first looked for
-        (:func:`.region_start.start_for_learning`)."""
+        (:func:`.region_start.start_for_learning`). ``prior_covariance (6, 6)``: the update's prior, against which a
+        frame without depth (not a track's first) drops the directions the lines barely see (``weak_gain``)."""
         self._frame = (obs, occlusion)
         s = self.settings
+        drop_weak = s.weak_gain > 0 and prior_covariance is not None and obs.frame.depth is None \
+            and self.hist_f is not None
+        self._prior = prior_covariance.detach().to("cpu", _F64).numpy() if drop_weak else None
         every = list(range(len(s.scales)))
         # a new track's first frame (no histograms yet) resolves the start's offset: every level, fresh searches
         later = obs.frame.depth is not None and self.hist_f is not None
@@ -429,6 +435,8 @@ class RegionModality:
         r, J = self._evaluate(object2camera, lines, mu)
         w = np.minimum(std * std / var, 1.0) if fa is not None else (std * std / var).clamp(max=1.0)
         correlation = self._correlation(r, J, w, lines.centres)  # information 1 / max(var, std^2) per line
+        if self._prior is not None and level == len(s.scales) - 1:  # the finest level's iterations decide
+            J = self._without_weak(J, w if correlation is None else w / correlation, std)
         self._held = (lines, mu, w, std, correlation)
         return self._block(r, J, w, std, correlation)
 
@@ -450,6 +458,15 @@ class RegionModality:
         if self.unseen is not None:
             J = without_unseen(J, self.unseen[0], pose[:3, :3], self.unseen[1])
         return r, J
+
+    def _without_weak(self, J, w, std: float):
+        """``J (L, 6)`` (numpy or torch) without the directions its lines (weights ``w (L,)``, noise ``std`` [px])
+        see less than ``weak_gain`` times the frame's prior (:func:`~.region_arrays.without_weak_directions`)."""
+        if isinstance(J, torch.Tensor):
+            out = without_weak_directions(J.detach().cpu().numpy(), w.detach().cpu().numpy(), std, self._prior,
+                                          self.settings.weak_gain)
+            return torch.from_numpy(out).to(J)
+        return without_weak_directions(J, w, std, self._prior, self.settings.weak_gain)
 
     def _held_block(self, object2camera: torch.Tensor) -> ResidualBlock:
         """The block of the frame's last search (correspondences, weights, correlation held) at ``object2camera``."""

@@ -268,6 +268,23 @@ def line_correlation(residual: np.ndarray, jacobian: np.ndarray, weight: np.ndar
     return (1 + rho) / (1 - rho)
 
 
+def without_weak_directions(jacobian: np.ndarray, weight: np.ndarray, std: float, prior: np.ndarray,
+                            min_gain: float) -> np.ndarray:
+    """``jacobian (L, 6)`` without the pose directions along which the lines (weights ``weight (L,)``, noise ``std``
+    [px]) add less than ``min_gain`` times the information of the ``prior (6, 6)`` tangent covariance.
+
+    With ``P = C C^T`` the generalised eigenvectors ``x_i = C u_i`` of the lines' information ``Lambda`` against
+    ``P^-1`` (``C^T Lambda C = U diag(g) U^T``) split the tangent; ``J (I - X_w X_w^T P^-1)`` removes the weak ones
+    (``g_i < min_gain``) exactly: its information is ``Lambda`` less their part, its steps have none along them."""
+    C = np.linalg.cholesky(prior)
+    JC = jacobian @ C
+    gain, U = np.linalg.eigh((JC * weight[:, None]).T @ JC / (std * std))
+    weak = U[:, gain < min_gain]
+    if weak.shape[1] == 0:
+        return jacobian
+    return jacobian - (JC @ weak) @ (weak.T @ np.linalg.inv(C))
+
+
 def without_unseen_array(jacobian: np.ndarray, unseen: np.ndarray, rotation: np.ndarray, radius: float
                          ) -> np.ndarray:
     """:func:`~.sparse_depth.without_unseen` of ``jacobian (M, 6)`` in numpy (``unseen (6, k)``)."""

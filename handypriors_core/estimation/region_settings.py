@@ -51,6 +51,11 @@ class RegionSettings:
             ``with_depth`` (the settling frames: the region joins the depth), ``always`` or ``off`` (every line
             independent).
         max_correlation: largest number of lines counted as one independent line.
+        weak_gain: on frames without depth (after a track's first), the finest level's lines observe only the pose
+            directions along which they add at least this many times the prior's information (generalised
+            eigenvectors of their information against the prior covariance); along the others the prior (motion
+            model, contacts) carries the pose. A face-on, half-hidden contour barely sees some rotations, and there
+            its small model-to-image mismatch pulled the pose a little every frame (0 = every direction observed).
     """
 
     view_subdivisions: int = ranged(3, 0, 5)
@@ -74,6 +79,7 @@ class RegionSettings:
     hand_margin: float = ranged(0.005, 0.0, 0.1)
     noise_model: str = "with_depth"
     max_correlation: float = ranged(20.0, 1.0, 1000.0)
+    weak_gain: float = ranged(0.0, 0.0, 1e6)
 
     def __post_init__(self) -> None:
         check_ranges(self, "region")

@@ -209,6 +209,8 @@ class ColourOnlySettings:
             centimetres off).
         carried_fingertip_std: as :class:`FilterSettings`: tight without depth, where the outline barely sees the
             distance along the view ray and the fingers that carry the object fix it (the bottle drifted 2-3 cm).
+        settle_factor: as :class:`FilterSettings` (off: raising a colour-only track's covariance back towards the
+            start's let the contour pull the pose along the directions it barely sees, ``region.weak_gain``).
     """
 
     observations: list[FilterObservation] = field(default_factory=lambda: ["region", "contacts", "texture"])
@@ -221,6 +223,7 @@ class ColourOnlySettings:
     free_std_rotation: float = ranged(0.03, 0.0, math.pi, low_open=True)
     start_search: bool = True
     carried_fingertip_std: float = ranged(0.002, 0.0, 1.0, low_open=True)
+    settle_factor: float = ranged(0.0, 0.0, 1.0)
 
     def __post_init__(self) -> None:
         known = set(FilterObservation.__args__)
