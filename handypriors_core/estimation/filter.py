@@ -187,16 +187,18 @@ class ObjectPoseFilter:
         if self._texture is not None:
             self._texture.reset()
 
-    def _settle(self) -> None:
+    def _settle(self, settings: FilterSettings | None = None) -> None:
         """After a (re)initialisation the first converged updates may still sit in a wrong basin: the k-th one's
-        variances stay at least the initial ones times ``settle_factor^k``, within the ``settle_frames`` frames after
-        it (colour-only updates seldom converge: a first convergence 17 frames in raised the covariance back to the
-        start's, and the box of ``block_lift_wrist`` turned 12 deg at once)."""
+        variances stay at least the initial ones times ``settle_factor^k`` (of the frame's ``settings``, default
+        the filter's: colour-only frames have their own), within the ``settle_frames`` frames after it (colour-only
+        updates seldom converge: a first convergence 17 frames in raised the covariance back to the start's, and the
+        box of ``block_lift_wrist`` turned 12 deg at once)."""
         if self._frames > self.settings.settle_frames:
             return
-        factor = self.settings.settle_factor ** self._settled
+        settle_factor = (settings if settings is not None else self.settings).settle_factor
+        factor = settle_factor ** self._settled
         self._settled += 1
-        if self.settings.settle_factor <= 0 or factor <= 1e-12 or self._initial_variances is None:
+        if settle_factor <= 0 or factor <= 1e-12 or self._initial_variances is None:
             return
         P = self.ekf.covariance
         raise_by = (factor * self._initial_variances - P.diagonal()).clamp_min(0)
@@ -323,7 +325,7 @@ class ObjectPoseFilter:
                                   diagnostics=self.last_update)
         trusted = self.last_update.converged and any(r.accepted for r in results.values())
         if trusted:
-            self._settle()
+            self._settle(settings)
         if use_texture:
             self._texture_keyframe(obs, occlusion, trusted, self.texture in modalities, settings,
                                    any(r.accepted for r in results.values()))
