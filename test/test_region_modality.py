@@ -331,3 +331,41 @@ def test_weak_directions_are_left_to_the_prior():
     assert without_weak_directions(J, w, std, prior, 0.0) is J  # nothing weaker than no gain
     everything = without_weak_directions(J, w, std, prior, 2 * gains[-1])
     np.testing.assert_allclose(everything, 0.0, atol=1e-9 * np.abs(J).max())
+
+
+def test_colour_only_frames_leave_the_directions_the_lines_barely_see_to_the_prior(colour_tracker):
+    """On a frame without depth (after a track's first) the finest level's block has no information along the
+    directions where its lines add less than ``weak_gain`` times the prior's; coarse levels and frames with depth keep
+    every direction."""
+    from scipy.linalg import eigh
+
+    tracker, truth = colour_tracker
+    region = tracker.filter.region
+    obs, occlusion = region._frame
+    assert obs.frame.depth is None and region.hist_f is not None
+    finest = len(region.settings.scales) - 1
+    prior = np.diag([2e-4] * 3 + [1e-3] * 3)  # 1.4 cm / 1.8 deg: some directions better seen by the prior
+
+    def information(pose, iteration, prior_covariance, frame):
+        region.begin(frame, pose, occlusion, prior_covariance=prior_covariance)
+        block = region.linearize(pose, iteration)
+        J, w = np.asarray(block.jacobian, np.float64), np.asarray(block.weight, np.float64)
+        return (J * w[:, None]).T @ J / block.std ** 2
+
+    saved = region.settings.weak_gain
+    try:
+        pose = _poses(truth, 1, 4)[0]
+        full = information(pose, finest, None, obs)
+        gains = eigh(full, np.linalg.inv(prior), eigvals_only=True)
+        region.settings.weak_gain = float(np.sqrt(gains[1] * gains[2]))  # two directions weaker than that
+        kept = eigh(information(pose, finest, torch.from_numpy(prior), obs), np.linalg.inv(prior), eigvals_only=True)
+        np.testing.assert_allclose(kept[:2], 0.0, atol=1e-9 * gains[-1])
+        np.testing.assert_allclose(kept[2:], gains[2:], rtol=1e-6)
+        coarse = information(pose, 0, torch.from_numpy(prior), obs)
+        np.testing.assert_allclose(coarse, information(pose, 0, None, obs), rtol=1e-12)
+        with_depth = dataclasses.replace(obs, frame=dataclasses.replace(
+            obs.frame, depth=torch.ones(obs.frame.rgb.shape[:2])))
+        np.testing.assert_allclose(information(pose, finest, torch.from_numpy(prior), with_depth), full, rtol=1e-12)
+    finally:
+        region.settings.weak_gain = saved
+        region.begin(obs, truth, occlusion)
