@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from handypriors_core.estimation.ekf import EKFSettings, ErrorStateEKF
-from handypriors_core.estimation.iterated_update import CovarianceOptions, UpdateDiagnostics, iterated_update
+from handypriors_core.estimation.iterated_update import (
+    CovarianceOptions,
+    UpdateDiagnostics,
+    iterated_update,
+    reverses,
+)
 from handypriors_core.estimation.pose_state import PoseState, local_difference
 from handypriors_core.estimation.residuals import ResidualBlock
 from handypriors_core.estimation.settings import TrackerSettings
@@ -191,3 +197,90 @@ def test_refine_takes_no_adam_step_where_the_filter_converged(carried_box):
     tracker.initialize(gt.object2camera[0])
     est = tracker.track(frames[0])
     assert est.refine.iterations >= 1 and est.refine.stopped != "filter_converged", est.refine
+
+
+class _Alternating(_Linear):
+    """A linear observation whose target swaps between ``truth [+] d`` and ``truth [+] -d`` from one Gauss-Newton
+    iteration to the next past the first ``fixed`` (as a noise estimate that alternates with the iterate): the
+    iterates cycle between two poses about ``truth``."""
+
+    def __init__(self, name, truth, J, std, d, fixed):
+        super().__init__(name, truth, J, torch.zeros(J.shape[0], dtype=F64), std, 1e-5)
+        self.d, self.fixed = d, fixed
+
+    def linearize(self, pose, iteration):
+        sign = 0.0 if iteration < self.fixed else (1.0 if iteration % 2 else -1.0)
+        e = local_difference(PoseState.from_pose(pose), PoseState.from_pose(self.truth)) - sign * self.d
+        return ResidualBlock(self.name, self.J @ e, self.J, torch.ones(self.J.shape[0], dtype=F64), self.std,
+                             self.floor)
+
+
+def _cycling_problem():
+    g = torch.Generator().manual_seed(3)
+    J = torch.randn(60, 6, generator=g, dtype=F64)
+    truth = torch.eye(4, dtype=F64)
+    truth[:3, :3] = axis_angle_to_matrix(torch.tensor([0.0, 0.05, 0.02], dtype=F64))
+    truth[:3, 3] = torch.tensor([0.01, 0.0, 0.4], dtype=F64)
+    start = torch.eye(4, dtype=F64)
+    start[2, 3] = 0.4
+    # the two targets 0.06 mm / 0.23 deg apart (s8tex's cycles: 0.03-0.05 mm, 0.15-0.25 deg)
+    d = torch.tensor([3e-5, 0.0, 0.0, 0.0, 2e-3, 0.0], dtype=F64)
+    P0 = torch.diag(torch.tensor([1e-4] * 3 + [1e-2] * 3, dtype=F64))
+    return start, truth, J, d, P0
+
+
+def _run(start, P0, modality, options):
+    ekf = ErrorStateEKF(PoseState.from_pose(start), P0.clone(), EKFSettings(covariance_reset=False))
+    diag = UpdateDiagnostics()
+    iterated_update(ekf, [modality], 3, None, options=options, diagnostics=diag)
+    return ekf, diag
+
+
+def test_a_two_cycle_of_the_iterates_converges_at_their_midpoint():
+    start, truth, J, d, P0 = _cycling_problem()
+    std = 1e-3
+    options = {"max_iterations": 10, "keep_prior_unconverged": True}
+    ekf, diag = _run(start, P0, _Alternating("lin", truth, J, std, d, 1), CovarianceOptions(**options))
+    # without the cycle test it runs to 10 iterations unconverged and keeps the prior covariance
+    assert not diag.converged and not diag.cycled and diag.iterations == 10
+    assert torch.allclose(ekf.covariance, P0)
+    ekf, diag = _run(start, P0, _Alternating("lin", truth, J, std, d, 1), CovarianceOptions(**options, cycle_factor=4))
+    assert diag.converged and diag.cycled and diag.iterations == 4
+    # the midpoint of truth [+] d and truth [+] -d (to first order, under the weak prior): the truth
+    e = local_difference(PoseState.from_pose(truth), ekf.state)
+    assert float(e[:3].norm()) < 2e-6 and float(e[3:].norm()) < 2e-5, e
+    assert float(e[3:].norm()) < 0.05 * float(d[3:].norm())
+    # the posterior of the linear problem (both linearisations share J and the std)
+    posterior = torch.linalg.inv(torch.linalg.inv(P0) + J.T @ J / std ** 2)
+    assert torch.allclose(ekf.covariance, posterior, rtol=1e-6, atol=0)
+    # steps that turn back but are large (a wrong basin, not a cycle about one point) are not a cycle
+    ekf, diag = _run(start, P0, _Alternating("lin", truth, J, std, 20 * d, 1),
+                     CovarianceOptions(**options, cycle_factor=4))
+    assert not diag.converged and not diag.cycled and diag.iterations == 10
+
+
+def test_an_update_that_does_not_cycle_is_unchanged_by_the_cycle_test():
+    start, truth, J, _, P0 = _cycling_problem()
+    g = torch.Generator().manual_seed(4)
+    noise = 5e-4 * torch.randn(J.shape[0], generator=g, dtype=F64)
+    for max_iterations in (3, 10):  # converging, and stopped unconverged at 3 iterations
+        out = []
+        for factor in (0.0, 4.0):
+            options = CovarianceOptions(max_iterations=max_iterations, estimate_noise=True,
+                                        keep_prior_unconverged=True, cycle_factor=factor)
+            out.append(_run(start, P0, _Linear("lin", truth, J, noise, 1e-2, 1e-5), options))
+        (a, da), (b, db) = out
+        assert not db.cycled and (da.iterations, da.converged) == (db.iterations, db.converged)
+        assert torch.equal(a.state.pose, b.state.pose) and torch.equal(a.covariance, b.covariance)
+
+
+def test_reverses_needs_small_opposite_steps():
+    small = np.array([3e-5, 0.0, 1e-5, 0.0, 4e-3, 1e-3])
+    assert reverses(small, -small, (2e-4, 2e-3), 4.0)
+    assert reverses(small, -0.8 * small, (2e-4, 2e-3), 4.0)
+    assert not reverses(small, small, (2e-4, 2e-3), 4.0)  # the same way: still descending
+    assert not reverses(small, -0.3 * small, (2e-4, 2e-3), 4.0)  # shrinking: converging
+    assert not reverses(5 * small, -5 * small, (2e-4, 2e-3), 4.0)  # 20 mrad: too large for a cycle
+    turned = small.copy()
+    turned[4] = 0.0
+    assert not reverses(small, -turned, (2e-4, 2e-3), 4.0)  # rotation not reversed

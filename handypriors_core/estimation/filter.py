@@ -319,7 +319,7 @@ class ObjectPoseFilter:
             return {}
         s = settings
         options = CovarianceOptions(s.max_iterations, (s.converged_translation, s.converged_rotation),
-                                    s.noise_estimation, s.keep_prior_unconverged)
+                                    s.noise_estimation, s.keep_prior_unconverged, s.cycle_factor)
         self.last_update = UpdateDiagnostics()
         results = iterated_update(self.ekf, modalities, s.iterations, gate, options=options,
                                   diagnostics=self.last_update)

@@ -33,7 +33,8 @@ from .gating import chi2_threshold, projected_nis
 from .pose_state import retracted_pose_array
 from .residuals import NormalEquations, ResidualBlock
 
-__all__ = ["CovarianceOptions", "PoseModality", "UpdateDiagnostics", "iterated_update", "with_estimated_noise"]
+__all__ = ["CovarianceOptions", "PoseModality", "UpdateDiagnostics", "iterated_update", "reverses",
+           "with_estimated_noise"]
 
 _F64 = torch.float64
 
@@ -81,25 +82,33 @@ class CovarianceOptions:
             (:func:`with_estimated_noise`) and the covariance's ``K R K^T`` uses the noise at the final iterate.
         keep_prior_unconverged: an update that did not converge moves the state but leaves the covariance at the
             prior's (it has not shown where the minimum is).
+        cycle_factor: past the coarse-to-fine iterations, two successive steps that turn back on each other
+            (:func:`reverses`), each below ``cycle_factor`` times ``converged_step``, are a 2-cycle between two
+            iterates (e.g. a noise estimate that alternates with the iterate against another block's pull): the
+            update stops there as converged, at the midpoint of the two iterates, with the covariance of their two
+            linearisations averaged (0 = off: such an update runs to ``max_iterations`` unconverged).
     """
 
     max_iterations: int = 0
     converged_step: tuple[float, float] = (2e-4, 2e-3)
     estimate_noise: bool = False
     keep_prior_unconverged: bool = False
+    cycle_factor: float = 0.0
 
 
 @dataclass
 class UpdateDiagnostics:
     """What one iterated update did: Gauss-Newton iterations, whether it converged, each block's noise.
 
-    Attributes: iterations; converged; noise_std: block name -> per-residual noise [block units] its residuals
+    Attributes: iterations; converged; cycled: it converged as a 2-cycle (:attr:`CovarianceOptions.cycle_factor`);
+    noise_std: block name -> per-residual noise [block units] its residuals
     show at the final iterate; variance_factor: block name -> that noise over the one it was weighed with
     (times its ``correlation``).
     """
 
     iterations: int = 0
     converged: bool = False
+    cycled: bool = False
     noise_std: dict[str, float] = field(default_factory=dict)
     variance_factor: dict[str, float] = field(default_factory=dict)
 
@@ -111,6 +120,21 @@ def with_estimated_noise(block: NormalEquations) -> NormalEquations:
     if block.noise_floor <= 0 or block.weight_sum <= block.rows.shape[0]:
         return block
     return block.with_std(min(block.std, block.noise_std() * math.sqrt(block.correlation)))
+
+
+def reverses(step: np.ndarray, previous: np.ndarray, converged_step: tuple[float, float], factor: float) -> bool:
+    """Whether the pose step ``step (D,)`` (tangent, translation [m] then rotation [rad] first) turns back on
+    ``previous (D,)``: both translation and rotation parts of each below ``factor * converged_step`` and, with
+    translation and rotation measured in units of ``converged_step``, ``|step + previous|`` at most half their mean
+    norm (``step`` about ``-previous``)."""
+    scale = np.array([converged_step[0]] * 3 + [converged_step[1]] * 3)
+    if not np.all(scale > 0):
+        return False
+    s, p = step[:6] / scale, previous[:6] / scale
+    for v in (s, p):
+        if np.linalg.norm(v[:3]) > factor or np.linalg.norm(v[3:]) > factor:
+            return False
+    return bool(np.linalg.norm(s + p) <= 0.25 * (np.linalg.norm(s) + np.linalg.norm(p)))
 
 
 def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iterations: int,
@@ -145,9 +169,11 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     active = list(modalities)
     pose = prior_pose
     e = np.zeros(n)  # x = prior [+] e
-    final_blocks: list[tuple[NormalEquations, np.ndarray]] = []
     step = np.zeros(n)
     converged = False
+    # the linearisations the covariance is taken from: (blocks with their Lambda, A = P^-1 + Lambda, the tangent
+    # step from the blocks' linearisation point to the final state); two when the iterates cycle
+    linearisations: list[tuple[list[tuple[NormalEquations, np.ndarray]], np.ndarray, np.ndarray]] = []
     for it in range(max(1, iterations, opt.max_iterations)):
         blocks: list[tuple[NormalEquations, np.ndarray, np.ndarray]] = []  # (block, Lambda_b, g_b)
         kept = []
@@ -198,12 +224,20 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
             float(step[6:] @ step[6:]) if n > 6 else 0.0)
         if not math.isfinite(step_squared):
             return {name: StepResult(False, "non_finite", correction=zero) for name in results}
+        previous = linearisations[0] if linearisations else None
         e = e + step
         pose = retracted_pose_array(prior_pose, e)
         final_blocks = [(b, Lb) for b, Lb, _ in blocks]
+        linearisations = [(final_blocks, A, step)]
         diag.iterations = it + 1
         step_t, step_r = math.sqrt(sx * sx + sy * sy + sz * sz), math.sqrt(rx * rx + ry * ry + rz * rz)
         converged = step_t <= opt.converged_step[0] and step_r <= opt.converged_step[1]
+        if (not converged and opt.cycle_factor > 0 and previous is not None and it >= iterations
+                and reverses(step, previous[2], opt.converged_step, opt.cycle_factor)):
+            # a 2-cycle: stop at the midpoint of the last two iterates, covariance from both linearisations
+            e = e - 0.5 * step
+            linearisations = [(previous[0], previous[1], previous[2] + 0.5 * step), (final_blocks, A, 0.5 * step)]
+            converged = diag.cycled = True
         diag.converged = converged
         if math.sqrt(step_squared) < min_step or (it + 1 >= iterations and converged):
             break
@@ -211,13 +245,19 @@ def iterated_update(ekf: ErrorStateEKF, modalities: list[PoseModality], iteratio
     if not accepted:
         return results
     # K R K^T with the noise each block's residuals show at the final iterate (the Joseph form holds for any gain)
+    # (a cycle's two linearisations each weigh 1/2: Lambda_R and A are their means)
     Lam_R = P_inv  # P^-1 + sum of the blocks' Lambda_R
-    for b, Lb in final_blocks:
-        noise = b.noise_std(b.residual_at(step))
-        f = b.correlation * noise ** 2 / b.std ** 2 if (opt.estimate_noise and b.noise_floor > 0) else 1.0
-        diag.noise_std[b.name] = noise
-        diag.variance_factor[b.name] = f  # (the block's variance_factor at the final iterate)
-        Lam_R = Lam_R + (f * Lb if f != 1.0 else Lb)
+    share = 1.0 / len(linearisations)
+    for lin_blocks, _, to_final in linearisations:
+        for b, Lb in lin_blocks:
+            noise = b.noise_std(b.residual_at(to_final))
+            f = b.correlation * noise ** 2 / b.std ** 2 if (opt.estimate_noise and b.noise_floor > 0) else 1.0
+            diag.noise_std[b.name] = noise
+            diag.variance_factor[b.name] = f  # (the block's variance_factor at the final iterate)
+            f = f * share
+            Lam_R = Lam_R + (f * Lb if f != 1.0 else Lb)
+    if len(linearisations) > 1:
+        A = sum(lin[1] for lin in linearisations) * share
     if opt.keep_prior_unconverged and not converged:
         P_new = P  # (the prior's, symmetric: the EKF keeps it so)
     else:

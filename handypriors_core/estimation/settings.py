@@ -271,6 +271,9 @@ class FilterSettings:
         converged_translation, converged_rotation: the iterated update has converged when its step is below both
             [m], [rad].
         keep_prior_unconverged: an update that did not converge moves the pose but keeps the prior covariance.
+        cycle_factor: an update whose iterates alternate between two poses (successive steps about opposite, each
+            below ``cycle_factor`` times the converged steps) has converged at their midpoint (0 = off;
+            :class:`~.iterated_update.CovarianceOptions`).
         settle_factor: after a (re)initialisation the k-th converged update keeps at least the initial
             variances times ``settle_factor^k`` (the first fits may sit in a wrong basin; 0 = off).
         settle_observations, settle_frames: observations added to the others during the first ``settle_frames``
@@ -309,6 +312,7 @@ class FilterSettings:
     converged_translation: float = ranged(2e-4, 0.0, 1.0)
     converged_rotation: float = ranged(2e-3, 0.0, math.pi)
     keep_prior_unconverged: bool = True
+    cycle_factor: float = ranged(4.0, 0.0, 1000.0)
     settle_factor: float = ranged(0.03, 0.0, 1.0)
     settle_observations: list[FilterObservation] = field(default_factory=lambda: ["region"])
     settle_frames: int = ranged(10, 0, 10_000)
