@@ -64,8 +64,9 @@ def test_colour_only_texture_turns_a_cylinder_about_its_axis(colour_cylinder, tm
     assert min(abs(e) for e in without) > 5.0, without  # the outline cannot see the turn
     axis, err, filt = _track(obj, frames, truth, tmp_path)
     assert filt.texture.keyframe is not None and filt.texture.keyframe.source == "model"
-    # measured: without 20.6-23.5 deg from the second frame on; with the texture 8.1, 2.0, -0.4, 1.2, 1.9, -1.3,
-    # -1.8, -3.4 deg; ADD-S on the last frame 0.86 cm without, 0.38 cm with
+    # measured (with the region's weak directions left to the prior, s8colour): without 16.8-24.7 deg from the second
+    # frame on; with the texture 8.1, 0.8, 1.1, 2.3, 2.9, 1.0, 0.7, 0.6 deg; ADD-S on the last frame 0.43 cm without,
+    # 0.19 cm with
     assert max(abs(e) for e in axis[2:]) < 5.0, axis
     assert abs(axis[-1]) < abs(without[-1]) / 3, (axis, without)
-    assert err[-1] < min(0.006, err_without[-1]), (err, err_without)
+    assert err[-1] < min(0.003, err_without[-1]), (err, err_without)

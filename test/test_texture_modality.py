@@ -80,7 +80,8 @@ def _pose(seed: int) -> torch.Tensor:
 
 
 def _modality(settings: TextureSettings | None = None, use_arrays: bool = True):
-    m = TextureModality(_scene(_object()), settings or TextureSettings(min_gradient=0.0, without_depth="always"))
+    m = TextureModality(_scene(_object()), settings or TextureSettings(min_gradient=0.0, without_depth="always",
+                                                                          min_facing_without_depth=0.3))
     m.use_arrays = use_arrays
     return m
 
@@ -214,6 +215,23 @@ def test_with_depth_only_for_shapes_depth_cannot_fully_see():
         assert m.joins(False) == (unseen.shape[1] > 0)  # without_depth: unseen_shapes (the default)
         m.settings = TextureSettings(min_gradient=0.0, without_depth=mode)
         assert m.joins(True) == (unseen.shape[1] > 0) and m.begin(obs, pose, None, with_depth=False) == joins
+
+
+def test_frames_without_depth_use_their_own_facing_limit():
+    """``min_facing_without_depth`` rules the points of frames without depth (keyframe and linearisation),
+    ``min_facing`` those of frames with depth."""
+    pose, obs = _pose(6), _obs(_pattern(6))
+    counts = {}
+    for with_depth in (True, False):
+        for limit in (0.3, 0.8):
+            m = _modality(TextureSettings(min_gradient=0.0, max_points=3000, with_depth="always",
+                                          without_depth="always", min_facing=0.3, min_facing_without_depth=limit))
+            assert m.take_keyframe(obs, pose, None, "image", with_depth=with_depth)
+            assert m.begin(obs, pose, None, with_depth=with_depth)
+            assert m.normal_equations(pose.numpy(), 2) is not None
+            counts[with_depth, limit] = (m.keyframe.points.shape[1], m.overlap)
+    assert counts[True, 0.3] == counts[True, 0.8] == counts[False, 0.3], counts
+    assert counts[False, 0.8][0] < counts[False, 0.3][0], counts  # fewer points face the camera that much
 
 
 def test_box_means_and_sampling_helpers():

@@ -351,7 +351,7 @@ class ObjectPoseFilter:
         due = texture.keyframe is None or (used and texture.keyframe_due()) \
             or texture.turned_since_keyframe(pose) > self._texture_settings.max_rotation
         if due:
-            texture.take_keyframe(obs, pose, occlusion, source)
+            texture.take_keyframe(obs, pose, occlusion, source, obs.frame.depth is not None)
 
     def _contour_uncertainty(self, obs: Observation) -> float:
         """How far [px] the object's contour may lie from its projection at the estimate: the largest translation

@@ -236,6 +236,7 @@ class TextureModality:
         self.unseen = None if unseen is None else (unseen[0].detach().to("cpu", _F64).numpy(), float(unseen[1]))
         self.keyframe: Keyframe | None = None
         self._frame: _Frame | None = None
+        self._min_facing = settings.min_facing  # this frame's (begin: with or without depth)
         self._plan: TexturePlan | None = None  # the CPU path's buffers and launches (made on first use)
         #: of the last linearisation: the fraction of the keyframe's points usable, and of those agreeing
         self.overlap = 0.0
@@ -253,10 +254,11 @@ class TextureModality:
 
     # ------------------------------------------------------------------------------------------------ keyframes
     def take_keyframe(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None,
-                      source: str = "image") -> bool:
+                      source: str = "image", with_depth: bool = True) -> bool:
         """Store the points visible at ``object2camera (4, 4)`` with a strong gradient and their intensities in the
         camera image (``source="image"``) or in the object's texture rendered at that pose (``"model"``); False
-        (keyframe unchanged) when fewer than ``min_points`` qualify."""
+        (keyframe unchanged) when fewer than ``min_points`` qualify. ``with_depth``: the frame has depth (which
+        facing limit applies: ``min_facing`` or ``min_facing_without_depth``)."""
         s = self.settings
         pose = object2camera.detach().to("cpu", _F64).numpy()
         cam = obs.camera
@@ -268,7 +270,7 @@ class TextureModality:
         cell = max(4.0, 2.5 * self._spacing * fx / max(float(pose[2, 3]), 0.05))
         idx = visible_points_array(p, n, np.array([[fx], [fy]]), np.array([[cx], [cy]]), width, height, cell, 0.01)
         facing = -(n.take(idx, 1) * p.take(idx, 1)).sum(0) / np.linalg.norm(p.take(idx, 1), axis=0)
-        idx = idx[facing >= s.min_facing]
+        idx = idx[facing >= (s.min_facing if with_depth else s.min_facing_without_depth)]
         if source == "image" and occlusion is not None and idx.size:
             idx = idx[~occlusion.lookup().covers(p.take(idx, 1).T, s.hand_margin)]
         if idx.size < s.min_points:
@@ -352,6 +354,7 @@ class TextureModality:
         (:meth:`joins`)."""
         self._frame = None
         kf, s = self.keyframe, self.settings
+        self._min_facing = s.min_facing if with_depth else s.min_facing_without_depth
         if kf is None or not self.joins(with_depth):
             return False
         cam = obs.camera
@@ -427,7 +430,7 @@ class TextureModality:
             r, rows, w = (a.detach().to("cpu", _F64).numpy() for a in (r, rows, w))
             return NormalEquations.build(self.name, r, np.ascontiguousarray(rows), w, std, floor, corr)
         plan = fr.plan
-        kept, inliers = plan.linearize(object2camera, level, s.blur_radii[level], s.min_facing, s.hand_margin,
+        kept, inliers = plan.linearize(object2camera, level, s.blur_radii[level], self._min_facing, s.hand_margin,
                                        s.robust_scales[min(level, len(s.robust_scales) - 1)], s.robust)
         self.overlap = kept / max(self.keyframe.points.shape[1], 1)
         if kept < s.min_points:
@@ -451,7 +454,7 @@ class TextureModality:
         pose = torch.as_tensor(object2camera).to(device, _F64)
         points, normals, refs = (torch.from_numpy(a).to(device) for a in
                                  (kf.points, kf.normals, kf.intensities[level]))
-        intensity, rows, n_cam, valid = _residuals(fr, s.blur_radii[level], pose, points, normals, s.min_facing,
+        intensity, rows, n_cam, valid = _residuals(fr, s.blur_radii[level], pose, points, normals, self._min_facing,
                                                    s.hand_margin)
         if level not in fr.models:  # the photometric model of this level: fitted once per frame, then held
             fr.models[level] = _photometric_prediction(intensity, refs, n_cam, valid)

@@ -28,6 +28,9 @@ class TextureSettings:
             after the blur).
         min_facing: a point is used while the cosine between its normal and the direction to the camera is at
             least this (grazing points mix in the background).
+        min_facing_without_depth: ``min_facing`` on frames without depth, where the block also observes distance
+            and tilt (no depth holds them): the generated bottle's colour-only rotation was about 1 deg smaller with
+            0.5-0.75 than with 0.3 (docs/benchmarks.md, session 8).
         blur_radii: per Gauss-Newton iteration (coarse to fine; the last repeats), the radius [px] of the box
             filter (mean over ``2 r + 1`` squared pixels) on the luminance before sampling: the convergence basin
             (0 = none).
@@ -61,6 +64,7 @@ class TextureSettings:
     min_points: int = ranged(20, 3, 100_000)
     min_gradient: float = ranged(0.01, 0.0, 10.0)
     min_facing: float = ranged(0.3, 0.0, 1.0)
+    min_facing_without_depth: float = ranged(0.6, 0.0, 1.0)
     blur_radii: list[int] = field(default_factory=lambda: [6, 3, 1])
     search_margin: int = ranged(12, 0, 200)
     robust: Literal["huber", "tukey", "cauchy", "geman_mcclure", "none"] = "huber"
