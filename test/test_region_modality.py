@@ -335,8 +335,8 @@ def test_weak_directions_are_left_to_the_prior():
 
 def test_colour_only_frames_leave_the_directions_the_lines_barely_see_to_the_prior(colour_tracker):
     """On a frame without depth (after a track's first) the finest level's block has no information along the
-    directions where its lines add less than ``weak_gain`` times the prior's; coarse levels and frames with depth keep
-    every direction."""
+    directions where its lines add less than ``weak_gain`` times the prior's, and the next such frame brings in the
+    texture; coarse levels and frames with depth keep every direction."""
     from scipy.linalg import eigh
 
     tracker, truth = colour_tracker
@@ -361,12 +361,21 @@ def test_colour_only_frames_leave_the_directions_the_lines_barely_see_to_the_pri
         kept = eigh(information(pose, finest, torch.from_numpy(prior), obs), np.linalg.inv(prior), eigvals_only=True)
         np.testing.assert_allclose(kept[:2], 0.0, atol=1e-9 * gains[-1])
         np.testing.assert_allclose(kept[2:], gains[2:], rtol=1e-6)
+        # the next frame without depth brings in the texture (region.texture_where_weak) to observe them
+        assert region.left_to_prior and tracker.filter._texture_where_weak(obs)
+        region.settings.texture_where_weak = False
+        assert not tracker.filter._texture_where_weak(obs)
+        region.settings.texture_where_weak = True
         coarse = information(pose, 0, torch.from_numpy(prior), obs)
         np.testing.assert_allclose(coarse, information(pose, 0, None, obs), rtol=1e-12)
         with_depth = dataclasses.replace(obs, frame=dataclasses.replace(
             obs.frame, depth=torch.ones(obs.frame.rgb.shape[:2])))
         np.testing.assert_allclose(information(pose, finest, torch.from_numpy(prior), with_depth),
                                    information(pose, finest, None, with_depth), rtol=1e-12)
+        assert not region.left_to_prior and not tracker.filter._texture_where_weak(with_depth)
+        region.settings.weak_gain = 0.5 * gains[0]  # every direction better seen by the lines than by the prior
+        information(pose, finest, torch.from_numpy(prior), obs)
+        assert not region.left_to_prior
     finally:
-        region.settings.weak_gain = saved
+        region.settings.weak_gain, region.settings.texture_where_weak = saved, True
         region.begin(obs, truth, occlusion)

@@ -303,11 +303,12 @@ class ObjectPoseFilter:
         pose = self.ekf.pose
         modalities = []
         use_depth = "sparse_depth" in names and obs.frame.depth is not None
-        use_texture = "texture" in names and self.texture.joins(obs.frame.depth is not None)
+        weak = "texture" in names and self._texture_where_weak(obs)
+        use_texture = weak or ("texture" in names and self.texture.joins(obs.frame.depth is not None))
         occlusion = HandOcclusion(self.scene, obs) if (use_depth or use_texture or "region" in names) else None
         if use_depth and self.sparse_depth.begin(obs, pose, occlusion):
             modalities.append(self.sparse_depth)
-        if use_texture and self.texture.begin(obs, pose, occlusion, obs.frame.depth is not None):
+        if use_texture and self.texture.begin(obs, pose, occlusion, obs.frame.depth is not None, weak):
             modalities.append(self.texture)
         if "region" in names and self.region.begin(obs, pose, occlusion, self._contour_uncertainty(obs),
                                                    search=settings.start_search, prior_covariance=self.ekf.covariance):
@@ -332,6 +333,12 @@ class ObjectPoseFilter:
         if "region" in names:
             self.region.learn(obs, self.ekf.pose, occlusion)
         return results
+
+    def _texture_where_weak(self, obs: Observation) -> bool:
+        """A frame without depth after one whose contour left pose directions to the prior (``region.weak_gain``): the
+        texture observes them (``region.texture_where_weak``)."""
+        return obs.frame.depth is None and self._region_settings.texture_where_weak and self._region is not None \
+            and self._region.left_to_prior
 
     def _texture_keyframe(self, obs: Observation, occlusion: HandOcclusion | None, trusted: bool,
                           used: bool, settings: FilterSettings, accepted: bool) -> None:

@@ -127,6 +127,8 @@ class RegionModality:
         self._hold = False  # the frame holds its last search's correspondences after its levels (hold_with_depth)
         self._held: tuple | None = None  # (lines, mu, weight, std, correlation) of the frame's last search
         self._prior: np.ndarray | None = None  # (6, 6) prior covariance of a frame whose weak directions are dropped
+        #: the last frame's finest level left some pose directions to the prior (``weak_gain``)
+        self.left_to_prior = False
         self._radius: float | None = None
 
     # ------------------------------------------------------------------------------------------- lines
@@ -257,6 +259,7 @@ class RegionModality:
         drop_weak = s.weak_gain > 0 and prior_covariance is not None and obs.frame.depth is None \
             and self.hist_f is not None
         self._prior = prior_covariance.detach().to("cpu", _F64).numpy() if drop_weak else None
+        self.left_to_prior = False
         every = list(range(len(s.scales)))
         # a new track's first frame (no histograms yet) resolves the start's offset: every level, fresh searches
         later = obs.frame.depth is not None and self.hist_f is not None
@@ -436,7 +439,8 @@ class RegionModality:
         w = np.minimum(std * std / var, 1.0) if fa is not None else (std * std / var).clamp(max=1.0)
         correlation = self._correlation(r, J, w, lines.centres)  # information 1 / max(var, std^2) per line
         if self._prior is not None and level == len(s.scales) - 1:  # the finest level's iterations decide
-            J = self._without_weak(J, w if correlation is None else w / correlation, std)
+            kept = self._without_weak(J, w if correlation is None else w / correlation, std)
+            self.left_to_prior, J = kept is not J, kept
         self._held = (lines, mu, w, std, correlation)
         return self._block(r, J, w, std, correlation)
 
@@ -463,9 +467,9 @@ class RegionModality:
         """``J (L, 6)`` (numpy or torch) without the directions its lines (weights ``w (L,)``, noise ``std`` [px])
         see less than ``weak_gain`` times the frame's prior (:func:`~.region_arrays.without_weak_directions`)."""
         if isinstance(J, torch.Tensor):
-            out = without_weak_directions(J.detach().cpu().numpy(), w.detach().cpu().numpy(), std, self._prior,
-                                          self.settings.weak_gain)
-            return torch.from_numpy(out).to(J)
+            rows = J.detach().cpu().numpy()
+            out = without_weak_directions(rows, w.detach().cpu().numpy(), std, self._prior, self.settings.weak_gain)
+            return J if out is rows else torch.from_numpy(out).to(J)
         return without_weak_directions(J, w, std, self._prior, self.settings.weak_gain)
 
     def _held_block(self, object2camera: torch.Tensor) -> ResidualBlock:

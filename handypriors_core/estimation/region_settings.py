@@ -56,6 +56,9 @@ class RegionSettings:
             eigenvectors of their information against the prior covariance); along the others the prior (motion
             model, contacts) carries the pose. A face-on, half-hidden contour barely sees some rotations, and there
             its small model-to-image mismatch pulled the pose a little every frame (0 = every direction observed).
+        texture_where_weak: on a frame without depth after one whose lines left directions to the prior (``weak_gain``),
+            the texture observation joins (where ``filter.colour_only.observations`` lists it, whatever
+            ``texture.without_depth`` says): the object's own texture sees the rotations its face-on outline does not.
     """
 
     view_subdivisions: int = ranged(3, 0, 5)
@@ -77,9 +80,10 @@ class RegionSettings:
     learn_length: float = ranged(12.0, 1.0, 200.0)
     learn_margin: float = ranged(2.0, 0.0, 100.0)
     hand_margin: float = ranged(0.005, 0.0, 0.1)
-    noise_model: str = "with_depth"
+    noise_model: str = "always"
     max_correlation: float = ranged(20.0, 1.0, 1000.0)
-    weak_gain: float = ranged(0.0, 0.0, 1e6)
+    weak_gain: float = ranged(0.3, 0.0, 1e6)
+    texture_where_weak: bool = True
 
     def __post_init__(self) -> None:
         check_ranges(self, "region")

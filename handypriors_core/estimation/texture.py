@@ -348,14 +348,14 @@ class TextureModality:
 
     # ------------------------------------------------------------------------------------------------ per frame
     def begin(self, obs: Observation, object2camera: torch.Tensor, occlusion: HandOcclusion | None,
-              with_depth: bool) -> bool:
+              with_depth: bool, join: bool = False) -> bool:
         """Prepare this frame at the predicted ``object2camera (4, 4)``: the luminance around the keyframe's points,
         the hand test; False without a keyframe or when the block does not join a frame with depth
-        (:meth:`joins`)."""
+        (:meth:`joins`) and ``join`` (the caller's own reason to observe this frame) is off."""
         self._frame = None
         kf, s = self.keyframe, self.settings
         self._min_facing = s.min_facing if with_depth else s.min_facing_without_depth
-        if kf is None or not self.joins(with_depth):
+        if kf is None or not (join or self.joins(with_depth)):
             return False
         cam = obs.camera
         (fx, _, cx), (_, fy, cy), _ = cam.K.tolist()
