@@ -270,7 +270,7 @@ class TextureModality:
         cell = max(4.0, 2.5 * self._spacing * fx / max(float(pose[2, 3]), 0.05))
         idx = visible_points_array(p, n, np.array([[fx], [fy]]), np.array([[cx], [cy]]), width, height, cell, 0.01)
         facing = -(n.take(idx, 1) * p.take(idx, 1)).sum(0) / np.linalg.norm(p.take(idx, 1), axis=0)
-        idx = idx[facing >= (s.min_facing if with_depth else s.min_facing_without_depth)]
+        idx = idx[facing >= self.facing_limit(with_depth)]
         if source == "image" and occlusion is not None and idx.size:
             idx = idx[~occlusion.lookup().covers(p.take(idx, 1).T, s.hand_margin)]
         if idx.size < s.min_points:
@@ -354,7 +354,7 @@ class TextureModality:
         (:meth:`joins`) and ``join`` (the caller's own reason to observe this frame) is off."""
         self._frame = None
         kf, s = self.keyframe, self.settings
-        self._min_facing = s.min_facing if with_depth else s.min_facing_without_depth
+        self._min_facing = self.facing_limit(with_depth)
         if kf is None or not (join or self.joins(with_depth)):
             return False
         cam = obs.camera
@@ -391,6 +391,13 @@ class TextureModality:
             self._plan = TexturePlan(self.settings.max_points, len(self.settings.blur_radii),
                                      (_LUMA[0] * scale, _LUMA[1] * scale, _LUMA[2] * scale))
         return self._plan
+
+    def facing_limit(self, with_depth: bool) -> float:
+        """The facing limit of a frame with or without depth: ``min_facing_without_depth`` for the shapes the block
+        joins without depth by ``without_depth`` (grazing points of a surface of revolution), else ``min_facing`` (a
+        frame the filter brings the block into for its own reason, e.g. a box's face-on outline)."""
+        s = self.settings
+        return s.min_facing_without_depth if not with_depth and self.joins(False) else s.min_facing
 
     def joins(self, with_depth: bool) -> bool:
         """Whether the block observes a frame with or without depth (``with_depth`` / ``without_depth`` settings:
