@@ -586,8 +586,8 @@ def run_replay(sequence: Path, env: dict, context) -> dict:
 #: Regression bounds on the node process's CPU per message / frame: intake 0.34-0.50 ms per message at load 5-8
 #: (session 6), 0.40-0.47 quiet (session 7); worker 3.3-4.0 ms per posed frame quiet and 4.0 at load 7-8 (session 7;
 #: 4.9-7.3 in session 6); executor 0.30-0.37 ms per image quiet (it was 17.7 ms with every input in rclpy's executor;
-#: docs/benchmarks.md, "Session 5"). About 1.5x the highest at load, so a quiet run stays well inside. Exceeding one
-#: makes the benchmark exit 1.
+#: docs/benchmarks-history.md, "Session 5"). About 1.5x the highest at load, so a quiet run stays well inside.
+#: Exceeding one makes the benchmark exit 1.
 CPU_BOUNDS_MS = {"intake_per_message": 0.7, "executor_per_image": 0.6, "worker_per_posed_frame": 6.5}
 #: Regression bounds on the worker's CPU per frame in its stages (medians of /diagnostics, 30 Hz run) [ms]: session 7
 #: with the images crossing as received, inputs 1.15-1.65 ms quiet and 1.45-1.55 at load 7-8, publish 0.73-0.84 quiet
